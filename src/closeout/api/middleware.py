@@ -1,0 +1,29 @@
+"""Reject oversized bodies (413) and non-JSON bodies (415) on the API before any parsing."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from closeout.api.problems import problem
+
+API_PREFIX = "/api/"
+
+
+class ApiBodyGuard:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith(API_PREFIX) and request.method in ("POST", "PUT", "PATCH"):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+                return problem(413, "body-too-large", "Request body too large",
+                               f"The body may be at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+            content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+            if length and content_type != "application/json":
+                return problem(415, "unsupported-media-type", "Unsupported media type",
+                               "Send the body as application/json.")
+        return self.get_response(request)

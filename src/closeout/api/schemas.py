@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from ninja import Field, Schema
+
+
+class IdDocumentIn(Schema):
+    type: Literal["cn_resident_id", "hkid", "passport"]
+    number: str = Field(..., min_length=1, max_length=40)
+
+
+class ContactIn(Schema):
+    email: str | None = Field(None, max_length=254)
+    phone: str | None = Field(None, max_length=24)
+
+
+class DestinationIn(Schema):
+    type: Literal["original", "bank", "ewallet", "cash"] = "original"
+    account_number: str | None = Field(None, max_length=40)
+    bank_code: str | None = Field(None, max_length=20)
+    wallet_id: str | None = Field(None, max_length=64)
+    provider: str | None = Field(None, max_length=20)
+
+
+class ClosureIn(Schema):
+    card_number: str = Field(..., min_length=1, max_length=32)
+    holder_name: str = Field(..., min_length=1, max_length=200)
+    id_document: IdDocumentIn
+    contact: ContactIn | None = None
+    refund_destination: DestinationIn | None = None
+    channel: Literal["web", "phone", "email", "chat", "branch", "partner_api"] = "partner_api"
+    reason: str = Field("", max_length=200)
+
+
+class FeeOut(Schema):
+    code: str
+    amount: int
+    reason: str
+
+
+class QuoteOut(Schema):
+    currency: str
+    balance: int
+    deposit: int
+    plan_refund: int = 0
+    fees: list[FeeOut]
+    refund: int
+
+
+class ClosureCreated(Schema):
+    reference: str
+    state: str
+    quote: QuoteOut
+    sla_due: str | None
+
+
+class TimelineItem(Schema):
+    at: str
+    state: str
+    note: str
+
+
+class CertificateRef(Schema):
+    id: str
+    verify_url: str
+
+
+class ClosureOut(Schema):
+    reference: str
+    state: str
+    quote: QuoteOut
+    sla_due: str | None
+    timeline: list[TimelineItem]
+    certificate: CertificateRef | None = None
+
+
+class AuthorizationIn(Schema):
+    card_number: str = Field(..., min_length=1, max_length=32)
+    amount: int = Field(..., ge=0, le=10**12)
+    currency: str = Field(..., min_length=3, max_length=3)
+    source: str = Field("api", max_length=40)
+
+
+class AuthorizationOut(Schema):
+    decision: Literal["approved", "declined"]
+    reason: str
+
+
+class CardReceivedIn(Schema):
+    note: str = Field("", max_length=200)
+
+
+class Problem(Schema):
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict] | None = None

@@ -1,0 +1,196 @@
+"""REST API v1: thin routers over the closure services. Errors are application/problem+json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from ninja import Header, NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer
+
+from closeout.api import schemas
+from closeout.api.keys import apikey_check
+from closeout.api.models import ApiKey, IdempotencyRecord
+from closeout.api.problems import field_errors_from_ninja, problem
+from closeout.cards.services import authorization_decide
+from closeout.closures import selectors, services
+from closeout.closures.models import ClosureCase
+from closeout.closures.states import IllegalTransition
+from closeout.common import clock
+from closeout.common.money import Money, exponent
+from closeout.identity.documents import InvalidDocument
+
+
+class BearerKey(HttpBearer):
+    def authenticate(self, request, token):
+        return apikey_check(token)
+
+
+api = NinjaAPI(
+    title="closeout API",
+    version="1",
+    urls_namespace="api-v1",
+    auth=BearerKey(),
+    openapi_url="/openapi.json",
+    docs_url="/docs",
+)
+
+PROBLEMS = {400: schemas.Problem, 401: schemas.Problem, 404: schemas.Problem, 409: schemas.Problem,
+            422: schemas.Problem}
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request, exc):
+    return problem(422, "validation-error", "Invalid request", "Some fields are invalid.",
+                   errors=field_errors_from_ninja(exc.errors))
+
+
+@api.exception_handler(AuthenticationError)
+def on_auth_error(request, exc):
+    return problem(401, "unauthorized", "Unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request, exc):
+    return problem(exc.status_code, "http-error", str(exc) or "Error")
+
+
+def _invalid_field(field: str, message: str) -> HttpResponse:
+    return problem(422, "validation-error", "Invalid request", message, errors=[{"field": field, "message": message}])
+
+
+def _not_verified() -> HttpResponse:
+    return problem(422, "identity-not-verified", "Identity not verified",
+                   "We could not match the card number with this ID document.")
+
+
+def _client(request) -> str:
+    return f"api:{request.auth.prefix}"
+
+
+def _body_hash(request: HttpRequest) -> str:
+    try:
+        canonical = json.dumps(json.loads(request.body), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        canonical = request.body.decode("utf-8", "replace")
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _claim_key(request, key: str | None) -> HttpResponse | IdempotencyRecord:
+    """Claim (client, key) for this request, or answer with a replay / conflict."""
+    if not key:
+        return problem(400, "idempotency-key-missing", "Idempotency-Key header required",
+                       "Send a unique Idempotency-Key header with every POST that creates a closure.")
+    if len(key) > 200:
+        return problem(400, "idempotency-key-invalid", "Idempotency-Key too long", "At most 200 characters.")
+    digest = _body_hash(request)
+    try:
+        with transaction.atomic():
+            return IdempotencyRecord.objects.create(
+                client=_client(request), key=key, request_hash=digest, created_at=clock.now()
+            )
+    except IntegrityError:
+        first = IdempotencyRecord.objects.get(client=_client(request), key=key)
+    if first.request_hash != digest:
+        return problem(422, "idempotency-key-reused", "Idempotency-Key reused",
+                       "This Idempotency-Key was used with a different request body.")
+    if first.status_code is None:
+        return problem(409, "idempotency-key-in-flight", "Request in progress",
+                       "The first request with this Idempotency-Key is still running; retry later.")
+    return HttpResponse(first.body, status=first.status_code, content_type="application/json")
+
+
+def _answer(record: IdempotencyRecord, status: int, body: dict) -> HttpResponse:
+    text = json.dumps(body, ensure_ascii=False)
+    record.status_code, record.body = status, text
+    record.save(update_fields=["status_code", "body"])
+    return HttpResponse(text, status=status, content_type="application/json")
+
+
+@api.post("/closures", response={201: schemas.ClosureCreated, **PROBLEMS}, summary="Request a closure")
+def closure_create(request, payload: schemas.ClosureIn, idempotency_key: str = Header(None, alias="Idempotency-Key")):
+    claimed = _claim_key(request, idempotency_key)
+    if isinstance(claimed, HttpResponse):
+        return claimed
+    try:
+        response = _create(request, payload, claimed)
+    except Exception:
+        claimed.delete()
+        raise
+    if response.status_code >= 400:
+        claimed.delete()  # failed validation is not remembered: the client may fix and retry
+    return response
+
+
+def _create(request, payload: schemas.ClosureIn, record: IdempotencyRecord) -> HttpResponse:
+    try:
+        card = services.identity_check(
+            card_number=payload.card_number, id_type=payload.id_document.type, id_number=payload.id_document.number
+        )
+        case = services.closure_request(
+            card=card, channel=payload.channel, requester=_client(request), reason=payload.reason,
+            refund_destination=payload.refund_destination.dict(exclude_none=True) if payload.refund_destination else {},
+            language=card.holder.language,
+        )
+    except InvalidDocument as exc:
+        return _invalid_field(exc.field, exc.message)
+    except services.InvalidDestination as exc:
+        return _invalid_field(exc.field, str(exc))
+    except services.IdentityNotVerified:
+        return _not_verified()
+    except services.CaseAlreadyOpen:
+        return problem(409, "closure-already-open", "Closure already open",
+                       "A closure is already in progress for this card.")
+    except services.CardNotClosable:
+        return problem(409, "card-not-closable", "Card cannot be closed", "This card is not active.")
+    body = selectors.case_public(case)
+    body.pop("timeline")
+    body.pop("certificate")
+    return _answer(record, 201, body)
+
+
+def _visible_case(request, reference: str) -> ClosureCase | None:
+    case = ClosureCase.objects.filter(reference=reference).first()
+    if case is None:
+        return None
+    if request.auth.scope != ApiKey.Scope.OPERATOR and case.requester != _client(request):
+        return None  # another partner's case looks exactly like a missing one
+    return case
+
+
+@api.get("/closures/{reference}", response={200: schemas.ClosureOut, **PROBLEMS}, summary="Read a closure")
+def closure_read(request, reference: str):
+    case = _visible_case(request, reference)
+    if case is None:
+        return problem(404, "not-found", "Not found", "No closure with this reference.")
+    return 200, selectors.case_public(case)
+
+
+@api.post("/closures/{reference}/card-received", response={200: schemas.ClosureOut, 403: schemas.Problem,
+                                                           **PROBLEMS}, summary="Warehouse check-in")
+def closure_card_received(request, reference: str, payload: schemas.CardReceivedIn | None = None):
+    if request.auth.scope != ApiKey.Scope.OPERATOR:
+        return problem(403, "forbidden", "Forbidden", "This call needs an operator-scope API key.")
+    if _visible_case(request, reference) is None:
+        return problem(404, "not-found", "Not found", "No closure with this reference.")
+    try:
+        case = services.closure_card_received(reference=reference, actor=_client(request),
+                                              note=payload.note if payload else "")
+    except IllegalTransition as exc:
+        return problem(409, "illegal-transition", "Not waiting for the card", f"The closure is {exc.current}.")
+    return 200, selectors.case_public(case)
+
+
+@api.post("/authorizations", response={200: schemas.AuthorizationOut, **PROBLEMS}, summary="Authorize a charge")
+def authorization(request, payload: schemas.AuthorizationIn):
+    currency = payload.currency.upper()
+    try:
+        exponent(currency)
+    except ValueError:
+        return _invalid_field("currency", "Unknown currency.")
+    attempt = authorization_decide(card_number="".join(payload.card_number.split()),
+                                   amount=Money(payload.amount, currency), source=payload.source)
+    return 200, {"decision": attempt.decision, "reason": attempt.reason}

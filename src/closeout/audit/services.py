@@ -1,0 +1,88 @@
+"""Append-only, hash-chained audit events."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from closeout.audit.models import AuditEvent, AuditHead
+from closeout.common import clock
+
+GENESIS = "0" * 64
+
+
+def event_hash(*, seq, at, actor, action, subject, before, after, reason, data, prev_hash) -> str:
+    canonical = json.dumps(
+        {
+            "seq": seq,
+            "at": at.isoformat(timespec="microseconds"),
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "before": before,
+            "after": after,
+            "reason": reason,
+            "data": data,
+            "prev": prev_hash,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def audit_record(
+    *, actor: str, action: str, subject: str, before: str = "", after: str = "", reason: str = "", data=None
+) -> AuditEvent:
+    """Append one event to the chain, inside the caller's transaction (or a new one)."""
+    data = data or {}
+    with transaction.atomic():
+        head, _ = AuditHead.objects.select_for_update().get_or_create(id=1)
+        seq = head.seq + 1
+        at = clock.now()
+        fields = dict(
+            seq=seq, at=at, actor=actor, action=action, subject=subject, before=before, after=after,
+            reason=reason, data=data, prev_hash=head.hash,
+        )
+        digest = event_hash(**fields)
+        event = AuditEvent.objects.create(hash=digest, **fields)
+        head.seq, head.hash = seq, digest
+        head.save(update_fields=["seq", "hash"])
+    return event
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    seq: int
+    problem: str
+
+    def __str__(self) -> str:
+        return f"audit event #{self.seq}: {self.problem}"
+
+
+def audit_verify() -> ChainProblem | None:
+    """Walk the chain in order and return the first tampered, missing or reordered event."""
+    expected_prev = GENESIS
+    expected_seq = 1
+    last = None
+    for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
+        if event.seq != expected_seq:
+            return ChainProblem(expected_seq, "missing (deleted) event")
+        if event.prev_hash != expected_prev:
+            return ChainProblem(event.seq, "does not follow the event before it (reordered or replaced)")
+        recomputed = event_hash(
+            seq=event.seq, at=event.at, actor=event.actor, action=event.action, subject=event.subject,
+            before=event.before, after=event.after, reason=event.reason, data=event.data,
+            prev_hash=event.prev_hash,
+        )
+        if recomputed != event.hash:
+            return ChainProblem(event.seq, "content was changed after it was written")
+        expected_prev, expected_seq, last = event.hash, event.seq + 1, event
+    head = AuditHead.objects.filter(id=1).first()
+    if head and head.seq != (last.seq if last else 0):
+        return ChainProblem((last.seq if last else 0) + 1, "missing (deleted) event at the end of the chain")
+    return None

@@ -1,0 +1,92 @@
+from django.db import models
+
+from closeout.cards.models import Card
+from closeout.closures import states
+
+
+class ReferenceCounter(models.Model):
+    year = models.PositiveIntegerField(primary_key=True)
+    last = models.PositiveIntegerField(default=0)
+
+
+class ClosureCase(models.Model):
+    class Channel(models.TextChoices):
+        WEB = "web", "Web"
+        PHONE = "phone", "Phone"
+        EMAIL = "email", "Email"
+        CHAT = "chat", "Chat"
+        BRANCH = "branch", "Branch counter"
+        PARTNER_API = "partner_api", "Partner API"
+        BULK = "bulk", "Bulk closure"
+
+    reference = models.CharField(max_length=20, unique=True)
+    card = models.ForeignKey(Card, on_delete=models.PROTECT, related_name="closures")
+    channel = models.CharField(max_length=20, choices=Channel.choices)
+    channel_ref = models.CharField(max_length=120, blank=True)
+    requester = models.CharField(max_length=120)
+    reason = models.CharField(max_length=200, blank=True)
+    language = models.CharField(max_length=8, default="en")
+    refund_destination = models.JSONField(default=dict)  # type + masked fields; secrets sealed in *_sealed
+    refund_destination_sealed = models.TextField(blank=True)
+    quote = models.JSONField(default=dict)
+    state = models.CharField(max_length=30, default=states.DRAFT)
+    resume_to = models.CharField(max_length=30, blank=True)
+    sla_due_date = models.DateField(null=True, blank=True)
+    next_action = models.CharField(max_length=30, blank=True)
+    next_action_id = models.CharField(max_length=80, blank=True)
+    next_action_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    action_runs = models.JSONField(default=dict)
+    deadline_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    attention_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["card"], condition=~models.Q(state__in=states.TERMINAL), name="one_open_closure_per_card"
+            ),
+            models.CheckConstraint(condition=models.Q(state__in=states.ALL), name="closure_state_valid"),
+        ]
+
+    def __str__(self):
+        return self.reference
+
+
+class CaseEvent(models.Model):
+    """The case timeline; `key` makes a replayed transition return the recorded result."""
+
+    case = models.ForeignKey(ClosureCase, on_delete=models.PROTECT, related_name="events")
+    key = models.CharField(max_length=120)
+    at = models.DateTimeField()
+    actor = models.CharField(max_length=120)
+    from_state = models.CharField(max_length=30, blank=True)
+    to_state = models.CharField(max_length=30, blank=True)
+    note = models.CharField(max_length=300, blank=True)
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["at", "id"]
+        constraints = [models.UniqueConstraint(fields=["case", "key"], name="case_event_key_once")]
+
+
+class Refund(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    case = models.OneToOneField(ClosureCase, on_delete=models.PROTECT, related_name="refund")
+    idempotency_key = models.CharField(max_length=80, unique=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    destination_type = models.CharField(max_length=20)
+    provider_ref = models.CharField(max_length=80, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices)
+    failure_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gte=0), name="refund_amount_gte_0")]

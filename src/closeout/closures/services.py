@@ -1,0 +1,501 @@
+"""Every write to a closure case. Each service owns its transaction; each transition writes the
+new state, a timeline event, an audit event and the case's next action in that transaction, and
+the action is handed to the workflow engine only after commit."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+
+from closeout.audit.services import audit_record
+from closeout.cards.models import Card, CardCharge
+from closeout.catalog import rules
+from closeout.closures import dispatch, states
+from closeout.closures.models import CaseEvent, ClosureCase, ReferenceCounter, Refund
+from closeout.common import calendars, clock
+from closeout.common.money import Money
+from closeout.identity import documents, vault
+from closeout.ledger import services as ledger
+
+log = logging.getLogger(__name__)
+
+AUTO = object()
+RETURN_DEADLINE = timedelta(days=30)
+REFUND_POLL = timedelta(seconds=5)
+DESTINATION_TYPES = ("original", "bank", "ewallet", "cash")
+
+
+class UnableToCloseCard(Exception):
+    """Base of the errors a closure request can raise."""
+
+
+class IdentityNotVerified(UnableToCloseCard):
+    """The card number and ID document do not belong together (or the card is unknown: same error)."""
+
+
+class CaseAlreadyOpen(UnableToCloseCard):
+    def __init__(self, reference: str):
+        super().__init__(f"closure {reference} is already open for this card")
+        self.reference = reference
+
+
+class CardNotClosable(UnableToCloseCard):
+    """The card is not active (already closed or blocked)."""
+
+
+class InvalidDestination(UnableToCloseCard):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class CaseNotFound(Exception):
+    pass
+
+
+# --- reads used by the services --------------------------------------------------------------
+
+
+def card_balances(card: Card) -> tuple[Money, Money]:
+    currency = card.product.currency
+    return (
+        ledger.account_balance(ledger.card_value_account(card.id), currency),
+        ledger.account_balance(ledger.card_deposit_account(card.id), currency),
+    )
+
+
+def card_plan(card: Card, now) -> rules.Plan | None:
+    if not card.plan_ends_at or not card.plan_starts_at:
+        return None
+    total = max(1, (card.plan_ends_at - card.plan_starts_at).days)
+    remaining = max(0, min(total, (card.plan_ends_at - now).days))
+    return rules.Plan(
+        price=Money(card.plan_price_minor, card.product.currency), total_days=total, remaining_days=remaining,
+        total_data_mb=card.plan_data_mb, remaining_data_mb=max(0, card.plan_data_mb - card.plan_data_used_mb),
+    )
+
+
+def quote_for_card(card: Card, now=None) -> rules.Quote:
+    """Compute the card's quote from the ledger, its open charges and its plan."""
+    now = now or clock.now()
+    balance, deposit = card_balances(card)
+    outstanding = tuple(
+        rules.Outstanding(code=c.code, amount=c.amount, reason=c.reason)
+        for c in card.charges.filter(settled_at__isnull=True).order_by("id")
+    )
+    facts = rules.QuoteFacts(
+        balance=balance, deposit=deposit, issued_at=card.issued_at, transaction_count=card.transaction_count,
+        last_used_at=card.last_used_at, outstanding=outstanding, plan=card_plan(card, now),
+    )
+    return rules.quote(policy=card.product.policy.rules, facts=facts, now=now)
+
+
+def identity_check(*, card_number: str, id_type: str, id_number: str) -> Card:
+    """Return the card when the ID document is the holder's.
+
+    An unknown card and a wrong ID raise the same error after the same work, so the answer
+    cannot be used to find out which card numbers exist.
+
+    :raises documents.InvalidDocument: for malformed input (names the field).
+    :raises IdentityNotVerified: for an unknown card or a non-matching ID.
+    """
+    number = documents.normalize_card_number(card_number)
+    id_number = documents.normalize_id_number(id_type, id_number)
+    wanted = vault.lookup_hash("id", f"{id_type}:{id_number}")
+    card = Card.objects.select_related("holder", "product__policy").filter(number=number).first()
+    stored = card.holder.id_hash if card else "0" * 64
+    if not hmac.compare_digest(stored, wanted) or card is None:
+        raise IdentityNotVerified("card and ID document do not match")
+    return card
+
+
+def _next_reference(now) -> str:
+    year = now.year
+    ReferenceCounter.objects.get_or_create(year=year)
+    counter = ReferenceCounter.objects.select_for_update().get(year=year)
+    counter.last += 1
+    counter.save(update_fields=["last"])
+    return f"CL-{year}-{counter.last:06d}"
+
+
+def _lock(reference: str) -> ClosureCase:
+    try:
+        return ClosureCase.objects.select_for_update().select_related("card__product").get(reference=reference)
+    except ClosureCase.DoesNotExist:
+        raise CaseNotFound(reference)
+
+
+def _workflow_id(case: ClosureCase, action: str) -> str:
+    runs = dict(case.action_runs)
+    runs[action] = runs.get(action, 0) + 1
+    case.action_runs = runs
+    return f"{case.reference}:{action}" if runs[action] == 1 else f"{case.reference}:{action}:{runs[action]}"
+
+
+def _transition(case: ClosureCase, target: str, *, actor: str, key: str, note: str = "", data=None,
+                action=AUTO, due_in: timedelta | None = None) -> CaseEvent | None:
+    """Move a locked case to `target`. A replayed key returns None and changes nothing.
+
+    :raises states.IllegalTransition: when the state machine does not allow it.
+    """
+    if CaseEvent.objects.filter(case=case, key=key).exists():
+        return None
+    states.check_transition(case.state, target, resume_to=case.resume_to or None)
+    now = clock.now()
+    before = case.state
+    if target in (states.ON_HOLD, states.FAILED):
+        if before not in (states.ON_HOLD, states.FAILED):
+            case.resume_to = before
+    else:
+        case.resume_to = ""
+        case.attention_reason = ""
+    case.state = target
+    case.updated_at = now
+    if target == states.CLOSED:
+        case.closed_at = now
+    if action is AUTO:
+        action = states.ACTION_FOR_STATE.get(target, "")
+    if action:
+        case.next_action = action
+        case.next_action_id = _workflow_id(case, action)
+        case.next_action_due_at = now + (due_in or timedelta(0))
+    else:
+        case.next_action = case.next_action_id = ""
+        case.next_action_due_at = None
+    case.save()
+    event = CaseEvent.objects.create(
+        case=case, key=key, at=now, actor=actor, from_state=before, to_state=target, note=note, data=data or {}
+    )
+    audit_record(actor=actor, action="closure.transition", subject=case.reference, before=before, after=target,
+                 reason=note, data=data or {})
+    if action and not due_in:
+        dispatch.enqueue_on_commit(case.reference, action, case.next_action_id)
+    return event
+
+
+def _card_status(card: Card, status: str, *, actor: str, reference: str) -> None:
+    if card.status != status:
+        audit_record(actor=actor, action="card.status", subject=f"card:{card.id}", before=card.status,
+                     after=status, reason=reference)
+        Card.objects.filter(id=card.id).update(status=status)
+        card.status = status
+
+
+def _destination(destination: dict, card: Card) -> tuple[dict, str]:
+    """Return the shown (masked) destination and the sealed secret part."""
+    kind = (destination or {}).get("type", "original")
+    if kind not in DESTINATION_TYPES:
+        raise InvalidDestination("refund_destination.type", "Refund destination must be original, bank, ewallet or cash.")
+    if kind == "bank":
+        account = "".join(ch for ch in str(destination.get("account_number", "")) if ch.isalnum()).upper()
+        if not (6 <= len(account) <= 34):
+            raise InvalidDestination("refund_destination.account_number", "Bank account number must be 6-34 letters or digits.")
+        bank = str(destination.get("bank_code", ""))[:20]
+        sealed = vault.encrypt(card.holder.data_key, account, context="bank")
+        return {"type": kind, "bank_code": bank, "account_masked": "••••" + account[-4:]}, sealed
+    if kind == "ewallet":
+        wallet = str(destination.get("wallet_id", "")).strip()
+        if not (3 <= len(wallet) <= 64):
+            raise InvalidDestination("refund_destination.wallet_id", "E-wallet ID must be 3-64 characters.")
+        provider = str(destination.get("provider", ""))[:20]
+        sealed = vault.encrypt(card.holder.data_key, wallet, context="wallet")
+        return {"type": kind, "provider": provider, "wallet_masked": "••••" + wallet[-3:]}, sealed
+    return {"type": kind}, ""
+
+
+# --- services ---------------------------------------------------------------------------------
+
+
+def closure_request(*, card: Card, channel: str, requester: str, reason: str = "", refund_destination=None,
+                    language: str = "en", channel_ref: str = "") -> ClosureCase:
+    """Open a closure case for an identified card and submit it.
+
+    :raises CaseAlreadyOpen: when the card already has an open case.
+    :raises CardNotClosable: when the card is not active.
+    :raises InvalidDestination: for a malformed refund destination.
+    """
+    destination, sealed = _destination(refund_destination or {}, card)
+    now = clock.now()
+    try:
+        with transaction.atomic():
+            card = Card.objects.select_for_update().select_related("product__policy", "holder").get(id=card.id)
+            open_case = ClosureCase.objects.filter(card=card).exclude(state__in=states.TERMINAL).first()
+            if open_case:
+                raise CaseAlreadyOpen(open_case.reference)
+            if card.status != Card.Status.ACTIVE:
+                raise CardNotClosable(f"card is {card.status}")
+            quote = quote_for_card(card, now)
+            product = card.product
+            case = ClosureCase.objects.create(
+                reference=_next_reference(now), card=card, channel=channel, channel_ref=channel_ref,
+                requester=requester, reason=reason[:200], language=language, refund_destination=destination,
+                refund_destination_sealed=sealed, quote=quote.as_json(), state=states.DRAFT,
+                sla_due_date=calendars.add_working_days(now.date(), product.sla_working_days, product.calendar),
+                created_at=now, updated_at=now,
+            )
+            _card_status(card, Card.Status.CLOSING, actor=requester, reference=case.reference)
+            _transition(case, states.SUBMITTED, actor=requester, key="submit", note=f"requested via {channel}",
+                        data={"channel": channel})
+    except IntegrityError:
+        # Another request for the same card won the race on the one-open-case constraint.
+        open_case = ClosureCase.objects.filter(card_id=card.id).exclude(state__in=states.TERMINAL).first()
+        if open_case:
+            raise CaseAlreadyOpen(open_case.reference)
+        raise
+    return case
+
+
+def closure_verify(*, reference: str, workflow_id: str) -> str:
+    """Record that the card system knows the card and the identity was matched at request."""
+    with transaction.atomic():
+        case = _lock(reference)
+        _transition(case, states.VERIFIED, actor="system", key=f"{workflow_id}:verified",
+                    note="identity and card checked")
+        return case.state
+
+
+def closure_settle(*, reference: str, workflow_id: str) -> str:
+    """Settle the account: deduct fees in the ledger and move what is owed to refunds payable.
+
+    With debts the refund cannot cover the case waits in `verified` for a payment or a waiver.
+    """
+    with transaction.atomic():
+        case = _lock(reference)
+        if case.next_action_id != workflow_id:
+            return case.state
+        card = Card.objects.select_related("product__policy").get(id=case.card_id)
+        quote = quote_for_card(card)
+        case.quote = quote.as_json()
+        if quote.uncovered.minor > 0:
+            case.next_action = case.next_action_id = ""
+            case.next_action_due_at = None
+            case.save()
+            CaseEvent.objects.get_or_create(
+                case=case, key=f"{workflow_id}:waiting_payment",
+                defaults=dict(at=clock.now(), actor="system", from_state=case.state, to_state=case.state,
+                              note=f"waiting for payment of {quote.uncovered.format()}"),
+            )
+            return case.state
+        _post_settlement(case, card, quote)
+        CardCharge.objects.filter(card=card, settled_at__isnull=True).update(
+            settled_at=clock.now(), settled_how="deducted", settled_note=reference)
+        _transition(case, states.SETTLED, actor="system", key=f"{workflow_id}:settled", note="fees settled",
+                    action="")
+        if card.product.physical_return_required and card.physical:
+            case.deadline_at = clock.now() + RETURN_DEADLINE
+            _transition(case, states.AWAITING_RETURN, actor="system", key=f"{workflow_id}:awaiting_return",
+                        note="waiting for the card to be returned", action="")
+        else:
+            _transition(case, states.REFUND_PENDING, actor="system", key=f"{workflow_id}:refund_pending",
+                        note="refund requested")
+        return case.state
+
+
+def _post_settlement(case: ClosureCase, card: Card, quote: rules.Quote) -> None:
+    currency = quote.currency
+    balance, deposit_held = card_balances(card)
+    fees = Money(sum(f.amount.minor for f in quote.fees), currency)
+    forfeited = deposit_held - quote.deposit
+    lines = [
+        (ledger.card_value_account(card.id), balance),
+        (ledger.card_deposit_account(card.id), deposit_held),
+        ("income:plans", quote.plan_refund),
+        (ledger.FEE_INCOME, -fees),
+        ("income:forfeited_deposits", -forfeited),
+        (ledger.refunds_payable_account(case.reference), -quote.refund),
+    ]
+    # The quote took only what was there; what is left of the balance beyond it stays with the card.
+    ledger.ledger_post(key=f"{case.reference}:settle", lines=lines, memo="closure settlement",
+                       subject=case.reference)
+
+
+def refund_order(*, reference: str, workflow_id: str) -> dict | None:
+    """Return what the refund step must send, or None when the case no longer waits for it."""
+    case = ClosureCase.objects.select_related("card").get(reference=reference)
+    if case.next_action_id != workflow_id or case.state != states.REFUND_PENDING:
+        return None
+    return {
+        "idempotency_key": f"{reference}:refund",
+        "amount": case.quote["refund"],
+        "currency": case.quote["currency"],
+        "destination": case.refund_destination,
+    }
+
+
+def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
+    """Record the provider's answer once: the Refund row is unique per case."""
+    with transaction.atomic():
+        case = _lock(reference)
+        if case.state != states.REFUND_PENDING:
+            return case.state
+        refund, _ = Refund.objects.get_or_create(
+            case=case,
+            defaults=dict(
+                idempotency_key=f"{reference}:refund", amount_minor=case.quote["refund"],
+                currency=case.quote["currency"], destination_type=case.refund_destination.get("type", "original"),
+                provider_ref=result.get("provider_ref", ""), status=result["status"], created_at=clock.now(),
+            ),
+        )
+        refund.status = result["status"]
+        refund.provider_ref = result.get("provider_ref", "") or refund.provider_ref
+        refund.failure_reason = result.get("failure_reason", "")
+        if result["status"] == "pending":
+            refund.save()
+            _wait_for_settlement(case, workflow_id)
+            return case.state
+        if result["status"] == "failed":
+            refund.save()
+            _transition(case, states.FAILED, actor="system", key=f"{workflow_id}:failed",
+                        note=f"refund failed: {refund.failure_reason}"[:300], action="")
+            ClosureCase.objects.filter(id=case.id).update(attention_reason="refund failed")
+            return states.FAILED
+        refund.settled_at = clock.now()
+        refund.save()
+        money = Money(refund.amount_minor, refund.currency)
+        ledger.ledger_post(
+            key=f"{reference}:refund",
+            lines=[(ledger.refunds_payable_account(reference), money), (ledger.CLEARING, -money)],
+            memo="refund paid", subject=reference,
+        )
+        _transition(case, states.REFUNDED, actor="system", key=f"{workflow_id}:refunded",
+                    note=f"refunded {money.format()}", data={"provider_ref": refund.provider_ref}, action="")
+        _transition(case, states.DEACTIVATING, actor="system", key=f"{workflow_id}:deactivating",
+                    note="blocking the card")
+        return case.state
+
+
+def _wait_for_settlement(case: ClosureCase, workflow_id: str) -> None:
+    """Keep the case in refund_pending and schedule a status poll (the webhook may come first)."""
+    key = f"{workflow_id}:pending"
+    if CaseEvent.objects.filter(case=case, key=key).exists():
+        return
+    now = clock.now()
+    case.next_action = "refund_status"
+    case.next_action_id = _workflow_id(case, "refund_status")
+    case.next_action_due_at = now + REFUND_POLL
+    case.save()
+    CaseEvent.objects.create(case=case, key=key, at=now, actor="system", from_state=case.state,
+                             to_state=case.state, note="refund accepted, waiting for settlement")
+
+
+def closure_deactivated(*, reference: str, workflow_id: str, result: dict) -> str:
+    """Record that the card system blocked the card; go on to unbinding or close."""
+    with transaction.atomic():
+        case = _lock(reference)
+        if case.state != states.DEACTIVATING:
+            return case.state
+        card = Card.objects.get(id=case.card_id)
+        _card_status(card, Card.Status.BLOCKED, actor="system", reference=reference)
+        if card.bindings.filter(unbound_at__isnull=True).exists():
+            _transition(case, states.UNBINDING, actor="system", key=f"{workflow_id}:unbinding",
+                        note="card blocked; unbinding linked apps", data=result)
+        else:
+            _close(case, card, key=f"{workflow_id}:closed", note="card blocked", data=result)
+        return case.state
+
+
+def closure_unbound(*, reference: str, workflow_id: str, results: dict) -> str:
+    with transaction.atomic():
+        case = _lock(reference)
+        if case.state != states.UNBINDING:
+            return case.state
+        card = Card.objects.get(id=case.card_id)
+        card.bindings.filter(unbound_at__isnull=True, partner__in=list(results)).update(unbound_at=clock.now())
+        _close(case, card, key=f"{workflow_id}:closed", note="linked apps unbound", data=results)
+        return case.state
+
+
+def _close(case: ClosureCase, card: Card, *, key: str, note: str, data: dict) -> None:
+    _transition(case, states.CLOSED, actor="system", key=key, note=note, data=data)
+    _card_status(card, Card.Status.CLOSED, actor="system", reference=case.reference)
+
+
+def closure_card_received(*, reference: str, actor: str, note: str = "") -> ClosureCase:
+    """Warehouse check-in: the returned card arrived; the refund follows."""
+    with transaction.atomic():
+        case = _lock(reference)
+        if case.state in (states.RETURNED, states.REFUND_PENDING) and CaseEvent.objects.filter(
+                case=case, key="card_received").exists():
+            return case
+        _transition(case, states.RETURNED, actor=actor, key="card_received", note=note or "card received",
+                    action="")
+        case.deadline_at = None
+        _transition(case, states.REFUND_PENDING, actor="system", key="card_received:refund", note="refund requested")
+        return case
+
+
+def closure_withdraw(*, reference: str, actor: str, reason: str = "") -> ClosureCase:
+    """The customer cancels before any refund: the card becomes usable again."""
+    with transaction.atomic():
+        case = _lock(reference)
+        _transition(case, states.WITHDRAWN, actor=actor, key=f"withdraw:{case.updated_at.isoformat()}",
+                    note=reason or "withdrawn by the customer", action="")
+        _reopen_card(case, actor)
+        return case
+
+
+def closure_reject(*, reference: str, actor: str, reason: str) -> ClosureCase:
+    with transaction.atomic():
+        case = _lock(reference)
+        _transition(case, states.REJECTED, actor=actor, key=f"reject:{case.updated_at.isoformat()}",
+                    note=reason, action="")
+        _reopen_card(case, actor)
+        return case
+
+
+def _reopen_card(case: ClosureCase, actor: str) -> None:
+    settle = ledger.Posting.objects.filter(key=f"{case.reference}:settle").prefetch_related("lines__account").first()
+    if settle is not None:
+        ledger.ledger_post(
+            key=f"{case.reference}:settle:reversal",
+            lines=[(line.account.code, Money(-line.amount_minor, line.currency)) for line in settle.lines.all()],
+            memo="settlement reversed", subject=case.reference,
+        )
+    card = Card.objects.get(id=case.card_id)
+    _card_status(card, Card.Status.ACTIVE, actor=actor, reference=case.reference)
+
+
+def closure_hold(*, reference: str, actor: str, reason: str) -> ClosureCase:
+    with transaction.atomic():
+        case = _lock(reference)
+        _transition(case, states.ON_HOLD, actor=actor, key=f"hold:{case.updated_at.isoformat()}", note=reason,
+                    action="")
+        return case
+
+
+def closure_resume(*, reference: str, actor: str, note: str = "") -> ClosureCase:
+    """Take a case off hold (or out of needs-attention) and rerun the action of the state it left."""
+    with transaction.atomic():
+        case = _lock(reference)
+        if case.state not in (states.ON_HOLD, states.FAILED) or not case.resume_to:
+            raise states.IllegalTransition(case.state, case.resume_to or "?")
+        _transition(case, case.resume_to, actor=actor, key=f"resume:{case.updated_at.isoformat()}",
+                    note=note or "resumed")
+        return case
+
+
+def closure_action_failed(*, reference: str, workflow_id: str, error: str) -> str:
+    """A step exhausted its retries: park the case where staff will see it."""
+    with transaction.atomic():
+        case = _lock(reference)
+        if case.next_action_id != workflow_id or case.state in states.TERMINAL:
+            return case.state
+        _transition(case, states.FAILED, actor="system", key=f"{workflow_id}:failed", note=error[:300],
+                    action="")
+        ClosureCase.objects.filter(id=case.id).update(attention_reason=error[:200])
+        return states.FAILED
+
+
+def closure_deadline_passed(*, reference: str) -> str:
+    with transaction.atomic():
+        case = _lock(reference)
+        if not case.deadline_at or case.deadline_at > clock.now() or case.state != states.AWAITING_RETURN:
+            return case.state
+        case.deadline_at = None
+        _transition(case, states.FAILED, actor="system", key=f"deadline:{case.updated_at.isoformat()}",
+                    note="the card was not received in time", action="")
+        ClosureCase.objects.filter(id=case.id).update(attention_reason="card not received in time")
+        return states.FAILED

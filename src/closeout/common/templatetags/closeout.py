@@ -1,0 +1,25 @@
+from decimal import Decimal
+
+from babel.numbers import format_currency
+from django import template
+from django.utils import translation
+
+from closeout.common.money import Money, exponent
+
+register = template.Library()
+
+BABEL_LOCALES = {"zh-hans": "zh_Hans_CN", "zh-hant": "zh_Hant_HK", "en": "en_HK"}
+
+
+@register.filter
+def money(minor, currency):
+    """Format integer minor units for the active language, e.g. 'HK$12.30' or 'HK$12.30'."""
+    if minor is None:
+        return ""
+    value = Money(int(minor), currency)
+    locale = BABEL_LOCALES.get(translation.get_language() or "en", "en_HK")
+    # Decimal built from the integer digits: exact, never a float.
+    exp = exponent(currency)
+    units, frac = divmod(abs(value.minor), 10**exp) if exp else (abs(value.minor), 0)
+    text = f"{'-' if value.minor < 0 else ''}{units}" + (f".{frac:0{exp}d}" if exp else "")
+    return format_currency(Decimal(text), currency, locale=locale)

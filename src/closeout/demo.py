@@ -1,0 +1,143 @@
+"""Demo data: the preset products, 60 cards with varied balances, deposits, transaction counts,
+outstanding fees, SIM plans and app bindings, and holders with valid-format Chinese resident ID,
+HKID and passport numbers. Deterministic: loading twice changes nothing."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta
+from datetime import timezone as dt_timezone
+
+from django.db import transaction
+from stdnum.cn import ric
+
+from closeout.cards import services as cards
+from closeout.cards.models import Card
+from closeout.catalog.models import Product, RefundPolicy
+from closeout.catalog.presets import PRODUCTS
+from closeout.closures.services import card_balances
+from closeout.common.money import Money
+from closeout.identity import documents, vault
+
+SEED = 20261125
+NOW = datetime(2026, 11, 1, tzinfo=dt_timezone.utc)
+AREAS = ["110101", "110102", "110105", "310101", "310104"]  # valid for births 1960-1999
+SURNAMES = ["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "周", "吴"]
+GIVEN = ["伟", "芳", "娜", "敏", "静", "强", "磊", "洋", "艳", "勇", "嘉欣", "志明"]
+EN_NAMES = ["Alex Wong", "Priya Nair", "Tom Becker", "Mei Tanaka", "Chan Tai Man", "Sara Lopez", "Ken Ito"]
+PARTNERS = ["maps-app", "transit-wallet", "city-pay"]
+# Minor units by currency exponent: HKD/CNY cents, JPY yen.
+BALANCES = {2: [0, 500, 12000, 45000, 95000, 180000, 290000], 0: [0, 180, 1500, 4200, 9800, 19000]}
+
+
+def products_load() -> dict[str, Product]:
+    out = {}
+    for spec in PRODUCTS:
+        policy, _ = RefundPolicy.objects.get_or_create(
+            code=spec["policy"]["code"], defaults={"name": spec["policy"]["name"], "rules": spec["policy"]["rules"]}
+        )
+        fields = {k: v for k, v in spec.items() if k not in ("policy", "deposit", "code")}
+        product, _ = Product.objects.get_or_create(
+            code=spec["code"],
+            defaults={**fields, "deposit_minor": spec["deposit"], "policy": policy,
+                      "allowed_channels": ["web", "phone", "email", "chat", "branch", "partner_api"]},
+        )
+        out[product.code] = product
+    return out
+
+
+def _card_number(rng: random.Random, prefix: str, length: int) -> str:
+    body = prefix + "".join(rng.choice("0123456789") for _ in range(length - len(prefix) - 1))
+    return body + documents.luhn_check_digit(body)
+
+
+def _id_document(rng: random.Random, i: int) -> tuple[str, str]:
+    kind = ("cn_resident_id", "hkid", "passport")[i % 3]
+    if kind == "cn_resident_id":
+        born = date(1960, 1, 1) + timedelta(days=rng.randrange(0, 40 * 365))
+        body = rng.choice(AREAS) + born.strftime("%Y%m%d") + f"{rng.randrange(0, 1000):03d}"
+        return kind, body + ric.calc_check_digit(body + "0")
+    if kind == "hkid":
+        letter = rng.choice("ACDEGHKPRYZ")
+        digits = f"{rng.randrange(0, 10**6):06d}"
+        return kind, letter + digits + documents.hkid_check_digit(letter, digits)
+    return kind, rng.choice(["E", "K", "G"]) + f"{rng.randrange(0, 10**8):08d}"
+
+
+def _name(rng: random.Random, i: int) -> tuple[str, str]:
+    if i % 3 == 2:
+        return rng.choice(EN_NAMES), "en"
+    return rng.choice(SURNAMES) + rng.choice(GIVEN), ("zh-hans" if i % 3 == 0 else "zh-hant")
+
+
+@transaction.atomic
+def demo_data_load(count: int = 60) -> int:
+    """Load the demo products and cards; return how many cards were created."""
+    products = products_load()
+    rng = random.Random(SEED)
+    created = 0
+    codes = ["OCTO", "OCTO", "SUICA", "YKT", "TSIM", "ESIM"]
+    for i in range(count):
+        product = products[codes[i % len(codes)]]
+        sim = product.kind != Product.Kind.STORED_VALUE
+        number = _card_number(rng, product.number_prefix, 19 if sim else 16)
+        id_type, id_number = _id_document(rng, i)
+        name, language = _name(rng, i)
+        email, phone = f"holder{i:03d}@demo.closeout.test", f"+852{rng.randrange(5, 10)}{rng.randrange(0, 10**7):07d}"
+        exp = 0 if product.currency == "JPY" else 2
+        balance = Money(rng.choice(BALANCES[exp]), product.currency)
+        issued_days = rng.choice([20, 60, 200, 800, 1500])
+        issued_at = NOW - timedelta(days=issued_days)
+        last_used = issued_at + timedelta(days=rng.randrange(0, issued_days)) if i % 5 else None
+        if Card.objects.filter(number=number).exists():
+            continue
+        holder = cards.holder_create(name=name, id_type=id_type, id_number=id_number, email=email, phone=phone,
+                                     language=language)
+        plan = {}
+        if sim:
+            starts = NOW - timedelta(days=rng.randrange(1, 25))
+            plan = dict(plan_price_minor=rng.choice([9800, 16800, 28800]), plan_starts_at=starts,
+                        plan_ends_at=starts + timedelta(days=30), plan_data_mb=rng.choice([5120, 10240, 20480]),
+                        plan_data_used_mb=rng.randrange(0, 4096))
+        card = cards.card_issue(
+            number=number, product=product, holder=holder, issued_at=issued_at, balance=balance,
+            physical=product.kind != Product.Kind.ESIM, transaction_count=rng.randrange(0, 400),
+            last_used_at=last_used, **plan,
+        )
+        if i % 7 == 3:
+            fee = Money(rng.choice([1500, 3000, 250000]) if exp else rng.choice([300, 1200]), product.currency)
+            cards.card_charge_add(card=card, code="overdraft" if i % 2 else "unpaid_fee",
+                                  reason="negative value after the last ride" if i % 2 else "annual fee unpaid",
+                                  amount=fee)
+        if i % 4 == 1:
+            for partner in PARTNERS[: 1 + i % 3]:
+                cards.binding_add(card=card, partner=partner, external_ref=f"{partner}-{card.id:05d}")
+        created += 1
+    return created
+
+
+def demo_cards() -> list[dict]:
+    """Return the cards a tester can try, in the public --list-json shape."""
+    out = []
+    for card in Card.objects.select_related("holder", "product").order_by("id"):
+        holder = card.holder
+        if not holder.data_key:
+            continue
+        contact = cards.holder_contact(holder)
+        balance, _ = card_balances(card)
+        outstanding = sum(c.amount_minor for c in card.charges.filter(settled_at__isnull=True))
+        out.append({
+            "number": card.number,
+            "product": card.product.code,
+            "product_kind": card.product.kind,
+            "holder_name": holder.name,
+            "id_document": {"type": holder.id_type,
+                            "number": vault.decrypt(holder.data_key, holder.id_encrypted, context="id")},
+            "contact": {"email": contact.get("email"), "phone": contact.get("phone")},
+            "balance": balance.minor,
+            "currency": card.product.currency,
+            "outstanding_fees": outstanding,
+            "physical": card.physical,
+            "status": card.status,
+        })
+    return out

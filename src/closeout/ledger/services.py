@@ -1,0 +1,70 @@
+"""Postings: append-only, balanced, idempotent by key. Balances are derived from lines."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+
+from closeout.common import clock
+from closeout.common.money import Money
+from closeout.ledger.models import Account, Line, Posting
+from closeout.ledger.rules import check_balanced
+
+CLEARING = "clearing:payments"
+FEE_INCOME = "income:fees"
+CASH_IN = "clearing:top_ups"
+
+
+def account_kind(code: str) -> str:
+    if code.startswith("income:"):
+        return Account.Kind.INCOME
+    if code.startswith("clearing:"):
+        return Account.Kind.ASSET
+    return Account.Kind.LIABILITY
+
+
+def card_value_account(card_id: int) -> str:
+    return f"card:{card_id}:value"
+
+
+def card_deposit_account(card_id: int) -> str:
+    return f"card:{card_id}:deposit"
+
+
+def refunds_payable_account(reference: str) -> str:
+    return f"payable:{reference}"
+
+
+def _account(code: str, currency: str) -> Account:
+    account, _ = Account.objects.get_or_create(
+        code=code, defaults={"kind": account_kind(code), "currency": currency}
+    )
+    return account
+
+
+def ledger_post(*, key: str, lines: list[tuple[str, Money]], memo: str = "", subject: str = "") -> Posting:
+    """Write a balanced posting once; a second call with the same key returns the first posting.
+
+    :raises Unbalanced: when the lines do not balance.
+    """
+    kept = check_balanced(lines)
+    existing = Posting.objects.filter(key=key).first()
+    if existing:
+        return existing
+    try:
+        with transaction.atomic():
+            posting = Posting.objects.create(key=key, at=clock.now(), memo=memo, subject=subject)
+            Line.objects.bulk_create(
+                Line(posting=posting, account=_account(code, amount.currency), amount_minor=amount.minor,
+                     currency=amount.currency)
+                for code, amount in kept
+            )
+    except IntegrityError:
+        return Posting.objects.get(key=key)
+    return posting
+
+
+def account_balance(code: str, currency: str) -> Money:
+    """Return the credit balance of a liability account (what the operator owes)."""
+    total = Line.objects.filter(account__code=code).aggregate(s=Sum("amount_minor"))["s"] or 0
+    return Money(-total, currency)

@@ -1,0 +1,168 @@
+"""Django settings, read from the environment; the app starts with no configuration at all."""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent
+DATA_DIR = Path(os.environ.get("CLOSEOUT_DATA_DIR", "var")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+(DATA_DIR / "static").mkdir(exist_ok=True)
+
+
+def _kept_secret(name: str, nbytes: int = 48) -> str:
+    """Return a secret from the environment, or one generated once and kept under the data dir."""
+    env_name = f"CLOSEOUT_{name.upper()}"
+    if os.environ.get(env_name):
+        return os.environ[env_name]
+    path = DATA_DIR / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(nbytes))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _kept_secret("secret_key")
+# Root key for PII: HMAC lookups and wrapping of per-holder data keys.
+PII_MASTER_KEY = _kept_secret("pii_key")
+DEBUG = os.environ.get("CLOSEOUT_DEBUG", "") == "1"
+ALLOWED_HOSTS = os.environ.get("CLOSEOUT_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]").split(",")
+PUBLIC_URL = os.environ.get("CLOSEOUT_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "closeout.audit",
+    "closeout.catalog",
+    "closeout.identity",
+    "closeout.cards",
+    "closeout.ledger",
+    "closeout.closures",
+    "closeout.api",
+    "closeout.integrations",
+    "closeout.common",
+    "closeout.portal",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "closeout.api.middleware.ApiBodyGuard",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "closeout.urls"
+WSGI_APPLICATION = "closeout.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'closeout.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+IS_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
+if IS_SQLITE:
+    # IMMEDIATE takes the write lock at BEGIN: a deferred read-then-write upgrade fails at once
+    # under concurrency (busy_timeout cannot help it); WAL lets readers run beside the writer.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test_closeout.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# DBOS system database: beside the application database, in the same engine.
+if IS_SQLITE:
+    DBOS_SYSTEM_DATABASE_URL = os.environ.get(
+        "CLOSEOUT_DBOS_DATABASE_URL", f"sqlite:///{DATA_DIR / 'dbos_sys.sqlite3'}"
+    )
+else:
+    _db = DATABASES["default"]
+    DBOS_SYSTEM_DATABASE_URL = os.environ.get(
+        "CLOSEOUT_DBOS_DATABASE_URL",
+        "postgresql://{user}@{host}:{port}/{name}_dbos".format(
+            user=_db.get("USER") or "postgres",
+            host=_db.get("HOST") or "127.0.0.1",
+            port=_db.get("PORT") or 5432,
+            name=_db["NAME"],
+        ),
+    )
+DBOS_APPLICATION_VERSION = os.environ.get("CLOSEOUT_APP_VERSION", "closeout-1")
+DBOS_EXECUTOR_ID = os.environ.get("CLOSEOUT_EXECUTOR_ID", "worker-1")
+DBOS_POLLING_INTERVAL = float(os.environ.get("CLOSEOUT_QUEUE_POLL_SEC", "0.2"))
+SWEEP_SCHEDULE = os.environ.get("CLOSEOUT_SWEEP_SCHEDULE", "*/5 * * * * *")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("zh-hans", "简体中文"), ("zh-hant", "繁體中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+USE_I18N = True
+TIME_ZONE = "Asia/Hong_Kong"
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+WHITENOISE_USE_FINDERS = True
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = 30 * 60
+SESSION_COOKIE_SECURE = os.environ.get("CLOSEOUT_SECURE_COOKIES", "") == "1"
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+
+# Which implementation each external-system port uses: "simulator" (built in) or a real adapter.
+CLOSEOUT_DISPATCH = os.environ.get("CLOSEOUT_DISPATCH", "1") == "1"
+
+INTEGRATIONS = {
+    "payments": os.environ.get("CLOSEOUT_PAYMENTS", "simulator"),
+    "card_system": os.environ.get("CLOSEOUT_CARD_SYSTEM", "simulator"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("CLOSEOUT_LOG_LEVEL", "INFO")},
+    "loggers": {"dbos": {"level": "WARNING"}},
+}

@@ -1,0 +1,113 @@
+"""Factories and fixtures shared by every layer of tests."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from closeout.common.money import Money
+
+_numbers = itertools.count(1)
+
+
+def card_number(prefix: str = "8101", length: int = 16) -> str:
+    from closeout.identity.documents import luhn_check_digit
+
+    body = prefix + f"{next(_numbers) + os.getpid() % 1000 * 10**6:0{length - len(prefix) - 1}d}"
+    return body + luhn_check_digit(body)
+
+
+HKID = "A1234563"  # check digit valid: A123456(3)
+CN_ID = "11010119900307803X"
+
+
+@pytest.fixture
+def products(db):
+    from closeout.demo import products_load
+
+    return products_load()
+
+
+@pytest.fixture
+def make_card(products):
+    """Issue a card: make_card("OCTO", balance=12000, days_old=200, charges=[("overdraft", 500)])."""
+    from closeout.cards import services as cards
+    from closeout.common import clock
+
+    def make(product_code="OCTO", *, balance=10000, days_old=400, id_type="hkid", id_number=HKID,
+             charges=(), bindings=(), physical=True, transactions=10, email="holder@example.test",
+             phone="+85291234567", plan_days_left=None):
+        product = products[product_code]
+        holder = cards.holder_create(name="陈大文", id_type=id_type, id_number=id_number, email=email, phone=phone)
+        plan = {}
+        prefix, length = product.number_prefix, 16 if product.kind == "stored_value" else 19
+        if plan_days_left is not None:
+            now = clock.now()
+            plan = dict(plan_price_minor=30000, plan_starts_at=now - timedelta(days=30 - plan_days_left),
+                        plan_ends_at=now + timedelta(days=plan_days_left), plan_data_mb=10240)
+        card = cards.card_issue(
+            number=card_number(prefix, length), product=product, holder=holder,
+            issued_at=clock.now() - timedelta(days=days_old), balance=Money(balance, product.currency),
+            physical=physical, transaction_count=transactions, **plan,
+        )
+        for code, amount in charges:
+            cards.card_charge_add(card=card, code=code, reason=code, amount=Money(amount, product.currency))
+        for partner in bindings:
+            cards.binding_add(card=card, partner=partner, external_ref=f"{partner}-{card.id}")
+        return card
+
+    return make
+
+
+def unique_dbos_url(tmp_path) -> str:
+    """A fresh DBOS system database for one test: a file on SQLite, a database on PostgreSQL."""
+    from django.conf import settings
+
+    if settings.IS_SQLITE:
+        return f"sqlite:///{tmp_path / 'dbos_sys.sqlite3'}"
+    return f"postgresql://postgres@127.0.0.1:5432/closeout_dbos_{uuid.uuid4().hex[:10]}"
+
+
+def drop_dbos_database(url: str) -> None:
+    if not url.startswith("postgresql"):
+        return
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def dbos_worker(transactional_db, settings, tmp_path):
+    """Run DBOS in this process as the worker, with dispatch on, on a fresh system database."""
+    from closeout import worker
+    from closeout.closures import dispatch
+
+    url = unique_dbos_url(tmp_path)
+    settings.DBOS_SYSTEM_DATABASE_URL = url
+    settings.CLOSEOUT_DISPATCH = True
+    dispatch.reset_client()
+    worker.migrate_system_database()
+    worker.launch(executor_id="test-worker")
+    yield url
+    worker.shutdown()
+    dispatch.reset_client()
+    drop_dbos_database(url)
+
+
+def wait_for(predicate, timeout=30.0, interval=0.1):
+    """Poll until predicate() is truthy; return its value or fail after timeout seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
