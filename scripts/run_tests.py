@@ -32,7 +32,8 @@ def main() -> int:
     ruff = subprocess.call([sys.executable, "-m", "ruff", "check", "src", "tests"])
     code = run("SQLite", {**base, "CLOSEOUT_TEST_ENGINE": "sqlite"}, [])
     if postgres_up():
-        pg_env = {**base, "CLOSEOUT_TEST_ENGINE": "postgres", "DATABASE_URL": PG_URL}
+        pg_env = {**base, "CLOSEOUT_TEST_ENGINE": "postgres", "DATABASE_URL": PG_URL,
+                  "CLOSEOUT_TEST_DB_SUFFIX": f"_{os.getpid()}"}
         code = run("PostgreSQL", pg_env, ["-m", "not browser and not sqlite_only"]) or code
     elif os.environ.get("CI") == "true":
         print("PostgreSQL is not reachable at 127.0.0.1:5432 and CI=true: failing", flush=True)

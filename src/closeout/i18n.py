@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def compile_catalogs(locale_dir: Path = LOCALE_DIR) -> int:
+def compile_catalogs(root: Path = PACKAGE_DIR) -> int:
+    """Compile every catalog under the package: the project's and each app's `locale/`."""
     from babel.messages.mofile import write_mo
     from babel.messages.pofile import read_po
 
     compiled = 0
-    for po_path in locale_dir.glob("*/LC_MESSAGES/*.po"):
+    for po_path in root.glob("**/locale/*/LC_MESSAGES/*.po"):
         mo_path = po_path.with_suffix(".mo")
         if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
             continue

@@ -95,6 +95,11 @@ if IS_SQLITE:
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test_closeout.sqlite3")}
+else:
+    # Several suites may share one PostgreSQL server: keep their test databases apart.
+    DATABASES["default"]["TEST"] = {
+        "NAME": f"test_{DATABASES['default']['NAME']}{os.environ.get('CLOSEOUT_TEST_DB_SUFFIX', '')}"
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
