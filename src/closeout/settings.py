@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "closeout.integrations",
     "closeout.common",
     "closeout.portal",
+    "closeout.notifications",
+    "closeout.integrations.sms",
 ]
 
 MIDDLEWARE = [
@@ -154,6 +156,18 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+CSRF_FAILURE_VIEW = "closeout.portal.views.csrf_failure"
+
+# Email goes over SMTP, by default to a local relay on port 1025 (aiosmtpd, Mailpit). There is no
+# console fallback on purpose: a console backend would print one-time codes into the logs.
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = os.environ.get("CLOSEOUT_SMTP_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("CLOSEOUT_SMTP_PORT", "1025"))
+EMAIL_HOST_USER = os.environ.get("CLOSEOUT_SMTP_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("CLOSEOUT_SMTP_PASSWORD", "")
+EMAIL_USE_TLS = os.environ.get("CLOSEOUT_SMTP_STARTTLS", "") == "1"
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("CLOSEOUT_MAIL_FROM", "closeout <no-reply@closeout.invalid>")
 
 # Which implementation each external-system port uses: "simulator" (built in) or a real adapter.
 CLOSEOUT_DISPATCH = os.environ.get("CLOSEOUT_DISPATCH", "1") == "1"

@@ -3,12 +3,15 @@ from django.urls import include, path
 
 from closeout.api.v1 import api
 from closeout.integrations import views as sim
+from closeout.integrations.sms import views as sim_sms
 from closeout.portal import views as portal
 
 urlpatterns = [
     path("api/v1/", api.urls),
     path("sim/payments/refunds", sim.payment_refunds),
+    path("sim/payments/payments", sim.payment_payments),
     path("sim/cards/blocked", sim.cards_blocked),
+    path("sim/sms/messages", sim_sms.messages),
     path("sim/faults", sim.faults),
     path("", portal.pick_language, name="root"),
     path("i18n/", include("django.conf.urls.i18n")),

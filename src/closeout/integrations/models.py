@@ -32,3 +32,17 @@ class SimCardBlock(models.Model):
     card_number = models.CharField(max_length=20, db_index=True)
     request_count = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class SimPayment(models.Model):
+    """A customer payment taken by the simulated provider (outstanding fees before a closure)."""
+
+    idempotency_key = models.CharField(max_length=120, unique=True)
+    provider_ref = models.CharField(max_length=40, unique=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    description = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=20)
+    failure_reason = models.CharField(max_length=200, blank=True)
+    request_count = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)

@@ -9,7 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from closeout.api.problems import problem
-from closeout.integrations.models import SimCardBlock, SimFault, SimRefund
+from closeout.integrations.models import SimCardBlock, SimFault, SimPayment, SimRefund
 
 FAULT_MODES = ("timeout", "error_5xx", "decline", "pending", "lost_response")
 
@@ -24,6 +24,16 @@ def payment_refunds(request):
              "request_count": r.request_count}
             for r in rows
         ],
+        safe=False,
+    )
+
+
+@require_GET
+def payment_payments(request):
+    return JsonResponse(
+        [{"idempotency_key": p.idempotency_key, "amount": p.amount_minor, "currency": p.currency,
+          "description": p.description, "status": p.status, "provider_ref": p.provider_ref,
+          "request_count": p.request_count} for p in SimPayment.objects.order_by("id")],
         safe=False,
     )
 

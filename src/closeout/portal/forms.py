@@ -1,22 +1,48 @@
+"""Portal forms: parse and check input, with messages in the customer's language."""
+
+from __future__ import annotations
+
+import re
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
+from stdnum import iban
 
 from closeout.identity import documents
+from closeout.portal.labels import DESTINATION_LABELS
+
+CARD_NUMBER_ATTRS = {
+    "inputmode": "numeric", "autocomplete": "off", "spellcheck": "false", "data-luhn": "1",
+    "aria-describedby": "card-number-hint card-number-live",
+}
+BAD_CARD = _("This card number is not valid. Please check the digits.")
 
 
-class IdentifyForm(forms.Form):
-    card_number = forms.CharField(label=_("Card number"), max_length=32,
-                                  widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}))
+def _clean_card_number(value: str) -> str:
+    try:
+        return documents.normalize_card_number(value)
+    except documents.InvalidDocument:
+        raise forms.ValidationError(BAD_CARD, code="card_number")
+
+
+class CardNumberField(forms.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(label=_("Card number"), max_length=32,
+                         widget=forms.TextInput(attrs=dict(CARD_NUMBER_ATTRS)), **kwargs)
+
+
+class SignInForm(forms.Form):
+    card_number = CardNumberField()
     id_type = forms.ChoiceField(label=_("ID document"), choices=[
         ("cn_resident_id", _("Mainland resident ID")), ("hkid", _("HKID")), ("passport", _("Passport"))])
     id_number = forms.CharField(label=_("ID document number"), max_length=40,
-                                widget=forms.TextInput(attrs={"autocomplete": "off"}))
+                                widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+    channel = forms.ChoiceField(label=_("Send the one-time code by"), widget=forms.RadioSelect, initial="sms",
+                                choices=[("sms", _("SMS to the phone number on file")),
+                                         ("email", _("Email to the address on file"))])
 
     def clean_card_number(self):
-        try:
-            return documents.normalize_card_number(self.cleaned_data["card_number"])
-        except documents.InvalidDocument:
-            raise forms.ValidationError(_("This card number is not valid. Please check the digits."))
+        return _clean_card_number(self.cleaned_data["card_number"])
 
     def clean(self):
         data = super().clean()
@@ -28,9 +54,70 @@ class IdentifyForm(forms.Form):
         return data
 
 
+class CodeForm(forms.Form):
+    code = forms.CharField(label=_("One-time code"), max_length=12, widget=forms.TextInput(attrs={
+        "inputmode": "numeric", "autocomplete": "one-time-code", "pattern": "[0-9 ]*", "aria-describedby": "code-hint"}))
+
+    def clean_code(self):
+        code = re.sub(r"\s", "", self.cleaned_data["code"])
+        if not re.fullmatch(r"[0-9]{6}", code):
+            raise forms.ValidationError(_("The code has 6 digits."))
+        return code
+
+
+class CheckForm(forms.Form):
+    card_number = CardNumberField()
+
+    def clean_card_number(self):
+        return _clean_card_number(self.cleaned_data["card_number"])
+
+
+WALLETS = [("alipayhk", _("AlipayHK")), ("wechatpay", _("WeChat Pay")), ("payme", _("PayMe")), ("other", _("Other"))]
+_BANK_CODE = re.compile(r"^([0-9]{3}|[A-Z]{6}[A-Z0-9]{2}([A-Z0-9]{3})?)$")
+
+
 class ConfirmForm(forms.Form):
-    destination = forms.ChoiceField(label=_("Refund destination"), choices=[
-        ("original", _("Original payment method")), ("cash", _("Cash at a branch"))], initial="original")
+    destination = forms.ChoiceField(label=_("Refund destination"), widget=forms.RadioSelect, initial="original",
+                                    choices=[(k, v) for k, v in DESTINATION_LABELS.items()])
+    bank_code = forms.CharField(label=_("Bank code (3 digits) or SWIFT code"), max_length=11, required=False,
+                                widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+    account_number = forms.CharField(label=_("Account number"), max_length=42, required=False,
+                                     widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
+                                                                   "inputmode": "text"}))
+    wallet_provider = forms.ChoiceField(label=_("E-wallet"), choices=WALLETS, required=False)
+    wallet_id = forms.CharField(label=_("E-wallet account (phone number or ID)"), max_length=64, required=False,
+                                widget=forms.TextInput(attrs={"autocomplete": "off"}))
     consent = forms.BooleanField(
-        label=_("I ask to close this card. I understand the card will stop working and the refund shown above "
-                "will be paid."), required=True)
+        label=_("I ask to close this card. I understand that the card will stop working for good and that the "
+                "refund shown above will be paid to the destination I chose."), required=True,
+        error_messages={"required": _("Please confirm that you want to close this card.")})
+
+    def clean(self):
+        data = super().clean()
+        kind = data.get("destination")
+        if kind == "bank":
+            code = re.sub(r"[\s-]", "", data.get("bank_code", "")).upper()
+            account = re.sub(r"[\s-]", "", data.get("account_number", "")).upper()
+            if not _BANK_CODE.match(code):
+                self.add_error("bank_code", _("Enter the 3-digit bank code or an 8 or 11 character SWIFT code."))
+            if not re.fullmatch(r"[A-Z0-9]{6,34}", account) or (re.match(r"^[A-Z]{2}[0-9]{2}", account)
+                                                                 and not iban.is_valid(account)):
+                self.add_error("account_number", _("Enter the account number: 6 to 34 letters or digits."))
+            data["bank_code"], data["account_number"] = code, account
+        elif kind == "ewallet":
+            wallet = data.get("wallet_id", "").strip()
+            if not data.get("wallet_provider"):
+                self.add_error("wallet_provider", _("Choose your e-wallet."))
+            if not 3 <= len(wallet) <= 64:
+                self.add_error("wallet_id", _("Enter your e-wallet account: 3 to 64 characters."))
+            data["wallet_id"] = wallet
+        return data
+
+    def refund_destination(self) -> dict:
+        data = self.cleaned_data
+        kind = data["destination"]
+        if kind == "bank":
+            return {"type": kind, "bank_code": data["bank_code"], "account_number": data["account_number"]}
+        if kind == "ewallet":
+            return {"type": kind, "provider": data["wallet_provider"], "wallet_id": data["wallet_id"]}
+        return {"type": kind}

@@ -16,7 +16,25 @@ class RefundResult:
         return {"status": self.status, "provider_ref": self.provider_ref, "failure_reason": self.failure_reason}
 
 
+@dataclass(frozen=True)
+class PaymentResult:
+    status: str  # succeeded | failed
+    provider_ref: str
+    failure_reason: str = ""
+
+    def as_json(self) -> dict:
+        return {"status": self.status, "provider_ref": self.provider_ref, "failure_reason": self.failure_reason}
+
+
 class PaymentProvider(Protocol):
+    def pay(self, *, idempotency_key: str, amount: Money, description: str) -> PaymentResult:
+        """Take a payment from the customer once per idempotency key; a repeated key returns the
+        first payment, a repeated key with another amount is refused.
+
+        :raises TransientError: when the outcome is unknown (retry with the same key).
+        :raises PermanentError: when the key was used with other parameters.
+        """
+
     def refund(self, *, idempotency_key: str, amount: Money, destination: dict) -> RefundResult:
         """Refund once per idempotency key; a repeated key returns the first refund.
 

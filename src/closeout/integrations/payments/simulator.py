@@ -13,8 +13,8 @@ from closeout.common import clock
 from closeout.common.money import Money
 from closeout.integrations.errors import PermanentError, TransientError
 from closeout.integrations.faults import take_fault
-from closeout.integrations.models import SimRefund
-from closeout.integrations.payments.port import RefundResult
+from closeout.integrations.models import SimPayment, SimRefund
+from closeout.integrations.payments.port import PaymentResult, RefundResult
 
 
 def _result(row: SimRefund) -> RefundResult:
@@ -22,6 +22,32 @@ def _result(row: SimRefund) -> RefundResult:
 
 
 class SimulatedPaymentProvider:
+    def pay(self, *, idempotency_key: str, amount: Money, description: str) -> PaymentResult:
+        mode = take_fault("payments", "pay")
+        if mode == "error_5xx":
+            raise TransientError("payment provider answered 503")
+        with transaction.atomic():
+            row = SimPayment.objects.select_for_update().filter(idempotency_key=idempotency_key).first()
+            if row is not None:
+                if (row.amount_minor, row.currency) != (amount.minor, amount.currency):
+                    raise PermanentError("idempotency key reused with other parameters")
+                row.request_count += 1
+                row.save(update_fields=["request_count"])
+            else:
+                status, reason = ("failed", "card declined") if mode == "decline" else ("succeeded", "")
+                try:
+                    with transaction.atomic():
+                        row = SimPayment.objects.create(
+                            idempotency_key=idempotency_key, provider_ref="py_" + secrets.token_hex(8),
+                            amount_minor=amount.minor, currency=amount.currency, description=description[:200],
+                            status=status, failure_reason=reason,
+                        )
+                except IntegrityError:
+                    raise TransientError("concurrent request with the same idempotency key")
+        if mode in ("timeout", "lost_response"):
+            raise TransientError("payment provider timed out after taking the payment")
+        return PaymentResult(status=row.status, provider_ref=row.provider_ref, failure_reason=row.failure_reason)
+
     def refund(self, *, idempotency_key: str, amount: Money, destination: dict) -> RefundResult:
         mode = take_fault("payments", "refund")
         if mode == "error_5xx":

@@ -1,0 +1,191 @@
+"""One-time codes for the customer portal: request, verify, throttle.
+
+A code is a low-assurance confirmation bound to one card: it lets the browser session that asked
+for it act on that card's closure, nothing else. Every answer is the same whether or not the card
+exists or the ID document matches; throttles count the card number as typed, so an unknown number
+is throttled exactly like a known one.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+
+from closeout.cards.models import Card
+from closeout.common import clock
+from closeout.identity import documents, rules, vault
+from closeout.identity.models import OtpChallenge, OtpEvent
+
+
+class UnableToSendCode(Exception):
+    """Base of the errors of `otp_request`."""
+
+
+class CodeSendThrottled(UnableToSendCode):
+    def __init__(self, until: datetime):
+        super().__init__("too many codes requested")
+        self.until = until
+
+
+class UnableToVerifyCode(Exception):
+    """Base of the errors of `otp_verify`."""
+
+
+class CodeWrong(UnableToVerifyCode):
+    def __init__(self, attempts_left: int):
+        super().__init__("wrong code")
+        self.attempts_left = attempts_left
+
+
+class CodeExpired(UnableToVerifyCode):
+    """The code is older than its time to live, or the challenge is unknown."""
+
+
+class CodeUsedUp(UnableToVerifyCode):
+    """The code was already used or entered wrongly too many times: ask for a new one."""
+
+
+class VerifyLocked(UnableToVerifyCode):
+    def __init__(self, until: datetime):
+        super().__init__("too many wrong codes")
+        self.until = until
+
+
+@dataclass(frozen=True)
+class Verified:
+    card: Card
+    challenge_id: str
+
+
+def subject_hash(card_number: str) -> str:
+    return vault.lookup_hash("otp-subject", card_number)
+
+
+def client_hash(client_address: str) -> str:
+    return vault.lookup_hash("otp-client", client_address or "-")
+
+
+def _code_hash(public_id: str, code: str) -> str:
+    return vault.lookup_hash("otp-code", f"{public_id}:{code}")
+
+
+def _times(kind: str, field: str, value: str, limits, now: datetime) -> list[datetime]:
+    since = now - rules.history_span(limits)
+    return list(OtpEvent.objects.filter(**{field: value}, kind=kind, at__gt=since).values_list("at", flat=True))
+
+
+def _locked_until(subject: str, client: str, now: datetime) -> datetime | None:
+    checks = (
+        (OtpEvent.Kind.FAILURE, "subject_hash", subject, rules.FAILURE_LIMITS_SUBJECT),
+        (OtpEvent.Kind.FAILURE, "client_hash", client, rules.FAILURE_LIMITS_CLIENT),
+    )
+    return _latest(checks, now)
+
+
+def _latest(checks, now: datetime) -> datetime | None:
+    until = None
+    for kind, field, value, limits in checks:
+        candidate = rules.blocked_until(_times(kind, field, value, limits, now), limits, now)
+        if candidate and (until is None or candidate > until):
+            until = candidate
+    return until
+
+
+def otp_request(*, card_number: str, id_type: str, id_number: str, channel: str, client_address: str,
+                language: str) -> OtpChallenge:
+    """Create a challenge and, when the card and ID document match, send its code.
+
+    The code goes to the chosen channel on file, or to the other one when the holder has no such
+    contact. Nothing in the result says whether a code was sent.
+
+    :raises documents.InvalidDocument: for a malformed card or ID number.
+    :raises CodeSendThrottled: when this card number or client address asked too often, or is
+        locked after wrong codes.
+    """
+    from closeout.closures.services import IdentityNotVerified, identity_check
+    from closeout.notifications.services import notice_send_holder
+
+    number = documents.normalize_card_number(card_number)
+    subject, client = subject_hash(number), client_hash(client_address)
+    now = clock.now()
+    if channel not in OtpChallenge.Channel.values:
+        channel = OtpChallenge.Channel.SMS
+    try:
+        card = identity_check(card_number=number, id_type=id_type, id_number=id_number)
+    except IdentityNotVerified:
+        card = None
+    code = f"{secrets.randbelow(10**rules.CODE_DIGITS):0{rules.CODE_DIGITS}d}"
+    public_id = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        until = _latest((
+            (OtpEvent.Kind.SEND, "subject_hash", subject, rules.SEND_LIMITS_SUBJECT),
+            (OtpEvent.Kind.SEND, "client_hash", client, rules.SEND_LIMITS_CLIENT),
+            (OtpEvent.Kind.FAILURE, "subject_hash", subject, rules.FAILURE_LIMITS_SUBJECT),
+            (OtpEvent.Kind.FAILURE, "client_hash", client, rules.FAILURE_LIMITS_CLIENT),
+        ), now)
+        if until is None:
+            challenge = OtpChallenge.objects.create(
+                public_id=public_id, card=card, subject_hash=subject, client_hash=client, channel=channel,
+                code_hash=_code_hash(public_id, code), created_at=now, expires_at=now + rules.CODE_TTL,
+            )
+            OtpEvent.objects.create(kind=OtpEvent.Kind.SEND, subject_hash=subject, client_hash=client, at=now)
+            if card is not None and card.holder.data_key:
+                # Delivered after commit, outside the transaction; the code itself is never stored.
+                notice_send_holder(
+                    holder=card.holder, template="otp", language=language, channels=_channels(card, channel),
+                    context={"minutes": int(rules.CODE_TTL.total_seconds() // 60)}, secrets={"code": code},
+                    card=card,
+                )
+    if until is not None:
+        raise CodeSendThrottled(until)
+    return challenge
+
+
+def _channels(card: Card, wanted: str) -> tuple[str, ...]:
+    holder = card.holder
+    have = {"email": bool(holder.email_encrypted), "sms": bool(holder.phone_encrypted)}
+    if have.get(wanted):
+        return (wanted,)
+    other = "email" if wanted == "sms" else "sms"
+    return (other,) if have[other] else ()
+
+
+def otp_verify(*, public_id: str, code: str, client_address: str) -> Verified:
+    """Check a code once; on success the challenge is spent and its card returned.
+
+    :raises CodeWrong: with the attempts left on this code.
+    :raises CodeExpired: when the code is too old or the challenge unknown.
+    :raises CodeUsedUp: when the code was used or entered wrongly too often.
+    :raises VerifyLocked: after too many wrong codes for this card number or client address.
+    """
+    now = clock.now()
+    client = client_hash(client_address)
+    code = "".join(ch for ch in (code or "") if not ch.isspace())
+    failure: UnableToVerifyCode | None = None
+    with transaction.atomic():
+        challenge = OtpChallenge.objects.select_for_update().select_related("card").filter(public_id=public_id).first()
+        if challenge is None:
+            raise CodeExpired("unknown challenge")
+        until = _locked_until(challenge.subject_hash, client, now)
+        if until is not None:
+            raise VerifyLocked(until)
+        if challenge.used_at is not None or challenge.attempts >= rules.MAX_ATTEMPTS_PER_CODE:
+            raise CodeUsedUp("code used up")
+        if now >= challenge.expires_at:
+            raise CodeExpired("code expired")
+        matches = hmac.compare_digest(challenge.code_hash, _code_hash(public_id, code))
+        if matches and challenge.card is not None:
+            challenge.used_at = now
+            challenge.save(update_fields=["used_at"])
+            return Verified(card=challenge.card, challenge_id=challenge.public_id)
+        challenge.attempts += 1
+        challenge.save(update_fields=["attempts"])
+        OtpEvent.objects.create(kind=OtpEvent.Kind.FAILURE, subject_hash=challenge.subject_hash,
+                                client_hash=client, at=now)
+        left = rules.MAX_ATTEMPTS_PER_CODE - challenge.attempts
+        failure = CodeWrong(left) if left > 0 else CodeUsedUp("too many wrong codes")
+    raise failure

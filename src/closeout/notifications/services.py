@@ -1,0 +1,188 @@
+"""Send notices to customers by email (SMTP) or SMS (the SMS gateway port).
+
+The service API is three functions:
+
+- ``notice_send(channel=, to=, template=, language=, ...)``: one notice to one address.
+- ``notice_send_holder(holder=, template=, ...)``: to the holder's contacts on file.
+- ``notice_retry(notice=)``: deliver a failed or still-queued notice again.
+
+A notice row is written first (status ``queued``; the address only masked and hashed), then
+delivered after the surrounding transaction commits (at once when there is none), so no email
+or SMS leaves for a rolled-back change and no external call runs inside a transaction. A ``key``
+makes the notice idempotent: a workflow step that runs twice sends once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.utils import translation
+
+from closeout.common import clock
+from closeout.identity import documents, vault
+from closeout.integrations.errors import AdapterError
+from closeout.integrations.sms import gateway
+from closeout.notifications.models import Notice
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = ("otp", "receipt", "fees_paid", "withdrawn")
+LANGUAGES = ("zh-hans", "zh-hant", "en")
+
+
+class UnableToSendNotice(Exception):
+    """Base of the errors of the notice services."""
+
+
+class UnknownTemplate(UnableToSendNotice):
+    pass
+
+
+class InvalidAddress(UnableToSendNotice):
+    pass
+
+
+class CannotResend(UnableToSendNotice):
+    """The notice carried a secret (a one-time code) or its address is gone: it cannot be re-sent."""
+
+
+def _normalize(channel: str, to: str) -> tuple[str, str, str]:
+    """Return (address, masked, hash) with the hash equal to the holder's lookup hash."""
+    try:
+        if channel == Notice.Channel.EMAIL:
+            address = documents.normalize_email(to)
+            return address, documents.mask_email(address), vault.lookup_hash("email", address)
+        if channel == Notice.Channel.SMS:
+            address = documents.normalize_phone(to)
+            return address, documents.mask_phone(address), vault.lookup_hash("phone", address)
+    except documents.InvalidDocument as exc:
+        raise InvalidAddress(exc.message)
+    raise InvalidAddress(f"unknown channel {channel!r}")
+
+
+def notice_send(*, channel: str, to: str, template: str, language: str, context: dict | None = None,
+                secrets: dict | None = None, case=None, card=None, key: str | None = None) -> Notice:
+    """Record a notice and deliver it once the current transaction commits.
+
+    `context` is stored with the notice (JSON values only); `secrets` (e.g. a one-time code)
+    are used for this delivery and never stored. With `key`, a second call returns the first
+    notice and sends nothing.
+
+    :raises UnknownTemplate: for a template closeout does not have.
+    :raises InvalidAddress: for a malformed email address or phone number.
+    """
+    if template not in TEMPLATES:
+        raise UnknownTemplate(template)
+    address, masked, hashed = _normalize(channel, to)
+    language = language if language in LANGUAGES else "en"
+    if key:
+        existing = Notice.objects.filter(key=key).first()
+        if existing is not None:
+            return existing
+    try:
+        with transaction.atomic():
+            notice = Notice.objects.create(
+                key=key or None, case=case, card=card, channel=channel, template=template, language=language,
+                to_masked=masked, to_hash=hashed, context=context or {}, has_secrets=bool(secrets),
+                created_at=clock.now(),
+            )
+    except IntegrityError:
+        if key and (existing := Notice.objects.filter(key=key).first()):
+            return existing
+        raise
+    transaction.on_commit(lambda: _deliver(notice.id, address, secrets or {}))
+    return notice
+
+
+def notice_send_holder(*, holder, template: str, language: str | None = None, context: dict | None = None,
+                       secrets: dict | None = None, channels: tuple[str, ...] = ("email", "sms"), case=None,
+                       card=None, key: str | None = None) -> list[Notice]:
+    """Send to each of `channels` the holder has on file (none after crypto-shredding).
+
+    :raises UnknownTemplate: for a template closeout does not have.
+    """
+    from closeout.cards.services import holder_contact
+
+    if not holder.data_key:
+        return []
+    contact = holder_contact(holder)
+    targets = {"email": contact.get("email"), "sms": contact.get("phone")}
+    sent = []
+    for channel in channels:
+        if targets.get(channel):
+            sent.append(notice_send(
+                channel=channel, to=targets[channel], template=template, language=language or holder.language,
+                context=context, secrets=secrets, case=case, card=card,
+                key=f"{key}:{channel}" if key else None,
+            ))
+    return sent
+
+
+def notice_retry(*, notice: Notice) -> Notice:
+    """Deliver a queued or failed notice again, to the holder address it was first sent to.
+
+    :raises CannotResend: when it carried a secret, or the holder's address changed or was shredded.
+    """
+    from closeout.cards.services import holder_contact
+
+    if notice.status == Notice.Status.SENT:
+        return notice
+    holder = notice.card.holder if notice.card_id else notice.case.card.holder if notice.case_id else None
+    if notice.has_secrets or holder is None or not holder.data_key:
+        raise CannotResend("notice cannot be re-sent")
+    contact = holder_contact(holder)
+    address = contact.get("email" if notice.channel == Notice.Channel.EMAIL else "phone", "")
+    if not address or _normalize(notice.channel, address)[2] != notice.to_hash:
+        raise CannotResend("the address on file changed")
+    _deliver(notice.id, address, {})
+    notice.refresh_from_db()
+    return notice
+
+
+def render(notice: Notice, secrets: dict) -> dict:
+    """Return the rendered parts of a notice: subject, text, html (email) or text (SMS)."""
+    context = {**notice.context, **secrets, "public_url": settings.PUBLIC_URL, "language": notice.language}
+    base = f"notifications/{notice.template}"
+    with translation.override(notice.language):
+        if notice.channel == Notice.Channel.SMS:
+            return {"text": render_to_string(f"{base}/sms.txt", context).strip()}
+        return {
+            "subject": " ".join(render_to_string(f"{base}/subject.txt", context).split()),
+            "text": render_to_string(f"{base}/body.txt", context).strip() + "\n",
+            "html": render_to_string(f"{base}/body.html", context),
+        }
+
+
+def _deliver(notice_id: int, address: str, secrets: dict) -> None:
+    """Send one notice and record the outcome; failures are recorded, never raised to the caller."""
+    notice = Notice.objects.get(id=notice_id)
+    if notice.status == Notice.Status.SENT:
+        return
+    parts = render(notice, secrets)
+    provider_ref, error = "", ""
+    try:
+        if notice.channel == Notice.Channel.SMS:
+            result = gateway().send(to=address, body=parts["text"], idempotency_key=f"notice:{notice.id}")
+            provider_ref = result.message_ref
+        else:
+            message = EmailMultiAlternatives(
+                subject=parts["subject"], body=parts["text"], from_email=settings.DEFAULT_FROM_EMAIL, to=[address],
+                connection=get_connection(timeout=getattr(settings, "EMAIL_TIMEOUT", None) or 10),
+                headers={"X-Closeout-Notice": str(notice.id)},
+            )
+            message.attach_alternative(parts["html"], "text/html")
+            message.send()
+            provider_ref = message.extra_headers.get("Message-ID", "") or f"smtp:{notice.id}"
+    except (AdapterError, OSError) as exc:
+        error = type(exc).__name__
+        # Neither the address nor the text is logged: they may hold PII or a code.
+        log.warning("notice %s (%s by %s) failed: %s", notice.id, notice.template, notice.channel, error)
+    now = clock.now()
+    Notice.objects.filter(id=notice.id).exclude(status=Notice.Status.SENT).update(
+        status=Notice.Status.FAILED if error else Notice.Status.SENT, attempts=notice.attempts + 1,
+        provider_ref=provider_ref[:120], error=error[:200], sent_at=None if error else now,
+    )

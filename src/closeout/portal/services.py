@@ -1,0 +1,131 @@
+"""Writes the portal needs beyond the closure services: paying outstanding fees."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from closeout.audit.services import audit_record
+from closeout.cards.models import Card, CardCharge
+from closeout.common import clock
+from closeout.common.money import Money
+from closeout.identity import documents
+from closeout.integrations import registry
+from closeout.integrations.errors import PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+PAY_ATTEMPTS = 3
+
+
+class UnableToPayCharges(Exception):
+    """Base of the errors of `card_charges_pay`."""
+
+
+class NothingToPay(UnableToPayCharges):
+    pass
+
+
+class PaymentDeclined(UnableToPayCharges):
+    pass
+
+
+class PaymentUnavailable(UnableToPayCharges):
+    """The provider did not answer; nothing was settled. Trying again is safe (same key)."""
+
+
+def card_charges_pay(*, card: Card, actor: str, language: str = "en") -> Money:
+    """Pay every open charge of the card through the payment provider and mark them paid.
+
+    The idempotency key names the card and the charges paid, so a double click or a reload pays
+    once. The provider is called outside any transaction.
+
+    :raises NothingToPay: when the card has no open charge.
+    :raises PaymentDeclined: when the provider declined the payment.
+    :raises PaymentUnavailable: when the provider did not answer after retries.
+    """
+    charges = list(CardCharge.objects.filter(card=card, settled_at__isnull=True).order_by("id"))
+    if not charges:
+        raise NothingToPay("no open charges")
+    currency = charges[0].currency
+    amount = Money(sum(c.amount_minor for c in charges), currency)
+    ids = [c.id for c in charges]
+    key = f"charges:{card.id}:{'-'.join(map(str, ids))}"
+    result = None
+    for attempt in range(PAY_ATTEMPTS):
+        try:
+            result = registry.port("payments").pay(idempotency_key=key, amount=amount,
+                                                   description=f"outstanding fees {documents.mask_card_number(card.number)}")
+            break
+        except TransientError:
+            log.info("payment attempt %s for charges of card %s did not answer", attempt + 1, card.id)
+        except PermanentError:
+            raise PaymentDeclined("payment refused")
+    if result is None:
+        raise PaymentUnavailable("payment provider unavailable")
+    if result.status != "succeeded":
+        raise PaymentDeclined(result.failure_reason or "declined")
+    from closeout.notifications.services import notice_send_holder
+
+    with transaction.atomic():
+        paid = CardCharge.objects.filter(id__in=ids, settled_at__isnull=True).update(
+            settled_at=clock.now(), settled_how="paid", settled_note=result.provider_ref)
+        if paid:
+            audit_record(actor=actor, action="card.charges_paid", subject=f"card:{card.id}",
+                         reason=result.provider_ref, data={"amount": amount.minor, "currency": currency, "charges": ids})
+            notice_send_holder(
+                holder=card.holder, template="fees_paid", language=language, card=card, key=f"notice:{key}",
+                context={"amount": amount.minor, "currency": currency, "payment_ref": result.provider_ref,
+                         "card_masked": documents.mask_card_number(card.number)},
+            )
+    return amount
+
+
+def portal_closure_request(*, card: Card, refund_destination: dict, language: str):
+    """Submit the closure from the portal and send the receipt by email and SMS.
+
+    :raises closures.UnableToCloseCard: as `closure_request` does (already open, not closable,
+        bad destination).
+    :raises ChargesOpen: when outstanding fees were not paid first.
+    """
+    from closeout.closures import services as closures
+    from closeout.notifications.services import notice_send_holder
+
+    if CardCharge.objects.filter(card=card, settled_at__isnull=True).exists():
+        raise ChargesOpen("pay the outstanding fees first")
+    case = closures.closure_request(card=card, channel="web", requester="customer:web",
+                                    refund_destination=refund_destination, language=language)
+    product = card.product
+    notice_send_holder(
+        holder=card.holder, template="receipt", language=language, case=case, key=f"{case.reference}:receipt",
+        context={"reference": case.reference, "refund": case.quote["refund"], "currency": case.quote["currency"],
+                 "destination": case.refund_destination.get("type", "original"),
+                 "sla_due": case.sla_due_date.isoformat() if case.sla_due_date else "",
+                 "card_masked": documents.mask_card_number(card.number),
+                 "return_required": bool(product.physical_return_required and card.physical)},
+    )
+    return case
+
+
+def portal_closure_withdraw(*, card: Card, reference: str, language: str):
+    """Withdraw the card's case and tell the customer.
+
+    :raises closures.CaseNotFound: when the case is not this card's.
+    :raises states.IllegalTransition: when it is too late to withdraw.
+    """
+    from closeout.closures import services as closures
+    from closeout.closures.models import ClosureCase
+    from closeout.notifications.services import notice_send_holder
+
+    if not ClosureCase.objects.filter(reference=reference, card=card).exists():
+        raise closures.CaseNotFound(reference)
+    case = closures.closure_withdraw(reference=reference, actor="customer:web", reason="withdrawn in the portal")
+    notice_send_holder(
+        holder=card.holder, template="withdrawn", language=language, case=case, key=f"{reference}:withdrawn",
+        context={"reference": reference, "card_masked": documents.mask_card_number(card.number)},
+    )
+    return case
+
+
+class ChargesOpen(Exception):
+    """Outstanding fees must be paid before the closure is submitted."""

@@ -1,0 +1,85 @@
+/* Small progressive enhancements; every page works without them. */
+(function () {
+  "use strict";
+
+  function luhnOk(digits) {
+    var sum = 0;
+    for (var i = 0; i < digits.length; i++) {
+      var d = digits.charCodeAt(digits.length - 1 - i) - 48;
+      if (i % 2 === 1) { d *= 2; if (d > 9) { d -= 9; } }
+      sum += d;
+    }
+    return sum % 10 === 0;
+  }
+
+  // Card number: check length and Luhn check digit as the customer types.
+  function watchCardNumber(input) {
+    var live = document.getElementById("card-number-live");
+    if (!live) { return; }
+    function check() {
+      var digits = input.value.replace(/[\s-]/g, "");
+      var message = "", state = "";
+      if (digits.length === 0) {
+        message = "";
+      } else if (!/^[0-9]+$/.test(digits) || digits.length > 20) {
+        message = live.dataset.bad; state = "bad";
+      } else if ([16, 19, 20].indexOf(digits.length) < 0) {
+        message = live.dataset.short;
+      } else if (luhnOk(digits)) {
+        message = live.dataset.ok; state = "ok";
+      } else {
+        message = live.dataset.bad; state = "bad";
+      }
+      live.textContent = message;
+      live.className = "live " + state;
+      if (state === "bad") { input.setAttribute("aria-invalid", "true"); } else { input.removeAttribute("aria-invalid"); }
+    }
+    input.addEventListener("input", check);
+    check();
+  }
+
+  // A form marked data-once is sent once: a double click or Enter twice does not send it again.
+  function sendOnce(form) {
+    form.addEventListener("submit", function (event) {
+      if (form.dataset.sent === "1") { event.preventDefault(); return; }
+      form.dataset.sent = "1";
+      var buttons = form.querySelectorAll("button[type=submit]");
+      for (var i = 0; i < buttons.length; i++) { buttons[i].setAttribute("aria-disabled", "true"); buttons[i].classList.add("busy"); }
+    });
+  }
+
+  // Refund destination: show only the fields of the chosen destination.
+  function destinationFields(form) {
+    var radios = form.querySelectorAll("input[name=destination]");
+    if (!radios.length) { return; }
+    function sync() {
+      var chosen = form.querySelector("input[name=destination]:checked");
+      var value = chosen ? chosen.value : "";
+      var parts = form.querySelectorAll("[data-when]");
+      for (var i = 0; i < parts.length; i++) {
+        var show = parts[i].dataset.when === value;
+        parts[i].hidden = !show;
+        var inputs = parts[i].querySelectorAll("input, select");
+        for (var j = 0; j < inputs.length; j++) { inputs[j].disabled = !show; }
+      }
+    }
+    for (var i = 0; i < radios.length; i++) { radios[i].addEventListener("change", sync); }
+    sync();
+  }
+
+  // Browsers restore pages from the back/forward cache with the "sent" state: reset it.
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) { return; }
+    var forms = document.querySelectorAll("form[data-once]");
+    for (var i = 0; i < forms.length; i++) { delete forms[i].dataset.sent; }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var cards = document.querySelectorAll("input[data-luhn]");
+    for (var i = 0; i < cards.length; i++) { watchCardNumber(cards[i]); }
+    var once = document.querySelectorAll("form[data-once]");
+    for (var j = 0; j < once.length; j++) { sendOnce(once[j]); }
+    var confirm = document.getElementById("confirm-form");
+    if (confirm) { destinationFields(confirm); }
+  });
+})();
