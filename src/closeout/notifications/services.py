@@ -18,6 +18,7 @@ import logging
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.message import make_msgid
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -172,11 +173,11 @@ def _deliver(notice_id: int, address: str, secrets: dict) -> None:
             message = EmailMultiAlternatives(
                 subject=parts["subject"], body=parts["text"], from_email=settings.DEFAULT_FROM_EMAIL, to=[address],
                 connection=get_connection(timeout=getattr(settings, "EMAIL_TIMEOUT", None) or 10),
-                headers={"X-Closeout-Notice": str(notice.id)},
+                headers={"Message-ID": make_msgid(domain=settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">"))},
             )
             message.attach_alternative(parts["html"], "text/html")
             message.send()
-            provider_ref = message.extra_headers.get("Message-ID", "") or f"smtp:{notice.id}"
+            provider_ref = message.extra_headers["Message-ID"]
     except (AdapterError, OSError) as exc:
         error = type(exc).__name__
         # Neither the address nor the text is logged: they may hold PII or a code.

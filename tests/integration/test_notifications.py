@@ -1,0 +1,189 @@
+"""Notices: email over real SMTP (an aiosmtpd server started here), SMS through the simulator,
+in three languages, with the address kept only masked and hashed."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import socket
+import threading
+
+import pytest
+
+from closeout.identity import vault
+from closeout.integrations.models import SimFault
+from closeout.integrations.sms.models import SimSmsMessage
+from closeout.notifications import services as notices
+from closeout.notifications.models import Notice
+
+pytestmark = pytest.mark.django_db(transaction=True)  # notices leave on commit
+
+
+class Inbox:
+    """What an SMTP server received, parsed."""
+
+    def __init__(self):
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self.arrived = threading.Condition()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
+        with self.arrived:
+            self.messages.append(message)
+            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self.arrived.notify_all()
+        return "250 Message accepted for delivery"
+
+    def wait(self, count: int = 1, timeout: float = 10.0) -> list:
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
+        assert len(self.messages) >= count, f"expected {count} emails, got {len(self.messages)}"
+        return self.messages
+
+    @staticmethod
+    def text(message) -> str:
+        return message.get_body(preferencelist=("plain",)).get_content()
+
+    @staticmethod
+    def html(message) -> str:
+        return message.get_body(preferencelist=("html",)).get_content()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server on a free local port; settings point Django's SMTP backend at it."""
+    import logging
+
+    from aiosmtpd.controller import Controller
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    inbox = Inbox()
+    port = _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    try:
+        yield inbox
+    finally:
+        controller.stop()
+
+
+RECEIPT = {"reference": "CL-2026-000042", "refund": 16900, "currency": "HKD", "destination": "bank",
+           "sla_due": "2026-12-09", "card_masked": "•••• 1234", "return_required": True}
+
+
+@pytest.mark.parametrize(("language", "words", "amount", "day"), [
+    ("en", "We received your request to close card", "HK$169.00", "Dec. 9, 2026"),
+    ("zh-hans", "我们已收到您注销卡", "HK$169.00", "2026年12月9日"),
+    ("zh-hant", "我們已收到你註銷卡", "HK$169.00", "2026年12月9日"),
+])
+def test_a_receipt_email_arrives_over_smtp_in_the_customers_language(smtp_server, language, words, amount, day):
+    notice = notices.notice_send(channel="email", to="Chan.Tai.Man@Example.test", template="receipt",
+                                 language=language, context=RECEIPT)
+
+    message = smtp_server.wait()[0]
+    text, html = Inbox.text(message), Inbox.html(message)
+    assert smtp_server.envelopes[0][1] == ["chan.tai.man@example.test"]
+    assert "CL-2026-000042" in message["Subject"]
+    for part in (text, html):
+        assert words in part and amount in part and day in part and "CL-2026-000042" in part
+    assert "<html" in html and 'lang="' + language + '"' in html
+    notice.refresh_from_db()
+    assert notice.status == "sent" and notice.sent_at is not None
+    assert notice.to_masked == "c•••@example.test"
+    assert notice.to_hash == vault.lookup_hash("email", "chan.tai.man@example.test")
+    assert "tai.man" not in str(Notice.objects.values().get()).lower()
+    assert notice.provider_ref == message["Message-ID"]
+
+
+def test_an_sms_goes_through_the_simulator_and_is_listed_for_tests(client):
+    notice = notices.notice_send(channel="sms", to="+852 9123 4567", template="otp", language="zh-hant",
+                                 context={"minutes": 10}, secrets={"code": "493817"})
+
+    listed = client.get("/sim/sms/messages").json()
+    assert [m["to_masked"] for m in listed] == ["+852••••••67"]
+    assert "493817" in listed[0]["body"] and "驗證碼" in listed[0]["body"]
+    notice.refresh_from_db()
+    assert notice.status == "sent" and notice.provider_ref == listed[0]["message_ref"]
+    assert "493817" not in str(Notice.objects.values().get())
+    assert listed[0]["to_hash"] == vault.lookup_hash("phone", "+85291234567")
+
+
+def test_a_notice_with_a_key_is_sent_once(smtp_server):
+    first = notices.notice_send(channel="email", to="a@example.test", template="receipt", language="en",
+                                context=RECEIPT, key="CL-2026-000042:receipt:email")
+    second = notices.notice_send(channel="email", to="a@example.test", template="receipt", language="en",
+                                 context=RECEIPT, key="CL-2026-000042:receipt:email")
+    assert first.id == second.id
+    smtp_server.wait(1)
+    assert Notice.objects.count() == 1 and len(smtp_server.messages) == 1
+
+
+def test_an_unreachable_smtp_server_marks_the_notice_failed_without_raising(settings, caplog):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", _free_port()
+    notice = notices.notice_send(channel="email", to="someone@example.test", template="otp", language="en",
+                                 context={"minutes": 10}, secrets={"code": "111222"})
+    notice.refresh_from_db()
+    assert notice.status == "failed" and notice.error == "ConnectionRefusedError"
+    assert "someone@example.test" not in caplog.text and "111222" not in caplog.text
+    with pytest.raises(notices.CannotResend):
+        notices.notice_retry(notice=notice)
+
+
+def test_a_failed_receipt_is_retried_to_the_holder_address_on_file(make_card, settings, smtp_server):
+    card = make_card("YKT", email="holder@example.test")
+    good_port = settings.EMAIL_PORT
+    settings.EMAIL_PORT = _free_port()
+    [email_notice, sms_notice] = notices.notice_send_holder(holder=card.holder, template="receipt", language="en",
+                                                            context=RECEIPT, card=card)
+    email_notice.refresh_from_db()
+    assert email_notice.status == "failed"
+    settings.EMAIL_PORT = good_port
+    assert notices.notice_retry(notice=email_notice).status == "sent"
+    assert smtp_server.wait()[0]["To"] == "holder@example.test"
+    sms_notice.refresh_from_db()
+    assert sms_notice.status == "sent"
+
+
+def test_a_gateway_outage_marks_the_sms_failed_and_a_retry_sends_it_once(make_card):
+    card = make_card("YKT")
+    SimFault.objects.create(system="sms", operation="send", mode="error_5xx", remaining=1)
+    [notice] = notices.notice_send_holder(holder=card.holder, template="receipt", language="en", context=RECEIPT,
+                                          card=card, channels=("sms",))
+    notice.refresh_from_db()
+    assert notice.status == "failed" and SimSmsMessage.objects.count() == 0
+    notices.notice_retry(notice=notice)
+    notices.notice_retry(notice=notice)
+    assert SimSmsMessage.objects.count() == 1
+
+
+def test_bad_addresses_and_unknown_templates_are_refused():
+    with pytest.raises(notices.InvalidAddress):
+        notices.notice_send(channel="sms", to="12", template="otp", language="en")
+    with pytest.raises(notices.UnknownTemplate):
+        notices.notice_send(channel="email", to="a@example.test", template="marketing", language="en")
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans", "zh-hant"])
+@pytest.mark.parametrize("template", notices.TEMPLATES)
+def test_every_template_renders_in_every_language_without_leftover_english(template, language):
+    notice = Notice(channel="email", template=template, language=language, context=RECEIPT | {
+        "minutes": 10, "amount": 500, "payment_ref": "py_1"})
+    parts = notices.render(notice, {"code": "123456"})
+    notice.channel = "sms"
+    parts["sms"] = notices.render(notice, {"code": "123456"})["text"]
+    assert all(parts.values())
+    if language != "en":
+        visible = re.sub(r"<[^>]+>|closeout|https?://\S+|CL-\d{4}-\d{6}|HK\$|py_1|\bGB\b", "",
+                         parts["text"] + parts["sms"] + parts["subject"])
+        assert not re.search(r"[A-Za-z]{4,}", visible), visible
