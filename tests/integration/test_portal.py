@@ -1,0 +1,286 @@
+"""The portal through Django's test client: sign-in, fees, quote, confirm, status, withdraw,
+label, calculator, CSRF and what never appears in a URL."""
+
+from __future__ import annotations
+
+import base64
+import re
+import zlib
+
+import pytest
+from django.test import Client
+
+from closeout.cards.models import CardCharge
+from closeout.closures import states
+from closeout.closures.models import ClosureCase
+from closeout.integrations.models import SimFault, SimPayment
+from closeout.integrations.sms.models import SimSmsMessage
+from closeout.notifications.models import Notice
+from tests.fixtures import HKID
+
+pytestmark = pytest.mark.django_db(transaction=True)  # notices leave on commit
+
+
+class Visitor:
+    """A browser-like client that records every URL it was sent to."""
+
+    def __init__(self, client: Client, language: str = "en"):
+        self.client, self.language, self.urls = client, language, []
+
+    def url(self, path: str) -> str:
+        return f"/{self.language}/{path}"
+
+    def get(self, path, **kw):
+        return self._follow(self.client.get(self.url(path), **kw), self.url(path))
+
+    def post(self, path, data, **kw):
+        return self._follow(self.client.post(self.url(path), data, **kw), self.url(path))
+
+    def _follow(self, response, url):
+        self.urls.append(url)
+        while response.status_code in (301, 302):
+            url = response["Location"]
+            self.urls.append(url)
+            response = self.client.get(url)
+        response.final_url = url
+        return response
+
+    def sign_in(self, card, channel="sms", id_number=HKID):
+        before = SimSmsMessage.objects.count()
+        response = self.post("", {"card_number": card.number, "id_type": "hkid", "id_number": id_number,
+                                  "channel": channel})
+        assert response.final_url == self.url("code/")
+        messages = list(SimSmsMessage.objects.order_by("id")[before:])
+        if messages:
+            code = re.search(r"\d{6}", messages[-1].body)[0]
+            return self.post("code/", {"code": code})
+        return response
+
+
+@pytest.fixture
+def visitor(client):
+    return Visitor(client)
+
+
+def test_the_root_picks_the_language_from_accept_language(client):
+    assert client.get("/", HTTP_ACCEPT_LANGUAGE="zh-TW,zh;q=0.9")["Location"] == "/zh-hant/"
+    assert client.get("/", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9,en;q=0.5")["Location"] == "/zh-hans/"
+    assert client.get("/", HTTP_ACCEPT_LANGUAGE="en-GB,en;q=0.8")["Location"] == "/en/"
+
+
+def test_a_customer_pays_the_fees_then_closes_the_card_and_gets_a_receipt(visitor, make_card, settings):
+    card = make_card("YKT", balance=45000, charges=[("overdraft", 1500)])
+
+    account = visitor.sign_in(card)
+    assert account.final_url == "/en/account/"
+    assert "Overdraft" in account.content.decode() and "negative value after the last ride" in account.content.decode()
+    assert visitor.get("quote/").final_url == "/en/account/"  # cannot skip the fees
+
+    paid = visitor.post("account/pay/", {})
+    visitor.post("account/pay/", {})  # a second click pays nothing more
+    assert "Payment of CN¥15.00 received" in paid.content.decode()
+    assert [(p.amount_minor, p.status) for p in SimPayment.objects.all()] == [(1500, "succeeded")]
+    assert CardCharge.objects.get(card=card).settled_how == "paid"
+
+    quote = visitor.get("quote/")
+    assert "CN¥470.00" in quote.content.decode()  # ¥450 balance + ¥20 deposit, no fees
+    done = visitor.post("quote/", {"destination": "bank", "bank_code": "012", "account_number": "0123-4567-8901",
+                                   "consent": "on"})
+    case = ClosureCase.objects.get(card=card)
+    assert done.final_url == f"/en/case/{case.reference}/"
+    page = done.content.decode()
+    assert 'id="receipt"' in page and case.reference in page and "••••8901" in page
+    assert case.refund_destination == {"type": "bank", "bank_code": "012", "account_masked": "••••8901"}
+    assert "0123456789" not in str(ClosureCase.objects.filter(id=case.id).values().get())
+    assert sorted(Notice.objects.filter(case=case, template="receipt").values_list("channel", flat=True)) == [
+        "email", "sms"]
+    assert 'id="receipt"' not in visitor.get(f"case/{case.reference}/").content.decode()  # shown once
+
+
+def test_closure_cannot_be_submitted_while_fees_are_open(visitor, make_card):
+    card = make_card("YKT", charges=[("unpaid_fee", 3000)])
+    visitor.sign_in(card)
+    response = visitor.post("quote/", {"destination": "original", "consent": "on"})
+    assert response.final_url == "/en/account/"
+    assert not ClosureCase.objects.exists()
+
+
+def test_a_declined_payment_settles_nothing(visitor, make_card):
+    card = make_card("YKT", charges=[("overdraft", 800)])
+    visitor.sign_in(card)
+    SimFault.objects.create(system="payments", operation="pay", mode="decline")
+    response = visitor.post("account/pay/", {})
+    assert "The payment was declined" in response.content.decode()
+    assert CardCharge.objects.get(card=card).settled_at is None
+
+
+def test_a_payment_whose_answer_was_lost_is_retried_with_the_same_key_and_taken_once(visitor, make_card):
+    card = make_card("YKT", charges=[("overdraft", 800)])
+    visitor.sign_in(card)
+    SimFault.objects.create(system="payments", operation="pay", mode="timeout", remaining=1)
+    visitor.post("account/pay/", {})
+    payment = SimPayment.objects.get()
+    assert payment.request_count == 2 and CardCharge.objects.get(card=card).settled_how == "paid"
+
+
+def test_submitting_twice_opens_one_case_and_shows_it(visitor, make_card):
+    card = make_card("YKT")
+    visitor.sign_in(card)
+    first = visitor.post("quote/", {"destination": "original", "consent": "on"})
+    second = visitor.post("quote/", {"destination": "original", "consent": "on"})
+    assert ClosureCase.objects.count() == 1
+    assert first.final_url == second.final_url
+    assert "already has a closure request" in second.content.decode()
+
+
+def test_consent_is_never_pre_ticked_and_is_required(visitor, make_card):
+    card = make_card("YKT")
+    visitor.sign_in(card)
+    page = visitor.get("quote/").content.decode()
+    consent = re.search(r'<input[^>]*name="consent"[^>]*>', page)[0]
+    assert "checked" not in consent
+    response = visitor.post("quote/", {"destination": "original"})
+    assert "Please confirm that you want to close this card." in response.content.decode()
+    assert not ClosureCase.objects.exists()
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"destination": "bank", "bank_code": "12", "account_number": "0123456789"}, "3-digit bank code"),
+    ({"destination": "bank", "bank_code": "012", "account_number": "12-34"}, "6 to 34 letters or digits"),
+    ({"destination": "bank", "bank_code": "HSBCHKHH", "account_number": "GB82WEST12345698765433"},
+     "6 to 34 letters or digits"),  # IBAN with a wrong check
+    ({"destination": "ewallet", "wallet_provider": "payme", "wallet_id": "ab"}, "3 to 64 characters"),
+])
+def test_a_malformed_refund_destination_is_a_form_error(visitor, make_card, fields, message):
+    card = make_card("YKT")
+    visitor.sign_in(card)
+    response = visitor.post("quote/", {**fields, "consent": "on"})
+    assert response.status_code == 200 and message in response.content.decode()
+    assert not ClosureCase.objects.exists()
+
+
+def test_the_status_page_shows_the_timeline_and_what_to_do_for_a_physical_card(visitor, make_card):
+    card = make_card("OCTO", balance=12000, days_old=30)
+    visitor.sign_in(card)
+    visitor.post("quote/", {"destination": "original", "consent": "on"})
+    case = ClosureCase.objects.get(card=card)
+    page = visitor.get(f"case/{case.reference}/").content.decode()
+    steps = re.findall(r'data-state="(\w+)"', page.split('id="timeline"')[1])
+    assert steps == ["submitted", "verified", "settled", "awaiting_return", "returned", "refund_pending",
+                     "refunded", "deactivating", "closed"]
+    assert 'aria-current="step"' in page and "Withdraw my request" in page
+    assert "Download the prepaid return label" in page
+
+    pdf = visitor.client.get(f"/en/case/{case.reference}/return-label.pdf")
+    assert pdf["Content-Type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+    assert case.reference.encode() in _pdf_text(pdf.content)
+
+
+def _pdf_text(pdf: bytes) -> bytes:
+    """The page content streams of a ReportLab PDF (ASCII85 + Flate), concatenated."""
+    out = b""
+    for raw in re.findall(rb"stream\r?\n(.*?)endstream", pdf, re.S):
+        try:
+            out += zlib.decompress(base64.a85decode(raw.strip(), adobe=True))
+        except (ValueError, zlib.error):
+            continue
+    return out
+
+
+def test_a_customer_can_withdraw_before_the_refund_but_not_after(visitor, make_card):
+    card = make_card("YKT")
+    visitor.sign_in(card)
+    visitor.post("quote/", {"destination": "original", "consent": "on"})
+    case = ClosureCase.objects.get(card=card)
+    response = visitor.post(f"case/{case.reference}/withdraw/", {})
+    case.refresh_from_db()
+    card.refresh_from_db()
+    assert case.state == states.WITHDRAWN and card.status == "active"
+    assert "Your request was withdrawn" in response.content.decode()
+    assert Notice.objects.filter(case=case, template="withdrawn").count() == 2
+
+    visitor.post("quote/", {"destination": "original", "consent": "on"})
+    second = ClosureCase.objects.exclude(id=case.id).get()
+    ClosureCase.objects.filter(id=second.id).update(state=states.REFUND_PENDING)
+    response = visitor.post(f"case/{second.reference}/withdraw/", {})
+    assert "can no longer be withdrawn" in response.content.decode()
+    assert ClosureCase.objects.get(id=second.id).state == states.REFUND_PENDING
+
+
+def test_another_cards_case_is_not_found(visitor, make_card, client):
+    mine, theirs = make_card("YKT"), make_card("YKT")
+    other = Visitor(Client())
+    other.sign_in(theirs)
+    other.post("quote/", {"destination": "original", "consent": "on"})
+    reference = ClosureCase.objects.get(card=theirs).reference
+    visitor.sign_in(mine)
+    assert visitor.client.get(f"/en/case/{reference}/").status_code == 404
+    assert visitor.client.get(f"/en/case/{reference}/return-label.pdf").status_code == 404
+    assert visitor.client.post(f"/en/case/{reference}/withdraw/").status_code == 404
+
+
+def test_pages_behind_sign_in_send_you_to_sign_in(client):
+    for path in ("account/", "quote/", "case/CL-2026-000001/"):
+        assert client.get(f"/en/{path}")["Location"] == "/en/"
+
+
+def test_no_personal_data_ever_appears_in_a_url(visitor, make_card):
+    card = make_card("OCTO", charges=[("overdraft", 500)], email="mei.tanaka@example.test", phone="+85261234567")
+    visitor.sign_in(card)
+    visitor.post("account/pay/", {})
+    visitor.post("quote/", {"destination": "bank", "bank_code": "004", "account_number": "987654321012",
+                            "consent": "on"})
+    case = ClosureCase.objects.get(card=card)
+    visitor.get(f"case/{case.reference}/")
+    visitor.post("check/", {"card_number": card.number})
+    secrets = [card.number, card.number[-8:], HKID, "A123456", "mei.tanaka", "61234567", "987654321012"]
+    assert visitor.urls and not [u for u in visitor.urls for s in secrets if s in u]
+
+
+def test_every_form_needs_its_csrf_token(make_card):
+    card = make_card("YKT")
+    strict = Client(enforce_csrf_checks=True)
+    response = strict.post("/zh-hant/", {"card_number": card.number, "id_type": "hkid", "id_number": HKID,
+                                         "channel": "sms"})
+    assert response.status_code == 403 and "請重試" in response.content.decode()
+    assert not SimSmsMessage.objects.exists()
+    page = strict.get("/en/").content.decode()
+    assert page.count("<form") == page.count('name="csrfmiddlewaretoken"') >= 2
+
+
+def test_the_session_cookie_is_http_only_and_secure_when_configured(make_card, settings):
+    settings.SESSION_COOKIE_SECURE = True
+    card = make_card("YKT")
+    visitor = Visitor(Client())
+    visitor.sign_in(card)
+    cookie = visitor.client.cookies[settings.SESSION_COOKIE_NAME]
+    assert cookie["httponly"] and cookie["secure"] and cookie["samesite"] == "Lax"
+
+
+def test_signed_in_pages_are_not_cached(visitor, make_card):
+    card = make_card("YKT")
+    visitor.sign_in(card)
+    response = visitor.client.get("/en/quote/")
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_the_calculator_explains_the_policy_without_any_balance(client, make_card):
+    card = make_card("OCTO", balance=98765)
+    page = client.post("/en/check/", {"card_number": card.number}).content.decode()
+    assert "Stored-value card" in page and "HK$50.00 is refunded" in page
+    assert "Handling fee: HK$11.00, charged when the card is returned within 90 days of issue" in page
+    assert "987.65" not in page and "98,765" not in page
+    sim = client.post("/zh-hans/check/", {"card_number": "8985201000000000001"}).content.decode()
+    assert "远游卡" in sim and "按比例退款" in sim and "10%" in sim
+    bad = client.post("/en/check/", {"card_number": "8101000000000001"}).content.decode()
+    assert "This card number is not valid" in bad
+
+
+def test_a_sim_quote_shows_the_remaining_plan_and_its_pro_rata_refund(visitor, make_card):
+    card = make_card("TSIM", balance=0, plan_days_left=15)
+    visitor.sign_in(card)
+    page = visitor.get("quote/").content.decode()
+    # HK$300 for 30 days; the day under way is not counted, so 14 whole days are left:
+    # HK$140 unused, 10% administration fee HK$14, refund HK$126.
+    assert "14 of 30 days left" in page and "10.0 GB data left" in page
+    assert "HK$140.00" in page and "−HK$14.00" in page and 'id="refund-amount">HK$126.00' in page
