@@ -241,7 +241,7 @@ def test_the_whole_journey(language, viewport, open_page, make_card, worker, smt
     statuses = page.eval_on_selector_all("#timeline li", "els => els.map(e => e.className)")
     assert statuses and all("done" in s for s in statuses)
     assert page.locator("#certificate-link").count() == 1
-    assert page.locator("#withdraw").count() == 0
+    assert page.locator("#withdraw").count() == 0 and page.locator("#label-link").count() == 0
     assert_page_ok(page, language)
     shot(page, f"{language}-{viewport}-7-closed")
 

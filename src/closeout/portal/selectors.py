@@ -150,6 +150,10 @@ def case_view(case: ClosureCase) -> dict:
         states.SUBMITTED: created, states.VERIFIED: created, states.SETTLED: created,
         states.AWAITING_RETURN: created, states.RETURNED: return_by,
     }
+    later = case.sla_due_date
+    if states.AWAITING_RETURN in path and states.RETURNED not in reached and later:
+        # The refund follows the card: while it is in the post, nothing later can be promised sooner.
+        later = max(later, return_by)
     steps = []
     stopped = case.state in (states.WITHDRAWN, states.REJECTED)
     for index, state in enumerate(path):
@@ -162,7 +166,7 @@ def case_view(case: ClosureCase) -> dict:
         else:
             status = "upcoming"
         steps.append(Step(state=state, label=labels.state_label(state), status=status, at=reached.get(state),
-                          expected=None if status == "done" else expected.get(state, case.sla_due_date)))
+                          expected=None if status == "done" else expected.get(state, later)))
     if stopped:
         steps.append(Step(state=case.state, label=labels.state_label(case.state), status="stopped",
                           at=reached.get(case.state)))
@@ -188,7 +192,7 @@ def case_view(case: ClosureCase) -> dict:
         "todo": todo,
         "can_withdraw": states.WITHDRAWN in states.allowed_targets(case.state, resume_to=case.resume_to or None),
         "label_available": card.product.physical_return_required and card.physical
-        and case.state not in (states.WITHDRAWN, states.REJECTED),
+        and position_state in (states.SUBMITTED, states.VERIFIED, states.SETTLED, states.AWAITING_RETURN),
         "certificate": closure_selectors.case_certificate(case),
         "closed": case.state == states.CLOSED,
         "created_at": case.created_at,
