@@ -167,7 +167,8 @@ def otp_verify(*, public_id: str, code: str, client_address: str) -> Verified:
     code = "".join(ch for ch in (code or "") if not ch.isspace())
     failure: UnableToVerifyCode | None = None
     with transaction.atomic():
-        challenge = OtpChallenge.objects.select_for_update().select_related("card").filter(public_id=public_id).first()
+        challenge = (OtpChallenge.objects.select_for_update(of=("self",)).select_related("card")
+                     .filter(public_id=public_id).first())
         if challenge is None:
             raise CodeExpired("unknown challenge")
         until = _locked_until(challenge.subject_hash, client, now)
