@@ -79,8 +79,13 @@ def return_label_pdf(*, reference: str, card_masked: str, language: str) -> byte
             pdf.drawString(box_x + 6 * mm, y, line)
             y -= 6 * mm
         pdf.setFont(font, 10)
-        pdf.drawString(box_x + 6 * mm, y - 2 * mm, f"{_('Reference')}: {reference}")
-        pdf.drawString(box_x + 6 * mm, y - 8 * mm, f"{_('Card')}: {card_masked}")
+        for offset, (label, value) in enumerate(((_("Reference"), reference), (_("Card"), card_masked))):
+            # Values in Helvetica: the CJK CID fonts lack some Latin symbols (the mask bullets).
+            line_y = y - (2 + 6 * offset) * mm
+            pdf.setFont(font, 10)
+            pdf.drawString(box_x + 6 * mm, line_y, f"{label}:")
+            pdf.setFont("Helvetica", 10)
+            pdf.drawString(box_x + 6 * mm + pdfmetrics.stringWidth(f"{label}: ", font, 10), line_y, value)
 
         qr = QrCodeWidget(reference, barLevel="M")
         x0, y0, x1, y1 = qr.getBounds()
