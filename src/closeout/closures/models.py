@@ -90,3 +90,22 @@ class Refund(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gte=0), name="refund_amount_gte_0")]
+
+
+class RefundApproval(models.Model):
+    """Maker-checker: a refund above the product threshold, or to a destination other than the
+    original payment method, waits for a second person with the approver role."""
+
+    class Decision(models.TextChoices):
+        PENDING = "", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    case = models.OneToOneField(ClosureCase, on_delete=models.PROTECT, related_name="refund_approval")
+    requested_by = models.CharField(max_length=120)
+    requested_at = models.DateTimeField()
+    reason = models.CharField(max_length=40)  # above_threshold | other_destination
+    decision = models.CharField(max_length=10, choices=Decision.choices, blank=True, default="")
+    decided_by = models.CharField(max_length=120, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True)
