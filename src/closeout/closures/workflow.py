@@ -23,12 +23,18 @@ RETRY = dict(retries_allowed=True, max_attempts=5, interval_seconds=0.5, backoff
 
 
 def _db(fn, *args, **kwargs):
-    """Run ORM work on a DBOS thread with fresh connections around it."""
+    """Run ORM work on a DBOS thread with fresh connections around it.
+
+    The crash points on either side mark every step boundary for the kill tests.
+    """
+    crash_point(f"before:{fn.__name__}")
     close_old_connections()
     try:
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
     finally:
         close_old_connections()
+    crash_point(f"after:{fn.__name__}")
+    return result
 
 
 @DBOS.step(name="closeout.verify")
@@ -48,14 +54,12 @@ def refund_order_step(reference: str, workflow_id: str) -> dict | None:
 
 @DBOS.step(name="closeout.refund_call", **RETRY)
 def refund_call_step(order: dict) -> dict:
-    crash_point("refund:before_call")
     result = _db(
         registry.port("payments").refund,
         idempotency_key=order["idempotency_key"],
         amount=Money(order["amount"], order["currency"]),
         destination=order["destination"],
     )
-    crash_point("refund:after_call")
     return result.as_json()
 
 
@@ -66,18 +70,13 @@ def refund_status_call_step(reference: str) -> dict:
 
 @DBOS.step(name="closeout.refund_record")
 def refund_record_step(reference: str, workflow_id: str, result: dict) -> str:
-    state = _db(services.refund_record, reference=reference, workflow_id=workflow_id, result=result)
-    crash_point("refund:after_record")
-    return state
+    return _db(services.refund_record, reference=reference, workflow_id=workflow_id, result=result)
 
 
 @DBOS.step(name="closeout.block_call", **RETRY)
 def block_call_step(reference: str, card_number: str) -> dict:
-    crash_point("deactivate:before_call")
-    result = _db(registry.port("card_system").block, card_number=card_number,
-                 idempotency_key=f"{reference}:deactivate")
-    crash_point("deactivate:after_call")
-    return result
+    return _db(registry.port("card_system").block, card_number=card_number,
+               idempotency_key=f"{reference}:deactivate")
 
 
 @DBOS.step(name="closeout.deactivated")
