@@ -356,10 +356,12 @@ def batch_settle(*, batch_id: int, workflow_id: str) -> str:
         now = clock.now()
         cases = _batch_cases(batch, states.SUBMITTED)
         quotes = _quotes([c.card for c in cases], now)
-        settle, alone, approval = [], [], []
+        settle, alone, approval, requoted = [], [], [], []
         for case in cases:
             quote = quotes[case.card_id]
-            case.quote = quote.as_json()
+            if case.quote != quote.as_json():  # a charge was paid or waived since the intake
+                case.quote = quote.as_json()
+                requoted.append(case)
             if quote.uncovered.minor:
                 alone.append(case)
             elif services.approval_reason(case):
@@ -393,8 +395,7 @@ def batch_settle(*, batch_id: int, workflow_id: str) -> str:
                               (states.REFUND_PENDING, "refund requested")], key=workflow_id, now=now)
         _write_steps(approval, [(states.VERIFIED, "identity and card checked"), (states.SETTLED, "fees settled"),
                                 (states.REFUND_PENDING, "refund waits for approval")], key=workflow_id, now=now)
-        for case in moving:
-            ClosureCase.objects.filter(id=case.id).update(quote=case.quote)
+        ClosureCase.objects.bulk_update(requoted, ["quote"], batch_size=500)
         _set_state([c.id for c in moving], states.REFUND_PENDING, now)
         RefundApproval.objects.bulk_create([
             RefundApproval(case=c, requested_by=c.requester, requested_at=now, reason=services.approval_reason(c))
@@ -405,8 +406,9 @@ def batch_settle(*, batch_id: int, workflow_id: str) -> str:
 
 
 def _refundable(batch: BulkBatch) -> list[ClosureCase]:
-    return [c for c in _batch_cases(batch, states.REFUND_PENDING)
-            if not RefundApproval.objects.filter(case=c).exists() and not Refund.objects.filter(case=c).exists()]
+    """Cases of the batch the refund file pays: not waiting for an approver, not refunded yet."""
+    return list(batch.cases.filter(state=states.REFUND_PENDING, refund_approval__isnull=True, refund__isnull=True)
+                .select_related("card").order_by("id"))
 
 
 def batch_refund_items(*, batch_id: int, workflow_id: str) -> list[dict] | None:
