@@ -25,6 +25,14 @@ from closeout.integrations.payments.port import RefundEvent, RefundResult
 TRANSIENT = (stripe.APIConnectionError, stripe.RateLimitError)
 
 
+def _key_of(refund) -> str | None:
+    metadata = getattr(refund, "metadata", None)
+    if metadata is None:
+        return None
+    data = metadata.to_dict() if hasattr(metadata, "to_dict") else dict(metadata)
+    return data.get("idempotency_key")
+
+
 def _result(refund) -> RefundResult:
     return RefundResult(status=events.refund_status(refund.status), provider_ref=refund.id,
                         failure_reason=getattr(refund, "failure_reason", None) or "")
@@ -73,7 +81,7 @@ class StripePaymentProvider:
     def _existing(self, payment: dict, idempotency_key: str):
         refunds = self._call(self._client.v1.refunds.list, params={**payment, "limit": 100})
         for refund in refunds.data:
-            if (refund.metadata or {}).get("idempotency_key") == idempotency_key:
+            if _key_of(refund) == idempotency_key:
                 return refund
         return None
 
@@ -94,7 +102,7 @@ class StripePaymentProvider:
         if not provider_ref.startswith("re_"):
             raise PermanentError("no Stripe refund id on record for this refund")
         refund = self._call(self._client.v1.refunds.retrieve, provider_ref)
-        if (refund.metadata or {}).get("idempotency_key") not in (idempotency_key, None):
+        if _key_of(refund) not in (idempotency_key, None):
             raise PermanentError("the refund on record belongs to another case")
         return _result(refund)
 
@@ -107,6 +115,8 @@ class StripePaymentProvider:
                                                   tolerance=crypto.TOLERANCE_SECONDS)
         except stripe.SignatureVerificationError as exc:
             raise crypto.SignatureInvalid(str(exc).split(".")[0]) from exc
+        # The SDK only refuses old timestamps; a clock skew into the future is refused too.
+        crypto.timestamped_verify(self._webhook_secret, body, lowered.get("stripe-signature", ""))
         try:
             return events.refund_event(json.loads(body))
         except ValueError:
