@@ -85,9 +85,11 @@ def partner_update(*, code: str, actor: str, name: str | None = None, endpoint_u
         if active is not None:
             partner.active = active
         partner.save()
-        audit_record(actor=actor, action="partner.update", subject=f"partner:{code}", before=json.dumps(before),
-                     after=json.dumps({"name": partner.name, "endpoint": partner.endpoint_url,
-                                       "active": partner.active}))
+        audit_record(actor=actor, action="partner.update", subject=f"partner:{code}",
+                     before="active" if before["active"] else "inactive",
+                     after="active" if partner.active else "inactive",
+                     data={"before": before, "after": {"name": partner.name, "endpoint": partner.endpoint_url,
+                                                       "active": partner.active}})
     return partner
 
 
