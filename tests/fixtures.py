@@ -57,10 +57,21 @@ def make_card(products):
         for code, amount in charges:
             cards.card_charge_add(card=card, code=code, reason=code, amount=Money(amount, product.currency))
         for partner in bindings:
+            _partner_registered(partner)
             cards.binding_add(card=card, partner=partner, external_ref=f"{partner}-{card.id}")
         return card
 
     return make
+
+
+def _partner_registered(code: str) -> None:
+    """Bound partners must be registered to receive unbind webhooks (at the simulated endpoint)."""
+    from closeout.integrations.models import Partner
+    from closeout.integrations.partners import services as partners
+
+    if not Partner.objects.filter(code=code).exists():
+        partners.partner_register(code=code, name=code, endpoint_url=partners.simulator_endpoint(code),
+                                  actor="test")
 
 
 def unique_dbos_url(tmp_path) -> str:

@@ -2,14 +2,11 @@ from django.conf.urls.i18n import i18n_patterns
 from django.urls import include, path
 
 from closeout.api.v1 import api
-from closeout.integrations import views as sim
 from closeout.portal import views as portal
 
 urlpatterns = [
     path("api/v1/", api.urls),
-    path("sim/payments/refunds", sim.payment_refunds),
-    path("sim/cards/blocked", sim.cards_blocked),
-    path("sim/faults", sim.faults),
+    path("", include("closeout.integrations.urls")),
     path("", portal.pick_language, name="root"),
     path("i18n/", include("django.conf.urls.i18n")),
 ]

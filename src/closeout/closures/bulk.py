@@ -36,6 +36,7 @@ from closeout.common import calendars, clock
 from closeout.common.fastinsert import allocate_ids, insert_rows
 from closeout.common.money import Money
 from closeout.identity.documents import InvalidDocument, normalize_card_number
+from closeout.integrations.card_system.hotlist import hotlist_add_many
 from closeout.ledger import services as ledger
 from closeout.ledger.models import Account, Line, Posting
 
@@ -474,6 +475,7 @@ def batch_blocked_record(*, batch_id: int, workflow_id: str, results: dict[str, 
         closing = [c for c in cases if c.card_id not in bound]
         reference_of = {c.card_id: c.reference for c in cases}
         _card_status([c.card for c in cases], Card.Status.BLOCKED, lambda card: reference_of[card.id])
+        hotlist_add_many(cards=[c.card for c in cases if c.card.product.kind == "stored_value"])
         _write_steps(closing, [(states.CLOSED, "card blocked")], key=workflow_id, now=now)
         _set_state([c.id for c in closing], states.CLOSED, now, closed_at=now)
         _card_status([c.card for c in closing], Card.Status.CLOSED, lambda card: reference_of[card.id])

@@ -24,12 +24,15 @@ QUEUE_FOR_ACTION = {
     "refund": "payments",
     "refund_status": "payments",
     "deactivate": "card_system",
+    "deactivate_number": "card_system",
+    "release_profile": "smdp",
     "unbind": "partners",
     "bulk_settle": "bulk",
     "bulk_refund": "bulk",
     "bulk_block": "bulk",
 }
-QUEUES = {"internal": 8, "payments": 4, "card_system": 4, "partners": 4, "notifications": 4, "bulk": 2}
+QUEUES = {"internal": 8, "payments": 4, "card_system": 4, "smdp": 4, "partners": 4, "notifications": 4,
+          "bulk": 2}
 
 _client = None
 _client_lock = threading.Lock()

@@ -24,6 +24,16 @@ BATCH = 500
 SETTLE_GRACE = timedelta(seconds=30)
 
 
+def _tick_simulators() -> None:
+    """Move the built-in simulators' clock (settlements, device deletions, webhook deliveries)."""
+    from closeout.integrations import simulators
+
+    try:
+        simulators.tick()
+    except Exception:  # noqa: BLE001 - the simulated world must never stop the sweep
+        log.warning("simulator tick failed", exc_info=True)
+
+
 def sweep_once(now=None) -> int:
     """Run one pass; return how many actions were (re)enqueued."""
     now = now or clock.now()
@@ -31,6 +41,11 @@ def sweep_once(now=None) -> int:
         state=states.AWAITING_RETURN, deadline_at__lte=now
     ).values_list("reference", flat=True)[:BATCH]:
         services.closure_deadline_passed(reference=reference)
+    for reference in ClosureCase.objects.filter(
+        state=states.DEACTIVATING, next_action="", deadline_at__lte=now
+    ).values_list("reference", flat=True)[:BATCH]:
+        services.esim_deletion_timeout(reference=reference)
+    _tick_simulators()
 
     due = list(
         ClosureCase.objects.exclude(next_action_id="")

@@ -65,7 +65,12 @@ def refund_call_step(order: dict) -> dict:
 
 @DBOS.step(name="closeout.refund_status_call", **RETRY)
 def refund_status_call_step(reference: str) -> dict:
-    return _db(registry.port("payments").refund_status, idempotency_key=f"{reference}:refund").as_json()
+    def status():
+        refund = services.Refund.objects.filter(case__reference=reference).first()
+        return registry.port("payments").refund_status(
+            idempotency_key=f"{reference}:refund", provider_ref=refund.provider_ref if refund else "")
+
+    return _db(status).as_json()
 
 
 @DBOS.step(name="closeout.refund_record")
@@ -93,18 +98,67 @@ def case_card_step(reference: str, workflow_id: str) -> str | None:
     return _db(read)
 
 
-@DBOS.step(name="closeout.unbind_call", **RETRY)
-def unbind_call_step(reference: str) -> dict:
-    def unbind():
+@DBOS.step(name="closeout.number_call", **RETRY)
+def number_call_step(reference: str, iccid: str) -> dict:
+    crash_point("deactivate:before_call")
+    result = _db(registry.port("card_system").deactivate_number, iccid=iccid,
+                 idempotency_key=f"{reference}:deactivate_number")
+    crash_point("deactivate:after_call")
+    return result
+
+
+@DBOS.step(name="closeout.esim_release_order")
+def esim_release_order_step(reference: str, workflow_id: str) -> dict | None:
+    return _db(services.esim_release_order, reference=reference, workflow_id=workflow_id)
+
+
+@DBOS.step(name="closeout.esim_cancel_order", **RETRY)
+def esim_cancel_order_step(order: dict) -> dict:
+    # The call id is the workflow id: a retry of this attempt replays, a later attempt asks afresh.
+    result = _db(registry.port("smdp").cancel_order, iccid=order["iccid"], final_profile_status="Unavailable",
+                 function_call_id=order["function_call_id"])
+    return result.as_json()
+
+
+@DBOS.step(name="closeout.esim_release_record")
+def esim_release_record_step(reference: str, workflow_id: str, result: dict) -> str:
+    return _db(services.esim_release_record, reference=reference, workflow_id=workflow_id, result=result)
+
+
+@DBOS.step(name="closeout.unbind_order")
+def unbind_order_step(reference: str, workflow_id: str) -> list[str] | None:
+    return _db(services.unbind_order, reference=reference, workflow_id=workflow_id)
+
+
+UNBIND_RETRY = dict(RETRY, max_attempts=3)
+
+
+@DBOS.step(name="closeout.unbind_deliver", **UNBIND_RETRY)
+def unbind_deliver_step(reference: str, partner: str) -> dict:
+    """Send one partner its signed unbind message; 5xx and timeouts are retried here, then later.
+
+    The message (and its secrets) is built inside the step so no secret is checkpointed.
+    """
+    from closeout.integrations.errors import TransientError
+    from closeout.integrations.partners import services as partners
+
+    def message():
         case = services.ClosureCase.objects.select_related("card").get(reference=reference)
-        return {b.partner: "acknowledged" for b in case.card.bindings.filter(unbound_at__isnull=True)}
+        binding = case.card.bindings.get(partner=partner)
+        return partners.unbind_message(case=case, binding=binding)
 
-    return _db(unbind)
+    delivery = _db(message)
+    if delivery is None:
+        return {"acknowledged": False, "status_code": 0, "error": "partner not registered", "unregistered": True}
+    result = _db(registry.port("partners").send, delivery)
+    if result.status_code >= 500:
+        raise TransientError(f"partner {partner} answered {result.status_code}")
+    return result.as_json()
 
 
-@DBOS.step(name="closeout.unbound")
-def unbound_step(reference: str, workflow_id: str, results: dict) -> str:
-    return _db(services.closure_unbound, reference=reference, workflow_id=workflow_id, results=results)
+@DBOS.step(name="closeout.unbind_record")
+def unbind_record_step(reference: str, workflow_id: str, results: dict) -> str:
+    return _db(services.unbind_record, reference=reference, workflow_id=workflow_id, results=results)
 
 
 @DBOS.step(name="closeout.action_failed")
@@ -132,10 +186,31 @@ def _deactivate(reference: str, workflow_id: str) -> str:
     return deactivated_step(reference, workflow_id, block_call_step(reference, number))
 
 
-def _unbind(reference: str, workflow_id: str) -> str:
-    if case_card_step(reference, workflow_id) is None:
+def _deactivate_number(reference: str, workflow_id: str) -> str:
+    iccid = case_card_step(reference, workflow_id)
+    if iccid is None:
         return "skipped"
-    return unbound_step(reference, workflow_id, unbind_call_step(reference))
+    return deactivated_step(reference, workflow_id, number_call_step(reference, iccid))
+
+
+def _release_profile(reference: str, workflow_id: str) -> str:
+    order = esim_release_order_step(reference, workflow_id)
+    if order is None:
+        return "skipped"
+    return esim_release_record_step(reference, workflow_id, esim_cancel_order_step(order))
+
+
+def _unbind(reference: str, workflow_id: str) -> str:
+    partners = unbind_order_step(reference, workflow_id)
+    if partners is None:
+        return "skipped"
+    results = {}
+    for partner in partners:
+        try:
+            results[partner] = unbind_deliver_step(reference, partner)
+        except Exception as exc:  # noqa: BLE001 - one partner's outage is recorded and retried later
+            results[partner] = {"acknowledged": False, "status_code": 0, "error": str(exc)[:200]}
+    return unbind_record_step(reference, workflow_id, results)
 
 
 ACTIONS = {
@@ -144,6 +219,8 @@ ACTIONS = {
     "refund": _refund,
     "refund_status": _refund_status,
     "deactivate": _deactivate,
+    "deactivate_number": _deactivate_number,
+    "release_profile": _release_profile,
     "unbind": _unbind,
 }
 
