@@ -39,6 +39,28 @@ def _parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad event")
     with_data_dir(sub.add_parser("sweep", help="run one sweep pass now (restart stranded actions)"))
+    bulk = with_data_dir(sub.add_parser("bulk-close", help="close the cards listed in a CSV (column card_number)"))
+    bulk.add_argument("file", help="CSV file with a card_number column")
+    bulk.add_argument("--reason", required=True, help="why these cards are closed (e.g. dormant 3 years)")
+    bulk.add_argument("--dry-run", action="store_true", help="validate and quote only; write nothing")
+    bulk.add_argument("--rejects", help="where to write rejected rows (default FILE.rejects.csv)")
+    bulk.add_argument("--batch-size", type=int, default=1000)
+    hotlist = with_data_dir(sub.add_parser("hotlist", help="the signed hotlist for gates and readers"))
+    hotlist_sub = hotlist.add_subparsers(dest="hotlist_command", required=True)
+    export = hotlist_sub.add_parser("export", help="write the hotlist (and FILE.sig) as a snapshot or delta")
+    export.add_argument("--out", required=True, help="file to write; the signature goes to FILE.sig")
+    export.add_argument("--since", type=int, default=0, help="only cards listed after this version")
+    export.add_argument("--format", choices=["csv", "bin"], default="csv")
+    partner = with_data_dir(sub.add_parser("partner", help="partner apps that receive unbind webhooks"))
+    partner_sub = partner.add_subparsers(dest="partner_command", required=True)
+    register = partner_sub.add_parser("register", help="register a partner and print its signing secret once")
+    register.add_argument("--code", required=True)
+    register.add_argument("--name", default="")
+    register.add_argument("--url", required=True, help="the partner's webhook endpoint")
+    rotate = partner_sub.add_parser("rotate-secret", help="issue a new signing secret and print it once")
+    rotate.add_argument("--code", required=True)
+    rotate.add_argument("--grace-hours", type=float, default=24.0, help="how long the old secret keeps signing")
+    partner_sub.add_parser("list", help="list partners (secrets shown by their last characters)")
     return parser
 
 
@@ -165,9 +187,78 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_bulk_close(args) -> int:
+    from closeout.closures.bulk import BulkFileError, bulk_intake
+    from closeout.common.progress import Progress, count_lines
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"closeout bulk-close: {path}: no such file", file=sys.stderr)
+        return 2
+    if not 1 <= args.batch_size <= 10000:
+        print("closeout bulk-close: --batch-size must be between 1 and 10000", file=sys.stderr)
+        return 2
+    progress = Progress(total=max(0, count_lines(path) - 1), label="dry run" if args.dry_run else "closing")
+    try:
+        summary = bulk_intake(path=path, reason=args.reason, requester="operator:bulk", dry_run=args.dry_run,
+                              batch_size=args.batch_size, rejects_path=Path(args.rejects) if args.rejects else None,
+                              progress=progress.advance)
+    except BulkFileError as exc:
+        print(f"closeout bulk-close: {path}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        progress.done()
+        print("interrupted: run the same command again to resume where it stopped", file=sys.stderr)
+        return 130
+    progress.done()
+    totals = ", ".join(f"{currency} {minor}" for currency, minor in sorted(summary.refund_total.items())) or "none"
+    verb = "would create" if summary.dry_run else "created"
+    resumed = f" (resumed after line {summary.resumed_after})" if summary.resumed_after else ""
+    print(f"{summary.lines} rows read{resumed}: {verb} {summary.created} closures in {summary.batches} batches, "
+          f"{summary.rejected} rejected; refunds (minor units): {totals}")
+    if summary.rejected:
+        print(f"rejected rows: {args.rejects or path.with_name(path.stem + '.rejects.csv')}")
+    return 0
+
+
+def cmd_hotlist(args) -> int:
+    from closeout.integrations.card_system.hotlist import write_export
+
+    if args.since < 0:
+        print("--since must be a non-negative version", file=sys.stderr)
+        return 2
+    document = write_export(args.out, since=args.since, fmt=args.format)
+    print(f"hotlist version {document['version']}: {document['count']} cards since {args.since} "
+          f"written to {args.out} (signature in {args.out}.sig)")
+    return 0
+
+
+def cmd_partner(args) -> int:
+    from datetime import timedelta
+
+    from closeout.integrations.partners import services as partners
+
+    try:
+        if args.partner_command == "register":
+            _, secret = partners.partner_register(code=args.code, name=args.name, endpoint_url=args.url,
+                                                  actor="operator:cli")
+            print(secret)
+        elif args.partner_command == "rotate-secret":
+            print(partners.partner_secret_rotate(code=args.code, actor="operator:cli",
+                                                 grace=timedelta(hours=args.grace_hours)))
+        else:
+            print(json.dumps(partners.partner_list(), default=str, indent=2))
+    except (partners.UnableToRegisterPartner, partners.PartnerNotFound) as exc:
+        print(f"partner: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS = {
     "demo": cmd_demo, "serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate,
     "demo-data": cmd_demo_data, "apikey": cmd_apikey, "audit": cmd_audit, "sweep": cmd_sweep,
+    "bulk-close": cmd_bulk_close,
+    "hotlist": cmd_hotlist, "partner": cmd_partner,
 }
 
 

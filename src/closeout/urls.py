@@ -8,11 +8,9 @@ from closeout.portal import views as portal
 
 urlpatterns = [
     path("api/v1/", api.urls),
-    path("sim/payments/refunds", sim.payment_refunds),
+    path("", include("closeout.integrations.urls")),
     path("sim/payments/payments", sim.payment_payments),
-    path("sim/cards/blocked", sim.cards_blocked),
     path("sim/sms/messages", sim_sms.messages),
-    path("sim/faults", sim.faults),
     path("", portal.pick_language, name="root"),
     path("i18n/", include("django.conf.urls.i18n")),
 ]
