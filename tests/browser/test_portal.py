@@ -19,6 +19,14 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only, pytest.mark.django_db(transaction=True)]
 
+@pytest.fixture(scope="module", autouse=True)
+def _catalogs_compiled():
+    """Pages are read in Chinese: make sure the .mo files match the .po files."""
+    from closeout.i18n import compile_catalogs
+
+    compile_catalogs()
+
+
 @pytest.fixture(autouse=True)
 def _dispatch_off(settings):
     """Cases stay where the test puts them unless a test starts the worker (dbos_worker)."""
@@ -231,6 +239,15 @@ def test_the_whole_journey(language, viewport, open_page, make_card, worker, smt
         assert page.locator("#todo-post").count() == 1
         shot(page, f"{language}-{viewport}-6-awaiting-return")
         off_the_loop(services.closure_card_received, reference=case.reference, actor="staff:warehouse")
+
+    # A refund to another account waits for a second member of staff (maker-checker).
+    if destination != "original":
+        wait_for(lambda: ClosureCase.objects.get(id=case.id).state == "refund_pending"
+                 and hasattr(ClosureCase.objects.get(id=case.id), "refund_approval"))
+        page.click("#refresh")
+        assert page.locator("#approval-waiting").count() == 1
+        assert_page_ok(page, language)
+        off_the_loop(services.refund_approve, reference=case.reference, approver="staff:checker")
 
     # The worker takes the case to closed; the timeline shows every step done.
     monkeypatch.setattr(closure_selectors, "case_certificate", lambda c: {

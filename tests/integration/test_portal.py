@@ -20,6 +20,14 @@ from tests.fixtures import HKID
 
 pytestmark = pytest.mark.django_db(transaction=True)  # notices leave on commit
 
+@pytest.fixture(scope="module", autouse=True)
+def _catalogs_compiled():
+    """Pages are read in Chinese: make sure the .mo files match the .po files."""
+    from closeout.i18n import compile_catalogs
+
+    compile_catalogs()
+
+
 @pytest.fixture(autouse=True)
 def _dispatch_off(settings):
     """Cases stay where the test puts them unless a test starts the worker (dbos_worker)."""

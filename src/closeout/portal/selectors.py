@@ -12,7 +12,7 @@ from closeout.catalog.models import Product
 from closeout.closures import selectors as closure_selectors
 from closeout.closures import services as closures
 from closeout.closures import states
-from closeout.closures.models import ClosureCase
+from closeout.closures.models import ClosureCase, RefundApproval
 from closeout.common import calendars, clock
 from closeout.common.templatetags.closeout import money
 from closeout.identity import documents
@@ -177,9 +177,12 @@ def case_view(case: ClosureCase) -> dict:
         todo.append("pay")
     if case.state == states.AWAITING_RETURN:
         todo.append("post_card")
+    approval_waiting = case.state == states.REFUND_PENDING and RefundApproval.objects.filter(
+        case=case, decision=RefundApproval.Decision.PENDING).exists()
     return {
         "reference": case.reference,
         "state": case.state,
+        "approval_waiting": approval_waiting,
         "state_label": labels.state_label(case.state),
         "attention": case.state in (states.ON_HOLD, states.FAILED),
         "card": card_summary(card),
