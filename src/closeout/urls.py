@@ -1,7 +1,9 @@
 from django.conf.urls.i18n import i18n_patterns
 from django.urls import include, path
 
+from closeout.aftercare import views as aftercare
 from closeout.api.v1 import api
+from closeout.certificates import views as certificates
 from closeout.integrations import views as sim
 from closeout.portal import views as portal
 
@@ -10,7 +12,12 @@ urlpatterns = [
     path("sim/payments/refunds", sim.payment_refunds),
     path("sim/cards/blocked", sim.cards_blocked),
     path("sim/faults", sim.faults),
+    path("verify/<str:certificate_id>", certificates.verify_page, name="certificate-verify"),
     path("", portal.pick_language, name="root"),
     path("i18n/", include("django.conf.urls.i18n")),
 ]
-urlpatterns += i18n_patterns(path("", include("closeout.portal.urls")), prefix_default_language=True)
+urlpatterns += i18n_patterns(
+    path("", include("closeout.portal.urls")),
+    path("case/<str:reference>/export.<str:fmt>", aftercare.case_export_download, name="case-export"),
+    prefix_default_language=True,
+)
