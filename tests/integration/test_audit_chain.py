@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 
 from closeout import cli
 from closeout.audit.models import AuditEvent, AuditHead
