@@ -13,7 +13,7 @@ from reportlab.pdfgen.canvas import Canvas
 from closeout.audit.models import AuditEvent
 from closeout.cards.models import Holder
 from closeout.cards.selectors import authorization_attempts_for_case
-from closeout.certificates.pdf import ACCENT, MUTED, draw_text
+from closeout.certificates.pdf import ACCENT, MUTED, draw_text, text_width
 from closeout.closures.models import ClosureCase, Refund
 from closeout.closures.selectors import case_certificate
 from closeout.common import clock
@@ -92,13 +92,14 @@ def _pdf(data: dict) -> bytes:
     left, bottom = 48, 48
     y = height - 60
 
-    def line(text: str, size: float = 9, **kwargs) -> None:
+    def line(text: str, size: float = 9, indent: float = 0, **kwargs) -> None:
         nonlocal y
-        if y < bottom:
-            c.showPage()
-            y = height - 60
-        draw_text(c, left, y, text[:120], size, **kwargs)
-        y -= size + 5
+        for piece in _wrap(text, size, width - 2 * left - indent):
+            if y < bottom:
+                c.showPage()
+                y = height - 60
+            draw_text(c, left + indent, y, piece, size, **kwargs)
+            y -= size + 5
 
     line("注销申请资料 · 註銷申請資料 · Your closure case data", 16, color=ACCENT)
     line(f"{data['case']['reference']} · exported {data['exported_at'][:19]} · {settings.PUBLIC_URL}", 9, color=MUTED)
@@ -108,25 +109,39 @@ def _pdf(data: dict) -> bytes:
             continue
         y -= 4
         line(section.replace("_", " ").capitalize(), 12, bold=True)
-        for text in _flatten(value):
-            line(text)
+        for text in _lines(value):
+            line(text, indent=8)
     c.showPage()
     c.save()
     return buffer.getvalue()
 
 
-def _flatten(value, prefix: str = "") -> list[str]:
+def _wrap(text: str, size: float, room: float) -> list[str]:
+    pieces, current = [], ""
+    for ch in text:
+        if current and text_width(current + ch, size) > room:
+            pieces.append(current)
+            current = "    "
+        current += ch
+    return [*pieces, current]
+
+
+def _scalar(value) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return "—" if value is None or value == "" else str(value)
+
+
+def _lines(value) -> list[str]:
+    """One line per field of a section, or one line per item of a list section."""
     if isinstance(value, dict):
-        out = []
-        for key, item in value.items():
-            out.extend(_flatten(item, f"{prefix}{key}: " if not isinstance(item, dict | list) else f"{prefix}{key}."))
-        return out or [prefix + "—"]
+        return [f"{key}: {_scalar(item)}" for key, item in value.items()]
     if isinstance(value, list):
-        out = []
-        for index, item in enumerate(value, 1):
-            out.extend(_flatten(item, f"{prefix}{index}. "))
-        return out or [prefix + "—"]
-    return [f"{prefix}{'—' if value is None else value}"]
+        if not value:
+            return ["—"]
+        return [" · ".join(f"{k}: {_scalar(v)}" for k, v in item.items()) if isinstance(item, dict)
+                else _scalar(item) for item in value]
+    return [_scalar(value)]
 
 
 def case_export(case: ClosureCase) -> tuple[bytes, bytes]:
