@@ -200,14 +200,15 @@ def cmd_certificate(args) -> int:
         else:
             print(text)
         return 0
-    keys = public_keys()
-    if args.keys:
+    if args.keys:  # offline: no database needed
         try:
             loaded = json.loads(Path(args.keys).read_text())
             keys = loaded.get("keys", loaded)
         except (OSError, ValueError, AttributeError):
             print(f"cannot read public keys from {args.keys}", file=sys.stderr)
             return 2
+    else:
+        keys = public_keys()
     try:
         verdict = pdf.verify_pdf(Path(args.file).read_bytes(), keys)
     except OSError as exc:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("sim/payments/refunds", sim.payment_refunds),
     path("sim/cards/blocked", sim.cards_blocked),
     path("sim/faults", sim.faults),
+    path("sim/cards/transactions", aftercare.sim_card_transactions),
     path("verify/<str:certificate_id>", certificates.verify_page, name="certificate-verify"),
     path("", portal.pick_language, name="root"),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -168,6 +168,26 @@ def test_the_pdf_verifies_offline_with_the_public_keys(make_card, tmp_path, caps
     assert "unknown signing key" in capsys.readouterr().err
 
 
+def test_verifying_offline_needs_no_database(make_card, tmp_path):
+    """Another machine with only the PDF and the published keys can check the certificate."""
+    import subprocess
+    import sys
+
+    case = close_card(make_card("YKT", balance=900))
+    (tmp_path / "certificate.pdf").write_bytes(certificate_pdf(case.certificate))
+    (tmp_path / "keys.json").write_text(json.dumps({"keys": public_keys()}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CLOSEOUT_DATA_DIR")}
+    env.update(CLOSEOUT_DATA_DIR=str(elsewhere), CLOSEOUT_SECRET_KEY="x" * 50, CLOSEOUT_PII_KEY="y" * 50)
+    done = subprocess.run([sys.executable, "-m", "closeout.cli", "certificate", "verify",
+                           str(tmp_path / "certificate.pdf"), "--keys", str(tmp_path / "keys.json")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"VALID: certificate {case.certificate.id}" in done.stdout
+    assert not (elsewhere / "closeout.sqlite3").exists()
+
+
 def test_a_pdf_without_certificate_data_is_not_valid(tmp_path, capsys):
     from closeout import cli
 

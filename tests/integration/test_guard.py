@@ -118,3 +118,16 @@ def test_the_guard_command_exits_non_zero_when_it_finds_a_charge(make_card, caps
     assert cli.main(["guard", "check"]) == 1
     out = capsys.readouterr().out
     assert f"ALERT {closed.reference}" in out and "CNY 7.00" in out and closed.card.number not in out
+
+
+def test_a_tester_scripts_a_slipped_charge_through_the_simulator(client, make_card):
+    closed = close_card(make_card("YKT", balance=5000))
+    created = client.post("/sim/cards/transactions", {"card_number": closed.card.number, "amount": 880,
+                                                      "currency": "cny", "source": "gate-offline-2"},
+                          content_type="application/json")
+    assert created.status_code == 201
+    listed = client.get("/sim/cards/transactions").json()
+    assert [(t["card_number"], t["amount"], t["currency"]) for t in listed] == [(closed.card.number, 880, "CNY")]
+    assert [a.case_reference for a in guard_check()] == [closed.reference]
+    bad = client.post("/sim/cards/transactions", {"card_number": "1", "amount": "lots"}, content_type="application/json")
+    assert bad.status_code == 422 and bad["Content-Type"] == "application/problem+json"
