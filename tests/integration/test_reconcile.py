@@ -109,3 +109,20 @@ def test_one_more_system_adds_one_check(few_closed_cases):
         CHECKS.remove(check_smdp_profiles)
     assert [(m.reference, m.check) for m in found] == [(few_closed_cases[0].reference, "smdp")]
     assert sorted(seen) == sorted(case.reference for case in few_closed_cases)
+
+
+def test_bulk_closed_cases_get_certificates_and_reconcile_cleanly(make_card, tmp_path):
+    from closeout.certificates.selectors import certificate_verification
+    from closeout.closures import bulk
+    from closeout.closures.models import ClosureCase
+    from tests.integration.test_bulk_close import run_batches_inline, write_csv
+
+    cards = [make_card("YKT", balance=1000 * i, days_old=2000) for i in range(1, 5)]
+    bulk.bulk_intake(path=write_csv(tmp_path / "dormant.csv", [c.number for c in cards]), reason="dormant",
+                     requester="operator:test", batch_size=3)
+    run_batches_inline()
+
+    closed = list(ClosureCase.objects.filter(state="closed", channel="bulk"))
+    assert len(closed) == 4
+    assert all(certificate_verification(case.certificate)["valid"] for case in closed)
+    assert reconcile_run() == []

@@ -137,3 +137,14 @@ def test_partners_look_up_a_contact_hash_with_their_key(client, make_card):
     bad = client.get("/api/v1/suppressions/gone@example.test", **auth)
     assert bad.status_code == 422 and bad["Content-Type"] == "application/problem+json"
     assert "gone@example.test" not in bad.content.decode()
+
+
+def test_a_bulk_closure_suppresses_every_holder_in_the_file(make_card, tmp_path):
+    from closeout.closures import bulk
+    from tests.integration.test_bulk_close import write_csv
+
+    cards = [make_card("YKT", balance=1000, days_old=2000, email=f"dormant{i}@example.test") for i in range(3)]
+    bulk.bulk_intake(path=write_csv(tmp_path / "dormant.csv", [c.number for c in cards]), reason="dormant",
+                     requester="operator:test", batch_size=2)
+    hashes = {c.holder.email_hash for c in cards} | {c.holder.phone_hash for c in cards}
+    assert set(Suppression.objects.values_list("contact_hash", flat=True)) == hashes

@@ -83,17 +83,23 @@ def _iso(value) -> str | None:
 
 def certificate_facts(case: ClosureCase, *, certificate_id: uuid.UUID, issued_at) -> dict:
     """Collect what a certificate states: no names, ID numbers or contacts, only masked card data."""
+    return _facts(
+        case, refund=Refund.objects.filter(case=case).first(),
+        events=list(case.events.filter(from_state=states.DEACTIVATING).order_by("at", "id")),
+        unbound=list(Binding.objects.filter(card_id=case.card_id, unbound_at__isnull=False)),
+        certificate_id=certificate_id, issued_at=issued_at,
+    )
+
+
+def _facts(case: ClosureCase, *, refund: Refund | None, events: list, unbound: list[Binding],
+           certificate_id: uuid.UUID, issued_at) -> dict:
     card = case.card
     product = card.product
     quote = case.quote or {}
-    refund = Refund.objects.filter(case=case).first()
-    events = list(case.events.order_by("at", "id"))
     deactivated = [{"what": "card", "system": "card_system", "status": "blocked", "hotlist": True,
                     "ref": str(e.data.get("block_ref", "")), "at": _iso(e.at)}
                    for e in events if e.from_state == states.DEACTIVATING and e.to_state != states.FAILED][:1]
-    unbound = [{"partner": b.partner, "at": _iso(b.unbound_at)}
-               for b in Binding.objects.filter(card=card, unbound_at__isnull=False).order_by("partner")]
-    destination = {k: v for k, v in (case.refund_destination or {"type": "original"}).items()}
+    destination = dict(case.refund_destination or {"type": "original"})
     return {
         "format": signing.FORMAT,
         "certificate_id": str(certificate_id),
@@ -117,9 +123,48 @@ def certificate_facts(case: ClosureCase, *, certificate_id: uuid.UUID, issued_at
             "settled_at": _iso(refund.settled_at) if refund else _iso(case.closed_at),
         },
         "deactivated": deactivated,
-        "unbound": unbound,
+        "unbound": [{"partner": b.partner, "at": _iso(b.unbound_at)} for b in sorted(unbound, key=lambda b: b.partner)],
         "verify_url": f"{settings.PUBLIC_URL}/verify/{certificate_id}",
     }
+
+
+def certificate_issue_many(*, case_ids: list[int]) -> int:
+    """Issue the certificates of many cases closed together (bulk closure), in the caller's
+    transaction; cases that already have one are skipped. Return how many were issued."""
+    from closeout.audit.services import audit_record_many
+    from closeout.closures.models import CaseEvent
+
+    done = set(Certificate.objects.filter(case_id__in=case_ids).values_list("case_id", flat=True))
+    cases = list(ClosureCase.objects.filter(id__in=[i for i in case_ids if i not in done], state=states.CLOSED)
+                 .select_related("card__product").order_by("id"))
+    if not cases:
+        return 0
+    ids = [c.id for c in cases]
+    refunds = {r.case_id: r for r in Refund.objects.filter(case_id__in=ids)}
+    events: dict[int, list] = {}
+    for event in CaseEvent.objects.filter(case_id__in=ids, from_state=states.DEACTIVATING).order_by("at", "id"):
+        events.setdefault(event.case_id, []).append(event)
+    unbound: dict[int, list] = {}
+    for binding in Binding.objects.filter(card_id__in=[c.card_id for c in cases], unbound_at__isnull=False):
+        unbound.setdefault(binding.card_id, []).append(binding)
+    key = _active_key()
+    private = _unseal(key.private_key_sealed)
+    now = clock.now()
+    rows, audits = [], []
+    for case in cases:
+        certificate_id = uuid.uuid4()
+        text = signing.canonical(_facts(case, refund=refunds.get(case.id), events=events.get(case.id, []),
+                                        unbound=unbound.get(case.card_id, []), certificate_id=certificate_id,
+                                        issued_at=now))
+        rows.append(Certificate(id=certificate_id, case=case, key=key, facts=text, signature=signing.sign(private, text),
+                                issued_at=now))
+        audits.append({"actor": "system", "action": "certificate.issued", "subject": case.reference,
+                       "after": str(certificate_id),
+                       "data": {"key_id": key.key_id, "facts_sha256": hashlib.sha256(text.encode()).hexdigest()}})
+    with transaction.atomic():
+        Certificate.objects.bulk_create(rows, batch_size=500)
+        audit_record_many(audits)
+    return len(rows)
 
 
 def certificate_issue(*, case: ClosureCase) -> Certificate:

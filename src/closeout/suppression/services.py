@@ -36,3 +36,30 @@ def suppression_add_for_holder(*, holder: Holder, case_reference: str) -> list[S
         entries.append(suppression_add(contact_hash=holder.phone_hash, kind=Suppression.Kind.PHONE,
                                        reason="closure_submitted", case_reference=case_reference))
     return entries
+
+
+def suppression_add_for_cards(*, cards: list, reference_of: dict[int, str]) -> int:
+    """Suppress the holders of many cards at once (bulk closure); return how many entries are new.
+
+    `reference_of` maps a card id to its case reference.
+    """
+    from closeout.audit.services import audit_record_many
+
+    holders = Holder.objects.in_bulk([c.holder_id for c in cards])
+    wanted: dict[str, tuple[str, str]] = {}
+    for card in cards:
+        holder = holders[card.holder_id]
+        for contact_hash, kind in ((holder.email_hash, Suppression.Kind.EMAIL),
+                                   (holder.phone_hash, Suppression.Kind.PHONE)):
+            if contact_hash:
+                wanted.setdefault(contact_hash, (kind, reference_of[card.id]))
+    existing = set(Suppression.objects.filter(contact_hash__in=list(wanted)).values_list("contact_hash", flat=True))
+    now = clock.now()
+    new = [Suppression(contact_hash=h, kind=kind, reason="closure_submitted", case_reference=ref, created_at=now)
+           for h, (kind, ref) in wanted.items() if h not in existing]
+    with transaction.atomic():
+        Suppression.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
+        audit_record_many([{"actor": "system", "action": "suppression.added", "subject": s.case_reference,
+                            "reason": s.reason, "data": {"kind": s.kind, "contact_hash": s.contact_hash}}
+                           for s in new])
+    return len(new)
