@@ -39,6 +39,27 @@ def _parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad event")
     with_data_dir(sub.add_parser("sweep", help="run one sweep pass now (restart stranded actions)"))
+    cert = with_data_dir(sub.add_parser("certificate", help="closure certificates"))
+    cert_sub = cert.add_subparsers(dest="certificate_command", required=True)
+    cert_verify = cert_sub.add_parser("verify", help="check a certificate PDF offline; exit 1 when not valid")
+    cert_verify.add_argument("file", help="the certificate PDF")
+    cert_verify.add_argument("--keys", help="public keys JSON (from `certificate keys` or /api/v1/certificates/keys);"
+                             " default: this installation's key table")
+    cert_keys = cert_sub.add_parser("keys", help="print the public keys as JSON")
+    cert_keys.add_argument("--out", help="write to this file instead")
+    cert_sub.add_parser("rotate-key", help="start signing with a new key (old certificates still verify)")
+    guard = with_data_dir(sub.add_parser("guard", help="charge guard"))
+    guard_sub = guard.add_subparsers(dest="guard_command", required=True)
+    guard_check = guard_sub.add_parser("check", help="nightly: alert staff to charges on closing/closed cards; "
+                                       "exit 1 when new ones were found")
+    guard_check.add_argument("--days", type=int, default=2, help="how far back to read the card system feed")
+    reconcile = with_data_dir(sub.add_parser("reconcile", help="compare ledger, provider, card system and partners "
+                                             "for every closed case; exit 1 on mismatches"))
+    reconcile.add_argument("--out", help="also write the mismatches to this CSV file")
+    retention = with_data_dir(sub.add_parser("retention", help="data retention"))
+    retention_sub = retention.add_subparsers(dest="retention_command", required=True)
+    retention_run = retention_sub.add_parser("run", help="crypto-shred holders whose closed cases are past retention")
+    retention_run.add_argument("--dry-run", action="store_true", help="only report who is due")
     bulk = with_data_dir(sub.add_parser("bulk-close", help="close the cards listed in a CSV (column card_number)"))
     bulk.add_argument("file", help="CSV file with a card_number column")
     bulk.add_argument("--reason", required=True, help="why these cards are closed (e.g. dormant 3 years)")
@@ -187,6 +208,88 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_certificate(args) -> int:
+    from closeout.certificates import pdf
+    from closeout.certificates.services import public_keys, public_keys_json, signing_key_rotate
+
+    if args.certificate_command == "rotate-key":
+        print(f"signing with {signing_key_rotate(actor='cli').key_id}")
+        return 0
+    if args.certificate_command == "keys":
+        text = public_keys_json()
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        else:
+            print(text)
+        return 0
+    if args.keys:  # offline: no database needed
+        try:
+            loaded = json.loads(Path(args.keys).read_text())
+            keys = loaded.get("keys", loaded)
+        except (OSError, ValueError, AttributeError):
+            print(f"cannot read public keys from {args.keys}", file=sys.stderr)
+            return 2
+    else:
+        keys = public_keys()
+    try:
+        verdict = pdf.verify_pdf(Path(args.file).read_bytes(), keys)
+    except OSError as exc:
+        print(f"cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except pdf.NotACertificate as exc:
+        print(f"NOT VALID: {exc}", file=sys.stderr)
+        return 1
+    if not verdict.valid:
+        print(f"NOT VALID: {verdict.reason}", file=sys.stderr)
+        return 1
+    facts = verdict.facts
+    refund = facts["refund"]
+    from closeout.common.money import Money
+
+    print(f"VALID: certificate {facts['certificate_id']} signed by {verdict.key_id}")
+    print(f"  case {facts['reference']}, card {facts['card']['number_masked']} ({facts['card']['product']})")
+    print(f"  closed {facts['closed_at']}, refunded {Money(refund['amount'], refund['currency']).format()} "
+          f"to {refund['destination'].get('type', 'original')}")
+    return 0
+
+
+def cmd_guard(args) -> int:
+    from datetime import timedelta
+
+    from closeout.aftercare.guard import guard_check
+    from closeout.common import clock
+    from closeout.common.money import Money
+
+    alerts = guard_check(since=clock.now() - timedelta(days=args.days))
+    for alert in alerts:
+        print(f"ALERT {alert.case_reference} {alert.card_masked} "
+              f"{Money(alert.amount_minor, alert.currency).format()} at {alert.charged_at.isoformat()}")
+    print(f"{len(alerts)} new charge(s) on closing or closed cards")
+    return 1 if alerts else 0
+
+
+def cmd_reconcile(args) -> int:
+    from closeout.aftercare.reconcile import mismatches_write_csv, reconcile_run
+
+    mismatches = reconcile_run()
+    for mismatch in mismatches:
+        print(mismatch)
+    if args.out:
+        with open(args.out, "w", newline="", encoding="utf-8") as handle:
+            mismatches_write_csv(mismatches, handle)
+    print(f"{len(mismatches)} mismatch(es)")
+    return 1 if mismatches else 0
+
+
+def cmd_retention(args) -> int:
+    from closeout.aftercare.retention import retention_run
+
+    report = retention_run(dry_run=args.dry_run)
+    verb = "would crypto-shred" if args.dry_run else "crypto-shredded"
+    print(f"{verb} {len(report.due)} holder(s); {report.kept} kept within retention")
+    return 0
+
+
 def cmd_bulk_close(args) -> int:
     from closeout.closures.bulk import BulkFileError, bulk_intake
     from closeout.common.progress import Progress, count_lines
@@ -257,6 +360,7 @@ def cmd_partner(args) -> int:
 COMMANDS = {
     "demo": cmd_demo, "serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate,
     "demo-data": cmd_demo_data, "apikey": cmd_apikey, "audit": cmd_audit, "sweep": cmd_sweep,
+    "certificate": cmd_certificate, "guard": cmd_guard, "reconcile": cmd_reconcile, "retention": cmd_retention,
     "bulk-close": cmd_bulk_close,
     "hotlist": cmd_hotlist, "partner": cmd_partner,
 }

@@ -49,6 +49,9 @@ INSTALLED_APPS = [
     "closeout.integrations",
     "closeout.common",
     "closeout.portal",
+    "closeout.certificates",
+    "closeout.suppression",
+    "closeout.aftercare",
 ]
 
 MIDDLEWARE = [
@@ -162,6 +165,12 @@ INTEGRATIONS = {
     "payments": os.environ.get("CLOSEOUT_PAYMENTS", "simulator"),
     "card_system": os.environ.get("CLOSEOUT_CARD_SYSTEM", "simulator"),
 }
+
+DEFAULT_FROM_EMAIL = os.environ.get("CLOSEOUT_FROM_EMAIL", "closeout <no-reply@closeout.invalid>")
+EMAIL_HOST = os.environ.get("CLOSEOUT_SMTP_HOST", "127.0.0.1")
+EMAIL_PORT = int(os.environ.get("CLOSEOUT_SMTP_PORT", "25"))
+# Staff who hear about charges that slipped past a closing or closed card.
+STAFF_ALERT_EMAILS = [a for a in os.environ.get("CLOSEOUT_STAFF_ALERT_EMAILS", "").split(",") if a]
 
 LOGGING = {
     "version": 1,

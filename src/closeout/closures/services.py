@@ -23,6 +23,7 @@ from closeout.integrations.card_system.hotlist import hotlist_add
 from closeout.integrations.models import EsimDeletionProof, UnbindDelivery
 from closeout.integrations.smdp import port as smdp
 from closeout.ledger import services as ledger
+from closeout.suppression.services import suppression_add_for_holder
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +263,8 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
                 created_at=now, updated_at=now,
             )
             _card_status(card, Card.Status.CLOSING, actor=requester, reference=case.reference)
+            # From this moment on, no marketing reaches the holder (service notices still do).
+            suppression_add_for_holder(holder=card.holder, case_reference=case.reference)
             _transition(case, states.SUBMITTED, actor=requester, key="submit", note=f"requested via {channel}",
                         data={"channel": channel})
     except IntegrityError:
@@ -730,8 +733,11 @@ def closure_unbound(*, reference: str, workflow_id: str, results: dict) -> str:
 
 
 def _close(case: ClosureCase, card: Card, *, key: str, note: str, data: dict) -> None:
+    from closeout.certificates.services import certificate_issue
+
     _transition(case, states.CLOSED, actor="system", key=key, note=note, data=data)
     _card_status(card, Card.Status.CLOSED, actor="system", reference=case.reference)
+    certificate_issue(case=case)  # in the closing transaction: a closed case always has its certificate
 
 
 def closure_card_received(*, reference: str, actor: str, note: str = "") -> ClosureCase:
