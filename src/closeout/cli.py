@@ -39,6 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad event")
     with_data_dir(sub.add_parser("sweep", help="run one sweep pass now (restart stranded actions)"))
+    staff = with_data_dir(sub.add_parser("staff", help="manage staff console accounts"))
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True)
+    staff_create = staff_sub.add_parser("create", help="create an account; print its password and TOTP enrolment")
+    staff_create.add_argument("--role", required=True,
+                              choices=["agent", "branch_clerk", "warehouse", "refund_approver", "supervisor", "admin"])
+    staff_create.add_argument("--email", required=True)
+    staff_create.add_argument("--branch", default="", help="branch code of a branch clerk")
+    staff_create.add_argument("--no-qr", action="store_true", help="print only the otpauth:// URI")
     return parser
 
 
@@ -165,9 +173,31 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_staff(args) -> int:
+    import segno
+
+    from closeout.console.services import UnableToCreateStaff, staff_create
+
+    _migrate()
+    password = os.environ.get("CLOSEOUT_STAFF_PASSWORD") or None
+    try:
+        profile, device, password = staff_create(email=args.email, role=args.role, password=password,
+                                                 branch_code=args.branch)
+    except UnableToCreateStaff as exc:
+        print(f"cannot create staff account: {exc}", file=sys.stderr)
+        return 2
+    print(f"staff account {profile.user.email} ({profile.role}) created")
+    print(f"password (shown once): {password}")
+    print(f"TOTP enrolment URI: {device.config_url}")
+    if not args.no_qr:
+        segno.make(device.config_url, error="m").terminal(compact=True)
+    return 0
+
+
 COMMANDS = {
     "demo": cmd_demo, "serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate,
     "demo-data": cmd_demo_data, "apikey": cmd_apikey, "audit": cmd_audit, "sweep": cmd_sweep,
+    "staff": cmd_staff,
 }
 
 

@@ -7,6 +7,7 @@ from closeout.portal import views as portal
 
 urlpatterns = [
     path("api/v1/", api.urls),
+    path("console/", include("closeout.console.urls")),
     path("sim/payments/refunds", sim.payment_refunds),
     path("sim/cards/blocked", sim.cards_blocked),
     path("sim/faults", sim.faults),
