@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     staff_create.add_argument("--email", required=True)
     staff_create.add_argument("--branch", default="", help="branch code of a branch clerk")
     staff_create.add_argument("--no-qr", action="store_true", help="print only the otpauth:// URI")
+    bulk = with_data_dir(sub.add_parser("bulk-close", help="close the cards listed in a CSV (column card_number)"))
+    bulk.add_argument("file", help="CSV file with a card_number column")
+    bulk.add_argument("--reason", required=True, help="why these cards are closed (e.g. dormant 3 years)")
+    bulk.add_argument("--dry-run", action="store_true", help="validate and quote only; write nothing")
+    bulk.add_argument("--rejects", help="where to write rejected rows (default FILE.rejects.csv)")
+    bulk.add_argument("--batch-size", type=int, default=1000)
     return parser
 
 
@@ -194,10 +200,45 @@ def cmd_staff(args) -> int:
     return 0
 
 
+def cmd_bulk_close(args) -> int:
+    from closeout.closures.bulk import BulkFileError, bulk_intake
+    from closeout.common.progress import Progress, count_lines
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"closeout bulk-close: {path}: no such file", file=sys.stderr)
+        return 2
+    if not 1 <= args.batch_size <= 10000:
+        print("closeout bulk-close: --batch-size must be between 1 and 10000", file=sys.stderr)
+        return 2
+    progress = Progress(total=max(0, count_lines(path) - 1), label="dry run" if args.dry_run else "closing")
+    try:
+        summary = bulk_intake(path=path, reason=args.reason, requester="operator:bulk", dry_run=args.dry_run,
+                              batch_size=args.batch_size, rejects_path=Path(args.rejects) if args.rejects else None,
+                              progress=progress.advance)
+    except BulkFileError as exc:
+        print(f"closeout bulk-close: {path}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        progress.done()
+        print("interrupted: run the same command again to resume where it stopped", file=sys.stderr)
+        return 130
+    progress.done()
+    totals = ", ".join(f"{currency} {minor}" for currency, minor in sorted(summary.refund_total.items())) or "none"
+    verb = "would create" if summary.dry_run else "created"
+    resumed = f" (resumed after line {summary.resumed_after})" if summary.resumed_after else ""
+    print(f"{summary.lines} rows read{resumed}: {verb} {summary.created} closures in {summary.batches} batches, "
+          f"{summary.rejected} rejected; refunds (minor units): {totals}")
+    if summary.rejected:
+        print(f"rejected rows: {args.rejects or path.with_name(path.stem + '.rejects.csv')}")
+    return 0
+
+
 COMMANDS = {
     "demo": cmd_demo, "serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate,
     "demo-data": cmd_demo_data, "apikey": cmd_apikey, "audit": cmd_audit, "sweep": cmd_sweep,
     "staff": cmd_staff,
+    "bulk-close": cmd_bulk_close,
 }
 
 

@@ -5,8 +5,7 @@ HKID and passport numbers. Deterministic: loading twice changes nothing."""
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import transaction
 from stdnum.cn import ric
@@ -20,7 +19,7 @@ from closeout.common.money import Money
 from closeout.identity import documents, vault
 
 SEED = 20261125
-NOW = datetime(2026, 11, 1, tzinfo=dt_timezone.utc)
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
 AREAS = ["110101", "110102", "110105", "310101", "310104"]  # valid for births 1960-1999
 SURNAMES = ["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "周", "吴"]
 GIVEN = ["伟", "芳", "娜", "敏", "静", "强", "磊", "洋", "艳", "勇", "嘉欣", "志明"]

@@ -9,6 +9,41 @@ class ReferenceCounter(models.Model):
     last = models.PositiveIntegerField(default=0)
 
 
+class BulkRun(models.Model):
+    """One `closeout bulk-close` file; `lines_done` makes an interrupted run resumable."""
+
+    fingerprint = models.CharField(max_length=64, unique=True)
+    source = models.CharField(max_length=255)
+    reason = models.CharField(max_length=200)
+    requester = models.CharField(max_length=120)
+    lines_done = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    rejected_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+
+class BulkBatch(models.Model):
+    """A batch of bulk cases that moves through batched actions (one call per batch per system)."""
+
+    run = models.ForeignKey(BulkRun, on_delete=models.PROTECT, related_name="batches")
+    number = models.PositiveIntegerField()
+    case_count = models.PositiveIntegerField(default=0)
+    next_action = models.CharField(max_length=30, blank=True)
+    next_action_id = models.CharField(max_length=80, blank=True)
+    next_action_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    action_runs = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="bulk_batch_number_once")]
+
+    @property
+    def key(self) -> str:
+        return f"BULK-{self.run_id}-{self.number}"
+
+
 class ClosureCase(models.Model):
     class Channel(models.TextChoices):
         WEB = "web", "Web"
@@ -41,6 +76,8 @@ class ClosureCase(models.Model):
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
+    bulk_batch = models.ForeignKey(BulkBatch, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="cases")
 
     class Meta:
         constraints = [
@@ -90,3 +127,22 @@ class Refund(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gte=0), name="refund_amount_gte_0")]
+
+
+class RefundApproval(models.Model):
+    """Maker-checker: a refund above the product threshold, or to a destination other than the
+    original payment method, waits for a second person with the approver role."""
+
+    class Decision(models.TextChoices):
+        PENDING = "", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    case = models.OneToOneField(ClosureCase, on_delete=models.PROTECT, related_name="refund_approval")
+    requested_by = models.CharField(max_length=120)
+    requested_at = models.DateTimeField()
+    reason = models.CharField(max_length=40)  # above_threshold | other_destination
+    decision = models.CharField(max_length=10, choices=Decision.choices, blank=True, default="")
+    decided_by = models.CharField(max_length=120, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True)

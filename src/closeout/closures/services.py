@@ -14,7 +14,7 @@ from closeout.audit.services import audit_record
 from closeout.cards.models import Card, CardCharge
 from closeout.catalog import rules
 from closeout.closures import dispatch, states
-from closeout.closures.models import CaseEvent, ClosureCase, ReferenceCounter, Refund
+from closeout.closures.models import CaseEvent, ClosureCase, ReferenceCounter, Refund, RefundApproval
 from closeout.common import calendars, clock
 from closeout.common.money import Money
 from closeout.identity import documents, vault
@@ -54,6 +54,10 @@ class InvalidDestination(UnableToCloseCard):
 
 class CaseNotFound(Exception):
     pass
+
+
+class UnableToApprove(Exception):
+    """The refund cannot be approved or rejected by this person or in this state."""
 
 
 # --- reads used by the services --------------------------------------------------------------
@@ -289,8 +293,7 @@ def closure_settle(*, reference: str, workflow_id: str) -> str:
             _transition(case, states.AWAITING_RETURN, actor="system", key=f"{workflow_id}:awaiting_return",
                         note="waiting for the card to be returned", action="")
         else:
-            _transition(case, states.REFUND_PENDING, actor="system", key=f"{workflow_id}:refund_pending",
-                        note="refund requested")
+            _enter_refund_pending(case, actor="system", key=f"{workflow_id}:refund_pending")
         return case.state
 
 
@@ -317,6 +320,9 @@ def refund_order(*, reference: str, workflow_id: str) -> dict | None:
     case = ClosureCase.objects.select_related("card").get(reference=reference)
     if case.next_action_id != workflow_id or case.state != states.REFUND_PENDING:
         return None
+    if approval_required(case) and not RefundApproval.objects.filter(
+            case=case, decision=RefundApproval.Decision.APPROVED).exists():
+        return None  # never pay a refund that needs a second person before it has one
     return {
         "idempotency_key": f"{reference}:refund",
         "amount": case.quote["refund"],
@@ -369,16 +375,108 @@ def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
 
 def _wait_for_settlement(case: ClosureCase, workflow_id: str) -> None:
     """Keep the case in refund_pending and schedule a status poll (the webhook may come first)."""
-    key = f"{workflow_id}:pending"
+    _schedule_action(case, "refund_status", key=f"{workflow_id}:pending", actor="system",
+                     note="refund accepted, waiting for settlement", due_in=REFUND_POLL)
+
+
+def _schedule_action(case: ClosureCase, action: str, *, key: str, actor: str, note: str,
+                     due_in: timedelta | None = None) -> None:
+    """Give a locked case a new next action without changing its state (replayed key: no-op)."""
     if CaseEvent.objects.filter(case=case, key=key).exists():
         return
     now = clock.now()
-    case.next_action = "refund_status"
-    case.next_action_id = _workflow_id(case, "refund_status")
-    case.next_action_due_at = now + REFUND_POLL
+    case.next_action = action
+    case.next_action_id = _workflow_id(case, action)
+    case.next_action_due_at = now + (due_in or timedelta(0))
+    case.updated_at = now
     case.save()
-    CaseEvent.objects.create(case=case, key=key, at=now, actor="system", from_state=case.state,
-                             to_state=case.state, note="refund accepted, waiting for settlement")
+    CaseEvent.objects.create(case=case, key=key, at=now, actor=actor, from_state=case.state,
+                             to_state=case.state, note=note)
+    audit_record(actor=actor, action=f"closure.{action}.scheduled", subject=case.reference, before=case.state,
+                 after=case.state, reason=note)
+    if not due_in:
+        dispatch.enqueue_on_commit(case.reference, action, case.next_action_id)
+
+
+# --- maker-checker refund approval -------------------------------------------------------------
+
+
+def approval_required(case: ClosureCase) -> bool:
+    """A refund above the product's threshold or to a destination other than the original method."""
+    return bool(approval_reason(case))
+
+
+def approval_reason(case: ClosureCase) -> str:
+    threshold = case.card.product.policy.rules.get("refund_approval_threshold")
+    if case.refund_destination.get("type", "original") != "original":
+        return "other_destination"
+    if threshold is not None and case.quote.get("refund", 0) > threshold:
+        return "above_threshold"
+    return ""
+
+
+def _enter_refund_pending(case: ClosureCase, *, actor: str, key: str, note: str = "refund requested") -> None:
+    """Move to refund_pending; the refund action starts now or after a second person approves."""
+    reason = approval_reason(case)
+    if not reason:
+        _transition(case, states.REFUND_PENDING, actor=actor, key=key, note=note)
+        return
+    approval = RefundApproval.objects.filter(case=case).first()
+    if approval is not None and approval.decision == RefundApproval.Decision.APPROVED:
+        _transition(case, states.REFUND_PENDING, actor=actor, key=key, note=note)
+        return
+    _transition(case, states.REFUND_PENDING, actor=actor, key=key, note="refund waits for approval", action="",
+                data={"approval": reason})
+    RefundApproval.objects.update_or_create(
+        case=case, defaults=dict(requested_by=case.requester, requested_at=clock.now(), reason=reason,
+                                 decision="", decided_by="", decided_at=None, note=""),
+    )
+
+
+def _locked_approval(reference: str, approver: str) -> tuple[ClosureCase, RefundApproval]:
+    case = _lock(reference)
+    approval = RefundApproval.objects.select_for_update().filter(case=case).first()
+    if approval is None:
+        raise UnableToApprove("this refund does not need approval")
+    if approver == approval.requested_by:
+        raise UnableToApprove("the person who requested a refund cannot approve or reject it")
+    return case, approval
+
+
+def refund_approve(*, reference: str, approver: str, note: str = "") -> ClosureCase:
+    """Approve a waiting refund and start it. Approving twice is harmless.
+
+    :raises UnableToApprove: for the requester themself, a decided refund or a case not waiting.
+    """
+    with transaction.atomic():
+        case, approval = _locked_approval(reference, approver)
+        if approval.decision == RefundApproval.Decision.APPROVED:
+            return case
+        if approval.decision or case.state != states.REFUND_PENDING:
+            raise UnableToApprove(f"the refund is not waiting for approval (case is {case.state})")
+        approval.decision, approval.decided_by, approval.decided_at = "approved", approver, clock.now()
+        approval.note = note[:300]
+        approval.save()
+        _schedule_action(case, "refund", key=f"approve:{approval.requested_at.isoformat()}", actor=approver,
+                         note=note or "refund approved")
+        return case
+
+
+def refund_reject(*, reference: str, approver: str, reason: str) -> ClosureCase:
+    """Reject a waiting refund: the case goes on hold for staff to fix the destination or reject it.
+
+    :raises UnableToApprove: for the requester themself or a refund not waiting for a decision.
+    """
+    with transaction.atomic():
+        case, approval = _locked_approval(reference, approver)
+        if approval.decision or case.state != states.REFUND_PENDING:
+            raise UnableToApprove(f"the refund is not waiting for approval (case is {case.state})")
+        approval.decision, approval.decided_by, approval.decided_at = "rejected", approver, clock.now()
+        approval.note = reason[:300]
+        approval.save()
+        _transition(case, states.ON_HOLD, actor=approver, key=f"refund_rejected:{approval.decided_at.isoformat()}",
+                    note=f"refund rejected: {reason}"[:300], action="")
+        return case
 
 
 def closure_deactivated(*, reference: str, workflow_id: str, result: dict) -> str:
@@ -423,7 +521,7 @@ def closure_card_received(*, reference: str, actor: str, note: str = "") -> Clos
         _transition(case, states.RETURNED, actor=actor, key="card_received", note=note or "card received",
                     action="")
         case.deadline_at = None
-        _transition(case, states.REFUND_PENDING, actor="system", key="card_received:refund", note="refund requested")
+        _enter_refund_pending(case, actor="system", key="card_received:refund")
         return case
 
 
@@ -472,8 +570,11 @@ def closure_resume(*, reference: str, actor: str, note: str = "") -> ClosureCase
         case = _lock(reference)
         if case.state not in (states.ON_HOLD, states.FAILED) or not case.resume_to:
             raise states.IllegalTransition(case.state, case.resume_to or "?")
-        _transition(case, case.resume_to, actor=actor, key=f"resume:{case.updated_at.isoformat()}",
-                    note=note or "resumed")
+        key = f"resume:{case.updated_at.isoformat()}"
+        if case.resume_to == states.REFUND_PENDING:
+            _enter_refund_pending(case, actor=actor, key=key, note=note or "resumed")
+        else:
+            _transition(case, case.resume_to, actor=actor, key=key, note=note or "resumed")
         return case
 
 

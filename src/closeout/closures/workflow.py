@@ -10,7 +10,7 @@ from datetime import datetime
 from dbos import DBOS
 from django.db import close_old_connections
 
-from closeout.closures import services
+from closeout.closures import bulk, services
 from closeout.common.money import Money
 from closeout.integrations import registry
 from closeout.integrations.errors import PermanentError
@@ -23,12 +23,18 @@ RETRY = dict(retries_allowed=True, max_attempts=5, interval_seconds=0.5, backoff
 
 
 def _db(fn, *args, **kwargs):
-    """Run ORM work on a DBOS thread with fresh connections around it."""
+    """Run ORM work on a DBOS thread with fresh connections around it.
+
+    The crash points on either side mark every step boundary for the kill tests.
+    """
+    crash_point(f"before:{fn.__name__}")
     close_old_connections()
     try:
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
     finally:
         close_old_connections()
+    crash_point(f"after:{fn.__name__}")
+    return result
 
 
 @DBOS.step(name="closeout.verify")
@@ -48,14 +54,12 @@ def refund_order_step(reference: str, workflow_id: str) -> dict | None:
 
 @DBOS.step(name="closeout.refund_call", **RETRY)
 def refund_call_step(order: dict) -> dict:
-    crash_point("refund:before_call")
     result = _db(
         registry.port("payments").refund,
         idempotency_key=order["idempotency_key"],
         amount=Money(order["amount"], order["currency"]),
         destination=order["destination"],
     )
-    crash_point("refund:after_call")
     return result.as_json()
 
 
@@ -66,18 +70,13 @@ def refund_status_call_step(reference: str) -> dict:
 
 @DBOS.step(name="closeout.refund_record")
 def refund_record_step(reference: str, workflow_id: str, result: dict) -> str:
-    state = _db(services.refund_record, reference=reference, workflow_id=workflow_id, result=result)
-    crash_point("refund:after_record")
-    return state
+    return _db(services.refund_record, reference=reference, workflow_id=workflow_id, result=result)
 
 
 @DBOS.step(name="closeout.block_call", **RETRY)
 def block_call_step(reference: str, card_number: str) -> dict:
-    crash_point("deactivate:before_call")
-    result = _db(registry.port("card_system").block, card_number=card_number,
-                 idempotency_key=f"{reference}:deactivate")
-    crash_point("deactivate:after_call")
-    return result
+    return _db(registry.port("card_system").block, card_number=card_number,
+               idempotency_key=f"{reference}:deactivate")
 
 
 @DBOS.step(name="closeout.deactivated")
@@ -156,6 +155,83 @@ def run_action(reference: str, action: str, workflow_id: str) -> str:
     except Exception as exc:  # noqa: BLE001 - any exhausted step parks the case for staff
         log.warning("action %s failed: %s", workflow_id, type(exc).__name__)
         return action_failed_step(reference, workflow_id, f"{action} failed: {exc}")
+
+
+@DBOS.step(name="closeout.bulk_settle")
+def bulk_settle_step(batch_id: int, workflow_id: str) -> str:
+    return _db(bulk.batch_settle, batch_id=batch_id, workflow_id=workflow_id)
+
+
+@DBOS.step(name="closeout.bulk_refund_items")
+def bulk_refund_items_step(batch_id: int, workflow_id: str) -> list[dict] | None:
+    return _db(bulk.batch_refund_items, batch_id=batch_id, workflow_id=workflow_id)
+
+
+@DBOS.step(name="closeout.bulk_refund_call", **RETRY)
+def bulk_refund_call_step(batch_key: str, items: list[dict]) -> dict:
+    if not items:
+        return {}
+    results = _db(registry.port("payments").refund_batch, batch_key=batch_key, items=items)
+    return {key: result.as_json() for key, result in results.items()}
+
+
+@DBOS.step(name="closeout.bulk_refund_record")
+def bulk_refund_record_step(batch_id: int, workflow_id: str, results: dict) -> str:
+    return _db(bulk.batch_refund_record, batch_id=batch_id, workflow_id=workflow_id, results=results)
+
+
+@DBOS.step(name="closeout.bulk_block_items")
+def bulk_block_items_step(batch_id: int, workflow_id: str) -> list[dict] | None:
+    return _db(bulk.batch_block_items, batch_id=batch_id, workflow_id=workflow_id)
+
+
+@DBOS.step(name="closeout.bulk_block_call", **RETRY)
+def bulk_block_call_step(batch_key: str, items: list[dict]) -> dict:
+    if not items:
+        return {}
+    return _db(registry.port("card_system").block_batch, batch_key=batch_key, items=items)
+
+
+@DBOS.step(name="closeout.bulk_blocked_record")
+def bulk_blocked_record_step(batch_id: int, workflow_id: str, results: dict) -> str:
+    return _db(bulk.batch_blocked_record, batch_id=batch_id, workflow_id=workflow_id, results=results)
+
+
+@DBOS.step(name="closeout.bulk_failed")
+def bulk_failed_step(batch_id: int, workflow_id: str, error: str) -> str:
+    return _db(bulk.batch_failed, batch_id=batch_id, workflow_id=workflow_id, error=error)
+
+
+def _bulk_refund(batch_id: int, workflow_id: str) -> str:
+    items = bulk_refund_items_step(batch_id, workflow_id)
+    if items is None:
+        return "skipped"
+    results = bulk_refund_call_step(workflow_id, items)
+    return bulk_refund_record_step(batch_id, workflow_id, results)
+
+
+def _bulk_block(batch_id: int, workflow_id: str) -> str:
+    items = bulk_block_items_step(batch_id, workflow_id)
+    if items is None:
+        return "skipped"
+    results = bulk_block_call_step(workflow_id, items)
+    return bulk_blocked_record_step(batch_id, workflow_id, results)
+
+
+BATCH_ACTIONS = {
+    "bulk_settle": lambda batch_id, wid: bulk_settle_step(batch_id, wid),
+    "bulk_refund": _bulk_refund,
+    "bulk_block": _bulk_block,
+}
+
+
+@DBOS.workflow(name="closeout.run_batch")
+def run_batch(batch_id: str, action: str, workflow_id: str) -> str:
+    try:
+        return BATCH_ACTIONS[action](int(batch_id), workflow_id)
+    except Exception as exc:  # noqa: BLE001 - an exhausted batched call parks its cases for staff
+        log.warning("batch action %s failed: %s", workflow_id, type(exc).__name__)
+        return bulk_failed_step(int(batch_id), workflow_id, f"{action} failed: {exc}")
 
 
 @DBOS.workflow(name="closeout.sweep")

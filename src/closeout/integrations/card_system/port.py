@@ -9,3 +9,6 @@ class CardSystem(Protocol):
 
         :raises TransientError: when the outcome is unknown.
         """
+
+    def block_batch(self, *, batch_key: str, items: list[dict]) -> dict[str, dict]:
+        """Block many cards at once; items carry card_number and idempotency_key."""

@@ -25,3 +25,6 @@ class PaymentProvider(Protocol):
 
     def refund_status(self, *, idempotency_key: str) -> RefundResult:
         """Return the current state of a refund made with this key."""
+
+    def refund_batch(self, *, batch_key: str, items: list[dict]) -> dict[str, RefundResult]:
+        """Refund many at once (a refund file); items carry idempotency_key, amount, currency."""

@@ -8,6 +8,7 @@ import secrets
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from closeout.common import clock
 from closeout.common.money import Money
@@ -53,6 +54,35 @@ class SimulatedPaymentProvider:
         if mode in ("timeout", "lost_response"):
             raise TransientError("payment provider timed out after accepting the refund")
         return _result(row)
+
+    def refund_batch(self, *, batch_key: str, items: list[dict]) -> dict[str, RefundResult]:
+        """Submit a refund file: one call for many refunds, each with its own idempotency key.
+
+        Keys already known return their first refund (a resubmitted file pays nothing twice).
+        """
+        mode = take_fault("payments", "refund_batch")
+        if mode == "error_5xx":
+            raise TransientError("payment provider answered 503 to the refund file")
+        keys = [item["idempotency_key"] for item in items]
+        with transaction.atomic():
+            known = {r.idempotency_key: r for r in SimRefund.objects.select_for_update().filter(idempotency_key__in=keys)}
+            for item in items:
+                row = known.get(item["idempotency_key"])
+                if row is not None and (row.amount_minor, row.currency) != (item["amount"], item["currency"]):
+                    raise PermanentError("idempotency key reused with other parameters")
+            SimRefund.objects.filter(idempotency_key__in=list(known)).update(request_count=F("request_count") + 1)
+            fresh = [
+                SimRefund(idempotency_key=item["idempotency_key"], provider_ref="re_" + secrets.token_hex(8),
+                          amount_minor=item["amount"], currency=item["currency"],
+                          destination={"type": item.get("destination", {}).get("type", "original"), "batch": batch_key},
+                          status="succeeded")
+                for item in items if item["idempotency_key"] not in known
+            ]
+            SimRefund.objects.bulk_create(fresh, batch_size=2000)
+        if mode in ("timeout", "lost_response"):
+            raise TransientError("payment provider timed out after accepting the refund file")
+        rows = {**known, **{r.idempotency_key: r for r in fresh}}
+        return {key: _result(rows[key]) for key in keys}
 
     def refund_status(self, *, idempotency_key: str) -> RefundResult:
         with transaction.atomic():

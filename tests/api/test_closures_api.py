@@ -1,0 +1,190 @@
+"""The REST contract: idempotency, auth, field errors, no enumeration."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from closeout.api.keys import apikey_create
+from closeout.closures.models import ClosureCase
+from tests.fixtures import CN_ID, card_number
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def key(db):
+    return apikey_create(name="partner-a")[1]
+
+
+@pytest.fixture
+def client_for(client):
+    def post(path, body, *, key=None, idem="idem-1", **headers):
+        if key:
+            headers["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+        if idem:
+            headers["HTTP_IDEMPOTENCY_KEY"] = idem
+        return client.post(path, data=json.dumps(body), content_type="application/json", **headers)
+
+    return post
+
+
+def body_for(card, **over):
+    body = {
+        "card_number": card.number, "holder_name": "陈大文",
+        "id_document": {"type": "hkid", "number": "A123456(3)"},
+        "contact": {"email": "holder@example.test"}, "refund_destination": {"type": "original"},
+        "channel": "partner_api", "reason": "moving abroad",
+    }
+    body.update(over)
+    return body
+
+
+def test_a_closure_is_created_with_its_quote(client_for, key, make_card):
+    card = make_card("YKT", balance=12345)
+    response = client_for("/api/v1/closures", body_for(card), key=key)
+
+    assert response.status_code == 201
+    data = response.json()
+    assert data["reference"].startswith("CL-")
+    assert data["state"] == "submitted"
+    assert data["quote"]["currency"] == "CNY"
+    assert data["quote"]["refund"] == 12345 + 2000
+    assert data["sla_due"]
+
+
+def test_same_key_and_body_replays_the_first_answer_byte_for_byte(client_for, key, make_card):
+    card = make_card("YKT")
+    first = client_for("/api/v1/closures", body_for(card), key=key)
+    second = client_for("/api/v1/closures", body_for(card), key=key)
+
+    assert second.status_code == 201 and second.content == first.content
+    assert ClosureCase.objects.count() == 1
+
+
+def test_same_key_with_another_body_is_422(client_for, key, make_card):
+    card = make_card("YKT")
+    client_for("/api/v1/closures", body_for(card), key=key)
+    other = client_for("/api/v1/closures", body_for(card, reason="changed my mind"), key=key)
+
+    assert other.status_code == 422
+    assert other["Content-Type"] == "application/problem+json"
+    assert other.json()["type"].endswith("idempotency-key-reused")
+
+
+def test_keys_are_scoped_per_client(client_for, key, make_card):
+    other_key = apikey_create(name="partner-b")[1]
+    card = make_card("YKT")
+    assert client_for("/api/v1/closures", body_for(card), key=key).status_code == 201
+    # Another client using the same key string is a different request: the card already has a case.
+    response = client_for("/api/v1/closures", body_for(card), key=other_key)
+    assert response.status_code == 409
+
+
+def test_missing_idempotency_key_is_400(client_for, key, make_card):
+    response = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key, idem=None)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("auth", [None, "Bearer nope", "Bearer co_deadbeef_wrong", "Basic abc"])
+def test_missing_or_bad_api_key_is_401(client, make_card, auth):
+    headers = {"HTTP_IDEMPOTENCY_KEY": "x"}
+    if auth:
+        headers["HTTP_AUTHORIZATION"] = auth
+    response = client.post("/api/v1/closures", data=json.dumps(body_for(make_card("YKT"))),
+                           content_type="application/json", **headers)
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"card_number": "8101000000000002"}, "card_number"),
+    ({"card_number": "12ab"}, "card_number"),
+    ({"id_document": {"type": "hkid", "number": "A1234567"}}, "id_document.number"),
+    ({"id_document": {"type": "cn_resident_id", "number": "110101199003078031"}}, "id_document.number"),
+    ({"id_document": {"type": "driving_licence", "number": "X"}}, "id_document.type"),
+    ({"refund_destination": {"type": "bank", "account_number": "12"}}, "refund_destination.account_number"),
+])
+def test_malformed_input_is_422_naming_the_field(client_for, key, make_card, override, field):
+    response = client_for("/api/v1/closures", body_for(make_card("YKT"), **override), key=key)
+
+    assert response.status_code == 422
+    assert response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert field in [e["field"] for e in problem["errors"]]
+    assert "A1234567" not in response.content.decode()  # the submitted ID is never echoed
+
+
+def test_unknown_card_answers_exactly_like_a_wrong_id(client_for, key, make_card):
+    card = make_card("YKT")
+    wrong_id = client_for("/api/v1/closures",
+                          body_for(card, id_document={"type": "cn_resident_id", "number": CN_ID}), key=key,
+                          idem="a")
+    unknown = client_for("/api/v1/closures", body_for(card, card_number=card_number("8103")), key=key, idem="b")
+
+    assert wrong_id.status_code == unknown.status_code == 422
+    assert wrong_id.content == unknown.content
+    assert ClosureCase.objects.count() == 0
+
+
+def test_a_failed_request_does_not_burn_the_idempotency_key(client_for, key, make_card):
+    card = make_card("YKT")
+    bad = client_for("/api/v1/closures", body_for(card, card_number="8101000000000002"), key=key)
+    assert bad.status_code == 422
+    good = client_for("/api/v1/closures", body_for(card), key=key)
+    assert good.status_code == 201
+
+
+def test_reading_a_closure_shows_its_timeline(client, client_for, key, make_card):
+    reference = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key).json()["reference"]
+    response = client.get(f"/api/v1/closures/{reference}", HTTP_AUTHORIZATION=f"Bearer {key}")
+
+    assert response.status_code == 200
+    data = response.json()
+    assert [item["state"] for item in data["timeline"]] == ["submitted"]
+    assert data["certificate"] is None
+
+
+def test_another_partners_case_is_not_found(client, client_for, key, make_card):
+    reference = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key).json()["reference"]
+    other = apikey_create(name="partner-b")[1]
+    response = client.get(f"/api/v1/closures/{reference}", HTTP_AUTHORIZATION=f"Bearer {other}")
+    missing = client.get("/api/v1/closures/CL-2026-999999", HTTP_AUTHORIZATION=f"Bearer {other}")
+
+    assert response.status_code == missing.status_code == 404
+    assert response.content == missing.content
+
+
+def test_card_received_needs_operator_scope(client, client_for, key, make_card):
+    reference = client_for("/api/v1/closures", body_for(make_card("OCTO")), key=key).json()["reference"]
+    response = client.post(f"/api/v1/closures/{reference}/card-received", content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.status_code == 403
+
+
+def test_a_closing_card_is_declined(client, client_for, key, make_card):
+    card = make_card("YKT", balance=50000)
+    approve = client_for("/api/v1/authorizations", {"card_number": card.number, "amount": 100, "currency": "CNY"},
+                         key=key, idem=None)
+    assert approve.json() == {"decision": "approved", "reason": "ok"}
+
+    client_for("/api/v1/closures", body_for(card), key=key)
+    declined = client_for("/api/v1/authorizations", {"card_number": card.number, "amount": 100, "currency": "CNY"},
+                          key=key, idem=None)
+    assert declined.json() == {"decision": "declined", "reason": "card_closing"}
+
+
+def test_wrong_content_type_is_415_and_huge_body_413(client, key):
+    response = client.post("/api/v1/closures", data="card=1", content_type="application/x-www-form-urlencoded",
+                           HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_IDEMPOTENCY_KEY="x")
+    assert response.status_code == 415
+    huge = client.post("/api/v1/closures", data="{" + " " * 300_000 + "}", content_type="application/json",
+                       HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_IDEMPOTENCY_KEY="y")
+    assert huge.status_code == 413
+
+
+def test_openapi_is_served(client):
+    spec = client.get("/api/v1/openapi.json").json()
+    assert "/api/v1/closures" in spec["paths"]
