@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 from closeout.cards.models import Card
 from closeout.closures import states
-from closeout.closures.models import ClosureCase, Refund
+from closeout.closures.models import ClosureCase, Refund, RefundApproval
 from closeout.common import calendars, clock
 from closeout.console import rules
 from closeout.console.models import CaseNote
@@ -102,6 +102,7 @@ def case_detail(*, reference: str) -> dict | None:
         "actions": case_actions(case),
         "assisted": getattr(case, "assisted_check", None),
         "sla": case_sla(case, today=clock.now().date()),
+        "approval": RefundApproval.objects.filter(case=case).first(),
     }
 
 
@@ -165,3 +166,17 @@ def staff_list() -> list:
 def card_open_case(card: Card) -> ClosureCase | None:
     return ClosureCase.objects.filter(card=card).exclude(state__in=states.TERMINAL).first()
 
+
+
+def refund_approvals_waiting() -> list[dict]:
+    """Refunds waiting for a second person, oldest first."""
+    waiting = (RefundApproval.objects.filter(decision=RefundApproval.Decision.PENDING,
+                                             case__state=states.REFUND_PENDING)
+               .select_related("case__card__holder", "case__card__product").order_by("requested_at", "id"))
+    return [
+        _row(a.case) | {
+            "approval": a, "refund": a.case.quote.get("refund", 0), "currency": a.case.quote.get("currency", ""),
+            "destination": a.case.refund_destination,
+        }
+        for a in waiting
+    ]

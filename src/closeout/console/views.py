@@ -584,6 +584,48 @@ def exception_resolve(request, exception_id: int):
     return redirect("console:exceptions")
 
 
+# --- refund approval (maker-checker) ---------------------------------------------------------
+
+
+@staff_view("refund.approve")
+def refunds(request):
+    return render(request, "console/refunds.html", {"items": selectors.refund_approvals_waiting()})
+
+
+def _decide(request, reference: str, decide, ok: str, **kwargs):
+    if not ClosureCase.objects.filter(reference=reference).exists():
+        raise Http404
+    try:
+        decide(reference=reference, approver=request.staff.actor, **kwargs)
+    except closures.UnableToApprove as exc:
+        if "requested" in str(exc):
+            messages.error(request, _("You requested this refund, so another approver must decide it."))
+        else:
+            messages.error(request, _("This refund is not waiting for a decision."))
+    else:
+        messages.success(request, ok)
+    if request.POST.get("back") == "case":
+        return _case_redirect(reference)
+    return redirect("console:refunds")
+
+
+@require_POST
+@staff_view("refund.approve")
+def refund_approve(request, reference: str):
+    return _decide(request, reference, closures.refund_approve, _("The refund is approved and will be paid."),
+                   note=request.POST.get("note", "").strip()[:300])
+
+
+@require_POST
+@staff_view("refund.approve")
+def refund_reject(request, reference: str):
+    reason = _reason(request)
+    if reason is None:
+        return redirect("console:refunds")
+    return _decide(request, reference, closures.refund_reject, _("The refund is rejected; the case is on hold."),
+                   reason=reason)
+
+
 # --- SLA --------------------------------------------------------------------------------------
 
 
