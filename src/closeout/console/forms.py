@@ -8,29 +8,35 @@ ID_TYPES = [("cn_resident_id", _("Mainland resident ID")), ("hkid", _("HKID")), 
 SECRET = {"autocomplete": "off", "spellcheck": "false"}
 
 
-class SignInForm(forms.Form):
+class ConsoleForm(forms.Form):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
+class SignInForm(ConsoleForm):
     email = forms.EmailField(label=_("Email"), max_length=254)
     password = forms.CharField(label=_("Password"), max_length=200, widget=forms.PasswordInput)
 
 
-class CodeForm(forms.Form):
+class CodeForm(ConsoleForm):
     code = forms.CharField(label=_("Code from your authenticator app"), max_length=8,
                            widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "one-time-code"}))
 
 
-class SearchForm(forms.Form):
+class SearchForm(ConsoleForm):
     q = forms.CharField(label=_("Reference, card number or phone"), max_length=40, required=False)
 
 
-class ReasonForm(forms.Form):
+class ReasonForm(ConsoleForm):
     reason = forms.CharField(label=_("Reason"), max_length=300)
 
 
-class NoteForm(forms.Form):
+class NoteForm(ConsoleForm):
     text = forms.CharField(label=_("Note"), max_length=1000, widget=forms.Textarea(attrs={"rows": 3}))
 
 
-class AssistedIdentifyForm(forms.Form):
+class AssistedIdentifyForm(ConsoleForm):
     channel = forms.ChoiceField(label=_("Channel"), choices=[
         ("phone", _("Phone")), ("email", _("Email")), ("chat", _("Online chat")), ("branch", _("Branch counter"))])
     channel_ref = forms.CharField(label=_("Call, email or chat reference"), max_length=120)
@@ -70,7 +76,7 @@ class AssistedIdentifyForm(forms.Form):
         return data
 
 
-class AssistedConsentForm(forms.Form):
+class AssistedConsentForm(ConsoleForm):
     destination = forms.ChoiceField(label=_("Refund destination"), choices=[
         ("original", _("Original payment method")), ("bank", _("Bank account")), ("cash", _("Cash at a branch"))])
     bank_code = forms.CharField(label=_("Bank code"), max_length=20, required=False)
@@ -87,7 +93,7 @@ class AssistedConsentForm(forms.Form):
         return data
 
 
-class BookForm(forms.Form):
+class BookForm(ConsoleForm):
     card_number = forms.CharField(label=_("Card number"), max_length=32, widget=forms.TextInput(attrs=SECRET))
     starts_at = forms.DateTimeField(label=_("Slot"), input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
     reference = forms.CharField(label=_("Case reference (optional)"), max_length=20, required=False)
@@ -99,11 +105,11 @@ class BookForm(forms.Form):
             raise forms.ValidationError(_("This card number is not valid. Please check the digits."))
 
 
-class RescheduleForm(forms.Form):
+class RescheduleForm(ConsoleForm):
     starts_at = forms.DateTimeField(label=_("New slot"), input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
 
 
-class CounterStartForm(forms.Form):
+class CounterStartForm(ConsoleForm):
     reference = forms.CharField(label=_("Case reference"), max_length=20)
     id_type = forms.ChoiceField(label=_("ID document"), choices=ID_TYPES)
     id_number = forms.CharField(label=_("ID document number"), max_length=40,
@@ -112,26 +118,26 @@ class CounterStartForm(forms.Form):
     photo_matches = forms.BooleanField(label=_("The photo matches the person at the counter"))
 
 
-class TakeCardForm(forms.Form):
+class TakeCardForm(ConsoleForm):
     method = forms.ChoiceField(label=_("Destruction method"), choices=[
         (Destruction.Method.CUT, _("Cut through chip")), (Destruction.Method.PUNCH, _("Chip punched")),
         (Destruction.Method.SHRED, _("Shredded"))])
 
 
-class ScanForm(forms.Form):
+class ScanForm(ConsoleForm):
     code = forms.CharField(label=_("Return label code or card number"), max_length=40,
                            widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "off"}))
     card_number = forms.CharField(label=_("Card number on the card inside (optional)"), max_length=32,
                                   required=False, widget=forms.TextInput(attrs={"autocomplete": "off"}))
 
 
-class DestroyForm(forms.Form):
+class DestroyForm(ConsoleForm):
     method = forms.ChoiceField(label=_("Destruction method"), choices=[
         (Destruction.Method.SHRED, _("Shredded")), (Destruction.Method.PUNCH, _("Chip punched")),
         (Destruction.Method.CUT, _("Cut through chip")), (Destruction.Method.INCINERATE, _("Incinerated"))])
     batch = forms.CharField(label=_("Batch"), max_length=40)
 
 
-class ResolveForm(forms.Form):
+class ResolveForm(ConsoleForm):
     resolution = forms.CharField(label=_("What was done"), max_length=300)
     reference = forms.CharField(label=_("Case it belongs to (optional)"), max_length=20, required=False)

@@ -151,7 +151,7 @@ def _detail_or_404(reference: str) -> dict:
 def case_page(request, reference: str):
     detail = _detail_or_404(reference)
     role = request.staff.role
-    allowed = {action: roles.can(role, action) for action in roles.ACTIONS}
+    allowed = {action.replace(".", "_"): roles.can(role, action) for action in roles.ACTIONS}
     return render(request, "console/case.html", detail | {
         "can": allowed, "reason_form": forms.ReasonForm(), "note_form": forms.NoteForm(),
     })
