@@ -252,7 +252,7 @@ def counter_customer_confirm(*, visit_id: int, clerk: str) -> CounterVisit:
     """The customer confirmed on screen: finish the visit and, when the case waits for the card,
     record it as received."""
     with transaction.atomic():
-        visit = CounterVisit.objects.select_for_update().select_related("case", "appointment", "branch").get(
+        visit = CounterVisit.objects.select_for_update(of=("self",)).select_related("case", "appointment", "branch").get(
             id=visit_id)
         if visit.customer_confirmed_at is None:
             visit.customer_confirmed_at = clock.now()
