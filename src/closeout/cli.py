@@ -60,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     retention_sub = retention.add_subparsers(dest="retention_command", required=True)
     retention_run = retention_sub.add_parser("run", help="crypto-shred holders whose closed cases are past retention")
     retention_run.add_argument("--dry-run", action="store_true", help="only report who is due")
+    staff = with_data_dir(sub.add_parser("staff", help="manage staff console accounts"))
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True)
+    staff_create = staff_sub.add_parser("create", help="create an account; print its password and TOTP enrolment")
+    staff_create.add_argument("--role", required=True,
+                              choices=["agent", "branch_clerk", "warehouse", "refund_approver", "supervisor", "admin"])
+    staff_create.add_argument("--email", required=True)
+    staff_create.add_argument("--branch", default="", help="branch code of a branch clerk")
+    staff_create.add_argument("--no-qr", action="store_true", help="print only the otpauth:// URI")
     bulk = with_data_dir(sub.add_parser("bulk-close", help="close the cards listed in a CSV (column card_number)"))
     bulk.add_argument("file", help="CSV file with a card_number column")
     bulk.add_argument("--reason", required=True, help="why these cards are closed (e.g. dormant 3 years)")
@@ -290,6 +298,27 @@ def cmd_retention(args) -> int:
     return 0
 
 
+def cmd_staff(args) -> int:
+    import segno
+
+    from closeout.console.services import UnableToCreateStaff, staff_create
+
+    _migrate()
+    password = os.environ.get("CLOSEOUT_STAFF_PASSWORD") or None
+    try:
+        profile, device, password = staff_create(email=args.email, role=args.role, password=password,
+                                                 branch_code=args.branch)
+    except UnableToCreateStaff as exc:
+        print(f"cannot create staff account: {exc}", file=sys.stderr)
+        return 2
+    print(f"staff account {profile.user.email} ({profile.role}) created")
+    print(f"password (shown once): {password}")
+    print(f"TOTP enrolment URI: {device.config_url}")
+    if not args.no_qr:
+        segno.make(device.config_url, error="m").terminal(compact=True)
+    return 0
+
+
 def cmd_bulk_close(args) -> int:
     from closeout.closures.bulk import BulkFileError, bulk_intake
     from closeout.common.progress import Progress, count_lines
@@ -361,6 +390,7 @@ COMMANDS = {
     "demo": cmd_demo, "serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate,
     "demo-data": cmd_demo_data, "apikey": cmd_apikey, "audit": cmd_audit, "sweep": cmd_sweep,
     "certificate": cmd_certificate, "guard": cmd_guard, "reconcile": cmd_reconcile, "retention": cmd_retention,
+    "staff": cmd_staff,
     "bulk-close": cmd_bulk_close,
     "hotlist": cmd_hotlist, "partner": cmd_partner,
 }

@@ -52,6 +52,11 @@ INSTALLED_APPS = [
     "closeout.certificates",
     "closeout.suppression",
     "closeout.aftercare",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "closeout.appointments",
+    "closeout.returns",
+    "closeout.console",
 ]
 
 MIDDLEWARE = [
@@ -63,6 +68,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -135,6 +141,13 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
+
+# Staff console: password + TOTP, lockout after repeated failures, idle timeout.
+LOGIN_URL = "/console/login/"
+OTP_TOTP_ISSUER = "closeout"
+CONSOLE_LOCKOUT_FAILURES = int(os.environ.get("CLOSEOUT_CONSOLE_LOCKOUT_FAILURES", "5"))
+CONSOLE_LOCKOUT_MINUTES = int(os.environ.get("CLOSEOUT_CONSOLE_LOCKOUT_MINUTES", "15"))
+CONSOLE_IDLE_MINUTES = int(os.environ.get("CLOSEOUT_CONSOLE_IDLE_MINUTES", "15"))
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("zh-hans", "简体中文"), ("zh-hant", "繁體中文"), ("en", "English")]

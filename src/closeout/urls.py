@@ -8,6 +8,7 @@ from closeout.portal import views as portal
 
 urlpatterns = [
     path("api/v1/", api.urls),
+    path("console/", include("closeout.console.urls")),
     path("", include("closeout.integrations.urls")),
     path("sim/cards/transactions", aftercare.sim_card_transactions),
     path("verify/<str:certificate_id>", certificates.verify_page, name="certificate-verify"),
