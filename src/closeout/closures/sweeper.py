@@ -2,7 +2,8 @@
 
 Runs as a DBOS scheduled workflow (once per tick across all workers). A case's action may lack a
 live workflow because the process died between the commit and the enqueue, the enqueue failed, a
-poll is due, or the workflow was left on another application version.
+poll is due, or the workflow was left on another application version. A workflow left PENDING on
+a worker that died is first handed back to its queue (`closeout.ops.services`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,20 @@ BATCH = 500
 SETTLE_GRACE = timedelta(seconds=30)
 
 
+def _recover_dead_workers(now) -> None:
+    """Hand the PENDING workflows of workers that stopped beating to the live ones."""
+    from closeout.ops.services import stale_executors_recover
+
+    try:
+        stale_executors_recover(now=now)
+    except Exception:  # noqa: BLE001 - the rest of the sweep still matters; the next tick retries
+        log.exception("recovering dead workers failed")
+
+
 def sweep_once(now=None) -> int:
     """Run one pass; return how many actions were (re)enqueued."""
     now = now or clock.now()
+    _recover_dead_workers(now)
     for reference in ClosureCase.objects.filter(
         state=states.AWAITING_RETURN, deadline_at__lte=now
     ).values_list("reference", flat=True)[:BATCH]:
