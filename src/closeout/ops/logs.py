@@ -17,6 +17,8 @@ from closeout.ops import observe
 
 _SCRUB = [
     (re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"), "[email]"),
+    # IBAN-style bank accounts: HK12 3456 7890 12, GB29NWBK60161331926819
+    (re.compile(r"\b[A-Z]{2}\d{2}(?:[\s-]?[A-Z0-9]{2,4}){3,}\b"), "[account]"),
     # Hong Kong / mainland style identity numbers with letters: A123456(3), AB9876543
     (re.compile(r"\b[A-Z]{1,2}\d{6}\(?[0-9A]\)?"), "[id]"),
     # Runs of 7+ digits, possibly split by spaces or dashes: phones, card, bank and ID numbers.

@@ -10,13 +10,14 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from closeout.ops import metrics
 
 log = logging.getLogger(__name__)
 
 _migrated = False
+# The classic text format every Prometheus server reads.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @require_GET
@@ -26,7 +27,7 @@ def metrics_view(request):
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(sent.encode(), token.encode()):
             return HttpResponse("unauthorized\n", status=401, content_type="text/plain")
-    return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE)
 
 
 @require_GET
