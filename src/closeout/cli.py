@@ -27,6 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=2)
     worker = with_data_dir(sub.add_parser("worker", help="run the closure actions (DBOS)"))
     worker.add_argument("--executor-id", help="stable id of this worker (default: CLOSEOUT_EXECUTOR_ID or worker-1)")
+    worker.add_argument("--metrics-port", type=int, default=int(os.environ.get("CLOSEOUT_METRICS_PORT", "0")) or None,
+                        help="serve this worker's own metrics on 127.0.0.1:PORT")
+    worker_sub = worker.add_subparsers(dest="worker_command")
+    recover = worker_sub.add_parser("recover", help="hand a dead worker's pending workflows to the live ones")
+    recover.add_argument("--executor-id", dest="dead_executor_id", required=True, help="the dead worker's id")
+    recover.add_argument("--force", action="store_true", help="even if its heartbeat looks fresh")
+    worker_sub.add_parser("status", help="list the workers and whether they are alive")
     with_data_dir(sub.add_parser("migrate", help="create or update the databases"))
     demo_data = with_data_dir(sub.add_parser("demo-data", help="load the demo data into the database"))
     demo_data.add_argument("--list-json", action="store_true", help="print the demo cards as JSON")
@@ -133,10 +140,23 @@ def cmd_demo(args) -> int:
     created = demo_data_load()
     print(f"demo data ready ({created} new cards); try `closeout demo-data --list-json`")
     env = dict(os.environ)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", _fresh_metrics_dir())
     web = subprocess.Popen(_serve_command(args.port, 2), env=env)
     work = subprocess.Popen([sys.executable, "-m", "closeout.cli", "worker"], env=env)
     print(f"closeout is running at http://127.0.0.1:{args.port}/  (console /console/, API /api/v1/docs)")
     return _supervise([web, work])
+
+
+def _fresh_metrics_dir() -> str:
+    """An empty directory where the demo's web and worker processes share their metrics."""
+    import shutil
+
+    from django.conf import settings
+
+    path = settings.DATA_DIR / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return str(path)
 
 
 def _supervise(children: list[subprocess.Popen]) -> int:
@@ -170,8 +190,37 @@ def cmd_serve(args) -> int:
 def cmd_worker(args) -> int:
     from closeout import worker
 
-    worker.run_forever(executor_id=args.executor_id)
+    if args.worker_command == "recover":
+        return _worker_recover(args)
+    if args.worker_command == "status":
+        from closeout.ops.selectors import workers_status
+
+        print(json.dumps(workers_status(), indent=2))
+        return 0
+    worker.run_forever(executor_id=args.executor_id, metrics_port=args.metrics_port)
     return 0
+
+
+def _worker_recover(args) -> int:
+    from closeout.ops.services import UnableToRecover, executor_recover
+
+    try:
+        moved = executor_recover(executor_id=args.dead_executor_id, actor=f"operator:{_whoami()}",
+                                 force=args.force)
+    except UnableToRecover as exc:
+        print(f"not recovering: {exc} (use --force if you are sure it is gone)", file=sys.stderr)
+        return 2
+    print(f"{moved} workflows of {args.dead_executor_id} handed back to the queues")
+    return 0
+
+
+def _whoami() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
 
 
 def cmd_migrate(args) -> int:
