@@ -74,6 +74,20 @@ def _partner_registered(code: str) -> None:
                                   actor="test")
 
 
+def _drain(timeout: float = 15.0) -> None:
+    """Let in-flight workflows finish so no step outlives its test and writes into the next one."""
+    import time
+
+    from dbos import DBOS
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = DBOS.list_workflows(status=["PENDING", "ENQUEUED"], load_input=False, load_output=False)
+        if not [w for w in busy if w.name != "closeout.sweep"]:
+            return
+        time.sleep(0.2)
+
+
 def unique_dbos_url(tmp_path) -> str:
     """A fresh DBOS system database for one test: a file on SQLite, a database on PostgreSQL."""
     from django.conf import settings
@@ -106,6 +120,7 @@ def dbos_worker(transactional_db, settings, tmp_path):
     worker.migrate_system_database()
     worker.launch(executor_id="test-worker")
     yield url
+    _drain()
     worker.shutdown()
     dispatch.reset_client()
     drop_dbos_database(url)

@@ -27,6 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=2)
     worker = with_data_dir(sub.add_parser("worker", help="run the closure actions (DBOS)"))
     worker.add_argument("--executor-id", help="stable id of this worker (default: CLOSEOUT_EXECUTOR_ID or worker-1)")
+    worker.add_argument("--metrics-port", type=int, default=int(os.environ.get("CLOSEOUT_METRICS_PORT", "0")) or None,
+                        help="serve this worker's own metrics on 127.0.0.1:PORT")
+    worker_sub = worker.add_subparsers(dest="worker_command")
+    recover = worker_sub.add_parser("recover", help="hand a dead worker's pending workflows to the live ones")
+    recover.add_argument("--executor-id", dest="dead_executor_id", required=True, help="the dead worker's id")
+    recover.add_argument("--force", action="store_true", help="even if its heartbeat looks fresh")
+    worker_sub.add_parser("status", help="list the workers and whether they are alive")
     with_data_dir(sub.add_parser("migrate", help="create or update the databases"))
     demo_data = with_data_dir(sub.add_parser("demo-data", help="load the demo data into the database"))
     demo_data.add_argument("--list-json", action="store_true", help="print the demo cards as JSON")
@@ -39,6 +46,35 @@ def _parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad event")
     with_data_dir(sub.add_parser("sweep", help="run one sweep pass now (restart stranded actions)"))
+    cert = with_data_dir(sub.add_parser("certificate", help="closure certificates"))
+    cert_sub = cert.add_subparsers(dest="certificate_command", required=True)
+    cert_verify = cert_sub.add_parser("verify", help="check a certificate PDF offline; exit 1 when not valid")
+    cert_verify.add_argument("file", help="the certificate PDF")
+    cert_verify.add_argument("--keys", help="public keys JSON (from `certificate keys` or /api/v1/certificates/keys);"
+                             " default: this installation's key table")
+    cert_keys = cert_sub.add_parser("keys", help="print the public keys as JSON")
+    cert_keys.add_argument("--out", help="write to this file instead")
+    cert_sub.add_parser("rotate-key", help="start signing with a new key (old certificates still verify)")
+    guard = with_data_dir(sub.add_parser("guard", help="charge guard"))
+    guard_sub = guard.add_subparsers(dest="guard_command", required=True)
+    guard_check = guard_sub.add_parser("check", help="nightly: alert staff to charges on closing/closed cards; "
+                                       "exit 1 when new ones were found")
+    guard_check.add_argument("--days", type=int, default=2, help="how far back to read the card system feed")
+    reconcile = with_data_dir(sub.add_parser("reconcile", help="compare ledger, provider, card system and partners "
+                                             "for every closed case; exit 1 on mismatches"))
+    reconcile.add_argument("--out", help="also write the mismatches to this CSV file")
+    retention = with_data_dir(sub.add_parser("retention", help="data retention"))
+    retention_sub = retention.add_subparsers(dest="retention_command", required=True)
+    retention_run = retention_sub.add_parser("run", help="crypto-shred holders whose closed cases are past retention")
+    retention_run.add_argument("--dry-run", action="store_true", help="only report who is due")
+    staff = with_data_dir(sub.add_parser("staff", help="manage staff console accounts"))
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True)
+    staff_create = staff_sub.add_parser("create", help="create an account; print its password and TOTP enrolment")
+    staff_create.add_argument("--role", required=True,
+                              choices=["agent", "branch_clerk", "warehouse", "refund_approver", "supervisor", "admin"])
+    staff_create.add_argument("--email", required=True)
+    staff_create.add_argument("--branch", default="", help="branch code of a branch clerk")
+    staff_create.add_argument("--no-qr", action="store_true", help="print only the otpauth:// URI")
     bulk = with_data_dir(sub.add_parser("bulk-close", help="close the cards listed in a CSV (column card_number)"))
     bulk.add_argument("file", help="CSV file with a card_number column")
     bulk.add_argument("--reason", required=True, help="why these cards are closed (e.g. dormant 3 years)")
@@ -104,10 +140,23 @@ def cmd_demo(args) -> int:
     created = demo_data_load()
     print(f"demo data ready ({created} new cards); try `closeout demo-data --list-json`")
     env = dict(os.environ)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", _fresh_metrics_dir())
     web = subprocess.Popen(_serve_command(args.port, 2), env=env)
     work = subprocess.Popen([sys.executable, "-m", "closeout.cli", "worker"], env=env)
     print(f"closeout is running at http://127.0.0.1:{args.port}/  (console /console/, API /api/v1/docs)")
     return _supervise([web, work])
+
+
+def _fresh_metrics_dir() -> str:
+    """An empty directory where the demo's web and worker processes share their metrics."""
+    import shutil
+
+    from django.conf import settings
+
+    path = settings.DATA_DIR / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return str(path)
 
 
 def _supervise(children: list[subprocess.Popen]) -> int:
@@ -141,8 +190,37 @@ def cmd_serve(args) -> int:
 def cmd_worker(args) -> int:
     from closeout import worker
 
-    worker.run_forever(executor_id=args.executor_id)
+    if args.worker_command == "recover":
+        return _worker_recover(args)
+    if args.worker_command == "status":
+        from closeout.ops.selectors import workers_status
+
+        print(json.dumps(workers_status(), indent=2))
+        return 0
+    worker.run_forever(executor_id=args.executor_id, metrics_port=args.metrics_port)
     return 0
+
+
+def _worker_recover(args) -> int:
+    from closeout.ops.services import UnableToRecover, executor_recover
+
+    try:
+        moved = executor_recover(executor_id=args.dead_executor_id, actor=f"operator:{_whoami()}",
+                                 force=args.force)
+    except UnableToRecover as exc:
+        print(f"not recovering: {exc} (use --force if you are sure it is gone)", file=sys.stderr)
+        return 2
+    print(f"{moved} workflows of {args.dead_executor_id} handed back to the queues")
+    return 0
+
+
+def _whoami() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
 
 
 def cmd_migrate(args) -> int:
@@ -184,6 +262,109 @@ def cmd_sweep(args) -> int:
     from closeout.closures.sweeper import sweep_once
 
     print(f"{sweep_once()} actions restarted")
+    return 0
+
+
+def cmd_certificate(args) -> int:
+    from closeout.certificates import pdf
+    from closeout.certificates.services import public_keys, public_keys_json, signing_key_rotate
+
+    if args.certificate_command == "rotate-key":
+        print(f"signing with {signing_key_rotate(actor='cli').key_id}")
+        return 0
+    if args.certificate_command == "keys":
+        text = public_keys_json()
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        else:
+            print(text)
+        return 0
+    if args.keys:  # offline: no database needed
+        try:
+            loaded = json.loads(Path(args.keys).read_text())
+            keys = loaded.get("keys", loaded)
+        except (OSError, ValueError, AttributeError):
+            print(f"cannot read public keys from {args.keys}", file=sys.stderr)
+            return 2
+    else:
+        keys = public_keys()
+    try:
+        verdict = pdf.verify_pdf(Path(args.file).read_bytes(), keys)
+    except OSError as exc:
+        print(f"cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except pdf.NotACertificate as exc:
+        print(f"NOT VALID: {exc}", file=sys.stderr)
+        return 1
+    if not verdict.valid:
+        print(f"NOT VALID: {verdict.reason}", file=sys.stderr)
+        return 1
+    facts = verdict.facts
+    refund = facts["refund"]
+    from closeout.common.money import Money
+
+    print(f"VALID: certificate {facts['certificate_id']} signed by {verdict.key_id}")
+    print(f"  case {facts['reference']}, card {facts['card']['number_masked']} ({facts['card']['product']})")
+    print(f"  closed {facts['closed_at']}, refunded {Money(refund['amount'], refund['currency']).format()} "
+          f"to {refund['destination'].get('type', 'original')}")
+    return 0
+
+
+def cmd_guard(args) -> int:
+    from datetime import timedelta
+
+    from closeout.aftercare.guard import guard_check
+    from closeout.common import clock
+    from closeout.common.money import Money
+
+    alerts = guard_check(since=clock.now() - timedelta(days=args.days))
+    for alert in alerts:
+        print(f"ALERT {alert.case_reference} {alert.card_masked} "
+              f"{Money(alert.amount_minor, alert.currency).format()} at {alert.charged_at.isoformat()}")
+    print(f"{len(alerts)} new charge(s) on closing or closed cards")
+    return 1 if alerts else 0
+
+
+def cmd_reconcile(args) -> int:
+    from closeout.aftercare.reconcile import mismatches_write_csv, reconcile_run
+
+    mismatches = reconcile_run()
+    for mismatch in mismatches:
+        print(mismatch)
+    if args.out:
+        with open(args.out, "w", newline="", encoding="utf-8") as handle:
+            mismatches_write_csv(mismatches, handle)
+    print(f"{len(mismatches)} mismatch(es)")
+    return 1 if mismatches else 0
+
+
+def cmd_retention(args) -> int:
+    from closeout.aftercare.retention import retention_run
+
+    report = retention_run(dry_run=args.dry_run)
+    verb = "would crypto-shred" if args.dry_run else "crypto-shredded"
+    print(f"{verb} {len(report.due)} holder(s); {report.kept} kept within retention")
+    return 0
+
+
+def cmd_staff(args) -> int:
+    import segno
+
+    from closeout.console.services import UnableToCreateStaff, staff_create
+
+    _migrate()
+    password = os.environ.get("CLOSEOUT_STAFF_PASSWORD") or None
+    try:
+        profile, device, password = staff_create(email=args.email, role=args.role, password=password,
+                                                 branch_code=args.branch)
+    except UnableToCreateStaff as exc:
+        print(f"cannot create staff account: {exc}", file=sys.stderr)
+        return 2
+    print(f"staff account {profile.user.email} ({profile.role}) created")
+    print(f"password (shown once): {password}")
+    print(f"TOTP enrolment URI: {device.config_url}")
+    if not args.no_qr:
+        segno.make(device.config_url, error="m").terminal(compact=True)
     return 0
 
 
@@ -257,6 +438,8 @@ def cmd_partner(args) -> int:
 COMMANDS = {
     "demo": cmd_demo, "serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate,
     "demo-data": cmd_demo_data, "apikey": cmd_apikey, "audit": cmd_audit, "sweep": cmd_sweep,
+    "certificate": cmd_certificate, "guard": cmd_guard, "reconcile": cmd_reconcile, "retention": cmd_retention,
+    "staff": cmd_staff,
     "bulk-close": cmd_bulk_close,
     "hotlist": cmd_hotlist, "partner": cmd_partner,
 }

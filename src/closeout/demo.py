@@ -104,7 +104,7 @@ def demo_data_load(count: int = 60) -> int:
         card = cards.card_issue(
             number=number, product=product, holder=holder, issued_at=issued_at, balance=balance,
             physical=product.kind != Product.Kind.ESIM, transaction_count=rng.randrange(0, 400),
-            last_used_at=last_used, **plan,
+            last_used_at=last_used, original_payment_ref=f"pi_demo{number[-10:]}" if i % 2 else "", **plan,
         )
         if i % 7 == 3:
             fee = Money(rng.choice([1500, 3000, 250000]) if exp else rng.choice([300, 1200]), product.currency)

@@ -49,6 +49,15 @@ INSTALLED_APPS = [
     "closeout.integrations",
     "closeout.common",
     "closeout.portal",
+    "closeout.certificates",
+    "closeout.suppression",
+    "closeout.aftercare",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "closeout.appointments",
+    "closeout.returns",
+    "closeout.console",
+    "closeout.ops",
     "closeout.notifications",
     "closeout.integrations.sms",
 ]
@@ -62,6 +71,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -125,6 +135,13 @@ DBOS_APPLICATION_VERSION = os.environ.get("CLOSEOUT_APP_VERSION", "closeout-1")
 DBOS_EXECUTOR_ID = os.environ.get("CLOSEOUT_EXECUTOR_ID", "worker-1")
 DBOS_POLLING_INTERVAL = float(os.environ.get("CLOSEOUT_QUEUE_POLL_SEC", "0.2"))
 SWEEP_SCHEDULE = os.environ.get("CLOSEOUT_SWEEP_SCHEDULE", "*/5 * * * * *")
+# Workers beat every HEARTBEAT_SEC; one silent for HEARTBEAT_STALE_SEC is taken for dead and the
+# sweep hands its pending workflows to the others. A stopping worker drains for WORKER_DRAIN_SEC.
+HEARTBEAT_SEC = float(os.environ.get("CLOSEOUT_HEARTBEAT_SEC", "5"))
+HEARTBEAT_STALE_SEC = float(os.environ.get("CLOSEOUT_HEARTBEAT_STALE_SEC", "30"))
+WORKER_DRAIN_SEC = int(os.environ.get("CLOSEOUT_WORKER_DRAIN_SEC", "10"))
+# When set, /metrics wants `Authorization: Bearer <token>`.
+METRICS_TOKEN = os.environ.get("CLOSEOUT_METRICS_TOKEN", "")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
@@ -134,6 +151,13 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
+
+# Staff console: password + TOTP, lockout after repeated failures, idle timeout.
+LOGIN_URL = "/console/login/"
+OTP_TOTP_ISSUER = "closeout"
+CONSOLE_LOCKOUT_FAILURES = int(os.environ.get("CLOSEOUT_CONSOLE_LOCKOUT_FAILURES", "5"))
+CONSOLE_LOCKOUT_MINUTES = int(os.environ.get("CLOSEOUT_CONSOLE_LOCKOUT_MINUTES", "15"))
+CONSOLE_IDLE_MINUTES = int(os.environ.get("CLOSEOUT_CONSOLE_IDLE_MINUTES", "15"))
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("zh-hans", "简体中文"), ("zh-hant", "繁體中文"), ("en", "English")]
@@ -178,11 +202,22 @@ INTEGRATIONS = {
     "card_system": os.environ.get("CLOSEOUT_CARD_SYSTEM", "simulator"),
 }
 
+DEFAULT_FROM_EMAIL = os.environ.get("CLOSEOUT_FROM_EMAIL", "closeout <no-reply@closeout.invalid>")
+EMAIL_HOST = os.environ.get("CLOSEOUT_SMTP_HOST", "127.0.0.1")
+EMAIL_PORT = int(os.environ.get("CLOSEOUT_SMTP_PORT", "25"))
+# Staff who hear about charges that slipped past a closing or closed card.
+STAFF_ALERT_EMAILS = [a for a in os.environ.get("CLOSEOUT_STAFF_ALERT_EMAILS", "").split(",") if a]
+
+LOG_FORMAT = os.environ.get("CLOSEOUT_LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"case": {"()": "closeout.ops.logs.CaseContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(case)s] %(message)s"},
+        "json": {"()": "closeout.ops.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["case"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("CLOSEOUT_LOG_LEVEL", "INFO")},
     "loggers": {"dbos": {"level": "WARNING"}},
 }

@@ -187,3 +187,34 @@ def test_every_template_renders_in_every_language_without_leftover_english(templ
         visible = re.sub(r"<[^>]+>|closeout|https?://\S+|CL-\d{4}-\d{6}|HK\$|py_1|\bGB\b", "",
                          parts["text"] + parts["sms"] + parts["subject"])
         assert not re.search(r"[A-Za-z]{4,}", visible), visible
+
+
+def test_staff_can_resend_the_status_notice_in_the_case_language(make_card):
+    from closeout.closures import services
+
+    card = make_card("YKT", email="")
+    case = services.closure_request(card=card, channel="web", requester="customer:web", language="zh-hans")
+    [notice] = notices.notice_resend(reference=case.reference)
+    body = SimSmsMessage.objects.get(idempotency_key=f"notice:{notice.id}").body
+    assert case.reference in body and "已提交" in body
+
+
+def test_an_appointment_reminder_is_sent_once_per_appointment_time(make_card, smtp_server):
+    from datetime import UTC, datetime, timedelta
+
+    from closeout.appointments.models import Appointment, Branch, Counter
+    from closeout.common import clock
+
+    card = make_card("OCTO", phone="")
+    branch = Branch.objects.create(code="KT", name="Kwun Tong", name_zh_hant="觀塘客務中心", address="1 Hoi Yuen Rd")
+    counter = Counter.objects.create(branch=branch, label="A")
+    starts = datetime(2026, 12, 3, 2, 30, tzinfo=UTC)  # 10:30 in Hong Kong
+    appointment = Appointment.objects.create(branch=branch, counter=counter, card=card, starts_at=starts,
+                                             ends_at=starts + timedelta(minutes=30), booked_by="customer:web",
+                                             booked_at=clock.now(), language="zh-hant")
+    notices.appointment_reminder_send(appointment_id=appointment.id)
+    notices.appointment_reminder_send(appointment_id=appointment.id)
+    [message] = smtp_server.wait(1)
+    text = Inbox.text(message)
+    assert "觀塘客務中心" in text and "2026年12月3日 10:30" in text and "身份證明文件" in text
+    assert Notice.objects.filter(template="appointment_reminder").count() == 1

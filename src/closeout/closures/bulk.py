@@ -22,6 +22,7 @@ from django.db.models import Sum
 from closeout.audit.services import audit_record_many
 from closeout.cards.models import Binding, Card, CardCharge
 from closeout.catalog import rules
+from closeout.certificates.services import certificate_issue_many
 from closeout.closures import dispatch, services, states
 from closeout.closures.models import (
     BulkBatch,
@@ -39,6 +40,7 @@ from closeout.identity.documents import InvalidDocument, normalize_card_number
 from closeout.integrations.card_system.hotlist import hotlist_add_many
 from closeout.ledger import services as ledger
 from closeout.ledger.models import Account, Line, Posting
+from closeout.suppression.services import suppression_add_for_cards
 
 BATCH_WORKFLOW = "closeout.run_batch"
 ACTOR = "system:bulk"
@@ -248,6 +250,7 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
     _set_state(case_ids, states.SUBMITTED, now)
     by_card = dict(zip([c.id for c in accepted], references, strict=True))
     _card_status(accepted, Card.Status.CLOSING, lambda c: by_card[c.id])
+    suppression_add_for_cards(cards=accepted, reference_of=by_card)  # no marketing from now on
     _schedule_batch(batch, "bulk_settle", now)
     summary.batches += 1
     return rejects
@@ -479,6 +482,7 @@ def batch_blocked_record(*, batch_id: int, workflow_id: str, results: dict[str, 
         _write_steps(closing, [(states.CLOSED, "card blocked")], key=workflow_id, now=now)
         _set_state([c.id for c in closing], states.CLOSED, now, closed_at=now)
         _card_status([c.card for c in closing], Card.Status.CLOSED, lambda card: reference_of[card.id])
+        certificate_issue_many(case_ids=[c.id for c in closing])
         for case in (c for c in cases if c.card_id in bound):  # apps to unbind: one-case path
             locked = services._lock(case.reference)
             services._transition(locked, states.UNBINDING, actor=ACTOR, key=f"{workflow_id}:unbinding",

@@ -23,6 +23,7 @@ from closeout.integrations.card_system.hotlist import hotlist_add
 from closeout.integrations.models import EsimDeletionProof, UnbindDelivery
 from closeout.integrations.smdp import port as smdp
 from closeout.ledger import services as ledger
+from closeout.suppression.services import suppression_add_for_holder
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,8 @@ def _destination(destination: dict, card: Card) -> tuple[dict, str]:
         provider = str(destination.get("provider", ""))[:20]
         sealed = vault.encrypt(card.holder.data_key, wallet, context="wallet")
         return {"type": kind, "provider": provider, "wallet_masked": "••••" + wallet[-3:]}, sealed
+    if kind == "original" and card.original_payment_ref:
+        return {"type": kind, "payment_ref": card.original_payment_ref}, ""
     return {"type": kind}, ""
 
 
@@ -262,6 +265,8 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
                 created_at=now, updated_at=now,
             )
             _card_status(card, Card.Status.CLOSING, actor=requester, reference=case.reference)
+            # From this moment on, no marketing reaches the holder (service notices still do).
+            suppression_add_for_holder(holder=card.holder, case_reference=case.reference)
             _transition(case, states.SUBMITTED, actor=requester, key="submit", note=f"requested via {channel}",
                         data={"channel": channel})
     except IntegrityError:
@@ -730,8 +735,11 @@ def closure_unbound(*, reference: str, workflow_id: str, results: dict) -> str:
 
 
 def _close(case: ClosureCase, card: Card, *, key: str, note: str, data: dict) -> None:
+    from closeout.certificates.services import certificate_issue
+
     _transition(case, states.CLOSED, actor="system", key=key, note=note, data=data)
     _card_status(card, Card.Status.CLOSED, actor="system", reference=case.reference)
+    certificate_issue(case=case)  # in the closing transaction: a closed case always has its certificate
 
 
 def closure_card_received(*, reference: str, actor: str, note: str = "") -> ClosureCase:
@@ -798,6 +806,19 @@ def closure_resume(*, reference: str, actor: str, note: str = "") -> ClosureCase
             _enter_refund_pending(case, actor=actor, key=key, note=note or "resumed")
         else:
             _transition(case, case.resume_to, actor=actor, key=key, note=note or "resumed")
+        return case
+
+
+def closure_settle_again(*, reference: str, actor: str, note: str) -> ClosureCase:
+    """Check the account again for a case that waits in `verified` for a payment or a waiver.
+
+    Does nothing for a case that is not waiting (settling twice is never possible).
+    """
+    with transaction.atomic():
+        case = _lock(reference)
+        if case.state == states.VERIFIED and not case.next_action:
+            _schedule_action(case, "settle", key=f"settle_again:{case.updated_at.isoformat()}", actor=actor,
+                             note=note)
         return case
 
 

@@ -8,13 +8,14 @@ import logging
 from datetime import datetime
 
 from dbos import DBOS
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from closeout.closures import bulk, services
 from closeout.common.money import Money
 from closeout.integrations import registry
 from closeout.integrations.errors import PermanentError
 from closeout.integrations.faults import crash_point
+from closeout.ops import observe
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,20 @@ def _db(fn, *args, **kwargs):
     The crash points on either side mark every step boundary for the kill tests.
     """
     crash_point(f"before:{fn.__name__}")
-    close_old_connections()
+    _fresh_connections()
     try:
-        result = fn(*args, **kwargs)
+        with observe.step(fn):
+            result = fn(*args, **kwargs)
     finally:
-        close_old_connections()
+        _fresh_connections()
     crash_point(f"after:{fn.__name__}")
     return result
+
+
+def _fresh_connections() -> None:
+    # A step called inline inside a caller's transaction (tests, tools) must keep its connection.
+    if not connection.in_atomic_block:
+        close_old_connections()
 
 
 @DBOS.step(name="closeout.verify")

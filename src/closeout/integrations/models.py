@@ -188,7 +188,7 @@ class SimShipment(models.Model):
 class ReturnLabel(models.Model):
     """The prepaid return label closeout obtained for a case, and the tracking it has seen."""
 
-    case = models.OneToOneField("closures.ClosureCase", on_delete=models.PROTECT, related_name="return_label")
+    case = models.OneToOneField("closures.ClosureCase", on_delete=models.PROTECT, related_name="shipment")
     carrier = models.CharField(max_length=40)
     label_number = models.CharField(max_length=30)
     tracking_number = models.CharField(max_length=30)

@@ -31,7 +31,7 @@ from closeout.notifications.models import Notice
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = ("otp", "receipt", "fees_paid", "withdrawn")
+TEMPLATES = ("otp", "receipt", "fees_paid", "withdrawn", "status", "appointment_reminder")
 LANGUAGES = ("zh-hans", "zh-hant", "en")
 
 
@@ -142,6 +142,43 @@ def notice_retry(*, notice: Notice) -> Notice:
     _deliver(notice.id, address, {})
     notice.refresh_from_db()
     return notice
+
+
+def notice_resend(*, reference: str) -> list[Notice]:
+    """Send the customer a notice of the case's current state again (staff console's "resend").
+
+    :raises ClosureCase.DoesNotExist: for an unknown reference.
+    """
+    from closeout.closures.models import ClosureCase
+
+    case = ClosureCase.objects.select_related("card__holder").get(reference=reference)
+    return notice_send_holder(
+        holder=case.card.holder, template="status", language=case.language, case=case,
+        context={"reference": reference, "state": case.state,
+                 "card_masked": documents.mask_card_number(case.card.number),
+                 "sla_due": case.sla_due_date.isoformat() if case.sla_due_date else ""},
+    )
+
+
+def appointment_reminder_send(*, appointment_id: int) -> list[Notice]:
+    """Remind the customer of a booked branch appointment, once per appointment time.
+
+    :raises Appointment.DoesNotExist: for an unknown appointment.
+    """
+    from closeout.appointments.models import Appointment
+
+    appointment = Appointment.objects.select_related("branch", "card__holder").get(id=appointment_id)
+    branch = appointment.branch
+    names = {"zh-hans": branch.name_zh_hans, "zh-hant": branch.name_zh_hant}
+    language = appointment.language if appointment.language in LANGUAGES else "en"
+    return notice_send_holder(
+        holder=appointment.card.holder, template="appointment_reminder", language=language,
+        case=appointment.case, card=appointment.card,
+        key=f"appointment:{appointment.id}:{appointment.starts_at.isoformat()}",
+        context={"branch": names.get(language) or branch.name, "address": branch.address,
+                 "starts_at": appointment.starts_at.isoformat(),
+                 "reference": appointment.case.reference if appointment.case_id else ""},
+    )
 
 
 def render(notice: Notice, secrets: dict) -> dict:

@@ -26,6 +26,7 @@ from closeout.portal.forms import CheckForm, CodeForm, ConfirmForm, SignInForm
 SESSION_OTP = "portal_otp"
 SESSION_CARD = "portal_card_id"
 SESSION_RECEIPT = "portal_receipt"
+SESSION_CASES = "portal_cases"
 
 
 def pick_language(request):
@@ -181,6 +182,10 @@ def _own_case(card: Card, reference: str) -> ClosureCase:
 def case(request, card, reference: str):
     closure = _own_case(card, reference)
     receipt = request.session.pop(SESSION_RECEIPT, None) == reference
+    # The aftercare export checks this list: the browser proved it owns the case.
+    owned = set(request.session.get(SESSION_CASES, []))
+    if reference not in owned:
+        request.session[SESSION_CASES] = sorted(owned | {reference})
     holder = card.holder
     return render(request, "portal/case.html", {
         "v": selectors.case_view(closure), "receipt": receipt,
