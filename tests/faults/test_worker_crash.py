@@ -29,8 +29,9 @@ CRASH_POINTS = [
     "before:block",
     "after:block",  # the card system blocked the card; not recorded yet
     "after:closure_deactivated",
-    "before:closure_unbound",
-    "after:closure_unbound",
+    "after:send",  # the partner acknowledged the unbind webhook; not recorded yet
+    "before:unbind_record",
+    "after:unbind_record",
 ]
 
 
