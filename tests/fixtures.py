@@ -126,7 +126,7 @@ def dbos_worker(transactional_db, settings, tmp_path):
     drop_dbos_database(url)
 
 
-def wait_for(predicate, timeout=30.0, interval=0.1):
+def wait_for(predicate, timeout=60.0, interval=0.1):
     """Poll until predicate() is truthy; return its value or fail after timeout seconds."""
     import time
 

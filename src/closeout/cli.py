@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     create = apikey_sub.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True)
     create.add_argument("--scope", choices=["partner", "operator"], default="partner")
+    revoke = apikey_sub.add_parser("revoke", help="revoke a key by its prefix (the part after co_)")
+    revoke.add_argument("--prefix", required=True)
     audit = with_data_dir(sub.add_parser("audit", help="audit trail"))
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad event")
@@ -240,7 +242,14 @@ def cmd_demo_data(args) -> int:
 
 
 def cmd_apikey(args) -> int:
-    from closeout.api.keys import apikey_create
+    from closeout.api.keys import apikey_create, apikey_revoke
+
+    if args.apikey_command == "revoke":
+        if not apikey_revoke(prefix=args.prefix):
+            print(f"no active API key with prefix {args.prefix}", file=sys.stderr)
+            return 1
+        print(f"API key {args.prefix} revoked")
+        return 0
 
     _, token = apikey_create(name=args.name, scope=args.scope)
     print(token)
