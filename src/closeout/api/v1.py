@@ -7,13 +7,14 @@ import json
 
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
-from ninja import Header, NinjaAPI
+from ninja import Header
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
 from closeout.api import schemas
 from closeout.api.keys import apikey_check
 from closeout.api.models import ApiKey, IdempotencyRecord
+from closeout.api.openapi import ProblemNinjaAPI
 from closeout.api.problems import field_errors_from_ninja, problem
 from closeout.cards.services import authorization_decide
 from closeout.closures import selectors, services
@@ -29,7 +30,7 @@ class BearerKey(HttpBearer):
         return apikey_check(token)
 
 
-api = NinjaAPI(
+api = ProblemNinjaAPI(
     title="closeout API",
     version="1",
     urls_namespace="api-v1",

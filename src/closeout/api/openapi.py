@@ -1,0 +1,36 @@
+"""The OpenAPI document says what the API really answers: every error is
+application/problem+json, every body-taking call may answer 413 or 415 (ApiBodyGuard), and a
+POST that takes an Idempotency-Key requires it."""
+
+from __future__ import annotations
+
+from ninja import NinjaAPI
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+BODY_METHODS = ("post", "put", "patch")
+GUARD_RESPONSES = {413: "Content Too Large", 415: "Unsupported Media Type"}
+
+
+class ProblemNinjaAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        for operations in schema.get("paths", {}).values():
+            for method, operation in operations.items():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                for status, response in responses.items():
+                    content = response.get("content") or {}
+                    if int(status) >= 400 and "application/json" in content:
+                        response["content"] = {PROBLEM_JSON: content["application/json"]}
+                if method in BODY_METHODS:
+                    for status, description in GUARD_RESPONSES.items():
+                        responses.setdefault(str(status), {
+                            "description": description, "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}}})
+                for parameter in operation.get("parameters", []):
+                    if parameter.get("in") == "header" and parameter.get("name") == "Idempotency-Key":
+                        parameter["required"] = True
+                        # v1._claim_key answers 400 for an empty key or one longer than 200 characters.
+                        parameter["schema"].update(minLength=1, maxLength=200)
+        return schema
