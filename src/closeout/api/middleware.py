@@ -1,4 +1,6 @@
-"""Reject oversized bodies (413) and non-JSON bodies (415) on the API before any parsing."""
+"""Reject oversized bodies (413), bodies without a length (411) and non-JSON bodies (415) on the
+API before any parsing. (A WSGI request without Content-Length reads as empty: a chunked body
+would otherwise be ignored silently.)"""
 
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ class ApiBodyGuard:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = 0
+            if not request.META.get("CONTENT_LENGTH") and "chunked" in request.META.get(
+                    "HTTP_TRANSFER_ENCODING", "").lower():
+                return problem(411, "length-required", "Length required",
+                               "Send the body with a Content-Length header (chunked bodies are not accepted).")
             if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
                 return problem(413, "body-too-large", "Request body too large",
                                f"The body may be at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")

@@ -1,5 +1,5 @@
 """The OpenAPI document says what the API really answers: every error is
-application/problem+json, every body-taking call may answer 413 or 415 (ApiBodyGuard), and a
+application/problem+json, every body-taking call may answer 411, 413 or 415 (ApiBodyGuard), and a
 POST that takes an Idempotency-Key requires it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from ninja import NinjaAPI
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 BODY_METHODS = ("post", "put", "patch")
-GUARD_RESPONSES = {413: "Content Too Large", 415: "Unsupported Media Type"}
+GUARD_RESPONSES = {411: "Length Required", 413: "Content Too Large", 415: "Unsupported Media Type"}
 
 
 class ProblemNinjaAPI(NinjaAPI):
