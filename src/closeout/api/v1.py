@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
@@ -39,6 +40,7 @@ api = ProblemNinjaAPI(
     docs_url="/docs",
 )
 
+REFERENCE = re.compile(r"CL-[0-9]{4}-[0-9]{6,12}")
 PROBLEMS = {400: schemas.Problem, 401: schemas.Problem, 404: schemas.Problem, 409: schemas.Problem,
             422: schemas.Problem}
 
@@ -154,6 +156,8 @@ def _create(request, payload: schemas.ClosureIn, record: IdempotencyRecord) -> H
 
 
 def _visible_case(request, reference: str) -> ClosureCase | None:
+    if not REFERENCE.fullmatch(reference):
+        return None  # never hand the database a string no reference looks like (e.g. with NUL)
     case = ClosureCase.objects.filter(reference=reference).first()
     if case is None:
         return None
