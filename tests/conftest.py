@@ -4,15 +4,8 @@ postgres (DATABASE_URL set by scripts/run_tests.py)."""
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import pytest
-
-_DATA = Path(tempfile.mkdtemp(prefix="closeout-test-"))
-os.environ.setdefault("CLOSEOUT_DATA_DIR", str(_DATA))
-os.environ.setdefault("CLOSEOUT_DISPATCH", "0")  # tests that need the worker turn it on
-os.environ.setdefault("CLOSEOUT_SWEEP_SCHEDULE", "* * * * * *")
 
 ENGINE = os.environ.get("CLOSEOUT_TEST_ENGINE", "sqlite")
 IN_CI = os.environ.get("CI") == "true"
@@ -26,3 +19,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="runs on the SQLite pass"))
         if ENGINE != "postgres" and item.get_closest_marker("postgres_only"):
             item.add_marker(pytest.mark.skip(reason="PostgreSQL pass only"))
+
+
+def pytest_configure(config):
+    # The suite reads translated pages: make sure every app's catalog is compiled.
+    from closeout.i18n import compile_catalogs
+
+    compile_catalogs()

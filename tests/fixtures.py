@@ -57,10 +57,35 @@ def make_card(products):
         for code, amount in charges:
             cards.card_charge_add(card=card, code=code, reason=code, amount=Money(amount, product.currency))
         for partner in bindings:
+            _partner_registered(partner)
             cards.binding_add(card=card, partner=partner, external_ref=f"{partner}-{card.id}")
         return card
 
     return make
+
+
+def _partner_registered(code: str) -> None:
+    """Bound partners must be registered to receive unbind webhooks (at the simulated endpoint)."""
+    from closeout.integrations.models import Partner
+    from closeout.integrations.partners import services as partners
+
+    if not Partner.objects.filter(code=code).exists():
+        partners.partner_register(code=code, name=code, endpoint_url=partners.simulator_endpoint(code),
+                                  actor="test")
+
+
+def _drain(timeout: float = 15.0) -> None:
+    """Let in-flight workflows finish so no step outlives its test and writes into the next one."""
+    import time
+
+    from dbos import DBOS
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = DBOS.list_workflows(status=["PENDING", "ENQUEUED"], load_input=False, load_output=False)
+        if not [w for w in busy if w.name != "closeout.sweep"]:
+            return
+        time.sleep(0.2)
 
 
 def unique_dbos_url(tmp_path) -> str:
@@ -95,6 +120,7 @@ def dbos_worker(transactional_db, settings, tmp_path):
     worker.migrate_system_database()
     worker.launch(executor_id="test-worker")
     yield url
+    _drain()
     worker.shutdown()
     dispatch.reset_client()
     drop_dbos_database(url)
@@ -111,3 +137,68 @@ def wait_for(predicate, timeout=30.0, interval=0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+class WorkerProcess:
+    """`closeout worker` as a separate OS process sharing this test's databases and keys."""
+
+    def __init__(self, dbos_url: str, tmp_path, executor_id: str = "proc-worker"):
+        self.dbos_url = dbos_url
+        self.tmp_path = tmp_path
+        self.executor_id = executor_id
+        self.proc = None
+
+    def env(self, **extra) -> dict:
+        from django.db import connection
+
+        db = connection.settings_dict
+        if connection.vendor == "sqlite":
+            url = f"sqlite:///{db['NAME']}"
+        else:
+            url = f"postgresql://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSEOUT_CRASH")}
+        env.update(DATABASE_URL=url, CLOSEOUT_DBOS_DATABASE_URL=self.dbos_url, CLOSEOUT_DISPATCH="1",
+                   CLOSEOUT_EXECUTOR_ID=self.executor_id, CLOSEOUT_SWEEP_SCHEDULE="* * * * * *",
+                   CLOSEOUT_QUEUE_POLL_SEC="0.1", CLOSEOUT_LOG_LEVEL="WARNING")
+        env.update(extra)
+        return env
+
+    def start(self, **extra) -> WorkerProcess:
+        import subprocess
+        import sys
+
+        log = open(self.tmp_path / f"worker-{self.executor_id}.log", "ab")  # noqa: SIM115 - kept for the process
+        self.proc = subprocess.Popen([sys.executable, "-m", "closeout.cli", "worker"], env=self.env(**extra),
+                                     stdout=log, stderr=log)
+        return self
+
+    def wait_killed(self, timeout=60.0) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def dbos_system(transactional_db, settings, tmp_path):
+    """A migrated DBOS system database that this process enqueues into (no worker here)."""
+    from closeout import worker
+    from closeout.closures import dispatch
+
+    url = unique_dbos_url(tmp_path)
+    settings.DBOS_SYSTEM_DATABASE_URL = url
+    settings.CLOSEOUT_DISPATCH = True
+    dispatch.reset_client()
+    worker.migrate_system_database()
+    yield url
+    dispatch.reset_client()
+    drop_dbos_database(url)

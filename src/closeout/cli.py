@@ -39,6 +39,57 @@ def _parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad event")
     with_data_dir(sub.add_parser("sweep", help="run one sweep pass now (restart stranded actions)"))
+    cert = with_data_dir(sub.add_parser("certificate", help="closure certificates"))
+    cert_sub = cert.add_subparsers(dest="certificate_command", required=True)
+    cert_verify = cert_sub.add_parser("verify", help="check a certificate PDF offline; exit 1 when not valid")
+    cert_verify.add_argument("file", help="the certificate PDF")
+    cert_verify.add_argument("--keys", help="public keys JSON (from `certificate keys` or /api/v1/certificates/keys);"
+                             " default: this installation's key table")
+    cert_keys = cert_sub.add_parser("keys", help="print the public keys as JSON")
+    cert_keys.add_argument("--out", help="write to this file instead")
+    cert_sub.add_parser("rotate-key", help="start signing with a new key (old certificates still verify)")
+    guard = with_data_dir(sub.add_parser("guard", help="charge guard"))
+    guard_sub = guard.add_subparsers(dest="guard_command", required=True)
+    guard_check = guard_sub.add_parser("check", help="nightly: alert staff to charges on closing/closed cards; "
+                                       "exit 1 when new ones were found")
+    guard_check.add_argument("--days", type=int, default=2, help="how far back to read the card system feed")
+    reconcile = with_data_dir(sub.add_parser("reconcile", help="compare ledger, provider, card system and partners "
+                                             "for every closed case; exit 1 on mismatches"))
+    reconcile.add_argument("--out", help="also write the mismatches to this CSV file")
+    retention = with_data_dir(sub.add_parser("retention", help="data retention"))
+    retention_sub = retention.add_subparsers(dest="retention_command", required=True)
+    retention_run = retention_sub.add_parser("run", help="crypto-shred holders whose closed cases are past retention")
+    retention_run.add_argument("--dry-run", action="store_true", help="only report who is due")
+    staff = with_data_dir(sub.add_parser("staff", help="manage staff console accounts"))
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True)
+    staff_create = staff_sub.add_parser("create", help="create an account; print its password and TOTP enrolment")
+    staff_create.add_argument("--role", required=True,
+                              choices=["agent", "branch_clerk", "warehouse", "refund_approver", "supervisor", "admin"])
+    staff_create.add_argument("--email", required=True)
+    staff_create.add_argument("--branch", default="", help="branch code of a branch clerk")
+    staff_create.add_argument("--no-qr", action="store_true", help="print only the otpauth:// URI")
+    bulk = with_data_dir(sub.add_parser("bulk-close", help="close the cards listed in a CSV (column card_number)"))
+    bulk.add_argument("file", help="CSV file with a card_number column")
+    bulk.add_argument("--reason", required=True, help="why these cards are closed (e.g. dormant 3 years)")
+    bulk.add_argument("--dry-run", action="store_true", help="validate and quote only; write nothing")
+    bulk.add_argument("--rejects", help="where to write rejected rows (default FILE.rejects.csv)")
+    bulk.add_argument("--batch-size", type=int, default=1000)
+    hotlist = with_data_dir(sub.add_parser("hotlist", help="the signed hotlist for gates and readers"))
+    hotlist_sub = hotlist.add_subparsers(dest="hotlist_command", required=True)
+    export = hotlist_sub.add_parser("export", help="write the hotlist (and FILE.sig) as a snapshot or delta")
+    export.add_argument("--out", required=True, help="file to write; the signature goes to FILE.sig")
+    export.add_argument("--since", type=int, default=0, help="only cards listed after this version")
+    export.add_argument("--format", choices=["csv", "bin"], default="csv")
+    partner = with_data_dir(sub.add_parser("partner", help="partner apps that receive unbind webhooks"))
+    partner_sub = partner.add_subparsers(dest="partner_command", required=True)
+    register = partner_sub.add_parser("register", help="register a partner and print its signing secret once")
+    register.add_argument("--code", required=True)
+    register.add_argument("--name", default="")
+    register.add_argument("--url", required=True, help="the partner's webhook endpoint")
+    rotate = partner_sub.add_parser("rotate-secret", help="issue a new signing secret and print it once")
+    rotate.add_argument("--code", required=True)
+    rotate.add_argument("--grace-hours", type=float, default=24.0, help="how long the old secret keeps signing")
+    partner_sub.add_parser("list", help="list partners (secrets shown by their last characters)")
     return parser
 
 
@@ -165,9 +216,183 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_certificate(args) -> int:
+    from closeout.certificates import pdf
+    from closeout.certificates.services import public_keys, public_keys_json, signing_key_rotate
+
+    if args.certificate_command == "rotate-key":
+        print(f"signing with {signing_key_rotate(actor='cli').key_id}")
+        return 0
+    if args.certificate_command == "keys":
+        text = public_keys_json()
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        else:
+            print(text)
+        return 0
+    if args.keys:  # offline: no database needed
+        try:
+            loaded = json.loads(Path(args.keys).read_text())
+            keys = loaded.get("keys", loaded)
+        except (OSError, ValueError, AttributeError):
+            print(f"cannot read public keys from {args.keys}", file=sys.stderr)
+            return 2
+    else:
+        keys = public_keys()
+    try:
+        verdict = pdf.verify_pdf(Path(args.file).read_bytes(), keys)
+    except OSError as exc:
+        print(f"cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except pdf.NotACertificate as exc:
+        print(f"NOT VALID: {exc}", file=sys.stderr)
+        return 1
+    if not verdict.valid:
+        print(f"NOT VALID: {verdict.reason}", file=sys.stderr)
+        return 1
+    facts = verdict.facts
+    refund = facts["refund"]
+    from closeout.common.money import Money
+
+    print(f"VALID: certificate {facts['certificate_id']} signed by {verdict.key_id}")
+    print(f"  case {facts['reference']}, card {facts['card']['number_masked']} ({facts['card']['product']})")
+    print(f"  closed {facts['closed_at']}, refunded {Money(refund['amount'], refund['currency']).format()} "
+          f"to {refund['destination'].get('type', 'original')}")
+    return 0
+
+
+def cmd_guard(args) -> int:
+    from datetime import timedelta
+
+    from closeout.aftercare.guard import guard_check
+    from closeout.common import clock
+    from closeout.common.money import Money
+
+    alerts = guard_check(since=clock.now() - timedelta(days=args.days))
+    for alert in alerts:
+        print(f"ALERT {alert.case_reference} {alert.card_masked} "
+              f"{Money(alert.amount_minor, alert.currency).format()} at {alert.charged_at.isoformat()}")
+    print(f"{len(alerts)} new charge(s) on closing or closed cards")
+    return 1 if alerts else 0
+
+
+def cmd_reconcile(args) -> int:
+    from closeout.aftercare.reconcile import mismatches_write_csv, reconcile_run
+
+    mismatches = reconcile_run()
+    for mismatch in mismatches:
+        print(mismatch)
+    if args.out:
+        with open(args.out, "w", newline="", encoding="utf-8") as handle:
+            mismatches_write_csv(mismatches, handle)
+    print(f"{len(mismatches)} mismatch(es)")
+    return 1 if mismatches else 0
+
+
+def cmd_retention(args) -> int:
+    from closeout.aftercare.retention import retention_run
+
+    report = retention_run(dry_run=args.dry_run)
+    verb = "would crypto-shred" if args.dry_run else "crypto-shredded"
+    print(f"{verb} {len(report.due)} holder(s); {report.kept} kept within retention")
+    return 0
+
+
+def cmd_staff(args) -> int:
+    import segno
+
+    from closeout.console.services import UnableToCreateStaff, staff_create
+
+    _migrate()
+    password = os.environ.get("CLOSEOUT_STAFF_PASSWORD") or None
+    try:
+        profile, device, password = staff_create(email=args.email, role=args.role, password=password,
+                                                 branch_code=args.branch)
+    except UnableToCreateStaff as exc:
+        print(f"cannot create staff account: {exc}", file=sys.stderr)
+        return 2
+    print(f"staff account {profile.user.email} ({profile.role}) created")
+    print(f"password (shown once): {password}")
+    print(f"TOTP enrolment URI: {device.config_url}")
+    if not args.no_qr:
+        segno.make(device.config_url, error="m").terminal(compact=True)
+    return 0
+
+
+def cmd_bulk_close(args) -> int:
+    from closeout.closures.bulk import BulkFileError, bulk_intake
+    from closeout.common.progress import Progress, count_lines
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"closeout bulk-close: {path}: no such file", file=sys.stderr)
+        return 2
+    if not 1 <= args.batch_size <= 10000:
+        print("closeout bulk-close: --batch-size must be between 1 and 10000", file=sys.stderr)
+        return 2
+    progress = Progress(total=max(0, count_lines(path) - 1), label="dry run" if args.dry_run else "closing")
+    try:
+        summary = bulk_intake(path=path, reason=args.reason, requester="operator:bulk", dry_run=args.dry_run,
+                              batch_size=args.batch_size, rejects_path=Path(args.rejects) if args.rejects else None,
+                              progress=progress.advance)
+    except BulkFileError as exc:
+        print(f"closeout bulk-close: {path}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        progress.done()
+        print("interrupted: run the same command again to resume where it stopped", file=sys.stderr)
+        return 130
+    progress.done()
+    totals = ", ".join(f"{currency} {minor}" for currency, minor in sorted(summary.refund_total.items())) or "none"
+    verb = "would create" if summary.dry_run else "created"
+    resumed = f" (resumed after line {summary.resumed_after})" if summary.resumed_after else ""
+    print(f"{summary.lines} rows read{resumed}: {verb} {summary.created} closures in {summary.batches} batches, "
+          f"{summary.rejected} rejected; refunds (minor units): {totals}")
+    if summary.rejected:
+        print(f"rejected rows: {args.rejects or path.with_name(path.stem + '.rejects.csv')}")
+    return 0
+
+
+def cmd_hotlist(args) -> int:
+    from closeout.integrations.card_system.hotlist import write_export
+
+    if args.since < 0:
+        print("--since must be a non-negative version", file=sys.stderr)
+        return 2
+    document = write_export(args.out, since=args.since, fmt=args.format)
+    print(f"hotlist version {document['version']}: {document['count']} cards since {args.since} "
+          f"written to {args.out} (signature in {args.out}.sig)")
+    return 0
+
+
+def cmd_partner(args) -> int:
+    from datetime import timedelta
+
+    from closeout.integrations.partners import services as partners
+
+    try:
+        if args.partner_command == "register":
+            _, secret = partners.partner_register(code=args.code, name=args.name, endpoint_url=args.url,
+                                                  actor="operator:cli")
+            print(secret)
+        elif args.partner_command == "rotate-secret":
+            print(partners.partner_secret_rotate(code=args.code, actor="operator:cli",
+                                                 grace=timedelta(hours=args.grace_hours)))
+        else:
+            print(json.dumps(partners.partner_list(), default=str, indent=2))
+    except (partners.UnableToRegisterPartner, partners.PartnerNotFound) as exc:
+        print(f"partner: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS = {
     "demo": cmd_demo, "serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate,
     "demo-data": cmd_demo_data, "apikey": cmd_apikey, "audit": cmd_audit, "sweep": cmd_sweep,
+    "certificate": cmd_certificate, "guard": cmd_guard, "reconcile": cmd_reconcile, "retention": cmd_retention,
+    "staff": cmd_staff,
+    "bulk-close": cmd_bulk_close,
+    "hotlist": cmd_hotlist, "partner": cmd_partner,
 }
 
 

@@ -72,7 +72,10 @@ def _name(rng: random.Random, i: int) -> tuple[str, str]:
 @transaction.atomic
 def demo_data_load(count: int = 60) -> int:
     """Load the demo products and cards; return how many cards were created."""
+    from closeout.integrations.partners.services import partners_demo_load
+
     products = products_load()
+    partners_demo_load()
     rng = random.Random(SEED)
     created = 0
     codes = ["OCTO", "OCTO", "SUICA", "YKT", "TSIM", "ESIM"]

@@ -49,6 +49,14 @@ INSTALLED_APPS = [
     "closeout.integrations",
     "closeout.common",
     "closeout.portal",
+    "closeout.certificates",
+    "closeout.suppression",
+    "closeout.aftercare",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "closeout.appointments",
+    "closeout.returns",
+    "closeout.console",
 ]
 
 MIDDLEWARE = [
@@ -61,6 +69,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -134,6 +143,13 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
 
+# Staff console: password + TOTP, lockout after repeated failures, idle timeout.
+LOGIN_URL = "/console/login/"
+OTP_TOTP_ISSUER = "closeout"
+CONSOLE_LOCKOUT_FAILURES = int(os.environ.get("CLOSEOUT_CONSOLE_LOCKOUT_FAILURES", "5"))
+CONSOLE_LOCKOUT_MINUTES = int(os.environ.get("CLOSEOUT_CONSOLE_LOCKOUT_MINUTES", "15"))
+CONSOLE_IDLE_MINUTES = int(os.environ.get("CLOSEOUT_CONSOLE_IDLE_MINUTES", "15"))
+
 LANGUAGE_CODE = "en"
 LANGUAGES = [("zh-hans", "简体中文"), ("zh-hant", "繁體中文"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
@@ -166,6 +182,12 @@ INTEGRATIONS = {
     "payments": os.environ.get("CLOSEOUT_PAYMENTS", "simulator"),
     "card_system": os.environ.get("CLOSEOUT_CARD_SYSTEM", "simulator"),
 }
+
+DEFAULT_FROM_EMAIL = os.environ.get("CLOSEOUT_FROM_EMAIL", "closeout <no-reply@closeout.invalid>")
+EMAIL_HOST = os.environ.get("CLOSEOUT_SMTP_HOST", "127.0.0.1")
+EMAIL_PORT = int(os.environ.get("CLOSEOUT_SMTP_PORT", "25"))
+# Staff who hear about charges that slipped past a closing or closed card.
+STAFF_ALERT_EMAILS = [a for a in os.environ.get("CLOSEOUT_STAFF_ALERT_EMAILS", "").split(",") if a]
 
 LOGGING = {
     "version": 1,

@@ -1,16 +1,22 @@
 from django.conf.urls.i18n import i18n_patterns
 from django.urls import include, path
 
+from closeout.aftercare import views as aftercare
 from closeout.api.v1 import api
-from closeout.integrations import views as sim
+from closeout.certificates import views as certificates
 from closeout.portal import views as portal
 
 urlpatterns = [
     path("api/v1/", api.urls),
-    path("sim/payments/refunds", sim.payment_refunds),
-    path("sim/cards/blocked", sim.cards_blocked),
-    path("sim/faults", sim.faults),
+    path("console/", include("closeout.console.urls")),
+    path("", include("closeout.integrations.urls")),
+    path("sim/cards/transactions", aftercare.sim_card_transactions),
+    path("verify/<str:certificate_id>", certificates.verify_page, name="certificate-verify"),
     path("", portal.pick_language, name="root"),
     path("i18n/", include("django.conf.urls.i18n")),
 ]
-urlpatterns += i18n_patterns(path("", include("closeout.portal.urls")), prefix_default_language=True)
+urlpatterns += i18n_patterns(
+    path("", include("closeout.portal.urls")),
+    path("case/<str:reference>/export.<str:fmt>", aftercare.case_export_download, name="case-export"),
+    prefix_default_language=True,
+)

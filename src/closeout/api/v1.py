@@ -18,12 +18,14 @@ from closeout.api.models import ApiKey, IdempotencyRecord
 from closeout.api.openapi import ProblemNinjaAPI
 from closeout.api.problems import field_errors_from_ninja, problem
 from closeout.cards.services import authorization_decide
+from closeout.certificates.api import router as certificates_router
 from closeout.closures import selectors, services
 from closeout.closures.models import ClosureCase
 from closeout.closures.states import IllegalTransition
 from closeout.common import clock
 from closeout.common.money import Money, exponent
 from closeout.identity.documents import InvalidDocument
+from closeout.suppression.api import router as suppressions_router
 
 
 class BearerKey(HttpBearer):
@@ -199,3 +201,8 @@ def authorization(request, payload: schemas.AuthorizationIn):
     attempt = authorization_decide(card_number="".join(payload.card_number.split()),
                                    amount=Money(payload.amount, currency), source=payload.source)
     return 200, {"decision": attempt.decision, "reason": attempt.reason}
+
+
+# Certificates are public (their routes say auth=None); suppressions need a partner or operator key.
+api.add_router("/certificates", certificates_router)
+api.add_router("/suppressions", suppressions_router)

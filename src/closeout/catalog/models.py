@@ -32,6 +32,8 @@ class Product(models.Model):
     sla_working_days = models.PositiveIntegerField(default=10)
     calendar = models.CharField(max_length=2, default="HK")
     allowed_channels = models.JSONField(default=list)
+    # How long a closed case keeps the holder's personal data before it is crypto-shredded.
+    retention_years = models.PositiveSmallIntegerField(default=5)
     policy = models.ForeignKey(RefundPolicy, on_delete=models.PROTECT, related_name="products")
 
     class Meta:

@@ -24,9 +24,15 @@ QUEUE_FOR_ACTION = {
     "refund": "payments",
     "refund_status": "payments",
     "deactivate": "card_system",
+    "deactivate_number": "card_system",
+    "release_profile": "smdp",
     "unbind": "partners",
+    "bulk_settle": "bulk",
+    "bulk_refund": "bulk",
+    "bulk_block": "bulk",
 }
-QUEUES = {"internal": 8, "payments": 4, "card_system": 4, "partners": 4, "notifications": 4}
+QUEUES = {"internal": 8, "payments": 4, "card_system": 4, "smdp": 4, "partners": 4, "notifications": 4,
+          "bulk": 2}
 
 _client = None
 _client_lock = threading.Lock()
@@ -57,13 +63,16 @@ def enabled() -> bool:
     return getattr(settings, "CLOSEOUT_DISPATCH", True)
 
 
-def enqueue(reference: str, action: str, workflow_id: str) -> bool:
-    """Enqueue the action's workflow; return False (and leave it to the sweep) when that fails."""
+def enqueue(reference: str, action: str, workflow_id: str, *, workflow_name: str = WORKFLOW_NAME) -> bool:
+    """Enqueue the action's workflow; return False (and leave it to the sweep) when that fails.
+
+    `reference` is the case reference, or the batch id for the batched bulk actions.
+    """
     if not enabled():
         return False
     crash_point("after_commit")
     options = {
-        "workflow_name": WORKFLOW_NAME,
+        "workflow_name": workflow_name,
         "queue_name": QUEUE_FOR_ACTION.get(action, "internal"),
         "workflow_id": workflow_id,
         "app_version": settings.DBOS_APPLICATION_VERSION,

@@ -9,6 +9,41 @@ class ReferenceCounter(models.Model):
     last = models.PositiveIntegerField(default=0)
 
 
+class BulkRun(models.Model):
+    """One `closeout bulk-close` file; `lines_done` makes an interrupted run resumable."""
+
+    fingerprint = models.CharField(max_length=64, unique=True)
+    source = models.CharField(max_length=255)
+    reason = models.CharField(max_length=200)
+    requester = models.CharField(max_length=120)
+    lines_done = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    rejected_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+
+class BulkBatch(models.Model):
+    """A batch of bulk cases that moves through batched actions (one call per batch per system)."""
+
+    run = models.ForeignKey(BulkRun, on_delete=models.PROTECT, related_name="batches")
+    number = models.PositiveIntegerField()
+    case_count = models.PositiveIntegerField(default=0)
+    next_action = models.CharField(max_length=30, blank=True)
+    next_action_id = models.CharField(max_length=80, blank=True)
+    next_action_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    action_runs = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="bulk_batch_number_once")]
+
+    @property
+    def key(self) -> str:
+        return f"BULK-{self.run_id}-{self.number}"
+
+
 class ClosureCase(models.Model):
     class Channel(models.TextChoices):
         WEB = "web", "Web"
@@ -41,6 +76,8 @@ class ClosureCase(models.Model):
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
+    bulk_batch = models.ForeignKey(BulkBatch, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="cases")
 
     class Meta:
         constraints = [

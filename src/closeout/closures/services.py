@@ -8,6 +8,7 @@ import hmac
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from closeout.audit.services import audit_record
@@ -18,7 +19,11 @@ from closeout.closures.models import CaseEvent, ClosureCase, ReferenceCounter, R
 from closeout.common import calendars, clock
 from closeout.common.money import Money
 from closeout.identity import documents, vault
+from closeout.integrations.card_system.hotlist import hotlist_add
+from closeout.integrations.models import EsimDeletionProof, UnbindDelivery
+from closeout.integrations.smdp import port as smdp
 from closeout.ledger import services as ledger
+from closeout.suppression.services import suppression_add_for_holder
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,19 @@ AUTO = object()
 RETURN_DEADLINE = timedelta(days=30)
 REFUND_POLL = timedelta(seconds=5)
 DESTINATION_TYPES = ("original", "bank", "ewallet", "cash")
+ATTENTION_ESIM = "eSIM profile not deleted in time"
+UNBIND_ROUNDS = 12  # unbind attempts per partner before staff look at it (again after each resume)
+UNBIND_BACKOFF_CAP = timedelta(hours=1)
+
+
+def esim_deletion_wait() -> timedelta:
+    return timedelta(seconds=getattr(settings, "ESIM_DELETION_WAIT_SECONDS", 7 * 86400))
+
+
+def unbind_backoff(attempts: int) -> timedelta:
+    """Wait before the next unbind round: base·2^(n-1), at most an hour."""
+    base = getattr(settings, "UNBIND_RETRY_BASE_SECONDS", 30)
+    return min(timedelta(seconds=base * 2 ** max(0, attempts - 1)), UNBIND_BACKOFF_CAP)
 
 
 class UnableToCloseCard(Exception):
@@ -58,6 +76,10 @@ class CaseNotFound(Exception):
 
 class UnableToApprove(Exception):
     """The refund cannot be approved or rejected by this person or in this state."""
+
+
+class UnableToOverride(Exception):
+    """Staff may waive the eSIM deletion only after the wait timed out, and only with a reason."""
 
 
 # --- reads used by the services --------------------------------------------------------------
@@ -241,6 +263,8 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
                 created_at=now, updated_at=now,
             )
             _card_status(card, Card.Status.CLOSING, actor=requester, reference=case.reference)
+            # From this moment on, no marketing reaches the holder (service notices still do).
+            suppression_add_for_holder(holder=card.holder, case_reference=case.reference)
             _transition(case, states.SUBMITTED, actor=requester, key="submit", note=f"requested via {channel}",
                         data={"channel": channel})
     except IntegrityError:
@@ -369,8 +393,30 @@ def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
         _transition(case, states.REFUNDED, actor="system", key=f"{workflow_id}:refunded",
                     note=f"refunded {money.format()}", data={"provider_ref": refund.provider_ref}, action="")
         _transition(case, states.DEACTIVATING, actor="system", key=f"{workflow_id}:deactivating",
-                    note="blocking the card")
+                    note="blocking the card", action=_deactivation_action(case))
         return case.state
+
+
+def _deactivation_action(case: ClosureCase) -> str:
+    """Stored-value cards are blocked; a SIM's (or eSIM's) number is taken out of service."""
+    return "deactivate" if case.card.product.kind == "stored_value" else "deactivate_number"
+
+
+def _schedule(case: ClosureCase, action: str, *, key: str, note: str, due_in: timedelta | None = None,
+              data=None) -> bool:
+    """Give a case its next action without a state change; a replayed key does nothing."""
+    if CaseEvent.objects.filter(case=case, key=key).exists():
+        return False
+    now = clock.now()
+    case.next_action = action
+    case.next_action_id = _workflow_id(case, action)
+    case.next_action_due_at = now + (due_in or timedelta(0))
+    case.save()
+    CaseEvent.objects.create(case=case, key=key, at=now, actor="system", from_state=case.state,
+                             to_state=case.state, note=note[:300], data=data or {})
+    if not due_in:
+        dispatch.enqueue_on_commit(case.reference, action, case.next_action_id)
+    return True
 
 
 def _wait_for_settlement(case: ClosureCase, workflow_id: str) -> None:
@@ -485,13 +531,193 @@ def closure_deactivated(*, reference: str, workflow_id: str, result: dict) -> st
         case = _lock(reference)
         if case.state != states.DEACTIVATING:
             return case.state
-        card = Card.objects.get(id=case.card_id)
+        card = Card.objects.select_related("product").get(id=case.card_id)
         _card_status(card, Card.Status.BLOCKED, actor="system", reference=reference)
-        if card.bindings.filter(unbound_at__isnull=True).exists():
-            _transition(case, states.UNBINDING, actor="system", key=f"{workflow_id}:unbinding",
-                        note="card blocked; unbinding linked apps", data=result)
-        else:
-            _close(case, card, key=f"{workflow_id}:closed", note="card blocked", data=result)
+        if card.product.kind == "stored_value":
+            hotlist_add(card=card)
+        if card.product.kind == "esim":
+            _schedule(case, "release_profile", key=f"{workflow_id}:release_profile",
+                      note="number deactivated; releasing the eSIM profile", data=result)
+            return case.state
+        _after_deactivation(case, card, key=workflow_id, note="card blocked", data=result)
+        return case.state
+
+
+def _after_deactivation(case: ClosureCase, card: Card, *, key: str, note: str, data: dict) -> None:
+    if card.bindings.filter(unbound_at__isnull=True).exists():
+        _transition(case, states.UNBINDING, actor="system", key=f"{key}:unbinding",
+                    note=f"{note}; unbinding linked apps", data=data)
+    else:
+        _close(case, card, key=f"{key}:closed", note=note, data=data)
+
+
+# --- eSIM: release at the SM-DP+, wait for the device's deletion ---------------------------------
+
+
+def esim_release_order(*, reference: str, workflow_id: str) -> dict | None:
+    """Return what the release step must send, or None when the case no longer waits for it."""
+    case = ClosureCase.objects.select_related("card").get(reference=reference)
+    if case.next_action_id != workflow_id or case.state != states.DEACTIVATING:
+        return None
+    return {"iccid": case.card.number, "function_call_id": workflow_id}
+
+
+def esim_release_record(*, reference: str, workflow_id: str, result: dict) -> str:
+    """Record the SM-DP+'s answer to CancelOrder (final status Unavailable).
+
+    Executed: the profile is off every device (never downloaded, or deleted) and can never be
+    downloaded again: the closure goes on. Refused because the profile is on a device: the case
+    waits, with a deadline, for the device's signed deletion notification. Any other refusal
+    goes to staff.
+    """
+    with transaction.atomic():
+        case = _lock(reference)
+        if case.state != states.DEACTIVATING or case.next_action_id != workflow_id:
+            return case.state
+        card = Card.objects.get(id=case.card_id)
+        proof = EsimDeletionProof.objects.filter(iccid=card.number).order_by("-received_at", "-id").first()
+        data = {"smdp": result, "deletion_proof": proof.id if proof else None}
+        if result["status"] == smdp.SUCCESS:
+            case.deadline_at = None
+            note = ("eSIM profile deleted on the device and released" if proof
+                    else "eSIM profile released (never downloaded)")
+            _after_deactivation(case, card, key=workflow_id, note=note, data=data)
+            return case.state
+        if result.get("reason_code") == smdp.REASON_INSTALLED:
+            if proof is not None and _schedule(case, "release_profile", key=f"esim_retry:{proof.id}", data=data,
+                                               note="deletion notified while releasing; releasing again"):
+                return case.state
+            case.next_action = case.next_action_id = ""
+            case.next_action_due_at = None
+            case.deadline_at = clock.now() + esim_deletion_wait()
+            case.save()
+            CaseEvent.objects.get_or_create(
+                case=case, key=f"{workflow_id}:waiting_deletion",
+                defaults=dict(at=clock.now(), actor="system", from_state=case.state, to_state=case.state,
+                              note="waiting for the eSIM profile to be deleted on the device", data=data),
+            )
+            # Notice: closeout.notifications asks the customer to delete the eSIM on the phone here
+            # (template "esim_delete_request", case reference and deadline).
+            return case.state
+        _transition(case, states.FAILED, actor="system", key=f"{workflow_id}:failed",
+                    note=f"SM-DP+ refused the release: {result.get('message') or result.get('reason_code')}"[:300],
+                    data=data, action="")
+        ClosureCase.objects.filter(id=case.id).update(attention_reason="eSIM release refused")
+        return states.FAILED
+
+
+def esim_deletion_recorded(*, iccid: str) -> None:
+    """A verified deletion notification arrived (inside the caller's transaction): wake the case."""
+    case = ClosureCase.objects.filter(card__number=iccid).exclude(state__in=states.TERMINAL).first()
+    if case is None:
+        return
+    case = _lock(case.reference)
+    proof = EsimDeletionProof.objects.filter(iccid=iccid).order_by("-id").first()
+    key = f"esim_deleted:{proof.eid}:{proof.seq_number}"
+    data = {"deletion_proof": proof.id}
+    if case.state == states.DEACTIVATING and not case.next_action and case.deadline_at:
+        case.deadline_at = None
+        _schedule(case, "release_profile", key=key, note="the device deleted the eSIM profile", data=data)
+    elif (case.state == states.FAILED and case.resume_to == states.DEACTIVATING
+          and case.attention_reason == ATTENTION_ESIM):
+        _transition(case, states.DEACTIVATING, actor="system", key=key,
+                    note="the device deleted the eSIM profile after the wait", data=data, action="release_profile")
+    elif not CaseEvent.objects.filter(case=case, key=key).exists():
+        CaseEvent.objects.create(case=case, key=key, at=clock.now(), actor="system", from_state=case.state,
+                                 to_state=case.state, note="eSIM deletion notification received", data=data)
+
+
+def esim_deletion_timeout(*, reference: str) -> str:
+    """The device did not delete the profile in time: the case goes to staff."""
+    with transaction.atomic():
+        case = _lock(reference)
+        if (case.state != states.DEACTIVATING or case.next_action or not case.deadline_at
+                or case.deadline_at > clock.now()):
+            return case.state
+        case.deadline_at = None
+        _transition(case, states.FAILED, actor="system", key=f"esim_timeout:{case.updated_at.isoformat()}",
+                    note="the eSIM profile was not deleted on the device in time", action="")
+        ClosureCase.objects.filter(id=case.id).update(attention_reason=ATTENTION_ESIM)
+        return states.FAILED
+
+
+def esim_deletion_override(*, reference: str, actor: str, reason: str) -> ClosureCase:
+    """Staff close an eSIM case without the device's deletion proof, after the wait timed out.
+
+    :raises UnableToOverride: without a reason, or before the wait timed out.
+    """
+    reason = (reason or "").strip()
+    if len(reason) < 5:
+        raise UnableToOverride("give the reason for closing without the deletion proof")
+    with transaction.atomic():
+        case = _lock(reference)
+        if not (case.state == states.FAILED and case.resume_to == states.DEACTIVATING
+                and case.attention_reason == ATTENTION_ESIM):
+            raise UnableToOverride("only a case whose eSIM deletion wait timed out can be overridden")
+        card = Card.objects.get(id=case.card_id)
+        data = {"override": True, "reason": reason[:200]}
+        key = f"esim_override:{case.updated_at.isoformat()}"
+        _transition(case, states.DEACTIVATING, actor=actor, key=key,
+                    note=f"eSIM deletion waived: {reason}"[:300], data=data, action="")
+        _after_deactivation(case, card, key=key, note="eSIM deletion waived by staff", data=data)
+        return case
+
+
+# --- unbinding partner apps -----------------------------------------------------------------------
+
+
+def unbind_order(*, reference: str, workflow_id: str) -> list[str] | None:
+    """Return the partners still to be told, or None when the case no longer waits for them."""
+    case = ClosureCase.objects.select_related("card").get(reference=reference)
+    if case.next_action_id != workflow_id or case.state != states.UNBINDING:
+        return None
+    return list(case.card.bindings.filter(unbound_at__isnull=True).order_by("partner")
+                .values_list("partner", flat=True))
+
+
+def unbind_record(*, reference: str, workflow_id: str, results: dict) -> str:
+    """Record each partner's answer; close when all acknowledged, else retry later or go to staff.
+
+    `results` maps partner → {acknowledged, status_code, error[, unregistered]}.
+    """
+    with transaction.atomic():
+        case = _lock(reference)
+        if case.state != states.UNBINDING or case.next_action_id != workflow_id:
+            return case.state
+        card = Card.objects.get(id=case.card_id)
+        now = clock.now()
+        for partner, result in results.items():
+            delivery, _ = UnbindDelivery.objects.select_for_update().get_or_create(
+                case=case, partner=partner, defaults={"message_id": f"{reference}:unbind:{partner}"})
+            if delivery.status == UnbindDelivery.Status.ACKNOWLEDGED:
+                continue
+            delivery.attempts += 1
+            delivery.last_status_code = result.get("status_code") or None
+            delivery.last_error = str(result.get("error", ""))[:200]
+            delivery.last_attempt_at = now
+            if result.get("acknowledged"):
+                delivery.status = UnbindDelivery.Status.ACKNOWLEDGED
+                delivery.acknowledged_at = now
+                card.bindings.filter(partner=partner, unbound_at__isnull=True).update(unbound_at=now)
+            delivery.save()
+        pending = list(card.bindings.filter(unbound_at__isnull=True).order_by("partner")
+                       .values_list("partner", flat=True))
+        if not pending:
+            _close(case, card, key=f"{workflow_id}:closed", note="linked apps unbound", data=results)
+            return case.state
+        deliveries = UnbindDelivery.objects.filter(case=case, partner__in=pending)
+        attempts = min((d.attempts for d in deliveries), default=1)
+        unregistered = [p for p in pending if (results.get(p) or {}).get("unregistered")]
+        if unregistered or attempts % UNBIND_ROUNDS == 0:
+            deliveries.update(status=UnbindDelivery.Status.FAILED)
+            why = (f"partner not registered: {', '.join(unregistered)}" if unregistered
+                   else f"no acknowledgement from {', '.join(pending)}")
+            _transition(case, states.FAILED, actor="system", key=f"{workflow_id}:failed", note=f"unbind: {why}",
+                        data=results, action="")
+            ClosureCase.objects.filter(id=case.id).update(attention_reason=f"unbind: {why}"[:200])
+            return states.FAILED
+        _schedule(case, "unbind", key=f"{workflow_id}:retry", due_in=unbind_backoff(attempts), data=results,
+                  note=f"waiting for {', '.join(pending)} to acknowledge the unbind")
         return case.state
 
 
@@ -507,8 +733,11 @@ def closure_unbound(*, reference: str, workflow_id: str, results: dict) -> str:
 
 
 def _close(case: ClosureCase, card: Card, *, key: str, note: str, data: dict) -> None:
+    from closeout.certificates.services import certificate_issue
+
     _transition(case, states.CLOSED, actor="system", key=key, note=note, data=data)
     _card_status(card, Card.Status.CLOSED, actor="system", reference=case.reference)
+    certificate_issue(case=case)  # in the closing transaction: a closed case always has its certificate
 
 
 def closure_card_received(*, reference: str, actor: str, note: str = "") -> ClosureCase:

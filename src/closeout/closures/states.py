@@ -69,7 +69,8 @@ def allowed_targets(current: str, *, resume_to: str | None = None) -> tuple[str,
         targets += [WITHDRAWN, REJECTED]
     if current in PAUSABLE:
         targets.append(ON_HOLD)
-    if current not in TERMINAL and current not in (DRAFT, ON_HOLD, FAILED):
+    # `refunded` only exists inside the transaction that records the refund and starts deactivation.
+    if current not in TERMINAL and current not in (DRAFT, ON_HOLD, FAILED, REFUNDED):
         targets.append(FAILED)
     if current in (ON_HOLD, FAILED):
         if resume_to:

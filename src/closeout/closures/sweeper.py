@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from closeout.closures import dispatch, services, states
+from closeout.closures import bulk, dispatch, services, states
 from closeout.closures.models import ClosureCase
 from closeout.common import clock
 
@@ -24,6 +24,16 @@ BATCH = 500
 SETTLE_GRACE = timedelta(seconds=30)
 
 
+def _tick_simulators() -> None:
+    """Move the built-in simulators' clock (settlements, device deletions, webhook deliveries)."""
+    from closeout.integrations import simulators
+
+    try:
+        simulators.tick()
+    except Exception:  # noqa: BLE001 - the simulated world must never stop the sweep
+        log.warning("simulator tick failed", exc_info=True)
+
+
 def sweep_once(now=None) -> int:
     """Run one pass; return how many actions were (re)enqueued."""
     now = now or clock.now()
@@ -31,6 +41,11 @@ def sweep_once(now=None) -> int:
         state=states.AWAITING_RETURN, deadline_at__lte=now
     ).values_list("reference", flat=True)[:BATCH]:
         services.closure_deadline_passed(reference=reference)
+    for reference in ClosureCase.objects.filter(
+        state=states.DEACTIVATING, next_action="", deadline_at__lte=now
+    ).values_list("reference", flat=True)[:BATCH]:
+        services.esim_deletion_timeout(reference=reference)
+    _tick_simulators()
 
     due = list(
         ClosureCase.objects.exclude(next_action_id="")
@@ -38,31 +53,55 @@ def sweep_once(now=None) -> int:
         .order_by("next_action_due_at")
         .values_list("reference", "next_action", "next_action_id", "updated_at")[:BATCH]
     )
-    if not due:
+    batches = bulk.due_batches(now, BATCH)
+    if not due and not batches:
         return 0
     client = dispatch.client()
-    found = {
-        w.workflow_id: w
-        for w in client.list_workflows(workflow_ids=[d[2] for d in due], load_input=False, load_output=False)
-    }
+    return _restart_cases(client, due, now) + _restart_batches(client, batches)
+
+
+def _workflows(client, ids: list[str]) -> dict:
+    if not ids:
+        return {}
+    return {w.workflow_id: w for w in client.list_workflows(workflow_ids=ids, load_input=False, load_output=False)}
+
+
+def _needs_restart(client, status) -> bool:
+    """Clear a dead or stale workflow so its id can run again; say whether to enqueue."""
+    if status is None:
+        return True
+    if status.status in DEAD:
+        client.delete_workflow(status.workflow_id)
+        return True
+    if status.status in LIVE and status.app_version != settings.DBOS_APPLICATION_VERSION:
+        client.cancel_workflow(status.workflow_id)
+        client.delete_workflow(status.workflow_id)
+        return True
+    return False
+
+
+def _restart_batches(client, batches) -> int:
+    found = _workflows(client, [b[2] for b in batches])
+    restarted = 0
+    for batch_id, action, workflow_id in batches:
+        if _needs_restart(client, found.get(workflow_id)) and dispatch.enqueue(
+                batch_id, action, workflow_id, workflow_name=bulk.BATCH_WORKFLOW):
+            restarted += 1
+    return restarted
+
+
+def _restart_cases(client, due, now) -> int:
+    found = _workflows(client, [d[2] for d in due])
     restarted = 0
     for reference, action, workflow_id, updated_at in due:
         status = found.get(workflow_id)
-        if status is None:
-            pass
-        elif status.status in DEAD:
-            client.delete_workflow(workflow_id)
-        elif status.status in LIVE and status.app_version != settings.DBOS_APPLICATION_VERSION:
-            client.cancel_workflow(workflow_id)
-            client.delete_workflow(workflow_id)
-        elif status.status == "SUCCESS" and updated_at < now - SETTLE_GRACE:
-            services.closure_action_failed(
-                reference=reference, workflow_id=workflow_id, error=f"{action} ended without a result"
-            )
+        if status is not None and status.status == "SUCCESS":
+            if updated_at < now - SETTLE_GRACE:
+                services.closure_action_failed(
+                    reference=reference, workflow_id=workflow_id, error=f"{action} ended without a result"
+                )
             continue
-        else:
-            continue
-        if dispatch.enqueue(reference, action, workflow_id):
+        if _needs_restart(client, status) and dispatch.enqueue(reference, action, workflow_id):
             restarted += 1
             log.info("sweep restarted %s", workflow_id)
     return restarted

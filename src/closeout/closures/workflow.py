@@ -8,9 +8,9 @@ import logging
 from datetime import datetime
 
 from dbos import DBOS
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
-from closeout.closures import services
+from closeout.closures import bulk, services
 from closeout.common.money import Money
 from closeout.integrations import registry
 from closeout.integrations.errors import PermanentError
@@ -23,11 +23,23 @@ RETRY = dict(retries_allowed=True, max_attempts=5, interval_seconds=0.5, backoff
 
 
 def _db(fn, *args, **kwargs):
-    """Run ORM work on a DBOS thread with fresh connections around it."""
-    close_old_connections()
+    """Run ORM work on a DBOS thread with fresh connections around it.
+
+    The crash points on either side mark every step boundary for the kill tests.
+    """
+    crash_point(f"before:{fn.__name__}")
+    _fresh_connections()
     try:
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
     finally:
+        _fresh_connections()
+    crash_point(f"after:{fn.__name__}")
+    return result
+
+
+def _fresh_connections() -> None:
+    # A step called inline inside a caller's transaction (tests, tools) must keep its connection.
+    if not connection.in_atomic_block:
         close_old_connections()
 
 
@@ -48,36 +60,34 @@ def refund_order_step(reference: str, workflow_id: str) -> dict | None:
 
 @DBOS.step(name="closeout.refund_call", **RETRY)
 def refund_call_step(order: dict) -> dict:
-    crash_point("refund:before_call")
     result = _db(
         registry.port("payments").refund,
         idempotency_key=order["idempotency_key"],
         amount=Money(order["amount"], order["currency"]),
         destination=order["destination"],
     )
-    crash_point("refund:after_call")
     return result.as_json()
 
 
 @DBOS.step(name="closeout.refund_status_call", **RETRY)
 def refund_status_call_step(reference: str) -> dict:
-    return _db(registry.port("payments").refund_status, idempotency_key=f"{reference}:refund").as_json()
+    def status():
+        refund = services.Refund.objects.filter(case__reference=reference).first()
+        return registry.port("payments").refund_status(
+            idempotency_key=f"{reference}:refund", provider_ref=refund.provider_ref if refund else "")
+
+    return _db(status).as_json()
 
 
 @DBOS.step(name="closeout.refund_record")
 def refund_record_step(reference: str, workflow_id: str, result: dict) -> str:
-    state = _db(services.refund_record, reference=reference, workflow_id=workflow_id, result=result)
-    crash_point("refund:after_record")
-    return state
+    return _db(services.refund_record, reference=reference, workflow_id=workflow_id, result=result)
 
 
 @DBOS.step(name="closeout.block_call", **RETRY)
 def block_call_step(reference: str, card_number: str) -> dict:
-    crash_point("deactivate:before_call")
-    result = _db(registry.port("card_system").block, card_number=card_number,
-                 idempotency_key=f"{reference}:deactivate")
-    crash_point("deactivate:after_call")
-    return result
+    return _db(registry.port("card_system").block, card_number=card_number,
+               idempotency_key=f"{reference}:deactivate")
 
 
 @DBOS.step(name="closeout.deactivated")
@@ -94,18 +104,67 @@ def case_card_step(reference: str, workflow_id: str) -> str | None:
     return _db(read)
 
 
-@DBOS.step(name="closeout.unbind_call", **RETRY)
-def unbind_call_step(reference: str) -> dict:
-    def unbind():
+@DBOS.step(name="closeout.number_call", **RETRY)
+def number_call_step(reference: str, iccid: str) -> dict:
+    crash_point("deactivate:before_call")
+    result = _db(registry.port("card_system").deactivate_number, iccid=iccid,
+                 idempotency_key=f"{reference}:deactivate_number")
+    crash_point("deactivate:after_call")
+    return result
+
+
+@DBOS.step(name="closeout.esim_release_order")
+def esim_release_order_step(reference: str, workflow_id: str) -> dict | None:
+    return _db(services.esim_release_order, reference=reference, workflow_id=workflow_id)
+
+
+@DBOS.step(name="closeout.esim_cancel_order", **RETRY)
+def esim_cancel_order_step(order: dict) -> dict:
+    # The call id is the workflow id: a retry of this attempt replays, a later attempt asks afresh.
+    result = _db(registry.port("smdp").cancel_order, iccid=order["iccid"], final_profile_status="Unavailable",
+                 function_call_id=order["function_call_id"])
+    return result.as_json()
+
+
+@DBOS.step(name="closeout.esim_release_record")
+def esim_release_record_step(reference: str, workflow_id: str, result: dict) -> str:
+    return _db(services.esim_release_record, reference=reference, workflow_id=workflow_id, result=result)
+
+
+@DBOS.step(name="closeout.unbind_order")
+def unbind_order_step(reference: str, workflow_id: str) -> list[str] | None:
+    return _db(services.unbind_order, reference=reference, workflow_id=workflow_id)
+
+
+UNBIND_RETRY = dict(RETRY, max_attempts=3)
+
+
+@DBOS.step(name="closeout.unbind_deliver", **UNBIND_RETRY)
+def unbind_deliver_step(reference: str, partner: str) -> dict:
+    """Send one partner its signed unbind message; 5xx and timeouts are retried here, then later.
+
+    The message (and its secrets) is built inside the step so no secret is checkpointed.
+    """
+    from closeout.integrations.errors import TransientError
+    from closeout.integrations.partners import services as partners
+
+    def message():
         case = services.ClosureCase.objects.select_related("card").get(reference=reference)
-        return {b.partner: "acknowledged" for b in case.card.bindings.filter(unbound_at__isnull=True)}
+        binding = case.card.bindings.get(partner=partner)
+        return partners.unbind_message(case=case, binding=binding)
 
-    return _db(unbind)
+    delivery = _db(message)
+    if delivery is None:
+        return {"acknowledged": False, "status_code": 0, "error": "partner not registered", "unregistered": True}
+    result = _db(registry.port("partners").send, delivery)
+    if result.status_code >= 500:
+        raise TransientError(f"partner {partner} answered {result.status_code}")
+    return result.as_json()
 
 
-@DBOS.step(name="closeout.unbound")
-def unbound_step(reference: str, workflow_id: str, results: dict) -> str:
-    return _db(services.closure_unbound, reference=reference, workflow_id=workflow_id, results=results)
+@DBOS.step(name="closeout.unbind_record")
+def unbind_record_step(reference: str, workflow_id: str, results: dict) -> str:
+    return _db(services.unbind_record, reference=reference, workflow_id=workflow_id, results=results)
 
 
 @DBOS.step(name="closeout.action_failed")
@@ -133,10 +192,31 @@ def _deactivate(reference: str, workflow_id: str) -> str:
     return deactivated_step(reference, workflow_id, block_call_step(reference, number))
 
 
-def _unbind(reference: str, workflow_id: str) -> str:
-    if case_card_step(reference, workflow_id) is None:
+def _deactivate_number(reference: str, workflow_id: str) -> str:
+    iccid = case_card_step(reference, workflow_id)
+    if iccid is None:
         return "skipped"
-    return unbound_step(reference, workflow_id, unbind_call_step(reference))
+    return deactivated_step(reference, workflow_id, number_call_step(reference, iccid))
+
+
+def _release_profile(reference: str, workflow_id: str) -> str:
+    order = esim_release_order_step(reference, workflow_id)
+    if order is None:
+        return "skipped"
+    return esim_release_record_step(reference, workflow_id, esim_cancel_order_step(order))
+
+
+def _unbind(reference: str, workflow_id: str) -> str:
+    partners = unbind_order_step(reference, workflow_id)
+    if partners is None:
+        return "skipped"
+    results = {}
+    for partner in partners:
+        try:
+            results[partner] = unbind_deliver_step(reference, partner)
+        except Exception as exc:  # noqa: BLE001 - one partner's outage is recorded and retried later
+            results[partner] = {"acknowledged": False, "status_code": 0, "error": str(exc)[:200]}
+    return unbind_record_step(reference, workflow_id, results)
 
 
 ACTIONS = {
@@ -145,6 +225,8 @@ ACTIONS = {
     "refund": _refund,
     "refund_status": _refund_status,
     "deactivate": _deactivate,
+    "deactivate_number": _deactivate_number,
+    "release_profile": _release_profile,
     "unbind": _unbind,
 }
 
@@ -156,6 +238,83 @@ def run_action(reference: str, action: str, workflow_id: str) -> str:
     except Exception as exc:  # noqa: BLE001 - any exhausted step parks the case for staff
         log.warning("action %s failed: %s", workflow_id, type(exc).__name__)
         return action_failed_step(reference, workflow_id, f"{action} failed: {exc}")
+
+
+@DBOS.step(name="closeout.bulk_settle")
+def bulk_settle_step(batch_id: int, workflow_id: str) -> str:
+    return _db(bulk.batch_settle, batch_id=batch_id, workflow_id=workflow_id)
+
+
+@DBOS.step(name="closeout.bulk_refund_items")
+def bulk_refund_items_step(batch_id: int, workflow_id: str) -> list[dict] | None:
+    return _db(bulk.batch_refund_items, batch_id=batch_id, workflow_id=workflow_id)
+
+
+@DBOS.step(name="closeout.bulk_refund_call", **RETRY)
+def bulk_refund_call_step(batch_key: str, items: list[dict]) -> dict:
+    if not items:
+        return {}
+    results = _db(registry.port("payments").refund_batch, batch_key=batch_key, items=items)
+    return {key: result.as_json() for key, result in results.items()}
+
+
+@DBOS.step(name="closeout.bulk_refund_record")
+def bulk_refund_record_step(batch_id: int, workflow_id: str, results: dict) -> str:
+    return _db(bulk.batch_refund_record, batch_id=batch_id, workflow_id=workflow_id, results=results)
+
+
+@DBOS.step(name="closeout.bulk_block_items")
+def bulk_block_items_step(batch_id: int, workflow_id: str) -> list[dict] | None:
+    return _db(bulk.batch_block_items, batch_id=batch_id, workflow_id=workflow_id)
+
+
+@DBOS.step(name="closeout.bulk_block_call", **RETRY)
+def bulk_block_call_step(batch_key: str, items: list[dict]) -> dict:
+    if not items:
+        return {}
+    return _db(registry.port("card_system").block_batch, batch_key=batch_key, items=items)
+
+
+@DBOS.step(name="closeout.bulk_blocked_record")
+def bulk_blocked_record_step(batch_id: int, workflow_id: str, results: dict) -> str:
+    return _db(bulk.batch_blocked_record, batch_id=batch_id, workflow_id=workflow_id, results=results)
+
+
+@DBOS.step(name="closeout.bulk_failed")
+def bulk_failed_step(batch_id: int, workflow_id: str, error: str) -> str:
+    return _db(bulk.batch_failed, batch_id=batch_id, workflow_id=workflow_id, error=error)
+
+
+def _bulk_refund(batch_id: int, workflow_id: str) -> str:
+    items = bulk_refund_items_step(batch_id, workflow_id)
+    if items is None:
+        return "skipped"
+    results = bulk_refund_call_step(workflow_id, items)
+    return bulk_refund_record_step(batch_id, workflow_id, results)
+
+
+def _bulk_block(batch_id: int, workflow_id: str) -> str:
+    items = bulk_block_items_step(batch_id, workflow_id)
+    if items is None:
+        return "skipped"
+    results = bulk_block_call_step(workflow_id, items)
+    return bulk_blocked_record_step(batch_id, workflow_id, results)
+
+
+BATCH_ACTIONS = {
+    "bulk_settle": lambda batch_id, wid: bulk_settle_step(batch_id, wid),
+    "bulk_refund": _bulk_refund,
+    "bulk_block": _bulk_block,
+}
+
+
+@DBOS.workflow(name="closeout.run_batch")
+def run_batch(batch_id: str, action: str, workflow_id: str) -> str:
+    try:
+        return BATCH_ACTIONS[action](int(batch_id), workflow_id)
+    except Exception as exc:  # noqa: BLE001 - an exhausted batched call parks its cases for staff
+        log.warning("batch action %s failed: %s", workflow_id, type(exc).__name__)
+        return bulk_failed_step(int(batch_id), workflow_id, f"{action} failed: {exc}")
 
 
 @DBOS.workflow(name="closeout.sweep")

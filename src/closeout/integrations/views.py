@@ -1,17 +1,55 @@
-"""The built-in simulators' own HTTP surface: what they were asked, and scripted faults."""
+"""HTTP surfaces: the built-in simulators under /sim/<system>/ (what they were asked, scripted
+faults, and the same protocols the real-protocol adapters speak), closeout's own inbound
+endpoints (payment webhooks, ES9+ notifications) and the signed hotlist feed."""
 
 from __future__ import annotations
 
 import json
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from closeout.api.problems import problem
-from closeout.integrations.models import SimCardBlock, SimFault, SimRefund
+from closeout.integrations.card_system import hotlist
+from closeout.integrations.card_system.simulator import SimulatedCardSystem
+from closeout.integrations.errors import PermanentError, TransientError
+from closeout.integrations.models import (
+    SimCardBlock,
+    SimEsimProfile,
+    SimFault,
+    SimNumberDeactivation,
+    SimPartnerDelivery,
+    SimRefund,
+    SimShipment,
+)
+from closeout.integrations.partners.simulator import partner_endpoint_receive
+from closeout.integrations.payments.webhooks import WebhookRejected, payment_webhook_receive
+from closeout.integrations.shipping import simulator as carrier
+from closeout.integrations.smdp import port as smdp_port
+from closeout.integrations.smdp import simulator as smdp
+from closeout.integrations.smdp.notifications import NotificationRejected, esim_notification_receive
 
-FAULT_MODES = ("timeout", "error_5xx", "decline", "pending", "lost_response")
+FAULT_MODES = ("timeout", "error_5xx", "decline", "pending", "lost_response", "latency", "duplicate_webhook",
+               "out_of_order_webhook", "drop_webhook")
+SYSTEMS = ("payments", "card_system", "smdp", "partners", "shipping")
+
+
+def _json_body(request) -> dict | None:
+    if not request.content_type.startswith("application/json") and request.body:
+        return None
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _transient(exc: Exception):
+    return problem(503, "unavailable", "Service unavailable", str(exc)[:120])
+
+
+# --- lists of what the simulators were asked ------------------------------------------------------
 
 
 @require_GET
@@ -37,17 +75,236 @@ def cards_blocked(request):
     )
 
 
+@require_GET
+def numbers_deactivated(request):
+    return JsonResponse(
+        [{"iccid": r.iccid, "idempotency_key": r.idempotency_key, "request_count": r.request_count,
+          "at": r.created_at.isoformat()} for r in SimNumberDeactivation.objects.order_by("id")],
+        safe=False,
+    )
+
+
+@require_GET
+def smdp_profiles(request):
+    return JsonResponse(
+        [{"iccid": p.iccid, "eid": p.eid, "state": p.state, "notifications_sent": p.notification_seq,
+          "calls": p.calls} for p in SimEsimProfile.objects.order_by("id")],
+        safe=False,
+    )
+
+
+@require_GET
+def partner_deliveries(request):
+    return JsonResponse(
+        [{"partner": d.partner, "message_id": d.message_id, "type": d.event_type, "body": d.body,
+          "signature_valid": d.signature_valid, "signatures": d.signatures, "status_code": d.status_code,
+          "at": d.received_at.isoformat()} for d in SimPartnerDelivery.objects.order_by("id")],
+        safe=False,
+    )
+
+
+@require_GET
+def shipments(request):
+    return JsonResponse(
+        [{"reference": s.reference, "label_number": s.label_number, "tracking_number": s.tracking_number,
+          "events": s.events, "request_count": s.request_count} for s in SimShipment.objects.order_by("id")],
+        safe=False,
+    )
+
+
 @csrf_exempt
 @require_POST
 def faults(request):
     """Script a fault: {"system": "payments", "operation": "refund", "mode": "timeout", "remaining": 1}."""
+    body = _json_body(request)
     try:
-        body = json.loads(request.body or b"{}")
         system, operation, mode = str(body["system"]), str(body.get("operation", "*")), str(body["mode"])
         remaining = int(body.get("remaining", 1))
     except (ValueError, KeyError, TypeError):
         return problem(400, "bad-fault", "Invalid fault", "Send system, mode and optionally operation, remaining.")
-    if mode not in FAULT_MODES or not 0 < remaining <= 1000:
-        return problem(422, "bad-fault", "Invalid fault", f"mode must be one of {', '.join(FAULT_MODES)}.")
+    if mode not in FAULT_MODES or system not in SYSTEMS or not 0 < remaining <= 1000:
+        return problem(422, "bad-fault", "Invalid fault",
+                       f"system must be one of {', '.join(SYSTEMS)}; mode one of {', '.join(FAULT_MODES)}.")
     fault = SimFault.objects.create(system=system[:20], operation=operation[:40], mode=mode, remaining=remaining)
     return JsonResponse({"id": fault.id}, status=201)
+
+
+# --- the card management system's protocol ----------------------------------------------------------
+
+
+@csrf_exempt
+@require_POST
+def cms_block(request, number: str):
+    key = request.headers.get("Idempotency-Key", "")
+    if not key or len(key) > 120:
+        return problem(400, "idempotency-key", "Idempotency-Key header required")
+    try:
+        return JsonResponse(SimulatedCardSystem().block(card_number=number, idempotency_key=key))
+    except TransientError as exc:
+        return _transient(exc)
+
+
+@csrf_exempt
+@require_POST
+def cms_deactivate_number(request, iccid: str):
+    key = request.headers.get("Idempotency-Key", "")
+    if not key or len(key) > 120:
+        return problem(400, "idempotency-key", "Idempotency-Key header required")
+    try:
+        return JsonResponse(SimulatedCardSystem().deactivate_number(iccid=iccid, idempotency_key=key))
+    except TransientError as exc:
+        return _transient(exc)
+
+
+@require_GET
+def cms_card(request, number: str):
+    try:
+        return JsonResponse(SimulatedCardSystem().card_info(card_number=number).as_json())
+    except PermanentError:
+        return problem(404, "unknown-card", "Unknown card")
+    except TransientError as exc:
+        return _transient(exc)
+
+
+# --- the SM-DP+ (ES2+) and its simulated devices ----------------------------------------------------
+
+
+def _es2_answer(result, **extra) -> JsonResponse:
+    status = {"status": result.status}
+    if not result.executed:
+        status["statusCodeData"] = {"subjectCode": result.subject_code, "reasonCode": result.reason_code,
+                                    "message": result.message}
+    response = JsonResponse({"header": {"functionExecutionStatus": status}, "profileState": result.profile_state,
+                             **extra})
+    response["X-Admin-Protocol"] = "gsma/rsp/v2.5.0"
+    return response
+
+
+@csrf_exempt
+@require_POST
+def es2_function(request, function: str):
+    body = _json_body(request)
+    header = (body or {}).get("header") or {}
+    call_id = str(header.get("functionCallIdentifier", ""))[:80]
+    if body is None or not call_id or not header.get("functionRequesterIdentifier"):
+        return problem(400, "es2-header", "ES2+ header with requester and call identifiers required")
+    simulator = smdp.SimulatedSmdpPlus()
+    try:
+        if function == "cancelOrder":
+            result = simulator.cancel_order(iccid=str(body.get("iccid", "")),
+                                            final_profile_status=str(body.get("finalProfileStatusIndicator", "")),
+                                            function_call_id=call_id)
+        elif function == "releaseProfile":
+            result = simulator.release_profile(iccid=str(body.get("iccid", "")), function_call_id=call_id)
+        elif function == "getProfileStatus":
+            iccids = [str(i) for i in (body.get("iccidList") or [])][:50]
+            states = [{"iccid": i, "state": simulator.profile_status(iccid=i)} for i in iccids]
+            return _es2_answer(smdp_port.Es2Result(smdp_port.SUCCESS, ""), profileStatusList=states)
+        else:
+            return problem(404, "es2-function", "Unknown ES2+ function")
+    except PermanentError as exc:
+        return _es2_answer(smdp_port.Es2Result(smdp_port.FAILED, "", smdp_port.SUBJECT_ICCID,
+                                               smdp_port.REASON_UNKNOWN, str(exc)[:120]))
+    except TransientError as exc:
+        return _transient(exc)
+    return _es2_answer(result)
+
+
+@csrf_exempt
+@require_POST
+def sim_device_delete(request, iccid: str):
+    """The simulated customer deletes the eSIM profile on the phone."""
+    sent = smdp.device_delete(iccid=iccid)
+    if not sent:
+        return problem(409, "not-on-device", "The profile is not on a device")
+    return JsonResponse({"iccid": iccid, "state": "DELETED"}, status=202)
+
+
+# --- partner endpoints ----------------------------------------------------------------------------
+
+
+@csrf_exempt
+@require_POST
+def sim_partner_webhook(request, code: str):
+    try:
+        status = partner_endpoint_receive(partner=code, body=request.body, headers=dict(request.headers))
+    except TransientError as exc:
+        return problem(504, "timeout", "Gateway timeout", str(exc)[:120])
+    return JsonResponse({"received": status < 300}, status=status)
+
+
+# --- the carrier ----------------------------------------------------------------------------------
+
+
+@csrf_exempt
+@require_POST
+def carrier_label(request):
+    key = request.headers.get("Idempotency-Key", "")
+    body = _json_body(request)
+    if not key or len(key) > 120 or body is None or not body.get("reference"):
+        return problem(400, "bad-label-request", "Idempotency-Key header and reference required")
+    try:
+        label = carrier.SimulatedCarrier().create_return_label(idempotency_key=key,
+                                                               reference=str(body["reference"])[:40])
+    except TransientError as exc:
+        return _transient(exc)
+    return JsonResponse(label.as_json(), status=201)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def carrier_events(request, tracking_number: str):
+    try:
+        if request.method == "POST":
+            body = _json_body(request) or {}
+            event = carrier.shipment_event_add(tracking_number=tracking_number, code=str(body.get("code", "")),
+                                               location=str(body.get("location", "")))
+            return JsonResponse(event, status=201)
+        return JsonResponse({"events": carrier.SimulatedCarrier().tracking_events(tracking_number=tracking_number)})
+    except PermanentError as exc:
+        return problem(404 if "unknown" in str(exc) else 422, "shipment", "Shipment problem", str(exc))
+    except TransientError as exc:
+        return _transient(exc)
+
+
+# --- closeout's inbound endpoints -----------------------------------------------------------------
+
+
+@csrf_exempt
+@require_POST
+def payments_webhook(request):
+    try:
+        outcome = payment_webhook_receive(body=request.body, headers=dict(request.headers))
+    except WebhookRejected as exc:
+        return problem(401, "bad-signature", "Webhook signature rejected", str(exc)[:120])
+    return JsonResponse({"outcome": outcome})
+
+
+@csrf_exempt
+@require_POST
+def es9_handle_notification(request):
+    try:
+        esim_notification_receive(body=request.body)
+    except NotificationRejected as exc:
+        return problem(400, "bad-notification", "Notification rejected", str(exc)[:120])
+    return HttpResponse(status=204)
+
+
+@require_GET
+def hotlist_feed(request):
+    """GET /feeds/hotlist?since=VERSION&format=csv|bin – the signed hotlist for gates and readers."""
+    try:
+        since = int(request.GET.get("since", "0"))
+        if since < 0:
+            raise ValueError
+    except ValueError:
+        return problem(400, "bad-since", "since must be a non-negative version number")
+    fmt = request.GET.get("format", "csv")
+    if fmt not in ("csv", "bin"):
+        return problem(400, "bad-format", "format must be csv or bin")
+    data, document = hotlist.hotlist_export(since=since, fmt=fmt)
+    response = HttpResponse(data, content_type="text/csv" if fmt == "csv" else "application/octet-stream")
+    response["X-Hotlist-Version"] = str(document["version"])
+    response["X-Hotlist-Signature"] = document["signature"]
+    response["X-Hotlist-Public-Key"] = document["public_key"]
+    return response

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from closeout.common.money import Money
+
+FINAL = ("succeeded", "failed")
 
 
 @dataclass(frozen=True)
@@ -16,12 +19,34 @@ class RefundResult:
         return {"status": self.status, "provider_ref": self.provider_ref, "failure_reason": self.failure_reason}
 
 
+@dataclass(frozen=True)
+class RefundEvent:
+    """A verified settlement webhook: which refund (by our idempotency key) reached which state."""
+
+    event_id: str
+    idempotency_key: str
+    amount: Money | None
+    result: RefundResult
+
+
 class PaymentProvider(Protocol):
     def refund(self, *, idempotency_key: str, amount: Money, destination: dict) -> RefundResult:
         """Refund once per idempotency key; a repeated key returns the first refund.
 
+        `destination` is `{type: original|bank|ewallet, ...}`.
+
         :raises TransientError: when the outcome is unknown (retry with the same key).
+        :raises PermanentError: when the provider refuses the request itself.
         """
 
-    def refund_status(self, *, idempotency_key: str) -> RefundResult:
+    def refund_status(self, *, idempotency_key: str, provider_ref: str = "") -> RefundResult:
         """Return the current state of a refund made with this key."""
+
+    def refund_batch(self, *, batch_key: str, items: list[dict]) -> dict[str, RefundResult]:
+        """Refund many at once (a refund file); items carry idempotency_key, amount, currency."""
+
+    def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> RefundEvent | None:
+        """Verify a settlement webhook and return its refund event (None for other event types).
+
+        :raises SignatureInvalid: for a bad signature or a timestamp outside the tolerance.
+        """

@@ -1,0 +1,150 @@
+"""Everything closeout holds about a case, for the customer to download (JSON and PDF)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from django.conf import settings
+from django.db.models import Q
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfgen.canvas import Canvas
+
+from closeout.audit.models import AuditEvent
+from closeout.cards.models import Holder
+from closeout.cards.selectors import authorization_attempts_for_case
+from closeout.certificates.pdf import ACCENT, MUTED, draw_text, text_width
+from closeout.closures.models import ClosureCase, Refund
+from closeout.closures.selectors import case_certificate
+from closeout.common import clock
+from closeout.identity import documents, vault
+from closeout.ledger.models import Posting
+from closeout.suppression.models import Suppression
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _holder(holder: Holder) -> dict:
+    out = {"name": holder.name, "language": holder.language, "id_type": holder.id_type,
+           "id_number": holder.id_masked, "email": None, "phone": None,
+           "shredded_at": _iso(holder.shredded_at)}
+    if holder.shredded_at or not holder.data_key:
+        out["note"] = "personal data erased at the end of the retention period"
+        out["email"], out["phone"] = holder.email_masked or None, holder.phone_masked or None
+        return out
+    if holder.email_encrypted:
+        out["email"] = vault.decrypt(holder.data_key, holder.email_encrypted, context="email")
+    if holder.phone_encrypted:
+        out["phone"] = vault.decrypt(holder.data_key, holder.phone_encrypted, context="phone")
+    return out
+
+
+def case_export_data(case: ClosureCase) -> dict:
+    card = case.card
+    refund = Refund.objects.filter(case=case).first()
+    subjects = Q(subject=case.reference) | Q(subject=f"card:{card.id}") | Q(subject=f"holder:{card.holder_id}")
+    contacts = [h for h in (card.holder.email_hash, card.holder.phone_hash) if h]
+    return {
+        "format": "closeout-case-export/1",
+        "exported_at": clock.now().isoformat(),
+        "case": {
+            "reference": case.reference, "state": case.state, "channel": case.channel,
+            "reason": case.reason, "language": case.language, "requested_at": _iso(case.created_at),
+            "closed_at": _iso(case.closed_at), "sla_due_date": _iso(case.sla_due_date),
+            "quote": case.quote, "refund_destination": case.refund_destination,
+        },
+        "timeline": [{"at": _iso(e.at), "state": e.to_state, "note": e.note} for e in case.events.order_by("at", "id")],
+        "card": {"number": documents.mask_card_number(card.number), "product": card.product.name,
+                 "product_kind": card.product.kind, "status": card.status, "issued_at": _iso(card.issued_at),
+                 "physical": card.physical},
+        "holder": _holder(card.holder),
+        "refund": None if refund is None else {
+            "amount": refund.amount_minor, "currency": refund.currency, "destination_type": refund.destination_type,
+            "status": refund.status, "provider_ref": refund.provider_ref, "created_at": _iso(refund.created_at),
+            "settled_at": _iso(refund.settled_at)},
+        "linked_apps": [{"partner": b.partner, "bound_at": _iso(b.bound_at), "unbound_at": _iso(b.unbound_at)}
+                        for b in card.bindings.order_by("partner")],
+        "authorization_attempts": [{**a, "at": _iso(a["at"])} for a in authorization_attempts_for_case(case)],
+        "marketing_suppression": [{"kind": s.kind, "reason": s.reason, "since": _iso(s.created_at)}
+                                  for s in Suppression.objects.filter(contact_hash__in=contacts).order_by("id")],
+        "certificate": case_certificate(case),
+        "ledger": [
+            {"key": p.key, "at": _iso(p.at), "memo": p.memo,
+             "lines": [{"account": line.account.code, "amount": line.amount_minor, "currency": line.currency}
+                       for line in p.lines.select_related("account").order_by("id")]}
+            for p in Posting.objects.filter(subject=case.reference).order_by("at", "id")
+        ],
+        "audit_events": [
+            {"seq": e.seq, "at": _iso(e.at), "actor": e.actor, "action": e.action, "before": e.before,
+             "after": e.after, "reason": e.reason}
+            for e in AuditEvent.objects.filter(subjects).order_by("seq")
+        ],
+    }
+
+
+def _pdf(data: dict) -> bytes:
+    buffer = io.BytesIO()
+    c = Canvas(buffer, pagesize=A4, invariant=1)
+    c.setTitle(f"closeout case export {data['case']['reference']}")
+    width, height = A4
+    left, bottom = 48, 48
+    y = height - 60
+
+    def line(text: str, size: float = 9, indent: float = 0, **kwargs) -> None:
+        nonlocal y
+        for piece in _wrap(text, size, width - 2 * left - indent):
+            if y < bottom:
+                c.showPage()
+                y = height - 60
+            draw_text(c, left + indent, y, piece, size, **kwargs)
+            y -= size + 5
+
+    line("注销申请资料 · 註銷申請資料 · Your closure case data", 16, color=ACCENT)
+    line(f"{data['case']['reference']} · exported {data['exported_at'][:19]} · {settings.PUBLIC_URL}", 9, color=MUTED)
+    y -= 8
+    for section, value in data.items():
+        if section in ("format", "exported_at"):
+            continue
+        y -= 4
+        line(section.replace("_", " ").capitalize(), 12, bold=True)
+        for text in _lines(value):
+            line(text, indent=8)
+    c.showPage()
+    c.save()
+    return buffer.getvalue()
+
+
+def _wrap(text: str, size: float, room: float) -> list[str]:
+    pieces, current = [], ""
+    for ch in text:
+        if current and text_width(current + ch, size) > room:
+            pieces.append(current)
+            current = "    "
+        current += ch
+    return [*pieces, current]
+
+
+def _scalar(value) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return "—" if value is None or value == "" else str(value)
+
+
+def _lines(value) -> list[str]:
+    """One line per field of a section, or one line per item of a list section."""
+    if isinstance(value, dict):
+        return [f"{key}: {_scalar(item)}" for key, item in value.items()]
+    if isinstance(value, list):
+        if not value:
+            return ["—"]
+        return [" · ".join(f"{k}: {_scalar(v)}" for k, v in item.items()) if isinstance(item, dict)
+                else _scalar(item) for item in value]
+    return [_scalar(value)]
+
+
+def case_export(case: ClosureCase) -> tuple[bytes, bytes]:
+    """Return everything held about the case as (JSON bytes, PDF bytes)."""
+    data = case_export_data(case)
+    return json.dumps(data, ensure_ascii=False, indent=2).encode(), _pdf(data)

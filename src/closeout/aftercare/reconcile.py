@@ -1,0 +1,159 @@
+"""Reconciliation: for every closed case, the ledger, the payment provider, the card system, the
+partner bindings and the certificate must all tell the same story.
+
+Each check is a function `(ClosureCase) -> list[Mismatch]` in `CHECKS`; a new external system
+(e.g. SM-DP+ profile states) adds one with `@reconcile_check`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import TextIO
+
+from django.db.models import Sum
+
+from closeout.cards.models import Binding, Card
+from closeout.closures import states
+from closeout.closures.models import ClosureCase, Refund
+from closeout.integrations.models import SimCardBlock, SimRefund
+from closeout.ledger import services as ledger
+from closeout.ledger.models import Line, Posting
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    reference: str
+    check: str
+    expected: str
+    actual: str
+
+    def __str__(self) -> str:
+        return f"{self.reference}  {self.check}: expected {self.expected}, found {self.actual}"
+
+
+Check = Callable[[ClosureCase], list[Mismatch]]
+CHECKS: list[Check] = []
+
+
+def reconcile_check(fn: Check) -> Check:
+    """Add a check to the list `reconcile_run` runs by default."""
+    CHECKS.append(fn)
+    return fn
+
+
+def _balance(code: str) -> int:
+    return -(Line.objects.filter(account__code=code).aggregate(s=Sum("amount_minor"))["s"] or 0)
+
+
+@reconcile_check
+def check_ledger(case: ClosureCase) -> list[Mismatch]:
+    """Settled once, refund paid from refunds payable, nothing left on the card's accounts."""
+    out = []
+    ref = case.reference
+    if not Posting.objects.filter(key=f"{ref}:settle").exists():
+        out.append(Mismatch(ref, "ledger", "a settlement posting", "none"))
+    refund = Refund.objects.filter(case=case).first()
+    if refund is None or refund.status != Refund.Status.SUCCEEDED:
+        out.append(Mismatch(ref, "ledger", "a succeeded refund record", refund.status if refund else "none"))
+    elif refund.amount_minor != case.quote.get("refund"):
+        out.append(Mismatch(ref, "ledger", f"refund {case.quote.get('refund')} as quoted", str(refund.amount_minor)))
+    paid = -(Line.objects.filter(posting__key=f"{ref}:refund", account__code=ledger.CLEARING)
+             .aggregate(s=Sum("amount_minor"))["s"] or 0)
+    if refund is not None and paid != refund.amount_minor:
+        out.append(Mismatch(ref, "ledger", f"refund posting of {refund.amount_minor}", str(paid)))
+    for code in (ledger.refunds_payable_account(ref), ledger.card_value_account(case.card_id),
+                 ledger.card_deposit_account(case.card_id)):
+        left = _balance(code)
+        if left:
+            out.append(Mismatch(ref, "ledger", f"{code} at 0", str(left)))
+    return out
+
+
+def provider_refunds(reference: str) -> list[SimRefund]:
+    """What the payment provider holds for this case (the built-in simulator's records)."""
+    return list(SimRefund.objects.filter(idempotency_key__startswith=f"{reference}:"))
+
+
+@reconcile_check
+def check_payment_provider(case: ClosureCase) -> list[Mismatch]:
+    """Exactly one refund at the provider, succeeded, for the amount and currency recorded."""
+    ref = case.reference
+    refund = Refund.objects.filter(case=case).first()
+    amount = refund.amount_minor if refund else case.quote.get("refund", 0)
+    currency = refund.currency if refund else case.quote.get("currency", "")
+    rows = provider_refunds(ref)
+    if amount == 0 and not rows:
+        return []
+    if len(rows) != 1:
+        return [Mismatch(ref, "payment_provider", "1 refund at the provider", f"{len(rows)} refunds")]
+    row = rows[0]
+    out = []
+    if (row.amount_minor, row.currency) != (amount, currency):
+        out.append(Mismatch(ref, "payment_provider", f"{amount} {currency}", f"{row.amount_minor} {row.currency}"))
+    if row.status != "succeeded":
+        out.append(Mismatch(ref, "payment_provider", "succeeded", row.status))
+    if refund is not None and refund.provider_ref and row.provider_ref != refund.provider_ref:
+        out.append(Mismatch(ref, "payment_provider", f"provider ref {refund.provider_ref}", row.provider_ref))
+    return out
+
+
+@reconcile_check
+def check_card_system(case: ClosureCase) -> list[Mismatch]:
+    """The card is blocked at the card system and closed here."""
+    card = Card.objects.get(id=case.card_id)
+    out = []
+    if not SimCardBlock.objects.filter(card_number=card.number).exists():
+        out.append(Mismatch(case.reference, "card_system", "card blocked at the card system", "not blocked"))
+    if card.status != Card.Status.CLOSED:
+        out.append(Mismatch(case.reference, "card_system", "card closed in closeout", card.status))
+    return out
+
+
+@reconcile_check
+def check_partner_bindings(case: ClosureCase) -> list[Mismatch]:
+    """No partner app is still bound to the card."""
+    bound = sorted(Binding.objects.filter(card_id=case.card_id, unbound_at__isnull=True)
+                   .values_list("partner", flat=True))
+    if bound:
+        return [Mismatch(case.reference, "partner_bindings", "no app bound", "still bound: " + ", ".join(bound))]
+    return []
+
+
+@reconcile_check
+def check_certificate(case: ClosureCase) -> list[Mismatch]:
+    """A closure certificate exists and its signature verifies."""
+    from closeout.certificates.selectors import certificate_verification
+
+    certificate = getattr(case, "certificate", None)
+    if certificate is None:
+        return [Mismatch(case.reference, "certificate", "a signed certificate", "none")]
+    result = certificate_verification(certificate)
+    if not result["valid"]:
+        return [Mismatch(case.reference, "certificate", "a valid signature", result["reason"])]
+    return []
+
+
+def reconcile_run(*, checks: Iterable[Check] | None = None, references: Iterable[str] | None = None
+                  ) -> list[Mismatch]:
+    """Run every check on every closed case (or the given ones) and return all mismatches."""
+    cases = ClosureCase.objects.filter(state=states.CLOSED).select_related("card").order_by("id")
+    if references is not None:
+        cases = cases.filter(reference__in=list(references))
+    chosen = list(checks if checks is not None else CHECKS)
+    out: list[Mismatch] = []
+    for case in cases.iterator(chunk_size=500):
+        for check in chosen:
+            out.extend(check(case))
+    return out
+
+
+def mismatches_write_csv(mismatches: Iterable[Mismatch], stream: TextIO) -> int:
+    writer = csv.DictWriter(stream, fieldnames=["reference", "check", "expected", "actual"])
+    writer.writeheader()
+    count = 0
+    for mismatch in mismatches:
+        writer.writerow(asdict(mismatch))
+        count += 1
+    return count

@@ -1,0 +1,71 @@
+"""The printable counter receipt (PDF, ReportLab) with the case reference, in the customer's
+language with English beside it."""
+
+from __future__ import annotations
+
+import io
+
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from reportlab.lib.pagesizes import A5
+from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfgen import canvas
+
+from closeout.appointments.models import CounterVisit
+from closeout.common.templatetags.closeout import money
+from closeout.identity import documents
+
+# Built-in CID fonts: CJK text without shipping font files.
+FONTS = {"zh-hans": "STSong-Light", "zh-hant": "MSung-Light", "en": "STSong-Light"}
+
+
+def _font(language: str) -> str:
+    name = FONTS.get(language, "STSong-Light")
+    if name not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(UnicodeCIDFont(name))
+    return name
+
+
+def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:
+    """Return the receipt of a counter visit as PDF bytes."""
+    case = visit.case
+    card = case.card
+    destruction = getattr(card, "destruction", None)
+    with translation.override(language):
+        font = _font(language)
+        rows = [
+            (_("Closure receipt"), None),
+            (_("Reference"), case.reference),
+            (_("Branch"), visit.branch.name),
+            (_("Date"), timezone.localtime(visit.customer_confirmed_at or visit.started_at).strftime("%Y-%m-%d %H:%M")),
+            (_("Card number"), documents.mask_card_number(card.number)),
+            (_("ID document checked"), f"{visit.id_type} {visit.id_masked}"),
+            (_("Card taken for destruction"), _("Yes") if visit.card_taken else _("No")),
+            (_("Destruction"), f"{destruction.method} · {destruction.batch}" if destruction else "—"),
+            (_("Refund"), money(case.quote.get("refund", 0), case.quote.get("currency", "HKD"))),
+            (_("Expected by"), case.sla_due_date.isoformat() if case.sla_due_date else "—"),
+            (_("Served by"), visit.clerk.removeprefix("staff:")),
+        ]
+        buffer = io.BytesIO()
+        pdf = canvas.Canvas(buffer, pagesize=A5)
+        pdf.setTitle(f"{case.reference} receipt")
+        width, height = A5
+        y = height - 20 * mm
+        for index, (label, value) in enumerate(rows):
+            if value is None:
+                pdf.setFont(font, 16)
+                pdf.drawString(15 * mm, y, f"{label} · closeout")
+                y -= 12 * mm
+                continue
+            pdf.setFont(font, 10)
+            pdf.drawString(15 * mm, y, str(label))
+            pdf.setFont(font, 11)
+            pdf.drawString(60 * mm, y, str(value))
+            y -= 8 * mm if index else 0
+        pdf.setFont(font, 8)
+        pdf.drawString(15 * mm, 15 * mm, _("Keep this receipt. Follow your case with its reference."))
+        pdf.showPage()
+        pdf.save()
+    return buffer.getvalue()

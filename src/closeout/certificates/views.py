@@ -1,0 +1,27 @@
+"""The public verification page, /verify/<id>: anyone holding a certificate can check it."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from closeout.certificates import pdf, selectors
+
+
+@require_GET
+def verify_page(request, certificate_id: str):
+    certificate = selectors.certificate_find(certificate_id)
+    if certificate is None:
+        raise Http404
+    result = selectors.certificate_verification(certificate)
+    facts = result["facts"] or {}
+    destination = (facts.get("refund") or {}).get("destination") or {}
+    return render(request, "certificates/verify.html", {
+        "result": result,
+        "facts": facts,
+        "destination_type": destination.get("type", "original"),
+        "destination_masked": destination.get("account_masked") or destination.get("wallet_masked") or "",
+        "requested_at": pdf._local(facts.get("requested_at")),
+        "closed_at": pdf._local(facts.get("closed_at")),
+    })

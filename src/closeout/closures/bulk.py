@@ -1,0 +1,517 @@
+"""Bulk closure of dormant cards: a streaming, resumable intake, then batched actions.
+
+At this volume one workflow per card per action is far too slow, so a batch of cases moves
+together: one transaction settles the batch in the ledger, one refund file pays it, one call
+blocks its cards. Each case still keeps its own state, timeline, audit events and outcome; a case
+that needs something special (a debt to pay, a second approver, a failed or pending refund, apps
+to unbind) leaves the batch and continues on the ordinary one-case path.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import transaction
+from django.db.models import Sum
+
+from closeout.audit.services import audit_record_many
+from closeout.cards.models import Binding, Card, CardCharge
+from closeout.catalog import rules
+from closeout.certificates.services import certificate_issue_many
+from closeout.closures import dispatch, services, states
+from closeout.closures.models import (
+    BulkBatch,
+    BulkRun,
+    CaseEvent,
+    ClosureCase,
+    ReferenceCounter,
+    Refund,
+    RefundApproval,
+)
+from closeout.common import calendars, clock
+from closeout.common.fastinsert import allocate_ids, insert_rows
+from closeout.common.money import Money
+from closeout.identity.documents import InvalidDocument, normalize_card_number
+from closeout.integrations.card_system.hotlist import hotlist_add_many
+from closeout.ledger import services as ledger
+from closeout.ledger.models import Account, Line, Posting
+from closeout.suppression.services import suppression_add_for_cards
+
+BATCH_WORKFLOW = "closeout.run_batch"
+ACTOR = "system:bulk"
+
+
+class BulkFileError(Exception):
+    """The file cannot be read as a bulk-closure CSV (names the line and what is wrong)."""
+
+
+@dataclass
+class Reject:
+    line: int
+    card_number: str
+    field: str
+    message: str
+
+
+@dataclass
+class IntakeSummary:
+    lines: int = 0
+    created: int = 0
+    rejected: int = 0
+    resumed_after: int = 0
+    batches: int = 0
+    refund_total: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    dry_run: bool = False
+
+
+# --- intake ------------------------------------------------------------------------------------
+
+
+def file_fingerprint(path: Path, reason: str) -> str:
+    digest = hashlib.sha256(reason.encode())
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, str]]:
+    """Yield (line number, raw card number) one row at a time, never the whole file.
+
+    :raises BulkFileError: when the header has no card_number column.
+    """
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header or "card_number" not in [h.strip().lower() for h in header]:
+            raise BulkFileError("line 1: the header must have a card_number column")
+        column = [h.strip().lower() for h in header].index("card_number")
+        for row in reader:
+            line = reader.line_num
+            if line <= after_line or not any(cell.strip() for cell in row):
+                continue
+            yield line, (row[column] if column < len(row) else "")
+
+
+def _balances(card_ids: list[int]) -> dict[str, int]:
+    codes = [ledger.card_value_account(i) for i in card_ids] + [ledger.card_deposit_account(i) for i in card_ids]
+    rows = Line.objects.filter(account__code__in=codes).values("account__code").annotate(total=Sum("amount_minor"))
+    return {row["account__code"]: -row["total"] for row in rows}
+
+
+def _quotes(cards: list[Card], now) -> dict[int, rules.Quote]:
+    """Quote many cards with three queries instead of three per card."""
+    balances = _balances([c.id for c in cards])
+    debts = defaultdict(list)
+    for charge in CardCharge.objects.filter(card__in=cards, settled_at__isnull=True).order_by("id"):
+        debts[charge.card_id].append(rules.Outstanding(code=charge.code, amount=charge.amount, reason=charge.reason))
+    out = {}
+    for card in cards:
+        currency = card.product.currency
+        facts = rules.QuoteFacts(
+            balance=Money(balances.get(ledger.card_value_account(card.id), 0), currency),
+            deposit=Money(balances.get(ledger.card_deposit_account(card.id), 0), currency),
+            issued_at=card.issued_at, transaction_count=card.transaction_count, last_used_at=card.last_used_at,
+            outstanding=tuple(debts[card.id]), plan=services.card_plan(card, now),
+        )
+        out[card.id] = rules.quote(policy=card.product.policy.rules, facts=facts, now=now)
+    return out
+
+
+def _references(now, count: int) -> list[str]:
+    ReferenceCounter.objects.get_or_create(year=now.year)
+    counter = ReferenceCounter.objects.select_for_update().get(year=now.year)
+    first = counter.last + 1
+    counter.last += count
+    counter.save(update_fields=["last"])
+    return [f"CL-{now.year}-{n:06d}" for n in range(first, first + count)]
+
+
+EVENT_COLUMNS = ("id", "case_id", "key", "at", "actor", "from_state", "to_state", "note", "data")
+
+
+def _write_steps(cases: list[ClosureCase], steps: list[tuple[str, str]], *, key: str, now) -> None:
+    """Record a chain of transitions for many cases: timeline events and audit events, checked one
+    by one against the state machine; the caller updates the state column."""
+    events, audits = [], []
+    for case in cases:
+        current = case.state
+        for target, note in steps:
+            states.check_transition(current, target)
+            events.append([case.id, f"{key}:{target}", now, ACTOR, current, target, note, {}])
+            audits.append({"actor": ACTOR, "action": "closure.transition", "subject": case.reference,
+                           "before": current, "after": target, "reason": note})
+            current = target
+        case.state = current
+    ids = allocate_ids(CaseEvent, len(events))
+    insert_rows(CaseEvent, EVENT_COLUMNS, ([i, *e] for i, e in zip(ids, events, strict=True)))
+    audit_record_many(audits)
+
+
+def _set_state(case_ids: list[int], state: str, now, **extra) -> None:
+    for start in range(0, len(case_ids), 1000):
+        ClosureCase.objects.filter(id__in=case_ids[start:start + 1000]).update(state=state, updated_at=now, **extra)
+
+
+def _card_status(cards: list[Card], status: str, reason_of: Callable[[Card], str]) -> None:
+    audit_record_many([
+        {"actor": ACTOR, "action": "card.status", "subject": f"card:{c.id}", "before": c.status, "after": status,
+         "reason": reason_of(c)} for c in cards if c.status != status
+    ])
+    ids = [c.id for c in cards]
+    for start in range(0, len(ids), 1000):
+        Card.objects.filter(id__in=ids[start:start + 1000]).update(status=status)
+    for card in cards:
+        card.status = status
+
+
+def _schedule_batch(batch: BulkBatch, action: str, now) -> None:
+    runs = dict(batch.action_runs)
+    runs[action] = runs.get(action, 0) + 1
+    batch.action_runs = runs
+    batch.next_action = action
+    batch.next_action_id = f"{batch.key}:{action}" + (f":{runs[action]}" if runs[action] > 1 else "")
+    batch.next_action_due_at = now
+    batch.save()
+    workflow_id = batch.next_action_id
+    transaction.on_commit(lambda: dispatch.enqueue(str(batch.id), action, workflow_id, workflow_name=BATCH_WORKFLOW))
+
+
+def _finish_batch(batch: BulkBatch, now) -> None:
+    batch.next_action = batch.next_action_id = ""
+    batch.next_action_due_at = None
+    batch.done_at = now
+    batch.save()
+
+
+def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]], summary: IntakeSummary,
+                  seen: set[str]) -> list[Reject]:
+    now = clock.now()
+    rejects, wanted = [], []
+    for line, raw in rows:
+        try:
+            card_number = normalize_card_number(raw)
+        except InvalidDocument as exc:
+            rejects.append(Reject(line, raw[:32], "card_number", exc.message))
+            continue
+        if card_number in seen:
+            rejects.append(Reject(line, card_number, "card_number", "the card appears earlier in the file"))
+            continue
+        seen.add(card_number)
+        wanted.append((line, card_number))
+    cards = {
+        c.number: c
+        for c in Card.objects.select_for_update().select_related("product__policy")
+        .filter(number__in=[n for _, n in wanted])
+    }
+    open_cards = set(ClosureCase.objects.filter(card__in=list(cards.values())).exclude(state__in=states.TERMINAL)
+                     .values_list("card_id", flat=True))
+    accepted: list[Card] = []
+    for line, card_number in wanted:
+        card = cards.get(card_number)
+        if card is None:
+            rejects.append(Reject(line, card_number, "card_number", "no card with this number"))
+        elif card.id in open_cards:
+            rejects.append(Reject(line, card_number, "card_number", "the card already has an open closure"))
+        elif card.status != Card.Status.ACTIVE:
+            rejects.append(Reject(line, card_number, "card_number", f"the card is {card.status}"))
+        else:
+            accepted.append(card)
+    quotes = _quotes(accepted, now)
+    for card in accepted:
+        summary.refund_total[card.product.currency] += quotes[card.id].refund.minor
+    summary.created += len(accepted)
+    if run is None or not accepted:
+        return rejects
+
+    batch = BulkBatch.objects.create(run=run, number=number, case_count=len(accepted), created_at=now)
+    references = _references(now, len(accepted))
+    case_ids = allocate_ids(ClosureCase, len(accepted))
+    sla = {}
+    rows_out, cases = [], []
+    for case_id, reference, card in zip(case_ids, references, accepted, strict=True):
+        product = card.product
+        key = (product.sla_working_days, product.calendar)
+        if key not in sla:
+            sla[key] = calendars.add_working_days(now.date(), *key)
+        rows_out.append((case_id, reference, card.id, ClosureCase.Channel.BULK, run.requester, run.reason,
+                         "en", {"type": "original"}, quotes[card.id].as_json(), states.DRAFT, sla[key], now, now,
+                         batch.id))
+        cases.append(ClosureCase(id=case_id, reference=reference, state=states.DRAFT))
+    insert_rows(ClosureCase, ("id", "reference", "card_id", "channel", "requester", "reason", "language",
+                              "refund_destination", "quote", "state", "sla_due_date", "created_at", "updated_at",
+                              "bulk_batch_id"), rows_out)
+    _write_steps(cases, [(states.SUBMITTED, f"bulk closure: {run.reason}"[:300])], key="submit", now=now)
+    _set_state(case_ids, states.SUBMITTED, now)
+    by_card = dict(zip([c.id for c in accepted], references, strict=True))
+    _card_status(accepted, Card.Status.CLOSING, lambda c: by_card[c.id])
+    suppression_add_for_cards(cards=accepted, reference_of=by_card)  # no marketing from now on
+    _schedule_batch(batch, "bulk_settle", now)
+    summary.batches += 1
+    return rejects
+
+
+def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = False, batch_size: int = 1000,
+                rejects_path: Path | None = None, progress: Callable[[int], None] | None = None) -> IntakeSummary:
+    """Create closure cases for every valid row of a CSV, in batches; resumable by file + reason.
+
+    Bad rows go to the rejects CSV with their line and field; nothing else is affected.
+
+    :raises BulkFileError: when the file is not a bulk-closure CSV.
+    """
+    summary = IntakeSummary(dry_run=dry_run)
+    run = None
+    if not dry_run:
+        run, _ = BulkRun.objects.get_or_create(
+            fingerprint=file_fingerprint(path, reason),
+            defaults=dict(source=path.name[:255], reason=reason[:200], requester=requester, created_at=clock.now()),
+        )
+        summary.resumed_after = run.lines_done
+    rejects_path = rejects_path or path.with_name(path.stem + ".rejects.csv")
+    mode = "a" if summary.resumed_after else "w"
+    seen: set[str] = set(
+        ClosureCase.objects.filter(bulk_batch__run=run).values_list("card__number", flat=True)
+    ) if run and summary.resumed_after else set()
+    with rejects_path.open(mode, newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        if mode == "w":
+            writer.writerow(["line", "card_number", "field", "message"])
+        pending: list[tuple[int, str]] = []
+        number = run.batches.count() if run else 0
+
+        def flush() -> None:
+            nonlocal number
+            if not pending:
+                return
+            number += 1
+            with transaction.atomic():
+                rejects = _intake_batch(run, number, pending, summary, seen)
+                if run is not None:
+                    run.lines_done = pending[-1][0]
+                    run.created_count = summary.created
+                    run.rejected_count += len(rejects)
+                    run.save(update_fields=["lines_done", "created_count", "rejected_count"])
+            for r in rejects:
+                writer.writerow([r.line, r.card_number, r.field, r.message])
+            out.flush()
+            summary.rejected += len(rejects)
+            if progress:
+                progress(len(pending))
+            pending.clear()
+
+        for line, raw in read_rows(path, after_line=summary.resumed_after):
+            summary.lines += 1
+            pending.append((line, raw))
+            if len(pending) >= batch_size:
+                flush()
+        flush()
+    if run is not None:
+        BulkRun.objects.filter(id=run.id).update(finished_at=clock.now())
+    return summary
+
+
+# --- batched actions ---------------------------------------------------------------------------
+
+
+def _lock_batch(batch_id: int, workflow_id: str) -> BulkBatch | None:
+    batch = BulkBatch.objects.select_for_update().get(id=batch_id)
+    return batch if batch.next_action_id == workflow_id else None
+
+
+def _batch_cases(batch: BulkBatch, state: str) -> list[ClosureCase]:
+    return list(batch.cases.filter(state=state).select_related("card__product__policy").order_by("id"))
+
+
+def _accounts(codes: set[str], currency_of: dict[str, str]) -> dict[str, int]:
+    existing = dict(Account.objects.filter(code__in=codes).values_list("code", "id"))
+    missing = [Account(code=c, kind=ledger.account_kind(c), currency=currency_of[c]) for c in codes if c not in existing]
+    Account.objects.bulk_create(missing, ignore_conflicts=True, batch_size=2000)
+    if missing:
+        existing = dict(Account.objects.filter(code__in=codes).values_list("code", "id"))
+    return existing
+
+
+def _post_many(postings: list[tuple[str, str, str, list[tuple[str, Money]]]], now) -> None:
+    """Write many balanced postings (key, memo, subject, lines) with COPY-speed inserts."""
+    postings = [(k, m, s, ledger.check_balanced(lines)) for k, m, s, lines in postings]
+    currency_of = {code: amount.currency for *_, lines in postings for code, amount in lines}
+    accounts = _accounts(set(currency_of), currency_of)
+    posting_ids = allocate_ids(Posting, len(postings))
+    insert_rows(Posting, ("id", "key", "at", "memo", "subject"),
+                ((pid, k, now, m, s) for pid, (k, m, s, _) in zip(posting_ids, postings, strict=True)))
+    lines = [(pid, accounts[code], amount.minor, amount.currency)
+             for pid, (*_, posting_lines) in zip(posting_ids, postings, strict=True) for code, amount in posting_lines]
+    line_ids = allocate_ids(Line, len(lines))
+    insert_rows(Line, ("id", "posting_id", "account_id", "amount_minor", "currency"),
+                ((lid, *row) for lid, row in zip(line_ids, lines, strict=True)))
+
+
+def batch_settle(*, batch_id: int, workflow_id: str) -> str:
+    """Verify and settle every submitted case of the batch in one transaction."""
+    with transaction.atomic():
+        batch = _lock_batch(batch_id, workflow_id)
+        if batch is None:
+            return "skipped"
+        now = clock.now()
+        cases = _batch_cases(batch, states.SUBMITTED)
+        quotes = _quotes([c.card for c in cases], now)
+        settle, alone, approval, requoted = [], [], [], []
+        for case in cases:
+            quote = quotes[case.card_id]
+            if case.quote != quote.as_json():  # a charge was paid or waived since the intake
+                case.quote = quote.as_json()
+                requoted.append(case)
+            if quote.uncovered.minor:
+                alone.append(case)
+            elif services.approval_reason(case):
+                approval.append(case)
+            else:
+                settle.append(case)
+        for case in alone:  # debts to pay: the one-case path waits for the payment or a waiver
+            locked = services._lock(case.reference)
+            services._transition(locked, states.VERIFIED, actor=ACTOR, key=f"{workflow_id}:verified",
+                                 note="identity and card checked")
+        moving = settle + approval
+        balances = _balances([c.card_id for c in moving])
+        postings = []
+        for case in moving:
+            quote, card = quotes[case.card_id], case.card
+            currency = quote.currency
+            deposit_held = Money(balances.get(ledger.card_deposit_account(card.id), 0), currency)
+            fees = Money(sum(f.amount.minor for f in quote.fees), currency)
+            postings.append((f"{case.reference}:settle", "closure settlement", case.reference, [
+                (ledger.card_value_account(card.id), quote.balance),
+                (ledger.card_deposit_account(card.id), deposit_held),
+                ("income:plans", quote.plan_refund),
+                (ledger.FEE_INCOME, -fees),
+                ("income:forfeited_deposits", -(deposit_held - quote.deposit)),
+                (ledger.refunds_payable_account(case.reference), -quote.refund),
+            ]))
+        _post_many(postings, now)
+        CardCharge.objects.filter(card_id__in=[c.card_id for c in moving], settled_at__isnull=True).update(
+            settled_at=now, settled_how="deducted", settled_note="bulk closure")
+        _write_steps(settle, [(states.VERIFIED, "identity and card checked"), (states.SETTLED, "fees settled"),
+                              (states.REFUND_PENDING, "refund requested")], key=workflow_id, now=now)
+        _write_steps(approval, [(states.VERIFIED, "identity and card checked"), (states.SETTLED, "fees settled"),
+                                (states.REFUND_PENDING, "refund waits for approval")], key=workflow_id, now=now)
+        ClosureCase.objects.bulk_update(requoted, ["quote"], batch_size=500)
+        _set_state([c.id for c in moving], states.REFUND_PENDING, now)
+        RefundApproval.objects.bulk_create([
+            RefundApproval(case=c, requested_by=c.requester, requested_at=now, reason=services.approval_reason(c))
+            for c in approval
+        ])
+        _schedule_batch(batch, "bulk_refund", now)
+        return "settled"
+
+
+def _refundable(batch: BulkBatch) -> list[ClosureCase]:
+    """Cases of the batch the refund file pays: not waiting for an approver, not refunded yet."""
+    return list(batch.cases.filter(state=states.REFUND_PENDING, refund_approval__isnull=True, refund__isnull=True)
+                .select_related("card").order_by("id"))
+
+
+def batch_refund_items(*, batch_id: int, workflow_id: str) -> list[dict] | None:
+    batch = BulkBatch.objects.get(id=batch_id)
+    if batch.next_action_id != workflow_id:
+        return None
+    return [{"idempotency_key": f"{c.reference}:refund", "amount": c.quote["refund"], "currency": c.quote["currency"],
+             "destination": c.refund_destination} for c in _refundable(batch)]
+
+
+def batch_refund_record(*, batch_id: int, workflow_id: str, results: dict[str, dict]) -> str:
+    with transaction.atomic():
+        batch = _lock_batch(batch_id, workflow_id)
+        if batch is None:
+            return "skipped"
+        now = clock.now()
+        paid, other = [], []
+        for case in _refundable(batch):
+            result = results.get(f"{case.reference}:refund")
+            if case.quote["refund"] == 0:
+                result = {"status": "succeeded", "provider_ref": ""}
+            (paid if result and result["status"] == "succeeded" else other).append((case, result))
+        Refund.objects.bulk_create([
+            Refund(case=c, idempotency_key=f"{c.reference}:refund", amount_minor=c.quote["refund"],
+                   currency=c.quote["currency"], destination_type="original", provider_ref=r["provider_ref"],
+                   status="succeeded", created_at=now, settled_at=now)
+            for c, r in paid
+        ], batch_size=2000)
+        _post_many([
+            (f"{c.reference}:refund", "refund paid", c.reference, [
+                (ledger.refunds_payable_account(c.reference), Money(c.quote["refund"], c.quote["currency"])),
+                (ledger.CLEARING, Money(-c.quote["refund"], c.quote["currency"])),
+            ]) for c, _ in paid
+        ], now)
+        cases = [c for c, _ in paid]
+        _write_steps(cases, [(states.REFUNDED, "refunded"), (states.DEACTIVATING, "blocking the card")],
+                     key=workflow_id, now=now)
+        _set_state([c.id for c in cases], states.DEACTIVATING, now)
+        for case, result in other:  # pending or failed: the one-case path takes over
+            services.refund_record(reference=case.reference, workflow_id=workflow_id,
+                                   result=result or {"status": "failed", "failure_reason": "no answer in refund file"})
+        _schedule_batch(batch, "bulk_block", now)
+        return "refunded"
+
+
+def batch_block_items(*, batch_id: int, workflow_id: str) -> list[dict] | None:
+    batch = BulkBatch.objects.get(id=batch_id)
+    if batch.next_action_id != workflow_id:
+        return None
+    return [{"card_number": c.card.number, "idempotency_key": f"{c.reference}:deactivate"}
+            for c in _batch_cases(batch, states.DEACTIVATING)]
+
+
+def batch_blocked_record(*, batch_id: int, workflow_id: str, results: dict[str, dict]) -> str:
+    with transaction.atomic():
+        batch = _lock_batch(batch_id, workflow_id)
+        if batch is None:
+            return "skipped"
+        now = clock.now()
+        cases = [c for c in _batch_cases(batch, states.DEACTIVATING) if f"{c.reference}:deactivate" in results]
+        bound = set(Binding.objects.filter(card_id__in=[c.card_id for c in cases], unbound_at__isnull=True)
+                    .values_list("card_id", flat=True))
+        closing = [c for c in cases if c.card_id not in bound]
+        reference_of = {c.card_id: c.reference for c in cases}
+        _card_status([c.card for c in cases], Card.Status.BLOCKED, lambda card: reference_of[card.id])
+        hotlist_add_many(cards=[c.card for c in cases if c.card.product.kind == "stored_value"])
+        _write_steps(closing, [(states.CLOSED, "card blocked")], key=workflow_id, now=now)
+        _set_state([c.id for c in closing], states.CLOSED, now, closed_at=now)
+        _card_status([c.card for c in closing], Card.Status.CLOSED, lambda card: reference_of[card.id])
+        certificate_issue_many(case_ids=[c.id for c in closing])
+        for case in (c for c in cases if c.card_id in bound):  # apps to unbind: one-case path
+            locked = services._lock(case.reference)
+            services._transition(locked, states.UNBINDING, actor=ACTOR, key=f"{workflow_id}:unbinding",
+                                 note="card blocked; unbinding linked apps")
+        _finish_batch(batch, now)
+        return "closed"
+
+
+def batch_failed(*, batch_id: int, workflow_id: str, error: str) -> str:
+    """A batched call exhausted its retries: every case still waiting on it needs staff."""
+    with transaction.atomic():
+        batch = _lock_batch(batch_id, workflow_id)
+        if batch is None:
+            return "skipped"
+        waiting = {"bulk_settle": states.SUBMITTED, "bulk_refund": states.REFUND_PENDING,
+                   "bulk_block": states.DEACTIVATING}[batch.next_action]
+        for case in _batch_cases(batch, waiting):
+            locked = services._lock(case.reference)
+            services._transition(locked, states.FAILED, actor=ACTOR, key=f"{workflow_id}:failed", note=error[:300],
+                                 action="")
+            ClosureCase.objects.filter(id=case.id).update(attention_reason=error[:200])
+        _finish_batch(batch, clock.now())
+        return "failed"
+
+
+def due_batches(now, limit: int) -> list[tuple[str, str, str]]:
+    """(batch id, action, workflow id) of batches whose action is due, for the sweep."""
+    return [
+        (str(b[0]), b[1], b[2])
+        for b in BulkBatch.objects.exclude(next_action_id="").filter(next_action_due_at__lte=now)
+        .order_by("next_action_due_at").values_list("id", "next_action", "next_action_id")[:limit]
+    ]

@@ -1,0 +1,48 @@
+"""A plain progress line on stderr: done/total, rate and ETA."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def count_lines(path: Path) -> int:
+    """Count lines by streaming the file in blocks (constant memory)."""
+    lines = 0
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            lines += block.count(b"\n")
+    return lines
+
+
+class Progress:
+    def __init__(self, *, total: int, label: str, stream=sys.stderr, every: float = 0.5):
+        self.total, self.label, self.stream, self.every = total, label, stream, every
+        self.done_count = 0
+        self.started = time.monotonic()
+        self.shown = 0.0
+
+    def advance(self, n: int) -> None:
+        self.done_count += n
+        now = time.monotonic()
+        if now - self.shown >= self.every:
+            self.shown = now
+            self._show(now)
+
+    def _show(self, now: float) -> None:
+        elapsed = max(now - self.started, 1e-6)
+        rate = self.done_count / elapsed
+        left = max(self.total - self.done_count, 0)
+        eta = left / rate if rate else 0.0
+        pct = 100 * self.done_count / self.total if self.total else 100.0
+        width = 30
+        filled = int(width * min(pct, 100) / 100)
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done_count}/{self.total} "
+                          f"{pct:5.1f}% {rate:,.0f} rows/s ETA {eta:,.0f}s ")
+        self.stream.flush()
+
+    def done(self) -> None:
+        self._show(time.monotonic())
+        self.stream.write("\n")
+        self.stream.flush()

@@ -1,0 +1,143 @@
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from closeout.identity import documents
+from closeout.returns.models import Destruction
+
+ID_TYPES = [("cn_resident_id", _("Mainland resident ID")), ("hkid", _("HKID")), ("passport", _("Passport"))]
+SECRET = {"autocomplete": "off", "spellcheck": "false"}
+
+
+class ConsoleForm(forms.Form):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
+class SignInForm(ConsoleForm):
+    email = forms.EmailField(label=_("Email"), max_length=254)
+    password = forms.CharField(label=_("Password"), max_length=200, widget=forms.PasswordInput)
+
+
+class CodeForm(ConsoleForm):
+    code = forms.CharField(label=_("Code from your authenticator app"), max_length=8,
+                           widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "one-time-code"}))
+
+
+class SearchForm(ConsoleForm):
+    q = forms.CharField(label=_("Reference, card number or phone"), max_length=40, required=False)
+
+
+class ReasonForm(ConsoleForm):
+    reason = forms.CharField(label=_("Reason"), max_length=300)
+
+
+class NoteForm(ConsoleForm):
+    text = forms.CharField(label=_("Note"), max_length=1000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class AssistedIdentifyForm(ConsoleForm):
+    channel = forms.ChoiceField(label=_("Channel"), choices=[
+        ("phone", _("Phone")), ("email", _("Email")), ("chat", _("Online chat")), ("branch", _("Branch counter"))])
+    channel_ref = forms.CharField(label=_("Call, email or chat reference"), max_length=120)
+    card_number = forms.CharField(label=_("Card number"), max_length=32, widget=forms.TextInput(attrs=SECRET))
+    holder_name = forms.CharField(label=_("Holder name"), max_length=200)
+    contact = forms.CharField(label=_("Phone or email on file"), max_length=254, widget=forms.TextInput(attrs=SECRET))
+    id_type = forms.ChoiceField(label=_("ID document"), choices=ID_TYPES)
+    # Never echoed back into the page.
+    id_number = forms.CharField(label=_("ID document number"), max_length=40,
+                                widget=forms.PasswordInput(attrs=SECRET, render_value=False))
+    check_card_number = forms.BooleanField(label=_("Card number read back and confirmed"))
+    check_name = forms.BooleanField(label=_("Holder name confirmed"))
+    check_contact = forms.BooleanField(label=_("Contact confirmed"))
+    check_id_document = forms.BooleanField(label=_("ID document confirmed"))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("card_number"):
+            try:
+                data["card_number"] = documents.normalize_card_number(data["card_number"])
+            except documents.InvalidDocument:
+                self.add_error("card_number", _("This card number is not valid. Please check the digits."))
+        if data.get("id_type") and data.get("id_number"):
+            try:
+                data["id_number"] = documents.normalize_id_number(data["id_type"], data["id_number"])
+            except documents.InvalidDocument:
+                self.add_error("id_number", _("This ID document number is not valid."))
+        contact = data.get("contact", "")
+        if contact:
+            try:
+                if "@" in contact:
+                    documents.normalize_email(contact)
+                else:
+                    documents.normalize_phone(contact)
+            except documents.InvalidDocument:
+                self.add_error("contact", _("Enter a valid phone number with country code, or an email address."))
+        return data
+
+
+class AssistedConsentForm(ConsoleForm):
+    destination = forms.ChoiceField(label=_("Refund destination"), choices=[
+        ("original", _("Original payment method")), ("bank", _("Bank account")), ("cash", _("Cash at a branch"))])
+    bank_code = forms.CharField(label=_("Bank code"), max_length=20, required=False)
+    account_number = forms.CharField(label=_("Bank account number"), max_length=40, required=False,
+                                     widget=forms.TextInput(attrs=SECRET))
+    reason = forms.CharField(label=_("Reason for closing (optional)"), max_length=200, required=False)
+    consent_ref = forms.CharField(label=_("Consent reference (call, email or chat)"), max_length=120)
+    consent = forms.BooleanField(label=_("The customer heard the quote and agreed to close the card"))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("destination") == "bank" and not data.get("account_number"):
+            self.add_error("account_number", _("Enter the bank account number."))
+        return data
+
+
+class BookForm(ConsoleForm):
+    card_number = forms.CharField(label=_("Card number"), max_length=32, widget=forms.TextInput(attrs=SECRET))
+    starts_at = forms.DateTimeField(label=_("Slot"), input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
+    reference = forms.CharField(label=_("Case reference (optional)"), max_length=20, required=False)
+
+    def clean_card_number(self):
+        try:
+            return documents.normalize_card_number(self.cleaned_data["card_number"])
+        except documents.InvalidDocument:
+            raise forms.ValidationError(_("This card number is not valid. Please check the digits."))
+
+
+class RescheduleForm(ConsoleForm):
+    starts_at = forms.DateTimeField(label=_("New slot"), input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
+
+
+class CounterStartForm(ConsoleForm):
+    reference = forms.CharField(label=_("Case reference"), max_length=20)
+    id_type = forms.ChoiceField(label=_("ID document"), choices=ID_TYPES)
+    id_number = forms.CharField(label=_("ID document number"), max_length=40,
+                                widget=forms.PasswordInput(attrs=SECRET, render_value=False))
+    original_seen = forms.BooleanField(label=_("I have seen the original document (not a copy)"))
+    photo_matches = forms.BooleanField(label=_("The photo matches the person at the counter"))
+
+
+class TakeCardForm(ConsoleForm):
+    method = forms.ChoiceField(label=_("Destruction method"), choices=[
+        (Destruction.Method.CUT, _("Cut through chip")), (Destruction.Method.PUNCH, _("Chip punched")),
+        (Destruction.Method.SHRED, _("Shredded"))])
+
+
+class ScanForm(ConsoleForm):
+    code = forms.CharField(label=_("Return label code or card number"), max_length=40,
+                           widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "off"}))
+    card_number = forms.CharField(label=_("Card number on the card inside (optional)"), max_length=32,
+                                  required=False, widget=forms.TextInput(attrs={"autocomplete": "off"}))
+
+
+class DestroyForm(ConsoleForm):
+    method = forms.ChoiceField(label=_("Destruction method"), choices=[
+        (Destruction.Method.SHRED, _("Shredded")), (Destruction.Method.PUNCH, _("Chip punched")),
+        (Destruction.Method.CUT, _("Cut through chip")), (Destruction.Method.INCINERATE, _("Incinerated"))])
+    batch = forms.CharField(label=_("Batch"), max_length=40)
+
+
+class ResolveForm(ConsoleForm):
+    resolution = forms.CharField(label=_("What was done"), max_length=300)
+    reference = forms.CharField(label=_("Case it belongs to (optional)"), max_length=20, required=False)

@@ -1,0 +1,182 @@
+"""Reads of the staff console, shaped as plain data; personal data only ever masked."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import date, timedelta
+
+from closeout.cards.models import Card
+from closeout.closures import states
+from closeout.closures.models import ClosureCase, Refund, RefundApproval
+from closeout.common import calendars, clock
+from closeout.console import rules
+from closeout.console.models import CaseNote
+from closeout.identity import documents, vault
+
+SEARCH_LIMIT = 50
+REFERENCE = re.compile(r"^CL-\d{4}-\d{6}$")
+
+
+def _row(case: ClosureCase) -> dict:
+    holder = case.card.holder
+    return {
+        "reference": case.reference,
+        "state": case.state,
+        "channel": case.channel,
+        "product": case.card.product.code,
+        "card_masked": documents.mask_card_number(case.card.number),
+        "holder_name": holder.name,
+        "phone_masked": holder.phone_masked,
+        "created_at": case.created_at,
+        "sla_due_date": case.sla_due_date,
+    }
+
+
+def case_search(*, query: str) -> list[dict]:
+    """Find cases by reference, card number or phone number; an unusable query finds nothing."""
+    query = (query or "").strip()
+    if not query:
+        return []
+    cases = ClosureCase.objects.select_related("card__holder", "card__product").order_by("-created_at")
+    if REFERENCE.match(query.upper()):
+        found = cases.filter(reference=query.upper())
+    else:
+        digits = re.sub(r"[\s-]", "", query)
+        try:
+            number = documents.normalize_card_number(digits)
+        except documents.InvalidDocument:
+            number = None
+        if number:
+            found = cases.filter(card__number=number)
+        else:
+            try:
+                phone = documents.normalize_phone(query)
+            except documents.InvalidDocument:
+                return []
+            found = cases.filter(card__holder__phone_hash=vault.lookup_hash("phone", phone))
+    return [_row(case) for case in found[:SEARCH_LIMIT]]
+
+
+def case_timeline(case: ClosureCase) -> list[dict]:
+    """State changes and staff notes, oldest first."""
+    items = [
+        {"at": e.at, "actor": e.actor, "from_state": e.from_state, "to_state": e.to_state, "note": e.note,
+         "kind": "event"}
+        for e in case.events.order_by("at", "id")
+    ]
+    items += [
+        {"at": n.at, "actor": n.author, "from_state": "", "to_state": "", "note": n.text, "kind": n.kind.lower()}
+        for n in CaseNote.objects.filter(case=case)
+    ]
+    return sorted(items, key=lambda item: item["at"])
+
+
+def case_actions(case: ClosureCase) -> dict:
+    """Which console actions the case's state allows (the role is checked separately)."""
+    allowed = states.allowed_targets(case.state, resume_to=case.resume_to or None)
+    open_charges = case.state not in states.TERMINAL and case.card.charges.filter(settled_at__isnull=True).exists()
+    return {
+        "hold": states.ON_HOLD in allowed and case.state != states.ON_HOLD,
+        "resume": case.state in (states.ON_HOLD, states.FAILED) and bool(case.resume_to),
+        "reject": states.REJECTED in allowed,
+        "waive": open_charges,
+        "resend": case.state != states.DRAFT,
+    }
+
+
+def case_detail(*, reference: str) -> dict | None:
+    case = (ClosureCase.objects.select_related("card__holder", "card__product").filter(reference=reference)
+            .first())
+    if case is None:
+        return None
+    card = case.card
+    return {
+        "case": case,
+        "row": _row(case),
+        "id_masked": card.holder.id_masked,
+        "id_type": card.holder.id_type,
+        "email_masked": card.holder.email_masked,
+        "charges": list(card.charges.order_by("id")),
+        "timeline": case_timeline(case),
+        "actions": case_actions(case),
+        "assisted": getattr(case, "assisted_check", None),
+        "sla": case_sla(case, today=clock.now().date()),
+        "approval": RefundApproval.objects.filter(case=case).first(),
+    }
+
+
+def case_sla(case: ClosureCase, *, today: date) -> dict:
+    """The working-day SLA clock of one case, on its product's calendar."""
+    calendar = case.card.product.calendar
+
+    def working(day: date) -> bool:
+        return calendars.is_working_day(day, calendar)
+
+    created = case.created_at.date()
+    age = rules.working_days_between(created, today, working)
+    left = rules.working_days_between(today, case.sla_due_date, working) if case.sla_due_date else 0
+    status = rules.ON_TRACK if case.state in states.TERMINAL else rules.sla_status(
+        today=today, due_date=case.sla_due_date, working_days_left=left)
+    return {"age_working_days": age, "working_days_left": left, "status": status}
+
+
+def sla_board(*, today: date | None = None) -> dict:
+    """Open cases with their SLA clocks, the at-risk / breached / needs-attention queues and the
+    chart data."""
+    today = today or clock.now().date()
+    open_cases = (ClosureCase.objects.exclude(state__in=states.TERMINAL)
+                  .select_related("card__holder", "card__product").order_by("sla_due_date", "id"))
+    rows = []
+    for case in open_cases:
+        row = _row(case) | case_sla(case, today=today)
+        row["attention_reason"] = case.attention_reason
+        rows.append(row)
+    per_state = Counter(ClosureCase.objects.values_list("state", flat=True))
+    ages = Counter(rules.age_bucket(row["age_working_days"]) for row in rows)
+    since = today - timedelta(days=13)
+    refunds = Counter(
+        timezone_date(r) for r in Refund.objects.filter(settled_at__date__gte=since, status="succeeded")
+        .values_list("settled_at", flat=True)
+    )
+    return {
+        "rows": rows,
+        "breached": [r for r in rows if r["status"] == rules.BREACHED],
+        "at_risk": [r for r in rows if r["status"] == rules.AT_RISK],
+        "attention": [r for r in rows if r["state"] == states.FAILED],
+        "per_state": [(state, per_state.get(state, 0)) for state in states.ALL],
+        "ages": [(label, ages.get(label, 0)) for _, _, label in rules.AGE_BUCKETS],
+        "refunds_per_day": [((since + timedelta(days=i)).isoformat()[5:], refunds.get(since + timedelta(days=i), 0))
+                            for i in range(14)],
+    }
+
+
+def timezone_date(moment) -> date:
+    from django.utils import timezone
+
+    return timezone.localtime(moment).date()
+
+
+def staff_list() -> list:
+    from closeout.console.models import StaffProfile
+
+    return list(StaffProfile.objects.select_related("user").order_by("role", "user__email"))
+
+
+def card_open_case(card: Card) -> ClosureCase | None:
+    return ClosureCase.objects.filter(card=card).exclude(state__in=states.TERMINAL).first()
+
+
+
+def refund_approvals_waiting() -> list[dict]:
+    """Refunds waiting for a second person, oldest first."""
+    waiting = (RefundApproval.objects.filter(decision=RefundApproval.Decision.PENDING,
+                                             case__state=states.REFUND_PENDING)
+               .select_related("case__card__holder", "case__card__product").order_by("requested_at", "id"))
+    return [
+        _row(a.case) | {
+            "approval": a, "refund": a.case.quote.get("refund", 0), "currency": a.case.quote.get("currency", ""),
+            "destination": a.case.refund_destination,
+        }
+        for a in waiting
+    ]

@@ -1,0 +1,302 @@
+"""Writes of the staff console: staff accounts and sign-in, notes, fee waivers, notices, and
+closures opened for a caller, email or chat customer. Case state changes go through
+`closures.services`."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import authenticate, get_user_model
+from django.db import transaction
+from django.db.models import F
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from closeout.audit.services import audit_record
+from closeout.cards.models import Card, CardCharge
+from closeout.closures import services as closures
+from closeout.closures import states
+from closeout.closures.models import ClosureCase
+from closeout.common import clock
+from closeout.console import roles
+from closeout.console.models import AssistedCheck, CaseNote, StaffProfile
+from closeout.identity import documents, vault
+
+log = logging.getLogger(__name__)
+
+ASSISTED_CHANNELS = ("phone", "email", "chat", "branch")
+
+
+# --- staff accounts and sign-in --------------------------------------------------------------
+
+
+class UnableToCreateStaff(Exception):
+    pass
+
+
+class UnableToSignIn(Exception):
+    """Wrong email, password or code, or a locked account: one error so nothing is revealed."""
+
+
+def staff_create(*, email: str, role: str, password: str | None = None, branch_code: str = "",
+                 actor: str = "cli") -> tuple[StaffProfile, TOTPDevice, str]:
+    """Create a staff account with an argon2 password and an unconfirmed TOTP device.
+
+    Returns the profile, the device (its `config_url` is the enrolment URI) and the password
+    (generated when none is given).
+
+    :raises UnableToCreateStaff: for an unknown role, a malformed email or an existing account.
+    """
+    if role not in roles.ROLES:
+        raise UnableToCreateStaff(f"role must be one of {', '.join(roles.ROLES)}")
+    try:
+        email = documents.normalize_email(email)
+    except documents.InvalidDocument:
+        raise UnableToCreateStaff("email address is not valid")
+    password = password or secrets.token_urlsafe(15)
+    if len(password) < 12:
+        raise UnableToCreateStaff("password must have at least 12 characters")
+    users = get_user_model()
+    with transaction.atomic():
+        if users.objects.filter(username=email).exists():
+            raise UnableToCreateStaff("a staff account with this email already exists")
+        user = users.objects.create_user(username=email, email=email, password=password)
+        profile = StaffProfile.objects.create(user=user, role=role, branch_code=branch_code[:20],
+                                              created_at=clock.now())
+        device = TOTPDevice.objects.create(user=user, name="console", confirmed=True)
+        audit_record(actor=actor, action="staff.created", subject=f"staff:{profile.id}", after=role)
+    return profile, device, password
+
+
+def _locked(profile: StaffProfile) -> bool:
+    return bool(profile.locked_until and profile.locked_until > clock.now())
+
+
+def _count_failure(profile: StaffProfile, stage: str) -> None:
+    with transaction.atomic():
+        StaffProfile.objects.filter(id=profile.id).update(failed_logins=F("failed_logins") + 1)
+        profile = StaffProfile.objects.select_for_update().get(id=profile.id)
+        audit_record(actor=profile.actor, action="staff.sign_in_failed", subject=f"staff:{profile.id}",
+                     reason=stage)
+        if profile.failed_logins >= settings.CONSOLE_LOCKOUT_FAILURES:
+            profile.locked_until = clock.now() + timedelta(minutes=settings.CONSOLE_LOCKOUT_MINUTES)
+            profile.failed_logins = 0
+            profile.save(update_fields=["locked_until", "failed_logins"])
+            audit_record(actor="system", action="staff.locked", subject=f"staff:{profile.id}",
+                         reason=f"{settings.CONSOLE_LOCKOUT_FAILURES} failed sign-ins")
+
+
+def staff_sign_in_password(*, email: str, password: str) -> StaffProfile:
+    """Check the first factor.
+
+    :raises UnableToSignIn: for a wrong email or password, an inactive or locked account.
+    """
+    email = (email or "").strip().lower()[:254]
+    profile = StaffProfile.objects.select_related("user").filter(user__username=email).first()
+    # authenticate() runs the password hasher for unknown users too, so timing reveals nothing.
+    user = authenticate(username=email, password=password or "")
+    if profile is None:
+        raise UnableToSignIn()
+    if _locked(profile):
+        raise UnableToSignIn()
+    if user is None or user.pk != profile.user_id:
+        _count_failure(profile, "password")
+        raise UnableToSignIn()
+    return profile
+
+
+def staff_sign_in_code(*, profile: StaffProfile, code: str) -> TOTPDevice:
+    """Check the TOTP code of a profile whose password was just checked.
+
+    :raises UnableToSignIn: for a wrong or replayed code, or a locked account.
+    """
+    profile.refresh_from_db()
+    if _locked(profile) or not profile.user.is_active:
+        raise UnableToSignIn()
+    code = re.sub(r"\s", "", code or "")
+    with transaction.atomic():
+        device = TOTPDevice.objects.select_for_update().filter(user=profile.user, confirmed=True).first()
+        verified = bool(device) and code.isdigit() and len(code) == 6 and device.verify_token(code)
+    if not verified:
+        _count_failure(profile, "code")
+        raise UnableToSignIn()
+    with transaction.atomic():
+        StaffProfile.objects.filter(id=profile.id).update(failed_logins=0, locked_until=None)
+        audit_record(actor=profile.actor, action="staff.signed_in", subject=f"staff:{profile.id}")
+    return device
+
+
+def staff_unlock(*, staff_id: int, actor: str) -> StaffProfile:
+    with transaction.atomic():
+        profile = StaffProfile.objects.select_for_update().get(id=staff_id)
+        profile.failed_logins = 0
+        profile.locked_until = None
+        profile.save(update_fields=["failed_logins", "locked_until"])
+        audit_record(actor=actor, action="staff.unlocked", subject=f"staff:{profile.id}")
+    return profile
+
+
+# --- notes, notices, waivers ----------------------------------------------------------------
+
+
+class UnableToUpdateCase(Exception):
+    pass
+
+
+def _case(reference: str) -> ClosureCase:
+    case = ClosureCase.objects.select_related("card").filter(reference=reference).first()
+    if case is None:
+        raise closures.CaseNotFound(reference)
+    return case
+
+
+def case_note_add(*, reference: str, author: str, text: str, kind: str = CaseNote.Kind.NOTE) -> CaseNote:
+    """Add a note to a case's timeline.
+
+    :raises UnableToUpdateCase: for an empty note.
+    :raises closures.CaseNotFound: for an unknown reference.
+    """
+    text = (text or "").strip()
+    if not text:
+        raise UnableToUpdateCase("the note is empty")
+    case = _case(reference)
+    with transaction.atomic():
+        note = CaseNote.objects.create(case=case, kind=kind, author=author, at=clock.now(), text=text[:1000])
+        audit_record(actor=author, action="closure.note", subject=case.reference, data={"kind": kind})
+    return note
+
+
+def notice_resend(*, reference: str, actor: str) -> CaseNote:
+    """Send the customer the notice of the case's current state again.
+
+    The notice goes out through `closeout.notifications` when it is installed; the request is
+    recorded in the timeline either way.
+    """
+    case = _case(reference)
+    with transaction.atomic():
+        note = CaseNote.objects.create(case=case, kind=CaseNote.Kind.NOTICE, author=actor, at=clock.now(),
+                                       text=f"notice resent: {case.state}")
+        audit_record(actor=actor, action="notice.resend", subject=case.reference, after=case.state)
+        transaction.on_commit(lambda: _deliver_notice(case.reference))
+    return note
+
+
+def _deliver_notice(reference: str) -> None:
+    try:
+        from closeout.notifications import services as notifications  # noqa: PLC0415 - optional app
+    except ImportError:
+        log.info("notice for %s recorded; no notifications app installed", reference)
+        return
+    send = getattr(notifications, "notice_resend", None)
+    if send is None:
+        log.warning("notifications app has no notice_resend; notice for %s not sent", reference)
+        return
+    send(reference=reference)
+
+
+class UnableToWaive(Exception):
+    pass
+
+
+def charge_waive(*, charge_id: int, actor: str, reason: str) -> CardCharge:
+    """Waive an outstanding charge with a reason, and let a case that waits for payment settle.
+
+    :raises UnableToWaive: for an unknown or settled charge, or without a reason.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise UnableToWaive("a reason is required")
+    with transaction.atomic():
+        charge = CardCharge.objects.select_for_update().filter(id=charge_id).first()
+        if charge is None or charge.settled_at is not None:
+            raise UnableToWaive("this charge is not outstanding")
+        charge.settled_at = clock.now()
+        charge.settled_how = "waived"
+        charge.settled_note = reason[:200]
+        charge.save(update_fields=["settled_at", "settled_how", "settled_note"])
+        audit_record(actor=actor, action="charge.waived", subject=f"card:{charge.card_id}", reason=reason[:200],
+                     data={"charge": charge.id, "code": charge.code, "amount": charge.amount_minor,
+                           "currency": charge.currency})
+        case = ClosureCase.objects.filter(card_id=charge.card_id).exclude(state__in=states.TERMINAL).first()
+        if case is not None and case.state == states.VERIFIED and not case.next_action:
+            # The case waits for payment: check the account again. Hold and resume re-run the
+            # settle action of `verified` through the state machine, both audited.
+            closures.closure_hold(reference=case.reference, actor=actor, reason=f"fee waived: {reason}"[:300])
+            closures.closure_resume(reference=case.reference, actor=actor, note="checking the account again")
+    return charge
+
+
+# --- assisted channels ------------------------------------------------------------------------
+
+
+class UnableToOpenCase(Exception):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def _same_name(given: str, stored: str) -> bool:
+    def norm(value: str) -> str:
+        return " ".join(value.replace(",", " ").split()).casefold()
+
+    return hmac.compare_digest(norm(given).encode(), norm(stored).encode())
+
+
+def assisted_identify(*, card_number: str, holder_name: str, contact: str, id_type: str,
+                      id_number: str) -> Card:
+    """Check what a caller told the agent: card and ID document (HMAC match), name and contact.
+
+    :raises documents.InvalidDocument: for a malformed card number, ID number, email or phone.
+    :raises closures.IdentityNotVerified: when card and ID document do not belong together.
+    :raises UnableToOpenCase: when the name or the contact is not the holder's.
+    """
+    contact = (contact or "").strip()
+    if "@" in contact:
+        kind, value = "email", documents.normalize_email(contact)
+    else:
+        kind, value = "phone", documents.normalize_phone(contact)
+    card = closures.identity_check(card_number=card_number, id_type=id_type, id_number=id_number)
+    if not _same_name(holder_name or "", card.holder.name):
+        raise UnableToOpenCase("holder_name", "name does not match the holder")
+    stored = card.holder.email_hash if kind == "email" else card.holder.phone_hash
+    if not stored or not hmac.compare_digest(stored, vault.lookup_hash(kind, value)):
+        raise UnableToOpenCase("contact", "contact does not match the holder")
+    return card
+
+
+def assisted_closure_open(*, staff: StaffProfile, card: Card, channel: str, channel_ref: str, checks: dict,
+                          refund_destination: dict | None = None, reason: str = "",
+                          language: str = "en") -> ClosureCase:
+    """Open a closure for a customer on the phone, by email, in a chat or at the counter, with
+    the agent's identity checklist and the customer's consent and its channel reference.
+
+    :raises roles.NotAllowed: when the staff role may not open cases.
+    :raises UnableToOpenCase: for an unknown channel, a missing reference or an unconfirmed check.
+    :raises closures.UnableToCloseCard: from `closure_request`.
+    """
+    roles.require(staff.role, "case.open")
+    if channel not in ASSISTED_CHANNELS:
+        raise UnableToOpenCase("channel", "channel must be phone, email, chat or branch")
+    channel_ref = (channel_ref or "").strip()
+    if not channel_ref or len(channel_ref) > 120:
+        raise UnableToOpenCase("channel_ref", "the channel reference is required")
+    wanted = ("card_number", "name", "contact", "id_document")
+    missing = [item for item in wanted if not checks.get(item)]
+    if missing:
+        raise UnableToOpenCase("checks", f"not confirmed: {', '.join(missing)}")
+    with transaction.atomic():
+        case = closures.closure_request(
+            card=card, channel=channel, channel_ref=channel_ref, requester=staff.actor, reason=reason,
+            refund_destination=refund_destination, language=language,
+        )
+        AssistedCheck.objects.create(
+            case=case, staff=staff, channel=channel, channel_ref=channel_ref, card_number_confirmed=True,
+            name_confirmed=True, contact_confirmed=True, id_document_confirmed=True, consent_at=clock.now(),
+        )
+        audit_record(actor=staff.actor, action="closure.consent", subject=case.reference,
+                     data={"channel": channel, "channel_ref": channel_ref, "checks": list(wanted)})
+    return case

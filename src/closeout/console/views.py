@@ -1,0 +1,686 @@
+"""Staff console pages. Each view checks the role through `staff_view`, parses the form, calls one
+service or selector and renders plain data."""
+
+from __future__ import annotations
+
+import csv
+import time
+from datetime import date, datetime
+
+import django_otp
+from django.contrib import messages
+from django.contrib.auth import login, logout
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from closeout.appointments import receipt
+from closeout.appointments import selectors as appointment_selectors
+from closeout.appointments import services as appointments
+from closeout.appointments.models import Appointment, Branch, CounterVisit
+from closeout.cards.models import Card
+from closeout.closures import services as closures
+from closeout.closures import states
+from closeout.closures.models import ClosureCase
+from closeout.common import clock
+from closeout.console import forms, roles, rules, selectors, services
+from closeout.console.access import SEEN_KEY, staff_view
+from closeout.console.models import StaffProfile
+from closeout.identity import documents
+from closeout.returns import selectors as return_selectors
+from closeout.returns import services as returns
+
+PENDING_KEY = "console_pending_staff"
+ASSISTED_KEY = "console_assisted"
+SIGN_IN_WINDOW = 5 * 60
+
+
+def _language() -> str:
+    return translation.get_language() or "en"
+
+
+# --- sign in / out ----------------------------------------------------------------------------
+
+
+def _next_url(request) -> str:
+    target = request.GET.get("next") or request.POST.get("next") or ""
+    if target.startswith("/console/") and url_has_allowed_host_and_scheme(target, {request.get_host()}):
+        return target
+    return reverse("console:home")
+
+
+@require_http_methods(["GET", "POST"])
+def sign_in(request):
+    form = forms.SignInForm(request.POST or None)
+    failed = False
+    if request.method == "POST" and form.is_valid():
+        try:
+            profile = services.staff_sign_in_password(email=form.cleaned_data["email"],
+                                                      password=form.cleaned_data["password"])
+        except services.UnableToSignIn:
+            failed = True
+        else:
+            request.session.cycle_key()
+            request.session[PENDING_KEY] = {"id": profile.id, "at": time.time()}
+            return redirect(f"{reverse('console:sign_in_code')}?next={_next_url(request)}")
+    elif request.method == "POST":
+        failed = True
+    return render(request, "console/sign_in.html", {"form": form, "failed": failed, "next": _next_url(request)},
+                  status=200)
+
+
+@require_http_methods(["GET", "POST"])
+def sign_in_code(request):
+    pending = request.session.get(PENDING_KEY) or {}
+    profile = StaffProfile.objects.select_related("user").filter(id=pending.get("id")).first()
+    if profile is None or time.time() - pending.get("at", 0) > SIGN_IN_WINDOW:
+        request.session.pop(PENDING_KEY, None)
+        return redirect("console:sign_in")
+    form = forms.CodeForm(request.POST or None)
+    failed = False
+    if request.method == "POST" and form.is_valid():
+        try:
+            device = services.staff_sign_in_code(profile=profile, code=form.cleaned_data["code"])
+        except services.UnableToSignIn:
+            failed = True
+            profile.refresh_from_db()
+            if profile.locked_until and profile.locked_until > clock.now():
+                request.session.pop(PENDING_KEY, None)
+                messages.error(request, _("Sign-in failed. The email, password or code is wrong, or the account "
+                                          "is locked for a while after too many failures."))
+                return redirect("console:sign_in")
+        else:
+            request.session.pop(PENDING_KEY, None)
+            login(request, profile.user, backend="django.contrib.auth.backends.ModelBackend")
+            django_otp.login(request, device)
+            request.session[SEEN_KEY] = time.time()
+            return redirect(_next_url(request))
+    return render(request, "console/sign_in_code.html", {"form": form, "failed": failed, "next": _next_url(request)})
+
+
+@require_POST
+def sign_out(request):
+    logout(request)
+    return redirect("console:sign_in")
+
+
+# --- home, search, case -----------------------------------------------------------------------
+
+
+@staff_view(None)
+def home(request):
+    role = request.staff.role
+    menu = [
+        (action, url, label) for action, url, label in (
+            ("case.search", "console:search", _("Find a case")),
+            ("case.open", "console:open", _("Open a case for a customer")),
+            ("appointment.manage", "console:appointments", _("Branch appointments")),
+            ("counter.serve", "console:counter", _("Serve at the counter")),
+            ("warehouse.checkin", "console:warehouse", _("Warehouse check-in")),
+            ("warehouse.exceptions", "console:exceptions", _("Return exceptions")),
+            ("refund.approve", "console:refunds", _("Refunds to approve")),
+            ("sla.view", "console:sla", _("SLA dashboard")),
+            ("staff.manage", "console:staff", _("Staff accounts")),
+        ) if roles.can(role, action)
+    ]
+    return render(request, "console/home.html", {"menu": menu, "role_label": roles.ROLE_LABELS[role]})
+
+
+@staff_view("case.search")
+def search(request):
+    form = forms.SearchForm(request.GET or None)
+    results = None
+    if form.is_valid() and form.cleaned_data["q"]:
+        results = selectors.case_search(query=form.cleaned_data["q"])
+    return render(request, "console/search.html", {"form": form, "results": results})
+
+
+def _detail_or_404(reference: str) -> dict:
+    detail = selectors.case_detail(reference=reference)
+    if detail is None:
+        raise Http404
+    return detail
+
+
+@staff_view("case.view")
+def case_page(request, reference: str):
+    detail = _detail_or_404(reference)
+    role = request.staff.role
+    allowed = {action.replace(".", "_"): roles.can(role, action) for action in roles.ACTIONS}
+    return render(request, "console/case.html", detail | {
+        "can": allowed, "reason_form": forms.ReasonForm(), "note_form": forms.NoteForm(),
+    })
+
+
+def _case_redirect(reference: str):
+    return redirect("console:case", reference=reference)
+
+
+def _transition(request, reference: str, fn, ok: str, **kwargs):
+    try:
+        fn(reference=reference, actor=request.staff.actor, **kwargs)
+    except closures.CaseNotFound:
+        raise Http404
+    except states.IllegalTransition:
+        messages.error(request, _("This case cannot do that in its current state."))
+    else:
+        messages.success(request, ok)
+    return _case_redirect(reference)
+
+
+def _reason(request) -> str | None:
+    form = forms.ReasonForm(request.POST)
+    if form.is_valid() and form.cleaned_data["reason"].strip():
+        return form.cleaned_data["reason"].strip()
+    messages.error(request, _("Give a reason."))
+    return None
+
+
+@require_POST
+@staff_view("case.hold")
+def case_hold(request, reference: str):
+    reason = _reason(request)
+    if reason is None:
+        return _case_redirect(reference)
+    return _transition(request, reference, closures.closure_hold, _("The case is on hold."), reason=reason)
+
+
+@require_POST
+@staff_view("case.resume")
+def case_resume(request, reference: str):
+    return _transition(request, reference, closures.closure_resume, _("The case was resumed."),
+                       note=request.POST.get("reason", "")[:300])
+
+
+@require_POST
+@staff_view("case.reject")
+def case_reject(request, reference: str):
+    reason = _reason(request)
+    if reason is None:
+        return _case_redirect(reference)
+    return _transition(request, reference, closures.closure_reject, _("The case was rejected."), reason=reason)
+
+
+@require_POST
+@staff_view("notice.resend")
+def case_resend(request, reference: str):
+    try:
+        services.notice_resend(reference=reference, actor=request.staff.actor)
+    except closures.CaseNotFound:
+        raise Http404
+    messages.success(request, _("The notice was sent again."))
+    return _case_redirect(reference)
+
+
+@require_POST
+@staff_view("case.note")
+def case_note(request, reference: str):
+    form = forms.NoteForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("The note is empty."))
+        return _case_redirect(reference)
+    try:
+        services.case_note_add(reference=reference, author=request.staff.actor, text=form.cleaned_data["text"])
+    except closures.CaseNotFound:
+        raise Http404
+    except services.UnableToUpdateCase:
+        messages.error(request, _("The note is empty."))
+    return _case_redirect(reference)
+
+
+@require_POST
+@staff_view("charge.waive")
+def charge_waive(request, charge_id: int):
+    case = ClosureCase.objects.filter(card__charges__id=charge_id).order_by("-created_at").first()
+    if case is None:
+        raise Http404
+    reason = _reason(request)
+    if reason is None:
+        return _case_redirect(case.reference)
+    try:
+        services.charge_waive(charge_id=charge_id, actor=request.staff.actor, reason=reason)
+    except services.UnableToWaive:
+        messages.error(request, _("This charge is not outstanding."))
+    else:
+        messages.success(request, _("The charge was waived."))
+    return _case_redirect(case.reference)
+
+
+# --- assisted channels ------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@staff_view("case.open")
+def assisted_open(request):
+    form = forms.AssistedIdentifyForm(request.POST or None)
+    error = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        if data["channel"] == "branch" and request.staff.role == roles.AGENT:
+            error = _("Agents open cases for phone, email and chat customers.")
+        else:
+            try:
+                card = services.assisted_identify(
+                    card_number=data["card_number"], holder_name=data["holder_name"], contact=data["contact"],
+                    id_type=data["id_type"], id_number=data["id_number"])
+            except (closures.IdentityNotVerified, documents.InvalidDocument):
+                error = _("The card and the ID document do not match. Do not tell the caller which one is wrong.")
+            except services.UnableToOpenCase as exc:
+                error = (_("The holder name does not match.") if exc.field == "holder_name"
+                         else _("The phone or email does not match the one on file."))
+            else:
+                open_case = selectors.card_open_case(card)
+                if open_case:
+                    messages.info(request, _("This card already has an open case."))
+                    return _case_redirect(open_case.reference)
+                request.session[ASSISTED_KEY] = {
+                    "card_id": card.id, "channel": data["channel"], "channel_ref": data["channel_ref"],
+                    "checks": {"card_number": True, "name": True, "contact": True, "id_document": True},
+                    "at": time.time(),
+                }
+                return redirect("console:open_quote")
+    return render(request, "console/open.html", {"form": form, "error": error})
+
+
+@require_http_methods(["GET", "POST"])
+@staff_view("case.open")
+def assisted_quote(request):
+    pending = request.session.get(ASSISTED_KEY) or {}
+    card = Card.objects.select_related("product", "holder").filter(id=pending.get("card_id")).first()
+    if card is None or time.time() - pending.get("at", 0) > 30 * 60:
+        return redirect("console:open")
+    form = forms.AssistedConsentForm(request.POST or None, initial={"consent_ref": pending["channel_ref"]})
+    error = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        destination = {"type": data["destination"]}
+        if data["destination"] == "bank":
+            destination |= {"bank_code": data["bank_code"], "account_number": data["account_number"]}
+        try:
+            case = services.assisted_closure_open(
+                staff=request.staff, card=card, channel=pending["channel"], channel_ref=data["consent_ref"],
+                checks=pending["checks"], refund_destination=destination, reason=data["reason"],
+                language=card.holder.language or _language())
+        except closures.CaseAlreadyOpen as exc:
+            request.session.pop(ASSISTED_KEY, None)
+            return _case_redirect(exc.reference)
+        except closures.InvalidDestination:
+            error = _("The refund destination is not valid.")
+        except (closures.CardNotClosable, services.UnableToOpenCase):
+            error = _("This card cannot be closed.")
+        else:
+            request.session.pop(ASSISTED_KEY, None)
+            messages.success(request, _("Case %(reference)s is open.") % {"reference": case.reference})
+            return _case_redirect(case.reference)
+    return render(request, "console/open_quote.html", {
+        "form": form, "error": error, "card": card, "card_masked": documents.mask_card_number(card.number),
+        "quote": closures.quote_for_card(card), "channel": pending["channel"],
+    })
+
+
+# --- appointments -----------------------------------------------------------------------------
+
+
+def _branch(request) -> Branch | None:
+    code = request.GET.get("branch") or request.POST.get("branch") or request.staff.branch_code
+    found = Branch.objects.filter(code=code, active=True).first() if code else None
+    return found or Branch.objects.filter(active=True).order_by("code").first()
+
+
+def _day(request) -> date:
+    try:
+        return date.fromisoformat(request.GET.get("day", ""))
+    except ValueError:
+        return timezone.localtime(clock.now()).date()
+
+
+BOOKING_ERRORS = {
+    "past": _("That slot is in the past."),
+    "closed": _("The branch is closed at that time."),
+    "misaligned": _("Pick one of the listed slots."),
+    "full": _("Every counter is booked in that slot."),
+    "card_booked": _("This card already has an appointment."),
+    "not_booked": _("This appointment is no longer booked."),
+}
+
+
+def _booking_error(exc: appointments.UnableToBook) -> str:
+    return str(BOOKING_ERRORS.get(exc.code, _("That slot cannot be booked.")))
+
+
+@staff_view("appointment.manage")
+def appointment_board(request):
+    branch = _branch(request)
+    day = _day(request)
+    context = {"branches": appointment_selectors.branches(), "branch": branch, "day": day,
+               "book_form": forms.BookForm(), "reschedule_form": forms.RescheduleForm()}
+    if branch:
+        context["slots"] = appointment_selectors.branch_slots(branch=branch, day=day)
+        context["appointments"] = appointment_selectors.branch_day(branch=branch, day=day)
+    return render(request, "console/appointments.html", context)
+
+
+def _board_redirect(branch: Branch | None, when: datetime | None = None):
+    url = reverse("console:appointments")
+    if branch:
+        day = timezone.localtime(when).date() if when else ""
+        url += f"?branch={branch.code}&day={day}"
+    return redirect(url)
+
+
+@require_POST
+@staff_view("appointment.manage")
+def appointment_book(request):
+    branch = _branch(request)
+    form = forms.BookForm(request.POST)
+    if branch is None or not form.is_valid():
+        messages.error(request, _("Check the card number and the slot."))
+        return _board_redirect(branch)
+    data = form.cleaned_data
+    card = Card.objects.filter(number=data["card_number"]).first()
+    case = ClosureCase.objects.filter(reference=data["reference"].strip().upper()).first() if data["reference"] else None
+    if card is None or (case is not None and case.card_id != card.id):
+        messages.error(request, _("Check the card number and the slot."))
+        return _board_redirect(branch, data["starts_at"])
+    try:
+        appointments.appointment_book(card=card, branch=branch, starts_at=data["starts_at"],
+                                      actor=request.staff.actor, case=case or selectors.card_open_case(card),
+                                      language=card.holder.language)
+    except appointments.UnableToBook as exc:
+        messages.error(request, _booking_error(exc))
+    else:
+        messages.success(request, _("The appointment is booked."))
+    return _board_redirect(branch, data["starts_at"])
+
+
+@require_POST
+@staff_view("appointment.manage")
+def appointment_cancel(request, appointment_id: int):
+    appointment = Appointment.objects.select_related("branch").filter(id=appointment_id).first()
+    if appointment is None:
+        raise Http404
+    try:
+        appointments.appointment_cancel(appointment_id=appointment_id, actor=request.staff.actor,
+                                        reason=request.POST.get("reason", "")[:200])
+    except appointments.UnableToBook as exc:
+        messages.error(request, _booking_error(exc))
+    else:
+        messages.success(request, _("The appointment was cancelled."))
+    return _board_redirect(appointment.branch, appointment.starts_at)
+
+
+@require_POST
+@staff_view("appointment.manage")
+def appointment_reschedule(request, appointment_id: int):
+    appointment = Appointment.objects.select_related("branch").filter(id=appointment_id).first()
+    if appointment is None:
+        raise Http404
+    form = forms.RescheduleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Pick one of the listed slots."))
+        return _board_redirect(appointment.branch, appointment.starts_at)
+    try:
+        appointments.appointment_reschedule(appointment_id=appointment_id, starts_at=form.cleaned_data["starts_at"],
+                                            actor=request.staff.actor)
+    except appointments.UnableToBook as exc:
+        messages.error(request, _booking_error(exc))
+        return _board_redirect(appointment.branch, appointment.starts_at)
+    messages.success(request, _("The appointment was moved."))
+    return _board_redirect(appointment.branch, form.cleaned_data["starts_at"])
+
+
+# --- at the counter ---------------------------------------------------------------------------
+
+
+def _visit_or_404(request, visit_id: int) -> CounterVisit:
+    visit = CounterVisit.objects.select_related("case__card__product", "branch", "appointment").filter(
+        id=visit_id, clerk=request.staff.actor).first()
+    if visit is None:
+        raise Http404
+    return visit
+
+
+@require_http_methods(["GET", "POST"])
+@staff_view("counter.serve")
+def counter_start(request):
+    branch = _branch(request)
+    initial = {"reference": request.GET.get("reference", "")}
+    form = forms.CounterStartForm(request.POST or None, initial=initial)
+    error = None
+    if request.method == "POST" and form.is_valid() and branch is not None:
+        data = form.cleaned_data
+        reference = data["reference"].strip().upper()
+        appointment = Appointment.objects.filter(case__reference=reference, status=Appointment.Status.BOOKED,
+                                                 branch=branch, visit__isnull=True).first()
+        try:
+            visit = appointments.counter_id_check(
+                reference=reference, branch=branch, clerk=request.staff.actor, id_type=data["id_type"],
+                id_number=data["id_number"], original_seen=data["original_seen"],
+                photo_matches=data["photo_matches"], appointment=appointment)
+        except closures.CaseNotFound:
+            error = _("No case has this reference.")
+        except (closures.IdentityNotVerified, documents.InvalidDocument):
+            error = _("The ID document does not match the card holder. Do not take the card.")
+        except appointments.UnableToServe:
+            error = _("This case is finished.")
+        else:
+            return redirect("console:counter_visit", visit_id=visit.id)
+    today = appointment_selectors.branch_day(branch=branch, day=timezone.localtime(clock.now()).date()) if branch else []
+    return render(request, "console/counter_start.html", {"form": form, "error": error, "branch": branch,
+                                                          "today": today})
+
+
+@require_http_methods(["GET", "POST"])
+@staff_view("counter.serve")
+def counter_visit(request, visit_id: int):
+    visit = _visit_or_404(request, visit_id)
+    form = forms.TakeCardForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            appointments.counter_card_take(visit_id=visit.id, method=form.cleaned_data["method"],
+                                           clerk=request.staff.actor)
+        except returns.UnableToDestroy:
+            messages.error(request, _("This card was already destroyed."))
+        return redirect("console:counter_confirm", visit_id=visit.id)
+    return render(request, "console/counter_visit.html", {
+        "visit": visit, "form": form, "card_masked": documents.mask_card_number(visit.case.card.number)})
+
+
+@require_http_methods(["GET", "POST"])
+@staff_view("counter.serve")
+def counter_confirm(request, visit_id: int):
+    visit = _visit_or_404(request, visit_id)
+    if request.method == "POST" and request.POST.get("confirm") == "yes":
+        visit = appointments.counter_customer_confirm(visit_id=visit.id, clerk=request.staff.actor)
+        messages.success(request, _("Thank you. The closure is recorded."))
+        return redirect("console:counter_confirm", visit_id=visit.id)
+    visit.case.refresh_from_db()
+    return render(request, "console/counter_confirm.html", {
+        "visit": visit, "case": visit.case, "card_masked": documents.mask_card_number(visit.case.card.number),
+        "destruction": getattr(visit.case.card, "destruction", None)})
+
+
+@staff_view("counter.serve")
+def counter_receipt(request, visit_id: int):
+    visit = _visit_or_404(request, visit_id)
+    pdf = receipt.counter_receipt_pdf(visit=visit, language=_language())
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="{visit.case.reference}-receipt.pdf"'
+    return response
+
+
+# --- warehouse --------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@staff_view("warehouse.checkin")
+def warehouse(request):
+    form = forms.ScanForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            checkin = returns.return_check_in(code=form.cleaned_data["code"], actor=request.staff.actor,
+                                              card_number=form.cleaned_data["card_number"])
+        except returns.UnableToCheckIn:
+            messages.error(request, _("Nothing was scanned."))
+        else:
+            if checkin.outcome == checkin.Outcome.RECEIVED:
+                messages.success(request, _("Received: case %(reference)s.") % {"reference": checkin.case.reference})
+            else:
+                messages.warning(request, _("Not expected: the card went to the exception queue."))
+        return redirect("console:warehouse")
+    can_destroy = roles.can(request.staff.role, "warehouse.destroy")
+    return render(request, "console/warehouse.html", {
+        "form": form, "recent": return_selectors.recent_checkins(),
+        "to_destroy": return_selectors.received_not_destroyed() if can_destroy else [],
+        "destroy_form": forms.DestroyForm(initial={"batch": f"WH-{timezone.localtime(clock.now()).date()}"}),
+        "can_destroy": can_destroy,
+    })
+
+
+@require_POST
+@staff_view("warehouse.destroy")
+def warehouse_destroy(request):
+    form = forms.DestroyForm(request.POST)
+    ids = [int(value) for value in request.POST.getlist("checkin") if value.isdigit()]
+    if not form.is_valid():
+        messages.error(request, _("Choose a method and a batch."))
+        return redirect("console:warehouse")
+    try:
+        records = returns.destruction_batch(checkin_ids=ids, method=form.cleaned_data["method"],
+                                            batch=form.cleaned_data["batch"], actor=request.staff.actor)
+    except returns.UnableToDestroy:
+        messages.error(request, _("Select at least one received card that was not destroyed yet."))
+    else:
+        messages.success(request, _("%(count)d cards recorded as destroyed.") % {"count": len(records)})
+    return redirect("console:warehouse")
+
+
+@staff_view("warehouse.exceptions")
+def exceptions(request):
+    return render(request, "console/exceptions.html", {"items": return_selectors.open_exceptions(),
+                                                       "form": forms.ResolveForm()})
+
+
+@require_POST
+@staff_view("warehouse.exceptions")
+def exception_resolve(request, exception_id: int):
+    form = forms.ResolveForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Describe what was done."))
+        return redirect("console:exceptions")
+    try:
+        returns.return_exception_resolve(exception_id=exception_id, actor=request.staff.actor,
+                                         resolution=form.cleaned_data["resolution"],
+                                         reference=form.cleaned_data["reference"])
+    except returns.UnableToResolve:
+        messages.error(request, _("That could not be resolved: check the case reference."))
+    else:
+        messages.success(request, _("The exception is resolved."))
+    return redirect("console:exceptions")
+
+
+# --- refund approval (maker-checker) ---------------------------------------------------------
+
+
+@staff_view("refund.approve")
+def refunds(request):
+    return render(request, "console/refunds.html", {"items": selectors.refund_approvals_waiting()})
+
+
+def _decide(request, reference: str, decide, ok: str, **kwargs):
+    if not ClosureCase.objects.filter(reference=reference).exists():
+        raise Http404
+    try:
+        decide(reference=reference, approver=request.staff.actor, **kwargs)
+    except closures.UnableToApprove as exc:
+        if "requested" in str(exc):
+            messages.error(request, _("You requested this refund, so another approver must decide it."))
+        else:
+            messages.error(request, _("This refund is not waiting for a decision."))
+    else:
+        messages.success(request, ok)
+    if request.POST.get("back") == "case":
+        return _case_redirect(reference)
+    return redirect("console:refunds")
+
+
+@require_POST
+@staff_view("refund.approve")
+def refund_approve(request, reference: str):
+    return _decide(request, reference, closures.refund_approve, _("The refund is approved and will be paid."),
+                   note=request.POST.get("note", "").strip()[:300])
+
+
+@require_POST
+@staff_view("refund.approve")
+def refund_reject(request, reference: str):
+    reason = _reason(request)
+    if reason is None:
+        return redirect("console:refunds")
+    return _decide(request, reference, closures.refund_reject, _("The refund is rejected; the case is on hold."),
+                   reason=reason)
+
+
+# --- SLA --------------------------------------------------------------------------------------
+
+
+STATE_LABELS = {
+    "draft": _("Draft"), "submitted": _("Submitted"), "verified": _("Identity verified"),
+    "settled": _("Fees settled"), "awaiting_return": _("Waiting for the card"), "returned": _("Card received"),
+    "refund_pending": _("Refund in progress"), "refunded": _("Refunded"), "deactivating": _("Deactivating"),
+    "unbinding": _("Unbinding apps"), "closed": _("Closed"), "rejected": _("Not approved"),
+    "withdrawn": _("Withdrawn"), "on_hold": _("On hold"), "failed_needs_attention": _("Needs attention"),
+}
+
+
+@staff_view("sla.view")
+def sla(request):
+    board = selectors.sla_board()
+    charts = [
+        rules.bar_chart_svg(title=_("Cases per state"),
+                            bars=[(str(STATE_LABELS.get(s, s)), n) for s, n in board["per_state"]]),
+        rules.bar_chart_svg(title=_("Age of open cases (working days)"), bars=board["ages"]),
+        rules.bar_chart_svg(title=_("Refunds per day (last 14 days)"), bars=board["refunds_per_day"]),
+    ]
+    return render(request, "console/sla.html", board | {"charts": [mark_safe(svg) for svg in charts]})  # noqa: S308 - escaped by bar_chart_svg
+
+
+@staff_view("sla.view")
+def sla_csv(request):
+    board = selectors.sla_board()
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="closeout-sla.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["reference", "product", "channel", "state", "created_at", "sla_due_date",
+                     "age_working_days", "working_days_left", "sla_status"])
+    for row in board["rows"]:
+        writer.writerow([row["reference"], row["product"], row["channel"], row["state"],
+                         row["created_at"].isoformat(), row["sla_due_date"] or "", row["age_working_days"],
+                         row["working_days_left"], row["status"]])
+    return response
+
+
+# --- staff ------------------------------------------------------------------------------------
+
+
+@staff_view("staff.manage")
+def staff(request):
+    now = clock.now()
+    return render(request, "console/staff.html", {"people": selectors.staff_list(), "now": now,
+                                                  "labels": roles.ROLE_LABELS})
+
+
+@require_POST
+@staff_view("staff.manage")
+def staff_unlock(request, staff_id: int):
+    if not StaffProfile.objects.filter(id=staff_id).exists():
+        raise Http404
+    services.staff_unlock(staff_id=staff_id, actor=request.staff.actor)
+    messages.success(request, _("The account is unlocked."))
+    return redirect("console:staff")
+

@@ -1,0 +1,172 @@
+"""Partner registration and secret rotation (for the console and the CLI), and the unbind
+messages of a case. Secrets are shown once, when created, and stored sealed."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from closeout.audit.services import audit_record
+from closeout.common import clock
+from closeout.integrations import crypto
+from closeout.integrations.models import Partner, PartnerSecret, UnbindDelivery
+from closeout.integrations.partners import signing
+from closeout.integrations.partners.port import Delivery
+
+ROTATION_GRACE = timedelta(hours=24)
+DEMO_PARTNERS = (("maps-app", "Maps app"), ("transit-wallet", "Transit wallet"), ("city-pay", "City Pay"))
+
+
+class UnableToRegisterPartner(Exception):
+    pass
+
+
+class PartnerNotFound(Exception):
+    pass
+
+
+def _seal(partner_code: str, secret: str) -> str:
+    return crypto.seal(secret, context=f"partner:{partner_code}")
+
+
+def _check_url(url: str) -> str:
+    url = (url or "").strip()
+    if not url.startswith(("https://", "http://")) or len(url) > 300:
+        raise UnableToRegisterPartner("endpoint must be an http(s) URL of at most 300 characters")
+    return url
+
+
+def simulator_endpoint(code: str) -> str:
+    return f"{settings.PUBLIC_URL}/sim/partners/{code}/webhook"
+
+
+def partner_register(*, code: str, name: str, endpoint_url: str, actor: str) -> tuple[Partner, str]:
+    """Register a partner and return it with its first signing secret (shown only now).
+
+    :raises UnableToRegisterPartner: for a taken code or a bad endpoint.
+    """
+    code = (code or "").strip().lower()
+    if not code or len(code) > 40 or not all(ch.isalnum() or ch in "-_" for ch in code):
+        raise UnableToRegisterPartner("code must be 1-40 letters, digits, '-' or '_'")
+    endpoint_url = _check_url(endpoint_url)
+    secret = signing.new_secret()
+    now = clock.now()
+    with transaction.atomic():
+        if Partner.objects.filter(code=code).exists():
+            raise UnableToRegisterPartner(f"partner {code} is already registered")
+        partner = Partner.objects.create(code=code, name=(name or code)[:120], endpoint_url=endpoint_url,
+                                         created_at=now)
+        PartnerSecret.objects.create(partner=partner, sealed=_seal(code, secret), hint=secret[-4:], created_at=now)
+        audit_record(actor=actor, action="partner.register", subject=f"partner:{code}", after="active",
+                     data={"endpoint": endpoint_url})
+    return partner, secret
+
+
+def partner_update(*, code: str, actor: str, name: str | None = None, endpoint_url: str | None = None,
+                   active: bool | None = None) -> Partner:
+    """Change a partner's name, endpoint or active flag.
+
+    :raises PartnerNotFound:
+    :raises UnableToRegisterPartner: for a bad endpoint.
+    """
+    with transaction.atomic():
+        partner = Partner.objects.select_for_update().filter(code=code).first()
+        if partner is None:
+            raise PartnerNotFound(code)
+        before = {"name": partner.name, "endpoint": partner.endpoint_url, "active": partner.active}
+        if name is not None:
+            partner.name = name[:120]
+        if endpoint_url is not None:
+            partner.endpoint_url = _check_url(endpoint_url)
+        if active is not None:
+            partner.active = active
+        partner.save()
+        audit_record(actor=actor, action="partner.update", subject=f"partner:{code}",
+                     before="active" if before["active"] else "inactive",
+                     after="active" if partner.active else "inactive",
+                     data={"before": before, "after": {"name": partner.name, "endpoint": partner.endpoint_url,
+                                                       "active": partner.active}})
+    return partner
+
+
+def partner_secret_rotate(*, code: str, actor: str, grace: timedelta = ROTATION_GRACE) -> str:
+    """Issue a new signing secret; the older ones keep signing for `grace`, then expire.
+
+    Returns the new secret (shown only now).
+
+    :raises PartnerNotFound:
+    """
+    secret = signing.new_secret()
+    now = clock.now()
+    with transaction.atomic():
+        partner = Partner.objects.select_for_update().filter(code=code).first()
+        if partner is None:
+            raise PartnerNotFound(code)
+        PartnerSecret.objects.filter(partner=partner).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now + grace)).update(expires_at=now + grace)
+        PartnerSecret.objects.create(partner=partner, sealed=_seal(code, secret), hint=secret[-4:], created_at=now)
+        audit_record(actor=actor, action="partner.secret_rotate", subject=f"partner:{code}",
+                     reason=f"old secrets expire in {grace}")
+    return secret
+
+
+def partner_secrets(*, code: str, now=None) -> tuple[str, ...]:
+    """Every secret of the partner still valid, newest first."""
+    now = now or clock.now()
+    rows = (PartnerSecret.objects.filter(partner__code=code)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now)).order_by("-created_at", "-id"))
+    return tuple(crypto.unseal(row.sealed, context=f"partner:{code}") for row in rows)
+
+
+def partner_list() -> list[dict]:
+    """Partners with their secrets' hints and expiry (never the secrets), for the console."""
+    now = clock.now()
+    out = []
+    for partner in Partner.objects.order_by("code").prefetch_related("secrets"):
+        out.append({
+            "code": partner.code, "name": partner.name, "endpoint_url": partner.endpoint_url,
+            "active": partner.active, "created_at": partner.created_at,
+            "secrets": [{"hint": s.hint, "created_at": s.created_at, "expires_at": s.expires_at,
+                         "valid": s.expires_at is None or s.expires_at > now}
+                        for s in sorted(partner.secrets.all(), key=lambda s: s.created_at, reverse=True)],
+        })
+    return out
+
+
+def partners_demo_load() -> int:
+    """Register the demo partners at the built-in simulated endpoints; return how many were new."""
+    created = 0
+    for code, name in DEMO_PARTNERS:
+        if not Partner.objects.filter(code=code).exists():
+            partner_register(code=code, name=name, endpoint_url=simulator_endpoint(code), actor="system:demo")
+            created += 1
+    return created
+
+
+def unbind_message(*, case, binding) -> Delivery | None:
+    """The unbind message for one binding of a case, or None when the partner is not registered."""
+    partner = Partner.objects.filter(code=binding.partner, active=True).first()
+    if partner is None:
+        return None
+    message_id = f"{case.reference}:unbind:{binding.partner}"
+    body = json.dumps({
+        "type": "card.unbind",
+        "timestamp": clock.now().isoformat(),
+        "data": {"binding_ref": binding.external_ref, "card_last4": case.card.number[-4:],
+                 "closure_reference": case.reference, "reason": "card_closed"},
+    }, separators=(",", ":"))
+    return Delivery(partner=partner.code, endpoint_url=partner.endpoint_url, message_id=message_id, body=body,
+                    secrets=partner_secrets(code=partner.code))
+
+
+def unbind_results(*, case) -> list[dict]:
+    """Each partner's unbind result on the case, for the case page and the console."""
+    return [
+        {"partner": d.partner, "status": d.status, "attempts": d.attempts, "last_status_code": d.last_status_code,
+         "last_error": d.last_error, "acknowledged_at": d.acknowledged_at}
+        for d in UnbindDelivery.objects.filter(case=case).order_by("partner")
+    ]

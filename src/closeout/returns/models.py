@@ -1,0 +1,73 @@
+from django.db import models
+
+from closeout.cards.models import Card
+from closeout.closures.models import ClosureCase
+
+
+class ReturnLabel(models.Model):
+    """The prepaid return label of a case; its code is what the warehouse scans."""
+
+    case = models.OneToOneField(ClosureCase, on_delete=models.PROTECT, related_name="return_label")
+    code = models.CharField(max_length=20, unique=True)
+    created_at = models.DateTimeField()
+    tracking_ref = models.CharField(max_length=80, blank=True)
+
+
+class CheckIn(models.Model):
+    """One scan at the warehouse and what came of it."""
+
+    class Outcome(models.TextChoices):
+        RECEIVED = "RECEIVED", "Received"
+        EXCEPTION = "EXCEPTION", "Exception"
+
+    at = models.DateTimeField()
+    staff = models.CharField(max_length=120)
+    scanned_masked = models.CharField(max_length=40)
+    case = models.ForeignKey(ClosureCase, null=True, blank=True, on_delete=models.PROTECT, related_name="checkins")
+    card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="checkins")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+
+
+class ReturnException(models.Model):
+    """A scanned card the warehouse could not match to a case waiting for it."""
+
+    class Reason(models.TextChoices):
+        UNKNOWN = "UNKNOWN", "Unknown label or card"
+        MISMATCH = "MISMATCH", "Card does not match the label"
+        NOT_EXPECTED = "NOT_EXPECTED", "No case is waiting for this card"
+
+    checkin = models.OneToOneField(CheckIn, on_delete=models.PROTECT, related_name="exception")
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    # Kept so staff can trace the physical card; card numbers are not personal data here.
+    scanned_code = models.CharField(max_length=40)
+    card_number = models.CharField(max_length=20, blank=True)
+    case = models.ForeignKey(ClosureCase, null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="return_exceptions")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=120, blank=True)
+    resolution = models.CharField(max_length=300, blank=True)
+
+
+class Destruction(models.Model):
+    """The record that a physical card was destroyed: who, when, how, in which batch, where."""
+
+    class Method(models.TextChoices):
+        SHRED = "SHRED", "Shredded"
+        PUNCH = "PUNCH", "Chip punched"
+        CUT = "CUT", "Cut through chip"
+        INCINERATE = "INCINERATE", "Incinerated"
+
+    card = models.OneToOneField(Card, on_delete=models.PROTECT, related_name="destruction")
+    case = models.ForeignKey(ClosureCase, null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="destructions")
+    method = models.CharField(max_length=12, choices=Method.choices)
+    batch = models.CharField(max_length=40)
+    place = models.CharField(max_length=60)
+    destroyed_by = models.CharField(max_length=120)
+    destroyed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(method__in=["SHRED", "PUNCH", "CUT", "INCINERATE"]),
+                                   name="destruction_method_valid"),
+        ]

@@ -1,0 +1,182 @@
+"""Warehouse: return labels, check-in of returned cards, the exception queue and destruction
+records. The case moves through `closures.services.closure_card_received`."""
+
+from __future__ import annotations
+
+import re
+
+from django.db import transaction
+
+from closeout.audit.services import audit_record
+from closeout.cards.models import Card
+from closeout.closures import services as closures
+from closeout.closures import states
+from closeout.closures.models import CaseEvent, ClosureCase
+from closeout.common import clock
+from closeout.identity import documents
+from closeout.returns.models import CheckIn, Destruction, ReturnException, ReturnLabel
+
+LABEL = re.compile(r"^RL(\d{10})(\d)$")
+
+
+class UnableToCheckIn(Exception):
+    pass
+
+
+class UnableToDestroy(Exception):
+    pass
+
+
+class UnableToResolve(Exception):
+    pass
+
+
+def label_code_for(reference: str) -> str:
+    """Return the label code of a case reference: RL + year + sequence + a Luhn check digit."""
+    year, seq = reference.split("-")[1:]
+    body = f"RL{year}{seq}"
+    return body + documents.luhn_check_digit(body[2:])
+
+
+def return_label_issue(*, reference: str) -> ReturnLabel:
+    """Create the case's return label once; issuing again returns the same label."""
+    case = ClosureCase.objects.filter(reference=reference).first()
+    if case is None:
+        raise closures.CaseNotFound(reference)
+    label, _ = ReturnLabel.objects.get_or_create(
+        case=case, defaults={"code": label_code_for(reference), "created_at": clock.now()})
+    return label
+
+
+def _mask(code: str) -> str:
+    return code if code.startswith("RL") else documents.mask_card_number(code)
+
+
+def _received_already(case: ClosureCase) -> bool:
+    return CaseEvent.objects.filter(case=case, key="card_received").exists()
+
+
+def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
+    """Check in a scanned return label code or card number.
+
+    A card the warehouse expected moves its case to `returned` (and on to the refund); a repeat
+    scan of a card already received changes nothing; anything else lands in the exception queue.
+
+    :raises UnableToCheckIn: for an empty scan.
+    """
+    code = re.sub(r"[\s-]", "", code or "").upper()
+    inner = re.sub(r"[\s-]", "", card_number or "")
+    if not code:
+        raise UnableToCheckIn("nothing was scanned")
+    case = card = None
+    reason = None
+    label_match = LABEL.match(code)
+    if label_match:
+        label = ReturnLabel.objects.select_related("case__card").filter(code=code).first()
+        if label is None or documents.luhn_check_digit(code[2:-1]) != code[-1]:
+            reason = ReturnException.Reason.UNKNOWN
+        else:
+            case, card = label.case, label.case.card
+            if inner and inner != card.number:
+                reason = ReturnException.Reason.MISMATCH
+    else:
+        try:
+            number = documents.normalize_card_number(code)
+        except documents.InvalidDocument:
+            number = None
+        card = Card.objects.filter(number=number).first() if number else None
+        if card is None:
+            reason = ReturnException.Reason.UNKNOWN
+        else:
+            case = (ClosureCase.objects.filter(card=card).exclude(state__in=states.TERMINAL).first()
+                    or ClosureCase.objects.filter(card=card).order_by("-created_at").first())
+            if inner and inner != card.number:
+                reason = ReturnException.Reason.MISMATCH
+    if reason is None and case is not None:
+        earlier = CheckIn.objects.filter(case=case, outcome=CheckIn.Outcome.RECEIVED).first()
+        if earlier is not None:
+            return earlier
+        if case.state != states.AWAITING_RETURN:
+            reason = ReturnException.Reason.NOT_EXPECTED
+    if case is None and reason is None:
+        reason = ReturnException.Reason.NOT_EXPECTED
+    with transaction.atomic():
+        outcome = CheckIn.Outcome.EXCEPTION if reason else CheckIn.Outcome.RECEIVED
+        checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code), case=case,
+                                         card=card, outcome=outcome)
+        if reason:
+            ReturnException.objects.create(checkin=checkin, reason=reason, scanned_code=code[:40],
+                                           card_number=(inner or (card.number if card else ""))[:20], case=case)
+            audit_record(actor=actor, action="return.exception", subject=case.reference if case else "unknown",
+                         reason=reason)
+        else:
+            closures.closure_card_received(reference=case.reference, actor=actor, note="card checked in at the warehouse")
+    return checkin
+
+
+def return_exception_resolve(*, exception_id: int, actor: str, resolution: str, reference: str = "") -> ReturnException:
+    """Close an exception with what was done; naming a case waiting for the card checks it in.
+
+    :raises UnableToResolve: for a resolved or unknown exception, no resolution text, or a named
+        case that is not waiting for a card.
+    """
+    resolution = (resolution or "").strip()
+    if not resolution:
+        raise UnableToResolve("describe what was done")
+    with transaction.atomic():
+        item = ReturnException.objects.select_for_update().filter(id=exception_id).first()
+        if item is None or item.resolved_at is not None:
+            raise UnableToResolve("this exception is not open")
+        if reference:
+            case = ClosureCase.objects.filter(reference=reference.strip().upper()).first()
+            if case is None or case.state != states.AWAITING_RETURN:
+                raise UnableToResolve("that case is not waiting for a card")
+            closures.closure_card_received(reference=case.reference, actor=actor,
+                                           note="card matched from the exception queue")
+            CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=item.checkin.scanned_masked,
+                                   case=case, card=case.card, outcome=CheckIn.Outcome.RECEIVED)
+            item.case = case
+        item.resolved_at = clock.now()
+        item.resolved_by = actor
+        item.resolution = resolution[:300]
+        item.save()
+        audit_record(actor=actor, action="return.exception_resolved", subject=item.case.reference if item.case else
+                     "unknown", reason=resolution[:300])
+    return item
+
+
+def card_destruction_record(*, card: Card, method: str, batch: str, place: str, actor: str,
+                            case: ClosureCase | None = None) -> Destruction:
+    """Record that a physical card was destroyed (once per card).
+
+    :raises UnableToDestroy: for an unknown method, an empty batch or a card already destroyed.
+    """
+    if method not in Destruction.Method.values:
+        raise UnableToDestroy("unknown destruction method")
+    batch = (batch or "").strip()
+    if not batch:
+        raise UnableToDestroy("a batch is required")
+    with transaction.atomic():
+        if Destruction.objects.filter(card=card).exists():
+            raise UnableToDestroy("this card was already destroyed")
+        record = Destruction.objects.create(card=card, case=case, method=method, batch=batch[:40],
+                                            place=place[:60], destroyed_by=actor, destroyed_at=clock.now())
+        audit_record(actor=actor, action="card.destroyed", subject=f"card:{card.id}", after=method,
+                     reason=batch[:40], data={"case": case.reference if case else "", "place": place[:60]})
+    return record
+
+
+def destruction_batch(*, checkin_ids: list[int], method: str, batch: str, actor: str) -> list[Destruction]:
+    """Destroy the cards of received check-ins in one batch.
+
+    :raises UnableToDestroy: when one of them cannot be recorded (none are then recorded).
+    """
+    with transaction.atomic():
+        records = []
+        for checkin in CheckIn.objects.select_related("card", "case").filter(
+                id__in=checkin_ids, outcome=CheckIn.Outcome.RECEIVED).order_by("id"):
+            records.append(card_destruction_record(card=checkin.card, case=checkin.case, method=method, batch=batch,
+                                                   place="warehouse", actor=actor))
+        if not records:
+            raise UnableToDestroy("select at least one received card")
+    return records

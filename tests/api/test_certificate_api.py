@@ -1,0 +1,73 @@
+"""The public certificate endpoints and the verification page need no API key."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from closeout.api.keys import apikey_create
+from tests.aftercare_support import close_card
+
+pytestmark = pytest.mark.django_db
+
+
+def test_anyone_can_download_and_verify_a_certificate(client, make_card):
+    case = close_card(make_card("YKT", balance=45000))
+    certificate_id = case.certificate.id
+
+    pdf = client.get(f"/api/v1/certificates/{certificate_id}")
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF")
+
+    verify = client.get(f"/api/v1/certificates/{certificate_id}/verify")
+    assert verify.status_code == 200
+    body = verify.json()
+    assert body["valid"] is True
+    assert body["key_id"].startswith("ed25519-")
+    assert body["facts"]["reference"] == case.reference
+    assert body["facts"]["refund"] == {**body["facts"]["refund"], "amount": 47000, "currency": "CNY"}
+
+    keys = client.get("/api/v1/certificates/keys").json()
+    assert body["key_id"] in keys["keys"]
+
+
+def test_the_closure_api_links_the_certificate(client, make_card):
+    _, token = apikey_create(name="ops", scope="operator")
+    case = close_card(make_card("YKT"))
+    body = client.get(f"/api/v1/closures/{case.reference}", HTTP_AUTHORIZATION=f"Bearer {token}").json()
+    assert body["certificate"]["id"] == str(case.certificate.id)
+    assert body["certificate"]["verify_url"].endswith(f"/verify/{case.certificate.id}")
+
+
+@pytest.mark.parametrize("certificate_id", [str(uuid.uuid4()), "not-a-uuid", "1' OR '1'='1"])
+def test_an_unknown_certificate_is_a_problem_404(client, certificate_id):
+    for path in (f"/api/v1/certificates/{certificate_id}", f"/api/v1/certificates/{certificate_id}/verify"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response["Content-Type"] == "application/problem+json"
+    assert client.get(f"/verify/{certificate_id}").status_code == 404
+
+
+@pytest.mark.parametrize("language,heading,valid_word", [
+    ("zh-hans", "注销证明", "有效"), ("zh-hant", "註銷證明書", "有效"), ("en", "Closure certificate", "Valid"),
+])
+def test_the_verification_page_speaks_the_readers_language(client, make_card, language, heading, valid_word):
+    case = close_card(make_card("YKT", balance=45000))
+    page = client.get(f"/verify/{case.certificate.id}", HTTP_ACCEPT_LANGUAGE=language)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert heading in html and valid_word in html
+    assert 'data-valid="true"' in html and case.reference in html
+    assert case.card.number not in html
+
+
+def test_the_verification_page_says_not_valid_for_a_tampered_certificate(client, make_card):
+    from closeout.certificates.models import Certificate
+
+    case = close_card(make_card("YKT", balance=900))
+    Certificate.objects.filter(id=case.certificate.id).update(
+        facts=case.certificate.facts.replace(case.reference, "CL-2026-999999"))
+    html = client.get(f"/verify/{case.certificate.id}", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'data-valid="false"' in html
+    assert client.get(f"/api/v1/certificates/{case.certificate.id}/verify").json()["valid"] is False

@@ -1,0 +1,184 @@
+"""Each role's main task in the staff console, in Chromium (Playwright), with screenshots under
+test-results/."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from closeout.closures import states
+from closeout.closures.models import ClosureCase, RefundApproval
+from tests.conftest import IN_CI
+from tests.fixtures import HKID
+from tests.integration import test_console_support as support
+from tests.integration.test_console_support import PASSWORD, case_in_state, make_staff, totp_code
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM set-up beside Playwright's loop
+branch = support.branch
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "test-results"
+
+pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() and not IN_CI:
+        pytest.skip("Debian Chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(locale="en-GB", viewport={"width": 1200, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(15000)
+    yield opened
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"console-{name}.png"), full_page=True)
+
+
+def sign_in(page, live_server, role: str, **extra):
+    profile, device, _ = make_staff(role, **extra)
+    page.goto(f"{live_server.url}/console/")
+    page.get_by_label("Email").fill(profile.user.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Code from your authenticator app").fill(totp_code(device))
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Staff console").wait_for()
+    return profile
+
+
+def test_agent_opens_a_case_for_a_caller(page, live_server, make_card):
+    card = make_card("YKT", balance=45000)
+    sign_in(page, live_server, "agent")
+    page.get_by_role("link", name="Open a case for a customer").click()
+    page.get_by_label("Channel").select_option("phone")
+    page.get_by_label("Call, email or chat reference").fill("CALL-7781")
+    page.get_by_label("Card number", exact=True).fill(card.number)
+    page.get_by_label("Holder name", exact=True).fill("陈大文")
+    page.get_by_label("Phone or email on file").fill("+852 9123 4567")
+    page.get_by_label("ID document", exact=True).select_option("hkid")
+    page.get_by_label("ID document number", exact=True).fill(HKID)
+    for label in ("Card number read back and confirmed", "Holder name confirmed", "Contact confirmed",
+                  "ID document confirmed"):
+        page.get_by_label(label).check()
+    shot(page, "agent-identity")
+    page.get_by_role("button", name="Check identity").click()
+    page.get_by_role("heading", name="Read the quote to the customer").wait_for()
+    shot(page, "agent-quote")
+    page.get_by_label("The customer heard the quote and agreed to close the card").check()
+    page.get_by_role("button", name="Record consent and open the case").click()
+    page.locator("[data-state=submitted]").wait_for()
+    shot(page, "agent-case")
+    case = ClosureCase.objects.get(card=card)
+    assert (case.channel, case.channel_ref) == ("phone", "CALL-7781")
+    assert HKID not in page.content()
+
+
+def test_branch_clerk_serves_a_customer_at_the_counter(page, live_server, make_card, branch):
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    sign_in(page, live_server, "branch_clerk", branch_code="HK-CEN")
+    page.get_by_role("link", name="Serve at the counter").click()
+    page.get_by_label("Case reference").fill(case.reference)
+    page.get_by_label("ID document", exact=True).select_option("hkid")
+    page.get_by_label("ID document number", exact=True).fill(HKID)
+    page.get_by_label("I have seen the original document (not a copy)").check()
+    page.get_by_label("The photo matches the person at the counter").check()
+    page.get_by_role("button", name="Record the ID check").click()
+    page.get_by_label("Destruction method").select_option("CUT")
+    page.get_by_role("button", name="Card taken and destroyed").click()
+    shot(page, "clerk-customer-screen")
+    page.get_by_role("button", name="I confirm that I want to close this card").click()
+    page.locator("[data-confirmed=yes]").wait_for()
+    shot(page, "clerk-confirmed")
+    assert ClosureCase.objects.get(id=case.id).state == states.REFUND_PENDING
+    with page.expect_popup() as popup:
+        page.get_by_role("link", name="Print the receipt (PDF)").click()
+    assert popup.value.url.endswith("receipt.pdf")
+
+
+def test_warehouse_checks_in_a_returned_card(page, live_server, make_card):
+    from closeout.returns.services import return_label_issue
+
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = return_label_issue(reference=case.reference)
+    sign_in(page, live_server, "warehouse")
+    page.get_by_role("link", name="Warehouse check-in").click()
+    page.get_by_label("Return label code or card number").fill(label.code)
+    page.get_by_role("button", name="Check in").click()
+    page.get_by_text(f"Received: case {case.reference}").wait_for()
+    page.get_by_label("Return label code or card number").fill("RL20260000000")
+    page.get_by_role("button", name="Check in").click()
+    page.get_by_text("Not expected").wait_for()
+    page.get_by_role("button", name="Record destruction").click()
+    page.get_by_text("1 cards recorded as destroyed").wait_for()
+    shot(page, "warehouse")
+    assert ClosureCase.objects.get(id=case.id).state == states.REFUND_PENDING
+
+
+def test_refund_approver_approves_a_refund(page, live_server, make_card):
+    case = case_in_state(make_card("YKT", balance=90000), "refund_pending")
+    sign_in(page, live_server, "refund_approver")
+    page.get_by_role("link", name="Refunds to approve").click()
+    row = page.locator(f"tr[data-reference='{case.reference}']")
+    shot(page, "approver-queue")
+    row.get_by_label("Note").fill("amount checked against the ledger")
+    row.get_by_role("button", name="Approve refund").click()
+    page.get_by_text("The refund is approved").wait_for()
+    shot(page, "approver-done")
+    assert RefundApproval.objects.get(case=case).decision == "approved"
+
+
+def test_supervisor_reads_the_sla_dashboard_and_waives_a_fee(page, live_server, make_card):
+    card = make_card("OCTO", charges=[("overdraft", 800)])
+    case = case_in_state(card, "submitted")
+    sign_in(page, live_server, "supervisor")
+    page.get_by_role("link", name="SLA dashboard").click()
+    page.locator("svg").first.wait_for()
+    shot(page, "supervisor-sla")
+    page.goto(f"{live_server.url}/console/cases/{case.reference}/")
+    page.locator("input[id^=waive-]").fill("goodwill after complaint")
+    page.get_by_role("button", name="Waive the fee").click()
+    page.get_by_text("The charge was waived").wait_for()
+    shot(page, "supervisor-waive")
+    assert card.charges.get().settled_how == "waived"
+
+
+def test_admin_unlocks_a_staff_account(page, live_server):
+    from datetime import timedelta
+
+    from closeout.common import clock
+    from closeout.console.models import StaffProfile
+
+    locked, _, _ = make_staff("agent")
+    StaffProfile.objects.filter(id=locked.id).update(locked_until=clock.now() + timedelta(minutes=15))
+    sign_in(page, live_server, "admin")
+    page.get_by_role("link", name="Staff accounts").click()
+    page.get_by_role("button", name="Unlock").click()
+    page.get_by_text("The account is unlocked").wait_for()
+    shot(page, "admin-staff")
+    assert StaffProfile.objects.get(id=locked.id).locked_until is None
+
+
+def test_console_speaks_traditional_chinese(page, live_server):
+    sign_in(page, live_server, "supervisor")
+    page.get_by_label("Language").select_option("zh-hant")
+    page.wait_for_load_state()
+    shot(page, "home-zh-hant")
+    assert "員工控制台" in page.content()

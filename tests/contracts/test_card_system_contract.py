@@ -1,0 +1,79 @@
+"""The card management system contract, held by the simulator in-process and by the REST
+adapter talking to the simulator's HTTP surface."""
+
+from __future__ import annotations
+
+import pytest
+
+from closeout.common.money import Money
+from closeout.integrations.card_system.adapter import HttpCardSystem
+from closeout.integrations.card_system.simulator import SimulatedCardSystem
+from closeout.integrations.errors import PermanentError, TransientError
+from closeout.integrations.models import SimCardBlock, SimFault, SimNumberDeactivation
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(params=["simulator", "http"])
+def cms(request):
+    if request.param == "simulator":
+        return SimulatedCardSystem()
+    transport = request.getfixturevalue("wsgi_transport")
+    return HttpCardSystem(base_url="http://testserver/sim/cards/api", transport=transport)
+
+
+def test_blocking_twice_with_one_key_blocks_once(cms, make_card):
+    card = make_card("YKT")
+
+    first = cms.block(card_number=card.number, idempotency_key="CL-1:deactivate")
+    again = cms.block(card_number=card.number, idempotency_key="CL-1:deactivate")
+
+    assert first == again and first["status"] == "blocked"
+    assert SimCardBlock.objects.get(card_number=card.number).request_count == 2
+
+
+def test_a_sim_number_is_deactivated_once_per_key(cms, make_card):
+    card = make_card("TSIM", plan_days_left=10)
+
+    first = cms.deactivate_number(iccid=card.number, idempotency_key="CL-2:deactivate_number")
+    again = cms.deactivate_number(iccid=card.number, idempotency_key="CL-2:deactivate_number")
+
+    assert first == again and first["status"] == "deactivated"
+    assert SimNumberDeactivation.objects.filter(iccid=card.number).count() == 1
+
+
+def test_balance_and_transaction_count_are_read_from_the_card_system(cms, make_card):
+    card = make_card("YKT", balance=4321, transactions=17)
+
+    info = cms.card_info(card_number=card.number)
+
+    assert (info.balance, info.transaction_count, info.status) == (Money(4321, "CNY"), 17, "active")
+
+
+def test_a_blocked_card_reads_as_blocked(cms, make_card):
+    card = make_card("YKT")
+    cms.block(card_number=card.number, idempotency_key="CL-3:deactivate")
+
+    assert cms.card_info(card_number=card.number).status == "blocked"
+
+
+def test_an_unknown_card_is_a_permanent_error(cms):
+    with pytest.raises(PermanentError):
+        cms.card_info(card_number="8103000000000000")
+
+
+def test_a_5xx_is_transient_and_blocks_nothing(cms, make_card):
+    card = make_card("YKT")
+    SimFault.objects.create(system="card_system", operation="block", mode="error_5xx")
+
+    with pytest.raises(TransientError):
+        cms.block(card_number=card.number, idempotency_key="CL-4:deactivate")
+
+    assert not SimCardBlock.objects.exists()
+
+
+def test_the_block_endpoint_demands_an_idempotency_key(client):
+    response = client.post("/sim/cards/api/cards/8103000000000000/block")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"

@@ -1,0 +1,165 @@
+"""Payment provider faults against the real worker: timeouts, 5xx, declines, duplicate,
+out-of-order, lost and forged webhooks. None may pay twice, lose a case, or leave a case stuck
+anywhere but the staff's needs-attention queue."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from closeout.closures import services, states
+from closeout.closures.models import ClosureCase, Refund
+from closeout.integrations import crypto
+from closeout.integrations.models import SimFault, SimOutbox, SimRefund, WebhookReceipt
+from closeout.integrations.payments.simulator import webhook_secret
+from closeout.ledger.models import Posting
+from tests.fixtures import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _case(reference) -> ClosureCase:
+    return ClosureCase.objects.get(reference=reference)
+
+
+def _paid_once(reference: str) -> None:
+    assert SimRefund.objects.filter(idempotency_key=f"{reference}:refund").count() == 1
+    assert SimRefund.objects.count() == 1
+    assert Posting.objects.filter(key=f"{reference}:refund").count() == 1
+
+
+def _workflow_ended(workflow_id: str) -> bool:
+    from closeout.closures import dispatch
+
+    found = dispatch.client().list_workflows(workflow_ids=[workflow_id], load_input=False, load_output=False)
+    return bool(found) and found[0].status in ("SUCCESS", "ERROR")
+
+
+def _open(make_card, **kwargs):
+    card = make_card("YKT", balance=kwargs.pop("balance", 900), **kwargs)
+    return services.closure_request(card=card, channel="web", requester="customer:web")
+
+
+def test_timeouts_that_outlast_the_retries_park_the_case_and_a_resume_pays_nothing_more(dbos_worker, make_card):
+    SimFault.objects.create(system="payments", operation="refund", mode="timeout", remaining=5)
+    SimFault.objects.create(system="payments", operation="webhook", mode="drop_webhook", remaining=10)
+    case = _open(make_card)
+
+    wait_for(lambda: _case(case.reference).state == states.FAILED)
+    parked = _case(case.reference)
+    assert parked.resume_to == states.REFUND_PENDING and "refund" in parked.attention_reason
+    assert SimRefund.objects.get().request_count == 5  # the money moved on the first call
+
+    services.closure_resume(reference=case.reference, actor="staff:lee", note="provider back")
+    wait_for(lambda: _case(case.reference).state == states.CLOSED)
+
+    _paid_once(case.reference)
+    assert SimRefund.objects.get().request_count == 6
+
+
+def test_a_refund_whose_every_answer_timed_out_is_settled_once_by_its_webhook(dbos_worker, make_card):
+    SimFault.objects.create(system="payments", operation="refund", mode="timeout", remaining=5)
+    case = _open(make_card)
+
+    wait_for(lambda: _case(case.reference).state == states.CLOSED)
+    wait_for(lambda: _workflow_ended(f"{case.reference}:refund"))  # the retries ran out meanwhile
+
+    _paid_once(case.reference)
+    assert WebhookReceipt.objects.get().outcome == "applied"
+    assert _case(case.reference).state == states.CLOSED  # the exhausted retries did not park it
+
+
+def test_a_5xx_before_the_money_moved_is_retried_with_the_same_key(dbos_worker, make_card):
+    SimFault.objects.create(system="payments", operation="refund", mode="error_5xx", remaining=2)
+    case = _open(make_card)
+
+    wait_for(lambda: _case(case.reference).state == states.CLOSED)
+
+    _paid_once(case.reference)
+    assert SimRefund.objects.get().request_count == 1
+
+
+def test_a_declined_refund_goes_to_staff_with_the_reason_and_a_resume_never_pays_under_a_new_key(
+        dbos_worker, make_card):
+    SimFault.objects.create(system="payments", operation="refund", mode="decline")
+    case = _open(make_card)
+    wait_for(lambda: _case(case.reference).state == states.FAILED)
+    assert any("destination account closed" in n for n in _case(case.reference).events.values_list("note", flat=True))
+    assert Refund.objects.get(case__reference=case.reference).failure_reason == "destination account closed"
+
+    services.closure_resume(reference=case.reference, actor="staff:lee")
+    wait_for(lambda: SimRefund.objects.get().request_count == 2)
+    wait_for(lambda: _case(case.reference).state == states.FAILED)
+
+    assert SimRefund.objects.count() == 1 and SimRefund.objects.get().status == "failed"
+    assert not Posting.objects.filter(key=f"{case.reference}:refund").exists()
+
+
+def test_duplicated_settlement_webhooks_settle_the_refund_once(dbos_worker, make_card):
+    SimFault.objects.create(system="payments", operation="refund", mode="pending")
+    SimFault.objects.create(system="payments", operation="webhook", mode="duplicate_webhook", remaining=5)
+    case = _open(make_card)
+
+    wait_for(lambda: _case(case.reference).state == states.CLOSED)
+    wait_for(lambda: not SimOutbox.objects.filter(system="payments", delivered_at__isnull=True).exists())
+
+    _paid_once(case.reference)
+    assert SimOutbox.objects.filter(system="payments", attempts__gte=2).exists()
+    outcomes = list(WebhookReceipt.objects.values_list("outcome", flat=True))
+    assert len(outcomes) == SimOutbox.objects.filter(system="payments").count()  # duplicates left no receipt
+
+
+def test_a_stale_pending_webhook_arriving_after_the_settlement_changes_nothing(dbos_worker, make_card):
+    SimFault.objects.create(system="payments", operation="refund", mode="pending")
+    SimFault.objects.create(system="payments", operation="webhook", mode="out_of_order_webhook", remaining=1)
+    case = _open(make_card)
+
+    wait_for(lambda: _case(case.reference).state == states.CLOSED)
+    wait_for(lambda: WebhookReceipt.objects.count() == 2, timeout=20)
+
+    _paid_once(case.reference)
+    created = SimOutbox.objects.filter(system="payments").order_by("id").first()
+    stale = WebhookReceipt.objects.get(event_id=json.loads(created.body)["id"])
+    assert stale.outcome == "ignored"
+    assert _case(case.reference).state == states.CLOSED
+
+
+def test_a_lost_webhook_is_covered_by_polling(dbos_worker, make_card):
+    SimFault.objects.create(system="payments", operation="refund", mode="pending")
+    SimFault.objects.create(system="payments", operation="webhook", mode="drop_webhook", remaining=10)
+    case = _open(make_card)
+
+    wait_for(lambda: _case(case.reference).state == states.CLOSED, timeout=40)
+
+    _paid_once(case.reference)
+    assert not WebhookReceipt.objects.exists()
+
+
+def _signed_event(reference: str, *, amount: int, status="succeeded", at=None, secret=None) -> tuple[bytes, dict]:
+    body = json.dumps({"id": f"evt_{time.time_ns()}", "type": "refund.updated", "created": int(time.time()),
+                       "data": {"object": {"id": "re_x", "object": "refund", "amount": amount, "currency": "cny",
+                                           "status": status, "metadata": {"idempotency_key": f"{reference}:refund"}}}})
+    body = body.encode()
+    return body, {"HTTP_STRIPE_SIGNATURE": crypto.timestamped_sign(secret or webhook_secret(), body, at=at)}
+
+
+@pytest.mark.django_db
+def test_forged_stale_and_replayed_webhooks_move_nothing(client, make_card):
+    case = _open(make_card)  # dispatch is off: the case waits in `submitted`
+
+    forged = _signed_event(case.reference, amount=case.quote["refund"], secret="whsec_forger")
+    stale = _signed_event(case.reference, amount=case.quote["refund"], at=int(time.time()) - 600)
+    for body, headers in (forged, stale):
+        response = client.post("/webhooks/payments", body, content_type="application/json", **headers)
+        assert response.status_code == 401 and response["Content-Type"] == "application/problem+json"
+    assert not WebhookReceipt.objects.exists()
+
+    wrong_amount = _signed_event(case.reference, amount=1)
+    first = client.post("/webhooks/payments", wrong_amount[0], content_type="application/json", **wrong_amount[1])
+    replay = client.post("/webhooks/payments", wrong_amount[0], content_type="application/json", **wrong_amount[1])
+
+    assert (first.json(), replay.json()) == ({"outcome": "amount_mismatch"}, {"outcome": "duplicate"})
+    assert _case(case.reference).state == states.SUBMITTED
+    assert not Refund.objects.exists()

@@ -1,0 +1,193 @@
+"""Branch appointments: slots from opening hours and counters, book / cancel / reschedule,
+reminders the day before, and no double booking under concurrent requests."""
+
+from __future__ import annotations
+
+import threading
+from datetime import time, timedelta
+
+import pytest
+from django.db import connection
+
+from closeout.appointments import rules, selectors
+from closeout.appointments import services as appointments
+from closeout.appointments.models import Appointment
+from closeout.audit.models import AuditEvent
+from tests.integration import test_console_support as support
+from tests.integration.test_console_support import local, next_working_day
+
+branch = support.branch
+staff_client = support.staff_client
+
+
+def test_slots_cover_opening_hours_and_end_by_closing_time():
+    hours = [rules.Hours(0, time(9), time(11)), rules.Hours(0, time(14), time(15, 10))]
+    monday = next_working_day("HK")
+    while monday.weekday() != 0:
+        monday += timedelta(days=1)
+    starts = rules.slot_starts(monday, hours=hours, slot_minutes=30, working_day=True)
+    assert starts == [time(9), time(9, 30), time(10), time(10, 30), time(14), time(14, 30)]
+    assert rules.slot_starts(monday, hours=hours, slot_minutes=30, working_day=False) == []
+    assert rules.slot_starts(monday + timedelta(days=1), hours=hours, slot_minutes=30, working_day=True) == []
+
+
+@pytest.mark.django_db
+def test_booking_fills_one_counter_per_customer_until_the_slot_is_full(branch, make_card):
+    day = next_working_day()
+    slot = local(day, 10)
+    first = appointments.appointment_book(card=make_card(), branch=branch, starts_at=slot, actor="staff:a")
+    second = appointments.appointment_book(card=make_card(), branch=branch, starts_at=slot, actor="staff:a")
+
+    assert {first.counter.label, second.counter.label} == {"A", "B"}
+    with pytest.raises(appointments.SlotFull):
+        appointments.appointment_book(card=make_card(), branch=branch, starts_at=slot, actor="staff:a")
+    listed = {s["starts_at"]: s for s in selectors.branch_slots(branch=branch, day=day)}
+    assert (listed[slot]["capacity"], listed[slot]["booked"], listed[slot]["free"]) == (2, 2, 0)
+    assert AuditEvent.objects.filter(action="appointment.booked").count() == 2
+
+
+@pytest.mark.django_db
+def test_slots_outside_hours_in_the_past_or_off_the_grid_are_refused(branch, make_card):
+    card = make_card()
+    day = next_working_day()
+    for when, why in ((local(day, 8, 30), "closed"), (local(day, 17), "closed"), (local(day, 10, 10), "misaligned"),
+                      (local(day - timedelta(days=3), 10), "past")):
+        with pytest.raises(appointments.SlotUnavailable) as caught:
+            appointments.appointment_book(card=card, branch=branch, starts_at=when, actor="staff:a")
+        assert caught.value.code == why
+
+
+@pytest.mark.django_db
+def test_a_card_has_one_booking_and_cancel_frees_the_slot(branch, make_card):
+    card = make_card()
+    day = next_working_day()
+    booked = appointments.appointment_book(card=card, branch=branch, starts_at=local(day, 10), actor="staff:a")
+    with pytest.raises(appointments.CardAlreadyBooked):
+        appointments.appointment_book(card=card, branch=branch, starts_at=local(day, 11), actor="staff:a")
+
+    appointments.appointment_cancel(appointment_id=booked.id, actor="staff:a", reason="customer called")
+    with pytest.raises(appointments.AppointmentNotBooked):
+        appointments.appointment_cancel(appointment_id=booked.id, actor="staff:a")
+    again = appointments.appointment_book(card=card, branch=branch, starts_at=local(day, 10), actor="staff:a")
+    assert again.status == Appointment.Status.BOOKED
+
+
+@pytest.mark.django_db
+def test_reschedule_moves_to_a_free_slot_only(branch, make_card):
+    day = next_working_day()
+    mine = appointments.appointment_book(card=make_card(), branch=branch, starts_at=local(day, 10), actor="staff:a")
+    for _ in range(2):
+        appointments.appointment_book(card=make_card(), branch=branch, starts_at=local(day, 11), actor="staff:a")
+
+    with pytest.raises(appointments.SlotFull):
+        appointments.appointment_reschedule(appointment_id=mine.id, starts_at=local(day, 11), actor="staff:a")
+    moved = appointments.appointment_reschedule(appointment_id=mine.id, starts_at=local(day, 14, 30), actor="staff:a")
+    assert timezone_hour(moved.starts_at) == (14, 30)
+    assert Appointment.objects.filter(status="BOOKED", starts_at=local(day, 10)).count() == 0
+
+
+def timezone_hour(moment):
+    from django.utils import timezone
+
+    value = timezone.localtime(moment)
+    return value.hour, value.minute
+
+
+@pytest.mark.django_db
+def test_reminders_go_out_once_the_day_before(branch, make_card, monkeypatch):
+    from closeout.common import clock
+
+    day = next_working_day()
+    tomorrow_booking = appointments.appointment_book(card=make_card(), branch=branch, starts_at=local(day, 10),
+                                                     actor="staff:a")
+    week_later = next_working_day(after=day + timedelta(days=5))
+    later = appointments.appointment_book(card=make_card(), branch=branch, starts_at=local(week_later, 10),
+                                          actor="staff:a")
+    eve = local(day - timedelta(days=1), 18)
+    monkeypatch.setattr(clock, "now", lambda: eve)
+
+    assert appointments.appointment_reminders_send(now=eve) == 1
+    assert appointments.appointment_reminders_send(now=eve) == 0
+    tomorrow_booking.refresh_from_db()
+    later.refresh_from_db()
+    assert tomorrow_booking.reminder_sent_at == eve and later.reminder_sent_at is None
+
+
+@pytest.mark.django_db
+def test_staff_book_and_cancel_from_the_console(staff_client, branch, make_card):
+    client, _ = staff_client("agent")
+    card = make_card()
+    day = next_working_day()
+    board = client.get("/console/appointments/", {"branch": "HK-CEN", "day": day.isoformat()}).content.decode()
+    assert f'data-slot="{day.isoformat()}T10:00"' in board
+
+    client.post("/console/appointments/book", {"branch": "HK-CEN", "card_number": card.number,
+                                               "starts_at": f"{day.isoformat()}T10:00"})
+    booked = Appointment.objects.get(card=card)
+    full = client.post("/console/appointments/book", {"branch": "HK-CEN", "card_number": card.number,
+                                                      "starts_at": f"{day.isoformat()}T10:30"}, follow=True)
+    assert "already has an appointment" in full.content.decode()
+    client.post(f"/console/appointments/{booked.id}/cancel")
+    booked.refresh_from_db()
+    assert booked.status == "CANCELLED"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_bookings_never_double_book_a_counter(branch, make_card):
+    """Eight customers race for one slot with two counters: exactly two get it."""
+    day = next_working_day()
+    slot = local(day, 15)
+    cards = [make_card() for _ in range(8)]
+    barrier = threading.Barrier(len(cards))
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def book(card):
+        try:
+            barrier.wait(timeout=30)
+            appointments.appointment_book(card=card, branch=branch, starts_at=slot, actor="customer:web")
+            result = "booked"
+        except appointments.SlotFull:
+            result = "full"
+        except Exception as exc:  # noqa: BLE001 - reported below
+            result = f"error: {exc!r}"
+        finally:
+            connection.close()
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=book, args=(card,)) for card in cards]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(outcomes) == ["booked"] * 2 + ["full"] * 6
+    booked = Appointment.objects.filter(starts_at=slot, status="BOOKED")
+    assert sorted(booked.values_list("counter__label", flat=True)) == ["A", "B"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_card_racing_for_two_slots_gets_one(branch, make_card):
+    day = next_working_day()
+    card = make_card()
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def book(hour):
+        try:
+            barrier.wait(timeout=30)
+            appointments.appointment_book(card=card, branch=branch, starts_at=local(day, hour), actor="customer:web")
+            outcomes.append("booked")
+        except appointments.CardAlreadyBooked:
+            outcomes.append("already")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=book, args=(hour,)) for hour in (10, 11, 12, 13)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["already"] * 3 + ["booked"]
+    assert Appointment.objects.filter(card=card, status="BOOKED").count() == 1

@@ -1,0 +1,148 @@
+"""Bulk closure: streaming intake with rejects, resume without duplicates, batched actions."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from django.db.models import Sum
+
+from closeout.audit.services import audit_verify
+from closeout.cards.models import Card
+from closeout.closures import bulk, states
+from closeout.closures.models import BulkBatch, ClosureCase, RefundApproval
+from closeout.integrations.models import SimCardBlock, SimRefund
+from closeout.ledger.models import Line, Posting
+from tests.fixtures import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def write_csv(path, numbers, header=("card_number",)):
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for number in numbers:
+            writer.writerow([number])
+    return path
+
+
+def rejects(path):
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_batches_inline():
+    """Drive every due batch through its actions the way the batch workflow does."""
+    from closeout.integrations import registry
+
+    for batch in BulkBatch.objects.order_by("id"):
+        batch.refresh_from_db()
+        bulk.batch_settle(batch_id=batch.id, workflow_id=batch.next_action_id)
+        batch.refresh_from_db()
+        items = bulk.batch_refund_items(batch_id=batch.id, workflow_id=batch.next_action_id)
+        results = registry.port("payments").refund_batch(batch_key=batch.next_action_id, items=items) if items else {}
+        bulk.batch_refund_record(batch_id=batch.id, workflow_id=batch.next_action_id,
+                                 results={k: v.as_json() for k, v in results.items()})
+        batch.refresh_from_db()
+        items = bulk.batch_block_items(batch_id=batch.id, workflow_id=batch.next_action_id)
+        results = registry.port("card_system").block_batch(batch_key=batch.next_action_id, items=items) if items else {}
+        bulk.batch_blocked_record(batch_id=batch.id, workflow_id=batch.next_action_id, results=results)
+
+
+def test_bad_rows_are_rejected_by_line_and_field_and_the_rest_close(make_card, tmp_path):
+    good = [make_card("YKT", balance=1000 * i, days_old=2000) for i in range(1, 6)]
+    closed_before = make_card("YKT")
+    Card.objects.filter(id=closed_before.id).update(status="closed")
+    path = write_csv(tmp_path / "dormant.csv",
+                     [good[0].number, "12345", good[1].number, "8103000000000000", good[0].number,
+                      closed_before.number, *[c.number for c in good[2:]]])
+
+    summary = bulk.bulk_intake(path=path, reason="dormant 5 years", requester="operator:test", batch_size=2)
+
+    assert (summary.lines, summary.created, summary.rejected) == (9, 5, 4)
+    assert [(r["line"], r["field"]) for r in rejects(tmp_path / "dormant.rejects.csv")] == [
+        ("3", "card_number"), ("5", "card_number"), ("6", "card_number"), ("7", "card_number")]
+    assert ClosureCase.objects.filter(state=states.SUBMITTED, channel="bulk").count() == 5
+
+    run_batches_inline()
+
+    assert ClosureCase.objects.filter(state=states.CLOSED).count() == 5
+    assert SimRefund.objects.count() == 5
+    assert sorted(r.amount_minor for r in SimRefund.objects.all()) == [
+        1000 * i + 2000 - max(500, 50 * i) for i in range(1, 6)]  # dormancy fee 5%, min ¥5
+    assert SimCardBlock.objects.count() == 5
+    assert Line.objects.aggregate(s=Sum("amount_minor"))["s"] == 0
+    assert audit_verify() is None
+    assert set(Card.objects.filter(id__in=[c.id for c in good]).values_list("status", flat=True)) == {"closed"}
+
+
+def test_an_interrupted_run_resumes_without_duplicates(make_card, tmp_path):
+    cards = [make_card("YKT", balance=500) for _ in range(7)]
+    path = write_csv(tmp_path / "d.csv", [c.number for c in cards])
+    calls = []
+
+    def stop_after_two_batches(n):
+        calls.append(n)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=3,
+                         progress=stop_after_two_batches)
+    assert ClosureCase.objects.count() == 6
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=3)
+
+    assert summary.resumed_after == 7  # header + 6 rows already done
+    assert (summary.created, summary.rejected) == (1, 0)
+    assert ClosureCase.objects.count() == 7
+    assert ClosureCase.objects.values("card").distinct().count() == 7
+
+
+def test_dry_run_writes_nothing(make_card, tmp_path):
+    cards = [make_card("YKT", balance=500) for _ in range(3)]
+    path = write_csv(tmp_path / "d.csv", [c.number for c in cards] + ["bad"])
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", dry_run=True)
+
+    assert (summary.created, summary.rejected) == (3, 1)
+    assert summary.refund_total == {"CNY": 3 * 2500}
+    assert ClosureCase.objects.count() == 0 and Posting.objects.filter(key__contains="settle").count() == 0
+    assert set(Card.objects.values_list("status", flat=True)) == {"active"}
+
+
+def test_a_file_without_card_number_column_is_refused(tmp_path):
+    path = write_csv(tmp_path / "d.csv", ["x"], header=("number",))
+    with pytest.raises(bulk.BulkFileError, match="line 1"):
+        bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+
+
+def test_cases_needing_something_special_leave_the_batch(make_card, tmp_path):
+    plain = make_card("YKT", balance=500)
+    indebted = make_card("YKT", balance=100, charges=[("overdraft", 9000)])
+    large = make_card("YKT", balance=90000)
+    bound = make_card("YKT", balance=500, bindings=["maps-app"])
+    path = write_csv(tmp_path / "d.csv", [c.number for c in (plain, indebted, large, bound)])
+    bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+
+    run_batches_inline()
+
+    state = {c.card_id: c for c in ClosureCase.objects.all()}
+    assert state[plain.id].state == states.CLOSED
+    assert state[indebted.id].state == states.VERIFIED and state[indebted.id].next_action == "settle"
+    assert state[large.id].state == states.REFUND_PENDING
+    assert RefundApproval.objects.filter(case=state[large.id]).exists()
+    assert state[bound.id].state == states.UNBINDING and state[bound.id].next_action == "unbind"
+    assert SimRefund.objects.count() == 2
+
+
+def test_bulk_cases_close_through_the_batch_workflows(dbos_worker, make_card, tmp_path):
+    cards = [make_card("YKT", balance=700) for _ in range(5)]
+    path = write_csv(tmp_path / "d.csv", [c.number for c in cards])
+    bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=2)
+
+    wait_for(lambda: ClosureCase.objects.filter(state=states.CLOSED).count() == 5, timeout=60)
+
+    assert SimRefund.objects.count() == 5
+    assert BulkBatch.objects.filter(done_at__isnull=True).count() == 0

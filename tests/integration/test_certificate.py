@@ -1,0 +1,212 @@
+"""Closure certificates: issued when a case closes, signed, rendered in Chinese and English,
+verifiable online and offline, across key rotations."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from closeout.certificates import fonts, pdf, signing
+from closeout.certificates.models import Certificate, SigningKey
+from closeout.certificates.selectors import certificate_pdf, certificate_verification
+from closeout.certificates.services import certificate_issue, public_keys, signing_key_rotate
+from closeout.closures import services
+from closeout.closures.selectors import case_public
+from tests.aftercare_support import close_card, run_to_end
+
+pytestmark = pytest.mark.django_db
+RESULTS = Path(__file__).resolve().parents[2] / "test-results"
+
+
+def test_a_closed_case_gets_one_signed_certificate_with_its_facts(make_card):
+    card = make_card("YKT", balance=45000, bindings=["maps-app", "city-pay"])
+    case = close_card(card, destination={"type": "bank", "account_number": "6222020200112233", "bank_code": "ICBC"})
+
+    certificate = case.certificate
+    facts = json.loads(certificate.facts)
+    assert facts["reference"] == case.reference
+    assert facts["card"]["number_masked"] == "•••• " + card.number[-4:]
+    assert card.number not in certificate.facts
+    assert (facts["refund"]["amount"], facts["refund"]["currency"]) == (47000, "CNY")
+    assert facts["refund"]["destination"] == {"type": "bank", "bank_code": "ICBC", "account_masked": "••••2233"}
+    assert [u["partner"] for u in facts["unbound"]] == ["city-pay", "maps-app"]
+    assert facts["deactivated"][0]["what"] == "card" and facts["deactivated"][0]["ref"].startswith("blk-")
+    assert "陈大文" not in certificate.facts and "holder@example.test" not in certificate.facts
+    assert certificate_verification(certificate)["valid"] is True
+    # The closure API now points at it; issuing again changes nothing.
+    assert case_public(case)["certificate"]["id"] == str(certificate.id)
+    assert certificate_issue(case=case).id == certificate.id
+    assert Certificate.objects.count() == 1
+
+
+def test_an_open_case_gets_no_certificate(make_card):
+    case = services.closure_request(card=make_card("YKT"), channel="web", requester="customer:web")
+    with pytest.raises(Exception, match="submitted"):
+        certificate_issue(case=case)
+    assert case_public(case)["certificate"] is None
+
+
+def test_a_changed_fact_breaks_the_signature(make_card):
+    case = close_card(make_card("YKT", balance=900))
+    certificate = case.certificate
+    Certificate.objects.filter(id=certificate.id).update(facts=certificate.facts.replace('"amount":2900', '"amount":9900'))
+    certificate.refresh_from_db()
+    assert '"amount":9900' in certificate.facts
+    result = certificate_verification(certificate)
+    assert result["valid"] is False and "signature" in result["reason"]
+
+
+def test_old_certificates_still_verify_after_the_key_rotates(make_card):
+    first = close_card(make_card("YKT", balance=900)).certificate
+    old_key = first.key.key_id
+    new_key = signing_key_rotate(actor="staff:security")
+    second = close_card(make_card("YKT", balance=1200)).certificate
+
+    assert second.key.key_id == new_key.key_id != old_key
+    retired = SigningKey.objects.get(key_id=old_key)
+    assert not retired.active and retired.private_key_sealed == ""  # the old private key is gone
+    assert certificate_verification(first)["valid"] and certificate_verification(second)["valid"]
+    assert set(public_keys()) == {old_key, new_key.key_id}
+
+
+def _render_png(pdf_bytes: bytes, name: str):
+    pdfium = pytest.importorskip("pypdfium2")
+    document = pdfium.PdfDocument(pdf_bytes)
+    image = document[0].render(scale=2).to_pil().convert("L")
+    RESULTS.mkdir(exist_ok=True)
+    image.save(RESULTS / name)
+    return image
+
+
+def _ink(image, box) -> int:
+    crop = image.crop(box)
+    return sum(1 for value in crop.getdata() if value < 128)
+
+
+def test_the_pdf_shows_chinese_and_english_and_a_qr_code(make_card):
+    case = close_card(make_card("OCTO", balance=12000, days_old=30, bindings=["transit-wallet"]))
+    data = certificate_pdf(case.certificate)
+
+    text = pdf.page_text(data)
+    assert "注销证明" in text and "註銷證明書" in text and "Closure certificate" in text
+    assert case.reference in text and str(case.certificate.id) in text
+    assert "HKD 159.00" in text  # 120.00 + 50.00 deposit − 11.00 handling fee
+    assert case.card.number[-4:] in text and case.card.number not in text  # masked card number
+
+    image = _render_png(data, "certificate.png")
+    width, height = image.size
+    # The Chinese title (top left) must be drawn, not just present as text.
+    title_ink = _ink(image, (int(width * 0.08), int(height * 0.045), int(width * 0.35), int(height * 0.095)))
+    if fonts.cjk_fonts().embedded:
+        assert title_ink > 500, "the Chinese title did not render"
+    elif os.environ.get("CI") == "true":
+        pytest.fail("CI must embed a CJK font (fonts-droid-fallback)")
+    # The QR code (bottom right) is drawn and decodes to the verification page's address.
+    qr_ink = _ink(image, (int(width * 0.75), int(height * 0.74), int(width * 0.92), int(height * 0.89)))
+    assert qr_ink > 2000
+
+
+def test_the_qr_code_points_at_the_verification_page(make_card, settings):
+    case = close_card(make_card("YKT"))
+    facts = json.loads(case.certificate.facts)
+    assert facts["verify_url"] == f"{settings.PUBLIC_URL}/verify/{case.certificate.id}"
+    # The QR drawn in the PDF encodes exactly that address.
+    import segno
+
+    drawn = []
+
+    class Recorder:
+        def setFillColor(self, *_):
+            pass
+
+        def rect(self, x, y, w, h, stroke=0, fill=0):
+            drawn.append((round(x, 3), round(y, 3)))
+
+    pdf.draw_qr(Recorder(), facts["verify_url"], 0, 0, 110)
+    expected = segno.make(facts["verify_url"], error="m")
+    dark = sum(sum(1 for cell in row if cell) for row in expected.matrix)
+    assert len(drawn) == dark + 1  # the white background, then one square per dark module
+
+
+def test_the_pdf_verifies_offline_with_the_public_keys(make_card, tmp_path, capsys):
+    from closeout import cli
+
+    case = close_card(make_card("YKT", balance=900))
+    certificate_path = tmp_path / "certificate.pdf"
+    certificate_path.write_bytes(certificate_pdf(case.certificate))
+    keys_path = tmp_path / "keys.json"
+    assert cli.main(["certificate", "keys", "--out", str(keys_path)]) == 0
+
+    assert cli.main(["certificate", "verify", str(certificate_path), "--keys", str(keys_path)]) == 0
+    out = capsys.readouterr().out
+    assert "VALID" in out and case.reference in out and "CNY 29.00" in out
+
+    # The same PDF with a forged fact in its attachment is refused.
+    envelope = pdf.read_envelope(certificate_path.read_bytes())
+    forged = dict(envelope, facts=envelope["facts"].replace('"amount":2900', '"amount":290000'))
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for page in PdfReader(io.BytesIO(certificate_path.read_bytes())).pages:
+        writer.add_page(page)
+    writer.add_attachment(pdf.ATTACHMENT, json.dumps(forged).encode())
+    forged_path = tmp_path / "forged.pdf"
+    with forged_path.open("wb") as handle:
+        writer.write(handle)
+    assert cli.main(["certificate", "verify", str(forged_path), "--keys", str(keys_path)]) == 1
+    assert "signature does not match" in capsys.readouterr().err
+
+    # A key list without the signing key cannot vouch for it.
+    other = signing.key_id_of(base64.b64decode(SigningKey.objects.get().public_key))
+    keys_path.write_text(json.dumps({"keys": {other + "x": "AAAA"}}))
+    assert cli.main(["certificate", "verify", str(certificate_path), "--keys", str(keys_path)]) == 1
+    assert "unknown signing key" in capsys.readouterr().err
+
+
+def test_verifying_offline_needs_no_database(make_card, tmp_path):
+    """Another machine with only the PDF and the published keys can check the certificate."""
+    import subprocess
+    import sys
+
+    case = close_card(make_card("YKT", balance=900))
+    (tmp_path / "certificate.pdf").write_bytes(certificate_pdf(case.certificate))
+    (tmp_path / "keys.json").write_text(json.dumps({"keys": public_keys()}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CLOSEOUT_DATA_DIR")}
+    env.update(CLOSEOUT_DATA_DIR=str(elsewhere), CLOSEOUT_SECRET_KEY="x" * 50, CLOSEOUT_PII_KEY="y" * 50)
+    done = subprocess.run([sys.executable, "-m", "closeout.cli", "certificate", "verify",
+                           str(tmp_path / "certificate.pdf"), "--keys", str(tmp_path / "keys.json")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"VALID: certificate {case.certificate.id}" in done.stdout
+    assert not (elsewhere / "closeout.sqlite3").exists()
+
+
+def test_a_pdf_without_certificate_data_is_not_valid(tmp_path, capsys):
+    from closeout import cli
+
+    plain = tmp_path / "plain.pdf"
+    from reportlab.pdfgen.canvas import Canvas
+
+    canvas = Canvas(str(plain))
+    canvas.drawString(72, 720, "Closure certificate CL-2026-000001")
+    canvas.save()
+    assert cli.main(["certificate", "verify", str(plain)]) == 1
+    assert "no closeout certificate data" in capsys.readouterr().err
+    (tmp_path / "junk.pdf").write_bytes(b"not a pdf")
+    assert cli.main(["certificate", "verify", str(tmp_path / "junk.pdf")]) == 1
+
+
+def test_certificate_issued_inside_the_closing_transaction(make_card):
+    """The certificate exists the moment the case reads closed (same transaction)."""
+    card = make_card("YKT", balance=900)
+    case = services.closure_request(card=card, channel="web", requester="customer:web")
+    case = run_to_end(case.reference)
+    assert case.state == "closed"
+    assert Certificate.objects.filter(case=case).exists()

@@ -1,0 +1,185 @@
+"""Assisted closures, search, the case page and its actions, through the console."""
+
+from __future__ import annotations
+
+import pytest
+
+from closeout.audit.models import AuditEvent
+from closeout.cards.models import CardCharge
+from closeout.closures import states
+from closeout.closures.models import ClosureCase
+from closeout.console.models import AssistedCheck, CaseNote
+from closeout.identity.documents import hkid_check_digit
+from tests.fixtures import HKID
+from tests.integration import test_console_support as support
+from tests.integration.test_console_support import case_in_state
+
+staff_client = support.staff_client
+pytestmark = pytest.mark.django_db
+
+CHECKS = {"check_card_number": "on", "check_name": "on", "check_contact": "on", "check_id_document": "on"}
+
+
+def _identify(client, card, **overrides):
+    data = {"channel": "phone", "channel_ref": "CALL-2026-0042", "card_number": card.number,
+            "holder_name": "陈大文", "contact": "+852 9123 4567", "id_type": "hkid", "id_number": "A123456(3)",
+            **CHECKS}
+    data.update(overrides)
+    return client.post("/console/open/", data)
+
+
+def test_agent_opens_a_phone_case_with_checklist_quote_and_consent(staff_client, make_card):
+    client, agent = staff_client("agent")
+    card = make_card("YKT", balance=45000)
+
+    response = _identify(client, card)
+    assert response.status_code == 302 and response["Location"] == "/console/open/quote/"
+    quote = client.get("/console/open/quote/").content.decode()
+    assert 'data-refund="47000"' in quote  # balance + deposit, read out to the caller
+    response = client.post("/console/open/quote/", {"destination": "original", "consent_ref": "CALL-2026-0042",
+                                                    "consent": "on"})
+
+    case = ClosureCase.objects.get(card=card)
+    assert response["Location"] == f"/console/cases/{case.reference}/"
+    assert (case.channel, case.channel_ref, case.requester) == ("phone", "CALL-2026-0042", agent.actor)
+    assert case.state == states.SUBMITTED
+    check = AssistedCheck.objects.get(case=case)
+    assert check.staff == agent and check.id_document_confirmed
+    assert AuditEvent.objects.filter(action="closure.consent", subject=case.reference).exists()
+
+
+def test_a_wrong_id_gets_one_answer_and_the_id_is_never_shown(staff_client, make_card):
+    client, _ = staff_client("agent")
+    card = make_card("YKT")
+
+    other_id = "B123456" + hkid_check_digit("B", "123456")  # valid, but not the holder's
+    wrong = _identify(client, card, id_number=other_id)
+    page = wrong.content.decode()
+
+    assert wrong.status_code == 200
+    assert "do not match" in page
+    assert other_id not in page and "B123456" not in page
+    assert not ClosureCase.objects.filter(card=card).exists()
+
+
+def test_name_and_contact_must_be_the_holders(staff_client, make_card):
+    client, _ = staff_client("agent")
+    card = make_card("YKT")
+
+    assert "holder name does not match" in _identify(client, card, holder_name="Someone Else").content.decode()
+    assert "does not match the one on file" in _identify(client, card, contact="+85290000000").content.decode()
+    assert "does not match the one on file" not in _identify(client, card, contact="holder@example.test").content.decode()
+
+
+def test_every_item_of_the_checklist_must_be_ticked(staff_client, make_card):
+    client, _ = staff_client("agent")
+    card = make_card("YKT")
+    response = _identify(client, card, check_id_document="")
+    assert response.status_code == 200
+    assert client.get("/console/open/quote/").status_code == 302  # no identified card in the session
+
+
+def test_search_by_reference_card_and_phone_shows_masked_results(staff_client, make_card):
+    client, _ = staff_client("agent")
+    card = make_card("OCTO", phone="+85261234567")
+    case = case_in_state(card, "submitted")
+    other = case_in_state(make_card("OCTO", phone="+85269999999"), "submitted")
+
+    for query in (case.reference, card.number, "+852 6123 4567"):
+        page = client.get("/console/cases/", {"q": query}).content.decode()
+        assert case.reference in page and other.reference not in page, query
+        assert card.number not in page.replace(f"q={card.number}", "").replace(f'value="{card.number}"', "")
+        assert "+85261234567" not in page.replace('value="+852 6123 4567"', "")
+        assert "•••• " + card.number[-4:] in page
+    assert "No case found" in client.get("/console/cases/", {"q": "not a thing"}).content.decode()
+
+
+def test_case_page_masks_the_id_and_shows_the_timeline(staff_client, make_card):
+    client, _ = staff_client("agent")
+    case = case_in_state(make_card("OCTO"), "submitted")
+    page = client.get(f"/console/cases/{case.reference}/").content.decode()
+    assert HKID not in page
+    assert "A•••••63" in page
+    assert "submitted" in page and "requested via web" in page
+
+
+def test_hold_resume_note_and_resend_are_recorded(staff_client, make_card):
+    client, agent = staff_client("agent")
+    case = case_in_state(make_card("OCTO"), "submitted")
+    base = f"/console/cases/{case.reference}"
+
+    client.post(f"{base}/hold", {"reason": "customer will call back"})
+    assert ClosureCase.objects.get(id=case.id).state == states.ON_HOLD
+    client.post(f"{base}/resume", {})
+    assert ClosureCase.objects.get(id=case.id).state == states.SUBMITTED
+    client.post(f"{base}/note", {"text": "customer prefers email"})
+    client.post(f"{base}/resend", {})
+
+    kinds = set(CaseNote.objects.filter(case=case).values_list("kind", flat=True))
+    assert kinds == {"NOTE", "NOTICE"}
+    page = client.get(f"{base}/").content.decode()
+    assert "customer will call back" in page and "customer prefers email" in page
+
+
+def test_hold_without_a_reason_changes_nothing(staff_client, make_card):
+    client, _ = staff_client("agent")
+    case = case_in_state(make_card("OCTO"), "submitted")
+    response = client.post(f"/console/cases/{case.reference}/hold", {"reason": "  "}, follow=True)
+    assert "Give a reason" in response.content.decode()
+    assert ClosureCase.objects.get(id=case.id).state == states.SUBMITTED
+
+
+def test_supervisor_rejects_with_a_reason_and_the_card_works_again(staff_client, make_card):
+    client, _ = staff_client("supervisor")
+    card = make_card("OCTO")
+    case = case_in_state(card, "submitted")
+    client.post(f"/console/cases/{case.reference}/reject", {"reason": "duplicate request"})
+    case.refresh_from_db()
+    card.refresh_from_db()
+    assert case.state == states.REJECTED and card.status == "active"
+    assert case.events.last().note == "duplicate request"
+
+
+def test_an_illegal_transition_is_a_message_not_an_error(staff_client, make_card):
+    client, _ = staff_client("supervisor")
+    case = case_in_state(make_card("OCTO"), "submitted")
+    client.post(f"/console/cases/{case.reference}/reject", {"reason": "x"})
+    response = client.post(f"/console/cases/{case.reference}/hold", {"reason": "again"}, follow=True)
+    assert response.status_code == 200
+    assert "cannot do that in its current state" in response.content.decode()
+
+
+def test_waiving_the_debt_a_case_waits_for_lets_it_settle(staff_client, make_card):
+    client, supervisor = staff_client("supervisor")
+    # The overdraft is larger than the whole refund: the case waits in verified for payment.
+    card = make_card("YKT", balance=0, charges=[("overdraft", 5000)])
+    case = case_in_state(card, "verified")
+    from closeout.closures import services
+
+    services.closure_settle(reference=case.reference, workflow_id=case.next_action_id)
+    case.refresh_from_db()
+    assert case.state == states.VERIFIED and case.next_action == ""
+    charge = CardCharge.objects.get(card=card)
+
+    client.post(f"/console/charges/{charge.id}/waive", {"reason": "hardship, approved by phone"})
+
+    charge.refresh_from_db()
+    assert (charge.settled_how, charge.settled_note) == ("waived", "hardship, approved by phone")
+    case.refresh_from_db()
+    assert case.state == states.VERIFIED and case.next_action == "settle"
+    services.closure_settle(reference=case.reference, workflow_id=case.next_action_id)
+    case.refresh_from_db()
+    assert case.state == states.REFUND_PENDING
+    assert AuditEvent.objects.filter(action="charge.waived", actor=supervisor.actor).count() == 1
+
+
+def test_a_settled_charge_cannot_be_waived_twice(staff_client, make_card):
+    client, _ = staff_client("supervisor")
+    card = make_card("OCTO", charges=[("overdraft", 500)])
+    case = case_in_state(card, "submitted")
+    charge = CardCharge.objects.get(card=card)
+    client.post(f"/console/charges/{charge.id}/waive", {"reason": "goodwill"})
+    again = client.post(f"/console/charges/{charge.id}/waive", {"reason": "goodwill"}, follow=True)
+    assert "not outstanding" in again.content.decode()
+    assert AuditEvent.objects.filter(action="charge.waived", subject=f"card:{card.id}").count() == 1
+    assert case.reference in again.content.decode()

@@ -1,0 +1,45 @@
+"""The SLA dashboard: queues, charts and the CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+
+from closeout.closures import services
+from closeout.closures.models import ClosureCase
+from tests.integration import test_console_support as support
+from tests.integration.test_console_support import case_in_state
+
+staff_client = support.staff_client
+pytestmark = pytest.mark.django_db
+
+
+def test_breached_at_risk_and_needs_attention_queues_and_csv(staff_client, make_card):
+    client, _ = staff_client("supervisor")
+    late = case_in_state(make_card("OCTO"), "submitted")
+    ClosureCase.objects.filter(id=late.id).update(sla_due_date=late.sla_due_date - timedelta(days=60))
+    soon = case_in_state(make_card("OCTO"), "submitted")
+    ClosureCase.objects.filter(id=soon.id).update(sla_due_date=soon.created_at.date())
+    fine = case_in_state(make_card("OCTO"), "submitted")
+    stuck = case_in_state(make_card("OCTO"), "submitted")
+    services.closure_action_failed(reference=stuck.reference, workflow_id=stuck.next_action_id,
+                                   error="card system timed out")
+
+    page = client.get("/console/sla/").content.decode()
+    breached = page.split("Breached")[1].split("At risk")[0]
+    at_risk = page.split("At risk")[1].split("Needs attention")[0]
+    attention = page.split("Needs attention")[1]
+    assert late.reference in breached and soon.reference not in breached
+    assert soon.reference in at_risk and fine.reference not in at_risk
+    assert stuck.reference in attention and "card system timed out" in attention
+    assert page.count("<svg") == 3
+
+    export = client.get("/console/sla.csv")
+    assert export["Content-Type"].startswith("text/csv")
+    rows = {row["reference"]: row for row in csv.DictReader(io.StringIO(export.content.decode()))}
+    assert rows[late.reference]["sla_status"] == "breached"
+    assert rows[fine.reference]["sla_status"] == "on_track"
+    assert "holder" not in ",".join(rows[late.reference]) and late.card.number not in export.content.decode()

@@ -1,0 +1,169 @@
+"""Warehouse check-in by label code or card number, the exception queue, destruction records,
+and the counter: ID check, card taken and destroyed, customer confirmation, receipt."""
+
+from __future__ import annotations
+
+import pytest
+
+from closeout.appointments import services as appointments
+from closeout.appointments.models import Appointment
+from closeout.audit.models import AuditEvent
+from closeout.closures import services as closures
+from closeout.closures import states
+from closeout.closures.models import ClosureCase
+from closeout.returns import services as returns
+from closeout.returns.models import CheckIn, Destruction, ReturnException
+from tests.fixtures import HKID
+from tests.integration import test_console_support as support
+from tests.integration.test_console_support import case_in_state, local, next_working_day
+
+branch = support.branch
+staff_client = support.staff_client
+pytestmark = pytest.mark.django_db
+
+
+def _state(case):
+    return ClosureCase.objects.get(id=case.id).state
+
+
+def test_scanning_the_label_checks_the_card_in_and_the_refund_follows(make_card):
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = returns.return_label_issue(reference=case.reference)
+    assert returns.return_label_issue(reference=case.reference) == label
+
+    checkin = returns.return_check_in(code=label.code, actor="staff:wh")
+
+    assert checkin.outcome == CheckIn.Outcome.RECEIVED
+    assert _state(case) == states.REFUND_PENDING
+    # A second scan of the same envelope changes nothing.
+    assert returns.return_check_in(code=label.code, actor="staff:wh") == checkin
+    assert CheckIn.objects.count() == 1
+
+
+def test_scanning_the_card_number_works_too(make_card):
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    returns.return_check_in(code=card.number, actor="staff:wh")
+    assert _state(case) == states.REFUND_PENDING
+
+
+@pytest.mark.parametrize("scan", ["RL20260000000", "8101000000000000", "not a code"])
+def test_unknown_codes_go_to_the_exception_queue(scan):
+    checkin = returns.return_check_in(code=scan, actor="staff:wh")
+    assert checkin.outcome == CheckIn.Outcome.EXCEPTION
+    assert checkin.exception.reason == ReturnException.Reason.UNKNOWN
+
+
+def test_a_card_that_does_not_match_its_label_is_an_exception(make_card):
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = returns.return_label_issue(reference=case.reference)
+    stranger = make_card("OCTO")
+
+    checkin = returns.return_check_in(code=label.code, card_number=stranger.number, actor="staff:wh")
+
+    assert checkin.exception.reason == ReturnException.Reason.MISMATCH
+    assert _state(case) == states.AWAITING_RETURN
+
+
+def test_a_card_nobody_waits_for_is_an_exception_and_can_be_matched_later(make_card):
+    card = make_card("OCTO")
+    case = case_in_state(card, "submitted")
+    checkin = returns.return_check_in(code=card.number, actor="staff:wh")
+    assert checkin.exception.reason == ReturnException.Reason.NOT_EXPECTED
+
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    with pytest.raises(returns.UnableToResolve):
+        returns.return_exception_resolve(exception_id=checkin.exception.id, actor="staff:sup", resolution="x",
+                                         reference="CL-2000-000001")
+    returns.return_exception_resolve(exception_id=checkin.exception.id, actor="staff:sup",
+                                     resolution="label was torn; matched by the letter inside", reference=case.reference)
+    assert _state(case) == states.REFUND_PENDING
+    with pytest.raises(returns.UnableToResolve):
+        returns.return_exception_resolve(exception_id=checkin.exception.id, actor="staff:sup", resolution="again")
+
+
+def test_destruction_is_recorded_once_with_who_when_method_and_batch(make_card):
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    checkin = returns.return_check_in(code=card.number, actor="staff:wh")
+
+    [record] = returns.destruction_batch(checkin_ids=[checkin.id], method="SHRED", batch="WH-2026-11-02",
+                                         actor="staff:wh")
+
+    assert (record.card, record.case, record.method, record.batch, record.destroyed_by, record.place) == (
+        card, case, "SHRED", "WH-2026-11-02", "staff:wh", "warehouse")
+    assert record.destroyed_at is not None
+    with pytest.raises(returns.UnableToDestroy):
+        returns.destruction_batch(checkin_ids=[checkin.id], method="SHRED", batch="again", actor="staff:wh")
+    assert AuditEvent.objects.filter(action="card.destroyed").count() == 1
+
+
+def test_warehouse_scans_and_destroys_from_the_console(staff_client, make_card):
+    client, clerk = staff_client("warehouse")
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    label = returns.return_label_issue(reference=case.reference)
+
+    done = client.post("/console/warehouse/", {"code": label.code}, follow=True).content.decode()
+    assert f"Received: case {case.reference}" in done
+    odd = client.post("/console/warehouse/", {"code": "RL20261234560"}, follow=True).content.decode()
+    assert "exception queue" in odd
+    checkin = CheckIn.objects.get(case=case)
+    client.post("/console/warehouse/destroy", {"checkin": [checkin.id], "method": "PUNCH", "batch": "B-7"})
+    assert Destruction.objects.get(card=card).destroyed_by == clerk.actor
+    assert "RL20261234560" in client.get("/console/warehouse/exceptions/").content.decode()
+
+
+def test_counter_visit_checks_id_takes_the_card_and_the_customer_confirms(staff_client, make_card, branch):
+    client, clerk = staff_client("branch_clerk", branch_code="HK-CEN")
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    appointment = appointments.appointment_book(card=card, branch=branch, starts_at=local(next_working_day(), 10),
+                                                actor="customer:web", case=case)
+
+    wrong = client.post("/console/counter/", {"reference": case.reference, "id_type": "hkid",
+                                              "id_number": "B1234560", "original_seen": "on", "photo_matches": "on"})
+    assert "Do not take the card" in wrong.content.decode() or "not valid" in wrong.content.decode()
+    started = client.post("/console/counter/", {"reference": case.reference, "id_type": "hkid", "id_number": HKID,
+                                                "original_seen": "on", "photo_matches": "on"})
+    visit_url = started["Location"]
+    client.post(visit_url, {"method": "CUT"})
+    screen = client.get(visit_url + "confirm").content.decode()
+    assert "I confirm" in screen and HKID not in screen
+    client.post(visit_url + "confirm", {"confirm": "yes"})
+
+    assert _state(case) == states.REFUND_PENDING
+    destruction = Destruction.objects.get(card=card)
+    assert (destruction.method, destruction.place, destruction.destroyed_by) == ("CUT", "branch:HK-CEN", clerk.actor)
+    appointment.refresh_from_db()
+    assert appointment.status == Appointment.Status.SERVED
+    pdf = client.get(visit_url + "receipt.pdf")
+    assert pdf["Content-Type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+    assert case.reference.encode() in pdf.content
+
+
+def test_a_card_taken_before_the_case_waits_for_it_is_received_by_the_sweep(make_card, branch):
+    card = make_card("OCTO")
+    case = case_in_state(card, "submitted")
+    visit = appointments.counter_id_check(reference=case.reference, branch=branch, clerk="staff:clerk",
+                                          id_type="hkid", id_number=HKID, original_seen=True, photo_matches=True)
+    appointments.counter_card_take(visit_id=visit.id, method="CUT", clerk="staff:clerk")
+    appointments.counter_customer_confirm(visit_id=visit.id, clerk="staff:clerk")
+    assert appointments.counter_intakes_complete() == 0
+
+    case.refresh_from_db()
+    closures.closure_verify(reference=case.reference, workflow_id=case.next_action_id)
+    case.refresh_from_db()
+    closures.closure_settle(reference=case.reference, workflow_id=case.next_action_id)
+    assert _state(case) == states.AWAITING_RETURN
+
+    assert appointments.counter_intakes_complete() == 1
+    assert _state(case) == states.REFUND_PENDING
+    assert appointments.counter_intakes_complete() == 0
+
+
+def test_the_counter_refuses_an_unseen_original(make_card, branch):
+    case = case_in_state(make_card("OCTO"), "submitted")
+    with pytest.raises(appointments.UnableToServe):
+        appointments.counter_id_check(reference=case.reference, branch=branch, clerk="staff:clerk", id_type="hkid",
+                                      id_number=HKID, original_seen=False, photo_matches=True)
