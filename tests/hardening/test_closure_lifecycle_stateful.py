@@ -5,7 +5,7 @@ and the clock, in any order: submit, withdraw, reject, hold, resume, approve, ca
 the case's due action (verify, settle, refund with a provider answer of success, pending, decline,
 timeout or 5xx, settlement poll, deactivate, unbind), retries exhausted, a worker crash after the
 provider call, a replay of any step already run (a DBOS step runs at least once), refund webhooks
-duplicated and delivered out of order, time passing and the return deadline firing, and charges
+(signed, through the real webhook receiver) duplicated and delivered out of order, time passing and the return deadline firing, and charges
 on every card. After every step the invariants must hold:
 
 - at most one refund paid per case and per card; never before a required approval; the paid amount
@@ -22,7 +22,9 @@ CLOSEOUT_STATEFUL_STEPS=50 (what `make fuzz` does with fewer examples).
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from unittest import mock
@@ -52,7 +54,8 @@ from closeout.common.money import Money
 from closeout.integrations.card_system.simulator import SimulatedCardSystem
 from closeout.integrations.errors import PermanentError, TransientError
 from closeout.integrations.models import SimFault, SimRefund
-from closeout.integrations.payments.simulator import SimulatedPaymentProvider
+from closeout.integrations.payments.simulator import SimulatedPaymentProvider, sign_webhook
+from closeout.integrations.payments.webhooks import payment_webhook_receive
 from closeout.ledger.models import Line, Posting
 from tests.fixtures import HKID, card_number
 
@@ -77,7 +80,7 @@ PROFILES = {
 # What the runs of all profiles together must reach, to show the test goes deep.
 MUST_REACH = (states.CLOSED, states.UNBINDING, states.AWAITING_RETURN, states.RETURNED, states.WITHDRAWN,
               states.REJECTED, states.ON_HOLD, states.FAILED, "refund paid", "refund declined", "refund pending",
-              "approved", "webhook delivered", "step replayed")
+              "approved", "webhook applied", "webhook duplicate", "step replayed")
 
 
 class FakeClock:
@@ -109,7 +112,7 @@ class ClosureLifecycle(RuleBasedStateMachine):
         self.provider = SimulatedPaymentProvider()
         self.card_system = SimulatedCardSystem()
         self.steps_run: list[tuple] = []  # (service, kwargs) already run: a crash may replay any
-        self.webhooks: list[tuple[str, str, dict]] = []  # (reference, event id, result) sent, not consumed
+        self.webhooks: list[bytes] = []  # signed-on-delivery refund events sent and not yet consumed
         self.event_ids = itertools.count(1)
         self.cards: list[Card] = self._issue_cards()
 
@@ -330,11 +333,21 @@ class ClosureLifecycle(RuleBasedStateMachine):
     @precondition(lambda self: SimRefund.objects.exists())
     @rule(data=st.data(), deliver_now=st.booleans())
     def provider_sends_webhook(self, data, deliver_now):
-        """The provider notifies the refund's current status; it arrives now or later (queued)."""
+        """The provider announces the refund's current status (a signed event); it arrives now or
+        later, out of order, or more than once."""
         key = data.draw(st.sampled_from(list(SimRefund.objects.order_by("id").values_list("idempotency_key", flat=True))))
-        reference = key.rsplit(":", 1)[0]
-        result = self.provider.refund_status(idempotency_key=key).as_json()
-        self.webhooks.append((reference, f"evt_{next(self.event_ids)}", result))
+        self.provider.refund_status(idempotency_key=key)  # a pending refund may have settled meanwhile
+        row = SimRefund.objects.get(idempotency_key=key)
+        event = {
+            "id": f"evt_machine_{next(self.event_ids)}", "object": "event", "type": "refund.updated",
+            "created": int(time.time()),
+            "data": {"object": {
+                "id": row.provider_ref, "object": "refund", "amount": row.amount_minor,
+                "currency": row.currency.lower(), "status": row.status, "failure_reason": row.failure_reason or None,
+                "metadata": {"idempotency_key": row.idempotency_key},
+            }},
+        }
+        self.webhooks.append(json.dumps(event).encode())
         if deliver_now:
             self._deliver(len(self.webhooks) - 1, keep=data.draw(st.booleans()))
 
@@ -345,9 +358,10 @@ class ClosureLifecycle(RuleBasedStateMachine):
         self._deliver(data.draw(st.integers(0, len(self.webhooks) - 1)), keep=keep)
 
     def _deliver(self, index: int, *, keep: bool) -> None:
-        reference, event_id, result = self.webhooks[index] if keep else self.webhooks.pop(index)
-        services.refund_record(reference=reference, workflow_id=f"webhook:{event_id}", result=result)
-        self.reached["webhook delivered"] += 1
+        body = self.webhooks[index] if keep else self.webhooks.pop(index)
+        outcome = payment_webhook_receive(body=body, headers=sign_webhook(body))
+        assert outcome in ("applied", "duplicate", "ignored"), outcome
+        self.reached[f"webhook {outcome}"] += 1
 
     @rule(delta=st.sampled_from([timedelta(seconds=3), timedelta(minutes=5), timedelta(days=31)]))
     def time_passes(self, delta):

@@ -20,8 +20,10 @@ from closeout.common.money import Money
 from closeout.integrations.models import SimRefund
 from closeout.integrations.payments.simulator import SimulatedPaymentProvider
 from closeout.ledger.models import Posting
+from tests.integration import test_console_support as console_support
 
 PARALLEL = 50
+branch = console_support.branch  # a branch with two counters, open 09:00-17:00
 
 
 def race(count: int, fn) -> list:
@@ -137,10 +139,31 @@ def test_parallel_approve_and_reject_leave_one_decision(make_card):
         assert not CaseEvent.objects.filter(case=case, key__startswith="approve:").exists()
 
 
-@pytest.mark.skip(reason="appointments (slot booking) are not on main yet: parallel bookings must never "
-                         "overbook a slot; write this test when the booking service lands")
-def test_parallel_slot_bookings_never_overbook():
-    raise AssertionError("not written yet")
+@pytest.mark.django_db(transaction=True)
+def test_fifty_parallel_bookings_never_overbook_a_slot(make_card, branch):
+    """Two counters, one slot, 50 customers at once (and 10 of them also racing for a second
+    slot): two bookings per slot, one booking per card, everyone else told the slot is full."""
+    from closeout.appointments import services as appointments
+    from closeout.appointments.models import Appointment
+    from tests.integration.test_console_support import local, next_working_day
+
+    day = next_working_day()
+    slot, other = local(day, 11), local(day, 14)
+    cards = [make_card("YKT") for _ in range(PARALLEL)]
+
+    def book(i):
+        starts_at = other if i >= PARALLEL - 10 and i % 2 else slot
+        return appointments.appointment_book(card=cards[i % (PARALLEL - 5)], branch=branch, starts_at=starts_at,
+                                             actor="customer:web")
+
+    outcomes = race(PARALLEL, book)
+
+    assert set(kinds(outcomes)) <= {"Appointment", "SlotFull", "CardAlreadyBooked"}, kinds(outcomes)
+    for starts_at in (slot, other):
+        booked = Appointment.objects.filter(starts_at=starts_at, status="BOOKED")
+        assert sorted(booked.values_list("counter__label", flat=True)) == ["A", "B"]
+    per_card = Counter(Appointment.objects.filter(status="BOOKED").values_list("card_id", flat=True))
+    assert set(per_card.values()) == {1}
 
 
 def _post_closure(server, card, key):
