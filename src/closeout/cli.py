@@ -27,6 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=2)
     worker = with_data_dir(sub.add_parser("worker", help="run the closure actions (DBOS)"))
     worker.add_argument("--executor-id", help="stable id of this worker (default: CLOSEOUT_EXECUTOR_ID or worker-1)")
+    worker.add_argument("--metrics-port", type=int, default=int(os.environ.get("CLOSEOUT_METRICS_PORT", "0")) or None,
+                        help="serve this worker's own metrics on 127.0.0.1:PORT")
+    worker_sub = worker.add_subparsers(dest="worker_command")
+    recover = worker_sub.add_parser("recover", help="hand a dead worker's pending workflows to the live ones")
+    recover.add_argument("--executor-id", dest="dead_executor_id", required=True, help="the dead worker's id")
+    recover.add_argument("--force", action="store_true", help="even if its heartbeat looks fresh")
+    worker_sub.add_parser("status", help="list the workers and whether they are alive")
     with_data_dir(sub.add_parser("migrate", help="create or update the databases"))
     demo_data = with_data_dir(sub.add_parser("demo-data", help="load the demo data into the database"))
     demo_data.add_argument("--list-json", action="store_true", help="print the demo cards as JSON")
@@ -35,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     create = apikey_sub.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True)
     create.add_argument("--scope", choices=["partner", "operator"], default="partner")
+    revoke = apikey_sub.add_parser("revoke", help="revoke a key by its prefix (the part after co_)")
+    revoke.add_argument("--prefix", required=True)
     audit = with_data_dir(sub.add_parser("audit", help="audit trail"))
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad event")
@@ -133,10 +142,23 @@ def cmd_demo(args) -> int:
     created = demo_data_load()
     print(f"demo data ready ({created} new cards); try `closeout demo-data --list-json`")
     env = dict(os.environ)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", _fresh_metrics_dir())
     web = subprocess.Popen(_serve_command(args.port, 2), env=env)
     work = subprocess.Popen([sys.executable, "-m", "closeout.cli", "worker"], env=env)
     print(f"closeout is running at http://127.0.0.1:{args.port}/  (console /console/, API /api/v1/docs)")
     return _supervise([web, work])
+
+
+def _fresh_metrics_dir() -> str:
+    """An empty directory where the demo's web and worker processes share their metrics."""
+    import shutil
+
+    from django.conf import settings
+
+    path = settings.DATA_DIR / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return str(path)
 
 
 def _supervise(children: list[subprocess.Popen]) -> int:
@@ -170,8 +192,37 @@ def cmd_serve(args) -> int:
 def cmd_worker(args) -> int:
     from closeout import worker
 
-    worker.run_forever(executor_id=args.executor_id)
+    if args.worker_command == "recover":
+        return _worker_recover(args)
+    if args.worker_command == "status":
+        from closeout.ops.selectors import workers_status
+
+        print(json.dumps(workers_status(), indent=2))
+        return 0
+    worker.run_forever(executor_id=args.executor_id, metrics_port=args.metrics_port)
     return 0
+
+
+def _worker_recover(args) -> int:
+    from closeout.ops.services import UnableToRecover, executor_recover
+
+    try:
+        moved = executor_recover(executor_id=args.dead_executor_id, actor=f"operator:{_whoami()}",
+                                 force=args.force)
+    except UnableToRecover as exc:
+        print(f"not recovering: {exc} (use --force if you are sure it is gone)", file=sys.stderr)
+        return 2
+    print(f"{moved} workflows of {args.dead_executor_id} handed back to the queues")
+    return 0
+
+
+def _whoami() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
 
 
 def cmd_migrate(args) -> int:
@@ -191,7 +242,14 @@ def cmd_demo_data(args) -> int:
 
 
 def cmd_apikey(args) -> int:
-    from closeout.api.keys import apikey_create
+    from closeout.api.keys import apikey_create, apikey_revoke
+
+    if args.apikey_command == "revoke":
+        if not apikey_revoke(prefix=args.prefix):
+            print(f"no active API key with prefix {args.prefix}", file=sys.stderr)
+            return 1
+        print(f"API key {args.prefix} revoked")
+        return 0
 
     _, token = apikey_create(name=args.name, scope=args.scope)
     print(token)

@@ -27,6 +27,7 @@ EN_NAMES = ["Alex Wong", "Priya Nair", "Tom Becker", "Mei Tanaka", "Chan Tai Man
 PARTNERS = ["maps-app", "transit-wallet", "city-pay"]
 # Minor units by currency exponent: HKD/CNY cents, JPY yen.
 BALANCES = {2: [0, 500, 12000, 45000, 95000, 180000, 290000], 0: [0, 180, 1500, 4200, 9800, 19000]}
+SIM_CREDIT = [0, 500, 2000, 8800]  # prepaid call/data credit left on a SIM, HKD cents
 
 
 def products_load() -> dict[str, Product]:
@@ -87,7 +88,7 @@ def demo_data_load(count: int = 60) -> int:
         name, language = _name(rng, i)
         email, phone = f"holder{i:03d}@demo.closeout.test", f"+852{rng.randrange(5, 10)}{rng.randrange(0, 10**7):07d}"
         exp = 0 if product.currency == "JPY" else 2
-        balance = Money(rng.choice(BALANCES[exp]), product.currency)
+        balance = Money(rng.choice(SIM_CREDIT if sim else BALANCES[exp]), product.currency)
         issued_days = rng.choice([20, 60, 200, 800, 1500])
         issued_at = NOW - timedelta(days=issued_days)
         last_used = issued_at + timedelta(days=rng.randrange(0, issued_days)) if i % 5 else None
@@ -104,7 +105,7 @@ def demo_data_load(count: int = 60) -> int:
         card = cards.card_issue(
             number=number, product=product, holder=holder, issued_at=issued_at, balance=balance,
             physical=product.kind != Product.Kind.ESIM, transaction_count=rng.randrange(0, 400),
-            last_used_at=last_used, **plan,
+            last_used_at=last_used, original_payment_ref=f"pi_demo{number[-10:]}" if i % 2 else "", **plan,
         )
         if i % 7 == 3:
             fee = Money(rng.choice([1500, 3000, 250000]) if exp else rng.choice([300, 1200]), product.currency)

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "closeout.appointments",
     "closeout.returns",
     "closeout.console",
+    "closeout.ops",
 ]
 
 MIDDLEWARE = [
@@ -133,6 +134,13 @@ DBOS_APPLICATION_VERSION = os.environ.get("CLOSEOUT_APP_VERSION", "closeout-1")
 DBOS_EXECUTOR_ID = os.environ.get("CLOSEOUT_EXECUTOR_ID", "worker-1")
 DBOS_POLLING_INTERVAL = float(os.environ.get("CLOSEOUT_QUEUE_POLL_SEC", "0.2"))
 SWEEP_SCHEDULE = os.environ.get("CLOSEOUT_SWEEP_SCHEDULE", "*/5 * * * * *")
+# Workers beat every HEARTBEAT_SEC; one silent for HEARTBEAT_STALE_SEC is taken for dead and the
+# sweep hands its pending workflows to the others. A stopping worker drains for WORKER_DRAIN_SEC.
+HEARTBEAT_SEC = float(os.environ.get("CLOSEOUT_HEARTBEAT_SEC", "5"))
+HEARTBEAT_STALE_SEC = float(os.environ.get("CLOSEOUT_HEARTBEAT_STALE_SEC", "30"))
+WORKER_DRAIN_SEC = int(os.environ.get("CLOSEOUT_WORKER_DRAIN_SEC", "10"))
+# When set, /metrics wants `Authorization: Bearer <token>`.
+METRICS_TOKEN = os.environ.get("CLOSEOUT_METRICS_TOKEN", "")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
@@ -159,6 +167,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True
 
 SESSION_COOKIE_HTTPONLY = True
@@ -189,11 +198,16 @@ EMAIL_PORT = int(os.environ.get("CLOSEOUT_SMTP_PORT", "25"))
 # Staff who hear about charges that slipped past a closing or closed card.
 STAFF_ALERT_EMAILS = [a for a in os.environ.get("CLOSEOUT_STAFF_ALERT_EMAILS", "").split(",") if a]
 
+LOG_FORMAT = os.environ.get("CLOSEOUT_LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"case": {"()": "closeout.ops.logs.CaseContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(case)s] %(message)s"},
+        "json": {"()": "closeout.ops.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["case"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("CLOSEOUT_LOG_LEVEL", "INFO")},
     "loggers": {"dbos": {"level": "WARNING"}},
 }

@@ -4,6 +4,7 @@ from django.urls import include, path
 from closeout.aftercare import views as aftercare
 from closeout.api.v1 import api
 from closeout.certificates import views as certificates
+from closeout.ops import views as ops
 from closeout.portal import views as portal
 
 urlpatterns = [
@@ -12,6 +13,9 @@ urlpatterns = [
     path("", include("closeout.integrations.urls")),
     path("sim/cards/transactions", aftercare.sim_card_transactions),
     path("verify/<str:certificate_id>", certificates.verify_page, name="certificate-verify"),
+    path("metrics", ops.metrics_view, name="metrics"),
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
     path("", portal.pick_language, name="root"),
     path("i18n/", include("django.conf.urls.i18n")),
 ]

@@ -11,6 +11,13 @@ from django.conf import settings
 
 log = logging.getLogger(__name__)
 
+_current_executor: str | None = None
+
+
+def current_executor_id() -> str | None:
+    """The executor id DBOS runs under in this process (None where DBOS is not launched)."""
+    return _current_executor
+
 
 def dbos_config(*, executor_id: str | None = None) -> dict:
     return {
@@ -30,8 +37,10 @@ def launch(*, executor_id: str | None = None):
 
     from closeout.closures import dispatch, workflow
 
+    global _current_executor
     dbos = DBOS(config=dbos_config(executor_id=executor_id))
     DBOS.launch()
+    _current_executor = executor_id or settings.DBOS_EXECUTOR_ID
     for name, concurrency in dispatch.QUEUES.items():
         DBOS.register_queue(name, worker_concurrency=concurrency, polling_interval_sec=settings.DBOS_POLLING_INTERVAL)
     DBOS.apply_schedules(
@@ -40,13 +49,16 @@ def launch(*, executor_id: str | None = None):
     return dbos
 
 
-def shutdown() -> None:
+def shutdown(*, drain_sec: int = 0) -> None:
+    """Stop DBOS, first letting running workflows finish for up to `drain_sec` seconds."""
     from dbos import DBOS
 
     from closeout.closures import dispatch
 
+    global _current_executor
     dispatch.reset_client()
-    DBOS.destroy(destroy_registry=False)
+    DBOS.destroy(destroy_registry=False, workflow_completion_timeout_sec=drain_sec)
+    _current_executor = None
 
 
 def migrate_system_database() -> None:
@@ -56,7 +68,9 @@ def migrate_system_database() -> None:
     DBOS.migrate(settings.DBOS_SYSTEM_DATABASE_URL)
 
 
-def run_forever(*, executor_id: str | None = None) -> None:
+def run_forever(*, executor_id: str | None = None, metrics_port: int | None = None) -> None:
+    from closeout.ops.heartbeat import Heartbeat
+
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -64,12 +78,22 @@ def run_forever(*, executor_id: str | None = None) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    executor_id = executor_id or settings.DBOS_EXECUTOR_ID
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        from closeout.ops.observe import LOCAL
+
+        start_http_server(metrics_port, addr="127.0.0.1", registry=LOCAL)
+    # Beat before launching: a worker that recovers its own workflows must already look alive,
+    # or another worker's sweep could take them at the same moment.
+    heartbeat = Heartbeat(executor_id=executor_id, interval=settings.HEARTBEAT_SEC).start()
     launch(executor_id=executor_id)
-    log.info("worker %s running (version %s)", executor_id or settings.DBOS_EXECUTOR_ID,
-             settings.DBOS_APPLICATION_VERSION)
+    log.info("worker %s running (version %s)", executor_id, settings.DBOS_APPLICATION_VERSION)
     try:
         while not stop.wait(1.0):
             pass
     finally:
-        shutdown()
-        log.info("worker stopped")
+        shutdown(drain_sec=settings.WORKER_DRAIN_SEC)
+        heartbeat.stop(clean=True)
+        log.info("worker %s stopped", executor_id)

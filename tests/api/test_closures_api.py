@@ -188,3 +188,11 @@ def test_wrong_content_type_is_415_and_huge_body_413(client, key):
 def test_openapi_is_served(client):
     spec = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/closures" in spec["paths"]
+
+
+def test_a_revoked_key_is_refused(client, key):
+    from closeout.api.keys import apikey_revoke
+
+    assert client.get("/api/v1/closures/CL-2026-000001", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 404
+    apikey_revoke(prefix=key.split("_")[1])
+    assert client.get("/api/v1/closures/CL-2026-000001", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 401

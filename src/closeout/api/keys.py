@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 
 from closeout.api.models import ApiKey
 
@@ -18,12 +19,35 @@ def apikey_create(*, name: str, scope: str = ApiKey.Scope.PARTNER) -> tuple[ApiK
     return key, f"co_{prefix}_{secret}"
 
 
+# Verified keys are kept per process for a few seconds: one query less on every API call.
+# A revoked key therefore stops working within CACHE_SECONDS.
+CACHE_SECONDS = 10.0
+_verified: dict[str, tuple[float, ApiKey]] = {}
+
+
 def apikey_check(token: str) -> ApiKey | None:
     parts = (token or "").split("_", 2)
     if len(parts) != 3 or parts[0] != "co":
         return None
-    key = ApiKey.objects.filter(prefix=parts[1], revoked_at__isnull=True).first()
     digest = hashlib.sha256(parts[2].encode()).hexdigest()
+    cache_key = f"{parts[1]}:{digest}"
+    cached = _verified.get(cache_key)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    key = ApiKey.objects.filter(prefix=parts[1], revoked_at__isnull=True).first()
     if key is None or not hmac.compare_digest(key.secret_hash, digest):
         return None
+    if len(_verified) > 10_000:
+        _verified.clear()
+    _verified[cache_key] = (time.monotonic() + CACHE_SECONDS, key)
     return key
+
+
+def apikey_revoke(*, prefix: str) -> int:
+    """Revoke a key; other processes stop accepting it within CACHE_SECONDS."""
+    from closeout.common import clock
+
+    count = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).update(revoked_at=clock.now())
+    for cache_key in [k for k in _verified if k.startswith(f"{prefix}:")]:
+        _verified.pop(cache_key, None)
+    return count

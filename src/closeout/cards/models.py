@@ -49,6 +49,9 @@ class Card(models.Model):
     plan_data_mb = models.PositiveIntegerField(default=0)
     plan_data_used_mb = models.PositiveIntegerField(default=0)
     hotlist_version = models.BigIntegerField(null=True, blank=True, db_index=True)
+    # The provider's reference of the payment that bought or last topped up the card (a Stripe
+    # PaymentIntent or charge id): where a refund "to the original method" goes.
+    original_payment_ref = models.CharField(max_length=80, blank=True)
 
     class Meta:
         constraints = [

@@ -229,6 +229,8 @@ def _destination(destination: dict, card: Card) -> tuple[dict, str]:
         provider = str(destination.get("provider", ""))[:20]
         sealed = vault.encrypt(card.holder.data_key, wallet, context="wallet")
         return {"type": kind, "provider": provider, "wallet_masked": "••••" + wallet[-3:]}, sealed
+    if kind == "original" and card.original_payment_ref:
+        return {"type": kind, "payment_ref": card.original_payment_ref}, ""
     return {"type": kind}, ""
 
 
@@ -804,6 +806,19 @@ def closure_resume(*, reference: str, actor: str, note: str = "") -> ClosureCase
             _enter_refund_pending(case, actor=actor, key=key, note=note or "resumed")
         else:
             _transition(case, case.resume_to, actor=actor, key=key, note=note or "resumed")
+        return case
+
+
+def closure_settle_again(*, reference: str, actor: str, note: str) -> ClosureCase:
+    """Check the account again for a case that waits in `verified` for a payment or a waiver.
+
+    Does nothing for a case that is not waiting (settling twice is never possible).
+    """
+    with transaction.atomic():
+        case = _lock(reference)
+        if case.state == states.VERIFIED and not case.next_action:
+            _schedule_action(case, "settle", key=f"settle_again:{case.updated_at.isoformat()}", actor=actor,
+                             note=note)
         return case
 
 

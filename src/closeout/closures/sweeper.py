@@ -2,7 +2,8 @@
 
 Runs as a DBOS scheduled workflow (once per tick across all workers). A case's action may lack a
 live workflow because the process died between the commit and the enqueue, the enqueue failed, a
-poll is due, or the workflow was left on another application version.
+poll is due, or the workflow was left on another application version. A workflow left PENDING on
+a worker that died is first handed back to its queue (`closeout.ops.services`).
 """
 
 from __future__ import annotations
@@ -24,19 +25,29 @@ BATCH = 500
 SETTLE_GRACE = timedelta(seconds=30)
 
 
-def _tick_simulators() -> None:
-    """Move the built-in simulators' clock (settlements, device deletions, webhook deliveries)."""
+def _housekeeping(now) -> None:
+    """Jobs that ride on the sweep tick; one failing never stops the others or the sweep."""
+    from closeout.appointments.services import appointment_reminders_send, counter_intakes_complete
     from closeout.integrations import simulators
+    from closeout.ops.services import stale_executors_recover
 
-    try:
-        simulators.tick()
-    except Exception:  # noqa: BLE001 - the simulated world must never stop the sweep
-        log.warning("simulator tick failed", exc_info=True)
+    jobs = [
+        ("recovering dead workers", lambda: stale_executors_recover(now=now)),
+        ("simulator tick", simulators.tick),
+        ("appointment reminders", appointment_reminders_send),
+        ("counter intakes", counter_intakes_complete),
+    ]
+    for name, job in jobs:
+        try:
+            job()
+        except Exception:  # noqa: BLE001 - the next tick retries; the cases below still matter
+            log.exception("%s failed", name)
 
 
 def sweep_once(now=None) -> int:
     """Run one pass; return how many actions were (re)enqueued."""
     now = now or clock.now()
+    _housekeeping(now)
     for reference in ClosureCase.objects.filter(
         state=states.AWAITING_RETURN, deadline_at__lte=now
     ).values_list("reference", flat=True)[:BATCH]:
@@ -45,7 +56,6 @@ def sweep_once(now=None) -> int:
         state=states.DEACTIVATING, next_action="", deadline_at__lte=now
     ).values_list("reference", flat=True)[:BATCH]:
         services.esim_deletion_timeout(reference=reference)
-    _tick_simulators()
 
     due = list(
         ClosureCase.objects.exclude(next_action_id="")

@@ -15,6 +15,7 @@ from closeout.common.money import Money
 from closeout.integrations import registry
 from closeout.integrations.errors import PermanentError
 from closeout.integrations.faults import crash_point
+from closeout.ops import observe
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ def _db(fn, *args, **kwargs):
     crash_point(f"before:{fn.__name__}")
     _fresh_connections()
     try:
-        result = fn(*args, **kwargs)
+        with observe.step(fn):
+            result = fn(*args, **kwargs)
     finally:
         _fresh_connections()
     crash_point(f"after:{fn.__name__}")

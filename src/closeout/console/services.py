@@ -222,11 +222,9 @@ def charge_waive(*, charge_id: int, actor: str, reason: str) -> CardCharge:
                      data={"charge": charge.id, "code": charge.code, "amount": charge.amount_minor,
                            "currency": charge.currency})
         case = ClosureCase.objects.filter(card_id=charge.card_id).exclude(state__in=states.TERMINAL).first()
-        if case is not None and case.state == states.VERIFIED and not case.next_action:
-            # The case waits for payment: check the account again. Hold and resume re-run the
-            # settle action of `verified` through the state machine, both audited.
-            closures.closure_hold(reference=case.reference, actor=actor, reason=f"fee waived: {reason}"[:300])
-            closures.closure_resume(reference=case.reference, actor=actor, note="checking the account again")
+        if case is not None:
+            closures.closure_settle_again(reference=case.reference, actor=actor,
+                                          note=f"fee waived: {reason}"[:300])
     return charge
 
 

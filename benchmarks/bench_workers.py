@@ -1,0 +1,131 @@
+"""Benchmark (2): end-to-end closures per second through `closeout worker` processes (simulators
+with zero latency) times commits per closure, against the storage commit ceiling measured by
+pgbench on the same PostgreSQL in the same run; then 1 worker against 2.
+
+    python -m benchmarks.bench_workers [--cases 200] [--pgbench-seconds 10]
+
+Commits: pg_stat_database of the application database (minus the workers' idle rate, measured
+first: heartbeats and sweeps) plus the DBOS system database's writes for the closure workflows.
+Targets: ratio ≥ 0.5; 2 workers ≥ 1.7 × 1 worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import time
+
+from benchmarks import _harness as h
+
+
+def _commits(db) -> int:
+    """Commits of the application database, plus the DBOS system database's writes for closure
+    workflows: one per recorded step and three per workflow (enqueue, dequeue, outcome). The system
+    database's own idle polling is left out; it does not grow with the number of closures."""
+    import psycopg
+
+    with psycopg.connect(f"{h.PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        app = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (db.name,)).fetchone()[0]
+    with psycopg.connect(f"{h.PG_SERVER}/{db.name}_dbos", autocommit=True) as conn:
+        steps = conn.execute("SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid LIKE 'CL-%%'").fetchone()[0]
+        flows = conn.execute("SELECT count(*) FROM dbos.workflow_status WHERE workflow_uuid LIKE 'CL-%%'").fetchone()[0]
+    return int(app or 0) + int(steps) + 3 * int(flows)
+
+
+def _settled_commits(db) -> int:
+    time.sleep(1.5)  # backends report their counters about once a second
+    return _commits(db)
+
+
+def pgbench_tps(seconds: int, clients: int = 4) -> float:
+    import psycopg
+
+    name = f"closeout_pgbench_{int(time.time())}"
+    with psycopg.connect(f"{h.PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base = ["-h", "127.0.0.1", "-U", "postgres"]
+        subprocess.run(["pgbench", *base, "-i", "-q", "-s", "1", name], check=True, capture_output=True)
+        out = subprocess.run(["pgbench", *base, "-n", "-N", "-c", str(clients), "-j", "2", "-T", str(seconds), name],
+                             check=True, capture_output=True, text=True).stdout
+        return float(re.search(r"tps = ([\d.]+)", out).group(1))
+    finally:
+        with psycopg.connect(f"{h.PG_SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_closures(db, numbers, workers: int, timeout: float) -> dict:
+    from django.conf import settings
+
+    from closeout.cards.models import Card
+    from closeout.closures import dispatch, services, states
+    from closeout.closures.models import ClosureCase
+    from closeout.ops.models import WorkerHeartbeat
+
+    settings.CLOSEOUT_DISPATCH = False  # open the cases first; hand them over all at once below
+    cases = [services.closure_request(card=Card.objects.get(number=n), channel="partner_api", requester="bench")
+             for n in numbers]
+    settings.CLOSEOUT_DISPATCH = True
+    env = dict(CLOSEOUT_QUEUE_POLL_SEC="0.1", CLOSEOUT_SWEEP_SCHEDULE="*/5 * * * * *", CLOSEOUT_DISPATCH="1")
+    pool = h.Workers(db, workers, **env)
+    try:
+        deadline = time.monotonic() + 60
+        while WorkerHeartbeat.objects.filter(stopped_at__isnull=True).count() < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError("workers did not start")
+            time.sleep(0.2)
+        time.sleep(2)  # let them finish launching and recovering
+        idle_from, idle_t = _settled_commits(db), time.monotonic()
+        time.sleep(5)
+        idle_to = _settled_commits(db)
+        idle_rate = (idle_to - idle_from) / (time.monotonic() - idle_t)
+
+        refs = [c.reference for c in cases]
+        start_commits = _commits(db)
+        started = time.monotonic()
+        for case in cases:
+            dispatch.enqueue(case.reference, "verify", case.next_action_id)
+        while ClosureCase.objects.filter(reference__in=refs, state=states.CLOSED).count() < len(refs):
+            if time.monotonic() - started > timeout:
+                raise RuntimeError("closures did not finish in time")
+            time.sleep(0.1)
+        elapsed = time.monotonic() - started
+        commits = _settled_commits(db) - start_commits - idle_rate * (elapsed + 1.5)
+    finally:
+        pool.stop()
+    return {"workers": workers, "closures": len(cases), "seconds": elapsed, "rate": len(cases) / elapsed,
+            "commits_per_closure": commits / len(cases), "idle_commits_per_s": idle_rate}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--pgbench-seconds", type=int, default=10)
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+
+    db = h.BenchDatabase("postgres")
+    try:
+        db.setup_django()
+        numbers = h.issue_cards(args.cases * 2)
+        one = run_closures(db, numbers[: args.cases], 1, args.timeout)
+        two = run_closures(db, numbers[args.cases:], 2, args.timeout)
+    finally:
+        db.close()
+    tps = pgbench_tps(args.pgbench_seconds)
+
+    print(f"machine: {h.machine()}; PostgreSQL; simulators with zero latency; queue polling 0.1 s")
+    print(f"pgbench simple-update (-N), 4 clients: {tps:.0f} commits/s (the storage commit ceiling)")
+    for r in (one, two):
+        print(f"{r['workers']} worker(s): {r['rate']:.2f} closures/s ({r['closures']} in {r['seconds']:.1f} s), "
+              f"{r['commits_per_closure']:.1f} commits/closure, idle {r['idle_commits_per_s']:.0f} commits/s")
+    for r in (one, two):
+        print(h.ratio_line(f"(2) {r['workers']} worker(s): closures/s x commits/closure / pgbench",
+                           r["rate"] * r["commits_per_closure"], tps, ">= 0.5"))
+    print(h.ratio_line("(2) 2 workers / 1 worker", two["rate"], one["rate"], ">= 1.7"))
+
+
+if __name__ == "__main__":
+    main()

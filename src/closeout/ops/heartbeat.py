@@ -1,0 +1,50 @@
+"""The worker's heartbeat thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.db import close_old_connections
+
+from closeout.ops import services
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """Beat into `WorkerHeartbeat` every `interval` seconds until stopped."""
+
+    def __init__(self, *, executor_id: str, interval: float):
+        self.executor_id = executor_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="closeout-heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        close_old_connections()
+        services.heartbeat_start(executor_id=self.executor_id)
+        close_old_connections()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                close_old_connections()
+                services.heartbeat_beat(executor_id=self.executor_id)
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the worker keeps working
+                log.warning("heartbeat failed", exc_info=True)
+            finally:
+                close_old_connections()
+
+    def stop(self, *, clean: bool = True) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+        if clean:
+            try:
+                services.heartbeat_stop(executor_id=self.executor_id)
+            except Exception:  # noqa: BLE001 - the stale beat tells the same story a little later
+                log.warning("could not record the worker stop", exc_info=True)
+            finally:
+                close_old_connections()

@@ -1,0 +1,66 @@
+"""Structured JSON log lines, one object a line, with the case reference as context.
+
+Inside a workflow step the case comes from the running DBOS workflow id (`<reference>:<action>`);
+elsewhere from `observe.case_context`. Messages are scrubbed of anything that looks like an email
+address, a phone, card, bank or ID number before they are written, so a careless format string
+cannot leak PII into the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+
+from closeout.ops import observe
+
+_SCRUB = [
+    (re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"), "[email]"),
+    # IBAN-style bank accounts: HK12 3456 7890 12, GB29NWBK60161331926819
+    (re.compile(r"\b[A-Z]{2}\d{2}(?:[\s-]?[A-Z0-9]{2,4}){3,}\b"), "[account]"),
+    # Hong Kong / mainland style identity numbers with letters: A123456(3), AB9876543
+    (re.compile(r"\b[A-Z]{1,2}\d{6}\(?[0-9A]\)?"), "[id]"),
+    # Runs of 7+ digits, possibly split by spaces or dashes: phones, card, bank and ID numbers.
+    (re.compile(r"(?<![\w-])(?!\d{4}-\d\d-\d\d)\+?\d(?:[\s-]?\d){6,}[\dXx]?"), "[number]"),
+]
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def scrub(text: str) -> str:
+    """Replace anything that looks like PII in `text`."""
+    for pattern, replacement in _SCRUB:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class CaseContextFilter(logging.Filter):
+    """Attach `case` and `workflow_id` to every record (None outside a case)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        workflow_id = observe.current_workflow() or observe._dbos_workflow_id()
+        record.case = observe.current_case() or observe.reference_of(workflow_id)
+        record.workflow_id = workflow_id
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        if not hasattr(record, "case"):
+            CaseContextFilter().filter(record)
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": scrub(record.getMessage()),
+        }
+        if record.case:
+            entry["case"] = record.case
+        if record.workflow_id:
+            entry["workflow_id"] = record.workflow_id
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in ("case", "workflow_id") and not key.startswith("_"):
+                entry[key] = value if isinstance(value, int | float | bool) or value is None else scrub(str(value))
+        if record.exc_info:
+            entry["exc"] = scrub(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)

@@ -1,0 +1,99 @@
+"""What a running process counts and which case it is working on.
+
+Process-local metrics (step latency, adapter errors) live here. With `PROMETHEUS_MULTIPROC_DIR` set
+(`closeout demo` sets it for its web and worker processes) every process on the machine writes its
+samples there and `/metrics` adds them up; otherwise `/metrics` shows this process's own, and a
+worker on another machine serves its own with `closeout worker --metrics-port`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from closeout.integrations.errors import AdapterError, PermanentError
+
+LOCAL = CollectorRegistry(auto_describe=True)
+
+STEP_SECONDS = Histogram(
+    "closeout_step_duration_seconds", "Time a workflow step took, by step and outcome.",
+    ["step", "outcome"], registry=LOCAL,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+ADAPTER_ERRORS = Counter(
+    "closeout_adapter_errors", "Errors raised by external-system adapters, by system, call and kind.",
+    ["system", "call", "kind"], registry=LOCAL,
+)
+
+_case: contextvars.ContextVar[str | None] = contextvars.ContextVar("closeout_case", default=None)
+_workflow: contextvars.ContextVar[str | None] = contextvars.ContextVar("closeout_workflow", default=None)
+
+
+def current_case() -> str | None:
+    """The reference of the case this thread works on (None outside a case)."""
+    return _case.get()
+
+
+def current_workflow() -> str | None:
+    return _workflow.get()
+
+
+@contextmanager
+def case_context(reference: str | None, workflow_id: str | None = None):
+    """Tag every log line inside the block with the case reference (and workflow id)."""
+    case_token = _case.set(reference)
+    workflow_token = _workflow.set(workflow_id)
+    try:
+        yield
+    finally:
+        _case.reset(case_token)
+        _workflow.reset(workflow_token)
+
+
+def _dbos_workflow_id() -> str | None:
+    try:
+        from dbos._context import get_local_dbos_context
+    except ImportError:  # pragma: no cover - dbos is a hard dependency
+        return None
+    ctx = get_local_dbos_context()
+    return ctx.workflow_id if ctx is not None and ctx.workflow_id else None
+
+
+def reference_of(workflow_id: str | None) -> str | None:
+    """`CL-2026-000123:refund:2` → `CL-2026-000123`; ids of other workflows have no case."""
+    if workflow_id and workflow_id.startswith("CL-"):
+        return workflow_id.split(":", 1)[0]
+    return None
+
+
+def _system_of(fn) -> str:
+    module = getattr(fn, "__module__", "") or ""
+    parts = module.split(".")
+    if len(parts) >= 3 and parts[1] == "integrations":
+        return parts[2]
+    return "closeout"
+
+
+@contextmanager
+def step(fn):
+    """Time one step, count adapter errors, and bind the case of the running workflow."""
+    workflow_id = _dbos_workflow_id() or current_workflow()
+    name = getattr(fn, "__name__", "step")
+    started = time.perf_counter()
+    outcome = "ok"
+    with case_context(reference_of(workflow_id) or current_case(), workflow_id):
+        try:
+            yield
+        except AdapterError as exc:
+            outcome = "error"
+            kind = "permanent" if isinstance(exc, PermanentError) else "transient"
+            ADAPTER_ERRORS.labels(system=_system_of(fn), call=name, kind=kind).inc()
+            raise
+        except BaseException:
+            outcome = "error"
+            raise
+        finally:
+            STEP_SECONDS.labels(step=name, outcome=outcome).observe(time.perf_counter() - started)

@@ -1,0 +1,127 @@
+"""Worker liveness and recovery of a dead worker's workflows.
+
+DBOS resumes a worker's PENDING workflows only when a process with the same executor id starts
+again. When a machine is gone for good, its workflows would sit PENDING forever. Each worker
+therefore beats into `WorkerHeartbeat`; the sweep (once per tick across all workers) finds a worker
+whose beat went stale, or that stopped, and hands its PENDING workflows back to their queues, where
+any live worker dequeues them and resumes them from their last completed step. The operator command
+`closeout worker recover --executor-id ID` does the same for one named worker.
+
+Handing back is safe to repeat: only rows still PENDING *and* owned by the dead executor move, so a
+workflow another worker already took is never touched. If a "dead" worker was only paused and wakes
+up, both may run a step of the same workflow; the steps' idempotency keys and state checks make
+that harmless (one refund per case is a database constraint).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+
+from closeout.audit.services import audit_record
+from closeout.common import clock
+from closeout.ops.models import WorkerHeartbeat
+
+log = logging.getLogger(__name__)
+
+
+class UnableToRecover(Exception):
+    """The named worker is alive (or is this process); recovering it would run its work twice."""
+
+
+def stale_after() -> timedelta:
+    return timedelta(seconds=settings.HEARTBEAT_STALE_SEC)
+
+
+def heartbeat_start(*, executor_id: str, now=None) -> WorkerHeartbeat:
+    """Register this process as the live worker `executor_id` (a restart clears `stopped_at`)."""
+    now = now or clock.now()
+    beat, _ = WorkerHeartbeat.objects.update_or_create(
+        executor_id=executor_id,
+        defaults=dict(app_version=settings.DBOS_APPLICATION_VERSION, host=socket.gethostname()[:255],
+                      pid=os.getpid(), started_at=now, beat_at=now, stopped_at=None),
+    )
+    return beat
+
+
+def heartbeat_beat(*, executor_id: str, now=None) -> None:
+    """Record that `executor_id` is alive now."""
+    now = now or clock.now()
+    if not WorkerHeartbeat.objects.filter(executor_id=executor_id).update(beat_at=now, stopped_at=None):
+        heartbeat_start(executor_id=executor_id, now=now)
+
+
+def heartbeat_stop(*, executor_id: str, now=None) -> None:
+    """Record a clean shutdown: the sweep may hand this worker's leftovers on at once."""
+    WorkerHeartbeat.objects.filter(executor_id=executor_id).update(stopped_at=now or clock.now())
+
+
+def _is_alive(beat: WorkerHeartbeat | None, now) -> bool:
+    return beat is not None and beat.stopped_at is None and beat.beat_at >= now - stale_after()
+
+
+def executor_recover(*, executor_id: str, actor: str, force: bool = False, now=None) -> int:
+    """Hand the PENDING workflows of worker `executor_id` back to their queues; return how many moved.
+
+    :raises UnableToRecover: when the worker's heartbeat is fresh (unless `force`) or when it is
+        this very process.
+    """
+    from closeout import worker
+
+    now = now or clock.now()
+    if executor_id == worker.current_executor_id():
+        raise UnableToRecover(f"{executor_id} is this process")
+    beat = WorkerHeartbeat.objects.filter(executor_id=executor_id).first()
+    if _is_alive(beat, now) and not force:
+        raise UnableToRecover(
+            f"{executor_id} beat {int((now - beat.beat_at).total_seconds())} s ago; it looks alive")
+    moved = _reenqueue_pending(executor_id)
+    with transaction.atomic():
+        WorkerHeartbeat.objects.filter(executor_id=executor_id).update(
+            recovered_at=now, recovered_workflows=F("recovered_workflows") + moved)
+        if moved or actor != "system":
+            audit_record(actor=actor, action="worker.recovered", subject=f"worker:{executor_id}",
+                         reason="stale heartbeat" if actor == "system" else "operator request",
+                         data={"workflows": moved})
+    if moved:
+        log.warning("handed %d workflows of worker %s back to their queues", moved, executor_id)
+    return moved
+
+
+def stale_executors_recover(*, now=None) -> dict[str, int]:
+    """Recover every worker that went stale or stopped since it was last recovered."""
+    from closeout import worker
+
+    now = now or clock.now()
+    dead = (
+        WorkerHeartbeat.objects.filter(Q(beat_at__lt=now - stale_after()) | Q(stopped_at__isnull=False))
+        .filter(Q(recovered_at__isnull=True) | Q(recovered_at__lt=F("beat_at")))
+        .exclude(executor_id=worker.current_executor_id() or "")
+        .values_list("executor_id", flat=True)
+    )
+    return {executor_id: executor_recover(executor_id=executor_id, actor="system", now=now)
+            for executor_id in list(dead)}
+
+
+def _reenqueue_pending(executor_id: str) -> int:
+    # DBOS's own recovery primitive (what its Conductor calls for a dead executor): the row goes
+    # back to ENQUEUED on its queue, keeping its recorded steps, only while it is still PENDING on
+    # `executor_id`. It is not part of DBOSClient's public surface, hence this one narrow use.
+    from dbos._utils import INTERNAL_QUEUE_NAME
+
+    from closeout.closures import dispatch
+
+    client = dispatch.client()
+    pending = client.list_workflows(status="PENDING", executor_id=executor_id, load_input=False,
+                                    load_output=False)
+    moved = 0
+    for status in pending:
+        if client._sys_db.reenqueue_for_recovery(status.workflow_id, [executor_id], INTERNAL_QUEUE_NAME):
+            moved += 1
+    return moved

@@ -1,0 +1,131 @@
+"""Several `closeout worker` processes share one database: the work spreads over them, and when one
+is killed with SIGKILL and never comes back, the others finish its cases with exactly one refund."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from closeout.audit.models import AuditEvent
+from closeout.audit.services import audit_verify
+from closeout.closures import dispatch, services, states
+from closeout.closures.models import ClosureCase
+from closeout.integrations.models import SimCardBlock, SimRefund
+from closeout.ledger.models import Posting
+from closeout.ops.models import WorkerHeartbeat
+from tests.fixtures import WorkerProcess, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+FAST_BEATS = dict(CLOSEOUT_HEARTBEAT_SEC="0.5", CLOSEOUT_HEARTBEAT_STALE_SEC="3", CLOSEOUT_WORKER_DRAIN_SEC="0")
+
+
+def _open_cases(make_card, n):
+    cards = [make_card("YKT", balance=1000 * (i + 1), bindings=["maps-app"] if i % 2 else ()) for i in range(n)]
+    return cards, [services.closure_request(card=c, channel="web", requester="customer:web") for c in cards]
+
+
+def _wait_closed(cases, timeout):
+    for case in cases:
+        wait_for(lambda ref=case.reference: ClosureCase.objects.get(reference=ref).state == states.CLOSED,
+                 timeout=timeout)
+
+
+def _assert_each_case_closed_once(cards, cases):
+    for case, card in zip(cases, cards, strict=True):
+        refunds = SimRefund.objects.filter(idempotency_key=f"{case.reference}:refund")
+        assert refunds.count() == 1, case.reference
+        assert refunds.get().amount_minor == case.quote["refund"]
+        assert Posting.objects.filter(key=f"{case.reference}:refund").count() == 1
+        assert SimCardBlock.objects.filter(card_number=card.number).count() == 1
+    assert SimRefund.objects.count() == len(cases)
+    assert audit_verify() is None
+
+
+def _executors_that_ran_actions() -> set[str]:
+    done = dispatch.client().list_workflows(name="closeout.run_action", status="SUCCESS", load_input=False,
+                                            load_output=False)
+    return {w.executor_id for w in done}
+
+
+def test_two_workers_share_the_cases(dbos_system, make_card, tmp_path):
+    workers = [WorkerProcess(dbos_system, tmp_path, executor_id=name).start(**FAST_BEATS)
+               for name in ("worker-a", "worker-b")]
+    try:
+        wait_for(lambda: WorkerHeartbeat.objects.count() == 2, timeout=30)
+        cards, cases = _open_cases(make_card, 12)
+        _wait_closed(cases, timeout=90)
+    finally:
+        for w in workers:
+            w.stop()
+
+    _assert_each_case_closed_once(cards, cases)
+    assert _executors_that_ran_actions() == {"worker-a", "worker-b"}
+    assert set(WorkerHeartbeat.objects.values_list("executor_id", flat=True)) == {"worker-a", "worker-b"}
+    assert all(b.stopped_at for b in WorkerHeartbeat.objects.all())  # a clean stop is recorded
+
+
+def test_a_worker_killed_mid_refund_and_never_restarted_loses_nothing(dbos_system, make_card, tmp_path):
+    victim = WorkerProcess(dbos_system, tmp_path, executor_id="worker-a")
+    survivor = WorkerProcess(dbos_system, tmp_path, executor_id="worker-b")
+    victim.start(CLOSEOUT_CRASH_AT="after:refund", CLOSEOUT_CRASH_DIR=str(tmp_path), **FAST_BEATS)
+    survivor.start(**FAST_BEATS)
+    try:
+        wait_for(lambda: WorkerHeartbeat.objects.count() == 2, timeout=30)
+        cards, cases = _open_cases(make_card, 8)
+        # The provider refunded for worker-a, which died before recording it: its workflow is
+        # PENDING on a dead executor that nobody restarts.
+        assert victim.wait_killed(timeout=60) == -signal.SIGKILL
+        _wait_closed(cases, timeout=90)
+    finally:
+        survivor.stop()
+        victim.stop()
+
+    _assert_each_case_closed_once(cards, cases)
+    dead = WorkerHeartbeat.objects.get(executor_id="worker-a")
+    assert dead.recovered_at is not None and dead.recovered_workflows >= 1
+    assert dead.stopped_at is None  # it never said goodbye: the stale beat gave it away
+    assert dispatch.client().list_workflows(status="PENDING", executor_id="worker-a", load_input=False) == []
+    assert AuditEvent.objects.filter(action="worker.recovered", subject="worker:worker-a", actor="system").exists()
+
+
+def _recover_cli(env, *extra):
+    return subprocess.run([sys.executable, "-m", "closeout.cli", "worker", "recover", "--executor-id", "worker-a",
+                           *extra], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_operator_recovers_a_named_dead_worker(dbos_system, make_card, tmp_path):
+    # Automatic recovery is off (an hour before a silent worker counts as dead): only the
+    # operator's command can move worker-a's refund on. The worker dies before it calls the
+    # provider, so no settlement webhook can move the case either.
+    slow = dict(FAST_BEATS, CLOSEOUT_HEARTBEAT_STALE_SEC="3600")
+    victim = WorkerProcess(dbos_system, tmp_path, executor_id="worker-a")
+    survivor = WorkerProcess(dbos_system, tmp_path, executor_id="worker-b")
+    cards, cases = _open_cases(make_card, 1)
+    victim.start(CLOSEOUT_CRASH_AT="before:refund", CLOSEOUT_CRASH_DIR=str(tmp_path), **slow)
+    try:
+        assert victim.wait_killed(timeout=60) == -signal.SIGKILL
+        survivor.start(**slow)
+        wait_for(lambda: WorkerHeartbeat.objects.filter(executor_id="worker-b").exists(), timeout=30)
+        time.sleep(3)  # several sweeps run on worker-b meanwhile
+        assert ClosureCase.objects.get(reference=cases[0].reference).state == states.REFUND_PENDING
+
+        refused = _recover_cli(survivor.env(**slow))
+        assert refused.returncode == 2 and "looks alive" in refused.stderr
+
+        done = _recover_cli(survivor.env(**FAST_BEATS))
+        assert done.returncode == 0, done.stderr
+        assert "1 workflows of worker-a handed back" in done.stdout
+        _wait_closed(cases, timeout=60)
+    finally:
+        survivor.stop()
+        victim.stop()
+
+    _assert_each_case_closed_once(cards, cases)
+    assert SimRefund.objects.get().request_count == 1  # asked once, by the worker that took over
+    event = AuditEvent.objects.get(action="worker.recovered", subject="worker:worker-a")
+    assert event.actor.startswith("operator:") and event.data == {"workflows": 1}

@@ -1,0 +1,143 @@
+"""Operations surface: /metrics in the Prometheus text format, /healthz, /readyz, and JSON logs
+that carry the case reference and no personal data."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from closeout.closures import dispatch, services, states
+from closeout.closures.models import ClosureCase
+from closeout.integrations.models import SimFault
+from closeout.ops import observe
+from closeout.ops.logs import CaseContextFilter, JsonFormatter
+from tests.fixtures import unique_dbos_url, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _samples(client) -> dict:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    found = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def _value(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0)
+
+
+def _step_count(samples, step):
+    return sum(v for (name, labels), v in samples.items()
+               if name == "closeout_step_duration_seconds_count" and ("step", step) in labels)
+
+
+@pytest.fixture
+def json_log():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(CaseContextFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    root.removeHandler(handler)
+
+
+def test_metrics_count_cases_refunds_steps_and_adapter_errors(dbos_worker, make_card, client, json_log):
+    before = _samples(client)
+    # The card system fails five times in a row for the second card: its block step gives up.
+    ok_card = make_card("YKT", balance=45000)
+    ok = services.closure_request(card=ok_card, channel="web", requester="customer:web")
+    wait_for(lambda: ClosureCase.objects.get(reference=ok.reference).state == states.CLOSED)
+    SimFault.objects.create(system="card_system", operation="block", mode="error_5xx", remaining=5)
+    bad = services.closure_request(card=make_card("YKT", balance=900), channel="web", requester="customer:web")
+    wait_for(lambda: ClosureCase.objects.get(reference=bad.reference).state == states.FAILED, timeout=60)
+
+    after = _samples(client)
+    assert _value(after, "closeout_cases", state="closed") == 1
+    assert _value(after, "closeout_cases", state="failed_needs_attention") == 1
+    assert _value(after, "closeout_cases", state="draft") == 0  # every state is listed, even empty ones
+    assert _value(after, "closeout_refunds_total", currency="CNY", status="succeeded") == 2
+    assert _value(after, "closeout_refund_amount_minor_total", currency="CNY", status="succeeded") == (
+        ok.quote["refund"] + bad.quote["refund"])
+    errors = ("closeout_adapter_errors_total", {"system": "card_system", "call": "block", "kind": "transient"})
+    assert _value(after, errors[0], **errors[1]) - _value(before, errors[0], **errors[1]) == 5
+    assert _step_count(after, "refund") - _step_count(before, "refund") == 2
+    assert _step_count(after, "closure_verify") - _step_count(before, "closure_verify") == 2
+    failed_blocks = _value(after, "closeout_step_duration_seconds_count", step="block", outcome="error") - _value(
+        before, "closeout_step_duration_seconds_count", step="block", outcome="error")
+    assert failed_blocks == 5
+
+    lines = json_log()
+    failure = [e for e in lines if e["msg"].startswith(f"action {bad.reference}:deactivate failed")]
+    assert failure and failure[0]["case"] == bad.reference and failure[0]["level"] == "WARNING"
+    assert failure[0]["workflow_id"] == f"{bad.reference}:deactivate"
+    text = "\n".join(json.dumps(e, ensure_ascii=False) for e in lines)
+    for canary in ("holder@example.test", "91234567", ok_card.number, "A1234563", "陈大文"):
+        assert canary not in text
+
+
+def test_metrics_can_require_a_token(client, settings):
+    settings.METRICS_TOKEN = "s3cret-scrape-token"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token").status_code == 200
+
+
+def test_healthz_answers_while_the_process_is_up(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_readyz_is_ready_with_migrated_databases(dbos_system, client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok",
+                                                             "system_database": "ok"}}
+
+
+def test_readyz_names_an_unmigrated_system_database(transactional_db, client, settings, tmp_path):
+    settings.DBOS_SYSTEM_DATABASE_URL = unique_dbos_url(tmp_path)  # never migrated (or created)
+    dispatch.reset_client()
+    try:
+        response = client.get("/readyz")
+    finally:
+        dispatch.reset_client()
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not ready"
+    assert body["checks"] == {"database": "ok", "migrations": "ok", "system_database": "failed"}
+
+
+def test_json_log_lines_carry_the_case_and_scrub_personal_data():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(CaseContextFilter())
+    log = logging.getLogger("closeout.test.logs")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("outside any case")
+        with observe.case_context("CL-2026-000042", "CL-2026-000042:refund"):
+            log.warning("holder %s, phone %s, id %s / %s, card %s, bank %s at %s",
+                        "chan.tai.man@example.com", "+852 9123 4567", "A123456(3)", "11010119900307803X",
+                        "8101 0000 0000 1234", "HK12-3456-7890-12", "2026-01-02T10:00:00")
+    finally:
+        log.removeHandler(handler)
+        log.propagate = True
+    outside, inside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert "case" not in outside and outside["msg"] == "outside any case"
+    assert inside["case"] == "CL-2026-000042" and inside["workflow_id"] == "CL-2026-000042:refund"
+    for canary in ("chan.tai.man", "9123", "123456", "11010119900307803X", "0000", "3456"):
+        assert canary not in inside["msg"], canary
+    assert inside["msg"].endswith("at 2026-01-02T10:00:00")  # dates survive the scrub
