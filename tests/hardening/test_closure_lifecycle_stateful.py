@@ -51,6 +51,7 @@ from closeout.closures import services, states
 from closeout.closures.models import CaseEvent, ClosureCase, Refund, RefundApproval
 from closeout.common import clock
 from closeout.common.money import Money
+from closeout.integrations import registry
 from closeout.integrations.card_system.simulator import SimulatedCardSystem
 from closeout.integrations.errors import PermanentError, TransientError
 from closeout.integrations.models import SimFault, SimRefund
@@ -148,7 +149,7 @@ class ClosureLifecycle(RuleBasedStateMachine):
             return card
 
         return [
-            issue("YKT", 12000),  # refund without approval, no card return
+            issue("YKT", 12000, bindings=["city-pay"]),  # refund without approval, no return, unbinding
             issue("OCTO", 150000),  # physical return, refund above the approval threshold
             issue("YKT", 500, charges=[("unpaid_fee", 30000)]),  # debts the refund cannot cover
             issue("ESIM", 0, bindings=["maps-app", "transit-wallet"], plan=True),  # pro-rata plan, unbinding
@@ -311,9 +312,28 @@ class ClosureLifecycle(RuleBasedStateMachine):
             if crash_after_call:
                 return
             self._step(services.closure_deactivated, reference=reference, workflow_id=wid, result=blocked)
+        elif action == "deactivate_number":
+            result = registry.port("card_system").deactivate_number(
+                iccid=case.card.number, idempotency_key=f"{reference}:deactivate_number")
+            if crash_after_call:
+                return
+            self._step(services.closure_deactivated, reference=reference, workflow_id=wid, result=result)
+        elif action == "release_profile":
+            order = services.esim_release_order(reference=reference, workflow_id=wid)
+            if order is None:
+                return
+            result = registry.port("smdp").cancel_order(
+                iccid=order["iccid"], final_profile_status="Unavailable", function_call_id=order["function_call_id"])
+            if crash_after_call:
+                return
+            self._step(services.esim_release_record, reference=reference, workflow_id=wid, result=result.as_json())
         elif action == "unbind":
-            results = {b.partner: "acknowledged" for b in case.card.bindings.filter(unbound_at__isnull=True)}
-            self._step(services.closure_unbound, reference=reference, workflow_id=wid, results=results)
+            partners = services.unbind_order(reference=reference, workflow_id=wid)
+            if partners is None:
+                return
+            # Partners acknowledge (their own delivery and retries are tested in tests/contracts).
+            results = {partner: {"acknowledged": True, "status_code": 200, "error": ""} for partner in partners}
+            self._step(services.unbind_record, reference=reference, workflow_id=wid, results=results)
         else:
             raise AssertionError(f"unknown action {action}")
 
