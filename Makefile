@@ -31,5 +31,18 @@ test: $(VENV)/.installed-test messages
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks
 
+# API fuzzing against a live server: >= 10,000 generated requests over every operation x
+# valid/invalid, on SQLite and then on PostgreSQL (when it answers at 127.0.0.1:5432); then the
+# stateful closure test with fresh randomness and more runs.
+fuzz: $(VENV)/.installed-test messages
+	CLOSEOUT_FUZZ_MIN_CASES=10000 $(BIN)/python -m pytest tests/hardening/test_api_fuzz.py -q -s
+	@if $(BIN)/python -c "import sys; sys.path.insert(0, 'scripts'); from run_tests import postgres_up; sys.exit(not postgres_up())"; then \
+	  CLOSEOUT_TEST_ENGINE=postgres DATABASE_URL=postgresql://postgres@127.0.0.1:5432/closeout \
+	  CLOSEOUT_TEST_DB_SUFFIX=_fuzz CLOSEOUT_FUZZ_MIN_CASES=10000 \
+	  $(BIN)/python -m pytest tests/hardening/test_api_fuzz.py -q -s; \
+	else echo "PostgreSQL is not reachable at 127.0.0.1:5432: fuzzed SQLite only"; fi
+	CLOSEOUT_STATEFUL_RANDOM=1 CLOSEOUT_STATEFUL_EXAMPLES=100 CLOSEOUT_STATEFUL_STEPS=50 \
+	  $(BIN)/python -m pytest tests/hardening/test_closure_lifecycle_stateful.py -q -s
+
 clean:
 	rm -rf $(VENV) var test-results

@@ -1,36 +1,48 @@
 from __future__ import annotations
 
-from typing import Literal
+import unicodedata
+from typing import Annotated, Literal
 
 from ninja import Field, Schema
+from pydantic import AfterValidator
+
+
+def _no_control_characters(value: str) -> str:
+    # NUL cannot be stored by PostgreSQL, and escape sequences or line breaks would forge log lines.
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_control_characters)]
 
 
 class IdDocumentIn(Schema):
     type: Literal["cn_resident_id", "hkid", "passport"]
-    number: str = Field(..., min_length=1, max_length=40)
+    number: Text = Field(..., min_length=1, max_length=40)
 
 
 class ContactIn(Schema):
-    email: str | None = Field(None, max_length=254)
-    phone: str | None = Field(None, max_length=24)
+    email: Text | None = Field(None, max_length=254)
+    phone: Text | None = Field(None, max_length=24)
 
 
 class DestinationIn(Schema):
     type: Literal["original", "bank", "ewallet", "cash"] = "original"
-    account_number: str | None = Field(None, max_length=40)
-    bank_code: str | None = Field(None, max_length=20)
-    wallet_id: str | None = Field(None, max_length=64)
-    provider: str | None = Field(None, max_length=20)
+    account_number: Text | None = Field(None, max_length=40)
+    bank_code: Text | None = Field(None, max_length=20)
+    wallet_id: Text | None = Field(None, max_length=64)
+    provider: Text | None = Field(None, max_length=20)
 
 
 class ClosureIn(Schema):
-    card_number: str = Field(..., min_length=1, max_length=32)
-    holder_name: str = Field(..., min_length=1, max_length=200)
+    card_number: Text = Field(..., min_length=1, max_length=32)
+    holder_name: Text = Field(..., min_length=1, max_length=200)
     id_document: IdDocumentIn
     contact: ContactIn | None = None
     refund_destination: DestinationIn | None = None
     channel: Literal["web", "phone", "email", "chat", "branch", "partner_api"] = "partner_api"
-    reason: str = Field("", max_length=200)
+    reason: Text = Field("", max_length=200)
 
 
 class FeeOut(Schema):
@@ -76,10 +88,10 @@ class ClosureOut(Schema):
 
 
 class AuthorizationIn(Schema):
-    card_number: str = Field(..., min_length=1, max_length=32)
-    amount: int = Field(..., ge=0, le=10**12)
-    currency: str = Field(..., min_length=3, max_length=3)
-    source: str = Field("api", max_length=40)
+    card_number: Text = Field(..., min_length=1, max_length=32)
+    amount: int = Field(..., ge=0, le=10**12, strict=True)  # minor units: no floats, strings or booleans
+    currency: Text = Field(..., min_length=3, max_length=3)
+    source: Text = Field("api", max_length=40)
 
 
 class AuthorizationOut(Schema):
@@ -88,7 +100,7 @@ class AuthorizationOut(Schema):
 
 
 class CardReceivedIn(Schema):
-    note: str = Field("", max_length=200)
+    note: Text = Field("", max_length=200)
 
 
 class Problem(Schema):

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
-from ninja import Header, NinjaAPI
+from ninja import Header
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
 from closeout.api import schemas
 from closeout.api.keys import apikey_check
 from closeout.api.models import ApiKey, IdempotencyRecord
+from closeout.api.openapi import ProblemNinjaAPI
 from closeout.api.problems import field_errors_from_ninja, problem
 from closeout.cards.services import authorization_decide
 from closeout.certificates.api import router as certificates_router
@@ -31,7 +33,7 @@ class BearerKey(HttpBearer):
         return apikey_check(token)
 
 
-api = NinjaAPI(
+api = ProblemNinjaAPI(
     title="closeout API",
     version="1",
     urls_namespace="api-v1",
@@ -40,6 +42,7 @@ api = NinjaAPI(
     docs_url="/docs",
 )
 
+REFERENCE = re.compile(r"CL-[0-9]{4}-[0-9]{6,12}")
 PROBLEMS = {400: schemas.Problem, 401: schemas.Problem, 404: schemas.Problem, 409: schemas.Problem,
             422: schemas.Problem}
 
@@ -155,6 +158,8 @@ def _create(request, payload: schemas.ClosureIn, record: IdempotencyRecord) -> H
 
 
 def _visible_case(request, reference: str) -> ClosureCase | None:
+    if not REFERENCE.fullmatch(reference):
+        return None  # never hand the database a string no reference looks like (e.g. with NUL)
     case = ClosureCase.objects.filter(reference=reference).first()
     if case is None:
         return None
