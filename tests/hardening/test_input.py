@@ -198,8 +198,6 @@ def test_parse_major_names_what_is_wrong(text, currency, message):
         parse_major(text, currency)
 
 
-@pytest.mark.xfail(strict=True, reason="common/money.parse_major accepts non-ASCII digits: str.isdigit() is true "
-                                       "for '１２', '١٢' and '²'; it should accept [0-9] only")
 @pytest.mark.parametrize("text", ["１２.３０", "١٢", "²", "1２"])
 def test_parse_major_refuses_non_ascii_digits(text):
     with pytest.raises(ValueError, match="amount must be digits"):
@@ -221,11 +219,32 @@ def test_format_and_parse_round_trip_in_every_currency(minor, currency):
     assert parse_major(("-" if minor < 0 else "") + number, currency) == Money(minor, currency)
 
 
-@pytest.mark.skip(reason="`closeout bulk-close FILE.csv` is not on main yet: malformed and adversarial CSV rows "
-                         "(quotes, BOM, formula injection '=cmd', wrong column count, huge fields) must each "
-                         "give a clear per-row error; write this when the bulk closure lands")
-def test_bulk_close_reports_every_bad_csv_row():
-    raise AssertionError("not written yet")
+@pytest.mark.django_db(transaction=True)
+def test_bulk_close_reports_every_bad_csv_row(make_card, tmp_path):
+    import csv as csvlib
+
+    from closeout.closures import bulk
+
+    good = make_card("YKT", balance=500)
+    huge = "9" * 200_000
+    text = ("\ufeffcard_number,note\n"
+            f'"{good.number}",ok\n'
+            "=cmd|' /C calc'!A0,formula\n"
+            f"{huge},huge\n"
+            "\n"
+            ",missing\n"
+            "8103 0000 0000 0002,bad check digit\n")
+    path = tmp_path / "adversarial.csv"
+    path.write_text(text, encoding="utf-8")
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+
+    assert (summary.created, summary.rejected) == (1, 4)
+    with (tmp_path / "adversarial.rejects.csv").open(newline="") as handle:
+        rows = list(csvlib.DictReader(handle))
+    assert [row["line"] for row in rows] == ["3", "4", "6", "7"]
+    assert all(row["field"] in ("card_number", "row") and row["message"] for row in rows)
+    assert not any(row["card_number"].startswith("=") for row in rows)  # no formula reaches a spreadsheet
 
 
 @pytest.mark.parametrize("method,path,status", [

@@ -80,22 +80,46 @@ def file_fingerprint(path: Path, reason: str) -> str:
     return digest.hexdigest()
 
 
+class BadRow(str):
+    """A row the CSV reader could not parse; its text is the reason."""
+
+
 def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, str]]:
     """Yield (line number, raw card number) one row at a time, never the whole file.
 
+    A row the CSV reader cannot parse (an oversized field, a stray quote) comes out as a `BadRow`
+    and is rejected like any other bad row.
+
     :raises BulkFileError: when the header has no card_number column.
     """
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header or "card_number" not in [h.strip().lower() for h in header]:
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise BulkFileError(f"line 1: the header cannot be read ({exc})")
+        names = [h.strip().lower() for h in header or []]
+        if "card_number" not in names:
             raise BulkFileError("line 1: the header must have a card_number column")
-        column = [h.strip().lower() for h in header].index("card_number")
-        for row in reader:
+        column = names.index("card_number")
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                if reader.line_num > after_line:
+                    yield reader.line_num, BadRow(f"the row cannot be read as CSV ({exc})")
+                continue
             line = reader.line_num
             if line <= after_line or not any(cell.strip() for cell in row):
                 continue
             yield line, (row[column] if column < len(row) else "")
+
+
+def _cell(text: str) -> str:
+    """Keep a rejected value from running as a spreadsheet formula when the rejects file is opened."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _balances(card_ids: list[int]) -> dict[str, int]:
@@ -194,6 +218,9 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
     now = clock.now()
     rejects, wanted = [], []
     for line, raw in rows:
+        if isinstance(raw, BadRow):
+            rejects.append(Reject(line, "", "row", str(raw)))
+            continue
         try:
             card_number = normalize_card_number(raw)
         except InvalidDocument as exc:
@@ -297,7 +324,7 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
                     run.rejected_count += len(rejects)
                     run.save(update_fields=["lines_done", "created_count", "rejected_count"])
             for r in rejects:
-                writer.writerow([r.line, r.card_number, r.field, r.message])
+                writer.writerow([r.line, _cell(r.card_number), r.field, r.message])
             out.flush()
             summary.rejected += len(rejects)
             if progress:

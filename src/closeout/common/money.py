@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # Minor-unit exponents for the currencies closeout handles (ISO 4217).
 EXPONENTS = {"HKD": 2, "CNY": 2, "JPY": 0, "USD": 2, "EUR": 2, "MOP": 2, "TWD": 2, "KWD": 3, "BHD": 3}
+
+
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class CurrencyMismatch(ValueError):
@@ -95,7 +99,7 @@ def parse_major(text: str, currency: str) -> Money:
     negative = text.startswith("-")
     body = text[1:] if negative else text
     whole, _, frac = body.partition(".")
-    if not whole.isdigit() or (frac and not frac.isdigit()):
+    if not _DIGITS.fullmatch(whole) or (frac and not _DIGITS.fullmatch(frac)):  # ASCII 0-9 only
         raise ValueError("amount must be digits with an optional decimal point")
     if len(frac) > exp:
         raise ValueError(f"{currency} has {exp} decimal places")
