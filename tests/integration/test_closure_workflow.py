@@ -52,10 +52,10 @@ def test_a_timed_out_refund_is_retried_with_the_same_key_and_paid_once(dbos_work
 
     wait_for(lambda: _state(case.reference) == states.CLOSED)
 
-    refund = SimRefund.objects.get()
-    # The lost answers are retried with the same key (or the settlement webhook lands first):
-    # the provider saw the key at least twice and paid once.
-    assert refund.request_count >= 2
+    # The settlement webhook may close the case before the retries end; the workflow still asks
+    # again with the same key after each lost answer, and the provider pays once.
+    wait_for(lambda: SimRefund.objects.get().request_count == 3)
+    assert SimRefund.objects.count() == 1
     assert Posting.objects.filter(key=f"{case.reference}:refund").count() == 1
 
 
