@@ -63,14 +63,15 @@ def load_cards(n: int, csv_path: Path) -> None:
         writer.writerow(["card_number"])
         raw = cursor.cursor
         with raw.copy("COPY cards_card (id, number, product_id, holder_id, status, physical, issued_at, "
-                      "last_used_at, transaction_count, plan_price_minor, plan_data_mb, plan_data_used_mb) "
+                      "last_used_at, transaction_count, plan_price_minor, plan_data_mb, plan_data_used_mb, "
+                      "original_payment_ref) "
                       "FROM STDIN") as copy:
             for i in range(1, n + 1):
                 body = f"8103{i:011d}"
                 number = body + luhn_check_digit(body)
                 writer.writerow([number])
                 copy.write_row((i, number, product.id, holders[i % len(holders)], "active", True, issued,
-                                issued + timedelta(days=30), 3, 0, 0, 0))
+                                issued + timedelta(days=30), 3, 0, 0, 0, ""))
         with raw.copy("COPY ledger_account (id, code, kind, currency) FROM STDIN") as copy:
             copy.write_row((1, "clearing:top_ups", "ASSET", "CNY"))
             for i in range(1, n + 1):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -42,7 +43,13 @@ def key_id_of(public_raw: bytes) -> str:
 
 
 def sign(private_raw: bytes, message: str) -> str:
-    return base64.b64encode(Ed25519PrivateKey.from_private_bytes(private_raw).sign(message.encode())).decode()
+    return signer(private_raw)(message)
+
+
+def signer(private_raw: bytes) -> Callable[[str], str]:
+    """Return a function that signs many messages with one key, loading the key once."""
+    key = Ed25519PrivateKey.from_private_bytes(private_raw)
+    return lambda message: base64.b64encode(key.sign(message.encode())).decode()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ together: one transaction settles the batch in the ledger, one refund file pays 
 blocks its cards. Each case still keeps its own state, timeline, audit events and outcome; a case
 that needs something special (a debt to pay, a second approver, a failed or pending refund, apps
 to unbind) leaves the batch and continues on the ordinary one-case path.
+
+The batch steps read plain rows rather than model instances, write with COPY and change states
+with one set-based UPDATE per state: per case, only the pure work (quote, state-machine check,
+audit hash, signature) runs in Python.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
 from closeout.audit.services import audit_record_many
 from closeout.cards.models import Binding, Card, CardCharge
 from closeout.catalog import rules
+from closeout.catalog.models import Product
 from closeout.certificates.services import certificate_issue_many
 from closeout.closures import dispatch, services, states
 from closeout.closures.models import (
@@ -34,7 +39,7 @@ from closeout.closures.models import (
     RefundApproval,
 )
 from closeout.common import calendars, clock
-from closeout.common.fastinsert import allocate_ids, insert_rows
+from closeout.common.fastinsert import allocate_ids, insert_rows, update_by_ids
 from closeout.common.money import Money
 from closeout.identity.documents import InvalidDocument, normalize_card_number
 from closeout.integrations.card_system.hotlist import hotlist_add_many
@@ -67,6 +72,53 @@ class IntakeSummary:
     batches: int = 0
     refund_total: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     dry_run: bool = False
+
+
+# --- plain rows --------------------------------------------------------------------------------
+
+CARD_COLUMNS = ("id", "number", "status", "holder_id", "product_id", "issued_at", "last_used_at",
+                "transaction_count", "plan_price_minor", "plan_starts_at", "plan_ends_at", "plan_data_mb",
+                "plan_data_used_mb", "hotlist_version")
+CASE_COLUMNS = ("id", "reference", "state", "card_id", "requester", "quote", "refund_destination")
+_PRODUCT_AT = CARD_COLUMNS.index("product_id")
+
+
+class _Card:
+    """A card as a plain row with its product: what quoting, status changes, suppression and the
+    hotlist read, without a model instance per card."""
+
+    __slots__ = (*CARD_COLUMNS, "product")
+
+    def __init__(self, row, product: Product):
+        for name, value in zip(CARD_COLUMNS, row, strict=True):
+            setattr(self, name, value)
+        self.product = product
+
+
+class _Case:
+    """A bulk case as a plain row, with its card when the step needs it."""
+
+    __slots__ = (*CASE_COLUMNS, "card")
+
+    def __init__(self, row, card: _Card | None = None):
+        for name, value in zip(CASE_COLUMNS, row, strict=True):
+            setattr(self, name, value)
+        self.card = card
+
+
+def _products(ids) -> dict[int, Product]:
+    return Product.objects.select_related("policy").in_bulk(set(ids))
+
+
+def _batch_cases(batch: BulkBatch, state: str, *, with_card: bool = True) -> list[_Case]:
+    """The batch's cases in `state`, in id order, read in one query."""
+    columns = CASE_COLUMNS + (tuple(f"card__{c}" for c in CARD_COLUMNS) if with_card else ())
+    rows = list(ClosureCase.objects.filter(bulk_batch_id=batch.id, state=state).order_by("id").values_list(*columns))
+    if not with_card:
+        return [_Case(row) for row in rows]
+    n = len(CASE_COLUMNS)
+    products = _products(row[n + _PRODUCT_AT] for row in rows)
+    return [_Case(row[:n], _Card(row[n:], products[row[n + _PRODUCT_AT]])) for row in rows]
 
 
 # --- intake ------------------------------------------------------------------------------------
@@ -122,29 +174,42 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _balances(card_ids: list[int]) -> dict[str, int]:
+def _seen_key(card_number: str) -> int:
+    # A million numbers held as ints take about half the memory of strings; the leading 1 keeps
+    # leading zeros apart.
+    return int("1" + card_number)
+
+
+def _balances(card_ids: list[int]) -> dict[str, tuple[int, int]]:
+    """Map each card account code to (account id, credit balance), in one query."""
     codes = [ledger.card_value_account(i) for i in card_ids] + [ledger.card_deposit_account(i) for i in card_ids]
-    rows = Line.objects.filter(account__code__in=codes).values("account__code").annotate(total=Sum("amount_minor"))
-    return {row["account__code"]: -row["total"] for row in rows}
+    rows = (Line.objects.filter(account__code__in=codes).values_list("account__code", "account_id")
+            .annotate(total=Sum("amount_minor")))
+    return {code: (account_id, -total) for code, account_id, total in rows}
 
 
-def _quotes(cards: list[Card], now) -> dict[int, rules.Quote]:
-    """Quote many cards with three queries instead of three per card."""
-    balances = _balances([c.id for c in cards])
+def _quotes(cards: list[_Card], now,
+            balances: dict[str, tuple[int, int]]) -> tuple[dict[int, rules.Quote], list[tuple[int, int]]]:
+    """Quote many cards with one query besides the balances; also return the open charges as
+    (charge id, card id)."""
     debts = defaultdict(list)
-    for charge in CardCharge.objects.filter(card__in=cards, settled_at__isnull=True).order_by("id"):
-        debts[charge.card_id].append(rules.Outstanding(code=charge.code, amount=charge.amount, reason=charge.reason))
+    charges = []
+    for charge_id, card_id, code, amount, currency, reason in (
+            CardCharge.objects.filter(card_id__in=[c.id for c in cards], settled_at__isnull=True).order_by("id")
+            .values_list("id", "card_id", "code", "amount_minor", "currency", "reason")):
+        debts[card_id].append(rules.Outstanding(code=code, amount=Money(amount, currency), reason=reason))
+        charges.append((charge_id, card_id))
     out = {}
     for card in cards:
         currency = card.product.currency
         facts = rules.QuoteFacts(
-            balance=Money(balances.get(ledger.card_value_account(card.id), 0), currency),
-            deposit=Money(balances.get(ledger.card_deposit_account(card.id), 0), currency),
+            balance=Money(balances.get(ledger.card_value_account(card.id), (0, 0))[1], currency),
+            deposit=Money(balances.get(ledger.card_deposit_account(card.id), (0, 0))[1], currency),
             issued_at=card.issued_at, transaction_count=card.transaction_count, last_used_at=card.last_used_at,
             outstanding=tuple(debts[card.id]), plan=services.card_plan(card, now),
         )
         out[card.id] = rules.quote(policy=card.product.policy.rules, facts=facts, now=now)
-    return out
+    return out, charges
 
 
 def _references(now, count: int) -> list[str]:
@@ -156,42 +221,50 @@ def _references(now, count: int) -> list[str]:
     return [f"CL-{now.year}-{n:06d}" for n in range(first, first + count)]
 
 
-EVENT_COLUMNS = ("id", "case_id", "key", "at", "actor", "from_state", "to_state", "note", "data")
+EVENT_COLUMNS = ("case_id", "key", "at", "actor", "from_state", "to_state", "note", "data")
 
 
-def _write_steps(cases: list[ClosureCase], steps: list[tuple[str, str]], *, key: str, now) -> None:
-    """Record a chain of transitions for many cases: timeline events and audit events, checked one
-    by one against the state machine; the caller updates the state column."""
-    events, audits = [], []
+def _steps(cases: list[_Case], steps: list[tuple[str, str]], *, key: str, now, events: list, audits: list) -> None:
+    """Add a chain of transitions for many cases to `events` (timeline) and `audits`, each checked
+    against the state machine; the caller writes them and updates the state column."""
+    checked = set()
     for case in cases:
         current = case.state
         for target, note in steps:
-            states.check_transition(current, target)
-            events.append([case.id, f"{key}:{target}", now, ACTOR, current, target, note, {}])
+            if (current, target) not in checked:
+                states.check_transition(current, target)
+                checked.add((current, target))
+            events.append((case.id, f"{key}:{target}", now, ACTOR, current, target, note, {}))
             audits.append({"actor": ACTOR, "action": "closure.transition", "subject": case.reference,
                            "before": current, "after": target, "reason": note})
             current = target
         case.state = current
-    ids = allocate_ids(CaseEvent, len(events))
-    insert_rows(CaseEvent, EVENT_COLUMNS, ([i, *e] for i, e in zip(ids, events, strict=True)))
+
+
+def _write(events: list, audits: list) -> None:
+    insert_rows(CaseEvent, EVENT_COLUMNS, events)
     audit_record_many(audits)
 
 
-def _set_state(case_ids: list[int], state: str, now, **extra) -> None:
-    for start in range(0, len(case_ids), 1000):
-        ClosureCase.objects.filter(id__in=case_ids[start:start + 1000]).update(state=state, updated_at=now, **extra)
+def _set_state(cases: list[_Case], state: str, now, **extra) -> None:
+    update_by_ids(ClosureCase, [c.id for c in cases], state=state, updated_at=now, **extra)
 
 
-def _card_status(cards: list[Card], status: str, reason_of: Callable[[Card], str]) -> None:
-    audit_record_many([
-        {"actor": ACTOR, "action": "card.status", "subject": f"card:{c.id}", "before": c.status, "after": status,
-         "reason": reason_of(c)} for c in cards if c.status != status
-    ])
-    ids = [c.id for c in cards]
-    for start in range(0, len(ids), 1000):
-        Card.objects.filter(id__in=ids[start:start + 1000]).update(status=status)
+def _card_status(cards: list[_Card], status: str, reference_of: dict[int, str], audits: list) -> None:
+    """Move many cards to `status` in memory and add their audit events; `_save_card_status` writes."""
     for card in cards:
-        card.status = status
+        if card.status != status:
+            audits.append({"actor": ACTOR, "action": "card.status", "subject": f"card:{card.id}",
+                           "before": card.status, "after": status, "reason": reference_of[card.id]})
+            card.status = status
+
+
+def _save_card_status(cards: list[_Card]) -> None:
+    by_status = defaultdict(list)
+    for card in cards:
+        by_status[card.status].append(card.id)
+    for status, ids in by_status.items():
+        update_by_ids(Card, ids, status=status)
 
 
 def _schedule_batch(batch: BulkBatch, action: str, now) -> None:
@@ -213,8 +286,13 @@ def _finish_batch(batch: BulkBatch, now) -> None:
     batch.save()
 
 
+CASE_INSERT_COLUMNS = ("id", "reference", "card_id", "channel", "requester", "reason", "language",
+                       "refund_destination", "quote", "state", "sla_due_date", "created_at", "updated_at",
+                       "bulk_batch_id")
+
+
 def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]], summary: IntakeSummary,
-                  seen: set[str]) -> list[Reject]:
+                  seen: set[int]) -> list[Reject]:
     now = clock.now()
     rejects, wanted = [], []
     for line, raw in rows:
@@ -226,19 +304,19 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
         except InvalidDocument as exc:
             rejects.append(Reject(line, raw[:32], "card_number", exc.message))
             continue
-        if card_number in seen:
+        key = _seen_key(card_number)
+        if key in seen:
             rejects.append(Reject(line, card_number, "card_number", "the card appears earlier in the file"))
             continue
-        seen.add(card_number)
+        seen.add(key)
         wanted.append((line, card_number))
-    cards = {
-        c.number: c
-        for c in Card.objects.select_for_update().select_related("product__policy")
-        .filter(number__in=[n for _, n in wanted])
-    }
-    open_cards = set(ClosureCase.objects.filter(card__in=list(cards.values())).exclude(state__in=states.TERMINAL)
-                     .values_list("card_id", flat=True))
-    accepted: list[Card] = []
+    found = list(Card.objects.select_for_update().filter(number__in=[n for _, n in wanted])
+                 .values_list(*CARD_COLUMNS))
+    products = _products(row[_PRODUCT_AT] for row in found)
+    cards = {row[1]: _Card(row, products[row[_PRODUCT_AT]]) for row in found}
+    open_cards = set(ClosureCase.objects.filter(card_id__in=[c.id for c in cards.values()])
+                     .exclude(state__in=states.TERMINAL).values_list("card_id", flat=True))
+    accepted: list[_Card] = []
     for line, card_number in wanted:
         card = cards.get(card_number)
         if card is None:
@@ -249,7 +327,7 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
             rejects.append(Reject(line, card_number, "card_number", f"the card is {card.status}"))
         else:
             accepted.append(card)
-    quotes = _quotes(accepted, now)
+    quotes, _ = _quotes(accepted, now, _balances([c.id for c in accepted]))
     for card in accepted:
         summary.refund_total[card.product.currency] += quotes[card.id].refund.minor
     summary.created += len(accepted)
@@ -259,24 +337,25 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
     batch = BulkBatch.objects.create(run=run, number=number, case_count=len(accepted), created_at=now)
     references = _references(now, len(accepted))
     case_ids = allocate_ids(ClosureCase, len(accepted))
+    cases = [_Case((case_id, reference, states.DRAFT, card.id, run.requester, quotes[card.id].as_json(),
+                    {"type": "original"}), card)
+             for case_id, reference, card in zip(case_ids, references, accepted, strict=True)]
+    events, audits = [], []
+    _steps(cases, [(states.SUBMITTED, f"bulk closure: {run.reason}"[:300])], key="submit", now=now, events=events,
+           audits=audits)
     sla = {}
-    rows_out, cases = [], []
-    for case_id, reference, card in zip(case_ids, references, accepted, strict=True):
-        product = card.product
-        key = (product.sla_working_days, product.calendar)
+    for card in accepted:
+        key = (card.product.sla_working_days, card.product.calendar)
         if key not in sla:
             sla[key] = calendars.add_working_days(now.date(), *key)
-        rows_out.append((case_id, reference, card.id, ClosureCase.Channel.BULK, run.requester, run.reason,
-                         "en", {"type": "original"}, quotes[card.id].as_json(), states.DRAFT, sla[key], now, now,
-                         batch.id))
-        cases.append(ClosureCase(id=case_id, reference=reference, state=states.DRAFT))
-    insert_rows(ClosureCase, ("id", "reference", "card_id", "channel", "requester", "reason", "language",
-                              "refund_destination", "quote", "state", "sla_due_date", "created_at", "updated_at",
-                              "bulk_batch_id"), rows_out)
-    _write_steps(cases, [(states.SUBMITTED, f"bulk closure: {run.reason}"[:300])], key="submit", now=now)
-    _set_state(case_ids, states.SUBMITTED, now)
-    by_card = dict(zip([c.id for c in accepted], references, strict=True))
-    _card_status(accepted, Card.Status.CLOSING, lambda c: by_card[c.id])
+    insert_rows(ClosureCase, CASE_INSERT_COLUMNS, (
+        (c.id, c.reference, c.card_id, ClosureCase.Channel.BULK, c.requester, run.reason, "en", c.refund_destination,
+         c.quote, c.state, sla[(c.card.product.sla_working_days, c.card.product.calendar)], now, now, batch.id)
+        for c in cases))
+    by_card = {c.card_id: c.reference for c in cases}
+    _card_status(accepted, Card.Status.CLOSING, by_card, audits)
+    _write(events, audits)
+    _save_card_status(accepted)
     suppression_add_for_cards(cards=accepted, reference_of=by_card)  # no marketing from now on
     _schedule_batch(batch, "bulk_settle", now)
     summary.batches += 1
@@ -301,9 +380,10 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
         summary.resumed_after = run.lines_done
     rejects_path = rejects_path or path.with_name(path.stem + ".rejects.csv")
     mode = "a" if summary.resumed_after else "w"
-    seen: set[str] = set(
-        ClosureCase.objects.filter(bulk_batch__run=run).values_list("card__number", flat=True)
-    ) if run and summary.resumed_after else set()
+    seen: set[int] = {
+        _seen_key(number) for number in
+        ClosureCase.objects.filter(bulk_batch__run=run).values_list("card__number", flat=True).iterator()
+    } if run and summary.resumed_after else set()
     with rejects_path.open(mode, newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         if mode == "w":
@@ -350,32 +430,43 @@ def _lock_batch(batch_id: int, workflow_id: str) -> BulkBatch | None:
     return batch if batch.next_action_id == workflow_id else None
 
 
-def _batch_cases(batch: BulkBatch, state: str) -> list[ClosureCase]:
-    return list(batch.cases.filter(state=state).select_related("card__product__policy").order_by("id"))
+def _accounts(currency_of: dict[str, str]) -> dict[str, int]:
+    """Map account codes to ids, opening the accounts that do not exist yet."""
+    if not currency_of:
+        return {}
+    found = dict(Account.objects.filter(code__in=list(currency_of)).values_list("code", "id"))
+    missing = [code for code in currency_of if code not in found]
+    if not missing:
+        return found
+    try:
+        with transaction.atomic():  # a savepoint: another process may open one of them first
+            ids = allocate_ids(Account, len(missing))
+            insert_rows(Account, ("id", "code", "kind", "currency"),
+                        ((i, c, ledger.account_kind(c), currency_of[c]) for i, c in zip(ids, missing, strict=True)))
+        found.update(zip(missing, ids, strict=True))
+    except IntegrityError:
+        Account.objects.bulk_create([Account(code=c, kind=ledger.account_kind(c), currency=currency_of[c])
+                                     for c in missing], ignore_conflicts=True, batch_size=2000)
+        found.update(Account.objects.filter(code__in=missing).values_list("code", "id"))
+    return found
 
 
-def _accounts(codes: set[str], currency_of: dict[str, str]) -> dict[str, int]:
-    existing = dict(Account.objects.filter(code__in=codes).values_list("code", "id"))
-    missing = [Account(code=c, kind=ledger.account_kind(c), currency=currency_of[c]) for c in codes if c not in existing]
-    Account.objects.bulk_create(missing, ignore_conflicts=True, batch_size=2000)
-    if missing:
-        existing = dict(Account.objects.filter(code__in=codes).values_list("code", "id"))
-    return existing
-
-
-def _post_many(postings: list[tuple[str, str, str, list[tuple[str, Money]]]], now) -> None:
-    """Write many balanced postings (key, memo, subject, lines) with COPY-speed inserts."""
+def _post_many(postings: list[tuple[str, str, str, list[tuple[str, Money]]]], now,
+               known: dict[str, int] | None = None) -> None:
+    """Write many balanced postings (key, memo, subject, lines) with COPY-speed inserts; `known`
+    maps account codes already looked up to their ids."""
+    if not postings:
+        return
+    known = known or {}
     postings = [(k, m, s, ledger.check_balanced(lines)) for k, m, s, lines in postings]
-    currency_of = {code: amount.currency for *_, lines in postings for code, amount in lines}
-    accounts = _accounts(set(currency_of), currency_of)
+    currency_of = {code: amount.currency for *_, lines in postings for code, amount in lines if code not in known}
+    accounts = {**known, **_accounts(currency_of)}
     posting_ids = allocate_ids(Posting, len(postings))
     insert_rows(Posting, ("id", "key", "at", "memo", "subject"),
                 ((pid, k, now, m, s) for pid, (k, m, s, _) in zip(posting_ids, postings, strict=True)))
-    lines = [(pid, accounts[code], amount.minor, amount.currency)
-             for pid, (*_, posting_lines) in zip(posting_ids, postings, strict=True) for code, amount in posting_lines]
-    line_ids = allocate_ids(Line, len(lines))
-    insert_rows(Line, ("id", "posting_id", "account_id", "amount_minor", "currency"),
-                ((lid, *row) for lid, row in zip(line_ids, lines, strict=True)))
+    insert_rows(Line, ("posting_id", "account_id", "amount_minor", "currency"),
+                ((pid, accounts[code], amount.minor, amount.currency)
+                 for pid, (*_, lines) in zip(posting_ids, postings, strict=True) for code, amount in lines))
 
 
 def batch_settle(*, batch_id: int, workflow_id: str) -> str:
@@ -386,12 +477,13 @@ def batch_settle(*, batch_id: int, workflow_id: str) -> str:
             return "skipped"
         now = clock.now()
         cases = _batch_cases(batch, states.SUBMITTED)
-        quotes = _quotes([c.card for c in cases], now)
+        balances = _balances([c.card_id for c in cases])
+        quotes, charges = _quotes([c.card for c in cases], now, balances)
         settle, alone, approval, requoted = [], [], [], []
         for case in cases:
             quote = quotes[case.card_id]
-            if case.quote != quote.as_json():  # a charge was paid or waived since the intake
-                case.quote = quote.as_json()
+            if case.quote != (as_json := quote.as_json()):  # a charge was paid or waived since the intake
+                case.quote = as_json
                 requoted.append(case)
             if quote.uncovered.minor:
                 alone.append(case)
@@ -404,12 +496,11 @@ def batch_settle(*, batch_id: int, workflow_id: str) -> str:
             services._transition(locked, states.VERIFIED, actor=ACTOR, key=f"{workflow_id}:verified",
                                  note="identity and card checked")
         moving = settle + approval
-        balances = _balances([c.card_id for c in moving])
         postings = []
         for case in moving:
             quote, card = quotes[case.card_id], case.card
             currency = quote.currency
-            deposit_held = Money(balances.get(ledger.card_deposit_account(card.id), 0), currency)
+            deposit_held = Money(balances.get(ledger.card_deposit_account(card.id), (0, 0))[1], currency)
             fees = Money(sum(f.amount.minor for f in quote.fees), currency)
             postings.append((f"{case.reference}:settle", "closure settlement", case.reference, [
                 (ledger.card_value_account(card.id), quote.balance),
@@ -419,27 +510,37 @@ def batch_settle(*, batch_id: int, workflow_id: str) -> str:
                 ("income:forfeited_deposits", -(deposit_held - quote.deposit)),
                 (ledger.refunds_payable_account(case.reference), -quote.refund),
             ]))
-        _post_many(postings, now)
-        CardCharge.objects.filter(card_id__in=[c.card_id for c in moving], settled_at__isnull=True).update(
-            settled_at=now, settled_how="deducted", settled_note="bulk closure")
-        _write_steps(settle, [(states.VERIFIED, "identity and card checked"), (states.SETTLED, "fees settled"),
-                              (states.REFUND_PENDING, "refund requested")], key=workflow_id, now=now)
-        _write_steps(approval, [(states.VERIFIED, "identity and card checked"), (states.SETTLED, "fees settled"),
-                                (states.REFUND_PENDING, "refund waits for approval")], key=workflow_id, now=now)
-        ClosureCase.objects.bulk_update(requoted, ["quote"], batch_size=500)
-        _set_state([c.id for c in moving], states.REFUND_PENDING, now)
+        _post_many(postings, now, known={code: account_id for code, (account_id, _) in balances.items()})
+        alone_cards = {c.card_id for c in alone}
+        deducted = [charge_id for charge_id, card_id in charges if card_id not in alone_cards]
+        if deducted:
+            CardCharge.objects.filter(id__in=deducted, settled_at__isnull=True).update(
+                settled_at=now, settled_how="deducted", settled_note="bulk closure")
+        events, audits = [], []
+        _steps(settle, [(states.VERIFIED, "identity and card checked"), (states.SETTLED, "fees settled"),
+                        (states.REFUND_PENDING, "refund requested")], key=workflow_id, now=now, events=events,
+               audits=audits)
+        _steps(approval, [(states.VERIFIED, "identity and card checked"), (states.SETTLED, "fees settled"),
+                          (states.REFUND_PENDING, "refund waits for approval")], key=workflow_id, now=now,
+               events=events, audits=audits)
+        _write(events, audits)
+        for case in requoted:
+            ClosureCase.objects.filter(id=case.id).update(quote=case.quote)
+        _set_state(moving, states.REFUND_PENDING, now)
         RefundApproval.objects.bulk_create([
-            RefundApproval(case=c, requested_by=c.requester, requested_at=now, reason=services.approval_reason(c))
+            RefundApproval(case_id=c.id, requested_by=c.requester, requested_at=now,
+                           reason=services.approval_reason(c))
             for c in approval
         ])
         _schedule_batch(batch, "bulk_refund", now)
         return "settled"
 
 
-def _refundable(batch: BulkBatch) -> list[ClosureCase]:
+def _refundable(batch: BulkBatch) -> list[_Case]:
     """Cases of the batch the refund file pays: not waiting for an approver, not refunded yet."""
-    return list(batch.cases.filter(state=states.REFUND_PENDING, refund_approval__isnull=True, refund__isnull=True)
-                .select_related("card").order_by("id"))
+    taken = set(RefundApproval.objects.filter(case__bulk_batch_id=batch.id).values_list("case_id", flat=True))
+    taken.update(Refund.objects.filter(case__bulk_batch_id=batch.id).values_list("case_id", flat=True))
+    return [c for c in _batch_cases(batch, states.REFUND_PENDING, with_card=False) if c.id not in taken]
 
 
 def batch_refund_items(*, batch_id: int, workflow_id: str) -> list[dict] | None:
@@ -448,6 +549,10 @@ def batch_refund_items(*, batch_id: int, workflow_id: str) -> list[dict] | None:
         return None
     return [{"idempotency_key": f"{c.reference}:refund", "amount": c.quote["refund"], "currency": c.quote["currency"],
              "destination": c.refund_destination} for c in _refundable(batch)]
+
+
+REFUND_COLUMNS = ("case_id", "idempotency_key", "amount_minor", "currency", "destination_type", "provider_ref",
+                  "status", "created_at", "settled_at")
 
 
 def batch_refund_record(*, batch_id: int, workflow_id: str, results: dict[str, dict]) -> str:
@@ -462,12 +567,9 @@ def batch_refund_record(*, batch_id: int, workflow_id: str, results: dict[str, d
             if case.quote["refund"] == 0:
                 result = {"status": "succeeded", "provider_ref": ""}
             (paid if result and result["status"] == "succeeded" else other).append((case, result))
-        Refund.objects.bulk_create([
-            Refund(case=c, idempotency_key=f"{c.reference}:refund", amount_minor=c.quote["refund"],
-                   currency=c.quote["currency"], destination_type="original", provider_ref=r["provider_ref"],
-                   status="succeeded", created_at=now, settled_at=now)
-            for c, r in paid
-        ], batch_size=2000)
+        insert_rows(Refund, REFUND_COLUMNS, (
+            (c.id, f"{c.reference}:refund", c.quote["refund"], c.quote["currency"], "original", r["provider_ref"],
+             "succeeded", now, now) for c, r in paid))
         _post_many([
             (f"{c.reference}:refund", "refund paid", c.reference, [
                 (ledger.refunds_payable_account(c.reference), Money(c.quote["refund"], c.quote["currency"])),
@@ -475,9 +577,11 @@ def batch_refund_record(*, batch_id: int, workflow_id: str, results: dict[str, d
             ]) for c, _ in paid
         ], now)
         cases = [c for c, _ in paid]
-        _write_steps(cases, [(states.REFUNDED, "refunded"), (states.DEACTIVATING, "blocking the card")],
-                     key=workflow_id, now=now)
-        _set_state([c.id for c in cases], states.DEACTIVATING, now)
+        events, audits = [], []
+        _steps(cases, [(states.REFUNDED, "refunded"), (states.DEACTIVATING, "blocking the card")],
+               key=workflow_id, now=now, events=events, audits=audits)
+        _write(events, audits)
+        _set_state(cases, states.DEACTIVATING, now)
         for case, result in other:  # pending or failed: the one-case path takes over
             services.refund_record(reference=case.reference, workflow_id=workflow_id,
                                    result=result or {"status": "failed", "failure_reason": "no answer in refund file"})
@@ -489,8 +593,9 @@ def batch_block_items(*, batch_id: int, workflow_id: str) -> list[dict] | None:
     batch = BulkBatch.objects.get(id=batch_id)
     if batch.next_action_id != workflow_id:
         return None
-    return [{"card_number": c.card.number, "idempotency_key": f"{c.reference}:deactivate"}
-            for c in _batch_cases(batch, states.DEACTIVATING)]
+    return [{"card_number": number, "idempotency_key": f"{reference}:deactivate"}
+            for reference, number in ClosureCase.objects.filter(bulk_batch_id=batch.id, state=states.DEACTIVATING)
+            .order_by("id").values_list("reference", "card__number")]
 
 
 def batch_blocked_record(*, batch_id: int, workflow_id: str, results: dict[str, dict]) -> str:
@@ -504,11 +609,14 @@ def batch_blocked_record(*, batch_id: int, workflow_id: str, results: dict[str, 
                     .values_list("card_id", flat=True))
         closing = [c for c in cases if c.card_id not in bound]
         reference_of = {c.card_id: c.reference for c in cases}
-        _card_status([c.card for c in cases], Card.Status.BLOCKED, lambda card: reference_of[card.id])
+        events, audits = [], []
+        _card_status([c.card for c in cases], Card.Status.BLOCKED, reference_of, audits)
+        _steps(closing, [(states.CLOSED, "card blocked")], key=workflow_id, now=now, events=events, audits=audits)
+        _card_status([c.card for c in closing], Card.Status.CLOSED, reference_of, audits)
+        _write(events, audits)
+        _save_card_status([c.card for c in cases])
         hotlist_add_many(cards=[c.card for c in cases if c.card.product.kind == "stored_value"])
-        _write_steps(closing, [(states.CLOSED, "card blocked")], key=workflow_id, now=now)
-        _set_state([c.id for c in closing], states.CLOSED, now, closed_at=now)
-        _card_status([c.card for c in closing], Card.Status.CLOSED, lambda card: reference_of[card.id])
+        _set_state(closing, states.CLOSED, now, closed_at=now)
         certificate_issue_many(case_ids=[c.id for c in closing])
         for case in (c for c in cases if c.card_id in bound):  # apps to unbind: one-case path
             locked = services._lock(case.reference)
@@ -526,7 +634,7 @@ def batch_failed(*, batch_id: int, workflow_id: str, error: str) -> str:
             return "skipped"
         waiting = {"bulk_settle": states.SUBMITTED, "bulk_refund": states.REFUND_PENDING,
                    "bulk_block": states.DEACTIVATING}[batch.next_action]
-        for case in _batch_cases(batch, waiting):
+        for case in _batch_cases(batch, waiting, with_card=False):
             locked = services._lock(case.reference)
             services._transition(locked, states.FAILED, actor=ACTOR, key=f"{workflow_id}:failed", note=error[:300],
                                  action="")

@@ -1,12 +1,20 @@
-"""Insert many rows fast: COPY on PostgreSQL, batched executemany on SQLite, ids allocated first
-so that child rows can point at their parents without reading anything back."""
+"""Write many rows fast: COPY on PostgreSQL, batched executemany on SQLite, ids allocated first
+so that child rows can point at their parents without reading anything back; set-based updates
+by primary key."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connections, models
+
+SQLITE_CHUNK = 500  # ids per statement on SQLite, well under its bound-parameter limit
+
+
+def _connection():
+    # The connection proxy costs a thread-local lookup per attribute: resolve it once per call.
+    return connections[DEFAULT_DB_ALIAS]
 
 
 def allocate_ids(model: type[models.Model], count: int) -> list[int]:
@@ -14,6 +22,7 @@ def allocate_ids(model: type[models.Model], count: int) -> list[int]:
     if count <= 0:
         return []
     table = model._meta.db_table
+    connection = _connection()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
@@ -26,12 +35,12 @@ def allocate_ids(model: type[models.Model], count: int) -> list[int]:
         return list(range(start, start + count))
 
 
-def _value(field: models.Field, value):
+def _converters(fields: list[models.Field], connection) -> list[Callable | None]:
+    """One converter per column, or None where the driver takes the Python value as it is."""
     if connection.vendor != "postgresql":
-        return field.get_db_prep_save(value, connection)
-    if isinstance(field, models.JSONField):
-        return json.dumps(value, ensure_ascii=False)
-    return value
+        return [lambda value, f=f: f.get_db_prep_save(value, connection) for f in fields]
+    return [(lambda value: json.dumps(value, ensure_ascii=False)) if isinstance(f, models.JSONField) else None
+            for f in fields]
 
 
 def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Iterable[Sequence]) -> int:
@@ -39,29 +48,35 @@ def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Iterabl
 
     Columns left out get their field default (or NULL), as the ORM would write them.
     """
+    connection = _connection()
     meta = model._meta
     given = [meta.get_field(name) for name in columns]
     rest = [f for f in meta.concrete_fields if f not in given and not f.primary_key]
     defaults = tuple(f.get_default() if f.has_default() or not f.null else None for f in rest)
     fields = given + rest
-    rows = (tuple(row) + defaults for row in rows)
-    db_columns = [f.column for f in fields]
+    convert = [(i, c) for i, c in enumerate(_converters(fields, connection)) if c is not None]
+    column_list = ", ".join(f'"{f.column}"' for f in fields)
     table = meta.db_table
+
+    def prepared(row: Sequence) -> list:
+        values = [*row, *defaults]
+        for i, converter in convert:
+            values[i] = converter(values[i])
+        return values
+
     count = 0
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            column_list = ", ".join(f'"{c}"' for c in db_columns)
             with cursor.cursor.copy(f'COPY "{table}" ({column_list}) FROM STDIN') as copy:
                 for row in rows:
-                    copy.write_row([_value(f, v) for f, v in zip(fields, row, strict=True)])
+                    copy.write_row(prepared(row))
                     count += 1
             return count
-        placeholders = ", ".join(["%s"] * len(db_columns))
-        column_list = ", ".join(f'"{c}"' for c in db_columns)
+        placeholders = ", ".join(["%s"] * len(fields))
         sql = f'INSERT INTO "{table}" ({column_list}) VALUES ({placeholders})'
         batch = []
         for row in rows:
-            batch.append([_value(f, v) for f, v in zip(fields, row, strict=True)])
+            batch.append(prepared(row))
             if len(batch) >= 2000:
                 cursor.executemany(sql, batch)
                 count += len(batch)
@@ -70,3 +85,45 @@ def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Iterabl
             cursor.executemany(sql, batch)
             count += len(batch)
     return count
+
+
+def update_by_ids(model: type[models.Model], ids: Sequence[int], **values) -> int:
+    """Set the same column values on every row whose primary key is in `ids`; return how many rows
+    changed. One statement on PostgreSQL, whatever the number of ids."""
+    if not ids:
+        return 0
+    connection = _connection()
+    if connection.vendor != "postgresql":
+        return sum(model.objects.filter(pk__in=ids[start:start + SQLITE_CHUNK]).update(**values)
+                   for start in range(0, len(ids), SQLITE_CHUNK))
+    meta = model._meta
+    fields = [meta.get_field(name) for name in values]
+    assignments = ", ".join(f'"{f.column}" = %s' for f in fields)
+    params = [f.get_db_prep_save(value, connection) for f, value in zip(fields, values.values(), strict=True)]
+    id_array = "{" + ",".join(str(int(i)) for i in ids) + "}"  # integers only: a literal needs no quoting
+    with connection.cursor() as cursor:
+        cursor.execute(f'UPDATE "{meta.db_table}" SET {assignments} WHERE "{meta.pk.column}" = ANY(%s::bigint[])',
+                       [*params, id_array])
+        return cursor.rowcount
+
+
+def update_int_column(model: type[models.Model], column: str, pairs: Sequence[tuple[int, int]]) -> int:
+    """Set an integer column row by row from (primary key, value) pairs, in one statement on
+    PostgreSQL; return how many rows changed."""
+    if not pairs:
+        return 0
+    connection = _connection()
+    meta = model._meta
+    db_column = meta.get_field(column).column
+    table, pk = meta.db_table, meta.pk.column
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            cursor.executemany(f'UPDATE "{table}" SET "{db_column}" = %s WHERE "{pk}" = %s',
+                               [(int(value), int(key)) for key, value in pairs])
+            return len(pairs)
+        keys = "{" + ",".join(str(int(k)) for k, _ in pairs) + "}"
+        numbers = "{" + ",".join(str(int(v)) for _, v in pairs) + "}"
+        cursor.execute(f'UPDATE "{table}" AS t SET "{db_column}" = v.value '
+                       f'FROM unnest(%s::bigint[], %s::bigint[]) AS v(key, value) WHERE t."{pk}" = v.key',
+                       [keys, numbers])
+        return cursor.rowcount

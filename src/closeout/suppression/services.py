@@ -45,12 +45,12 @@ def suppression_add_for_cards(*, cards: list, reference_of: dict[int, str]) -> i
     """
     from closeout.audit.services import audit_record_many
 
-    holders = Holder.objects.in_bulk([c.holder_id for c in cards])
+    holders = {row[0]: row[1:] for row in Holder.objects.filter(id__in={c.holder_id for c in cards})
+               .values_list("id", "email_hash", "phone_hash")}
     wanted: dict[str, tuple[str, str]] = {}
     for card in cards:
-        holder = holders[card.holder_id]
-        for contact_hash, kind in ((holder.email_hash, Suppression.Kind.EMAIL),
-                                   (holder.phone_hash, Suppression.Kind.PHONE)):
+        email_hash, phone_hash = holders[card.holder_id]
+        for contact_hash, kind in ((email_hash, Suppression.Kind.EMAIL), (phone_hash, Suppression.Kind.PHONE)):
             if contact_hash:
                 wanted.setdefault(contact_hash, (kind, reference_of[card.id]))
     existing = set(Suppression.objects.filter(contact_hash__in=list(wanted)).values_list("contact_hash", flat=True))

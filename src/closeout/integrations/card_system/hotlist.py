@@ -69,7 +69,12 @@ def hotlist_add(*, card: Card) -> int:
 
 
 def hotlist_add_many(*, cards: list[Card]) -> None:
-    """List many cards under one lock of the version counter (bulk closure)."""
+    """List many cards under one lock of the version counter (bulk closure).
+
+    `cards` need only `id` and `hotlist_version`; each one listed gets its new version.
+    """
+    from closeout.common.fastinsert import update_int_column
+
     fresh = [card for card in cards if card.hotlist_version is None]
     if not fresh:
         return
@@ -79,7 +84,7 @@ def hotlist_add_many(*, cards: list[Card]) -> None:
         counter.version += 1
         card.hotlist_version = counter.version
     counter.save(update_fields=["version"])
-    Card.objects.bulk_update(fresh, ["hotlist_version"], batch_size=500)
+    update_int_column(Card, "hotlist_version", [(card.id, card.hotlist_version) for card in fresh])
 
 
 def hotlist_version() -> int:
