@@ -59,23 +59,22 @@ def audit_record_many(events: list[dict]) -> int:
     """Append many events (dicts of audit_record's arguments) under one lock of the chain head."""
     if not events:
         return 0
-    from closeout.common.fastinsert import allocate_ids, insert_rows
+    from closeout.common.fastinsert import insert_rows
 
-    columns = ("id", "seq", "at", "actor", "action", "subject", "before", "after", "reason", "data", "prev_hash",
+    columns = ("seq", "at", "actor", "action", "subject", "before", "after", "reason", "data", "prev_hash",
                "hash")
     with transaction.atomic():
         head, _ = AuditHead.objects.select_for_update().get_or_create(id=1)
-        ids = allocate_ids(AuditEvent, len(events))
         at = clock.now()
         rows = []
         seq, prev = head.seq, head.hash
-        for event_id, event in zip(ids, events, strict=True):
+        for event in events:
             seq += 1
             fields = dict(seq=seq, at=at, actor=event["actor"], action=event["action"], subject=event["subject"],
                           before=event.get("before", ""), after=event.get("after", ""),
                           reason=event.get("reason", ""), data=event.get("data") or {}, prev_hash=prev)
             prev = event_hash(**fields)
-            rows.append((event_id, *fields.values(), prev))
+            rows.append((*fields.values(), prev))
         insert_rows(AuditEvent, columns, rows)
         head.seq, head.hash = seq, prev
         head.save(update_fields=["seq", "hash"])

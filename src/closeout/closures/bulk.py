@@ -39,7 +39,7 @@ from closeout.closures.models import (
     RefundApproval,
 )
 from closeout.common import calendars, clock
-from closeout.common.fastinsert import allocate_ids, insert_rows, update_by_ids
+from closeout.common.fastinsert import allocate_ids, among, insert_rows, update_by_ids
 from closeout.common.money import Money
 from closeout.identity.documents import InvalidDocument, normalize_card_number
 from closeout.integrations.card_system.hotlist import hotlist_add_many
@@ -183,7 +183,7 @@ def _seen_key(card_number: str) -> int:
 def _balances(card_ids: list[int]) -> dict[str, tuple[int, int]]:
     """Map each card account code to (account id, credit balance), in one query."""
     codes = [ledger.card_value_account(i) for i in card_ids] + [ledger.card_deposit_account(i) for i in card_ids]
-    rows = (Line.objects.filter(account__code__in=codes).values_list("account__code", "account_id")
+    rows = (Line.objects.filter(among("account__code", codes)).values_list("account__code", "account_id")
             .annotate(total=Sum("amount_minor")))
     return {code: (account_id, -total) for code, account_id, total in rows}
 
@@ -195,7 +195,7 @@ def _quotes(cards: list[_Card], now,
     debts = defaultdict(list)
     charges = []
     for charge_id, card_id, code, amount, currency, reason in (
-            CardCharge.objects.filter(card_id__in=[c.id for c in cards], settled_at__isnull=True).order_by("id")
+            CardCharge.objects.filter(among("card_id", [c.id for c in cards]), settled_at__isnull=True).order_by("id")
             .values_list("id", "card_id", "code", "amount_minor", "currency", "reason")):
         debts[card_id].append(rules.Outstanding(code=code, amount=Money(amount, currency), reason=reason))
         charges.append((charge_id, card_id))
@@ -310,11 +310,11 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
             continue
         seen.add(key)
         wanted.append((line, card_number))
-    found = list(Card.objects.select_for_update().filter(number__in=[n for _, n in wanted])
+    found = list(Card.objects.select_for_update().filter(among("number", [n for _, n in wanted]))
                  .values_list(*CARD_COLUMNS))
     products = _products(row[_PRODUCT_AT] for row in found)
     cards = {row[1]: _Card(row, products[row[_PRODUCT_AT]]) for row in found}
-    open_cards = set(ClosureCase.objects.filter(card_id__in=[c.id for c in cards.values()])
+    open_cards = set(ClosureCase.objects.filter(among("card_id", [c.id for c in cards.values()]))
                      .exclude(state__in=states.TERMINAL).values_list("card_id", flat=True))
     accepted: list[_Card] = []
     for line, card_number in wanted:
@@ -434,7 +434,7 @@ def _accounts(currency_of: dict[str, str]) -> dict[str, int]:
     """Map account codes to ids, opening the accounts that do not exist yet."""
     if not currency_of:
         return {}
-    found = dict(Account.objects.filter(code__in=list(currency_of)).values_list("code", "id"))
+    found = dict(Account.objects.filter(among("code", currency_of)).values_list("code", "id"))
     missing = [code for code in currency_of if code not in found]
     if not missing:
         return found
@@ -605,7 +605,7 @@ def batch_blocked_record(*, batch_id: int, workflow_id: str, results: dict[str, 
             return "skipped"
         now = clock.now()
         cases = [c for c in _batch_cases(batch, states.DEACTIVATING) if f"{c.reference}:deactivate" in results]
-        bound = set(Binding.objects.filter(card_id__in=[c.card_id for c in cases], unbound_at__isnull=True)
+        bound = set(Binding.objects.filter(among("card_id", [c.card_id for c in cases]), unbound_at__isnull=True)
                     .values_list("card_id", flat=True))
         closing = [c for c in cases if c.card_id not in bound]
         reference_of = {c.card_id: c.reference for c in cases}
