@@ -7,11 +7,13 @@ import csv
 import pytest
 from django.db.models import Sum
 
+from closeout.audit.models import AuditEvent
 from closeout.audit.services import audit_verify
 from closeout.cards.models import Card
 from closeout.closures import bulk, states
 from closeout.closures.models import BulkBatch, ClosureCase, RefundApproval
 from closeout.integrations.models import SimCardBlock, SimRefund
+from closeout.ledger import services as ledger
 from closeout.ledger.models import Line, Posting
 from tests.fixtures import wait_for
 
@@ -75,6 +77,39 @@ def test_bad_rows_are_rejected_by_line_and_field_and_the_rest_close(make_card, t
     assert Line.objects.aggregate(s=Sum("amount_minor"))["s"] == 0
     assert audit_verify() is None
     assert set(Card.objects.filter(id__in=[c.id for c in good]).values_list("status", flat=True)) == {"closed"}
+
+
+def test_each_bulk_case_keeps_its_own_timeline_audit_trail_and_balanced_postings(make_card, tmp_path):
+    cards = [make_card("YKT", balance=1000 * i, days_old=2000) for i in range(1, 6)]
+    path = write_csv(tmp_path / "dormant.csv", [c.number for c in cards])
+    bulk.bulk_intake(path=path, reason="dormant 5 years", requester="operator:test", batch_size=2)
+
+    run_batches_inline()
+
+    path_taken = [(states.DRAFT, states.SUBMITTED), (states.SUBMITTED, states.VERIFIED),
+                  (states.VERIFIED, states.SETTLED), (states.SETTLED, states.REFUND_PENDING),
+                  (states.REFUND_PENDING, states.REFUNDED), (states.REFUNDED, states.DEACTIVATING),
+                  (states.DEACTIVATING, states.CLOSED)]
+    for case in ClosureCase.objects.filter(channel="bulk"):
+        assert case.state == states.CLOSED and case.closed_at is not None
+        assert list(case.events.order_by("id").values_list("from_state", "to_state")) == path_taken
+        assert list(AuditEvent.objects.filter(subject=case.reference, action="closure.transition")
+                    .order_by("seq").values_list("before", "after")) == path_taken
+        assert AuditEvent.objects.filter(subject=case.reference, action="certificate.issued").count() == 1
+        assert list(AuditEvent.objects.filter(subject=f"card:{case.card_id}", action="card.status")
+                    .order_by("seq").values_list("before", "after")) == [
+            ("active", "closing"), ("closing", "blocked"), ("blocked", "closed")]
+        postings = Posting.objects.filter(subject=case.reference)
+        assert sorted(postings.values_list("key", flat=True)) == [f"{case.reference}:refund",
+                                                                 f"{case.reference}:settle"]
+        for posting in postings:
+            assert posting.lines.aggregate(s=Sum("amount_minor"))["s"] == 0
+        for code in (ledger.refunds_payable_account(case.reference), ledger.card_value_account(case.card_id),
+                     ledger.card_deposit_account(case.card_id)):
+            assert (Line.objects.filter(account__code=code).aggregate(s=Sum("amount_minor"))["s"] or 0) == 0
+    versions = sorted(Card.objects.filter(id__in=[c.id for c in cards]).values_list("hotlist_version", flat=True))
+    assert versions == list(range(versions[0], versions[0] + len(cards)))  # each card listed once, in turn
+    assert audit_verify() is None
 
 
 def test_an_interrupted_run_resumes_without_duplicates(make_card, tmp_path):

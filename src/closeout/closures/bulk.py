@@ -39,10 +39,10 @@ from closeout.closures.models import (
     RefundApproval,
 )
 from closeout.common import calendars, clock
-from closeout.common.fastinsert import allocate_ids, among, insert_rows, update_by_ids
+from closeout.common.fastinsert import allocate_ids, among, insert_rows, update_by_ids, update_int_column
 from closeout.common.money import Money
 from closeout.identity.documents import InvalidDocument, normalize_card_number
-from closeout.integrations.card_system.hotlist import hotlist_add_many
+from closeout.integrations.card_system.hotlist import hotlist_reserve
 from closeout.ledger import services as ledger
 from closeout.ledger.models import Account, Line, Posting
 from closeout.suppression.services import suppression_add_for_cards
@@ -79,8 +79,8 @@ class IntakeSummary:
 CARD_COLUMNS = ("id", "number", "status", "holder_id", "product_id", "issued_at", "last_used_at",
                 "transaction_count", "plan_price_minor", "plan_starts_at", "plan_ends_at", "plan_data_mb",
                 "plan_data_used_mb", "hotlist_version")
+STATUS_COLUMNS = ("id", "status", "product_id", "hotlist_version")  # enough to block and close a card
 CASE_COLUMNS = ("id", "reference", "state", "card_id", "requester", "quote", "refund_destination")
-_PRODUCT_AT = CARD_COLUMNS.index("product_id")
 
 
 class _Card:
@@ -89,8 +89,8 @@ class _Card:
 
     __slots__ = (*CARD_COLUMNS, "product")
 
-    def __init__(self, row, product: Product):
-        for name, value in zip(CARD_COLUMNS, row, strict=True):
+    def __init__(self, row, product: Product, columns: tuple[str, ...] = CARD_COLUMNS):
+        for name, value in zip(columns, row, strict=True):
             setattr(self, name, value)
         self.product = product
 
@@ -110,15 +110,16 @@ def _products(ids) -> dict[int, Product]:
     return Product.objects.select_related("policy").in_bulk(set(ids))
 
 
-def _batch_cases(batch: BulkBatch, state: str, *, with_card: bool = True) -> list[_Case]:
-    """The batch's cases in `state`, in id order, read in one query."""
-    columns = CASE_COLUMNS + (tuple(f"card__{c}" for c in CARD_COLUMNS) if with_card else ())
+def _batch_cases(batch: BulkBatch, state: str, *, card_columns: tuple[str, ...] = CARD_COLUMNS) -> list[_Case]:
+    """The batch's cases in `state`, in id order, with the `card_columns` of their cards (none:
+    no card), read in one query."""
+    columns = CASE_COLUMNS + tuple(f"card__{c}" for c in card_columns)
     rows = list(ClosureCase.objects.filter(bulk_batch_id=batch.id, state=state).order_by("id").values_list(*columns))
-    if not with_card:
+    if not card_columns:
         return [_Case(row) for row in rows]
-    n = len(CASE_COLUMNS)
-    products = _products(row[n + _PRODUCT_AT] for row in rows)
-    return [_Case(row[:n], _Card(row[n:], products[row[n + _PRODUCT_AT]])) for row in rows]
+    n, product_at = len(CASE_COLUMNS), len(CASE_COLUMNS) + card_columns.index("product_id")
+    products = _products(row[product_at] for row in rows)
+    return [_Case(row[:n], _Card(row[n:], products[row[product_at]], card_columns)) for row in rows]
 
 
 # --- intake ------------------------------------------------------------------------------------
@@ -259,12 +260,29 @@ def _card_status(cards: list[_Card], status: str, reference_of: dict[int, str], 
             card.status = status
 
 
-def _save_card_status(cards: list[_Card]) -> None:
+def _save_card_status(cards: list[_Card], *, listed: frozenset[int] = frozenset()) -> None:
+    """Write the cards' status, and the hotlist version of those `listed` just now: one UPDATE
+    per status and kind, so that no card row is written twice."""
     by_status = defaultdict(list)
     for card in cards:
-        by_status[card.status].append(card.id)
-    for status, ids in by_status.items():
-        update_by_ids(Card, ids, status=status)
+        by_status[card.status, card.id in listed].append(card)
+    for (status, with_version), group in by_status.items():
+        if with_version:
+            update_int_column(Card, "hotlist_version", [(c.id, c.hotlist_version) for c in group], status=status)
+        else:
+            update_by_ids(Card, [c.id for c in group], status=status)
+
+
+def _hotlist(cards: list[_Card]) -> frozenset[int]:
+    """Give the stored-value cards not listed yet the next hotlist versions (written with their
+    status); return their ids."""
+    fresh = [c for c in cards if c.product.kind == "stored_value" and c.hotlist_version is None]
+    if not fresh:
+        return frozenset()
+    first = hotlist_reserve(len(fresh))
+    for offset, card in enumerate(fresh):
+        card.hotlist_version = first + offset
+    return frozenset(c.id for c in fresh)
 
 
 def _schedule_batch(batch: BulkBatch, action: str, now) -> None:
@@ -312,8 +330,9 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
         wanted.append((line, card_number))
     found = list(Card.objects.select_for_update().filter(among("number", [n for _, n in wanted]))
                  .values_list(*CARD_COLUMNS))
-    products = _products(row[_PRODUCT_AT] for row in found)
-    cards = {row[1]: _Card(row, products[row[_PRODUCT_AT]]) for row in found}
+    product_at = CARD_COLUMNS.index("product_id")
+    products = _products(row[product_at] for row in found)
+    cards = {row[1]: _Card(row, products[row[product_at]]) for row in found}
     open_cards = set(ClosureCase.objects.filter(among("card_id", [c.id for c in cards.values()]))
                      .exclude(state__in=states.TERMINAL).values_list("card_id", flat=True))
     accepted: list[_Card] = []
@@ -540,7 +559,7 @@ def _refundable(batch: BulkBatch) -> list[_Case]:
     """Cases of the batch the refund file pays: not waiting for an approver, not refunded yet."""
     taken = set(RefundApproval.objects.filter(case__bulk_batch_id=batch.id).values_list("case_id", flat=True))
     taken.update(Refund.objects.filter(case__bulk_batch_id=batch.id).values_list("case_id", flat=True))
-    return [c for c in _batch_cases(batch, states.REFUND_PENDING, with_card=False) if c.id not in taken]
+    return [c for c in _batch_cases(batch, states.REFUND_PENDING, card_columns=()) if c.id not in taken]
 
 
 def batch_refund_items(*, batch_id: int, workflow_id: str) -> list[dict] | None:
@@ -604,7 +623,8 @@ def batch_blocked_record(*, batch_id: int, workflow_id: str, results: dict[str, 
         if batch is None:
             return "skipped"
         now = clock.now()
-        cases = [c for c in _batch_cases(batch, states.DEACTIVATING) if f"{c.reference}:deactivate" in results]
+        cases = [c for c in _batch_cases(batch, states.DEACTIVATING, card_columns=STATUS_COLUMNS)
+                 if f"{c.reference}:deactivate" in results]
         bound = set(Binding.objects.filter(among("card_id", [c.card_id for c in cases]), unbound_at__isnull=True)
                     .values_list("card_id", flat=True))
         closing = [c for c in cases if c.card_id not in bound]
@@ -614,8 +634,8 @@ def batch_blocked_record(*, batch_id: int, workflow_id: str, results: dict[str, 
         _steps(closing, [(states.CLOSED, "card blocked")], key=workflow_id, now=now, events=events, audits=audits)
         _card_status([c.card for c in closing], Card.Status.CLOSED, reference_of, audits)
         _write(events, audits)
-        _save_card_status([c.card for c in cases])
-        hotlist_add_many(cards=[c.card for c in cases if c.card.product.kind == "stored_value"])
+        cards = [c.card for c in cases]
+        _save_card_status(cards, listed=_hotlist(cards))
         _set_state(closing, states.CLOSED, now, closed_at=now)
         certificate_issue_many(case_ids=[c.id for c in closing])
         for case in (c for c in cases if c.card_id in bound):  # apps to unbind: one-case path
@@ -634,7 +654,7 @@ def batch_failed(*, batch_id: int, workflow_id: str, error: str) -> str:
             return "skipped"
         waiting = {"bulk_settle": states.SUBMITTED, "bulk_refund": states.REFUND_PENDING,
                    "bulk_block": states.DEACTIVATING}[batch.next_action]
-        for case in _batch_cases(batch, waiting, with_card=False):
+        for case in _batch_cases(batch, waiting, card_columns=()):
             locked = services._lock(case.reference)
             services._transition(locked, states.FAILED, actor=ACTOR, key=f"{workflow_id}:failed", note=error[:300],
                                  action="")

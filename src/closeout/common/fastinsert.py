@@ -111,25 +111,28 @@ def update_by_ids(model: type[models.Model], ids: Sequence[int], **values) -> in
         return cursor.rowcount
 
 
-def update_int_column(model: type[models.Model], column: str, pairs: Sequence[tuple[int, int]]) -> int:
-    """Set an integer column row by row from (primary key, value) pairs, in one statement on
-    PostgreSQL; return how many rows changed."""
+def update_int_column(model: type[models.Model], column: str, pairs: Sequence[tuple[int, int]], **values) -> int:
+    """Set an integer column row by row from (primary key, value) pairs, and the same `values` on
+    every one of those rows, in one statement on PostgreSQL; return how many rows changed."""
     if not pairs:
         return 0
     connection = _connection()
     meta = model._meta
     db_column = meta.get_field(column).column
     table, pk = meta.db_table, meta.pk.column
+    fields = [meta.get_field(name) for name in values]
+    constants = "".join(f', "{f.column}" = %s' for f in fields)
+    params = [f.get_db_prep_save(value, connection) for f, value in zip(fields, values.values(), strict=True)]
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
-            cursor.executemany(f'UPDATE "{table}" SET "{db_column}" = %s WHERE "{pk}" = %s',
-                               [(int(value), int(key)) for key, value in pairs])
+            cursor.executemany(f'UPDATE "{table}" SET "{db_column}" = %s{constants} WHERE "{pk}" = %s',
+                               [(int(value), *params, int(key)) for key, value in pairs])
             return len(pairs)
         keys = "{" + ",".join(str(int(k)) for k, _ in pairs) + "}"
         numbers = "{" + ",".join(str(int(v)) for _, v in pairs) + "}"
-        cursor.execute(f'UPDATE "{table}" AS t SET "{db_column}" = v.value '
+        cursor.execute(f'UPDATE "{table}" AS t SET "{db_column}" = v.value{constants} '
                        f'FROM unnest(%s::bigint[], %s::bigint[]) AS v(key, value) WHERE t."{pk}" = v.key',
-                       [keys, numbers])
+                       [*params, keys, numbers])
         return cursor.rowcount
 
 

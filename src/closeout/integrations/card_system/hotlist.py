@@ -68,8 +68,22 @@ def hotlist_add(*, card: Card) -> int:
     return counter.version
 
 
+def hotlist_reserve(count: int) -> int:
+    """Take `count` consecutive versions under one lock of the version counter; return the first.
+
+    The caller writes them on its cards in the same transaction (bulk closure sets status and
+    version in one UPDATE).
+    """
+    HotlistCounter.objects.get_or_create(id=1)
+    counter = HotlistCounter.objects.select_for_update().get(id=1)
+    first = counter.version + 1
+    counter.version += count
+    counter.save(update_fields=["version"])
+    return first
+
+
 def hotlist_add_many(*, cards: list[Card]) -> None:
-    """List many cards under one lock of the version counter (bulk closure).
+    """List many cards under one lock of the version counter.
 
     `cards` need only `id` and `hotlist_version`; each one listed gets its new version.
     """
@@ -78,12 +92,9 @@ def hotlist_add_many(*, cards: list[Card]) -> None:
     fresh = [card for card in cards if card.hotlist_version is None]
     if not fresh:
         return
-    HotlistCounter.objects.get_or_create(id=1)
-    counter = HotlistCounter.objects.select_for_update().get(id=1)
-    for card in fresh:
-        counter.version += 1
-        card.hotlist_version = counter.version
-    counter.save(update_fields=["version"])
+    first = hotlist_reserve(len(fresh))
+    for offset, card in enumerate(fresh):
+        card.hotlist_version = first + offset
     update_int_column(Card, "hotlist_version", [(card.id, card.hotlist_version) for card in fresh])
 
 
