@@ -17,6 +17,7 @@ from closeout.catalog import rules
 from closeout.closures import dispatch, states
 from closeout.closures.models import CaseEvent, ClosureCase, ReferenceCounter, Refund, RefundApproval
 from closeout.common import calendars, clock
+from closeout.common.fastinsert import increment
 from closeout.common.money import Money
 from closeout.identity import documents, vault
 from closeout.integrations.card_system.hotlist import hotlist_add
@@ -86,11 +87,10 @@ class UnableToOverride(Exception):
 
 
 def card_balances(card: Card) -> tuple[Money, Money]:
-    currency = card.product.currency
-    return (
-        ledger.account_balance(ledger.card_value_account(card.id), currency),
-        ledger.account_balance(ledger.card_deposit_account(card.id), currency),
+    value, deposit = ledger.account_balances(
+        [ledger.card_value_account(card.id), ledger.card_deposit_account(card.id)], card.product.currency
     )
+    return value, deposit
 
 
 def card_plan(card: Card, now) -> rules.Plan | None:
@@ -139,12 +139,19 @@ def identity_check(*, card_number: str, id_type: str, id_number: str) -> Card:
 
 
 def _next_reference(now) -> str:
-    year = now.year
-    ReferenceCounter.objects.get_or_create(year=year)
-    counter = ReferenceCounter.objects.select_for_update().get(year=year)
-    counter.last += 1
-    counter.save(update_fields=["last"])
-    return f"CL-{year}-{counter.last:06d}"
+    """Take the year's next reference number (the counter stays locked until commit)."""
+    (last,) = increment(ReferenceCounter, now.year, "last")
+    return f"CL-{now.year}-{last:06d}"
+
+
+def _locked_again(card: Card) -> Card:
+    """Re-read the card under a lock, keeping the product and holder the caller already loaded."""
+    locked = Card.objects.select_for_update().get(id=card.id)
+    for name in ("product", "holder"):
+        field = Card._meta.get_field(name)
+        if field.is_cached(card):
+            field.set_cached_value(locked, field.get_cached_value(card))
+    return locked
 
 
 def _lock(reference: str) -> ClosureCase:
@@ -249,7 +256,7 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
     now = clock.now()
     try:
         with transaction.atomic():
-            card = Card.objects.select_for_update().select_related("product__policy", "holder").get(id=card.id)
+            card = _locked_again(card)
             open_case = ClosureCase.objects.filter(card=card).exclude(state__in=states.TERMINAL).first()
             if open_case:
                 raise CaseAlreadyOpen(open_case.reference)
