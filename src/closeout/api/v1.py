@@ -119,13 +119,13 @@ def closure_create(request, payload: schemas.ClosureIn, idempotency_key: str = H
     if invalid:
         return invalid
     digest = _body_hash(request)
+
+    def remember(body: str) -> None:
+        insert_one(IdempotencyRecord(client=_client(request), key=idempotency_key, request_hash=digest,
+                                     status_code=201, body=body, created_at=clock.now()))
+
     try:
-        with transaction.atomic():
-            response = _create(request, payload)
-            if response.status_code == 201:
-                insert_one(IdempotencyRecord(client=_client(request), key=idempotency_key, request_hash=digest,
-                                             status_code=201, body=response.content.decode(),
-                                             created_at=clock.now()))
+        response = _create(request, payload, remember)
     except IntegrityError:  # the key was taken by another request (another body, or a parallel one)
         replayed = _replay(request, idempotency_key, digest)
         if replayed is None:
@@ -136,16 +136,21 @@ def closure_create(request, payload: schemas.ClosureIn, idempotency_key: str = H
     return response
 
 
-def _create(request, payload: schemas.ClosureIn) -> HttpResponse:
+def _create(request, payload: schemas.ClosureIn, remember) -> HttpResponse:
+    """Open the case and `remember` the answer in the same transaction; the identity check runs
+    before it, outside the write lock that SQLite takes at BEGIN."""
     try:
         card = services.identity_check(
             card_number=payload.card_number, id_type=payload.id_document.type, id_number=payload.id_document.number
         )
-        case = services.closure_request(
-            card=card, channel=payload.channel, requester=_client(request), reason=payload.reason,
-            refund_destination=payload.refund_destination.dict(exclude_none=True) if payload.refund_destination else {},
-            language=card.holder.language,
-        )
+        with transaction.atomic():
+            case = services.closure_request(
+                card=card, channel=payload.channel, requester=_client(request), reason=payload.reason,
+                refund_destination=payload.refund_destination.dict(exclude_none=True) if payload.refund_destination else {},
+                language=card.holder.language,
+            )
+            body = json.dumps(selectors.case_summary(case), ensure_ascii=False)
+            remember(body)
     except InvalidDocument as exc:
         return _invalid_field(exc.field, exc.message)
     except services.InvalidDestination as exc:
@@ -157,7 +162,6 @@ def _create(request, payload: schemas.ClosureIn) -> HttpResponse:
                        "A closure is already in progress for this card.")
     except services.CardNotClosable:
         return problem(409, "card-not-closable", "Card cannot be closed", "This card is not active.")
-    body = json.dumps(selectors.case_summary(case), ensure_ascii=False)
     return HttpResponse(body, status=201, content_type="application/json")
 
 

@@ -17,7 +17,7 @@ from closeout.catalog import rules
 from closeout.closures import dispatch, states
 from closeout.closures.models import CaseEvent, ClosureCase, ReferenceCounter, Refund, RefundApproval
 from closeout.common import calendars, clock
-from closeout.common.fastinsert import increment
+from closeout.common.fastinsert import increment, insert_one
 from closeout.common.money import Money
 from closeout.identity import documents, vault
 from closeout.integrations.card_system.hotlist import hotlist_add
@@ -199,9 +199,9 @@ def _transition(case: ClosureCase, target: str, *, actor: str, key: str, note: s
         case.next_action = case.next_action_id = ""
         case.next_action_due_at = None
     case.save()
-    event = CaseEvent.objects.create(
-        case=case, key=key, at=now, actor=actor, from_state=before, to_state=target, note=note, data=data or {}
-    )
+    event = CaseEvent(case=case, key=key, at=now, actor=actor, from_state=before, to_state=target, note=note,
+                      data=data or {})
+    insert_one(event)
     audit_record(actor=actor, action="closure.transition", subject=case.reference, before=before, after=target,
                  reason=note, data=data or {})
     if action and not due_in:
@@ -264,13 +264,14 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
                 raise CardNotClosable(f"card is {card.status}")
             quote = quote_for_card(card, now)
             product = card.product
-            case = ClosureCase.objects.create(
+            case = ClosureCase(
                 reference=_next_reference(now), card=card, channel=channel, channel_ref=channel_ref,
                 requester=requester, reason=reason[:200], language=language, refund_destination=destination,
                 refund_destination_sealed=sealed, quote=quote.as_json(), state=states.DRAFT,
                 sla_due_date=calendars.add_working_days(now.date(), product.sla_working_days, product.calendar),
                 created_at=now, updated_at=now,
             )
+            insert_one(case)
             _card_status(card, Card.Status.CLOSING, actor=requester, reference=case.reference)
             # From this moment on, no marketing reaches the holder (service notices still do).
             suppression_add_for_holder(holder=card.holder, case_reference=case.reference)
