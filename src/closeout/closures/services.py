@@ -174,7 +174,8 @@ def _transition(case: ClosureCase, target: str, *, actor: str, key: str, note: s
 
     :raises states.IllegalTransition: when the state machine does not allow it.
     """
-    if CaseEvent.objects.filter(case=case, key=key).exists():
+    # A case not written yet has no events: its first transition writes it (one INSERT, no UPDATE).
+    if case.pk is not None and CaseEvent.objects.filter(case=case, key=key).exists():
         return None
     states.check_transition(case.state, target, resume_to=case.resume_to or None)
     now = clock.now()
@@ -198,7 +199,10 @@ def _transition(case: ClosureCase, target: str, *, actor: str, key: str, note: s
     else:
         case.next_action = case.next_action_id = ""
         case.next_action_due_at = None
-    case.save()
+    if case.pk is None:
+        insert_one(case)
+    else:
+        case.save()
     event = CaseEvent(case=case, key=key, at=now, actor=actor, from_state=before, to_state=target, note=note,
                       data=data or {})
     insert_one(event)
@@ -257,10 +261,10 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
     try:
         with transaction.atomic():
             card = _locked_again(card)
-            open_case = ClosureCase.objects.filter(card=card).exclude(state__in=states.TERMINAL).first()
-            if open_case:
-                raise CaseAlreadyOpen(open_case.reference)
-            if card.status != Card.Status.ACTIVE:
+            if card.status != Card.Status.ACTIVE:  # a card with an open case is closing
+                open_case = ClosureCase.objects.filter(card=card).exclude(state__in=states.TERMINAL).first()
+                if open_case:
+                    raise CaseAlreadyOpen(open_case.reference)
                 raise CardNotClosable(f"card is {card.status}")
             quote = quote_for_card(card, now)
             product = card.product
@@ -271,7 +275,6 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
                 sla_due_date=calendars.add_working_days(now.date(), product.sla_working_days, product.calendar),
                 created_at=now, updated_at=now,
             )
-            insert_one(case)
             _card_status(card, Card.Status.CLOSING, actor=requester, reference=case.reference)
             # From this moment on, no marketing reaches the holder (service notices still do).
             suppression_add_for_holder(holder=card.holder, case_reference=case.reference)
