@@ -89,8 +89,8 @@ def enqueue(reference: str, action: str, workflow_id: str, *, workflow_name: str
     return True
 
 
-def enqueue_on_commit(reference: str, action: str, workflow_id: str) -> None:
-    """The case row already names the action; wake this process's pump (if it runs one) at commit."""
+def wake_pump_on_commit() -> None:
+    """The case row already names the action: at commit, wake this process's pump if it runs one."""
     transaction.on_commit(_wake.set)
 
 

@@ -209,7 +209,7 @@ def _transition(case: ClosureCase, target: str, *, actor: str, key: str, note: s
     audit_record(actor=actor, action="closure.transition", subject=case.reference, before=before, after=target,
                  reason=note, data=data or {})
     if action and not due_in:
-        dispatch.enqueue_on_commit(case.reference, action, case.next_action_id)
+        dispatch.wake_pump_on_commit()
     return event
 
 
@@ -428,7 +428,7 @@ def _schedule(case: ClosureCase, action: str, *, key: str, note: str, due_in: ti
     CaseEvent.objects.create(case=case, key=key, at=now, actor="system", from_state=case.state,
                              to_state=case.state, note=note[:300], data=data or {})
     if not due_in:
-        dispatch.enqueue_on_commit(case.reference, action, case.next_action_id)
+        dispatch.wake_pump_on_commit()
     return True
 
 
@@ -454,7 +454,7 @@ def _schedule_action(case: ClosureCase, action: str, *, key: str, actor: str, no
     audit_record(actor=actor, action=f"closure.{action}.scheduled", subject=case.reference, before=case.state,
                  after=case.state, reason=note)
     if not due_in:
-        dispatch.enqueue_on_commit(case.reference, action, case.next_action_id)
+        dispatch.wake_pump_on_commit()
 
 
 # --- maker-checker refund approval -------------------------------------------------------------

@@ -81,7 +81,8 @@ def insert_one(instance: models.Model) -> int:
     placeholders = ", ".join(["%s"] * len(fields))
     values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({placeholders}) RETURNING "id"', values)
+        cursor.execute(f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({placeholders}) '
+                       f'RETURNING "{meta.pk.column}"', values)
         instance.pk = cursor.fetchone()[0]
     instance._state.adding, instance._state.db = False, connection.alias
     return instance.pk
