@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import threading
 import tracemalloc
 
@@ -68,6 +69,10 @@ def test_the_csv_export_lists_exactly_the_hotlisted_cards_in_version_order(make_
     assert _export("--out", str(out), "--format", "csv") == 0
 
     assert out.read_text().splitlines() == [f"{e.number},{e.status},{e.version}" for e in expected]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hotlist.csv", "hotlist.csv.sig"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() makes it, not a temporary file's 0600
     document = json.loads((tmp_path / "hotlist.csv.sig").read_text())
     assert document["public_key"] == hotlist.hotlist_public_key() and document["alg"] == "Ed25519"
     statement = hotlist.verify_csv(out, document, public_key=hotlist.hotlist_public_key())

@@ -250,6 +250,9 @@ def write_export(path: str | os.PathLike, *, since: int = 0, fmt: str = "csv") -
             handle.close()
             os.unlink(handle.name)
             raise
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(handle.name, 0o666 & ~umask)  # as a plain open() would have made it, not the temp file's 0600
     sig_path = f"{path}.sig"
     with open(f"{sig_path}.tmp", "w") as sig:
         json.dump(document, sig, indent=2)
