@@ -5,8 +5,9 @@ endpoints (payment webhooks, ES9+ notifications) and the signed hotlist feed."""
 from __future__ import annotations
 
 import json
+import tempfile
 
-from django.http import HttpResponse, JsonResponse
+from django.http import FileResponse, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -268,7 +269,11 @@ def es9_handle_notification(request):
 
 @require_GET
 def hotlist_feed(request):
-    """GET /feeds/hotlist?since=VERSION&format=csv|bin – the signed hotlist for gates and readers."""
+    """GET /feeds/hotlist?since=VERSION&format=csv|bin – the signed hotlist for gates and readers.
+
+    The export streams into a temporary file (flat memory) that is then streamed out; the headers
+    carry the signed statement (`bin` also carries it in its trailer).
+    """
     try:
         since = int(request.GET.get("since", "0"))
         if since < 0:
@@ -276,11 +281,16 @@ def hotlist_feed(request):
     except ValueError:
         return problem(400, "bad-since", "since must be a non-negative version number")
     fmt = request.GET.get("format", "csv")
-    if fmt not in ("csv", "bin"):
+    if fmt not in hotlist.FORMATS:
         return problem(400, "bad-format", "format must be csv or bin")
-    data, document = hotlist.hotlist_export(since=since, fmt=fmt)
-    response = HttpResponse(data, content_type="text/csv" if fmt == "csv" else "application/octet-stream")
-    response["X-Hotlist-Version"] = str(document["version"])
-    response["X-Hotlist-Signature"] = document["signature"]
-    response["X-Hotlist-Public-Key"] = document["public_key"]
+    body = tempfile.TemporaryFile()  # noqa: SIM115 - the response closes it
+    try:
+        document = hotlist.hotlist_export_to(body, since=since, fmt=fmt)
+        body.seek(0)
+    except BaseException:
+        body.close()
+        raise
+    response = FileResponse(body, content_type="text/csv" if fmt == "csv" else "application/octet-stream")
+    for field in ("since", "version", "count", "sha256", "signature", "public_key"):
+        response[f"X-Hotlist-{field.replace('_', '-').title()}"] = str(document[field])
     return response
