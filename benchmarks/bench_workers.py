@@ -72,7 +72,7 @@ def run_closures(db, numbers, workers: int, timeout: float) -> dict:
         time.sleep(5)
         idle_rate = (_write_transactions() - idle_from - 1) / (time.monotonic() - idle_t)
 
-        start_xid = _write_transactions()
+        start_xid, start_cpu = _write_transactions(), pool.cpu_seconds()
         started = time.monotonic()
         ClosureCase.objects.filter(reference__in=refs).update(next_action_due_at=clock.now())
         while ClosureCase.objects.filter(reference__in=refs, state=states.CLOSED).count() < len(refs):
@@ -80,11 +80,13 @@ def run_closures(db, numbers, workers: int, timeout: float) -> dict:
                 raise RuntimeError("closures did not finish in time")
             time.sleep(0.1)
         elapsed = time.monotonic() - started
+        cpu = pool.cpu_seconds() - start_cpu
         commits = _write_transactions() - start_xid - 2 - idle_rate * elapsed
     finally:
         pool.stop()
     return {"workers": workers, "closures": len(cases), "seconds": elapsed, "rate": len(cases) / elapsed,
-            "commits_per_closure": commits / len(cases), "idle_commits_per_s": idle_rate}
+            "commits_per_closure": commits / len(cases), "idle_commits_per_s": idle_rate,
+            "cpu_ms_per_closure": cpu / len(cases) * 1000, "cpu_busy": cpu / elapsed}
 
 
 def main() -> None:
@@ -108,7 +110,8 @@ def main() -> None:
     print(f"pgbench simple-update (-N), 4 clients: {tps:.0f} commits/s (the storage commit ceiling)")
     for r in (one, two):
         print(f"{r['workers']} worker(s): {r['rate']:.2f} closures/s ({r['closures']} in {r['seconds']:.1f} s), "
-              f"{r['commits_per_closure']:.1f} commits/closure, idle {r['idle_commits_per_s']:.0f} commits/s")
+              f"{r['commits_per_closure']:.1f} commits/closure, idle {r['idle_commits_per_s']:.0f} commits/s; "
+              f"worker CPU {r['cpu_ms_per_closure']:.0f} ms/closure ({r['cpu_busy']:.2f} cores busy)")
     for r in (one, two):
         print(h.ratio_line(f"(2) {r['workers']} worker(s): closures/s x commits/closure / pgbench",
                            r["rate"] * r["commits_per_closure"], tps, ">= 0.5"))

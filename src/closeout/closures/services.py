@@ -104,10 +104,11 @@ def card_plan(card: Card, now) -> rules.Plan | None:
     )
 
 
-def quote_for_card(card: Card, now=None) -> rules.Quote:
-    """Compute the card's quote from the ledger, its open charges and its plan."""
+def quote_for_card(card: Card, now=None, balances: tuple[Money, Money] | None = None) -> rules.Quote:
+    """Compute the card's quote from the ledger (or the `card_balances` already read), its open
+    charges and its plan."""
     now = now or clock.now()
-    balance, deposit = card_balances(card)
+    balance, deposit = balances or card_balances(card)
     outstanding = tuple(
         rules.Outstanding(code=c.code, amount=c.amount, reason=c.reason)
         for c in card.charges.filter(settled_at__isnull=True).order_by("id")
@@ -308,7 +309,8 @@ def closure_settle(*, reference: str, workflow_id: str) -> str:
         if case.next_action_id != workflow_id:
             return case.state
         card = Card.objects.select_related("product__policy").get(id=case.card_id)
-        quote = quote_for_card(card)
+        balances = card_balances(card)
+        quote = quote_for_card(card, balances=balances)
         case.quote = quote.as_json()
         if quote.uncovered.minor > 0:
             case.next_action = case.next_action_id = ""
@@ -320,7 +322,7 @@ def closure_settle(*, reference: str, workflow_id: str) -> str:
                               note=f"waiting for payment of {quote.uncovered.format()}"),
             )
             return case.state
-        _post_settlement(case, card, quote)
+        _post_settlement(case, card, quote, balances)
         CardCharge.objects.filter(card=card, settled_at__isnull=True).update(
             settled_at=clock.now(), settled_how="deducted", settled_note=reference)
         _transition(case, states.SETTLED, actor="system", key=f"{workflow_id}:settled", note="fees settled",
@@ -334,9 +336,9 @@ def closure_settle(*, reference: str, workflow_id: str) -> str:
         return case.state
 
 
-def _post_settlement(case: ClosureCase, card: Card, quote: rules.Quote) -> None:
+def _post_settlement(case: ClosureCase, card: Card, quote: rules.Quote, balances: tuple[Money, Money]) -> None:
     currency = quote.currency
-    balance, deposit_held = card_balances(card)
+    balance, deposit_held = balances
     fees = Money(sum(f.amount.minor for f in quote.fees), currency)
     forfeited = deposit_held - quote.deposit
     lines = [
