@@ -246,6 +246,15 @@ class Workers:
                 [sys.executable, "-m", "closeout.cli", "worker", "--executor-id", f"bench-{i}"],
                 env=db.env(CLOSEOUT_EXECUTOR_ID=f"bench-{i}", **env), stdout=log, stderr=log, cwd=ROOT))
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the worker processes have used so far (from /proc)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for p in self.procs:
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
+
     def stop(self) -> None:
         for p in self.procs:
             p.terminate()

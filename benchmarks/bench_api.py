@@ -21,6 +21,7 @@ def main() -> None:
     parser.add_argument("--cards", type=int, default=3000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (`closeout serve --workers`)")
     args = parser.parse_args()
 
     db = h.BenchDatabase(args.engine)
@@ -31,7 +32,7 @@ def main() -> None:
         numbers = h.issue_cards(args.cards)
         _, token = apikey_create(name="bench", scope="partner")
         auth = {"Authorization": f"Bearer {token}"}
-        server = h.Server(db, workers=2, CLOSEOUT_DISPATCH="1")
+        server = h.Server(db, workers=args.web_workers, CLOSEOUT_DISPATCH="1")
         try:
             kw = dict(seconds=args.seconds, processes=args.processes, threads=args.threads)
             h.load(server.port, lambda i: h.json_request("GET", "/bench/hello"), total=500, seconds=3)  # warm up
@@ -57,7 +58,7 @@ def main() -> None:
         db.close()
 
     baseline = (hello.rate + hello_after.rate) / 2
-    print(f"machine: {h.machine()}; engine {args.engine}; gunicorn 2 sync workers; "
+    print(f"machine: {h.machine()}; engine {args.engine}; gunicorn {args.web_workers} sync workers; "
           f"{args.processes}x{args.threads} loopback connections")
     print(hello.line("hello (POST, before)"))
     print(hello_after.line("hello (POST, after)"))

@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="file to write; the signature goes to FILE.sig")
     export.add_argument("--since", type=int, default=0, help="only cards listed after this version")
     export.add_argument("--format", choices=["csv", "bin"], default="csv")
+    check = hotlist_sub.add_parser("verify", help="check a hotlist file against FILE.sig (bin: its own trailer)")
+    check.add_argument("file")
+    check.add_argument("--public-key", help="base64 Ed25519 public key (default: this installation's)")
     partner = with_data_dir(sub.add_parser("partner", help="partner apps that receive unbind webhooks"))
     partner_sub = partner.add_subparsers(dest="partner_command", required=True)
     register = partner_sub.add_parser("register", help="register a partner and print its signing secret once")
@@ -412,14 +415,41 @@ def cmd_bulk_close(args) -> int:
 
 
 def cmd_hotlist(args) -> int:
-    from closeout.integrations.card_system.hotlist import write_export
+    from closeout.integrations.card_system import hotlist
 
+    if args.hotlist_command == "verify":
+        return _hotlist_verify(args)
     if args.since < 0:
         print("--since must be a non-negative version", file=sys.stderr)
         return 2
-    document = write_export(args.out, since=args.since, fmt=args.format)
+    document = hotlist.write_export(args.out, since=args.since, fmt=args.format)
     print(f"hotlist version {document['version']}: {document['count']} cards since {args.since} "
           f"written to {args.out} (signature in {args.out}.sig)")
+    return 0
+
+
+def _hotlist_verify(args) -> int:
+    from closeout.integrations.card_system import hotlist
+
+    public_key = args.public_key or hotlist.hotlist_public_key()
+    sig_path = Path(f"{args.file}.sig")
+    try:
+        with open(args.file, "rb") as handle:
+            is_bin = handle.read(len(hotlist.MAGIC)) == hotlist.MAGIC
+            handle.seek(0)
+            if is_bin:
+                statement = hotlist.verify_bin(handle, public_key=public_key)
+            elif not sig_path.exists():
+                print(f"hotlist invalid: {sig_path} not found (a csv hotlist is signed there)", file=sys.stderr)
+                return 1
+            else:
+                document = json.loads(sig_path.read_text())
+                statement = hotlist.verify_csv(handle, document, public_key=public_key)
+    except (hotlist.HotlistInvalid, ValueError) as exc:
+        print(f"hotlist invalid: {exc}", file=sys.stderr)
+        return 1
+    print(f"hotlist ok: {statement.format}, version {statement.version}, {statement.count} cards since "
+          f"{statement.since}, sha256 {statement.sha256}")
     return 0
 
 

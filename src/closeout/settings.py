@@ -97,7 +97,11 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'closeout.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+# Keep a process's connection between requests (a new PostgreSQL connection costs a backend fork,
+# a new SQLite one its PRAGMAs); the health check replaces one the server has dropped.
+DATABASES = {"default": dj_database_url.parse(
+    DATABASE_URL, conn_max_age=int(os.environ.get("CLOSEOUT_DB_CONN_MAX_AGE", "60")), conn_health_checks=True
+)}
 IS_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
 if IS_SQLITE:
     # IMMEDIATE takes the write lock at BEGIN: a deferred read-then-write upgrade fails at once

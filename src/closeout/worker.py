@@ -12,6 +12,7 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 
 _current_executor: str | None = None
+_pump = None  # the dispatch pump of a launched worker
 
 
 def current_executor_id() -> str | None:
@@ -46,6 +47,8 @@ def launch(*, executor_id: str | None = None):
     DBOS.apply_schedules(
         [{"schedule_name": "closeout-sweep", "workflow_fn": workflow.sweep, "schedule": settings.SWEEP_SCHEDULE}]
     )
+    global _pump
+    _pump = dispatch.Pump(settings.DBOS_POLLING_INTERVAL).start()
     return dbos
 
 
@@ -55,7 +58,10 @@ def shutdown(*, drain_sec: int = 0) -> None:
 
     from closeout.closures import dispatch
 
-    global _current_executor
+    global _current_executor, _pump
+    if _pump is not None:
+        _pump.stop()
+        _pump = None
     dispatch.reset_client()
     DBOS.destroy(destroy_registry=False, workflow_completion_timeout_sec=drain_sec)
     _current_executor = None

@@ -73,6 +73,28 @@ def test_same_key_with_another_body_is_422(client_for, key, make_card):
     assert other.json()["type"].endswith("idempotency-key-reused")
 
 
+def test_same_key_for_another_card_is_422_and_opens_nothing(client_for, key, make_card):
+    first, second = make_card("YKT"), make_card("YKT")
+    client_for("/api/v1/closures", body_for(first), key=key)
+    other = client_for("/api/v1/closures", body_for(second), key=key)
+
+    assert other.status_code == 422
+    assert other.json()["type"].endswith("idempotency-key-reused")
+    second.refresh_from_db()
+    assert second.status == "active" and not ClosureCase.objects.filter(card=second).exists()
+
+
+def test_a_replay_after_the_case_moved_on_still_gets_the_first_answer(client_for, key, make_card):
+    card = make_card("YKT")
+    first = client_for("/api/v1/closures", body_for(card), key=key)
+    ClosureCase.objects.filter(card=card).update(state="closed")
+    card.status = "closed"
+    card.save(update_fields=["status"])
+
+    again = client_for("/api/v1/closures", body_for(card), key=key)
+    assert again.status_code == 201 and again.content == first.content
+
+
 def test_keys_are_scoped_per_client(client_for, key, make_card):
     other_key = apikey_create(name="partner-b")[1]
     card = make_card("YKT")

@@ -73,13 +73,14 @@ def test_a_worker_killed_mid_refund_and_never_restarted_loses_nothing(dbos_syste
     victim = WorkerProcess(dbos_system, tmp_path, executor_id="worker-a")
     survivor = WorkerProcess(dbos_system, tmp_path, executor_id="worker-b")
     victim.start(CLOSEOUT_CRASH_AT="after:refund", CLOSEOUT_CRASH_DIR=str(tmp_path), **FAST_BEATS)
-    survivor.start(**FAST_BEATS)
     try:
-        wait_for(lambda: WorkerHeartbeat.objects.count() == 2, timeout=30)
+        wait_for(lambda: WorkerHeartbeat.objects.count() == 1, timeout=30)
         cards, cases = _open_cases(make_card, 8)
         # The provider refunded for worker-a, which died before recording it: its workflow is
-        # PENDING on a dead executor that nobody restarts.
+        # PENDING on a dead executor that nobody restarts. The survivor, started only now, never
+        # saw worker-a alive: it takes over from the stale heartbeat alone.
         assert victim.wait_killed(timeout=60) == -signal.SIGKILL
+        survivor.start(**FAST_BEATS)
         _wait_closed(cases, timeout=90)
     finally:
         survivor.stop()

@@ -23,6 +23,7 @@ from closeout.closures import selectors, services
 from closeout.closures.models import ClosureCase
 from closeout.closures.states import IllegalTransition
 from closeout.common import clock
+from closeout.common.fastinsert import insert_one
 from closeout.common.money import Money, exponent
 from closeout.identity.documents import InvalidDocument
 from closeout.suppression.api import router as suppressions_router
@@ -84,62 +85,72 @@ def _body_hash(request: HttpRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _claim_key(request, key: str | None) -> HttpResponse | IdempotencyRecord:
-    """Claim (client, key) for this request, or answer with a replay / conflict."""
+def _key_problem(key: str | None) -> HttpResponse | None:
     if not key:
         return problem(400, "idempotency-key-missing", "Idempotency-Key header required",
                        "Send a unique Idempotency-Key header with every POST that creates a closure.")
     if len(key) > 200:
         return problem(400, "idempotency-key-invalid", "Idempotency-Key too long", "At most 200 characters.")
-    digest = _body_hash(request)
-    try:
-        with transaction.atomic():
-            return IdempotencyRecord.objects.create(
-                client=_client(request), key=key, request_hash=digest, created_at=clock.now()
-            )
-    except IntegrityError:
-        first = IdempotencyRecord.objects.get(client=_client(request), key=key)
+    return None
+
+
+def _replay(request, key: str, digest: str) -> HttpResponse | None:
+    """The first answer given to (client, key), or a 422 when that request had another body."""
+    first = IdempotencyRecord.objects.filter(client=_client(request), key=key).first()
+    if first is None:
+        return None
     if first.request_hash != digest:
         return problem(422, "idempotency-key-reused", "Idempotency-Key reused",
                        "This Idempotency-Key was used with a different request body.")
-    if first.status_code is None:
-        return problem(409, "idempotency-key-in-flight", "Request in progress",
-                       "The first request with this Idempotency-Key is still running; retry later.")
     return HttpResponse(first.body, status=first.status_code, content_type="application/json")
-
-
-def _answer(record: IdempotencyRecord, status: int, body: dict) -> HttpResponse:
-    text = json.dumps(body, ensure_ascii=False)
-    record.status_code, record.body = status, text
-    record.save(update_fields=["status_code", "body"])
-    return HttpResponse(text, status=status, content_type="application/json")
 
 
 @api.post("/closures", response={201: schemas.ClosureCreated, **PROBLEMS}, summary="Request a closure")
 def closure_create(request, payload: schemas.ClosureIn, idempotency_key: str = Header(None, alias="Idempotency-Key")):
-    claimed = _claim_key(request, idempotency_key)
-    if isinstance(claimed, HttpResponse):
-        return claimed
+    """Open a case, or replay the answer already given to this Idempotency-Key.
+
+    The answer is stored in the transaction that opens the case, so a case never exists without
+    it. A failed request stores nothing: the client may fix the body and retry with the same key.
+    A first request is not slowed by looking for an earlier answer: a repeated one fails to open
+    a case (the card already has one, or the key is taken) and only then finds the answer to
+    replay. A parallel request with the same key waits for the card and replays the same way.
+    """
+    invalid = _key_problem(idempotency_key)
+    if invalid:
+        return invalid
+    digest = _body_hash(request)
+
+    def remember(body: str) -> None:
+        insert_one(IdempotencyRecord(client=_client(request), key=idempotency_key, request_hash=digest,
+                                     status_code=201, body=body, created_at=clock.now()))
+
     try:
-        response = _create(request, payload, claimed)
-    except Exception:
-        claimed.delete()
-        raise
-    if response.status_code >= 400:
-        claimed.delete()  # failed validation is not remembered: the client may fix and retry
+        response = _create(request, payload, remember)
+    except IntegrityError:  # the key was taken by another request (another body, or a parallel one)
+        replayed = _replay(request, idempotency_key, digest)
+        if replayed is None:
+            raise
+        return replayed
+    if response.status_code != 201:
+        return _replay(request, idempotency_key, digest) or response
     return response
 
 
-def _create(request, payload: schemas.ClosureIn, record: IdempotencyRecord) -> HttpResponse:
+def _create(request, payload: schemas.ClosureIn, remember) -> HttpResponse:
+    """Open the case and `remember` the answer in the same transaction; the identity check runs
+    before it, outside the write lock that SQLite takes at BEGIN."""
     try:
         card = services.identity_check(
             card_number=payload.card_number, id_type=payload.id_document.type, id_number=payload.id_document.number
         )
-        case = services.closure_request(
-            card=card, channel=payload.channel, requester=_client(request), reason=payload.reason,
-            refund_destination=payload.refund_destination.dict(exclude_none=True) if payload.refund_destination else {},
-            language=card.holder.language,
-        )
+        with transaction.atomic():
+            case = services.closure_request(
+                card=card, channel=payload.channel, requester=_client(request), reason=payload.reason,
+                refund_destination=payload.refund_destination.dict(exclude_none=True) if payload.refund_destination else {},
+                language=card.holder.language,
+            )
+            body = json.dumps(selectors.case_summary(case), ensure_ascii=False)
+            remember(body)
     except InvalidDocument as exc:
         return _invalid_field(exc.field, exc.message)
     except services.InvalidDestination as exc:
@@ -151,10 +162,7 @@ def _create(request, payload: schemas.ClosureIn, record: IdempotencyRecord) -> H
                        "A closure is already in progress for this card.")
     except services.CardNotClosable:
         return problem(409, "card-not-closable", "Card cannot be closed", "This card is not active.")
-    body = selectors.case_public(case)
-    body.pop("timeline")
-    body.pop("certificate")
-    return _answer(record, 201, body)
+    return HttpResponse(body, status=201, content_type="application/json")
 
 
 def _visible_case(request, reference: str) -> ClosureCase | None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from closeout.audit.models import AuditEvent, AuditHead
 from closeout.common import clock
@@ -35,23 +35,27 @@ def event_hash(*, seq, at, actor, action, subject, before, after, reason, data, 
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _set_head_hash(cursor, digest: str) -> None:
+    cursor.execute(f'UPDATE "{AuditHead._meta.db_table}" SET hash = %s WHERE id = 1', [digest])
+
+
 def audit_record(
     *, actor: str, action: str, subject: str, before: str = "", after: str = "", reason: str = "", data=None
 ) -> AuditEvent:
     """Append one event to the chain, inside the caller's transaction (or a new one)."""
+    from closeout.common.fastinsert import increment, insert_one
+
     data = data or {}
-    with transaction.atomic():
-        head, _ = AuditHead.objects.select_for_update().get_or_create(id=1)
-        seq = head.seq + 1
-        at = clock.now()
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        # Taking the next number locks the head until commit: appends queue and the chain stays linear.
+        seq, prev = increment(AuditHead, 1, "seq", 1, "hash")
         fields = dict(
-            seq=seq, at=at, actor=actor, action=action, subject=subject, before=before, after=after,
-            reason=reason, data=data, prev_hash=head.hash,
+            seq=seq, at=clock.now(), actor=actor, action=action, subject=subject, before=before,
+            after=after, reason=reason, data=data, prev_hash=prev,
         )
-        digest = event_hash(**fields)
-        event = AuditEvent.objects.create(hash=digest, **fields)
-        head.seq, head.hash = seq, digest
-        head.save(update_fields=["seq", "hash"])
+        event = AuditEvent(hash=event_hash(**fields), **fields)
+        insert_one(event)
+        _set_head_hash(cursor, event.hash)
     return event
 
 

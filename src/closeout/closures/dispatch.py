@@ -1,8 +1,12 @@
-"""Hand actions to the worker through the DBOS system database (web and worker alike).
+"""Hand actions to DBOS: the case row is the outbox, the worker's pump empties it.
 
-The case row is the truth: if the hand-over fails or the process dies right after commit, the
-sweep finds the case's action without a live workflow and enqueues it again. Enqueueing the same
-workflow id twice runs it once.
+A transition writes the next action's workflow id on the case, in its own transaction, and
+nothing else: no request waits for the DBOS system database. Each worker runs a pump that, every
+`DBOS_POLLING_INTERVAL` seconds (and at once after a commit in its own process), enqueues the due
+actions whose id it has not handed over yet and marks them handed over. A process dying between
+commit and hand-over loses nothing: the next pump, in any worker, finds the action. Enqueueing
+the same workflow id twice runs it once, so two workers pumping at once are harmless. The sweep
+still restarts actions whose workflow died or was left on another application version.
 """
 
 from __future__ import annotations
@@ -85,5 +89,62 @@ def enqueue(reference: str, action: str, workflow_id: str, *, workflow_name: str
     return True
 
 
-def enqueue_on_commit(reference: str, action: str, workflow_id: str) -> None:
-    transaction.on_commit(lambda: enqueue(reference, action, workflow_id))
+def wake_pump_on_commit() -> None:
+    """The case row already names the action: at commit, wake this process's pump if it runs one."""
+    transaction.on_commit(_wake.set)
+
+
+_wake = threading.Event()
+PUMP_BATCH = 500
+
+
+def pump_once(now=None) -> int:
+    """Hand every due, not yet handed-over case action to DBOS; return how many were handed over."""
+    from django.db.models import F
+
+    from closeout.closures.models import ClosureCase
+    from closeout.common import clock
+
+    due = list(
+        ClosureCase.objects.filter(next_action_due_at__lte=now or clock.now())
+        .exclude(next_action_id="").exclude(next_action_id=F("next_action_queued"))
+        .order_by("next_action_due_at").values_list("reference", "next_action", "next_action_id")[:PUMP_BATCH]
+    )
+    handed = [workflow_id for reference, action, workflow_id in due if enqueue(reference, action, workflow_id)]
+    if handed:
+        # Workflow ids are unique per case and run: a case that moved on meanwhile is not matched.
+        ClosureCase.objects.filter(next_action_id__in=handed).update(next_action_queued=F("next_action_id"))
+    return len(handed)
+
+
+class Pump:
+    """The worker's thread that runs `pump_once` every `interval` seconds or when woken."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="closeout-pump", daemon=True)
+
+    def start(self) -> Pump:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        _wake.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        from django.db import close_old_connections
+
+        while not self._stop.is_set():
+            _wake.wait(self.interval)
+            _wake.clear()
+            if self._stop.is_set():
+                return
+            close_old_connections()
+            try:
+                while pump_once() == PUMP_BATCH:
+                    pass
+            except Exception:  # noqa: BLE001 - the next round retries; the rows keep the actions
+                log.warning("the pump failed; retrying", exc_info=True)

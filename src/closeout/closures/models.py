@@ -70,6 +70,9 @@ class ClosureCase(models.Model):
     next_action = models.CharField(max_length=30, blank=True)
     next_action_id = models.CharField(max_length=80, blank=True)
     next_action_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The workflow id last handed to DBOS: the worker's pump hands over every due action whose id
+    # differs (the case row is the outbox; see closures.dispatch).
+    next_action_queued = models.CharField(max_length=80, blank=True, default="")
     action_runs = models.JSONField(default=dict)
     deadline_at = models.DateTimeField(null=True, blank=True, db_index=True)
     attention_reason = models.CharField(max_length=200, blank=True)

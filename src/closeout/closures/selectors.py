@@ -15,13 +15,19 @@ def case_certificate(case: ClosureCase) -> dict | None:
     return {"id": str(certificate.id), "verify_url": f"{settings.PUBLIC_URL}/verify/{certificate.id}"}
 
 
-def case_public(case: ClosureCase) -> dict:
-    quote = dict(case.quote)
+def case_summary(case: ClosureCase) -> dict:
+    """What a new case's creator is told: reference, state, quote and the SLA date."""
     return {
         "reference": case.reference,
         "state": case.state,
-        "quote": quote,
+        "quote": dict(case.quote),
         "sla_due": case.sla_due_date.isoformat() if case.sla_due_date else None,
+    }
+
+
+def case_public(case: ClosureCase) -> dict:
+    return {
+        **case_summary(case),
         "timeline": [
             {"at": e.at.isoformat(), "state": e.to_state, "note": e.note}
             for e in case.events.order_by("at", "id")

@@ -17,6 +17,7 @@ from closeout.catalog import rules
 from closeout.closures import dispatch, states
 from closeout.closures.models import CaseEvent, ClosureCase, ReferenceCounter, Refund, RefundApproval
 from closeout.common import calendars, clock
+from closeout.common.fastinsert import increment, insert_one
 from closeout.common.money import Money
 from closeout.identity import documents, vault
 from closeout.integrations.card_system.hotlist import hotlist_add
@@ -86,11 +87,10 @@ class UnableToOverride(Exception):
 
 
 def card_balances(card: Card) -> tuple[Money, Money]:
-    currency = card.product.currency
-    return (
-        ledger.account_balance(ledger.card_value_account(card.id), currency),
-        ledger.account_balance(ledger.card_deposit_account(card.id), currency),
+    value, deposit = ledger.account_balances(
+        [ledger.card_value_account(card.id), ledger.card_deposit_account(card.id)], card.product.currency
     )
+    return value, deposit
 
 
 def card_plan(card: Card, now) -> rules.Plan | None:
@@ -104,10 +104,11 @@ def card_plan(card: Card, now) -> rules.Plan | None:
     )
 
 
-def quote_for_card(card: Card, now=None) -> rules.Quote:
-    """Compute the card's quote from the ledger, its open charges and its plan."""
+def quote_for_card(card: Card, now=None, balances: tuple[Money, Money] | None = None) -> rules.Quote:
+    """Compute the card's quote from the ledger (or the `card_balances` already read), its open
+    charges and its plan."""
     now = now or clock.now()
-    balance, deposit = card_balances(card)
+    balance, deposit = balances or card_balances(card)
     outstanding = tuple(
         rules.Outstanding(code=c.code, amount=c.amount, reason=c.reason)
         for c in card.charges.filter(settled_at__isnull=True).order_by("id")
@@ -139,12 +140,19 @@ def identity_check(*, card_number: str, id_type: str, id_number: str) -> Card:
 
 
 def _next_reference(now) -> str:
-    year = now.year
-    ReferenceCounter.objects.get_or_create(year=year)
-    counter = ReferenceCounter.objects.select_for_update().get(year=year)
-    counter.last += 1
-    counter.save(update_fields=["last"])
-    return f"CL-{year}-{counter.last:06d}"
+    """Take the year's next reference number (the counter stays locked until commit)."""
+    (last,) = increment(ReferenceCounter, now.year, "last")
+    return f"CL-{now.year}-{last:06d}"
+
+
+def _locked_again(card: Card) -> Card:
+    """Re-read the card under a lock, keeping the product and holder the caller already loaded."""
+    locked = Card.objects.select_for_update().get(id=card.id)
+    for name in ("product", "holder"):
+        field = Card._meta.get_field(name)
+        if field.is_cached(card):
+            field.set_cached_value(locked, field.get_cached_value(card))
+    return locked
 
 
 def _lock(reference: str) -> ClosureCase:
@@ -167,7 +175,8 @@ def _transition(case: ClosureCase, target: str, *, actor: str, key: str, note: s
 
     :raises states.IllegalTransition: when the state machine does not allow it.
     """
-    if CaseEvent.objects.filter(case=case, key=key).exists():
+    # A case not written yet has no events: its first transition writes it (one INSERT, no UPDATE).
+    if case.pk is not None and CaseEvent.objects.filter(case=case, key=key).exists():
         return None
     states.check_transition(case.state, target, resume_to=case.resume_to or None)
     now = clock.now()
@@ -191,14 +200,17 @@ def _transition(case: ClosureCase, target: str, *, actor: str, key: str, note: s
     else:
         case.next_action = case.next_action_id = ""
         case.next_action_due_at = None
-    case.save()
-    event = CaseEvent.objects.create(
-        case=case, key=key, at=now, actor=actor, from_state=before, to_state=target, note=note, data=data or {}
-    )
+    if case.pk is None:
+        insert_one(case)
+    else:
+        case.save()
+    event = CaseEvent(case=case, key=key, at=now, actor=actor, from_state=before, to_state=target, note=note,
+                      data=data or {})
+    insert_one(event)
     audit_record(actor=actor, action="closure.transition", subject=case.reference, before=before, after=target,
                  reason=note, data=data or {})
     if action and not due_in:
-        dispatch.enqueue_on_commit(case.reference, action, case.next_action_id)
+        dispatch.wake_pump_on_commit()
     return event
 
 
@@ -249,15 +261,15 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
     now = clock.now()
     try:
         with transaction.atomic():
-            card = Card.objects.select_for_update().select_related("product__policy", "holder").get(id=card.id)
-            open_case = ClosureCase.objects.filter(card=card).exclude(state__in=states.TERMINAL).first()
-            if open_case:
-                raise CaseAlreadyOpen(open_case.reference)
-            if card.status != Card.Status.ACTIVE:
+            card = _locked_again(card)
+            if card.status != Card.Status.ACTIVE:  # a card with an open case is closing
+                open_case = ClosureCase.objects.filter(card=card).exclude(state__in=states.TERMINAL).first()
+                if open_case:
+                    raise CaseAlreadyOpen(open_case.reference)
                 raise CardNotClosable(f"card is {card.status}")
             quote = quote_for_card(card, now)
             product = card.product
-            case = ClosureCase.objects.create(
+            case = ClosureCase(
                 reference=_next_reference(now), card=card, channel=channel, channel_ref=channel_ref,
                 requester=requester, reason=reason[:200], language=language, refund_destination=destination,
                 refund_destination_sealed=sealed, quote=quote.as_json(), state=states.DRAFT,
@@ -297,7 +309,8 @@ def closure_settle(*, reference: str, workflow_id: str) -> str:
         if case.next_action_id != workflow_id:
             return case.state
         card = Card.objects.select_related("product__policy").get(id=case.card_id)
-        quote = quote_for_card(card)
+        balances = card_balances(card)
+        quote = quote_for_card(card, balances=balances)
         case.quote = quote.as_json()
         if quote.uncovered.minor > 0:
             case.next_action = case.next_action_id = ""
@@ -309,7 +322,7 @@ def closure_settle(*, reference: str, workflow_id: str) -> str:
                               note=f"waiting for payment of {quote.uncovered.format()}"),
             )
             return case.state
-        _post_settlement(case, card, quote)
+        _post_settlement(case, card, quote, balances)
         CardCharge.objects.filter(card=card, settled_at__isnull=True).update(
             settled_at=clock.now(), settled_how="deducted", settled_note=reference)
         _transition(case, states.SETTLED, actor="system", key=f"{workflow_id}:settled", note="fees settled",
@@ -323,9 +336,9 @@ def closure_settle(*, reference: str, workflow_id: str) -> str:
         return case.state
 
 
-def _post_settlement(case: ClosureCase, card: Card, quote: rules.Quote) -> None:
+def _post_settlement(case: ClosureCase, card: Card, quote: rules.Quote, balances: tuple[Money, Money]) -> None:
     currency = quote.currency
-    balance, deposit_held = card_balances(card)
+    balance, deposit_held = balances
     fees = Money(sum(f.amount.minor for f in quote.fees), currency)
     forfeited = deposit_held - quote.deposit
     lines = [
@@ -417,7 +430,7 @@ def _schedule(case: ClosureCase, action: str, *, key: str, note: str, due_in: ti
     CaseEvent.objects.create(case=case, key=key, at=now, actor="system", from_state=case.state,
                              to_state=case.state, note=note[:300], data=data or {})
     if not due_in:
-        dispatch.enqueue_on_commit(case.reference, action, case.next_action_id)
+        dispatch.wake_pump_on_commit()
     return True
 
 
@@ -443,7 +456,7 @@ def _schedule_action(case: ClosureCase, action: str, *, key: str, actor: str, no
     audit_record(actor=actor, action=f"closure.{action}.scheduled", subject=case.reference, before=case.state,
                  after=case.state, reason=note)
     if not due_in:
-        dispatch.enqueue_on_commit(case.reference, action, case.next_action_id)
+        dispatch.wake_pump_on_commit()
 
 
 # --- maker-checker refund approval -------------------------------------------------------------

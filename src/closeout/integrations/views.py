@@ -5,8 +5,9 @@ endpoints (payment webhooks, ES9+ notifications) and the signed hotlist feed."""
 from __future__ import annotations
 
 import json
+import tempfile
 
-from django.http import HttpResponse, JsonResponse
+from django.http import FileResponse, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -53,74 +54,39 @@ def _transient(exc: Exception):
 # --- lists of what the simulators were asked ------------------------------------------------------
 
 
-@require_GET
-def payment_refunds(request):
-    rows = SimRefund.objects.order_by("id")
-    return JsonResponse(
-        [
-            {"idempotency_key": r.idempotency_key, "amount": r.amount_minor, "currency": r.currency,
-             "destination": r.destination, "status": r.status, "provider_ref": r.provider_ref,
-             "request_count": r.request_count}
-            for r in rows
-        ],
-        safe=False,
-    )
+def _listing(model, shape):
+    """A GET view listing every row of a simulator's model, oldest first, each as `shape(row)`."""
+
+    @require_GET
+    def view(request):
+        return JsonResponse([shape(row) for row in model.objects.order_by("id")], safe=False)
+
+    return view
 
 
-@require_GET
-def payment_payments(request):
-    return JsonResponse(
-        [{"idempotency_key": p.idempotency_key, "amount": p.amount_minor, "currency": p.currency,
-          "description": p.description, "status": p.status, "provider_ref": p.provider_ref,
-          "request_count": p.request_count} for p in SimPayment.objects.order_by("id")],
-        safe=False,
-    )
-
-
-@require_GET
-def cards_blocked(request):
-    return JsonResponse(
-        [{"card_number": r.card_number, "idempotency_key": r.idempotency_key, "request_count": r.request_count,
-          "at": r.created_at.isoformat()} for r in SimCardBlock.objects.order_by("id")],
-        safe=False,
-    )
-
-
-@require_GET
-def numbers_deactivated(request):
-    return JsonResponse(
-        [{"iccid": r.iccid, "idempotency_key": r.idempotency_key, "request_count": r.request_count,
-          "at": r.created_at.isoformat()} for r in SimNumberDeactivation.objects.order_by("id")],
-        safe=False,
-    )
-
-
-@require_GET
-def smdp_profiles(request):
-    return JsonResponse(
-        [{"iccid": p.iccid, "eid": p.eid, "state": p.state, "notifications_sent": p.notification_seq,
-          "calls": p.calls} for p in SimEsimProfile.objects.order_by("id")],
-        safe=False,
-    )
-
-
-@require_GET
-def partner_deliveries(request):
-    return JsonResponse(
-        [{"partner": d.partner, "message_id": d.message_id, "type": d.event_type, "body": d.body,
-          "signature_valid": d.signature_valid, "signatures": d.signatures, "status_code": d.status_code,
-          "at": d.received_at.isoformat()} for d in SimPartnerDelivery.objects.order_by("id")],
-        safe=False,
-    )
-
-
-@require_GET
-def shipments(request):
-    return JsonResponse(
-        [{"reference": s.reference, "label_number": s.label_number, "tracking_number": s.tracking_number,
-          "events": s.events, "request_count": s.request_count} for s in SimShipment.objects.order_by("id")],
-        safe=False,
-    )
+payment_refunds = _listing(SimRefund, lambda r: {
+    "idempotency_key": r.idempotency_key, "amount": r.amount_minor, "currency": r.currency,
+    "destination": r.destination, "status": r.status, "provider_ref": r.provider_ref,
+    "request_count": r.request_count})
+payment_payments = _listing(SimPayment, lambda p: {
+    "idempotency_key": p.idempotency_key, "amount": p.amount_minor, "currency": p.currency,
+    "description": p.description, "status": p.status, "provider_ref": p.provider_ref,
+    "request_count": p.request_count})
+cards_blocked = _listing(SimCardBlock, lambda r: {
+    "card_number": r.card_number, "idempotency_key": r.idempotency_key, "request_count": r.request_count,
+    "at": r.created_at.isoformat()})
+numbers_deactivated = _listing(SimNumberDeactivation, lambda r: {
+    "iccid": r.iccid, "idempotency_key": r.idempotency_key, "request_count": r.request_count,
+    "at": r.created_at.isoformat()})
+smdp_profiles = _listing(SimEsimProfile, lambda p: {
+    "iccid": p.iccid, "eid": p.eid, "state": p.state, "notifications_sent": p.notification_seq, "calls": p.calls})
+partner_deliveries = _listing(SimPartnerDelivery, lambda d: {
+    "partner": d.partner, "message_id": d.message_id, "type": d.event_type, "body": d.body,
+    "signature_valid": d.signature_valid, "signatures": d.signatures, "status_code": d.status_code,
+    "at": d.received_at.isoformat()})
+shipments = _listing(SimShipment, lambda s: {
+    "reference": s.reference, "label_number": s.label_number, "tracking_number": s.tracking_number,
+    "events": s.events, "request_count": s.request_count})
 
 
 @csrf_exempt
@@ -303,7 +269,11 @@ def es9_handle_notification(request):
 
 @require_GET
 def hotlist_feed(request):
-    """GET /feeds/hotlist?since=VERSION&format=csv|bin – the signed hotlist for gates and readers."""
+    """GET /feeds/hotlist?since=VERSION&format=csv|bin – the signed hotlist for gates and readers.
+
+    The export streams into a temporary file (flat memory) that is then streamed out; the headers
+    carry the signed statement (`bin` also carries it in its trailer).
+    """
     try:
         since = int(request.GET.get("since", "0"))
         if since < 0:
@@ -311,11 +281,16 @@ def hotlist_feed(request):
     except ValueError:
         return problem(400, "bad-since", "since must be a non-negative version number")
     fmt = request.GET.get("format", "csv")
-    if fmt not in ("csv", "bin"):
+    if fmt not in hotlist.FORMATS:
         return problem(400, "bad-format", "format must be csv or bin")
-    data, document = hotlist.hotlist_export(since=since, fmt=fmt)
-    response = HttpResponse(data, content_type="text/csv" if fmt == "csv" else "application/octet-stream")
-    response["X-Hotlist-Version"] = str(document["version"])
-    response["X-Hotlist-Signature"] = document["signature"]
-    response["X-Hotlist-Public-Key"] = document["public_key"]
+    body = tempfile.TemporaryFile()  # noqa: SIM115 - the response closes it
+    try:
+        document = hotlist.hotlist_export_to(body, since=since, fmt=fmt)
+        body.seek(0)
+    except BaseException:
+        body.close()
+        raise
+    response = FileResponse(body, content_type="text/csv" if fmt == "csv" else "application/octet-stream")
+    for field in ("since", "version", "count", "sha256", "signature", "public_key"):
+        response[f"X-Hotlist-{field.replace('_', '-').title()}"] = str(document[field])
     return response

@@ -35,11 +35,18 @@ def refunds_payable_account(reference: str) -> str:
     return f"payable:{reference}"
 
 
-def _account(code: str, currency: str) -> Account:
-    account, _ = Account.objects.get_or_create(
-        code=code, defaults={"kind": account_kind(code), "currency": currency}
-    )
-    return account
+def _accounts(currencies: dict[str, str]) -> dict[str, int]:
+    """Return the ids of the accounts named by `currencies` (code → currency), opening the missing
+    ones in that currency."""
+    ids = dict(Account.objects.filter(code__in=currencies).values_list("code", "id"))
+    missing = currencies.keys() - ids.keys()
+    if missing:
+        Account.objects.bulk_create(
+            [Account(code=code, kind=account_kind(code), currency=currencies[code]) for code in sorted(missing)],
+            ignore_conflicts=True,  # another transaction may open the same account meanwhile
+        )
+        ids.update(Account.objects.filter(code__in=missing).values_list("code", "id"))
+    return ids
 
 
 def ledger_post(*, key: str, lines: list[tuple[str, Money]], memo: str = "", subject: str = "") -> Posting:
@@ -54,9 +61,9 @@ def ledger_post(*, key: str, lines: list[tuple[str, Money]], memo: str = "", sub
     try:
         with transaction.atomic():
             posting = Posting.objects.create(key=key, at=clock.now(), memo=memo, subject=subject)
+            accounts = _accounts({code: amount.currency for code, amount in kept})
             Line.objects.bulk_create(
-                Line(posting=posting, account=_account(code, amount.currency), amount_minor=amount.minor,
-                     currency=amount.currency)
+                Line(posting=posting, account_id=accounts[code], amount_minor=amount.minor, currency=amount.currency)
                 for code, amount in kept
             )
     except IntegrityError:
@@ -64,7 +71,15 @@ def ledger_post(*, key: str, lines: list[tuple[str, Money]], memo: str = "", sub
     return posting
 
 
+def account_balances(codes: list[str], currency: str) -> list[Money]:
+    """Return the credit balances of several liability accounts, in `codes` order, in one query."""
+    totals = dict(Line.objects.filter(account__code__in=codes).order_by().values_list("account__code")
+                  .annotate(total=Sum("amount_minor")).values_list("account__code", "total"))
+    return [Money(-(totals.get(code) or 0), currency) for code in codes]
+
+
 def account_balance(code: str, currency: str) -> Money:
     """Return the credit balance of a liability account (what the operator owes)."""
     total = Line.objects.filter(account__code=code).aggregate(s=Sum("amount_minor"))["s"] or 0
     return Money(-total, currency)
+

@@ -73,29 +73,36 @@ def settle_due() -> int:
     return settled
 
 
+def _take_once(model, idempotency_key: str, amount: Money, **fields):
+    """Record a request once per idempotency key, as a provider does: a repeat with the same
+    amount counts as another request for the first row; with another amount it is refused.
+
+    Returns the row and whether this call created it.
+    """
+    with transaction.atomic():
+        row = model.objects.select_for_update().filter(idempotency_key=idempotency_key).first()
+        if row is not None:
+            if (row.amount_minor, row.currency) != (amount.minor, amount.currency):
+                raise PermanentError("idempotency key reused with other parameters")
+            row.request_count += 1
+            row.save(update_fields=["request_count"])
+            return row, False
+        try:
+            with transaction.atomic():
+                return model.objects.create(idempotency_key=idempotency_key, amount_minor=amount.minor,
+                                            currency=amount.currency, **fields), True
+        except IntegrityError:
+            raise TransientError("concurrent request with the same idempotency key")
+
+
 class SimulatedPaymentProvider:
     def pay(self, *, idempotency_key: str, amount: Money, description: str) -> PaymentResult:
         mode = take_fault("payments", "pay")
         if mode == "error_5xx":
             raise TransientError("payment provider answered 503")
-        with transaction.atomic():
-            row = SimPayment.objects.select_for_update().filter(idempotency_key=idempotency_key).first()
-            if row is not None:
-                if (row.amount_minor, row.currency) != (amount.minor, amount.currency):
-                    raise PermanentError("idempotency key reused with other parameters")
-                row.request_count += 1
-                row.save(update_fields=["request_count"])
-            else:
-                status, reason = ("failed", "card declined") if mode == "decline" else ("succeeded", "")
-                try:
-                    with transaction.atomic():
-                        row = SimPayment.objects.create(
-                            idempotency_key=idempotency_key, provider_ref="py_" + secrets.token_hex(8),
-                            amount_minor=amount.minor, currency=amount.currency, description=description[:200],
-                            status=status, failure_reason=reason,
-                        )
-                except IntegrityError:
-                    raise TransientError("concurrent request with the same idempotency key")
+        status, reason = ("failed", "card declined") if mode == "decline" else ("succeeded", "")
+        row, _ = _take_once(SimPayment, idempotency_key, amount, provider_ref="py_" + secrets.token_hex(8),
+                            description=description[:200], status=status, failure_reason=reason)
         if mode in ("timeout", "lost_response"):
             raise TransientError("payment provider timed out after taking the payment")
         return PaymentResult(status=row.status, provider_ref=row.provider_ref, failure_reason=row.failure_reason)
@@ -109,30 +116,16 @@ class SimulatedPaymentProvider:
             time.sleep(0.3)
         if mode == "error_5xx":
             raise TransientError("payment provider answered 503")
+        status, reason, settle_after = "succeeded", "", None
+        if mode == "decline":
+            status, reason = "failed", "destination account closed"
+        elif mode == "pending":
+            status, settle_after = "pending", clock.now() + SETTLE_DELAY
         with transaction.atomic():
-            row = SimRefund.objects.select_for_update().filter(idempotency_key=idempotency_key).first()
-            if row is not None:
-                if (row.amount_minor, row.currency) != (amount.minor, amount.currency):
-                    raise PermanentError("idempotency key reused with other parameters")
-                row.request_count += 1
-                row.save(update_fields=["request_count"])
-            else:
-                status, reason = "succeeded", ""
-                settle_after = None
-                if mode == "decline":
-                    status, reason = "failed", "destination account closed"
-                elif mode == "pending":
-                    status, settle_after = "pending", clock.now() + SETTLE_DELAY
-                try:
-                    with transaction.atomic():
-                        row = SimRefund.objects.create(
-                            idempotency_key=idempotency_key, provider_ref="re_" + secrets.token_hex(8),
-                            amount_minor=amount.minor, currency=amount.currency,
-                            destination={"type": kind},
-                            status=status, failure_reason=reason, settle_after=settle_after,
-                        )
-                except IntegrityError:
-                    raise TransientError("concurrent request with the same idempotency key")
+            row, created = _take_once(SimRefund, idempotency_key, amount, provider_ref="re_" + secrets.token_hex(8),
+                                      destination={"type": kind}, status=status, failure_reason=reason,
+                                      settle_after=settle_after)
+            if created:
                 _emit(row, "refund.failed" if status == "failed" else "refund.created")
         if mode in ("timeout", "lost_response"):
             raise TransientError("payment provider timed out after accepting the refund")
