@@ -157,7 +157,10 @@ def _locked_again(card: Card) -> Card:
 
 def _lock(reference: str) -> ClosureCase:
     try:
-        return ClosureCase.objects.select_for_update().select_related("card__product").get(reference=reference)
+        # Lock the case row only: without `of`, PostgreSQL would also lock the joined card and
+        # product rows, and every case of one product would queue behind each other.
+        return (ClosureCase.objects.select_for_update(of=("self",)).select_related("card__product")
+                .get(reference=reference))
     except ClosureCase.DoesNotExist:
         raise CaseNotFound(reference)
 
