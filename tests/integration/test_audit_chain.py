@@ -6,7 +6,7 @@ import pytest
 
 from closeout import cli
 from closeout.audit.models import AuditEvent, AuditHead
-from closeout.audit.services import audit_record, audit_verify
+from closeout.audit.services import audit_record, audit_seal, audit_verify
 
 pytestmark = pytest.mark.django_db
 
@@ -16,6 +16,7 @@ def chain():
     for i in range(1, 9):
         audit_record(actor="staff:1", action="closure.transition", subject=f"CL-2026-{i:06d}", before="submitted",
                      after="verified", reason=f"step {i}", data={"n": i})
+    assert audit_seal() == 8
     return list(AuditEvent.objects.order_by("seq"))
 
 
@@ -145,3 +146,30 @@ def test_the_real_closure_history_verifies_and_a_changed_transition_is_named(mak
     closed = AuditEvent.objects.get(subject=case.reference, after="closed")
     AuditEvent.objects.filter(id=closed.id).update(after="withdrawn")
     assert audit_verify().seq == closed.seq
+
+
+def test_events_are_chained_by_the_sealer_in_the_order_they_were_written():
+    for i in range(3):
+        audit_record(actor="system", action="closure.transition", subject=f"CL-2026-{i:06d}", reason=f"{i}")
+    assert list(AuditEvent.objects.values_list("seq", "hash")) == [(None, "")] * 3
+
+    assert audit_seal() == 3
+    sealed = list(AuditEvent.objects.order_by("id"))
+    assert [e.seq for e in sealed] == [1, 2, 3]
+    assert [e.reason for e in sealed] == ["0", "1", "2"]
+    assert sealed[1].prev_hash == sealed[0].hash and sealed[2].prev_hash == sealed[1].hash
+    assert AuditHead.objects.get().hash == sealed[2].hash
+    assert audit_seal() == 0
+    assert audit_verify(seal_first=False) is None
+
+
+def test_events_written_after_a_seal_and_in_bulk_continue_the_same_chain():
+    from closeout.audit.services import audit_record_many
+
+    audit_record(actor="system", action="a", subject="s1")
+    audit_seal()
+    audit_record(actor="system", action="b", subject="s2")  # waits for the next seal
+    audit_record_many([{"actor": "system", "action": "c", "subject": "s3"}])  # chained at once
+
+    assert audit_verify() is None
+    assert list(AuditEvent.objects.order_by("seq").values_list("action", flat=True)) == ["a", "c", "b"]

@@ -6,7 +6,7 @@ import io
 import json
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
 
@@ -79,7 +79,7 @@ def case_export_data(case: ClosureCase) -> dict:
         "audit_events": [
             {"seq": e.seq, "at": _iso(e.at), "actor": e.actor, "action": e.action, "before": e.before,
              "after": e.after, "reason": e.reason}
-            for e in AuditEvent.objects.filter(subjects).order_by("seq")
+            for e in AuditEvent.objects.filter(subjects).order_by(F("seq").asc(nulls_last=True), "id")
         ],
     }
 

@@ -10,7 +10,8 @@ class AuditHead(models.Model):
 
 
 class AuditEvent(models.Model):
-    seq = models.BigIntegerField(unique=True)
+    # NULL (with empty hashes) until the sealer links the event into the chain; see audit.services.
+    seq = models.BigIntegerField(unique=True, null=True)
     at = models.DateTimeField()
     actor = models.CharField(max_length=120)
     action = models.CharField(max_length=80)
@@ -24,3 +25,4 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["seq"]
+        indexes = [models.Index(fields=["id"], condition=models.Q(seq__isnull=True), name="audit_event_unsealed")]

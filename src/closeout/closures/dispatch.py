@@ -118,7 +118,8 @@ def pump_once(now=None) -> int:
 
 
 class Pump:
-    """The worker's thread that runs `pump_once` every `interval` seconds or when woken."""
+    """The worker's thread that runs `pump_once` every `interval` seconds or when woken, and then
+    seals the audit events written since (`audit.services.audit_seal`)."""
 
     def __init__(self, interval: float):
         self.interval = interval
@@ -137,6 +138,8 @@ class Pump:
     def _run(self) -> None:
         from django.db import close_old_connections
 
+        from closeout.audit.services import audit_seal
+
         while not self._stop.is_set():
             _wake.wait(self.interval)
             _wake.clear()
@@ -146,5 +149,6 @@ class Pump:
             try:
                 while pump_once() == PUMP_BATCH:
                     pass
+                audit_seal()
             except Exception:  # noqa: BLE001 - the next round retries; the rows keep the actions
                 log.warning("the pump failed; retrying", exc_info=True)
