@@ -113,7 +113,14 @@ def pump_once(now=None) -> int:
     handed = [workflow_id for reference, action, workflow_id in due if enqueue(reference, action, workflow_id)]
     if handed:
         # Workflow ids are unique per case and run: a case that moved on meanwhile is not matched.
-        ClosureCase.objects.filter(next_action_id__in=handed).update(next_action_queued=F("next_action_id"))
+        # A case locked right now is running the action just handed over (or another writer has
+        # it): it is skipped rather than waited for; if it still names this action the next round
+        # hands it over again, which runs nothing twice.
+        with transaction.atomic():
+            free = list(ClosureCase.objects.select_for_update(skip_locked=True)
+                        .filter(next_action_id__in=handed).values_list("id", flat=True))
+            ClosureCase.objects.filter(id__in=free, next_action_id__in=handed).update(
+                next_action_queued=F("next_action_id"))
     return len(handed)
 
 

@@ -551,13 +551,13 @@ def closure_deactivated(*, reference: str, workflow_id: str, result: dict) -> st
             return case.state
         card = Card.objects.select_related("product").get(id=case.card_id)
         _card_status(card, Card.Status.BLOCKED, actor="system", reference=reference)
-        if card.product.kind == "stored_value":
-            hotlist_add(card=card)
         if card.product.kind == "esim":
             _schedule(case, "release_profile", key=f"{workflow_id}:release_profile",
                       note="number deactivated; releasing the eSIM profile", data=result)
             return case.state
         _after_deactivation(case, card, key=workflow_id, note="card blocked", data=result)
+        if card.product.kind == "stored_value":
+            hotlist_add(card=card)  # last: the version counter stays locked until the commit
         return case.state
 
 

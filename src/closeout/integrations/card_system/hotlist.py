@@ -105,15 +105,16 @@ def hotlist_public_key() -> str:
 
 def hotlist_add(*, card: Card) -> int:
     """List the card (inside the caller's transaction) with the next version; listing twice keeps the first."""
+    from closeout.common.fastinsert import increment
+
     if card.hotlist_version is not None:
         return card.hotlist_version
-    HotlistCounter.objects.get_or_create(id=1)
-    counter = HotlistCounter.objects.select_for_update().get(id=1)
-    counter.version += 1
-    counter.save(update_fields=["version"])
-    Card.objects.filter(id=card.id).update(hotlist_version=counter.version)
-    card.hotlist_version = counter.version
-    return counter.version
+    # The counter stays locked until commit: versions are gap-free and commit in order, so a
+    # reader asking for everything after version N never misses a card listed later.
+    (version,) = increment(HotlistCounter, 1, "version")
+    Card.objects.filter(id=card.id).update(hotlist_version=version)
+    card.hotlist_version = version
+    return version
 
 
 def hotlist_reserve(count: int) -> int:
