@@ -99,7 +99,8 @@ class BenchDatabase:
         if self.engine == "postgres":
             for name in (self.name, f"{self.name}_dbos"):
                 self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        if not os.environ.get("CLOSEOUT_BENCH_KEEP"):
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def free_port() -> int:

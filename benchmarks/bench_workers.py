@@ -77,7 +77,10 @@ def run_closures(db, numbers, workers: int, timeout: float) -> dict:
         ClosureCase.objects.filter(reference__in=refs).update(next_action_due_at=clock.now())
         while ClosureCase.objects.filter(reference__in=refs, state=states.CLOSED).count() < len(refs):
             if time.monotonic() - started > timeout:
-                raise RuntimeError("closures did not finish in time")
+                from collections import Counter
+
+                left = Counter(ClosureCase.objects.filter(reference__in=refs).values_list("state", flat=True))
+                raise RuntimeError(f"closures did not finish in time: {dict(left)}; logs in {db.data_dir}")
             time.sleep(0.1)
         elapsed = time.monotonic() - started
         cpu = pool.cpu_seconds() - start_cpu
