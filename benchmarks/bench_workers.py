@@ -45,7 +45,7 @@ def pgbench_tps(seconds: int, clients: int = 4) -> float:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run_closures(db, numbers, workers: int, timeout: float) -> dict:
+def run_closures(db, numbers, workers: int, timeout: float, poll: float) -> dict:
     from datetime import timedelta
 
     from closeout.cards.models import Card
@@ -59,7 +59,7 @@ def run_closures(db, numbers, workers: int, timeout: float) -> dict:
              for n in numbers]
     refs = [c.reference for c in cases]
     ClosureCase.objects.filter(reference__in=refs).update(next_action_due_at=clock.now() + timedelta(days=1))
-    env = dict(CLOSEOUT_QUEUE_POLL_SEC="0.1", CLOSEOUT_SWEEP_SCHEDULE="*/5 * * * * *", CLOSEOUT_DISPATCH="1")
+    env = dict(CLOSEOUT_QUEUE_POLL_SEC=str(poll), CLOSEOUT_SWEEP_SCHEDULE="*/5 * * * * *", CLOSEOUT_DISPATCH="1")
     pool = h.Workers(db, workers, **env)
     try:
         deadline = time.monotonic() + 60
@@ -97,19 +97,20 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--pgbench-seconds", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--poll", type=float, default=0.1, help="queue polling interval of the workers (s)")
     args = parser.parse_args()
 
     db = h.BenchDatabase("postgres")
     try:
         db.setup_django()
         numbers = h.issue_cards(args.cases * 2)
-        one = run_closures(db, numbers[: args.cases], 1, args.timeout)
-        two = run_closures(db, numbers[args.cases:], 2, args.timeout)
+        one = run_closures(db, numbers[: args.cases], 1, args.timeout, args.poll)
+        two = run_closures(db, numbers[args.cases:], 2, args.timeout, args.poll)
     finally:
         db.close()
     tps = pgbench_tps(args.pgbench_seconds)
 
-    print(f"machine: {h.machine()}; PostgreSQL; simulators with zero latency; queue polling 0.1 s")
+    print(f"machine: {h.machine()}; PostgreSQL; simulators with zero latency; queue polling {args.poll} s")
     print(f"pgbench simple-update (-N), 4 clients: {tps:.0f} commits/s (the storage commit ceiling)")
     for r in (one, two):
         print(f"{r['workers']} worker(s): {r['rate']:.2f} closures/s ({r['closures']} in {r['seconds']:.1f} s), "
