@@ -218,3 +218,15 @@ def test_a_revoked_key_is_refused(client, key):
     assert client.get("/api/v1/closures/CL-2026-000001", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 404
     apikey_revoke(prefix=key.split("_")[1])
     assert client.get("/api/v1/closures/CL-2026-000001", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 401
+
+
+def test_a_key_left_unanswered_by_an_earlier_version_is_409_not_an_empty_answer(client_for, key, make_card):
+    from closeout.api.models import IdempotencyRecord
+
+    card = make_card("YKT")
+    first = client_for("/api/v1/closures", body_for(card), key=key)
+    IdempotencyRecord.objects.update(status_code=None, body="")  # as the old claim-first code left it
+
+    again = client_for("/api/v1/closures", body_for(card), key=key)
+    assert first.status_code == 201
+    assert again.status_code == 409 and again.json()["type"].endswith("idempotency-key-in-flight")

@@ -23,7 +23,7 @@ class IdempotencyRecord(models.Model):
     client = models.CharField(max_length=80)
     key = models.CharField(max_length=200)
     request_hash = models.CharField(max_length=64)
-    status_code = models.PositiveSmallIntegerField(null=True)  # NULL while the first request runs
+    status_code = models.PositiveSmallIntegerField(null=True)  # NULL only on rows from before answers were stored with the case
     body = models.TextField(blank=True)
     created_at = models.DateTimeField()
 

@@ -102,6 +102,9 @@ def _replay(request, key: str, digest: str) -> HttpResponse | None:
     if first.request_hash != digest:
         return problem(422, "idempotency-key-reused", "Idempotency-Key reused",
                        "This Idempotency-Key was used with a different request body.")
+    if first.status_code is None:  # claimed by an earlier version that never stored an answer
+        return problem(409, "idempotency-key-in-flight", "Request in progress",
+                       "The first request with this Idempotency-Key never finished; use a new key.")
     return HttpResponse(first.body, status=first.status_code, content_type="application/json")
 
 

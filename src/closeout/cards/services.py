@@ -95,7 +95,7 @@ _CARD_WITH_VALUE = """
     SELECT card.id, card.status, product.currency,
            COALESCE((SELECT SUM(line.amount_minor) FROM ledger_line line
                      JOIN ledger_account account ON account.id = line.account_id
-                     WHERE account.code = 'card:' || card.id || ':value'), 0)
+                     WHERE account.code = 'card:' || card.id || ':value'), 0)  -- ledger.card_value_account
     FROM cards_card card JOIN catalog_product product ON product.id = card.product_id
     WHERE card.number = %s"""
 

@@ -34,7 +34,6 @@ from closeout.closures.models import (
     BulkRun,
     CaseEvent,
     ClosureCase,
-    ReferenceCounter,
     Refund,
     RefundApproval,
 )
@@ -213,15 +212,6 @@ def _quotes(cards: list[_Card], now,
     return out, charges
 
 
-def _references(now, count: int) -> list[str]:
-    ReferenceCounter.objects.get_or_create(year=now.year)
-    counter = ReferenceCounter.objects.select_for_update().get(year=now.year)
-    first = counter.last + 1
-    counter.last += count
-    counter.save(update_fields=["last"])
-    return [f"CL-{now.year}-{n:06d}" for n in range(first, first + count)]
-
-
 EVENT_COLUMNS = ("case_id", "key", "at", "actor", "from_state", "to_state", "note", "data")
 
 
@@ -354,7 +344,7 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
         return rejects
 
     batch = BulkBatch.objects.create(run=run, number=number, case_count=len(accepted), created_at=now)
-    references = _references(now, len(accepted))
+    references = services.references_take(now, len(accepted))
     case_ids = allocate_ids(ClosureCase, len(accepted))
     cases = [_Case((case_id, reference, states.DRAFT, card.id, run.requester, quotes[card.id].as_json(),
                     {"type": "original"}), card)

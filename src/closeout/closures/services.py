@@ -139,10 +139,10 @@ def identity_check(*, card_number: str, id_type: str, id_number: str) -> Card:
     return card
 
 
-def _next_reference(now) -> str:
-    """Take the year's next reference number (the counter stays locked until commit)."""
-    (last,) = increment(ReferenceCounter, now.year, "last")
-    return f"CL-{now.year}-{last:06d}"
+def references_take(now, count: int = 1) -> list[str]:
+    """Take the year's next `count` case references (the counter stays locked until commit)."""
+    (last,) = increment(ReferenceCounter, now.year, "last", count)
+    return [f"CL-{now.year}-{n:06d}" for n in range(last - count + 1, last + 1)]
 
 
 def _locked_again(card: Card) -> Card:
@@ -273,7 +273,7 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
             quote = quote_for_card(card, now)
             product = card.product
             case = ClosureCase(
-                reference=_next_reference(now), card=card, channel=channel, channel_ref=channel_ref,
+                reference=references_take(now)[0], card=card, channel=channel, channel_ref=channel_ref,
                 requester=requester, reason=reason[:200], language=language, refund_destination=destination,
                 refund_destination_sealed=sealed, quote=quote.as_json(), state=states.DRAFT,
                 sla_due_date=calendars.add_working_days(now.date(), product.sla_working_days, product.calendar),

@@ -80,6 +80,4 @@ def account_balances(codes: list[str], currency: str) -> list[Money]:
 
 def account_balance(code: str, currency: str) -> Money:
     """Return the credit balance of a liability account (what the operator owes)."""
-    total = Line.objects.filter(account__code=code).aggregate(s=Sum("amount_minor"))["s"] or 0
-    return Money(-total, currency)
-
+    return account_balances([code], currency)[0]

@@ -105,46 +105,25 @@ def hotlist_public_key() -> str:
 
 def hotlist_add(*, card: Card) -> int:
     """List the card (inside the caller's transaction) with the next version; listing twice keeps the first."""
-    from closeout.common.fastinsert import increment
-
     if card.hotlist_version is not None:
         return card.hotlist_version
-    # The counter stays locked until commit: versions are gap-free and commit in order, so a
-    # reader asking for everything after version N never misses a card listed later.
-    (version,) = increment(HotlistCounter, 1, "version")
+    version = hotlist_reserve(1)
     Card.objects.filter(id=card.id).update(hotlist_version=version)
     card.hotlist_version = version
     return version
 
 
 def hotlist_reserve(count: int) -> int:
-    """Take `count` consecutive versions under one lock of the version counter; return the first.
+    """Take `count` consecutive versions and return the first; the caller writes them on its cards
+    in the same transaction (bulk closure sets status and version in one UPDATE).
 
-    The caller writes them on its cards in the same transaction (bulk closure sets status and
-    version in one UPDATE).
+    The counter stays locked until commit: versions are gap-free and commit in order, so a reader
+    asking for everything after version N never misses a card listed later.
     """
-    HotlistCounter.objects.get_or_create(id=1)
-    counter = HotlistCounter.objects.select_for_update().get(id=1)
-    first = counter.version + 1
-    counter.version += count
-    counter.save(update_fields=["version"])
-    return first
+    from closeout.common.fastinsert import increment
 
-
-def hotlist_add_many(*, cards: list[Card]) -> None:
-    """List many cards under one lock of the version counter.
-
-    `cards` need only `id` and `hotlist_version`; each one listed gets its new version.
-    """
-    from closeout.common.fastinsert import update_int_column
-
-    fresh = [card for card in cards if card.hotlist_version is None]
-    if not fresh:
-        return
-    first = hotlist_reserve(len(fresh))
-    for offset, card in enumerate(fresh):
-        card.hotlist_version = first + offset
-    update_int_column(Card, "hotlist_version", [(card.id, card.hotlist_version) for card in fresh])
+    (last,) = increment(HotlistCounter, 1, "version", count)
+    return last - count + 1
 
 
 def hotlist_version() -> int:
