@@ -113,6 +113,8 @@ if IS_SQLITE:
     }
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test_closeout.sqlite3")}
 else:
+    # Django's backend with a health check that needs no round trip (see its module).
+    DATABASES["default"]["ENGINE"] = "closeout.common.postgresql"
     # Several suites may share one PostgreSQL server: keep their test databases apart.
     DATABASES["default"]["TEST"] = {
         "NAME": f"test_{DATABASES['default']['NAME']}{os.environ.get('CLOSEOUT_TEST_DB_SUFFIX', '')}"

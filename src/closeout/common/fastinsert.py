@@ -172,17 +172,31 @@ def among(name: str, values) -> Q | Lookup:
     return _AnyOf(F(name), literal, cast)
 
 
-def insert_one(instance: models.Model) -> int:
+def insert_one(instance: models.Model, *, durable: bool = True) -> int:
     """INSERT one model instance as `save(force_insert=True)` would, without the ORM's per-call
-    query building; return the new primary key. For the few rows written on hot request paths."""
+    query building; return the new primary key. For the few rows written on hot request paths.
+
+    `durable=False` is for log rows written on their own, outside any transaction: PostgreSQL
+    then acknowledges the commit before its WAL is flushed (`synchronous_commit` off for that one
+    statement, sent in the same round trip), so a crash of the database server itself may lose
+    the last fraction of a second of them. Inside a transaction the row is as durable as the
+    transaction, whatever `durable` says.
+    """
     meta = instance._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     columns = ", ".join(f'"{f.column}"' for f in fields)
     placeholders = ", ".join(["%s"] * len(fields))
     values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    sql = f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({placeholders}) RETURNING "{meta.pk.column}"'
+    relaxed = not durable and connection.vendor == "postgresql" and not connection.in_atomic_block
     with connection.cursor() as cursor:
-        cursor.execute(f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({placeholders}) '
-                       f'RETURNING "{meta.pk.column}"', values)
+        if relaxed:
+            # One simple query holding two statements runs as one implicit transaction, so the
+            # SET LOCAL ends with it.
+            cursor.execute("SET LOCAL synchronous_commit TO off; " + sql, values)
+            cursor.nextset()
+        else:
+            cursor.execute(sql, values)
         instance.pk = cursor.fetchone()[0]
     instance._state.adding, instance._state.db = False, connection.alias
     return instance.pk

@@ -1,0 +1,56 @@
+"""Persistent PostgreSQL connections: one the server dropped is replaced before the next request
+uses it, and a healthy one is checked without a round trip (`closeout.common.postgresql`)."""
+
+from __future__ import annotations
+
+import select
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from closeout.cards.models import Card
+
+pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
+
+
+def _server_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def _admin():
+    db = settings.DATABASES["default"]
+    return psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+                           dbname="postgres", autocommit=True)
+
+
+def test_a_request_after_the_server_dropped_the_connection_gets_a_new_one():
+    before = _server_pid()
+    close_old_connections()  # the end of a request: the connection is kept for the next one
+    with _admin() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [before])
+    select.select([connection.connection.fileno()], [], [], 5)  # the server's goodbye has arrived
+
+    close_old_connections()  # the start of the next request
+    assert Card.objects.count() == 0  # would raise "terminating connection" on the old one
+    assert _server_pid() != before
+
+
+def test_a_healthy_idle_connection_is_checked_without_a_query():
+    before = _server_pid()
+    close_old_connections()
+    raw = connection.connection
+
+    def no_queries(*args, **kwargs):
+        raise AssertionError("the health check sent a query")
+
+    raw.cursor = no_queries
+    try:
+        connection.close_if_health_check_failed()
+    finally:
+        del raw.cursor
+    assert connection.connection is raw and connection.health_check_done
+    assert _server_pid() == before
