@@ -14,7 +14,7 @@ from closeout.aftercare.guard import feed_record, guard_check
 from closeout.aftercare.models import GuardAlert
 from closeout.api.keys import apikey_create
 from closeout.audit.models import AuditEvent
-from closeout.cards.models import AuthorizationAttempt
+from closeout.cards.models import AuthorizationAttempt, Card
 from closeout.cards.selectors import authorization_attempts_for_case
 from closeout.cards.services import authorization_decide
 from closeout.closures import services
@@ -58,6 +58,42 @@ def test_no_amount_or_source_gets_past_a_closing_or_closed_card(closing_and_clos
     assert attempt.decision == "declined"
     assert AuthorizationAttempt.objects.filter(card_id=case.card_id).count() == before + 1
     assert (attempt.amount_minor, attempt.source) == (amount, source) and attempt.at is not None
+
+
+def _expected(status, product_currency, balance, amount, currency):
+    if status is None:
+        return "unknown_card"
+    if status != Card.Status.ACTIVE:
+        return f"card_{status}"
+    if currency != product_currency:
+        return "currency_mismatch"
+    if amount > 0 and amount > balance:
+        return "insufficient_balance"
+    return "ok"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(status=st.sampled_from([None, *Card.Status.values]), balance=st.integers(0, 10**6),
+       offset=st.one_of(st.integers(-2, 2), st.integers(-10**6, 10**6)), currency=st.sampled_from(["CNY", "HKD"]),
+       product=st.sampled_from(["YKT", "OCTO"]))
+def test_each_attempt_is_decided_by_the_rules_and_recorded(make_card, status, balance, offset, currency, product):
+    amount = max(0, balance + offset)  # often right at the balance, where a rule could slip by one
+    card = make_card(product, balance=balance)
+    if status is not None:
+        Card.objects.filter(id=card.id).update(status=status)
+    number = card.number if status is not None else card.number[:-4] + "0000"
+    before = AuthorizationAttempt.objects.count()
+
+    attempt = authorization_decide(card_number=number, amount=Money(amount, currency), source="gate-9")
+
+    reason = _expected(status, card.product.currency, balance, amount, currency)
+    assert (attempt.decision, attempt.reason) == ("approved" if reason == "ok" else "declined", reason)
+    assert AuthorizationAttempt.objects.count() == before + 1
+    row = AuthorizationAttempt.objects.get(pk=attempt.pk)
+    assert (row.card_id, row.amount_minor, row.currency, row.source, row.decision, row.reason) == (
+        card.id if status is not None else None, amount, currency, "gate-9", attempt.decision, reason)
+    evidence = AuditEvent.objects.filter(subject=f"card:{card.id}", action="authorization.declined")
+    assert evidence.exists() == (status not in (None, Card.Status.ACTIVE))
 
 
 def test_attempts_before_the_closure_are_not_shown_on_the_case(make_card):

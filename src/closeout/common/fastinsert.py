@@ -188,18 +188,23 @@ def insert_one(instance: models.Model, *, durable: bool = True) -> int:
     placeholders = ", ".join(["%s"] * len(fields))
     values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
     sql = f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({placeholders}) RETURNING "{meta.pk.column}"'
+    (instance.pk,) = fetch_one(sql, values, durable=durable)
+    instance._state.adding, instance._state.db = False, connection.alias
+    return instance.pk
+
+
+def fetch_one(sql: str, params, *, durable: bool = True) -> tuple | None:
+    """Run one statement and return its first row; `durable=False` as for `insert_one`."""
     relaxed = not durable and connection.vendor == "postgresql" and not connection.in_atomic_block
     with connection.cursor() as cursor:
         if relaxed:
             # One simple query holding two statements runs as one implicit transaction, so the
             # SET LOCAL ends with it.
-            cursor.execute("SET LOCAL synchronous_commit TO off; " + sql, values)
+            cursor.execute("SET LOCAL synchronous_commit TO off; " + sql, params)
             cursor.nextset()
         else:
-            cursor.execute(sql, values)
-        instance.pk = cursor.fetchone()[0]
-    instance._state.adding, instance._state.db = False, connection.alias
-    return instance.pk
+            cursor.execute(sql, params)
+        return cursor.fetchone()
 
 
 def increment(model: type[models.Model], pk, column: str, by: int = 1, *also: str) -> tuple:
