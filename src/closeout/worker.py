@@ -36,9 +36,11 @@ def launch(*, executor_id: str | None = None):
     """Launch DBOS in this process and return the DBOS instance."""
     from dbos import DBOS
 
+    from closeout.certificates.services import signing_key_ensure
     from closeout.closures import dispatch, workflow
 
     global _current_executor
+    signing_key_ensure()
     dbos = DBOS(config=dbos_config(executor_id=executor_id))
     DBOS.launch()
     _current_executor = executor_id or settings.DBOS_EXECUTOR_ID

@@ -197,3 +197,30 @@ def test_parallel_requests_with_one_idempotency_key_create_one_case(closeout_ser
     assert Counter(r.status_code for r in responses) == {201: 20}
     assert len({r.content for r in responses}) == 1  # replays are byte for byte the first answer
 
+
+
+def _deactivating(make_card) -> ClosureCase:
+    case = services.closure_request(card=make_card("YKT", balance=3000), channel="web", requester="customer:web")
+    services.closure_verify(reference=case.reference, workflow_id=f"{case.reference}:verify")
+    services.closure_settle(reference=case.reference, workflow_id=f"{case.reference}:settle")
+    case.refresh_from_db()
+    _pay(case.reference, case.next_action_id)
+    case.refresh_from_db()
+    assert case.state == states.DEACTIVATING, case.state
+    return case
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_first_closings_at_one_instant_share_one_new_signing_key(make_card):
+    from closeout.certificates.models import Certificate, SigningKey
+
+    cases = [_deactivating(make_card) for _ in range(8)]
+    assert not SigningKey.objects.exists()
+
+    outcomes = race(len(cases), lambda i: services.closure_deactivated(
+        reference=cases[i].reference, workflow_id=cases[i].next_action_id, result={"status": "blocked"}))
+
+    assert outcomes == [states.CLOSED] * len(cases), kinds(outcomes)
+    key = SigningKey.objects.get()  # one key: no closing retired another's key as a "rotation"
+    assert key.active and key.private_key_sealed
+    assert set(Certificate.objects.values_list("key_id", flat=True)) == {key.id}

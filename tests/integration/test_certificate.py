@@ -210,3 +210,24 @@ def test_certificate_issued_inside_the_closing_transaction(make_card):
     case = run_to_end(case.reference)
     assert case.state == "closed"
     assert Certificate.objects.filter(case=case).exists()
+
+
+def test_a_closing_that_missed_the_first_key_being_made_uses_it_rather_than_retiring_it():
+    from closeout.certificates import services as certificates
+
+    made = certificates._first_key()  # another process's closing created and committed it
+    seen = certificates._first_key()  # this closing looked for a key a moment before that commit
+
+    made.refresh_from_db()
+    assert seen.pk == made.pk and SigningKey.objects.count() == 1
+    assert made.active and made.private_key_sealed  # still able to sign: not rotated away
+
+
+def test_a_worker_makes_the_first_signing_key_before_any_closing():
+    from closeout.certificates.services import signing_key_ensure
+
+    signing_key_ensure()
+    signing_key_ensure()
+
+    key = SigningKey.objects.get()
+    assert key.active and key.private_key_sealed

@@ -47,31 +47,51 @@ def _unseal(sealed: str) -> bytes:
 
 def signing_key_rotate(*, actor: str = "system") -> SigningKey:
     """Make a new active signing key; the old one is retired and its private half destroyed."""
-    private_raw = signing.new_private_key()
-    public_raw = signing.public_key_of(private_raw)
-    now = clock.now()
     with transaction.atomic():
         old = SigningKey.objects.select_for_update().filter(active=True).first()
         if old is not None:
-            old.active, old.retired_at, old.private_key_sealed = False, now, ""
+            old.active, old.retired_at, old.private_key_sealed = False, clock.now(), ""
             old.save(update_fields=["active", "retired_at", "private_key_sealed"])
-        key = SigningKey.objects.create(
-            key_id=signing.key_id_of(public_raw), public_key=base64.b64encode(public_raw).decode(),
-            private_key_sealed=_seal(private_raw), active=True, created_at=now,
-        )
-        audit_record(actor=actor, action="certificate.key_rotated", subject=key.key_id,
-                     before=old.key_id if old else "", after=key.key_id)
+        return _key_create(actor=actor, before=old.key_id if old else "")
+
+
+def _key_create(*, actor: str, before: str = "") -> SigningKey:
+    private_raw = signing.new_private_key()
+    public_raw = signing.public_key_of(private_raw)
+    key = SigningKey.objects.create(
+        key_id=signing.key_id_of(public_raw), public_key=base64.b64encode(public_raw).decode(),
+        private_key_sealed=_seal(private_raw), active=True, created_at=clock.now(),
+    )
+    audit_record(actor=actor, action="certificate.key_rotated", subject=key.key_id, before=before, after=key.key_id)
     return key
 
 
+def signing_key_ensure() -> None:
+    """Create the first signing key, in a transaction of its own, unless there is one.
+
+    Workers call this before they start, so that the first certificates do not create it inside
+    their closing transactions (see `_first_key`).
+    """
+    if not SigningKey.objects.filter(active=True).exists():
+        _first_key()
+
+
+def _first_key() -> SigningKey:
+    """Create the very first key; when another transaction has just created it, use that one.
+
+    It never retires a key. (Rotating here did: a closing that had looked for a key a moment
+    before another's commit retired the key just made, destroying its private half, and on
+    PostgreSQL deadlocked with a closing whose new certificate referred to that key.)
+    """
+    try:
+        with transaction.atomic():
+            return _key_create(actor="system")
+    except IntegrityError:  # the one-active-key constraint: another process created it first
+        return SigningKey.objects.get(active=True)
+
+
 def _active_key() -> SigningKey:
-    key = SigningKey.objects.filter(active=True).first()
-    if key is None:
-        try:
-            with transaction.atomic():
-                key = signing_key_rotate()
-        except IntegrityError:  # another process created the first key at the same time
-            key = SigningKey.objects.get(active=True)
+    key = SigningKey.objects.filter(active=True).first() or _first_key()
     if not key.private_key_sealed:
         raise NoSigningKey(key.key_id)
     return key

@@ -5,10 +5,11 @@ last step records the result through a service transition."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 
 from dbos import DBOS
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
 from closeout.closures import bulk, services
 from closeout.common.money import Money
@@ -23,20 +24,38 @@ RETRY = dict(retries_allowed=True, max_attempts=5, interval_seconds=0.5, backoff
              should_retry=lambda exc: not isinstance(exc, PermanentError))
 
 
+# PostgreSQL's answers that mean "run the transaction again": a deadlock, a serialization failure.
+RETRY_SQLSTATES = {"40P01", "40001"}
+DB_ATTEMPTS = 3
+
+
 def _db(fn, *args, **kwargs):
     """Run ORM work on a DBOS thread with fresh connections around it.
 
-    The crash points on either side mark every step boundary for the kill tests.
+    A transaction the database chose as a deadlock victim is run again (it was rolled back
+    whole, and every service checks the case's state first). The crash points on either side
+    mark every step boundary for the kill tests.
     """
     crash_point(f"before:{fn.__name__}")
-    _fresh_connections()
-    try:
-        with observe.step(fn):
-            result = fn(*args, **kwargs)
-    finally:
+    for attempt in range(1, DB_ATTEMPTS + 1):
         _fresh_connections()
+        try:
+            with observe.step(fn):
+                result = fn(*args, **kwargs)
+            break
+        except DatabaseError as exc:
+            if attempt == DB_ATTEMPTS or connection.in_atomic_block or not _worth_retrying(exc):
+                raise
+            log.warning("%s: %s; running it again", fn.__name__, getattr(exc.__cause__, "sqlstate", ""))
+            time.sleep(0.05 * attempt)
+        finally:
+            _fresh_connections()
     crash_point(f"after:{fn.__name__}")
     return result
+
+
+def _worth_retrying(exc: DatabaseError) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) in RETRY_SQLSTATES
 
 
 def _fresh_connections() -> None:
