@@ -1,0 +1,44 @@
+"""A workflow step whose transaction PostgreSQL chose as a deadlock (or serialization) victim
+runs again; any other database error goes up at once, to be recorded on the case."""
+
+from __future__ import annotations
+
+import psycopg.errors
+import pytest
+from django.db import IntegrityError, OperationalError
+
+from closeout.closures import workflow
+
+
+def _failing(times: int, error: type[psycopg.Error]):
+    calls = []
+
+    def record_outcome():
+        calls.append(1)
+        if len(calls) <= times:
+            wrapped = OperationalError if issubclass(error, psycopg.OperationalError) else IntegrityError
+            raise wrapped("from the database") from error("from the database")
+        return "recorded"
+
+    return record_outcome, calls
+
+
+@pytest.mark.parametrize("error", [psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure])
+def test_a_deadlock_victim_runs_again(error):
+    step, calls = _failing(workflow.DB_ATTEMPTS - 1, error)
+    assert workflow._db(step) == "recorded"
+    assert len(calls) == workflow.DB_ATTEMPTS
+
+
+def test_a_victim_every_time_gives_up_after_the_last_attempt():
+    step, calls = _failing(workflow.DB_ATTEMPTS, psycopg.errors.DeadlockDetected)
+    with pytest.raises(OperationalError):
+        workflow._db(step)
+    assert len(calls) == workflow.DB_ATTEMPTS
+
+
+def test_other_database_errors_are_not_repeated():
+    step, calls = _failing(1, psycopg.errors.UniqueViolation)
+    with pytest.raises(IntegrityError):
+        workflow._db(step)
+    assert len(calls) == 1
