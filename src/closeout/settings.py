@@ -141,6 +141,9 @@ else:
 DBOS_APPLICATION_VERSION = os.environ.get("CLOSEOUT_APP_VERSION", "closeout-1")
 DBOS_EXECUTOR_ID = os.environ.get("CLOSEOUT_EXECUTOR_ID", "worker-1")
 DBOS_POLLING_INTERVAL = float(os.environ.get("CLOSEOUT_QUEUE_POLL_SEC", "0.2"))
+# Connections a worker keeps to the DBOS system database (DBOS's own default is 20). See
+# `ops.capacity` for what one worker may open in all.
+DBOS_SYS_DB_POOL_SIZE = int(os.environ.get("CLOSEOUT_DBOS_POOL_SIZE", "10"))
 SWEEP_SCHEDULE = os.environ.get("CLOSEOUT_SWEEP_SCHEDULE", "*/5 * * * * *")
 # Workers beat every HEARTBEAT_SEC; one silent for HEARTBEAT_STALE_SEC is taken for dead and the
 # sweep hands its pending workflows to the others. A stopping worker drains for WORKER_DRAIN_SEC.

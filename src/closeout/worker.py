@@ -29,6 +29,7 @@ def dbos_config(*, executor_id: str | None = None) -> dict:
         "notification_listener_polling_interval_sec": 0.2,
         "scheduler_polling_interval_sec": 1.0,
         "log_level": "WARNING",
+        "sys_db_pool_size": settings.DBOS_SYS_DB_POOL_SIZE,
     }
 
 
@@ -38,9 +39,11 @@ def launch(*, executor_id: str | None = None):
 
     from closeout.certificates.services import signing_key_ensure
     from closeout.closures import dispatch, workflow
+    from closeout.ops import capacity
 
     global _current_executor
     signing_key_ensure()
+    capacity.connections_check()
     dbos = DBOS(config=dbos_config(executor_id=executor_id))
     DBOS.launch()
     _current_executor = executor_id or settings.DBOS_EXECUTOR_ID

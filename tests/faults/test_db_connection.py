@@ -54,3 +54,16 @@ def test_a_healthy_idle_connection_is_checked_without_a_query():
         del raw.cursor
     assert connection.connection is raw and connection.health_check_done
     assert _server_pid() == before
+
+
+def test_a_worker_says_at_start_when_the_server_has_no_room_for_it(settings, caplog):
+    from closeout.ops import capacity
+
+    allowed, in_use, need = capacity.connections_check()
+    assert 0 < in_use < allowed and need == capacity.worker_connections()
+
+    settings.DBOS_SYS_DB_POOL_SIZE = allowed  # a pool alone larger than the server allows
+    with caplog.at_level("WARNING", logger="closeout.ops.capacity"):
+        capacity.connections_check()
+    assert f"PostgreSQL allows {allowed} client connections" in caplog.text
+    assert "Raise max_connections" in caplog.text

@@ -1,0 +1,50 @@
+"""How many PostgreSQL connections a worker may open, and whether the server has room for them.
+
+A worker runs each workflow on a thread of its own, and each such thread keeps a Django
+connection for `CLOSEOUT_DB_CONN_MAX_AGE` seconds; at full load that is one per unit of queue
+concurrency (`closures.dispatch.QUEUES`), plus the pump, heartbeat and scheduler threads, plus the
+DBOS system database pool and the pump's DBOS client. PostgreSQL's default `max_connections` is
+100, so a few workers at full load can exhaust it and fail with "too many clients". A worker
+checks at start and says so in its log, naming the figures, rather than failing later under load.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import connection
+
+log = logging.getLogger(__name__)
+
+BACKGROUND_THREADS = 4  # main, pump, heartbeat, DBOS scheduler
+CLIENT_POOL = 2  # the DBOSClient the pump enqueues through (DBOS's default client pool)
+
+
+def worker_connections() -> int:
+    """PostgreSQL connections one worker may hold at full load (application and DBOS databases)."""
+    from closeout.closures.dispatch import QUEUES
+
+    return sum(QUEUES.values()) + BACKGROUND_THREADS + settings.DBOS_SYS_DB_POOL_SIZE + CLIENT_POOL
+
+
+def connections_check() -> tuple[int, int, int] | None:
+    """Warn when the server cannot take one more worker at full load.
+
+    Return (connections allowed to clients, client connections open, this worker's need), or
+    None on SQLite.
+    """
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int,"
+            " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')")
+        allowed, in_use = cursor.fetchone()
+    need = worker_connections()
+    if allowed - in_use < need:
+        log.warning(
+            "PostgreSQL allows %d client connections and %d are open; this worker may open %d at full load. "
+            "Raise max_connections, lower CLOSEOUT_DBOS_POOL_SIZE or run fewer workers per server.",
+            allowed, in_use, need)
+    return allowed, in_use, need
