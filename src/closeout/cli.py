@@ -146,6 +146,7 @@ def cmd_demo(args) -> int:
     print(f"demo data ready ({created} new cards); try `closeout demo-data --list-json`")
     env = dict(os.environ)
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", _fresh_metrics_dir())
+    env.setdefault("CLOSEOUT_PUBLIC_URL", f"http://127.0.0.1:{args.port}")  # links in mail, certificates
     web = subprocess.Popen(_serve_command(args.port, 2), env=env)
     work = subprocess.Popen([sys.executable, "-m", "closeout.cli", "worker"], env=env)
     print(f"closeout is running at http://127.0.0.1:{args.port}/  (console /console/, API /api/v1/docs)")
