@@ -73,3 +73,23 @@ def test_a_log_row_written_without_waiting_for_the_flush_is_there_and_the_sessio
         with connection.cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone()[0] == "on"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_log_row_inside_a_transaction_leaves_the_transaction_durable():
+    from django.db import connection
+
+    from closeout.common.fastinsert import insert_one
+
+    transaction.set_autocommit(False)
+    try:
+        insert_one(Suppression(contact_hash="h-in-tx", kind="email", reason="closure_submitted", created_at=now()),
+                   durable=False)
+        if connection.vendor == "postgresql":  # a SET LOCAL here would relax the whole transaction
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW synchronous_commit")
+                assert cursor.fetchone()[0] == "on"
+        transaction.commit()
+    finally:
+        transaction.set_autocommit(True)
+    assert Suppression.objects.filter(contact_hash="h-in-tx").exists()

@@ -195,7 +195,8 @@ def insert_one(instance: models.Model, *, durable: bool = True) -> int:
 
 def fetch_one(sql: str, params, *, durable: bool = True) -> tuple | None:
     """Run one statement and return its first row; `durable=False` as for `insert_one`."""
-    relaxed = not durable and connection.vendor == "postgresql" and not connection.in_atomic_block
+    relaxed = (not durable and connection.vendor == "postgresql" and not connection.in_atomic_block
+               and connection.get_autocommit())
     with connection.cursor() as cursor:
         if relaxed:
             # One simple query holding two statements runs as one implicit transaction, so the
