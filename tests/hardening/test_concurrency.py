@@ -198,7 +198,6 @@ def test_parallel_requests_with_one_idempotency_key_create_one_case(closeout_ser
     assert len({r.content for r in responses}) == 1  # replays are byte for byte the first answer
 
 
-
 def _deactivating(make_card) -> ClosureCase:
     case = services.closure_request(card=make_card("YKT", balance=3000), channel="web", requester="customer:web")
     services.closure_verify(reference=case.reference, workflow_id=f"{case.reference}:verify")

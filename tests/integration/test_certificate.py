@@ -223,7 +223,7 @@ def test_a_closing_that_missed_the_first_key_being_made_uses_it_rather_than_reti
     assert made.active and made.private_key_sealed  # still able to sign: not rotated away
 
 
-def test_a_worker_makes_the_first_signing_key_before_any_closing():
+def test_making_sure_of_the_first_signing_key_twice_keeps_the_one_key():
     from closeout.certificates.services import signing_key_ensure
 
     signing_key_ensure()

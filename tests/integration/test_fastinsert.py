@@ -62,14 +62,17 @@ def test_an_integer_column_is_set_row_by_row_with_shared_values(make_card):
 @pytest.mark.django_db(transaction=True)
 def test_a_log_row_written_without_waiting_for_the_flush_is_there_and_the_session_stays_durable():
     from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
     from closeout.common.fastinsert import insert_one
 
     row = Suppression(contact_hash="h-log", kind="email", reason="closure_submitted", created_at=now())
-    pk = insert_one(row, durable=False)
+    with CaptureQueriesContext(connection) as sent:
+        pk = insert_one(row, durable=False)
 
     assert Suppression.objects.get(pk=pk).contact_hash == "h-log"
     if connection.vendor == "postgresql":  # the relaxed commit was for that one statement only
+        assert [q["sql"].startswith("SET LOCAL synchronous_commit TO off;") for q in sent.captured_queries] == [True]
         with connection.cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone()[0] == "on"

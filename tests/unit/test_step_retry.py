@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import psycopg.errors
 import pytest
-from django.db import IntegrityError, OperationalError
+from django.db import IntegrityError, OperationalError, transaction
 
 from closeout.closures import workflow
 
@@ -40,5 +40,14 @@ def test_a_victim_every_time_gives_up_after_the_last_attempt():
 def test_other_database_errors_are_not_repeated():
     step, calls = _failing(1, psycopg.errors.UniqueViolation)
     with pytest.raises(IntegrityError):
+        workflow._db(step)
+    assert len(calls) == 1
+
+
+@pytest.mark.django_db
+def test_a_step_run_inside_a_callers_transaction_is_not_repeated():
+    # Its failure has doomed the caller's whole transaction: running it again there cannot help.
+    step, calls = _failing(1, psycopg.errors.DeadlockDetected)
+    with pytest.raises(OperationalError), transaction.atomic():
         workflow._db(step)
     assert len(calls) == 1

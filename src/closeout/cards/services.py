@@ -135,7 +135,7 @@ def authorization_decide(*, card_number: str, amount: Money, source: str = "api"
                                    source=source, decision="approved" if reason == "ok" else "declined",
                                    reason=reason)
     if logged is not None:
-        attempt.pk, attempt._state.adding = logged, False
+        attempt.pk, attempt._state.adding, attempt._state.db = logged, False, connection.alias
         return attempt
     if status is None or status == Card.Status.ACTIVE:
         insert_one(attempt, durable=False)

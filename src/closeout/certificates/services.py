@@ -47,20 +47,20 @@ def _unseal(sealed: str) -> bytes:
 
 def signing_key_rotate(*, actor: str = "system") -> SigningKey:
     """Make a new active signing key; the old one is retired and its private half destroyed."""
+    private_raw, now = signing.new_private_key(), clock.now()
     with transaction.atomic():
         old = SigningKey.objects.select_for_update().filter(active=True).first()
         if old is not None:
-            old.active, old.retired_at, old.private_key_sealed = False, clock.now(), ""
+            old.active, old.retired_at, old.private_key_sealed = False, now, ""
             old.save(update_fields=["active", "retired_at", "private_key_sealed"])
-        return _key_create(actor=actor, before=old.key_id if old else "")
+        return _key_create(private_raw, now, actor=actor, before=old.key_id if old else "")
 
 
-def _key_create(*, actor: str, before: str = "") -> SigningKey:
-    private_raw = signing.new_private_key()
+def _key_create(private_raw: bytes, now, *, actor: str, before: str = "") -> SigningKey:
     public_raw = signing.public_key_of(private_raw)
     key = SigningKey.objects.create(
         key_id=signing.key_id_of(public_raw), public_key=base64.b64encode(public_raw).decode(),
-        private_key_sealed=_seal(private_raw), active=True, created_at=clock.now(),
+        private_key_sealed=_seal(private_raw), active=True, created_at=now,
     )
     audit_record(actor=actor, action="certificate.key_rotated", subject=key.key_id, before=before, after=key.key_id)
     return key
@@ -85,7 +85,7 @@ def _first_key() -> SigningKey:
     """
     try:
         with transaction.atomic():
-            return _key_create(actor="system")
+            return _key_create(signing.new_private_key(), clock.now(), actor="system")
     except IntegrityError:  # the one-active-key constraint: another process created it first
         return SigningKey.objects.get(active=True)
 

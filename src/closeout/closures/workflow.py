@@ -32,8 +32,8 @@ DB_ATTEMPTS = 3
 def _db(fn, *args, **kwargs):
     """Run ORM work on a DBOS thread with fresh connections around it.
 
-    A transaction the database chose as a deadlock victim is run again (it was rolled back
-    whole, and every service checks the case's state first). The crash points on either side
+    A transaction the database chose as a deadlock or serialization-failure victim is run again
+    (it was rolled back whole, and every service checks the case's state first). The crash points on either side
     mark every step boundary for the kill tests.
     """
     crash_point(f"before:{fn.__name__}")

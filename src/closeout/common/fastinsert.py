@@ -196,11 +196,12 @@ def insert_one(instance: models.Model, *, durable: bool = True) -> int:
 def fetch_one(sql: str, params, *, durable: bool = True) -> tuple | None:
     """Run one statement and return its first row; `durable=False` as for `insert_one`."""
     relaxed = (not durable and connection.vendor == "postgresql" and not connection.in_atomic_block
-               and connection.get_autocommit())
+               and connection.get_autocommit()
+               and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding"))
     with connection.cursor() as cursor:
         if relaxed:
             # One simple query holding two statements runs as one implicit transaction, so the
-            # SET LOCAL ends with it.
+            # SET LOCAL ends with it. (Client-side binding only: a prepared statement holds one.)
             cursor.execute("SET LOCAL synchronous_commit TO off; " + sql, params)
             cursor.nextset()
         else:

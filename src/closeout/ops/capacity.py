@@ -5,7 +5,8 @@ connection for `CLOSEOUT_DB_CONN_MAX_AGE` seconds; at full load that is one per 
 concurrency (`closures.dispatch.QUEUES`), plus the pump, heartbeat and scheduler threads, plus the
 DBOS system database pool and the pump's DBOS client. PostgreSQL's default `max_connections` is
 100, so a few workers at full load can exhaust it and fail with "too many clients". A worker
-checks at start and says so in its log, naming the figures, rather than failing later under load.
+checks at start and says in its log, naming the figures, when the server has fewer connections
+left than it may open.
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ def worker_connections() -> int:
 
 
 def connections_check() -> tuple[int, int, int] | None:
-    """Warn when the server cannot take one more worker at full load.
+    """Warn when the connections left on the server now are fewer than this worker may open.
 
-    Return (connections allowed to clients, client connections open, this worker's need), or
-    None on SQLite.
+    Other workers below their own peak may still grow, so no warning is no guarantee. Return
+    (connections allowed to clients, client connections open, this worker's need), or None on
+    SQLite.
     """
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int,"
+            "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+            " - COALESCE(current_setting('reserved_connections', true), '0')::int,"  # PostgreSQL 16+
             " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')")
         allowed, in_use = cursor.fetchone()
     need = worker_connections()

@@ -8,6 +8,11 @@ an idle connection with bytes waiting on its socket is one to look at; one with 
 is as usable as `SELECT 1` would have found it a moment later. The check therefore polls the
 socket without blocking and sends `SELECT 1` only when something did arrive, when the connection
 is inside a transaction, or after an error.
+
+What it cannot see is a connection dropped silently on the way (a NAT or firewall forgetting an
+idle flow, with no reset sent): `SELECT 1` would have replaced that one unnoticed, while here the
+request's first query fails and the connection is replaced for the next request. Keep
+`CLOSEOUT_DB_CONN_MAX_AGE` below such idle timeouts.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
         if self.errors_occurred or connection.info.transaction_status != TransactionStatus.IDLE:
             return super().is_usable()
         try:
-            waiting, _, _ = select.select([connection.fileno()], [], [], 0)
+            poller = select.poll()
+            poller.register(connection.fileno(), select.POLLIN)
+            waiting = poller.poll(0)
         except (OSError, ValueError):
-            return False
+            return super().is_usable()
         return super().is_usable() if waiting else True
