@@ -15,6 +15,12 @@ from closeout.cards.models import Card
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.fixture(autouse=True)
+def fresh_connection():
+    """A connection opened now: one that outlived CONN_MAX_AGE would be closed at request end."""
+    connection.close()
+
+
 def _server_pid() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")

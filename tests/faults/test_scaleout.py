@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -14,6 +15,7 @@ from closeout.audit.models import AuditEvent
 from closeout.audit.services import audit_verify
 from closeout.closures import dispatch, services, states
 from closeout.closures.models import ClosureCase
+from closeout.common import clock
 from closeout.integrations.models import SimCardBlock, SimRefund
 from closeout.ledger.models import Posting
 from closeout.ops.models import WorkerHeartbeat
@@ -53,12 +55,18 @@ def _executors_that_ran_actions() -> set[str]:
 
 
 def test_two_workers_share_the_cases(dbos_system, make_card, tmp_path):
+    # The cases wait until both workers beat and have had time to start their queues: a worker
+    # still launching would leave all the work to the other.
+    cards, cases = _open_cases(make_card, 24)
+    refs = [c.reference for c in cases]
+    ClosureCase.objects.filter(reference__in=refs).update(next_action_due_at=clock.now() + timedelta(days=1))
     workers = [WorkerProcess(dbos_system, tmp_path, executor_id=name).start(**FAST_BEATS)
                for name in ("worker-a", "worker-b")]
     try:
         wait_for(lambda: WorkerHeartbeat.objects.count() == 2, timeout=30)
-        cards, cases = _open_cases(make_card, 12)
-        _wait_closed(cases, timeout=90)
+        time.sleep(3)
+        ClosureCase.objects.filter(reference__in=refs).update(next_action_due_at=clock.now())
+        _wait_closed(cases, timeout=120)
     finally:
         for w in workers:
             w.stop()
