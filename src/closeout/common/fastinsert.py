@@ -96,19 +96,10 @@ def update_by_ids(model: type[models.Model], ids: Sequence[int], **values) -> in
     changed. One statement on PostgreSQL, whatever the number of ids."""
     if not ids:
         return 0
-    connection = _connection()
-    if connection.vendor != "postgresql":
+    if _connection().vendor != "postgresql":
         return sum(model.objects.filter(pk__in=ids[start:start + SQLITE_CHUNK]).update(**values)
                    for start in range(0, len(ids), SQLITE_CHUNK))
-    meta = model._meta
-    fields = [meta.get_field(name) for name in values]
-    assignments = ", ".join(f'"{f.column}" = %s' for f in fields)
-    params = [f.get_db_prep_save(value, connection) for f, value in zip(fields, values.values(), strict=True)]
-    id_array = "{" + ",".join(str(int(i)) for i in ids) + "}"  # integers only: a literal needs no quoting
-    with connection.cursor() as cursor:
-        cursor.execute(f'UPDATE "{meta.db_table}" SET {assignments} WHERE "{meta.pk.column}" = ANY(%s::bigint[])',
-                       [*params, id_array])
-        return cursor.rowcount
+    return model.objects.filter(among("pk", ids)).update(**values)
 
 
 def update_int_column(model: type[models.Model], column: str, pairs: Sequence[tuple[int, int]], **values) -> int:
@@ -128,8 +119,7 @@ def update_int_column(model: type[models.Model], column: str, pairs: Sequence[tu
             cursor.executemany(f'UPDATE "{table}" SET "{db_column}" = %s{constants} WHERE "{pk}" = %s',
                                [(int(value), *params, int(key)) for key, value in pairs])
             return len(pairs)
-        keys = "{" + ",".join(str(int(k)) for k, _ in pairs) + "}"
-        numbers = "{" + ",".join(str(int(v)) for _, v in pairs) + "}"
+        keys, numbers = _int_array(k for k, _ in pairs), _int_array(v for _, v in pairs)
         cursor.execute(f'UPDATE "{table}" AS t SET "{db_column}" = v.value{constants} '
                        f'FROM unnest(%s::bigint[], %s::bigint[]) AS v(key, value) WHERE t."{pk}" = v.key',
                        [*params, keys, numbers])
@@ -152,10 +142,15 @@ class _AnyOf(Lookup):
         return f"{lhs_sql} = ANY(%s::{self.cast}[])", [*lhs_params, self.rhs]
 
 
+def _int_array(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal of integers (which need no quoting)."""
+    return "{" + ",".join(str(int(v)) for v in values) + "}"
+
+
 def _array_literal(values) -> tuple[str, str]:
     items = list(values)
     if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-        return "{" + ",".join(str(v) for v in items) + "}", "bigint"
+        return _int_array(items), "bigint"
     if all(isinstance(v, str) for v in items):
         quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in items)
         return "{" + ",".join(quoted) + "}", "text"
