@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 import uuid
+from types import SimpleNamespace
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
@@ -148,11 +149,14 @@ def _facts(case: ClosureCase, *, refund: Refund | None, events: list, unbound: l
     }
 
 
+def _plain_rows(queryset, columns: tuple[str, ...]) -> list[SimpleNamespace]:
+    """The rows of `queryset` as plain objects with `columns` as attributes (no model instances)."""
+    return [SimpleNamespace(**dict(zip(columns, row, strict=True))) for row in queryset.values_list(*columns)]
+
+
 def certificate_issue_many(*, case_ids: list[int]) -> int:
     """Issue the certificates of many cases closed together (bulk closure), in the caller's
     transaction; cases that already have one are skipped. Return how many were issued."""
-    from types import SimpleNamespace
-
     from closeout.audit.services import audit_record_many
     from closeout.catalog.models import Product
     from closeout.closures.models import CaseEvent
@@ -160,25 +164,25 @@ def certificate_issue_many(*, case_ids: list[int]) -> int:
 
     # Plain rows instead of model instances: the facts read a handful of attributes per case.
     done = set(Certificate.objects.filter(among("case_id", case_ids)).values_list("case_id", flat=True))
-    columns = ("id", "reference", "quote", "refund_destination", "created_at", "closed_at", "card_id",
-               "card__number", "card__product_id")
-    cases = [SimpleNamespace(**dict(zip(columns, row, strict=True))) for row in
-             ClosureCase.objects.filter(among("id", [i for i in case_ids if i not in done]), state=states.CLOSED)
-             .order_by("id").values_list(*columns)]
+    cases = _plain_rows(
+        ClosureCase.objects.filter(among("id", [i for i in case_ids if i not in done]), state=states.CLOSED)
+        .order_by("id"),
+        ("id", "reference", "quote", "refund_destination", "created_at", "closed_at", "card_id", "card__number",
+         "card__product_id"))
     if not cases:
         return 0
     products = Product.objects.in_bulk({c.card__product_id for c in cases})
     for case in cases:
         case.card = SimpleNamespace(number=case.card__number, product=products[case.card__product_id])
     ids = [c.id for c in cases]
-    refund_columns = ("case_id", "amount_minor", "currency", "status", "provider_ref", "settled_at")
-    refunds = {row[0]: SimpleNamespace(**dict(zip(refund_columns, row, strict=True)))
-               for row in Refund.objects.filter(among("case_id", ids)).values_list(*refund_columns)}
+    refunds = {r.case_id: r for r in _plain_rows(
+        Refund.objects.filter(among("case_id", ids)),
+        ("case_id", "amount_minor", "currency", "status", "provider_ref", "settled_at"))}
     events: dict[int, list] = {}
-    for case_id, *row in (CaseEvent.objects.filter(among("case_id", ids), from_state=states.DEACTIVATING)
-                          .order_by("at", "id").values_list("case_id", "from_state", "to_state", "data", "at")):
-        events.setdefault(case_id, []).append(SimpleNamespace(**dict(zip(("from_state", "to_state", "data", "at"),
-                                                                         row, strict=True))))
+    for event in _plain_rows(
+            CaseEvent.objects.filter(among("case_id", ids), from_state=states.DEACTIVATING).order_by("at", "id"),
+            ("case_id", "from_state", "to_state", "data", "at")):
+        events.setdefault(event.case_id, []).append(event)
     unbound: dict[int, list] = {}
     for binding in Binding.objects.filter(among("card_id", [c.card_id for c in cases]), unbound_at__isnull=False):
         unbound.setdefault(binding.card_id, []).append(binding)
