@@ -122,8 +122,21 @@ def dbos_worker(transactional_db, settings, tmp_path):
     yield url
     _drain()
     worker.shutdown()
+    _end_other_sessions()
     dispatch.reset_client()
     drop_dbos_database(url)
+
+
+def _end_other_sessions() -> None:
+    """End the sessions DBOS's executor threads left open on the test database (a worker process
+    closes them by exiting), so that they do not keep it from being dropped at the end of the run."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 def wait_for(predicate, timeout=60.0, interval=0.1):

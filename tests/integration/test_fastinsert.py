@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 
 from closeout.common.clock import now
-from closeout.common.fastinsert import among, insert_rows, update_by_ids, update_int_column
+from closeout.common.fastinsert import among, insert_rows, update_by_ids, update_columns
 from closeout.ledger.models import Account
 from closeout.suppression.models import Suppression
 
@@ -46,17 +46,21 @@ def test_set_based_updates_change_only_the_rows_named():
         first: "HKD", second: "HKD", third: "CNY", untouched: "CNY"}
 
 
-def test_an_integer_column_is_set_row_by_row_with_shared_values(make_card):
+def test_columns_are_set_row_by_row_with_shared_values(make_card):
     from closeout.cards.models import Card
 
     cards = [make_card("YKT") for _ in range(3)]
+    awkward = 'quote " back\\slash, comma {brace} 中文'
 
     with transaction.atomic():
-        update_int_column(Card, "hotlist_version", [(cards[0].id, 7), (cards[1].id, 9)], status="blocked")
+        changed = update_columns(Card, ["hotlist_version", "original_payment_ref"],
+                                 [(cards[0].id, 7, awkward), (cards[1].id, 9, "")], status="blocked")
 
-    assert dict(Card.objects.values_list("id", "hotlist_version")) == {cards[0].id: 7, cards[1].id: 9, cards[2].id: None}
-    assert dict(Card.objects.values_list("id", "status")) == {
-        cards[0].id: "blocked", cards[1].id: "blocked", cards[2].id: "active"}
+    assert changed == 2
+    rows = {pk: (version, ref, status) for pk, version, ref, status in
+            Card.objects.values_list("id", "hotlist_version", "original_payment_ref", "status")}
+    assert rows == {cards[0].id: (7, awkward, "blocked"), cards[1].id: (9, "", "blocked"),
+                    cards[2].id: (None, cards[2].original_payment_ref, "active")}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -20,6 +20,7 @@ from django.db import transaction
 
 from closeout.audit.models import AuditEvent, AuditHead
 from closeout.common import clock
+from closeout.common.fastinsert import insert_one, insert_rows, update_columns
 
 GENESIS = "0" * 64
 
@@ -49,8 +50,6 @@ def audit_record(
     *, actor: str, action: str, subject: str, before: str = "", after: str = "", reason: str = "", data=None
 ) -> AuditEvent:
     """Append one event, inside the caller's transaction (or its own); the sealer chains it."""
-    from closeout.common.fastinsert import insert_one
-
     event = AuditEvent(seq=None, at=clock.now(), actor=actor, action=action, subject=subject, before=before,
                        after=after, reason=reason, data=data or {}, prev_hash="", hash="")
     insert_one(event)
@@ -74,7 +73,8 @@ def audit_seal() -> int:
                 seq += 1
                 event.seq, event.prev_hash = seq, prev
                 event.hash = prev = _recomputed(event)
-            AuditEvent.objects.bulk_update(pending, ["seq", "prev_hash", "hash"], batch_size=500)
+            update_columns(AuditEvent, ["seq", "prev_hash", "hash"],
+                           [(event.id, event.seq, event.prev_hash, event.hash) for event in pending])
             head.seq, head.hash = seq, prev
             head.save(update_fields=["seq", "hash"])
         sealed += len(pending)
@@ -86,8 +86,6 @@ def audit_record_many(events: list[dict]) -> int:
     """Append many events (dicts of audit_record's arguments) under one lock of the chain head."""
     if not events:
         return 0
-    from closeout.common.fastinsert import insert_rows
-
     columns = ("seq", "at", "actor", "action", "subject", "before", "after", "reason", "data", "prev_hash",
                "hash")
     with transaction.atomic():

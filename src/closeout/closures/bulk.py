@@ -38,7 +38,7 @@ from closeout.closures.models import (
     RefundApproval,
 )
 from closeout.common import calendars, clock
-from closeout.common.fastinsert import allocate_ids, among, insert_rows, update_by_ids, update_int_column
+from closeout.common.fastinsert import allocate_ids, among, insert_rows, update_by_ids, update_columns
 from closeout.common.money import Money
 from closeout.identity.documents import InvalidDocument, normalize_card_number
 from closeout.integrations.card_system.hotlist import hotlist_reserve
@@ -258,7 +258,7 @@ def _save_card_status(cards: list[_Card], *, listed: frozenset[int] = frozenset(
         by_status[card.status, card.id in listed].append(card)
     for (status, with_version), group in by_status.items():
         if with_version:
-            update_int_column(Card, "hotlist_version", [(c.id, c.hotlist_version) for c in group], status=status)
+            update_columns(Card, ["hotlist_version"], [(c.id, c.hotlist_version) for c in group], status=status)
         else:
             update_by_ids(Card, [c.id for c in group], status=status)
 

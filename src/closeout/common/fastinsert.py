@@ -102,27 +102,33 @@ def update_by_ids(model: type[models.Model], ids: Sequence[int], **values) -> in
     return model.objects.filter(among("pk", ids)).update(**values)
 
 
-def update_int_column(model: type[models.Model], column: str, pairs: Sequence[tuple[int, int]], **values) -> int:
-    """Set an integer column row by row from (primary key, value) pairs, and the same `values` on
-    every one of those rows, in one statement on PostgreSQL; return how many rows changed."""
-    if not pairs:
+def update_columns(model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence], **values) -> int:
+    """Set `columns` row by row from (primary key, *column values) tuples, and the same `values` on
+    every one of those rows; return how many rows changed. The row-by-row columns hold integers or
+    strings. One statement on PostgreSQL (`UPDATE … FROM unnest(…)`) instead of the ORM's
+    `bulk_update`, whose CASE per row costs more to build than the update takes to run."""
+    if not rows:
         return 0
     connection = _connection()
     meta = model._meta
-    db_column = meta.get_field(column).column
     table, pk = meta.db_table, meta.pk.column
+    targets = [meta.get_field(name).column for name in columns]
     fields = [meta.get_field(name) for name in values]
     constants = "".join(f', "{f.column}" = %s' for f in fields)
     params = [f.get_db_prep_save(value, connection) for f, value in zip(fields, values.values(), strict=True)]
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
-            cursor.executemany(f'UPDATE "{table}" SET "{db_column}" = %s{constants} WHERE "{pk}" = %s',
-                               [(int(value), *params, int(key)) for key, value in pairs])
-            return len(pairs)
-        keys, numbers = _int_array(k for k, _ in pairs), _int_array(v for _, v in pairs)
-        cursor.execute(f'UPDATE "{table}" AS t SET "{db_column}" = v.value{constants} '
-                       f'FROM unnest(%s::bigint[], %s::bigint[]) AS v(key, value) WHERE t."{pk}" = v.key',
-                       [*params, keys, numbers])
+            assignments = ", ".join(f'"{column}" = %s' for column in targets)
+            cursor.executemany(f'UPDATE "{table}" SET {assignments}{constants} WHERE "{pk}" = %s',
+                               [(*row[1:], *params, row[0]) for row in rows])
+            return len(rows)
+        arrays = [_array_literal(column) for column in zip(*rows, strict=True)]
+        assignments = ", ".join(f'"{column}" = v.c{i}' for i, column in enumerate(targets, 1))
+        unnest = ", ".join(f"%s::{cast}[]" for _, cast in arrays)
+        names = ", ".join(["key", *(f"c{i}" for i in range(1, len(targets) + 1))])
+        cursor.execute(f'UPDATE "{table}" AS t SET {assignments}{constants} '
+                       f'FROM unnest({unnest}) AS v({names}) WHERE t."{pk}" = v.key',
+                       [*params, *(literal for literal, _ in arrays)])
         return cursor.rowcount
 
 
@@ -154,7 +160,7 @@ def _array_literal(values) -> tuple[str, str]:
     if all(isinstance(v, str) for v in items):
         quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in items)
         return "{" + ",".join(quoted) + "}", "text"
-    raise TypeError("among() takes integers or strings")
+    raise TypeError("arrays hold integers or strings")
 
 
 def among(name: str, values) -> Q | Lookup:
