@@ -59,8 +59,11 @@ def check_ledger(case: ClosureCase) -> list[Mismatch]:
         out.append(Mismatch(ref, "ledger", "a succeeded refund record", refund.status if refund else "none"))
     elif refund.amount_minor != case.quote.get("refund"):
         out.append(Mismatch(ref, "ledger", f"refund {case.quote.get('refund')} as quoted", str(refund.amount_minor)))
-    paid = -(Line.objects.filter(posting__key=f"{ref}:refund", account__code=ledger.CLEARING)
-             .aggregate(s=Sum("amount_minor"))["s"] or 0)
+    # By the posting's id, not a join on its key: the planner may otherwise walk every line of the
+    # clearing account, which holds one per refund ever paid (a full reconcile grew as n²).
+    posting_id = Posting.objects.filter(key=f"{ref}:refund").values_list("id", flat=True).first()
+    paid = -(Line.objects.filter(posting_id=posting_id, account__code=ledger.CLEARING)
+             .aggregate(s=Sum("amount_minor"))["s"] or 0) if posting_id else 0
     if refund is not None and paid != refund.amount_minor:
         out.append(Mismatch(ref, "ledger", f"refund posting of {refund.amount_minor}", str(paid)))
     for code in (ledger.refunds_payable_account(ref), ledger.card_value_account(case.card_id),
