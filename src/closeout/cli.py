@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=2)
     worker = with_data_dir(sub.add_parser("worker", help="run the closure actions (DBOS)"))
-    worker.add_argument("--executor-id", help="stable id of this worker (default: CLOSEOUT_EXECUTOR_ID or worker-1)")
+    worker.add_argument("--executor-id", help="stable id of this worker (default: CLOSEOUT_EXECUTOR_ID or worker-<hostname>)")
     worker.add_argument("--metrics-port", type=int, default=int(os.environ.get("CLOSEOUT_METRICS_PORT", "0")) or None,
                         help="serve this worker's own metrics on 127.0.0.1:PORT")
     worker_sub = worker.add_subparsers(dest="worker_command")
@@ -203,7 +203,15 @@ def cmd_worker(args) -> int:
 
         print(json.dumps(workers_status(), indent=2))
         return 0
-    worker.run_forever(executor_id=args.executor_id, metrics_port=args.metrics_port)
+    from closeout.ops.services import ExecutorIdInUse
+
+    try:
+        worker.run_forever(executor_id=args.executor_id, metrics_port=args.metrics_port)
+    except ExecutorIdInUse as exc:
+        print(f"closeout worker: {exc}; not starting. Give each worker its own id with "
+              f"--executor-id ID or CLOSEOUT_EXECUTOR_ID=ID (or stop the worker running as {exc.executor_id!r}).",
+              file=sys.stderr)
+        return 2
     return 0
 
 

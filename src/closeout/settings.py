@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -139,7 +140,10 @@ else:
         ),
     )
 DBOS_APPLICATION_VERSION = os.environ.get("CLOSEOUT_APP_VERSION", "closeout-1")
-DBOS_EXECUTOR_ID = os.environ.get("CLOSEOUT_EXECUTOR_ID", "worker-1")
+# One id per worker, stable across restarts (a restarted worker resumes its own workflows). The
+# default differs per machine; two workers on one machine need their own CLOSEOUT_EXECUTOR_ID or
+# --executor-id (a second worker under a live id refuses to start).
+DBOS_EXECUTOR_ID = os.environ.get("CLOSEOUT_EXECUTOR_ID") or f"worker-{socket.gethostname() or 'localhost'}"[:120]
 DBOS_POLLING_INTERVAL = float(os.environ.get("CLOSEOUT_QUEUE_POLL_SEC", "0.2"))
 # Connections a worker keeps to the DBOS system database (DBOS's own default is 20). See
 # `ops.capacity` for what one worker may open in all.

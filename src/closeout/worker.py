@@ -87,18 +87,19 @@ def run_forever(*, executor_id: str | None = None, metrics_port: int | None = No
     def on_signal(signum, frame):
         stop.set()
 
+    executor_id = executor_id or settings.DBOS_EXECUTOR_ID
+    # Beat before launching: a worker that recovers its own workflows must already look alive,
+    # or another worker's sweep could take them at the same moment. Claiming the id refuses to
+    # start (ExecutorIdInUse, nothing launched) while another live worker holds it.
+    heartbeat = Heartbeat(executor_id=executor_id, interval=settings.HEARTBEAT_SEC).start()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    executor_id = executor_id or settings.DBOS_EXECUTOR_ID
     if metrics_port:
         from prometheus_client import start_http_server
 
         from closeout.ops.observe import LOCAL
 
         start_http_server(metrics_port, addr="127.0.0.1", registry=LOCAL)
-    # Beat before launching: a worker that recovers its own workflows must already look alive,
-    # or another worker's sweep could take them at the same moment.
-    heartbeat = Heartbeat(executor_id=executor_id, interval=settings.HEARTBEAT_SEC).start()
     launch(executor_id=executor_id)
     log.info("worker %s running (version %s)", executor_id, settings.DBOS_APPLICATION_VERSION)
     try:

@@ -66,8 +66,8 @@ def test_metrics_count_cases_refunds_steps_and_adapter_errors(dbos_worker, make_
     assert _value(after, "closeout_cases", state="closed") == 1
     assert _value(after, "closeout_cases", state="failed_needs_attention") == 1
     assert _value(after, "closeout_cases", state="draft") == 0  # every state is listed, even empty ones
-    assert _value(after, "closeout_refunds_total", currency="CNY", status="succeeded") == 2
-    assert _value(after, "closeout_refund_amount_minor_total", currency="CNY", status="succeeded") == (
+    assert _value(after, "closeout_refunds", currency="CNY", status="succeeded") == 2
+    assert _value(after, "closeout_refund_amount_minor", currency="CNY", status="succeeded") == (
         ok.quote["refund"] + bad.quote["refund"])
     errors = ("closeout_adapter_errors_total", {"system": "card_system", "call": "block", "kind": "transient"})
     assert _value(after, errors[0], **errors[1]) - _value(before, errors[0], **errors[1]) == 5

@@ -22,9 +22,15 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name="closeout-heartbeat", daemon=True)
 
     def start(self) -> Heartbeat:
+        """Claim the executor id and start beating.
+
+        :raises services.ExecutorIdInUse: when another live worker beats under the same id.
+        """
         close_old_connections()
-        services.heartbeat_start(executor_id=self.executor_id)
-        close_old_connections()
+        try:
+            services.heartbeat_claim(executor_id=self.executor_id)
+        finally:
+            close_old_connections()
         self._thread.start()
         return self
 

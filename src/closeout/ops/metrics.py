@@ -6,33 +6,56 @@ the database, the source of truth, rather than counted in memory.
 
 from __future__ import annotations
 
+import logging
 import os
 
+from django.db import Error as DatabaseError
 from django.db.models import Count, Sum
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
 from closeout.closures import states
 from closeout.closures.models import ClosureCase, Refund
 from closeout.common import clock
 from closeout.ops import observe
 from closeout.ops.models import WorkerHeartbeat
+from closeout.ops.services import stale_after
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseCollector:
-    """Cases by state, refunds by currency and status, worker heartbeat ages."""
+    """Cases by state, refunds by currency and status, worker heartbeats, and whether the database
+    answered at all (`closeout_database_up`): a scrape while the database is down still serves the
+    process metrics."""
 
     def collect(self):
+        up = GaugeMetricFamily("closeout_database_up", "1 when the main database answered this scrape, else 0.")
+        try:
+            families = list(self._read())  # all or nothing: no half-read families
+        except DatabaseError:
+            log.warning("metrics: main database unavailable", exc_info=True)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _read(self):
         cases = GaugeMetricFamily("closeout_cases", "Closure cases by state.", labels=["state"])
         counts = dict(ClosureCase.objects.values_list("state").annotate(n=Count("id")).order_by())
         for state in states.ALL:
             cases.add_metric([state], counts.get(state, 0))
         yield cases
 
-        refunds = CounterMetricFamily("closeout_refunds", "Refunds recorded, by currency and status.",
-                                      labels=["currency", "status"])
-        amounts = CounterMetricFamily(
-            "closeout_refund_amount_minor", "Sum of refund amounts in minor units, by currency and status.",
+        # Gauges, not counters: they are read from the current rows by status, so a refund moving
+        # from `pending` to `succeeded` lowers one series.
+        refunds = GaugeMetricFamily("closeout_refunds", "Refunds currently recorded, by currency and status.",
+                                    labels=["currency", "status"])
+        amounts = GaugeMetricFamily(
+            "closeout_refund_amount_minor",
+            "Sum of the amounts of refunds currently recorded, in minor units, by currency and status.",
             labels=["currency", "status"])
         for row in Refund.objects.values("currency", "status").annotate(n=Count("id"), total=Sum("amount_minor")).order_by():
             refunds.add_metric([row["currency"], row["status"]], row["n"])
@@ -44,10 +67,16 @@ class DatabaseCollector:
         age = GaugeMetricFamily("closeout_worker_heartbeat_age_seconds",
                                 "Seconds since each worker last beat (stopped workers left out).",
                                 labels=["executor_id"])
+        live = 0
         for executor_id, beat_at in WorkerHeartbeat.objects.filter(stopped_at__isnull=True).values_list(
                 "executor_id", "beat_at"):
             age.add_metric([executor_id], max(0.0, (now - beat_at).total_seconds()))
+            if beat_at >= now - stale_after():
+                live += 1
         yield age
+        yield GaugeMetricFamily("closeout_workers_live",
+                                "Workers with a fresh heartbeat that have not stopped (0: nothing runs the closures).",
+                                value=live)
 
 
 class _Local:

@@ -21,7 +21,7 @@ import socket
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
 from closeout.audit.services import audit_record
@@ -33,6 +33,19 @@ log = logging.getLogger(__name__)
 
 class UnableToRecover(Exception):
     """The named worker is alive (or is this process); recovering it would run its work twice."""
+
+
+class ExecutorIdInUse(Exception):
+    """Another live worker already runs under this executor id; two would share (and strand) its work."""
+
+    def __init__(self, beat: WorkerHeartbeat, now):
+        self.executor_id = beat.executor_id
+        self.host = beat.host
+        self.pid = beat.pid
+        self.age = max(0.0, (now - beat.beat_at).total_seconds())
+        super().__init__(
+            f"a worker with executor id {beat.executor_id!r} is already running "
+            f"(host {beat.host or '?'}, pid {beat.pid}, last beat {int(self.age)} s ago)")
 
 
 def stale_after() -> timedelta:
@@ -48,6 +61,49 @@ def heartbeat_start(*, executor_id: str, now=None) -> WorkerHeartbeat:
                       pid=os.getpid(), started_at=now, beat_at=now, stopped_at=None),
     )
     return beat
+
+
+def _is_this_process(beat: WorkerHeartbeat) -> bool:
+    """The row was written by this very process (same host and pid), e.g. a container restarted as pid 1."""
+    return beat.host == socket.gethostname()[:255] and beat.pid == os.getpid()
+
+
+def _process_gone(beat: WorkerHeartbeat) -> bool:
+    """The row's process ran on this host and no longer exists: a crashed worker restarting at once."""
+    if beat.host != socket.gethostname()[:255] or beat.pid <= 0:
+        return False
+    try:
+        os.kill(beat.pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def heartbeat_claim(*, executor_id: str, now=None) -> WorkerHeartbeat:
+    """Register this process as worker `executor_id`, refusing when another live worker holds the id.
+
+    A worker holds its id while its beat is fresh and it has not stopped. A restart under the same
+    id (the design: a restarted worker resumes its own workflows) is allowed once the previous
+    process stopped, went stale, or is known gone (same host, its pid no longer exists).
+
+    :raises ExecutorIdInUse: when another live worker beats under `executor_id`.
+    """
+    now = now or clock.now()
+    with transaction.atomic():
+        beat = WorkerHeartbeat.objects.select_for_update().filter(executor_id=executor_id).first()
+        if beat is None:
+            try:
+                with transaction.atomic():
+                    return WorkerHeartbeat.objects.create(
+                        executor_id=executor_id, app_version=settings.DBOS_APPLICATION_VERSION,
+                        host=socket.gethostname()[:255], pid=os.getpid(), started_at=now, beat_at=now)
+            except IntegrityError:  # another worker claimed the id at the same moment
+                beat = WorkerHeartbeat.objects.select_for_update().get(executor_id=executor_id)
+        if _is_alive(beat, now) and not _is_this_process(beat) and not _process_gone(beat):
+            raise ExecutorIdInUse(beat, now)
+        return heartbeat_start(executor_id=executor_id, now=now)
 
 
 def heartbeat_beat(*, executor_id: str, now=None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 
 from django.conf import settings
 from django.db import connection
@@ -51,12 +52,40 @@ def _check_migrations() -> None:
     _migrated = True
 
 
-def _check_system_database() -> None:
-    from closeout.closures import dispatch
+SYSTEM_DATABASE_TIMEOUT_SEC = 3
 
-    # Listing reads the workflow table: fails both when the server is down and when DBOS's own
-    # migrations never ran (a client never creates them).
-    dispatch.client().list_workflows(limit=1, load_input=False, load_output=False)
+
+def _check_system_database() -> None:
+    """Read DBOS's workflow table over a direct connection that gives up within a few seconds.
+
+    Fails both when the server is down and when DBOS's own migrations never ran (a client never
+    creates them). DBOS's client would retry with backoff for about a minute, longer than the
+    web server lets a request run, so it is not used here.
+    """
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    url = sqlalchemy.engine.make_url(settings.DBOS_SYSTEM_DATABASE_URL)
+    timeout = SYSTEM_DATABASE_TIMEOUT_SEC
+    if url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        if not path or path == ":memory:" or not os.path.exists(path):
+            raise RuntimeError("system database file missing")
+        # Read-only: a check must never create the file.
+        url = url.set(database=f"file:{path}?mode=ro", query={"uri": "true"})
+        connect_args = {"timeout": timeout}
+        table = "workflow_status"
+    else:
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")  # the driver installed (DBOS does the same)
+        connect_args = {"connect_timeout": timeout, "options": f"-c statement_timeout={timeout * 1000}"}
+        table = "dbos.workflow_status"
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text(f"SELECT 1 FROM {table} LIMIT 1"))
+    finally:
+        engine.dispose()
 
 
 CHECKS = {"database": _check_database, "migrations": _check_migrations, "system_database": _check_system_database}

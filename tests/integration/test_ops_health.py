@@ -1,0 +1,174 @@
+"""Operations fixes: one live worker per executor id, /readyz that answers fast when the DBOS system
+database is unreachable, /metrics that survives a main-database outage, and worker/refund gauges."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import OperationalError
+from django.db.backends.utils import CursorWrapper
+from prometheus_client.parser import text_string_to_metric_families
+
+from closeout import cli
+from closeout import worker as closeout_worker
+from closeout.common import clock
+from closeout.ops import services
+from closeout.ops.models import WorkerHeartbeat
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HOST = socket.gethostname()[:255]
+
+
+def _beat(executor_id, *, pid, host=HOST, age=0.0, stopped=False):
+    now = clock.now()
+    return WorkerHeartbeat.objects.create(
+        executor_id=executor_id, app_version="test", host=host, pid=pid, started_at=now - timedelta(seconds=age),
+        beat_at=now - timedelta(seconds=age), stopped_at=now if stopped else None)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _families(client) -> dict:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    return {f.name: f for f in text_string_to_metric_families(response.content.decode())}
+
+
+def _sample(families, name, **labels):
+    return next((s.value for s in families[name].samples if s.labels == labels), None)
+
+
+# 1. One live worker per executor id -------------------------------------------------------------
+
+
+def test_a_second_worker_under_a_live_id_refuses_to_start(monkeypatch, capsys):
+    # Another process on this machine (our parent: alive, not us) beats under worker-x.
+    _beat("worker-x", pid=os.getppid(), age=1)
+    launched = []
+    monkeypatch.setattr(closeout_worker, "launch", lambda **kw: launched.append(kw))
+
+    code = cli.cmd_worker(cli._parser().parse_args(["worker", "--executor-id", "worker-x"]))
+
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "worker-x" in err and "--executor-id" in err and "CLOSEOUT_EXECUTOR_ID" in err
+    assert launched == []  # nothing launched
+    assert WorkerHeartbeat.objects.get(executor_id="worker-x").pid == os.getppid()  # row untouched
+
+
+def test_a_live_worker_on_another_host_holds_its_id():
+    _beat("worker-x", pid=os.getpid(), host="some-other-host", age=1)
+    with pytest.raises(services.ExecutorIdInUse, match="worker-x"):
+        services.heartbeat_claim(executor_id="worker-x")
+
+
+@pytest.mark.parametrize("previous", [
+    dict(pid=os.getppid(), stopped=True),  # stopped cleanly
+    dict(pid=os.getppid(), age=3600),  # went stale
+    dict(pid="dead"),  # crashed on this machine and restarted at once
+    dict(pid=os.getpid()),  # same process (a container restarted as the same pid)
+])
+def test_a_restarted_worker_takes_its_id_back(previous):
+    previous = dict(previous)
+    if previous["pid"] == "dead":
+        previous["pid"] = _dead_pid()
+    _beat("worker-x", **previous)
+    beat = services.heartbeat_claim(executor_id="worker-x")
+    assert beat.pid == os.getpid() and beat.stopped_at is None
+    assert WorkerHeartbeat.objects.get(executor_id="worker-x").pid == os.getpid()
+
+
+def test_a_new_id_is_claimed():
+    beat = services.heartbeat_claim(executor_id="worker-new")
+    assert WorkerHeartbeat.objects.get(executor_id="worker-new").pid == beat.pid == os.getpid()
+
+
+def test_the_default_executor_id_differs_per_machine():
+    env = {k: v for k, v in os.environ.items() if k != "CLOSEOUT_EXECUTOR_ID"}
+    env["DJANGO_SETTINGS_MODULE"] = "closeout.settings"
+    out = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.DBOS_EXECUTOR_ID)"],
+        env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == f"worker-{socket.gethostname()}"[:120]
+    env["CLOSEOUT_EXECUTOR_ID"] = "worker-7"
+    out = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.DBOS_EXECUTOR_ID)"],
+        env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "worker-7"
+
+
+# 2. /readyz with an unreachable system database -------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once closed
+
+
+def test_readyz_answers_fast_when_the_system_database_is_unreachable(client, settings):
+    settings.DBOS_SYSTEM_DATABASE_URL = f"postgresql://postgres@127.0.0.1:{_free_port()}/closeout_dbos"
+    started = time.monotonic()
+    response = client.get("/readyz")
+    assert time.monotonic() - started < 5
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not ready"
+    assert body["checks"] == {"database": "ok", "migrations": "ok", "system_database": "failed"}
+
+
+def test_readyz_does_not_create_a_missing_sqlite_system_database(client, settings, tmp_path):
+    path = tmp_path / "missing" / "dbos_sys.sqlite3"
+    settings.DBOS_SYSTEM_DATABASE_URL = f"sqlite:///{path}"
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["checks"]["system_database"] == "failed"
+    assert not path.exists()
+
+
+# 3.-5. /metrics ---------------------------------------------------------------------------------
+
+
+def test_metrics_survive_a_main_database_outage(client, monkeypatch):
+    def down(self, *args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(CursorWrapper, "execute", down)
+    families = _families(client)
+    assert _sample(families, "closeout_database_up") == 0
+    assert families["closeout_database_up"].type == "gauge"
+    # Process metrics are still served.
+    assert "closeout_step_duration_seconds" in families and "closeout_adapter_errors" in families
+    assert "closeout_cases" not in families
+
+
+def test_metrics_report_the_database_up_and_live_workers(client):
+    families = _families(client)
+    assert _sample(families, "closeout_database_up") == 1
+    assert families["closeout_workers_live"].type == "gauge"
+    assert _sample(families, "closeout_workers_live") == 0  # present even with no worker
+
+    _beat("worker-a", pid=1, age=1)
+    _beat("worker-b", pid=2, age=3600)  # stale
+    _beat("worker-c", pid=3, stopped=True)
+    _beat("worker-d", pid=4, age=2)
+    assert _sample(_families(client), "closeout_workers_live") == 2
+
+
+def test_refund_figures_are_gauges(client):
+    families = _families(client)
+    for name in ("closeout_refunds", "closeout_refund_amount_minor"):
+        assert families[name].type == "gauge", name
+    text = client.get("/metrics").content.decode()
+    assert "closeout_refunds_total" not in text and "closeout_refund_amount_minor_total" not in text
