@@ -416,10 +416,11 @@ def cmd_bulk_close(args) -> int:
     totals = ", ".join(f"{currency} {minor}" for currency, minor in sorted(summary.refund_total.items())) or "none"
     verb = "would create" if summary.dry_run else "created"
     resumed = f" (resumed after line {summary.resumed_after})" if summary.resumed_after else ""
-    print(f"{summary.lines} rows read{resumed}: {verb} {summary.created} closures in {summary.batches} batches, "
-          f"{summary.rejected} rejected; refunds (minor units): {totals}")
+    one_case = f" ({summary.one_case} SIM/eSIM closures on the one-case path)" if summary.one_case else ""
+    print(f"{summary.lines} rows read{resumed}: {verb} {summary.created} closures in {summary.batches} batches"
+          f"{one_case}, {summary.rejected} rejected; refunds (minor units): {totals}")
     if summary.rejected:
-        print(f"rejected rows: {args.rejects or path.with_name(path.stem + '.rejects.csv')}")
+        print(f"rejected rows{' (dry run)' if summary.dry_run else ''}: {summary.rejects_path}")
     return 0
 
 

@@ -77,3 +77,34 @@ def test_the_block_endpoint_demands_an_idempotency_key(client):
 
     assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
+
+
+def test_a_block_batch_blocks_each_card_once_per_key(cms, make_card):
+    cards = [make_card("YKT") for _ in range(2)]
+    items = [{"card_number": c.number, "idempotency_key": f"CL-B{i}:deactivate"} for i, c in enumerate(cards)]
+
+    first = cms.block_batch(batch_key="b1:bulk_block", items=items)
+    again = cms.block_batch(batch_key="b1:bulk_block", items=items)
+
+    assert set(first) == set(again) == {i["idempotency_key"] for i in items}
+    assert {r["status"] for r in (*first.values(), *again.values())} == {"blocked"}
+    assert sorted(SimCardBlock.objects.values_list("card_number", "request_count")) == sorted(
+        (c.number, 2) for c in cards)
+
+
+def test_the_rest_adapter_reports_a_refused_card_of_a_batch_as_failed_and_blocks_the_others():
+    import httpx
+
+    def answer(request):
+        if "/cards/8103000000000000/" in request.url.path:
+            return httpx.Response(404, json={"title": "no such card"})
+        return httpx.Response(200, json={"status": "blocked", "block_ref": "blk-1"})
+
+    cms = HttpCardSystem(base_url="http://testserver/api", transport=httpx.MockTransport(answer))
+
+    results = cms.block_batch(batch_key="b2:bulk_block", items=[
+        {"card_number": "8103000000000000", "idempotency_key": "CL-U:deactivate"},
+        {"card_number": "8103000000000018", "idempotency_key": "CL-K:deactivate"}])
+
+    assert results["CL-U:deactivate"]["status"] == "failed"
+    assert results["CL-K:deactivate"] == {"status": "blocked", "block_ref": "blk-1"}

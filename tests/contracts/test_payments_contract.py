@@ -175,3 +175,28 @@ class TestStripeOnly:
         with pytest.raises(TransientError):
             provider.refund(idempotency_key="CL-W:refund", amount=Money(100, "HKD"),
                             destination={"type": "original", "payment_ref": "ch_missing"})
+
+
+def test_a_refund_batch_pays_each_item_once_per_key(side):
+    items = [{"idempotency_key": _key(side, 10 + n), "amount": 300 + n, "currency": side.currency,
+              "destination": side.destination(300 + n)} for n in range(2)]
+
+    first = side.provider.refund_batch(batch_key="b1:bulk_refund", items=items)
+    again = side.provider.refund_batch(batch_key="b1:bulk_refund", items=items)
+
+    assert {k: r.status for k, r in first.items()} == {i["idempotency_key"]: "succeeded" for i in items}
+    assert {k: r.provider_ref for k, r in again.items()} == {k: r.provider_ref for k, r in first.items()}
+    assert [side.side_effects(i["idempotency_key"]) for i in items] == [1, 1]
+
+
+class TestStripeBatch:
+    def test_an_item_without_its_original_payment_fails_alone(self, localstripe_url):
+        side = StripeSide(localstripe_url)
+        good, bad = _key(side, 20), _key(side, 21)
+
+        results = side.provider.refund_batch(batch_key="b2:bulk_refund", items=[
+            {"idempotency_key": bad, "amount": 100, "currency": "HKD", "destination": {"type": "original"}},
+            {"idempotency_key": good, "amount": 100, "currency": "HKD", "destination": side.destination(100)}])
+
+        assert (results[bad].status, results[good].status) == ("failed", "succeeded")
+        assert "original payment" in results[bad].failure_reason

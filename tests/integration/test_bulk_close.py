@@ -11,8 +11,8 @@ from closeout.audit.models import AuditEvent
 from closeout.audit.services import audit_verify
 from closeout.cards.models import Card
 from closeout.closures import bulk, states
-from closeout.closures.models import BulkBatch, ClosureCase, RefundApproval
-from closeout.integrations.models import SimCardBlock, SimRefund
+from closeout.closures.models import BulkBatch, BulkRun, ClosureCase, RefundApproval
+from closeout.integrations.models import SimCardBlock, SimNumberDeactivation, SimRefund
 from closeout.ledger import services as ledger
 from closeout.ledger.models import Line, Posting
 from tests.fixtures import wait_for
@@ -132,6 +132,7 @@ def test_an_interrupted_run_resumes_without_duplicates(make_card, tmp_path):
     assert summary.resumed_after == 7  # header + 6 rows already done
     assert (summary.created, summary.rejected) == (1, 0)
     assert ClosureCase.objects.count() == 7
+    assert BulkRun.objects.get().created_count == 7  # both invocations, not the last one only
     assert ClosureCase.objects.values("card").distinct().count() == 7
 
 
@@ -181,3 +182,113 @@ def test_bulk_cases_close_through_the_batch_workflows(dbos_worker, make_card, tm
 
     assert SimRefund.objects.count() == 5
     assert BulkBatch.objects.filter(done_at__isnull=True).count() == 0
+
+
+def test_a_dry_run_keeps_its_rejects_apart_from_an_interrupted_real_runs(make_card, tmp_path):
+    cards = [make_card("YKT", balance=500) for _ in range(2)]
+    path = write_csv(tmp_path / "d.csv", [c.number for c in cards] + ["bad"])
+    real_rejects = tmp_path / "d.rejects.csv"
+    real_rejects.write_text("line,card_number,field,message\n9,x,card_number,from the real run\n")
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", dry_run=True)
+
+    assert real_rejects.read_text().endswith("from the real run\n")
+    assert summary.rejects_path == tmp_path / "d.dry-run.rejects.csv"
+    assert [(r["line"], r["field"]) for r in rejects(summary.rejects_path)] == [("4", "card_number")]
+
+
+def test_sim_and_esim_cards_take_the_one_case_path_not_the_batch(make_card, tmp_path):
+    plain = make_card("YKT", balance=500)
+    sim = make_card("TSIM", balance=0, plan_days_left=10)
+    esim = make_card("ESIM", balance=0, plan_days_left=20, physical=False)
+    path = write_csv(tmp_path / "d.csv", [plain.number, sim.number, esim.number])
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+    run_batches_inline()
+
+    assert (summary.created, summary.one_case, summary.rejected) == (3, 2, 0)
+    assert BulkRun.objects.get().created_count == 3
+    case = {c.card_id: c for c in ClosureCase.objects.all()}
+    assert case[plain.id].state == states.CLOSED
+    for card in (sim, esim):
+        assert case[card.id].bulk_batch_id is None and case[card.id].channel == "bulk"
+        assert (case[card.id].state, case[card.id].next_action) == (states.SUBMITTED, "verify")
+    assert list(SimCardBlock.objects.values_list("card_number", flat=True)) == [plain.number]
+    assert Card.objects.get(id=sim.id).status == "closing"
+
+
+def test_a_resumed_run_rejects_a_sim_card_it_already_took_as_a_repeat(make_card, tmp_path):
+    sim = make_card("TSIM", balance=0, plan_days_left=10)
+    path = write_csv(tmp_path / "d.csv", [sim.number, make_card("YKT").number, sim.number])
+
+    def stop_after_one_batch(n):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=2,
+                         progress=stop_after_one_batch)
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=2)
+
+    assert (summary.created, summary.rejected) == (0, 1)
+    assert rejects(tmp_path / "d.rejects.csv")[-1]["message"] == "the card appears earlier in the file"
+
+
+def test_sim_cards_of_a_bulk_file_deactivate_their_number_through_the_worker(dbos_worker, make_card, tmp_path):
+    plain = make_card("YKT", balance=700)
+    sim = make_card("TSIM", balance=0, plan_days_left=10)
+    path = write_csv(tmp_path / "d.csv", [plain.number, sim.number])
+    bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+
+    wait_for(lambda: ClosureCase.objects.filter(state=states.CLOSED).count() == 2, timeout=60)
+
+    assert SimNumberDeactivation.objects.filter(iccid=sim.number).count() == 1
+    assert list(SimCardBlock.objects.values_list("card_number", flat=True)) == [plain.number]
+
+
+def test_bulk_refunds_name_the_cards_original_payment(make_card, tmp_path):
+    paid_by_card = make_card("YKT", balance=500)
+    older_case = make_card("YKT", balance=600)
+    unknown = make_card("YKT", balance=700)
+    Card.objects.filter(id__in=[paid_by_card.id, older_case.id]).update(original_payment_ref="pi_original")
+    path = write_csv(tmp_path / "d.csv", [c.number for c in (paid_by_card, older_case, unknown)])
+    bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+    ClosureCase.objects.filter(card=older_case).update(refund_destination={"type": "original"})  # taken in before
+    batch = BulkBatch.objects.get()
+    bulk.batch_settle(batch_id=batch.id, workflow_id=batch.next_action_id)
+    batch.refresh_from_db()
+
+    items = bulk.batch_refund_items(batch_id=batch.id, workflow_id=batch.next_action_id)
+
+    reference = dict(ClosureCase.objects.values_list("card_id", "reference"))
+    destination = {i["idempotency_key"]: i["destination"] for i in items}
+    assert destination[f"{reference[paid_by_card.id]}:refund"] == {"type": "original", "payment_ref": "pi_original"}
+    assert destination[f"{reference[older_case.id]}:refund"] == {"type": "original", "payment_ref": "pi_original"}
+    assert destination[f"{reference[unknown.id]}:refund"] == {"type": "original"}
+    assert ClosureCase.objects.get(card=paid_by_card).refund_destination["payment_ref"] == "pi_original"
+
+
+def test_a_card_the_card_system_refuses_to_block_goes_to_staff_and_the_rest_close(make_card, tmp_path):
+    from closeout.integrations import registry
+
+    cards = [make_card("YKT", balance=500) for _ in range(3)]
+    bulk.bulk_intake(path=write_csv(tmp_path / "d.csv", [c.number for c in cards]), reason="dormant",
+                     requester="operator:test")
+    batch = BulkBatch.objects.get()
+    bulk.batch_settle(batch_id=batch.id, workflow_id=batch.next_action_id)
+    batch.refresh_from_db()
+    items = bulk.batch_refund_items(batch_id=batch.id, workflow_id=batch.next_action_id)
+    paid = registry.port("payments").refund_batch(batch_key=batch.next_action_id, items=items)
+    bulk.batch_refund_record(batch_id=batch.id, workflow_id=batch.next_action_id,
+                             results={k: v.as_json() for k, v in paid.items()})
+    batch.refresh_from_db()
+    reference = dict(ClosureCase.objects.values_list("card_id", "reference"))
+
+    bulk.batch_blocked_record(batch_id=batch.id, workflow_id=batch.next_action_id, results={
+        f"{reference[cards[0].id]}:deactivate": {"status": "blocked"},
+        f"{reference[cards[1].id]}:deactivate": {"status": "failed", "error": "card system: answered 404"}})
+
+    state = {c.card_id: c for c in ClosureCase.objects.all()}
+    assert state[cards[0].id].state == states.CLOSED
+    assert state[cards[1].id].state == states.FAILED and "answered 404" in state[cards[1].id].attention_reason
+    assert state[cards[2].id].state == states.FAILED and "no answer" in state[cards[2].id].attention_reason
+    assert Card.objects.get(id=cards[1].id).status == "closing"

@@ -51,3 +51,16 @@ def test_a_step_run_inside_a_callers_transaction_is_not_repeated():
     with pytest.raises(OperationalError), transaction.atomic():
         workflow._db(step)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("error", [AttributeError("no refund_batch"), TypeError("unexpected keyword"),
+                                   workflow.PermanentError("refused")])
+def test_a_bug_or_a_refusal_in_an_external_call_is_not_retried(error):
+    assert not workflow.worth_another_attempt(error)
+
+
+def test_a_transient_error_in_an_external_call_is_retried():
+    from closeout.integrations.errors import TransientError
+
+    assert workflow.worth_another_attempt(TransientError("timed out"))
+    assert workflow.RETRY["should_retry"] is workflow.worth_another_attempt

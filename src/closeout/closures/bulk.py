@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from closeout.audit.services import audit_record_many
 from closeout.cards.models import Binding, Card, CardCharge
@@ -71,13 +71,15 @@ class IntakeSummary:
     batches: int = 0
     refund_total: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     dry_run: bool = False
+    one_case: int = 0  # of `created`: SIM and eSIM cards, which go the one-case path
+    rejects_path: Path | None = None
 
 
 # --- plain rows --------------------------------------------------------------------------------
 
 CARD_COLUMNS = ("id", "number", "status", "holder_id", "product_id", "issued_at", "last_used_at",
                 "transaction_count", "plan_price_minor", "plan_starts_at", "plan_ends_at", "plan_data_mb",
-                "plan_data_used_mb", "hotlist_version")
+                "plan_data_used_mb", "hotlist_version", "original_payment_ref")
 STATUS_COLUMNS = ("id", "status", "product_id", "hotlist_version")  # enough to block and close a card
 CASE_COLUMNS = ("id", "reference", "state", "card_id", "requester", "quote", "refund_destination")
 
@@ -294,9 +296,35 @@ def _finish_batch(batch: BulkBatch, now) -> None:
     batch.save()
 
 
+def _run_ref(run: BulkRun) -> str:
+    """The channel_ref of the run's cases that took the one-case path (they have no batch)."""
+    return f"bulk-run:{run.id}"
+
+
+def _request_one_case(run: BulkRun, cards: list[tuple[int, _Card]]) -> list[Reject]:
+    """Open SIM and eSIM cases one by one through `closure_request`, like the API does: their
+    workflow deactivates the number, releases the eSIM profile and waits for its deletion notice,
+    none of which the batch steps do."""
+    rejects = []
+    instances = Card.objects.select_related("product", "holder").in_bulk([c.id for _, c in cards])
+    for line, card in cards:
+        try:
+            services.closure_request(card=instances[card.id], channel=ClosureCase.Channel.BULK, requester=run.requester,
+                                     reason=run.reason, channel_ref=_run_ref(run))
+        except services.UnableToCloseCard as exc:
+            rejects.append(Reject(line, card.number, "card_number", str(exc)))
+    return rejects
+
+
 CASE_INSERT_COLUMNS = ("id", "reference", "card_id", "channel", "requester", "reason", "language",
                        "refund_destination", "quote", "state", "sla_due_date", "created_at", "updated_at",
                        "bulk_batch_id")
+
+
+def _original(payment_ref: str) -> dict:
+    """The refund destination of a bulk case: the original payment, named when it is on record
+    (as `closure_request` names it), so that a provider like Stripe can refund it."""
+    return {"type": "original", "payment_ref": payment_ref} if payment_ref else {"type": "original"}
 
 
 def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]], summary: IntakeSummary,
@@ -326,6 +354,7 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
     open_cards = set(ClosureCase.objects.filter(among("card_id", [c.id for c in cards.values()]))
                      .exclude(state__in=states.TERMINAL).values_list("card_id", flat=True))
     accepted: list[_Card] = []
+    one_case: list[tuple[int, _Card]] = []  # (line, card): not a stored-value card
     for line, card_number in wanted:
         card = cards.get(card_number)
         if card is None:
@@ -334,12 +363,21 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
             rejects.append(Reject(line, card_number, "card_number", "the card already has an open closure"))
         elif card.status != Card.Status.ACTIVE:
             rejects.append(Reject(line, card_number, "card_number", f"the card is {card.status}"))
+        elif card.product.kind != Product.Kind.STORED_VALUE:
+            one_case.append((line, card))
         else:
             accepted.append(card)
-    quotes, _ = _quotes(accepted, now, _balances([c.id for c in accepted]))
-    for card in accepted:
+    quoted = accepted + [c for _, c in one_case]
+    quotes, _ = _quotes(quoted, now, _balances([c.id for c in quoted]))
+    if run is not None and one_case:
+        refused = _request_one_case(run, one_case)
+        rejects.extend(refused)
+        refused_lines = {r.line for r in refused}
+        one_case = [(line, c) for line, c in one_case if line not in refused_lines]
+    for card in accepted + [c for _, c in one_case]:
         summary.refund_total[card.product.currency] += quotes[card.id].refund.minor
-    summary.created += len(accepted)
+    summary.created += len(accepted) + len(one_case)
+    summary.one_case += len(one_case)
     if run is None or not accepted:
         return rejects
 
@@ -347,7 +385,7 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
     references = services.references_take(now, len(accepted))
     case_ids = allocate_ids(ClosureCase, len(accepted))
     cases = [_Case((case_id, reference, states.DRAFT, card.id, run.requester, quotes[card.id].as_json(),
-                    {"type": "original"}), card)
+                    _original(card.original_payment_ref)), card)
              for case_id, reference, card in zip(case_ids, references, accepted, strict=True)]
     events, audits = [], []
     _steps(cases, [(states.SUBMITTED, f"bulk closure: {run.reason}"[:300])], key="submit", now=now, events=events,
@@ -375,7 +413,10 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
                 rejects_path: Path | None = None, progress: Callable[[int], None] | None = None) -> IntakeSummary:
     """Create closure cases for every valid row of a CSV, in batches; resumable by file + reason.
 
-    Bad rows go to the rejects CSV with their line and field; nothing else is affected.
+    Stored-value cards are closed in batches; SIM and eSIM cards are requested one by one through
+    `closure_request` (their number and profile need the one-case workflow) and counted in
+    `one_case`. Bad rows go to the rejects CSV with their line and field (a dry run's to
+    FILE.dry-run.rejects.csv, so that an interrupted run's file stays whole); nothing else is affected.
 
     :raises BulkFileError: when the file is not a bulk-closure CSV.
     """
@@ -387,11 +428,15 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
             defaults=dict(source=path.name[:255], reason=reason[:200], requester=requester, created_at=clock.now()),
         )
         summary.resumed_after = run.lines_done
-    rejects_path = rejects_path or path.with_name(path.stem + ".rejects.csv")
+    # A dry run keeps its rejects apart: the real run's file may belong to an interrupted run.
+    rejects_path = rejects_path or path.with_name(path.stem + (".dry-run" if dry_run else "") + ".rejects.csv")
+    summary.rejects_path = rejects_path
     mode = "a" if summary.resumed_after else "w"
     seen: set[int] = {
         _seen_key(number) for number in
-        ClosureCase.objects.filter(bulk_batch__run=run).values_list("card__number", flat=True).iterator()
+        ClosureCase.objects.filter(Q(bulk_batch__run=run) | Q(channel=ClosureCase.Channel.BULK,
+                                                              channel_ref=_run_ref(run)))
+        .values_list("card__number", flat=True).iterator()
     } if run and summary.resumed_after else set()
     with rejects_path.open(mode, newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
@@ -405,11 +450,12 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
             if not pending:
                 return
             number += 1
+            created_before = summary.created
             with transaction.atomic():
                 rejects = _intake_batch(run, number, pending, summary, seen)
                 if run is not None:
                     run.lines_done = pending[-1][0]
-                    run.created_count = summary.created
+                    run.created_count += summary.created - created_before
                     run.rejected_count += len(rejects)
                     run.save(update_fields=["lines_done", "created_count", "rejected_count"])
             for r in rejects:
@@ -556,8 +602,18 @@ def batch_refund_items(*, batch_id: int, workflow_id: str) -> list[dict] | None:
     batch = BulkBatch.objects.get(id=batch_id)
     if batch.next_action_id != workflow_id:
         return None
+    cases = _refundable(batch)
+    payment_ref = dict(ClosureCase.objects.filter(among("id", [c.id for c in cases]))
+                       .values_list("id", "card__original_payment_ref"))
     return [{"idempotency_key": f"{c.reference}:refund", "amount": c.quote["refund"], "currency": c.quote["currency"],
-             "destination": c.refund_destination} for c in _refundable(batch)]
+             "destination": _destination(c.refund_destination, payment_ref.get(c.id, ""))} for c in cases]
+
+
+def _destination(destination: dict, payment_ref: str) -> dict:
+    """A case taken in before the intake named the original payment gets it from its card."""
+    if destination.get("type", "original") == "original" and not destination.get("payment_ref"):
+        return {**destination, **_original(payment_ref)}
+    return destination
 
 
 REFUND_COLUMNS = ("case_id", "idempotency_key", "amount_minor", "currency", "destination_type", "provider_ref",
@@ -613,8 +669,11 @@ def batch_blocked_record(*, batch_id: int, workflow_id: str, results: dict[str, 
         if batch is None:
             return "skipped"
         now = clock.now()
-        cases = [c for c in _batch_cases(batch, states.DEACTIVATING, card_columns=STATUS_COLUMNS)
-                 if f"{c.reference}:deactivate" in results]
+        cases, refused = [], []
+        for case in _batch_cases(batch, states.DEACTIVATING, card_columns=STATUS_COLUMNS):
+            result = results.get(f"{case.reference}:deactivate")
+            (cases if result and result.get("status") == "blocked" else refused).append((case, result))
+        cases = [c for c, _ in cases]
         bound = set(Binding.objects.filter(among("card_id", [c.card_id for c in cases]), unbound_at__isnull=True)
                     .values_list("card_id", flat=True))
         closing = [c for c in cases if c.card_id not in bound]
@@ -632,6 +691,12 @@ def batch_blocked_record(*, batch_id: int, workflow_id: str, results: dict[str, 
             locked = services._lock(case.reference)
             services._transition(locked, states.UNBINDING, actor=ACTOR, key=f"{workflow_id}:unbinding",
                                  note="card blocked; unbinding linked apps")
+        for case, result in refused:  # the card system refused it or did not answer: staff take over
+            error = f"card block failed: {(result or {}).get('error') or 'no answer in block batch'}"
+            locked = services._lock(case.reference)
+            services._transition(locked, states.FAILED, actor=ACTOR, key=f"{workflow_id}:failed", note=error[:300],
+                                 action="")
+            ClosureCase.objects.filter(id=case.id).update(attention_reason=error[:200])
         _finish_batch(batch, now)
         return "closed"
 

@@ -20,8 +20,17 @@ from closeout.ops import observe
 
 log = logging.getLogger(__name__)
 
+# A refusal, or a bug (a missing adapter method, a wrong argument), fails the same way every time:
+# retrying it only delays the case's way to staff.
+NOT_RETRIED = (PermanentError, AttributeError, TypeError, NameError)
+
+
+def worth_another_attempt(exc: BaseException) -> bool:
+    return not isinstance(exc, NOT_RETRIED)
+
+
 RETRY = dict(retries_allowed=True, max_attempts=5, interval_seconds=0.5, backoff_rate=2.0,
-             should_retry=lambda exc: not isinstance(exc, PermanentError))
+             should_retry=worth_another_attempt)
 
 
 # PostgreSQL's answers that mean "run the transaction again": a deadlock, a serialization failure.

@@ -15,6 +15,7 @@ import httpx
 from closeout.common.money import Money
 from closeout.integrations import http
 from closeout.integrations.card_system.port import CardInfo
+from closeout.integrations.errors import PermanentError
 
 
 class HttpCardSystem:
@@ -30,6 +31,21 @@ class HttpCardSystem:
                              headers={"Idempotency-Key": idempotency_key})
         body = response.json()
         return {"status": body["status"], "block_ref": body["block_ref"]}
+
+    def block_batch(self, *, batch_key: str, items: list[dict]) -> dict[str, dict]:
+        """Block many cards, one call per card with the item's own Idempotency-Key (the REST
+        protocol has no batch endpoint). A card the system refuses comes back as `failed`.
+
+        :raises TransientError: when an outcome is unknown (retry the whole call: blocked items replay).
+        """
+        results = {}
+        for item in items:
+            try:
+                results[item["idempotency_key"]] = self.block(card_number=item["card_number"],
+                                                              idempotency_key=item["idempotency_key"])
+            except PermanentError as exc:
+                results[item["idempotency_key"]] = {"status": "failed", "error": str(exc)[:200]}
+        return results
 
     def deactivate_number(self, *, iccid: str, idempotency_key: str) -> dict:
         response = http.send(self._http, "POST", f"/numbers/{iccid}/deactivate", what="number deactivation",

@@ -33,7 +33,11 @@ class CardSystem(Protocol):
         """
 
     def block_batch(self, *, batch_key: str, items: list[dict]) -> dict[str, dict]:
-        """Block many cards at once; items carry card_number and idempotency_key."""
+        """Block many cards at once; items carry card_number and idempotency_key. Returns a
+        result per key; a card the system refuses comes back with status `failed`.
+
+        :raises TransientError: when the outcome is unknown (repeating the keys is harmless).
+        """
 
     def card_info(self, *, card_number: str) -> CardInfo:
         """Read the card's status, balance and transaction count as the card system sees them.

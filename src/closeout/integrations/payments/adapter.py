@@ -98,6 +98,22 @@ class StripePaymentProvider:
             raise PermanentError("a refund with this key exists for another amount")
         return _result(refund)
 
+    def refund_batch(self, *, batch_key: str, items: list[dict]) -> dict[str, RefundResult]:
+        """Refund many, one Stripe refund per item with the item's own idempotency key (Stripe has
+        no refund file). An item Stripe refuses comes back failed; the others still go.
+
+        :raises TransientError: when an outcome is unknown (retry the whole call: paid items replay).
+        """
+        results = {}
+        for item in items:
+            key = item["idempotency_key"]
+            try:
+                results[key] = self.refund(idempotency_key=key, amount=Money(item["amount"], item["currency"]),
+                                           destination=item.get("destination") or {})
+            except PermanentError as exc:
+                results[key] = RefundResult(status="failed", provider_ref="", failure_reason=str(exc)[:200])
+        return results
+
     def refund_status(self, *, idempotency_key: str, provider_ref: str = "") -> RefundResult:
         if not provider_ref.startswith("re_"):
             raise PermanentError("no Stripe refund id on record for this refund")

@@ -61,7 +61,11 @@ class PaymentProvider(Protocol):
         """Return the current state of a refund made with this key."""
 
     def refund_batch(self, *, batch_key: str, items: list[dict]) -> dict[str, RefundResult]:
-        """Refund many at once (a refund file); items carry idempotency_key, amount, currency."""
+        """Refund many at once (a refund file); items carry idempotency_key, amount, currency and
+        destination. Returns a result per key; an item the provider refuses comes back failed.
+
+        :raises TransientError: when the outcome is unknown (repeating the keys pays nothing twice).
+        """
 
     def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> RefundEvent | None:
         """Verify a settlement webhook and return its refund event (None for other event types).
