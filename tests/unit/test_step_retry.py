@@ -9,6 +9,9 @@ from django.db import IntegrityError, OperationalError, transaction
 
 from closeout.closures import workflow
 
+# A step opens fresh connections around its work, so every test here may touch the database.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 
 def _failing(times: int, error: type[psycopg.Error]):
     calls = []
@@ -44,7 +47,6 @@ def test_other_database_errors_are_not_repeated():
     assert len(calls) == 1
 
 
-@pytest.mark.django_db
 def test_a_step_run_inside_a_callers_transaction_is_not_repeated():
     # Its failure has doomed the caller's whole transaction: running it again there cannot help.
     step, calls = _failing(1, psycopg.errors.DeadlockDetected)
