@@ -69,3 +69,21 @@ def test_a_declined_refund_goes_to_staff_and_is_not_retried(dbos_worker, make_ca
     case.refresh_from_db()
     assert case.attention_reason == "refund failed"
     assert SimRefund.objects.get().request_count == 1
+
+
+def test_the_holder_is_told_once_when_the_refund_is_paid_and_when_the_case_closes(dbos_worker, make_card):
+    from django.core import mail
+
+    from closeout.notifications.models import Notice
+
+    card = make_card("YKT", balance=45000)
+    case = services.closure_request(card=card, channel="partner_api", requester="partner:bank")
+
+    wait_for(lambda: _state(case.reference) == states.CLOSED)
+    wait_for(lambda: Notice.objects.filter(case=case, status="sent").count() == 4)
+
+    told = sorted((n.context["state"], n.channel) for n in Notice.objects.filter(case=case, template="status"))
+    assert told == [("closed", "email"), ("closed", "sms"), ("refunded", "email"), ("refunded", "sms")]
+    mine = [m for m in mail.outbox if case.reference in m.subject]
+    assert sorted(m.body.split("Status: ")[1].split("\n")[0] for m in mine) == ["Closed", "Refunded"]
+    assert all(card.number not in m.body for m in mine)

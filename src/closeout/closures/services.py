@@ -172,6 +172,11 @@ def _workflow_id(case: ClosureCase, action: str) -> str:
     return f"{case.reference}:{action}" if runs[action] == 1 else f"{case.reference}:{action}:{runs[action]}"
 
 
+# States the holder is told of as the case reaches them (the portal sends its own receipt on
+# submission and its own notice of a withdrawal).
+TOLD_STATES = (states.REFUNDED, states.CLOSED, states.REJECTED)
+
+
 def _transition(case: ClosureCase, target: str, *, actor: str, key: str, note: str = "", data=None,
                 action=AUTO, due_in: timedelta | None = None) -> CaseEvent | None:
     """Move a locked case to `target`. A replayed key returns None and changes nothing.
@@ -212,6 +217,10 @@ def _transition(case: ClosureCase, target: str, *, actor: str, key: str, note: s
     insert_one(event)
     audit_record(actor=actor, action="closure.transition", subject=case.reference, before=before, after=target,
                  reason=note, data=data or {})
+    if target in TOLD_STATES:
+        from closeout.notifications.services import notice_case_state
+
+        notice_case_state(case=case, key=f"{case.reference}:{target}")
     if action and not due_in:
         dispatch.wake_pump_on_commit()
     return event

@@ -151,10 +151,15 @@ def notice_resend(*, reference: str) -> list[Notice]:
     """
     from closeout.closures.models import ClosureCase
 
-    case = ClosureCase.objects.select_related("card__holder").get(reference=reference)
+    return notice_case_state(case=ClosureCase.objects.select_related("card__holder").get(reference=reference))
+
+
+def notice_case_state(*, case, key: str | None = None) -> list[Notice]:
+    """Tell the holder the state the case is in now, in the case's language, by email and SMS;
+    recorded in the caller's transaction and delivered after it commits. With `key`, once."""
     return notice_send_holder(
-        holder=case.card.holder, template="status", language=case.language, case=case,
-        context={"reference": reference, "state": case.state,
+        holder=case.card.holder, template="status", language=case.language, case=case, key=key,
+        context={"reference": case.reference, "state": case.state,
                  "card_masked": documents.mask_card_number(case.card.number),
                  "sla_due": case.sla_due_date.isoformat() if case.sla_due_date else ""},
     )
