@@ -236,5 +236,7 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["case"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("CLOSEOUT_LOG_LEVEL", "INFO")},
-    "loggers": {"dbos": {"level": "WARNING"}},
+    # DBOS adds a plain-text handler of its own only to a "dbos" logger that has none: give it ours,
+    # so its warnings (step retries with their tracebacks) are JSON lines with the case like the rest.
+    "loggers": {"dbos": {"level": "WARNING", "handlers": ["console"], "propagate": False}},
 }

@@ -141,3 +141,25 @@ def test_json_log_lines_carry_the_case_and_scrub_personal_data():
     for canary in ("chan.tai.man", "9123", "123456", "11010119900307803X", "0000", "3456"):
         assert canary not in inside["msg"], canary
     assert inside["msg"].endswith("at 2026-01-02T10:00:00")  # dates survive the scrub
+
+
+def test_dbos_warnings_are_json_lines_with_the_case(settings):
+    from dbos._logger import init_logger
+
+    init_logger()  # what DBOS does at start: it must find our handler and add none of its own
+    dbos_log = logging.getLogger("dbos")
+    assert "__dbos_console_log_handler__" not in [h.name for h in dbos_log.handlers]
+    [handler] = [h for h in dbos_log.handlers if any(isinstance(f, CaseContextFilter) for f in h.filters)]
+    record = dbos_log.makeRecord("dbos", logging.WARNING, __file__, 1, "Step being automatically retried: %s",
+                                 ("Traceback (most recent call last):\n  boom",), None)
+    with observe.case_context("CL-2026-000077", "CL-2026-000077:refund"):
+        assert handler.filter(record)
+        line = handler.format(record)
+
+    if settings.LOG_FORMAT == "json":
+        assert "\n" not in line
+        entry = json.loads(line)
+        assert entry["case"] == "CL-2026-000077" and entry["logger"] == "dbos"
+        assert entry["msg"].startswith("Step being automatically retried: Traceback")
+    else:
+        assert "[CL-2026-000077]" in line
