@@ -136,6 +136,27 @@ def test_an_interrupted_run_resumes_without_duplicates(make_card, tmp_path):
     assert ClosureCase.objects.values("card").distinct().count() == 7
 
 
+def test_a_second_run_of_the_same_file_at_once_stops_the_first_without_miscounting(make_card, tmp_path):
+    cards = [make_card("YKT", balance=500) for _ in range(7)]
+    path = write_csv(tmp_path / "d.csv", [c.number for c in cards])
+    other = {}
+
+    def another_run_after_the_first_batch(n):
+        if not other:  # the second run starts while the first is between batches
+            other["summary"] = bulk.bulk_intake(path=path, reason="dormant", requester="operator:b", batch_size=3)
+
+    with pytest.raises(bulk.BulkRunBusy, match="another bulk-close of this file"):
+        bulk.bulk_intake(path=path, reason="dormant", requester="operator:a", batch_size=3,
+                         progress=another_run_after_the_first_batch)
+
+    assert (other["summary"].created, other["summary"].rejected) == (4, 0)
+    run = BulkRun.objects.get()
+    assert (run.created_count, run.rejected_count) == (7, 0)
+    assert ClosureCase.objects.count() == 7 == ClosureCase.objects.values("card").distinct().count()
+    rejects = (tmp_path / "d.rejects.csv").read_text(encoding="utf-8").splitlines()
+    assert rejects == ["line,card_number,field,message"]
+
+
 def test_dry_run_writes_nothing(make_card, tmp_path):
     cards = [make_card("YKT", balance=500) for _ in range(3)]
     path = write_csv(tmp_path / "d.csv", [c.number for c in cards] + ["bad"])

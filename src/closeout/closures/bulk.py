@@ -54,6 +54,10 @@ class BulkFileError(Exception):
     """The file cannot be read as a bulk-closure CSV (names the line and what is wrong)."""
 
 
+class BulkRunBusy(BulkFileError):
+    """Another `bulk-close` of the same file and reason moved on since this one last wrote."""
+
+
 @dataclass
 class Reject:
     line: int
@@ -444,17 +448,23 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
             writer.writerow(["line", "card_number", "field", "message"])
         pending: list[tuple[int, str]] = []
         number = run.batches.count() if run else 0
+        done = summary.resumed_after
 
         def flush() -> None:
-            nonlocal number
+            nonlocal number, done
             if not pending:
                 return
             number += 1
             created_before = summary.created
             with transaction.atomic():
+                # Two runs of one file at once would each count the other's cards as rejects: the
+                # run row is locked per batch, and a run that finds it moved on by another stops.
+                if run is not None and _lines_done_locked(run) != done:
+                    raise BulkRunBusy("another bulk-close of this file and reason is running or ran meanwhile; "
+                                      "run the command again once it has stopped to resume")
                 rejects = _intake_batch(run, number, pending, summary, seen)
                 if run is not None:
-                    run.lines_done = pending[-1][0]
+                    run.lines_done = done = pending[-1][0]
                     run.created_count += summary.created - created_before
                     run.rejected_count += len(rejects)
                     run.save(update_fields=["lines_done", "created_count", "rejected_count"])
@@ -475,6 +485,10 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
     if run is not None:
         BulkRun.objects.filter(id=run.id).update(finished_at=clock.now())
     return summary
+
+
+def _lines_done_locked(run: BulkRun) -> int:
+    return BulkRun.objects.select_for_update().values_list("lines_done", flat=True).get(id=run.id)
 
 
 # --- batched actions ---------------------------------------------------------------------------
