@@ -157,6 +157,18 @@ def test_a_second_run_of_the_same_file_at_once_stops_the_first_without_miscounti
     assert rejects == ["line,card_number,field,message"]
 
 
+def test_a_number_with_bytes_that_are_not_utf8_is_rejected_as_such(make_card, tmp_path):
+    card = make_card("YKT", balance=500)
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"card_number\r\n" + card.number.encode() + b"\r\n81031136\xe936000036\r\n")
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+
+    assert (summary.created, summary.rejected) == (1, 1)
+    [_, reject] = (tmp_path / "latin.rejects.csv").read_text(encoding="utf-8").splitlines()
+    assert reject == "3,,card_number,the card number is not valid UTF-8 text (save the file as UTF-8)"
+
+
 def test_dry_run_writes_nothing(make_card, tmp_path):
     cards = [make_card("YKT", balance=500) for _ in range(3)]
     path = write_csv(tmp_path / "d.csv", [c.number for c in cards] + ["bad"])

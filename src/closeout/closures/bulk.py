@@ -141,6 +141,14 @@ def file_fingerprint(path: Path, reason: str) -> str:
 class BadRow(str):
     """A row the CSV reader could not parse; its text is the reason."""
 
+    field = "row"
+
+
+class BadText(BadRow):
+    """A card number holding bytes that are not UTF-8; its text is the reason."""
+
+    field = "card_number"
+
 
 def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, str]]:
     """Yield (line number, raw card number) one row at a time, never the whole file.
@@ -172,7 +180,11 @@ def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, str]]:
             line = reader.line_num
             if line <= after_line or not any(cell.strip() for cell in row):
                 continue
-            yield line, (row[column] if column < len(row) else "")
+            value = row[column] if column < len(row) else ""
+            if "\ufffd" in value:  # what the decoder put in place of bytes that are not UTF-8
+                yield line, BadText("the card number is not valid UTF-8 text (save the file as UTF-8)")
+                continue
+            yield line, value
 
 
 def _cell(text: str) -> str:
@@ -337,7 +349,7 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
     rejects, wanted = [], []
     for line, raw in rows:
         if isinstance(raw, BadRow):
-            rejects.append(Reject(line, "", "row", str(raw)))
+            rejects.append(Reject(line, "", raw.field, str(raw)))
             continue
         try:
             card_number = normalize_card_number(raw)
