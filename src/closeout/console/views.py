@@ -133,7 +133,9 @@ def home(request):
 
 @staff_view("case.search")
 def search(request):
-    form = forms.SearchForm(request.GET or None)
+    # A POST: the query is often a phone or card number, which must not land in URLs (history,
+    # proxies, access logs).
+    form = forms.SearchForm(request.POST or None)
     results = None
     if form.is_valid() and form.cleaned_data["q"]:
         results = selectors.case_search(query=form.cleaned_data["q"])
