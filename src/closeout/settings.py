@@ -234,7 +234,8 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(case)s] %(message)s"},
         "json": {"()": "closeout.ops.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["case"]}},
+    "handlers": {"console": {"class": "closeout.ops.logs.StderrHandler", "formatter": LOG_FORMAT,
+                             "filters": ["case"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("CLOSEOUT_LOG_LEVEL", "INFO")},
     # DBOS adds a plain-text handler of its own only to a "dbos" logger that has none: give it ours,
     # so its warnings (step retries with their tracebacks) are JSON lines with the case like the rest.

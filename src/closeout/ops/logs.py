@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from datetime import UTC, datetime
 
 from closeout.ops import observe
@@ -32,6 +33,22 @@ def scrub(text: str) -> str:
     for pattern, replacement in _SCRUB:
         text = pattern.sub(replacement, text)
     return text
+
+
+class StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever `sys.stderr` is when a record comes, not the one it
+    found when logging was configured (test runners and daemon wrappers swap and close it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 class CaseContextFilter(logging.Filter):
