@@ -337,12 +337,6 @@ CASE_INSERT_COLUMNS = ("id", "reference", "card_id", "channel", "requester", "re
                        "bulk_batch_id")
 
 
-def _original(payment_ref: str) -> dict:
-    """The refund destination of a bulk case: the original payment, named when it is on record
-    (as `closure_request` names it), so that a provider like Stripe can refund it."""
-    return {"type": "original", "payment_ref": payment_ref} if payment_ref else {"type": "original"}
-
-
 def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]], summary: IntakeSummary,
                   seen: set[int]) -> list[Reject]:
     now = clock.now()
@@ -401,7 +395,7 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
     references = services.references_take(now, len(accepted))
     case_ids = allocate_ids(ClosureCase, len(accepted))
     cases = [_Case((case_id, reference, states.DRAFT, card.id, run.requester, quotes[card.id].as_json(),
-                    _original(card.original_payment_ref)), card)
+                    services.original_destination(card.original_payment_ref)), card)
              for case_id, reference, card in zip(case_ids, references, accepted, strict=True)]
     events, audits = [], []
     _steps(cases, [(states.SUBMITTED, f"bulk closure: {run.reason}"[:300])], key="submit", now=now, events=events,
@@ -638,7 +632,7 @@ def batch_refund_items(*, batch_id: int, workflow_id: str) -> list[dict] | None:
 def _destination(destination: dict, payment_ref: str) -> dict:
     """A case taken in before the intake named the original payment gets it from its card."""
     if destination.get("type", "original") == "original" and not destination.get("payment_ref"):
-        return {**destination, **_original(payment_ref)}
+        return {**destination, **services.original_destination(payment_ref)}
     return destination
 
 
@@ -719,10 +713,8 @@ def batch_blocked_record(*, batch_id: int, workflow_id: str, results: dict[str, 
                                  note="card blocked; unbinding linked apps")
         for case, result in refused:  # the card system refused it or did not answer: staff take over
             error = f"card block failed: {(result or {}).get('error') or 'no answer in block batch'}"
-            locked = services._lock(case.reference)
-            services._transition(locked, states.FAILED, actor=ACTOR, key=f"{workflow_id}:failed", note=error[:300],
-                                 action="")
-            ClosureCase.objects.filter(id=case.id).update(attention_reason=error[:200])
+            services._park(services._lock(case.reference), key=f"{workflow_id}:failed", note=error[:300],
+                           attention=error, actor=ACTOR)
         _finish_batch(batch, now)
         return "closed"
 
@@ -736,10 +728,8 @@ def batch_failed(*, batch_id: int, workflow_id: str, error: str) -> str:
         waiting = {"bulk_settle": states.SUBMITTED, "bulk_refund": states.REFUND_PENDING,
                    "bulk_block": states.DEACTIVATING}[batch.next_action]
         for case in _batch_cases(batch, waiting, card_columns=()):
-            locked = services._lock(case.reference)
-            services._transition(locked, states.FAILED, actor=ACTOR, key=f"{workflow_id}:failed", note=error[:300],
-                                 action="")
-            ClosureCase.objects.filter(id=case.id).update(attention_reason=error[:200])
+            services._park(services._lock(case.reference), key=f"{workflow_id}:failed", note=error[:300],
+                           attention=error, actor=ACTOR)
         _finish_batch(batch, clock.now())
         return "failed"
 

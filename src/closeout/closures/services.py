@@ -226,6 +226,12 @@ def _transition(case: ClosureCase, target: str, *, actor: str, key: str, note: s
     return event
 
 
+def _park(case: ClosureCase, *, key: str, note: str, attention: str, actor: str = "system", data=None) -> None:
+    """Move a locked case to `failed_needs_attention`, with what staff should look at."""
+    case.attention_reason = attention[:200]
+    _transition(case, states.FAILED, actor=actor, key=key, note=note, data=data, action="")
+
+
 def _card_status(card: Card, status: str, *, actor: str, reference: str) -> None:
     if card.status != status:
         audit_record(actor=actor, action="card.status", subject=f"card:{card.id}", before=card.status,
@@ -253,9 +259,15 @@ def _destination(destination: dict, card: Card) -> tuple[dict, str]:
         provider = str(destination.get("provider", ""))[:20]
         sealed = vault.encrypt(card.holder.data_key, wallet, context="wallet")
         return {"type": kind, "provider": provider, "wallet_masked": "••••" + wallet[-3:]}, sealed
-    if kind == "original" and card.original_payment_ref:
-        return {"type": kind, "payment_ref": card.original_payment_ref}, ""
+    if kind == "original":
+        return original_destination(card.original_payment_ref), ""
     return {"type": kind}, ""
+
+
+def original_destination(payment_ref: str) -> dict:
+    """A refund to the original payment, naming it when it is on record (a provider like Stripe
+    refunds a named payment only)."""
+    return {"type": "original", "payment_ref": payment_ref} if payment_ref else {"type": "original"}
 
 
 # --- services ---------------------------------------------------------------------------------
@@ -405,9 +417,8 @@ def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
             return case.state
         if result["status"] == "failed":
             refund.save()
-            _transition(case, states.FAILED, actor="system", key=f"{workflow_id}:failed",
-                        note=f"refund failed: {refund.failure_reason}"[:300], action="")
-            ClosureCase.objects.filter(id=case.id).update(attention_reason="refund failed")
+            _park(case, key=f"{workflow_id}:failed", note=f"refund failed: {refund.failure_reason}"[:300],
+                  attention="refund failed")
             return states.FAILED
         refund.settled_at = clock.now()
         refund.save()
@@ -626,10 +637,9 @@ def esim_release_record(*, reference: str, workflow_id: str, result: dict) -> st
             # Notice: closeout.notifications asks the customer to delete the eSIM on the phone here
             # (template "esim_delete_request", case reference and deadline).
             return case.state
-        _transition(case, states.FAILED, actor="system", key=f"{workflow_id}:failed",
-                    note=f"SM-DP+ refused the release: {result.get('message') or result.get('reason_code')}"[:300],
-                    data=data, action="")
-        ClosureCase.objects.filter(id=case.id).update(attention_reason="eSIM release refused")
+        _park(case, key=f"{workflow_id}:failed",
+              note=f"SM-DP+ refused the release: {result.get('message') or result.get('reason_code')}"[:300],
+              attention="eSIM release refused", data=data)
         return states.FAILED
 
 
@@ -662,9 +672,8 @@ def esim_deletion_timeout(*, reference: str) -> str:
                 or case.deadline_at > clock.now()):
             return case.state
         case.deadline_at = None
-        _transition(case, states.FAILED, actor="system", key=f"esim_timeout:{case.updated_at.isoformat()}",
-                    note="the eSIM profile was not deleted on the device in time", action="")
-        ClosureCase.objects.filter(id=case.id).update(attention_reason=ATTENTION_ESIM)
+        _park(case, key=f"esim_timeout:{case.updated_at.isoformat()}",
+              note="the eSIM profile was not deleted on the device in time", attention=ATTENTION_ESIM)
         return states.FAILED
 
 
@@ -739,9 +748,7 @@ def unbind_record(*, reference: str, workflow_id: str, results: dict) -> str:
             deliveries.update(status=UnbindDelivery.Status.FAILED)
             why = (f"partner not registered: {', '.join(unregistered)}" if unregistered
                    else f"no acknowledgement from {', '.join(pending)}")
-            _transition(case, states.FAILED, actor="system", key=f"{workflow_id}:failed", note=f"unbind: {why}",
-                        data=results, action="")
-            ClosureCase.objects.filter(id=case.id).update(attention_reason=f"unbind: {why}"[:200])
+            _park(case, key=f"{workflow_id}:failed", note=f"unbind: {why}", attention=f"unbind: {why}", data=results)
             return states.FAILED
         _schedule(case, "unbind", key=f"{workflow_id}:retry", due_in=unbind_backoff(attempts), data=results,
                   note=f"waiting for {', '.join(pending)} to acknowledge the unbind")
@@ -853,9 +860,7 @@ def closure_action_failed(*, reference: str, workflow_id: str, error: str) -> st
         case = _lock(reference)
         if case.next_action_id != workflow_id or case.state in states.TERMINAL:
             return case.state
-        _transition(case, states.FAILED, actor="system", key=f"{workflow_id}:failed", note=error[:300],
-                    action="")
-        ClosureCase.objects.filter(id=case.id).update(attention_reason=error[:200])
+        _park(case, key=f"{workflow_id}:failed", note=error[:300], attention=error)
         return states.FAILED
 
 
@@ -865,7 +870,6 @@ def closure_deadline_passed(*, reference: str) -> str:
         if not case.deadline_at or case.deadline_at > clock.now() or case.state != states.AWAITING_RETURN:
             return case.state
         case.deadline_at = None
-        _transition(case, states.FAILED, actor="system", key=f"deadline:{case.updated_at.isoformat()}",
-                    note="the card was not received in time", action="")
-        ClosureCase.objects.filter(id=case.id).update(attention_reason="card not received in time")
+        _park(case, key=f"deadline:{case.updated_at.isoformat()}", note="the card was not received in time",
+              attention="card not received in time")
         return states.FAILED
