@@ -203,10 +203,14 @@ def cmd_worker(args) -> int:
 
         print(json.dumps(workers_status(), indent=2))
         return 0
+    from closeout.closures.dispatch import BadQueueLimits
     from closeout.ops.services import ExecutorIdInUse
 
     try:
         worker.run_forever(executor_id=args.executor_id, metrics_port=args.metrics_port)
+    except BadQueueLimits as exc:
+        print(f"closeout worker: {exc}; not starting.", file=sys.stderr)
+        return 2
     except ExecutorIdInUse as exc:
         print(f"closeout worker: {exc}; not starting. Give each worker its own id with "
               f"--executor-id ID or CLOSEOUT_EXECUTOR_ID=ID (or stop the worker running as {exc.executor_id!r}).",

@@ -144,6 +144,12 @@ DBOS_APPLICATION_VERSION = os.environ.get("CLOSEOUT_APP_VERSION", "closeout-1")
 # default differs per machine; two workers on one machine need their own CLOSEOUT_EXECUTOR_ID or
 # --executor-id (a second worker under a live id refuses to start).
 DBOS_EXECUTOR_ID = os.environ.get("CLOSEOUT_EXECUTOR_ID") or f"worker-{socket.gethostname() or 'localhost'}"[:120]
+# Workflows run at once per queue (one queue per external system): `name=PER_WORKER[/OVERALL]`,
+# comma-separated, over the defaults in `closures.dispatch.DEFAULT_QUEUE_LIMITS`; OVERALL holds
+# across all workers, for a provider that allows only so many parallel calls.
+# How long a simulator's scripted `latency` fault holds the call.
+CLOSEOUT_SIM_LATENCY_SEC = float(os.environ.get("CLOSEOUT_SIM_LATENCY_SEC", "0.3"))
+CLOSEOUT_QUEUE_LIMITS = os.environ.get("CLOSEOUT_QUEUE_LIMITS", "")
 DBOS_POLLING_INTERVAL = float(os.environ.get("CLOSEOUT_QUEUE_POLL_SEC", "0.2"))
 # Connections a worker keeps to the DBOS system database (DBOS's own default is 20). See
 # `ops.capacity` for what one worker may open in all.

@@ -42,13 +42,15 @@ def launch(*, executor_id: str | None = None):
     from closeout.ops import capacity
 
     global _current_executor
+    limits = dispatch.queue_limits()
     signing_key_ensure()
     capacity.connections_check()
     dbos = DBOS(config=dbos_config(executor_id=executor_id))
     DBOS.launch()
     _current_executor = executor_id or settings.DBOS_EXECUTOR_ID
-    for name, concurrency in dispatch.QUEUES.items():
-        DBOS.register_queue(name, worker_concurrency=concurrency, polling_interval_sec=settings.DBOS_POLLING_INTERVAL)
+    for name, limit in limits.items():
+        DBOS.register_queue(name, worker_concurrency=limit.per_worker, global_concurrency=limit.overall,
+                            polling_interval_sec=settings.DBOS_POLLING_INTERVAL)
     DBOS.apply_schedules(
         [{"schedule_name": "closeout-sweep", "workflow_fn": workflow.sweep, "schedule": settings.SWEEP_SCHEDULE}]
     )
@@ -80,8 +82,10 @@ def migrate_system_database() -> None:
 
 
 def run_forever(*, executor_id: str | None = None, metrics_port: int | None = None) -> None:
+    from closeout.closures import dispatch
     from closeout.ops.heartbeat import Heartbeat
 
+    dispatch.queue_limits()  # a bad CLOSEOUT_QUEUE_LIMITS stops the worker before it claims its id
     stop = threading.Event()
 
     def on_signal(signum, frame):

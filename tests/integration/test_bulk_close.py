@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 
 import pytest
 from django.db.models import Sum
@@ -325,3 +326,30 @@ def test_a_card_the_card_system_refuses_to_block_goes_to_staff_and_the_rest_clos
     assert state[cards[1].id].state == states.FAILED and "answered 404" in state[cards[1].id].attention_reason
     assert state[cards[2].id].state == states.FAILED and "no answer" in state[cards[2].id].attention_reason
     assert Card.objects.get(id=cards[1].id).status == "closing"
+
+
+def test_a_slow_payment_provider_holds_up_only_the_refund_files(dbos_worker, make_card, tmp_path, settings):
+    from closeout.closures import services
+    from closeout.integrations.models import SimFault
+
+    settings.CLOSEOUT_SIM_LATENCY_SEC = 10
+    slow = SimFault.objects.create(system="payments", operation="refund_batch", mode="latency", remaining=2)
+    first = [make_card("YKT", balance=700) for _ in range(4)]
+    bulk.bulk_intake(path=write_csv(tmp_path / "first.csv", [c.number for c in first]), reason="dormant",
+                     requester="operator:test", batch_size=2)
+    wait_for(lambda: SimFault.objects.get(id=slow.id).remaining < 2, timeout=10)
+    time.sleep(0.5)
+
+    # While the provider sits on a refund file, the batches of the next run still settle ...
+    later = [make_card("YKT", balance=500) for _ in range(4)]
+    bulk.bulk_intake(path=write_csv(tmp_path / "later.csv", [c.number for c in later]), reason="dormant",
+                     requester="operator:test", batch_size=2)
+    wait_for(lambda: BulkBatch.objects.count() == 4
+             and not BulkBatch.objects.filter(next_action="bulk_settle").exists(), timeout=5)
+    # ... and a customer's own closure is refunded and closed on the single-case queues.
+    own = services.closure_request(card=make_card("YKT", balance=300), channel="web", requester="customer:web")
+    wait_for(lambda: ClosureCase.objects.get(reference=own.reference).state == states.CLOSED, timeout=8)
+    assert not ClosureCase.objects.filter(card__in=first, state=states.CLOSED).exists()
+
+    wait_for(lambda: ClosureCase.objects.filter(state=states.CLOSED).count() == 9, timeout=90)
+    assert SimRefund.objects.count() == 9

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -22,6 +23,9 @@ from closeout.integrations.faults import crash_point
 log = logging.getLogger(__name__)
 
 WORKFLOW_NAME = "closeout.run_action"
+# One queue per external system, so that a slow or failing system holds up only its own calls; the
+# batched bulk actions have queues of their own beside them, so that a run of a million cards does
+# not make single customers' cases wait behind its files.
 QUEUE_FOR_ACTION = {
     "verify": "internal",
     "settle": "internal",
@@ -32,11 +36,61 @@ QUEUE_FOR_ACTION = {
     "release_profile": "smdp",
     "unbind": "partners",
     "bulk_settle": "bulk",
-    "bulk_refund": "bulk",
-    "bulk_block": "bulk",
+    "bulk_refund": "bulk_payments",
+    "bulk_block": "bulk_card_system",
 }
-QUEUES = {"internal": 8, "payments": 4, "card_system": 4, "smdp": 4, "partners": 4, "notifications": 4,
-          "bulk": 2}
+
+
+@dataclass(frozen=True)
+class QueueLimit:
+    """How many workflows of one queue run at once: in each worker, and over all workers together
+    (`overall`, the external system's own limit on parallel calls; None for no such limit)."""
+
+    per_worker: int
+    overall: int | None = None
+
+
+DEFAULT_QUEUE_LIMITS = {
+    "internal": QueueLimit(8),
+    "payments": QueueLimit(4, 16),
+    "card_system": QueueLimit(4, 16),
+    "smdp": QueueLimit(4, 8),
+    "partners": QueueLimit(4, 16),
+    "bulk": QueueLimit(1),
+    "bulk_payments": QueueLimit(1, 2),
+    "bulk_card_system": QueueLimit(1, 2),
+}
+
+
+class BadQueueLimits(ValueError):
+    """CLOSEOUT_QUEUE_LIMITS names an unknown queue or a limit that is not a positive whole number."""
+
+
+def parse_queue_limits(text: str) -> dict[str, QueueLimit]:
+    """Read `name=per_worker[/overall]` entries, comma-separated, e.g. `payments=2/6,smdp=1`.
+
+    :raises BadQueueLimits: naming the entry and what is wrong with it.
+    """
+    limits = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = entry.partition("=")
+        name = name.strip()
+        if name not in DEFAULT_QUEUE_LIMITS:
+            raise BadQueueLimits(f"CLOSEOUT_QUEUE_LIMITS entry {entry!r}: no queue {name!r} "
+                                 f"(queues: {', '.join(DEFAULT_QUEUE_LIMITS)})")
+        per_worker, _, overall = value.partition("/")
+        numbers = [per_worker.strip()] + ([overall.strip()] if overall.strip() else [])
+        if not sep or not all(n.isascii() and n.isdigit() and int(n) > 0 for n in numbers):
+            raise BadQueueLimits(f"CLOSEOUT_QUEUE_LIMITS entry {entry!r}: expected {name}=PER_WORKER or "
+                                 f"{name}=PER_WORKER/OVERALL, each a whole number above 0")
+        limits[name] = QueueLimit(int(numbers[0]), int(numbers[1]) if len(numbers) > 1 else None)
+    return limits
+
+
+def queue_limits() -> dict[str, QueueLimit]:
+    """The limits in force: the defaults, with CLOSEOUT_QUEUE_LIMITS over them."""
+    return {**DEFAULT_QUEUE_LIMITS, **parse_queue_limits(getattr(settings, "CLOSEOUT_QUEUE_LIMITS", ""))}
+
 
 _client = None
 _client_lock = threading.Lock()

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 
 from closeout.integrations.models import SimFault
 
 
 def take_fault(system: str, operation: str) -> str | None:
-    """Consume one scripted fault for this call, if any, and return its mode."""
+    """Consume one scripted fault for this call, if any, and return its mode.
+
+    A `latency` fault is served here: the call waits CLOSEOUT_SIM_LATENCY_SEC, then goes on.
+    """
+    mode = _take(system, operation)
+    if mode == "latency":
+        time.sleep(settings.CLOSEOUT_SIM_LATENCY_SEC)
+    return mode
+
+
+def _take(system: str, operation: str) -> str | None:
     with transaction.atomic():
         fault = (
             SimFault.objects.select_for_update()

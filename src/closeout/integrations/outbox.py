@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -86,8 +85,6 @@ def outbox_deliver(*, system: str | None = None, post: Post | None = None, limit
         if mode == "drop_webhook":
             SimOutbox.objects.filter(id=row.id).update(last_status=0, attempts=row.attempts + 1)
             continue
-        if mode == "latency":
-            time.sleep(0.5)
         copies = 2 if mode == "duplicate_webhook" else 1
         status = 0
         for _ in range(copies):

@@ -2,7 +2,7 @@
 
 A worker runs each workflow on a thread of its own, and each such thread keeps a Django
 connection for `CLOSEOUT_DB_CONN_MAX_AGE` seconds; at full load that is one per unit of queue
-concurrency (`closures.dispatch.QUEUES`), plus the pump, heartbeat and scheduler threads, plus the
+concurrency per worker (`closures.dispatch.queue_limits`), plus the pump, heartbeat and scheduler threads, plus the
 DBOS system database pool and the pump's DBOS client. PostgreSQL's default `max_connections` is
 100, so a few workers at full load can exhaust it and fail with "too many clients". A worker
 checks at start and says in its log, naming the figures, when the server has fewer connections
@@ -24,9 +24,9 @@ CLIENT_POOL = 2  # the DBOSClient the pump enqueues through (DBOS's default clie
 
 def worker_connections() -> int:
     """PostgreSQL connections one worker may hold at full load (application and DBOS databases)."""
-    from closeout.closures.dispatch import QUEUES
+    from closeout.closures.dispatch import queue_limits
 
-    return sum(QUEUES.values()) + BACKGROUND_THREADS + settings.DBOS_SYS_DB_POOL_SIZE + CLIENT_POOL
+    return sum(limit.per_worker for limit in queue_limits().values()) + BACKGROUND_THREADS + settings.DBOS_SYS_DB_POOL_SIZE + CLIENT_POOL
 
 
 def connections_check() -> tuple[int, int, int] | None:

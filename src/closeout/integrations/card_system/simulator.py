@@ -4,8 +4,6 @@ demo's card table and ledger stand in for the operator's card database)."""
 
 from __future__ import annotations
 
-import time
-
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
@@ -17,8 +15,6 @@ from closeout.integrations.models import SimCardBlock, SimNumberDeactivation
 
 def _fault(operation: str) -> str | None:
     mode = take_fault("card_system", operation)
-    if mode == "latency":
-        time.sleep(0.3)
     if mode == "error_5xx":
         raise TransientError("card system answered 503")
     return mode

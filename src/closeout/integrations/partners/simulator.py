@@ -5,7 +5,6 @@ the partner was given, remember what they received (GET /sim/partners/deliveries
 from __future__ import annotations
 
 import json
-import time
 
 from closeout.integrations.errors import TransientError
 from closeout.integrations.faults import take_fault
@@ -19,8 +18,6 @@ def partner_endpoint_receive(*, partner: str, body: bytes, headers: dict) -> int
     from closeout.integrations.partners import services
 
     mode = take_fault("partners", partner) or take_fault("partners", "unbind")
-    if mode == "latency":
-        time.sleep(0.3)
     if mode == "timeout":
         raise TransientError(f"partner {partner}: timed out")
     lowered = {k.lower(): v for k, v in headers.items()}

@@ -112,8 +112,6 @@ class SimulatedPaymentProvider:
         if kind not in DESTINATIONS:
             raise PermanentError(f"refund destination {kind!r} is not supported")
         mode = take_fault("payments", "refund")
-        if mode == "latency":
-            time.sleep(0.3)
         if mode == "error_5xx":
             raise TransientError("payment provider answered 503")
         status, reason, settle_after = "succeeded", "", None

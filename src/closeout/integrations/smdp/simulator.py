@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import os
-import time
 from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -87,8 +86,6 @@ def _replay(profile: SimEsimProfile, function: str, call_id: str) -> Es2Result |
 
 def _fault(operation: str) -> str | None:
     mode = take_fault("smdp", operation)
-    if mode == "latency":
-        time.sleep(0.3)
     if mode == "error_5xx":
         raise TransientError("SM-DP+ answered 503")
     return mode
