@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import logging
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -217,6 +218,7 @@ def _transition(case: ClosureCase, target: str, *, actor: str, key: str, note: s
     insert_one(event)
     audit_record(actor=actor, action="closure.transition", subject=case.reference, before=before, after=target,
                  reason=note, data=data or {})
+    transaction.on_commit(partial(_log_transition, case.reference, before, target, actor, case.next_action))
     if target in TOLD_STATES:
         from closeout.notifications.services import notice_case_state
 
@@ -224,6 +226,12 @@ def _transition(case: ClosureCase, target: str, *, actor: str, key: str, note: s
     if action and not due_in:
         dispatch.wake_pump_on_commit()
     return event
+
+
+def _log_transition(reference: str, before: str, target: str, actor: str, action: str) -> None:
+    log.info("%s -> %s", before or "new", target,
+             extra={"case": reference, "event": "transition", "from_state": before, "to_state": target,
+                    "actor": actor, "next_action": action})
 
 
 def _park(case: ClosureCase, *, key: str, note: str, attention: str, actor: str = "system", data=None) -> None:

@@ -52,11 +52,12 @@ class StderrHandler(logging.StreamHandler):
 
 
 class CaseContextFilter(logging.Filter):
-    """Attach `case` and `workflow_id` to every record (None outside a case)."""
+    """Attach `case` and `workflow_id` to every record (None outside a case); a record logged with
+    its own (`extra={"case": …}`) keeps them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        workflow_id = observe.current_workflow() or observe._dbos_workflow_id()
-        record.case = observe.current_case() or observe.reference_of(workflow_id)
+        workflow_id = getattr(record, "workflow_id", None) or observe.current_workflow() or observe._dbos_workflow_id()
+        record.case = getattr(record, "case", None) or observe.current_case() or observe.reference_of(workflow_id)
         record.workflow_id = workflow_id
         return True
 

@@ -9,6 +9,7 @@ worker on another machine serves its own with `closeout worker --metrics-port`.
 from __future__ import annotations
 
 import contextvars
+import logging
 import time
 from contextlib import contextmanager
 
@@ -27,6 +28,8 @@ ADAPTER_ERRORS = Counter(
     "closeout_adapter_errors", "Errors raised by external-system adapters, by system, call and kind.",
     ["system", "call", "kind"], registry=LOCAL,
 )
+
+steps_log = logging.getLogger("closeout.steps")
 
 _case: contextvars.ContextVar[str | None] = contextvars.ContextVar("closeout_case", default=None)
 _workflow: contextvars.ContextVar[str | None] = contextvars.ContextVar("closeout_workflow", default=None)
@@ -84,7 +87,8 @@ def step(fn):
     name = getattr(fn, "__name__", "step")
     started = time.perf_counter()
     outcome = "ok"
-    with case_context(reference_of(workflow_id) or current_case(), workflow_id):
+    reference = reference_of(workflow_id) or current_case()
+    with case_context(reference, workflow_id):
         try:
             yield
         except AdapterError as exc:
@@ -96,4 +100,10 @@ def step(fn):
             outcome = "error"
             raise
         finally:
-            STEP_SECONDS.labels(step=name, outcome=outcome).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            STEP_SECONDS.labels(step=name, outcome=outcome).observe(elapsed)
+            # A case's steps are its story; the others (the sweep every few seconds) only noise.
+            level = logging.WARNING if outcome == "error" else logging.INFO if reference else logging.DEBUG
+            steps_log.log(level, "step %s %s", name, outcome,
+                          extra={"step": name, "system": _system_of(fn), "outcome": outcome,
+                                 "duration_ms": round(elapsed * 1000, 1)})
