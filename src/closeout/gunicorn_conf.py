@@ -54,7 +54,7 @@ class AccessLogger(Logger):
         if not self.access_log_enabled:
             return None
         atoms = self.atoms(resp, req, environ, request_time)
-        self.access_log.info("%s %s %s", atoms["m"], atoms["U"], atoms["s"], extra={
+        self.access_log.info("%s %s -> %s", atoms["m"], atoms["U"], atoms["s"], extra={
             "remote": atoms["h"], "method": atoms["m"], "path": atoms["U"], "status": _whole(atoms["s"]),
             "bytes": _whole(atoms["b"]), "duration_ms": round(request_time.total_seconds() * 1000, 1),
         })

@@ -45,6 +45,12 @@ def test_card_numbers_in_paths_are_masked_to_their_last_four_digits(monkeypatch,
     assert "/cards/************0036/block" in logged
 
 
+def test_in_json_the_message_keeps_the_last_digits_of_a_masked_number(monkeypatch, capsys):
+    entry = json.loads(_logged(monkeypatch, capsys, "/sim/cards/api/cards/8103113636000036", "json"))
+
+    assert entry["msg"] == "GET /sim/cards/api/cards/************0036 -> 404"
+
+
 def test_in_json_each_request_is_one_object_with_its_fields(monkeypatch, capsys):
     logged = _logged(monkeypatch, capsys, '/verify/x\n{"level": "forged"}', "json")
 
