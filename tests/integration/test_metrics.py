@@ -85,13 +85,13 @@ def test_metrics_count_cases_refunds_steps_and_adapter_errors(dbos_worker, make_
     assert failure and failure[0]["case"] == bad.reference and failure[0]["level"] == "WARNING"
     assert failure[0]["workflow_id"] == f"{bad.reference}:deactivate"
     # Each case's way is in the log under its reference: every transition, every step with its system.
-    moves = [(e["from_state"], e["to_state"]) for e in lines if e.get("event") == "transition" and e["case"] == ok.reference]
+    moves = [(e["from_state"], e["to_state"]) for e in lines if e.get("event") == "transition" and e.get("case") == ok.reference]
     assert moves == [("draft", "submitted"), ("submitted", "verified"), ("verified", "settled"),
                      ("settled", "refund_pending"), ("refund_pending", "refunded"), ("refunded", "deactivating"),
                      ("deactivating", "closed")]
-    calls = {(e["step"], e["system"], e["outcome"]) for e in lines if e.get("step") and e["case"] == ok.reference}
+    calls = {(e["step"], e["system"], e["outcome"]) for e in lines if e.get("step") and e.get("case") == ok.reference}
     assert {("refund", "payments", "ok"), ("block", "card_system", "ok"), ("closure_settle", "closeout", "ok")} <= calls
-    failed = [e for e in lines if e.get("step") == "block" and e["case"] == bad.reference and e["outcome"] == "error"]
+    failed = [e for e in lines if e.get("step") == "block" and e.get("case") == bad.reference and e["outcome"] == "error"]
     assert len(failed) == 5 and {e["level"] for e in failed} == {"WARNING"} and all("duration_ms" in e for e in failed)
     text = "\n".join(json.dumps(e, ensure_ascii=False) for e in lines)
     for canary in ("holder@example.test", "91234567", ok_card.number, "A1234563", "陈大文"):
