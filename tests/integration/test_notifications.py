@@ -218,3 +218,43 @@ def test_an_appointment_reminder_is_sent_once_per_appointment_time(make_card, sm
     text = Inbox.text(message)
     assert "觀塘客務中心" in text and "2026年12月3日 10:30" in text and "身份證明文件" in text
     assert Notice.objects.filter(template="appointment_reminder").count() == 1
+
+
+def test_every_channel_gets_one_receipt_in_the_case_language(dbos_worker, smtp_server, make_card, client):
+    """A partner's API request, a phone call taken in the console and the portal each leave the
+    holder one receipt, by email and SMS; the portal's is sent at once, the others as the case is
+    verified, and the verify step does not send the portal's twice."""
+    import json
+
+    from closeout.api.keys import apikey_create
+    from closeout.closures import services, states
+    from closeout.closures.models import ClosureCase
+    from closeout.portal.services import portal_closure_request
+    from tests.fixtures import wait_for
+
+    api_card, phone_card, web_card = make_card("YKT"), make_card("YKT"), make_card("YKT")
+    response = client.post(
+        "/api/v1/closures", content_type="application/json", HTTP_IDEMPOTENCY_KEY="receipt-1",
+        HTTP_AUTHORIZATION=f"Bearer {apikey_create(name='partner-a')[1]}",
+        data=json.dumps({"card_number": api_card.number, "holder_name": "陈大文",
+                         "id_document": {"type": "hkid", "number": "A123456(3)"}, "channel": "partner_api",
+                         "refund_destination": {"type": "original"}}))
+    assert response.status_code == 201, response.content
+    by_api = response.json()["reference"]
+    by_phone = services.closure_request(card=phone_card, channel="phone", requester="staff:clerk",
+                                        language="zh-hant").reference
+    by_web = portal_closure_request(card=web_card, refund_destination={"type": "original"},
+                                    language="zh-hans").reference
+    assert Notice.objects.filter(case__reference=by_web, template="receipt").count() == 2  # before any step
+
+    references = (by_api, by_phone, by_web)
+    wait_for(lambda: ClosureCase.objects.filter(reference__in=references, state=states.CLOSED).count() == 3)
+    subjects = [m["Subject"].strip() for m in smtp_server.wait(9)]  # per case: receipt, refunded, closed
+    assert f"We received your closure request {by_api}" in subjects
+    assert f"我們已收到你的註銷申請 {by_phone}" in subjects
+    for reference in references:
+        receipts = Notice.objects.filter(case__reference=reference, template="receipt")
+        assert sorted(receipts.values_list("channel", "status")) == [("email", "sent"), ("sms", "sent")]
+        assert len([s for s in subjects if reference in s]) == 3
+        assert len([m for m in SimSmsMessage.objects.all() if reference in m.body
+                    and ("收到" in m.body or "received" in m.body)]) == 1

@@ -6,7 +6,6 @@ constraints on (counter, start) and (card) are the last word if anything slips p
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
@@ -20,9 +19,9 @@ from closeout.closures import services as closures
 from closeout.closures import states
 from closeout.closures.models import ClosureCase
 from closeout.common import calendars, clock
+from closeout.notifications.services import appointment_reminder_send
 from closeout.returns import services as returns
 
-log = logging.getLogger(__name__)
 BOOKING_ATTEMPTS = 3
 
 
@@ -176,23 +175,9 @@ def appointment_reminders_send(*, now: datetime | None = None) -> int:
             if not claimed:
                 continue
             audit_record(actor="system", action="appointment.reminder", subject=f"appointment:{appointment_id}")
-        _deliver_reminder(appointment_id)
+        appointment_reminder_send(appointment_id=appointment_id)
         sent += 1
     return sent
-
-
-def _deliver_reminder(appointment_id: int) -> None:
-    """Hand the reminder to `closeout.notifications` (SMS/email) when that app is installed."""
-    try:
-        from closeout.notifications import services as notifications  # noqa: PLC0415 - optional app
-    except ImportError:
-        log.info("appointment %s reminder recorded; no notifications app installed", appointment_id)
-        return
-    send = getattr(notifications, "appointment_reminder_send", None)
-    if send is None:
-        log.warning("notifications app has no appointment_reminder_send; reminder %s not sent", appointment_id)
-        return
-    send(appointment_id=appointment_id)
 
 
 # --- at the counter ---------------------------------------------------------------------------

@@ -173,8 +173,8 @@ def _workflow_id(case: ClosureCase, action: str) -> str:
     return f"{case.reference}:{action}" if runs[action] == 1 else f"{case.reference}:{action}:{runs[action]}"
 
 
-# States the holder is told of as the case reaches them (the portal sends its own receipt on
-# submission and its own notice of a withdrawal).
+# States the holder is told of as the case reaches them (besides the receipt, sent as the case is
+# verified, and the portal's own notice of a withdrawal).
 TOLD_STATES = (states.REFUNDED, states.CLOSED, states.REJECTED)
 
 
@@ -323,11 +323,15 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
 
 
 def closure_verify(*, reference: str, workflow_id: str) -> str:
-    """Record that the card system knows the card and the identity was matched at request."""
+    """Record that the card system knows the card and the identity was matched at request, and
+    send the holder the receipt (the portal sent it already: it is not sent twice)."""
     with transaction.atomic():
         case = _lock(reference)
-        _transition(case, states.VERIFIED, actor="system", key=f"{workflow_id}:verified",
-                    note="identity and card checked")
+        if _transition(case, states.VERIFIED, actor="system", key=f"{workflow_id}:verified",
+                       note="identity and card checked"):
+            from closeout.notifications.services import notice_receipt
+
+            notice_receipt(case=case)
         return case.state
 
 

@@ -5,7 +5,6 @@ closures opened for a caller, email or chat customer. Case state changes go thro
 from __future__ import annotations
 
 import hmac
-import logging
 import re
 import secrets
 from datetime import timedelta
@@ -25,8 +24,7 @@ from closeout.common import clock
 from closeout.console import roles
 from closeout.console.models import AssistedCheck, CaseNote, StaffProfile
 from closeout.identity import documents, vault
-
-log = logging.getLogger(__name__)
+from closeout.notifications import services as notifications
 
 ASSISTED_CHANNELS = ("phone", "email", "chat", "branch")
 
@@ -181,21 +179,8 @@ def notice_resend(*, reference: str, actor: str) -> CaseNote:
         note = CaseNote.objects.create(case=case, kind=CaseNote.Kind.NOTICE, author=actor, at=clock.now(),
                                        text=f"notice resent: {case.state}")
         audit_record(actor=actor, action="notice.resend", subject=case.reference, after=case.state)
-        transaction.on_commit(lambda: _deliver_notice(case.reference))
+        transaction.on_commit(lambda: notifications.notice_resend(reference=case.reference))
     return note
-
-
-def _deliver_notice(reference: str) -> None:
-    try:
-        from closeout.notifications import services as notifications  # noqa: PLC0415 - optional app
-    except ImportError:
-        log.info("notice for %s recorded; no notifications app installed", reference)
-        return
-    send = getattr(notifications, "notice_resend", None)
-    if send is None:
-        log.warning("notifications app has no notice_resend; notice for %s not sent", reference)
-        return
-    send(reference=reference)
 
 
 class UnableToWaive(Exception):

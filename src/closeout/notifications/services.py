@@ -1,6 +1,6 @@
 """Send notices to customers by email (SMTP) or SMS (the SMS gateway port).
 
-The service API is three functions:
+The service API is three functions (and the notices the cases send, built on them):
 
 - ``notice_send(channel=, to=, template=, language=, ...)``: one notice to one address.
 - ``notice_send_holder(holder=, template=, ...)``: to the holder's contacts on file.
@@ -162,6 +162,20 @@ def notice_case_state(*, case, key: str | None = None) -> list[Notice]:
         context={"reference": case.reference, "state": case.state,
                  "card_masked": documents.mask_card_number(case.card.number),
                  "sla_due": case.sla_due_date.isoformat() if case.sla_due_date else ""},
+    )
+
+
+def notice_receipt(*, case) -> list[Notice]:
+    """Send the holder the receipt of a submitted case (reference, refund, destination, expected
+    date, whether the card must be posted back), whichever channel it came in by; once per case."""
+    card = case.card
+    return notice_send_holder(
+        holder=card.holder, template="receipt", language=case.language, case=case, key=f"{case.reference}:receipt",
+        context={"reference": case.reference, "refund": case.quote["refund"], "currency": case.quote["currency"],
+                 "destination": case.refund_destination.get("type", "original"),
+                 "sla_due": case.sla_due_date.isoformat() if case.sla_due_date else "",
+                 "card_masked": documents.mask_card_number(card.number),
+                 "return_required": bool(card.product.physical_return_required and card.physical)},
     )
 
 

@@ -89,21 +89,15 @@ def portal_closure_request(*, card: Card, refund_destination: dict, language: st
     :raises ChargesOpen: when outstanding fees were not paid first.
     """
     from closeout.closures import services as closures
-    from closeout.notifications.services import notice_send_holder
+    from closeout.notifications.services import notice_receipt
 
     if CardCharge.objects.filter(card=card, settled_at__isnull=True).exists():
         raise ChargesOpen("pay the outstanding fees first")
     case = closures.closure_request(card=card, channel="web", requester="customer:web",
                                     refund_destination=refund_destination, language=language)
-    product = card.product
-    notice_send_holder(
-        holder=card.holder, template="receipt", language=language, case=case, key=f"{case.reference}:receipt",
-        context={"reference": case.reference, "refund": case.quote["refund"], "currency": case.quote["currency"],
-                 "destination": case.refund_destination.get("type", "original"),
-                 "sla_due": case.sla_due_date.isoformat() if case.sla_due_date else "",
-                 "card_masked": documents.mask_card_number(card.number),
-                 "return_required": bool(product.physical_return_required and card.physical)},
-    )
+    # The case's verify step sends the receipt of every channel; the portal's customer is waiting
+    # for it, so it goes now (the step then finds it sent: one receipt).
+    notice_receipt(case=case)
     return case
 
 
