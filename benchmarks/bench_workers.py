@@ -118,9 +118,11 @@ def run_closures(db, numbers, workers: int, timeout: float, poll: float, commits
                 raise RuntimeError("workers did not start")
             time.sleep(0.2)
         time.sleep(2)  # let them finish launching and recovering
-        idle_from, idle_t = commits(), time.monotonic()
+        idle_from, idle_t, idle_cpu = commits(), time.monotonic(), pool.cpu_seconds()
         time.sleep(5)
-        idle_rate = (commits() - idle_from - commits.own) / (time.monotonic() - idle_t)
+        idle_seconds = time.monotonic() - idle_t
+        idle_cores = (pool.cpu_seconds() - idle_cpu) / idle_seconds / workers
+        idle_rate = (commits() - idle_from - commits.own) / idle_seconds
 
         start_commits, start_cpu = commits(), pool.cpu_seconds()
         started = time.monotonic()
@@ -139,6 +141,7 @@ def run_closures(db, numbers, workers: int, timeout: float, poll: float, commits
         pool.stop()
     return {"workers": workers, "closures": len(cases), "seconds": elapsed, "rate": len(cases) / elapsed,
             "commits_per_closure": written / len(cases), "idle_commits_per_s": idle_rate,
+            "idle_cores_per_worker": idle_cores,
             "cpu_ms_per_closure": cpu / len(cases) * 1000, "cpu_busy": cpu / elapsed}
 
 
@@ -175,7 +178,8 @@ def main() -> None:
     print(ceiling_line)
     for r in (one, two):
         print(f"{r['workers']} worker(s): {r['rate']:.2f} closures/s ({r['closures']} in {r['seconds']:.1f} s), "
-              f"{r['commits_per_closure']:.1f} commits/closure, idle {r['idle_commits_per_s']:.0f} commits/s; "
+              f"{r['commits_per_closure']:.1f} commits/closure, idle {r['idle_commits_per_s']:.0f} commits/s "
+              f"and {r['idle_cores_per_worker']:.3f} cores per worker; "
               f"worker CPU {r['cpu_ms_per_closure']:.0f} ms/closure ({r['cpu_busy']:.2f} cores busy)")
     for r in (one, two):
         print(h.ratio_line(f"(2) {r['workers']} worker(s): closures/s x commits/closure / {against}",

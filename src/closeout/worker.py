@@ -50,7 +50,7 @@ def launch(*, executor_id: str | None = None):
     _current_executor = executor_id or settings.DBOS_EXECUTOR_ID
     for name, limit in limits.items():
         DBOS.register_queue(name, worker_concurrency=limit.per_worker, global_concurrency=limit.overall,
-                            polling_interval_sec=settings.DBOS_POLLING_INTERVAL)
+                            polling_interval_sec=dispatch.polling_interval(name))
     DBOS.apply_schedules(
         [{"schedule_name": "closeout-sweep", "workflow_fn": workflow.sweep, "schedule": settings.SWEEP_SCHEDULE}]
     )

@@ -62,6 +62,17 @@ DEFAULT_QUEUE_LIMITS = {
 }
 
 
+# Each poll of a queue is a few statements on the DBOS system database, in every worker, whether
+# or not it finds work. Queues whose work is rare (eSIM profiles, partner apps) or long (a bulk
+# batch runs for seconds) are polled less often: this many times CLOSEOUT_QUEUE_POLL_SEC.
+POLL_FACTOR = {"smdp": 2.5, "partners": 2.5, "bulk": 5.0, "bulk_payments": 5.0, "bulk_card_system": 5.0}
+
+
+def polling_interval(queue: str) -> float:
+    """Seconds between two polls of `queue` by a worker."""
+    return settings.DBOS_POLLING_INTERVAL * POLL_FACTOR.get(queue, 1.0)
+
+
 class BadQueueLimits(ValueError):
     """CLOSEOUT_QUEUE_LIMITS names an unknown queue or a limit that is not a positive whole number."""
 
