@@ -395,7 +395,7 @@ def cmd_staff(args) -> int:
 
 def cmd_bulk_close(args) -> int:
     from closeout.closures.bulk import BulkFileError, bulk_intake
-    from closeout.common.progress import Progress, count_lines
+    from closeout.common.progress import Progress
 
     path = Path(args.file)
     if not path.is_file():
@@ -404,11 +404,15 @@ def cmd_bulk_close(args) -> int:
     if not 1 <= args.batch_size <= 10000:
         print("closeout bulk-close: --batch-size must be between 1 and 10000", file=sys.stderr)
         return 2
-    progress = Progress(total=max(0, count_lines(path) - 1), label="dry run" if args.dry_run else "closing")
+    progress = Progress(total=0, label="dry run" if args.dry_run else "closing")
+
+    def expect(rows: int) -> None:  # the data rows left to read, counted the way the intake reads them
+        progress.total = rows
+
     try:
         summary = bulk_intake(path=path, reason=args.reason, requester="operator:bulk", dry_run=args.dry_run,
                               batch_size=args.batch_size, rejects_path=Path(args.rejects) if args.rejects else None,
-                              progress=progress.advance)
+                              progress=progress.advance, expect=expect)
     except BulkFileError as exc:
         print(f"closeout bulk-close: {path}: {exc}", file=sys.stderr)
         return 2

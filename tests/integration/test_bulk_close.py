@@ -8,6 +8,7 @@ import time
 import pytest
 from django.db.models import Sum
 
+from closeout import cli
 from closeout.audit.models import AuditEvent
 from closeout.audit.services import audit_verify
 from closeout.cards.models import Card
@@ -16,7 +17,7 @@ from closeout.closures.models import BulkBatch, BulkRun, ClosureCase, RefundAppr
 from closeout.integrations.models import SimCardBlock, SimNumberDeactivation, SimRefund
 from closeout.ledger import services as ledger
 from closeout.ledger.models import Line, Posting
-from tests.fixtures import wait_for
+from tests.fixtures import card_number, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,6 +79,70 @@ def test_bad_rows_are_rejected_by_line_and_field_and_the_rest_close(make_card, t
     assert Line.objects.aggregate(s=Sum("amount_minor"))["s"] == 0
     assert audit_verify() is None
     assert set(Card.objects.filter(id__in=[c.id for c in good]).values_list("status", flat=True)) == {"closed"}
+
+
+def test_a_quote_that_never_closes_is_rejected_on_the_line_it_opens_and_the_rows_below_still_close(
+        make_card, tmp_path):
+    cards = [make_card("YKT", balance=500) for _ in range(4)]
+    path = tmp_path / "d.csv"
+    path.write_text(f"card_number,note\n{cards[0].number},a\n{cards[1].number},b\n"
+                    f'"1234567890,c\n{cards[2].number},d\n{cards[3].number},e\n', encoding="utf-8")
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=2)
+
+    assert (summary.lines, summary.created, summary.rejected) == (5, 4, 1)
+    [reject] = rejects(tmp_path / "d.rejects.csv")
+    assert (reject["line"], reject["field"], reject["card_number"]) == ("4", "card_number", "1234567890,c")
+    assert reject["message"].startswith("the quote that opens this field is never closed")
+    assert ClosureCase.objects.filter(card__in=cards).count() == 4
+
+
+def test_rejects_come_out_in_file_order_whichever_check_rejected_them(make_card, tmp_path):
+    good = make_card("YKT", balance=500)
+    closed = make_card("YKT")
+    Card.objects.filter(id=closed.id).update(status="closed")
+    unknown = card_number("9999")
+    path = write_csv(tmp_path / "d.csv", [unknown, "12345", closed.number, good.number, unknown, "x"])
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=10)
+
+    assert (summary.created, summary.rejected) == (1, 5)
+    assert [(r["line"], r["message"]) for r in rejects(tmp_path / "d.rejects.csv")] == [
+        ("2", "no card with this number"),
+        ("3", "Card number must be 16 digits, or 19-20 digits for a SIM card."),
+        ("4", "the card is closed"),
+        ("6", "the card appears earlier in the file"),
+        ("7", "Card number must be 16 digits, or 19-20 digits for a SIM card."),
+    ]
+
+
+def test_the_progress_bar_counts_data_rows_and_ends_with_the_summarys_count(make_card, tmp_path, capfd):
+    cards = [make_card("YKT", balance=500) for _ in range(3)]
+    path = tmp_path / "d.csv"
+    path.write_text(f'card_number,note\n{cards[0].number},"two\nlines"\n\n{cards[1].number},x\n'
+                    f"{cards[2].number},y\n\n", encoding="utf-8")
+
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant"]) == 0
+
+    out, err = capfd.readouterr()
+    assert out.startswith("3 rows read: created 3 closures")
+    assert err.rstrip().rsplit("\r", 1)[-1].startswith("closing [" + "#" * 30 + "] 3/3 100.0%")
+
+
+def test_a_resumed_run_counts_only_the_rows_left_for_its_progress_bar(make_card, tmp_path):
+    cards = [make_card("YKT", balance=500) for _ in range(5)]
+    path = write_csv(tmp_path / "d.csv", [c.number for c in cards])
+
+    def stop(n):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=2, progress=stop)
+    expected, advanced = [], []
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=2,
+                               expect=expected.append, progress=advanced.append)
+
+    assert expected == [sum(advanced)] == [summary.lines] == [3]
 
 
 def test_each_bulk_case_keeps_its_own_timeline_audit_trail_and_balanced_postings(make_card, tmp_path):

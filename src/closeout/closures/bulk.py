@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -139,9 +140,11 @@ def file_fingerprint(path: Path, reason: str) -> str:
 
 
 class BadRow(str):
-    """A row the CSV reader could not parse; its text is the reason."""
+    """A row the CSV reader could not parse; its text is the reason, `field` the column at fault and
+    `value` what the row holds as its card number, if anything."""
 
     field = "row"
+    value = ""
 
 
 class BadText(BadRow):
@@ -150,41 +153,130 @@ class BadText(BadRow):
     field = "card_number"
 
 
-def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, str]]:
-    """Yield (line number, raw card number) one row at a time, never the whole file.
+class UnclosedQuote(BadRow):
+    """A quoted field that opens on the row's first line and never closes (or not before the reader
+    gives up on it): the csv module would take every line below into that one field."""
 
-    A row the CSV reader cannot parse (an oversized field, a stray quote) comes out as a `BadRow`
-    and is rejected like any other bad row.
+    def __new__(cls, reason: str, *, field: str, value: str) -> UnclosedQuote:
+        bad = super().__new__(cls, reason)
+        bad.field, bad.value = field, value
+        return bad
 
-    :raises BulkFileError: when the header has no card_number column.
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """A record the CSV reader could not take: `error` is its complaint ("" for a quote that runs
+    to the end of the file); `cells` are those of the record's first line read alone when a quoted
+    field opening there does not close, None when the record is a single unreadable line."""
+
+    error: str
+    cells: list[str] | None = None
+
+
+def _until_end(lines: Iterator[str], ended: list[bool]) -> Iterator[str]:
+    yield from lines
+    ended.append(True)
+
+
+def _records(path: Path) -> Iterator[tuple[int, int, list[str] | _Unreadable]]:
+    """Yield (first line, last line, cells) for every CSV record, the header included, streaming.
+
+    The first line is where the record starts: a quoted field may hold line breaks. A quoted field
+    that does not close comes out as an `_Unreadable` on its first line, and reading starts again on
+    the line after it (the file is opened anew there), so that the lines below are rows of their own
+    rather than text of that field.
     """
-    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader, None)
-        except csv.Error as exc:
-            raise BulkFileError(f"line 1: the header cannot be read ({exc})")
-        names = [h.strip().lower() for h in header or []]
-        if "card_number" not in names:
-            raise BulkFileError("line 1: the header must have a card_number column")
-        column = names.index("card_number")
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                if reader.line_num > after_line:
-                    yield reader.line_num, BadRow(f"the row cannot be read as CSV ({exc})")
-                continue
-            line = reader.line_num
-            if line <= after_line or not any(cell.strip() for cell in row):
-                continue
-            value = row[column] if column < len(row) else ""
-            if "\ufffd" in value:  # what the decoder put in place of bytes that are not UTF-8
-                yield line, BadText("the card number is not valid UTF-8 text (save the file as UTF-8)")
-                continue
-            yield line, value
+    skip, unclosed = 0, None  # lines before the next reader's first; the record to read alone first
+    while True:
+        with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+            lines = itertools.islice(handle, skip, None)
+            if unclosed is not None:
+                line = next(lines)
+                skip += 1
+                # Read alone, the line ends inside the quoted field, which is its last cell.
+                yield skip, skip, _Unreadable(unclosed, next(csv.reader([line])))
+            ended: list[bool] = []
+            reader = csv.reader(_until_end(lines, ended))
+            last = skip
+            while True:
+                first = last + 1
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    last = skip + reader.line_num
+                    if last == first:
+                        yield first, last, _Unreadable(str(exc))
+                        continue
+                    unclosed = str(exc)  # a quoted field over several lines gave out
+                    break
+                last = skip + reader.line_num
+                if ended:  # the record ended with the file, not a line: its quote never closed
+                    unclosed = ""
+                    break
+                yield first, last, cells
+        skip = first - 1
+
+
+def _unclosed_reason(error: str, name: str) -> str:
+    if error:
+        return f"the quote that opens {name} does not close ({error})"
+    return f"the quote that opens {name} is never closed"
+
+
+def _bad_row(record: _Unreadable, names: list[str], column: int) -> BadRow:
+    if record.cells is None:
+        return BadRow(f"the row cannot be read as CSV ({record.error})")
+    at = len(record.cells) - 1
+    value = record.cells[column].rstrip("\r\n") if column < len(record.cells) else ""
+    return UnclosedQuote(_unclosed_reason(record.error, "this field")
+                         + "; the lines below were read as rows of their own",
+                         field=names[at] if at < len(names) else f"column {at + 1}", value=value)
+
+
+def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, str]]:
+    """Yield (line, last line, raw card number) one row at a time, never the whole file.
+
+    `line` is the line the row starts on (what rejects name), `last` the one it ends on (what a
+    resumed run reads after): they differ when a quoted field holds a line break. A row the CSV
+    reader cannot parse (an oversized field, a quote that never closes) comes out as a `BadRow` and
+    is rejected like any other bad row; blank rows are skipped.
+
+    :raises BulkFileError: when the header cannot be read or has no card_number column.
+    """
+    records = _records(path)
+    _, _, header = next(records, (1, 1, []))
+    if isinstance(header, _Unreadable):
+        if header.cells is None:
+            raise BulkFileError(f"line 1: the header cannot be read ({header.error})")
+        name = f"column {header.cells[-1].strip() or len(header.cells)}"
+        raise BulkFileError(f"line 1: the header cannot be read ({_unclosed_reason(header.error, name)})")
+    names = [h.strip().lower() for h in header]
+    if "card_number" not in names:
+        raise BulkFileError("line 1: the header must have a card_number column")
+    column = names.index("card_number")
+    for line, last, cells in records:
+        if last <= after_line:
+            continue
+        if isinstance(cells, _Unreadable):
+            yield line, last, _bad_row(cells, names, column)
+            continue
+        if not any(cell.strip() for cell in cells):
+            continue
+        value = cells[column] if column < len(cells) else ""
+        if "\ufffd" in value:  # what the decoder put in place of bytes that are not UTF-8
+            yield line, last, BadText("the card number is not valid UTF-8 text (save the file as UTF-8)")
+            continue
+        yield line, last, value
+
+
+def count_rows(path: Path, *, after_line: int = 0) -> int:
+    """Count the rows `read_rows` yields after `after_line`, by reading them the same way (streaming).
+
+    :raises BulkFileError: when the header cannot be read or has no card_number column.
+    """
+    return sum(1 for _ in read_rows(path, after_line=after_line))
 
 
 def _cell(text: str) -> str:
@@ -337,13 +429,17 @@ CASE_INSERT_COLUMNS = ("id", "reference", "card_id", "channel", "requester", "re
                        "bulk_batch_id")
 
 
+def _reject_line(reject: Reject) -> int:
+    return reject.line
+
+
 def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]], summary: IntakeSummary,
                   seen: set[int]) -> list[Reject]:
     now = clock.now()
     rejects, wanted = [], []
     for line, raw in rows:
         if isinstance(raw, BadRow):
-            rejects.append(Reject(line, "", raw.field, str(raw)))
+            rejects.append(Reject(line, raw.value[:32], raw.field, str(raw)))
             continue
         try:
             card_number = normalize_card_number(raw)
@@ -384,6 +480,9 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
         rejects.extend(refused)
         refused_lines = {r.line for r in refused}
         one_case = [(line, c) for line, c in one_case if line not in refused_lines]
+    # Each check above rejects in line order; the file wants them in line order across checks too.
+    # The batch's few sorted runs make this a merge.
+    rejects.sort(key=_reject_line)
     for card in accepted + [c for _, c in one_case]:
         summary.refund_total[card.product.currency] += quotes[card.id].refund.minor
     summary.created += len(accepted) + len(one_case)
@@ -420,13 +519,17 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
 
 
 def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = False, batch_size: int = 1000,
-                rejects_path: Path | None = None, progress: Callable[[int], None] | None = None) -> IntakeSummary:
+                rejects_path: Path | None = None, progress: Callable[[int], None] | None = None,
+                expect: Callable[[int], None] | None = None) -> IntakeSummary:
     """Create closure cases for every valid row of a CSV, in batches; resumable by file + reason.
 
     Stored-value cards are closed in batches; SIM and eSIM cards are requested one by one through
     `closure_request` (their number and profile need the one-case workflow) and counted in
     `one_case`. Bad rows go to the rejects CSV with their line and field (a dry run's to
-    FILE.dry-run.rejects.csv, so that an interrupted run's file stays whole); nothing else is affected.
+    FILE.dry-run.rejects.csv, so that an interrupted run's file stays whole), in line order; nothing
+    else is affected. `progress` is called with the number of rows of each batch done; `expect`, if
+    given, once beforehand with the number of rows this call will read (`count_rows`: one more
+    streaming pass over the file), so that a progress bar ends at exactly that count.
 
     :raises BulkFileError: when the file is not a bulk-closure CSV.
     """
@@ -438,6 +541,8 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
             defaults=dict(source=path.name[:255], reason=reason[:200], requester=requester, created_at=clock.now()),
         )
         summary.resumed_after = run.lines_done
+    if expect:
+        expect(count_rows(path, after_line=summary.resumed_after))
     # A dry run keeps its rejects apart: the real run's file may belong to an interrupted run.
     rejects_path = rejects_path or path.with_name(path.stem + (".dry-run" if dry_run else "") + ".rejects.csv")
     summary.rejects_path = rejects_path
@@ -454,9 +559,10 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
             writer.writerow(["line", "card_number", "field", "message"])
         pending: list[tuple[int, str]] = []
         number = run.batches.count() if run else 0
-        done = summary.resumed_after
+        done = last = summary.resumed_after
 
-        def flush() -> None:
+        def flush(through: int) -> None:
+            """Take the pending rows, which end on line `through`."""
             nonlocal number, done
             if not pending:
                 return
@@ -470,7 +576,7 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
                                       "run the command again once it has stopped to resume")
                 rejects = _intake_batch(run, number, pending, summary, seen)
                 if run is not None:
-                    run.lines_done = done = pending[-1][0]
+                    run.lines_done = done = through
                     run.created_count += summary.created - created_before
                     run.rejected_count += len(rejects)
                     run.save(update_fields=["lines_done", "created_count", "rejected_count"])
@@ -482,12 +588,12 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
                 progress(len(pending))
             pending.clear()
 
-        for line, raw in read_rows(path, after_line=summary.resumed_after):
+        for line, last, raw in read_rows(path, after_line=summary.resumed_after):
             summary.lines += 1
             pending.append((line, raw))
             if len(pending) >= batch_size:
-                flush()
-        flush()
+                flush(last)
+        flush(last)
     if run is not None:
         BulkRun.objects.filter(id=run.id).update(finished_at=clock.now())
     return summary

@@ -4,16 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
-
-
-def count_lines(path: Path) -> int:
-    """Count lines by streaming the file in blocks (constant memory)."""
-    lines = 0
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            lines += block.count(b"\n")
-    return lines
 
 
 class Progress:
