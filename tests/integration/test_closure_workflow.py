@@ -71,7 +71,8 @@ def test_a_declined_refund_goes_to_staff_and_is_not_retried(dbos_worker, make_ca
     assert SimRefund.objects.get().request_count == 1
 
 
-def test_the_holder_is_told_once_when_the_refund_is_paid_and_when_the_case_closes(dbos_worker, make_card):
+def test_the_holder_gets_a_receipt_and_is_told_once_when_the_refund_is_paid_and_when_the_case_closes(
+        dbos_worker, make_card):
     from django.core import mail
 
     from closeout.notifications.models import Notice
@@ -80,10 +81,14 @@ def test_the_holder_is_told_once_when_the_refund_is_paid_and_when_the_case_close
     case = services.closure_request(card=card, channel="partner_api", requester="partner:bank")
 
     wait_for(lambda: _state(case.reference) == states.CLOSED)
-    wait_for(lambda: Notice.objects.filter(case=case, status="sent").count() == 4)
+    wait_for(lambda: Notice.objects.filter(case=case, status="sent").count() == 6)
 
     told = sorted((n.context["state"], n.channel) for n in Notice.objects.filter(case=case, template="status"))
     assert told == [("closed", "email"), ("closed", "sms"), ("refunded", "email"), ("refunded", "sms")]
-    mine = [m for m in mail.outbox if case.reference in m.subject]
+    assert sorted(Notice.objects.filter(case=case, template="receipt").values_list("channel", flat=True)) == [
+        "email", "sms"]
+    mine = [m for m in mail.outbox if case.reference in m.subject and "Status: " in m.body]
     assert sorted(m.body.split("Status: ")[1].split("\n")[0] for m in mine) == ["Closed", "Refunded"]
+    assert [m.subject for m in mail.outbox if case.reference in m.subject and m not in mine] == [
+        f"We received your closure request {case.reference}"]
     assert all(card.number not in m.body for m in mine)

@@ -100,3 +100,16 @@ def test_a_log_row_inside_a_transaction_leaves_the_transaction_durable():
     finally:
         transaction.set_autocommit(True)
     assert Suppression.objects.filter(contact_hash="h-in-tx").exists()
+
+
+def test_a_row_whose_unique_value_is_taken_is_not_inserted_and_the_transaction_goes_on():
+    from closeout.common.fastinsert import insert_one
+
+    with transaction.atomic():
+        first = insert_one(Account(code="payable:CL-1", kind="LIABILITY", currency="CNY"), unless_taken="code")
+        again = Account(code="payable:CL-1", kind="ASSET", currency="HKD")
+        assert insert_one(again, unless_taken="code") is None and again.pk is None
+        other = insert_one(Account(code="payable:CL-2", kind="LIABILITY", currency="CNY"), unless_taken="code")
+
+    assert list(Account.objects.order_by("id").values_list("id", "code", "kind")) == [
+        (first, "payable:CL-1", "LIABILITY"), (other, "payable:CL-2", "LIABILITY")]

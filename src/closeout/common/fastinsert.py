@@ -173,9 +173,13 @@ def among(name: str, values) -> Q | Lookup:
     return _AnyOf(F(name), literal, cast)
 
 
-def insert_one(instance: models.Model, *, durable: bool = True) -> int:
+def insert_one(instance: models.Model, *, durable: bool = True, unless_taken: str = "") -> int | None:
     """INSERT one model instance as `save(force_insert=True)` would, without the ORM's per-call
     query building; return the new primary key. For the few rows written on hot request paths.
+
+    With `unless_taken` (a column under a unique constraint), a row already holding the instance's
+    value there is left alone and nothing is inserted: None is returned, with no error to roll back
+    (`ON CONFLICT … DO NOTHING`, on both engines), so the caller needs no savepoint.
 
     `durable=False` is for log rows written on their own, outside any transaction: PostgreSQL
     then acknowledges the commit before its WAL is flushed (`synchronous_commit` off for that one
@@ -188,8 +192,12 @@ def insert_one(instance: models.Model, *, durable: bool = True) -> int:
     columns = ", ".join(f'"{f.column}"' for f in fields)
     placeholders = ", ".join(["%s"] * len(fields))
     values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
-    sql = f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({placeholders}) RETURNING "{meta.pk.column}"'
-    (instance.pk,) = fetch_one(sql, values, durable=durable)
+    conflict = f' ON CONFLICT ("{meta.get_field(unless_taken).column}") DO NOTHING' if unless_taken else ""
+    sql = f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({placeholders}){conflict} RETURNING "{meta.pk.column}"'
+    row = fetch_one(sql, values, durable=durable)
+    if row is None:
+        return None
+    (instance.pk,) = row
     instance._state.adding, instance._state.db = False, connection.alias
     return instance.pk
 

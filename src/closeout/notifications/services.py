@@ -19,11 +19,12 @@ import logging
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.message import make_msgid
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import translation
 
 from closeout.common import clock
+from closeout.common.fastinsert import insert_one
 from closeout.identity import documents, vault
 from closeout.integrations.errors import AdapterError
 from closeout.integrations.sms import gateway
@@ -80,22 +81,12 @@ def notice_send(*, channel: str, to: str, template: str, language: str, context:
         raise UnknownTemplate(template)
     address, masked, hashed = _normalize(channel, to)
     language = language if language in LANGUAGES else "en"
-    if key:
-        existing = Notice.objects.filter(key=key).first()
-        if existing is not None:
-            return existing
-    try:
-        with transaction.atomic():
-            notice = Notice.objects.create(
-                key=key or None, case=case, card=card, channel=channel, template=template, language=language,
-                to_masked=masked, to_hash=hashed, context=context or {}, has_secrets=bool(secrets),
-                created_at=clock.now(),
-            )
-    except IntegrityError:
-        if key and (existing := Notice.objects.filter(key=key).first()):
-            return existing
-        raise
-    transaction.on_commit(lambda: _deliver(notice.id, address, secrets or {}))
+    notice = Notice(key=key or None, case=case, card=card, channel=channel, template=template, language=language,
+                    to_masked=masked, to_hash=hashed, context=context or {}, has_secrets=bool(secrets),
+                    created_at=clock.now())
+    if insert_one(notice, unless_taken="key") is None:  # sent before under this key: a step ran again
+        return Notice.objects.get(key=key)
+    transaction.on_commit(lambda: _deliver(notice, address, secrets or {}))
     return notice
 
 
@@ -139,7 +130,7 @@ def notice_retry(*, notice: Notice) -> Notice:
     address = contact.get("email" if notice.channel == Notice.Channel.EMAIL else "phone", "")
     if not address or _normalize(notice.channel, address)[2] != notice.to_hash:
         raise CannotResend("the address on file changed")
-    _deliver(notice.id, address, {})
+    _deliver(notice, address, {})
     notice.refresh_from_db()
     return notice
 
@@ -214,9 +205,8 @@ def render(notice: Notice, secrets: dict) -> dict:
         }
 
 
-def _deliver(notice_id: int, address: str, secrets: dict) -> None:
+def _deliver(notice: Notice, address: str, secrets: dict) -> None:
     """Send one notice and record the outcome; failures are recorded, never raised to the caller."""
-    notice = Notice.objects.get(id=notice_id)
     if notice.status == Notice.Status.SENT:
         return
     parts = render(notice, secrets)
