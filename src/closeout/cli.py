@@ -404,15 +404,12 @@ def cmd_bulk_close(args) -> int:
     if not 1 <= args.batch_size <= 10000:
         print("closeout bulk-close: --batch-size must be between 1 and 10000", file=sys.stderr)
         return 2
+    # The total is the data rows left to read, counted the way the intake reads them (`expect`).
     progress = Progress(total=0, label="dry run" if args.dry_run else "closing")
-
-    def expect(rows: int) -> None:  # the data rows left to read, counted the way the intake reads them
-        progress.total = rows
-
     try:
         summary = bulk_intake(path=path, reason=args.reason, requester="operator:bulk", dry_run=args.dry_run,
                               batch_size=args.batch_size, rejects_path=Path(args.rejects) if args.rejects else None,
-                              progress=progress.advance, expect=expect)
+                              progress=progress.advance, expect=progress.expect)
     except BulkFileError as exc:
         print(f"closeout bulk-close: {path}: {exc}", file=sys.stderr)
         return 2

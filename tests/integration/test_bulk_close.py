@@ -92,7 +92,7 @@ def test_a_quote_that_never_closes_is_rejected_on_the_line_it_opens_and_the_rows
 
     assert (summary.lines, summary.created, summary.rejected) == (5, 4, 1)
     [reject] = rejects(tmp_path / "d.rejects.csv")
-    assert (reject["line"], reject["field"], reject["card_number"]) == ("4", "card_number", "1234567890,c")
+    assert (reject["line"], reject["field"], reject["card_number"]) == ("4", "card_number", "1234567890")  # not the other columns
     assert reject["message"].startswith("the quote that opens this field is never closed")
     assert ClosureCase.objects.filter(card__in=cards).count() == 4
 
@@ -342,6 +342,10 @@ def test_sim_cards_of_a_bulk_file_deactivate_their_number_through_the_worker(dbo
 
     assert SimNumberDeactivation.objects.filter(iccid=sim.number).count() == 1
     assert list(SimCardBlock.objects.values_list("card_number", flat=True)) == [plain.number]
+    # Dormant cards' holders are told nothing by either path: no receipt, no status notices.
+    from closeout.notifications.models import Notice
+
+    assert not Notice.objects.exists()
 
 
 def test_bulk_refunds_name_the_cards_original_payment(make_card, tmp_path):

@@ -258,3 +258,48 @@ def test_every_channel_gets_one_receipt_in_the_case_language(dbos_worker, smtp_s
         assert len([s for s in subjects if reference in s]) == 3
         assert len([m for m in SimSmsMessage.objects.all() if reference in m.body
                     and ("收到" in m.body or "received" in m.body)]) == 1
+
+
+def test_a_stale_copy_of_a_sent_notice_is_not_sent_again(make_card, smtp_server):
+    from django.db import transaction
+
+    card = make_card("YKT", phone="")
+    with transaction.atomic():
+        [notice] = notices.notice_send_holder(holder=card.holder, template="status", card=card, key="CL-1:closed",
+                                             context={"reference": "CL-1", "state": "closed"})
+        stale = Notice.objects.get(id=notice.id)  # read before the delivery at commit
+    smtp_server.wait(1)
+
+    assert notice.status == "sent" and stale.status == "queued"
+    assert notices.notice_retry(notice=stale).status == "sent"
+    assert Notice.objects.get(id=notice.id).attempts == 1
+    assert len(smtp_server.messages) == 1
+
+
+def test_the_sweep_sends_again_what_a_relay_outage_left_failed_then_stops(make_card, smtp_server, settings):
+    from datetime import timedelta
+
+    from closeout.aftercare.retention import holder_shred
+    from closeout.common import clock
+
+    card, shredded = make_card("YKT", phone=""), make_card("YKT", phone="")
+    relay = settings.EMAIL_PORT
+    settings.EMAIL_PORT = _free_port()  # nothing listens there
+    [notice] = notices.notice_send_holder(holder=card.holder, template="status", card=card, key="CL-1:closed",
+                                         context={"reference": "CL-1", "state": "closed"})
+    [gone] = notices.notice_send_holder(holder=shredded.holder, template="status", card=shredded, key="CL-2:closed",
+                                       context={"reference": "CL-2", "state": "closed"})
+    otp = notices.notice_send(channel="email", to="holder@example.test", template="otp", language="en", card=card,
+                              secrets={"code": "123456"}, context={"minutes": 10})
+    assert {n.status for n in Notice.objects.all()} == {"failed"}
+    settings.EMAIL_PORT = relay
+    holder_shred(holder_id=shredded.holder_id)
+    start = notice.created_at
+
+    assert notices.notices_retry_due(now=start + timedelta(minutes=6)) == 0  # a second attempt waits 10 minutes
+    assert notices.notices_retry_due(now=start + timedelta(minutes=11)) == 1
+    assert [m["Subject"] for m in smtp_server.wait(1)] == ["Closure request CL-1: status"]
+    assert notices.notices_retry_due(now=start + timedelta(hours=1)) == 0
+    assert Notice.objects.get(id=notice.id).status == "sent" and Notice.objects.get(id=otp.id).status == "failed"
+    assert Notice.objects.get(id=gone.id).attempts == notices.NOTICE_ATTEMPTS  # given up, not tried each tick
+    assert len(smtp_server.messages) == 1 and clock.now() < start + timedelta(minutes=6)

@@ -10,10 +10,12 @@ import pytest
 
 from closeout.closures.dispatch import (
     DEFAULT_QUEUE_LIMITS,
+    POLL_FACTOR,
     QUEUE_FOR_ACTION,
     BadQueueLimits,
     QueueLimit,
     parse_queue_limits,
+    polling_interval,
 )
 
 # The external system each action calls; "internal" calls none.
@@ -60,3 +62,11 @@ def test_a_worker_with_a_bad_limit_does_not_start_and_says_why(tmp_path):
                           text=True, timeout=60)
     assert done.returncode == 2
     assert "'card_sytem=2'" in done.stderr and "not starting" in done.stderr
+
+
+def test_queues_with_rare_or_long_work_are_polled_less_often_and_the_customers_first_steps_at_once(settings):
+    settings.DBOS_POLLING_INTERVAL = 0.2
+    assert set(POLL_FACTOR) <= set(DEFAULT_QUEUE_LIMITS)  # a misspelt queue would silently poll at 1x
+    assert [polling_interval(q) for q in ("internal", "payments", "card_system")] == [0.2, 0.2, 0.2]
+    assert polling_interval("smdp") == polling_interval("partners") == 0.5
+    assert {polling_interval(q) for q in ("bulk", "bulk_payments", "bulk_card_system")} == {1.0}

@@ -229,7 +229,8 @@ def _bad_row(record: _Unreadable, names: list[str], column: int) -> BadRow:
     if record.cells is None:
         return BadRow(f"the row cannot be read as CSV ({record.error})")
     at = len(record.cells) - 1
-    value = record.cells[column].rstrip("\r\n") if column < len(record.cells) else ""
+    # The field that never closes runs to the end of its line: its value holds the other columns.
+    value = record.cells[column].rstrip("\r\n").split(",", 1)[0] if column < len(record.cells) else ""
     return UnclosedQuote(_unclosed_reason(record.error, "this field")
                          + "; the lines below were read as rows of their own",
                          field=names[at] if at < len(names) else f"column {at + 1}", value=value)
@@ -250,7 +251,7 @@ def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, st
     if isinstance(header, _Unreadable):
         if header.cells is None:
             raise BulkFileError(f"line 1: the header cannot be read ({header.error})")
-        name = f"column {header.cells[-1].strip() or len(header.cells)}"
+        name = f"column {len(header.cells)}"  # by position: the rest of the line may be anything
         raise BulkFileError(f"line 1: the header cannot be read ({_unclosed_reason(header.error, name)})")
     names = [h.strip().lower() for h in header]
     if "card_number" not in names:

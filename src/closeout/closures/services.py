@@ -174,7 +174,8 @@ def _workflow_id(case: ClosureCase, action: str) -> str:
 
 
 # States the holder is told of as the case reaches them (besides the receipt, sent as the case is
-# verified, and the portal's own notice of a withdrawal).
+# verified, and the portal's own notice of a withdrawal). Cases of a bulk closure are told nothing:
+# dormant cards' contacts are years old, and the operator announces such a closure itself.
 TOLD_STATES = (states.REFUNDED, states.CLOSED, states.REJECTED)
 
 
@@ -219,7 +220,7 @@ def _transition(case: ClosureCase, target: str, *, actor: str, key: str, note: s
     audit_record(actor=actor, action="closure.transition", subject=case.reference, before=before, after=target,
                  reason=note, data=data or {})
     transaction.on_commit(partial(_log_transition, case.reference, before, target, actor, case.next_action))
-    if target in TOLD_STATES:
+    if target in TOLD_STATES and case.channel != ClosureCase.Channel.BULK:
         from closeout.notifications.services import notice_case_state
 
         notice_case_state(case=case, key=f"{case.reference}:{target}")
@@ -324,11 +325,12 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
 
 def closure_verify(*, reference: str, workflow_id: str) -> str:
     """Record that the card system knows the card and the identity was matched at request, and
-    send the holder the receipt (the portal sent it already: it is not sent twice)."""
+    send the holder the receipt (the portal sent it already: it is not sent twice; bulk cases get
+    none)."""
     with transaction.atomic():
         case = _lock(reference)
         if _transition(case, states.VERIFIED, actor="system", key=f"{workflow_id}:verified",
-                       note="identity and card checked"):
+                       note="identity and card checked") and case.channel != ClosureCase.Channel.BULK:
             from closeout.notifications.services import notice_receipt
 
             notice_receipt(case=case)

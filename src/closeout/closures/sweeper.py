@@ -29,6 +29,7 @@ def _housekeeping(now) -> None:
     """Jobs that ride on the sweep tick; one failing never stops the others or the sweep."""
     from closeout.appointments.services import appointment_reminders_send, counter_intakes_complete
     from closeout.integrations import simulators
+    from closeout.notifications.services import notices_retry_due
     from closeout.ops.services import stale_executors_recover
 
     jobs = [
@@ -36,6 +37,8 @@ def _housekeeping(now) -> None:
         ("simulator tick", simulators.tick),
         ("appointment reminders", appointment_reminders_send),
         ("counter intakes", counter_intakes_complete),
+        # A relay that times out holds the sweep up to 10 s a notice: a few a tick is plenty.
+        ("notices left undelivered", lambda: notices_retry_due(now=now, limit=20)),
     ]
     for name, job in jobs:
         try:

@@ -13,6 +13,10 @@ class Progress:
         self.started = time.monotonic()
         self.shown = 0.0
 
+    def expect(self, total: int) -> None:
+        """Set the total once it is known; rate and ETA count from now, not from the counting."""
+        self.total, self.started = total, time.monotonic()
+
     def advance(self, n: int) -> None:
         self.done_count += n
         now = time.monotonic()

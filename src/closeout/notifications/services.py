@@ -15,11 +15,13 @@ makes the notice idempotent: a workflow step that runs twice sends once.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.message import make_msgid
 from django.db import transaction
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import translation
 
@@ -82,7 +84,7 @@ def notice_send(*, channel: str, to: str, template: str, language: str, context:
     address, masked, hashed = _normalize(channel, to)
     language = language if language in LANGUAGES else "en"
     notice = Notice(key=key or None, case=case, card=card, channel=channel, template=template, language=language,
-                    to_masked=masked, to_hash=hashed, context=context or {}, has_secrets=bool(secrets),
+                    to_masked=masked, to_hash=hashed, context=dict(context or {}), has_secrets=bool(secrets),
                     created_at=clock.now())
     if insert_one(notice, unless_taken="key") is None:  # sent before under this key: a step ran again
         return Notice.objects.get(key=key)
@@ -133,6 +135,30 @@ def notice_retry(*, notice: Notice) -> Notice:
     _deliver(notice, address, {})
     notice.refresh_from_db()
     return notice
+
+
+# A notice a crash left queued, or a relay outage left failed, is sent again by the sweep: the n-th
+# time NOTICE_RETRY_AFTER x n after it was written, up to NOTICE_ATTEMPTS attempts in all.
+NOTICE_ATTEMPTS = 3
+NOTICE_RETRY_AFTER = timedelta(minutes=5)
+
+
+def notices_retry_due(*, now=None, limit: int = 100) -> int:
+    """Deliver again the notices whose retry is due (none that carried a secret); return how many
+    were sent. A notice whose holder's address changed or was shredded is given up."""
+    now = now or clock.now()
+    due = Q()
+    for attempts in range(NOTICE_ATTEMPTS):
+        due |= Q(attempts=attempts, created_at__lte=now - NOTICE_RETRY_AFTER * (attempts + 1))
+    notices = (Notice.objects.filter(due, status__in=(Notice.Status.QUEUED, Notice.Status.FAILED), has_secrets=False)
+               .select_related("card__holder", "case__card__holder").order_by("created_at")[:limit])
+    sent = 0
+    for notice in notices:
+        try:
+            sent += notice_retry(notice=notice).status == Notice.Status.SENT
+        except CannotResend:
+            Notice.objects.filter(id=notice.id).update(attempts=NOTICE_ATTEMPTS, error="CannotResend")
+    return sent
 
 
 def notice_resend(*, reference: str) -> list[Notice]:
@@ -206,9 +232,17 @@ def render(notice: Notice, secrets: dict) -> dict:
 
 
 def _deliver(notice: Notice, address: str, secrets: dict) -> None:
-    """Send one notice and record the outcome; failures are recorded, never raised to the caller."""
-    if notice.status == Notice.Status.SENT:
+    """Send one notice and record the outcome on the row and on `notice`; failures are recorded,
+    never raised to the caller.
+
+    The attempt is claimed first (the row's attempt count moves on from the one `notice` holds), so
+    a notice already sent, or being sent by another caller, is not sent again whatever copy of the
+    row this caller has.
+    """
+    claimed = Notice.objects.filter(id=notice.id, attempts=notice.attempts).exclude(status=Notice.Status.SENT)
+    if not claimed.update(attempts=F("attempts") + 1):
         return
+    notice.attempts += 1
     parts = render(notice, secrets)
     provider_ref, error = "", ""
     try:
@@ -228,8 +262,8 @@ def _deliver(notice: Notice, address: str, secrets: dict) -> None:
         error = type(exc).__name__
         # Neither the address nor the text is logged: they may hold PII or a code.
         log.warning("notice %s (%s by %s) failed: %s", notice.id, notice.template, notice.channel, error)
-    now = clock.now()
-    Notice.objects.filter(id=notice.id).exclude(status=Notice.Status.SENT).update(
-        status=Notice.Status.FAILED if error else Notice.Status.SENT, attempts=notice.attempts + 1,
-        provider_ref=provider_ref[:120], error=error[:200], sent_at=None if error else now,
-    )
+    notice.status = Notice.Status.FAILED if error else Notice.Status.SENT
+    notice.provider_ref, notice.error = provider_ref[:120], error[:200]
+    notice.sent_at = None if error else clock.now()
+    Notice.objects.filter(id=notice.id).update(status=notice.status, provider_ref=notice.provider_ref,
+                                               error=notice.error, sent_at=notice.sent_at)
