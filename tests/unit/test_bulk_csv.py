@@ -90,3 +90,15 @@ def test_an_unreadable_single_line_is_rejected_there_and_reading_goes_on(tmp_pat
 
     assert (line, last, bad.field) == (2, 2, "row") and "field limit" in bad
     assert row == (3, 3, "8103000000000001")
+
+
+def test_rows_two_stray_quotes_would_swallow_are_rejected_not_lost(tmp_path):
+    path = write(tmp_path, 'card_number,note\n8103000000000001,"a\n8103000000000002,b"\n8103000000000003,c\n'
+                           '8103000000000004,"two\nlines"\n')
+
+    rows = list(bulk.read_rows(path))
+
+    assert [(line, last, type(raw).__name__) for line, last, raw in rows] == [
+        (2, 3, "BadRow"), (4, 4, "str"), (5, 6, "str")]  # a plain note over two lines is still a note
+    assert rows[0][2].field == "note" and "check the quotes" in rows[0][2]
+    assert bulk.count_rows(path) == 3

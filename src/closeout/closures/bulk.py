@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -236,6 +237,22 @@ def _bad_row(record: _Unreadable, names: list[str], column: int) -> BadRow:
                          field=names[at] if at < len(names) else f"column {at + 1}", value=value)
 
 
+# A line inside a quoted field that reads like a row of its own: a card number, then the next column.
+_ROW_LIKE = re.compile(r"^\s*\d{8,19}\s*(,|$)")
+
+
+def _swallowed_row(cells: list[str], names: list[str]) -> BadRow | None:
+    """A row over several lines whose quoted field holds lines that look like rows of their own: two
+    stray quotes took those cards into one field, where they would be neither closed nor rejected."""
+    for at, cell in enumerate(cells):
+        if any(_ROW_LIKE.match(inner) for inner in cell.splitlines()[1:]):
+            bad = BadRow("a quoted field here runs over lines that look like rows of their own (a card number "
+                         "first): check the quotes; none of those cards is closed")
+            bad.field = names[at] if at < len(names) else f"column {at + 1}"
+            return bad
+    return None
+
+
 def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, str]]:
     """Yield (line, last line, raw card number) one row at a time, never the whole file.
 
@@ -264,6 +281,9 @@ def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, st
             yield line, last, _bad_row(cells, names, column)
             continue
         if not any(cell.strip() for cell in cells):
+            continue
+        if last > line and (swallowed := _swallowed_row(cells, names)):
+            yield line, last, swallowed
             continue
         value = cells[column] if column < len(cells) else ""
         if "\ufffd" in value:  # what the decoder put in place of bytes that are not UTF-8

@@ -325,7 +325,7 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
 
 def closure_verify(*, reference: str, workflow_id: str) -> str:
     """Record that the card system knows the card and the identity was matched at request, and
-    send the holder the receipt (the portal sent it already: it is not sent twice; bulk cases get
+    send the holder the receipt (once: the portal may have sent it already; bulk cases get
     none)."""
     with transaction.atomic():
         case = _lock(reference)

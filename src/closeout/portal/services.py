@@ -96,7 +96,7 @@ def portal_closure_request(*, card: Card, refund_destination: dict, language: st
     case = closures.closure_request(card=card, channel="web", requester="customer:web",
                                     refund_destination=refund_destination, language=language)
     # The case's verify step sends the receipt of every channel; the portal's customer is waiting
-    # for it, so it goes now (the step then finds it sent: one receipt).
+    # for it, so it goes now (the step then finds it recorded: one receipt).
     notice_receipt(case=case)
     return case
 
