@@ -39,6 +39,7 @@ def launch(*, executor_id: str | None = None):
 
     from closeout.certificates.services import signing_key_ensure
     from closeout.closures import dispatch, workflow
+    from closeout.notifications import services as notifications
     from closeout.ops import capacity
 
     global _current_executor
@@ -56,6 +57,7 @@ def launch(*, executor_id: str | None = None):
     )
     global _pump
     _pump = dispatch.Pump(settings.DBOS_POLLING_INTERVAL).start()
+    notifications.notifier_start()
     return dbos
 
 
@@ -64,6 +66,7 @@ def shutdown(*, drain_sec: int = 0) -> None:
     from dbos import DBOS
 
     from closeout.closures import dispatch
+    from closeout.notifications import services as notifications
 
     global _current_executor, _pump
     if _pump is not None:
@@ -71,6 +74,7 @@ def shutdown(*, drain_sec: int = 0) -> None:
         _pump = None
     dispatch.reset_client()
     DBOS.destroy(destroy_registry=False, workflow_completion_timeout_sec=drain_sec)
+    notifications.notifier_stop()  # after the last steps, whose notices it still sends
     _current_executor = None
 
 

@@ -303,3 +303,29 @@ def test_the_sweep_sends_again_what_a_relay_outage_left_failed_then_stops(make_c
     assert Notice.objects.get(id=notice.id).status == "sent" and Notice.objects.get(id=otp.id).status == "failed"
     assert Notice.objects.get(id=gone.id).attempts == notices.NOTICE_ATTEMPTS  # given up, not tried each tick
     assert len(smtp_server.messages) == 1 and clock.now() < start + timedelta(minutes=6)
+
+
+def test_a_mail_relay_that_stalls_holds_up_no_case(dbos_worker, make_card, settings):
+    """The worker's notifier thread sends the notices its steps write: a relay that accepts the
+    connection and never answers costs the case nothing; its notices fail after the timeout."""
+    from closeout.closures import services, states
+    from closeout.closures.models import ClosureCase
+    from tests.fixtures import wait_for
+
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(8)  # connections wait in the backlog: no greeting ever comes
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = stalled.getsockname()
+    settings.EMAIL_TIMEOUT = 10
+    try:
+        case = services.closure_request(card=make_card("YKT"), channel="phone", requester="staff:clerk")
+        # Three emails (receipt, refunded, closed) sent inside the steps would take 30 s.
+        wait_for(lambda: ClosureCase.objects.get(id=case.id).state == states.CLOSED, timeout=12)
+        assert Notice.objects.filter(case=case, channel="sms", status="sent").count() == 3
+        wait_for(lambda: Notice.objects.filter(case=case, channel="email", status="failed").count() == 3, timeout=45)
+        # smtplib reads the greeting that never comes until the timeout, then gives up on the server.
+        assert set(Notice.objects.filter(case=case, channel="email").values_list("error", flat=True)) == {
+            "SMTPServerDisconnected"}
+    finally:
+        stalled.close()

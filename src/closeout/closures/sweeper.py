@@ -37,8 +37,8 @@ def _housekeeping(now) -> None:
         ("simulator tick", simulators.tick),
         ("appointment reminders", appointment_reminders_send),
         ("counter intakes", counter_intakes_complete),
-        # A relay that times out holds the sweep up to 10 s a notice: a few a tick is plenty.
-        ("notices left undelivered", lambda: notices_retry_due(now=now, limit=20)),
+        # Handed to the worker's notifier threads, so a relay that times out does not hold the sweep.
+        ("notices left undelivered", lambda: notices_retry_due(now=now, limit=100)),
     ]
     for name, job in jobs:
         try:

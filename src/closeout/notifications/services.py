@@ -9,12 +9,17 @@ The service API is three functions (and the notices the cases send, built on the
 A notice row is written first (status ``queued``; the address only masked and hashed), then
 delivered after the surrounding transaction commits (at once when there is none), so no email
 or SMS leaves for a rolled-back change and no external call runs inside a transaction. A ``key``
-makes the notice idempotent: a workflow step that runs twice sends once.
+makes the notice idempotent: a workflow step that runs twice sends once. In a worker, the
+delivery is handed to the worker's notifier thread (``Notifier``), so that a slow mail relay holds
+up no workflow step; what a stopped or killed worker had not sent yet, the sweep sends
+(``notices_retry_due``).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from datetime import timedelta
 
 from django.conf import settings
@@ -88,7 +93,7 @@ def notice_send(*, channel: str, to: str, template: str, language: str, context:
                     created_at=clock.now())
     if insert_one(notice, unless_taken="key") is None:  # sent before under this key: a step ran again
         return Notice.objects.get(key=key)
-    transaction.on_commit(lambda: _deliver(notice, address, secrets or {}))
+    transaction.on_commit(lambda: _deliver_now_or_hand_over(notice, address, secrets or {}))
     return notice
 
 
@@ -121,10 +126,20 @@ def notice_retry(*, notice: Notice) -> Notice:
 
     :raises CannotResend: when it carried a secret, or the holder's address changed or was shredded.
     """
-    from closeout.cards.services import holder_contact
-
     if notice.status == Notice.Status.SENT:
         return notice
+    _deliver(notice, _address_on_file(notice), {})
+    notice.refresh_from_db()
+    return notice
+
+
+def _address_on_file(notice: Notice) -> str:
+    """The holder's address the notice was first sent to.
+
+    :raises CannotResend: when it carried a secret, or the holder's address changed or was shredded.
+    """
+    from closeout.cards.services import holder_contact
+
     holder = notice.card.holder if notice.card_id else notice.case.card.holder if notice.case_id else None
     if notice.has_secrets or holder is None or not holder.data_key:
         raise CannotResend("notice cannot be re-sent")
@@ -132,9 +147,7 @@ def notice_retry(*, notice: Notice) -> Notice:
     address = contact.get("email" if notice.channel == Notice.Channel.EMAIL else "phone", "")
     if not address or _normalize(notice.channel, address)[2] != notice.to_hash:
         raise CannotResend("the address on file changed")
-    _deliver(notice, address, {})
-    notice.refresh_from_db()
-    return notice
+    return address
 
 
 # A notice a crash left queued, or a relay outage left failed, is sent again by the sweep: the n-th
@@ -144,21 +157,25 @@ NOTICE_RETRY_AFTER = timedelta(minutes=5)
 
 
 def notices_retry_due(*, now=None, limit: int = 100) -> int:
-    """Deliver again the notices whose retry is due (none that carried a secret); return how many
-    were sent. A notice whose holder's address changed or was shredded is given up."""
+    """Deliver again the notices whose retry is due (none that carried a secret), through this
+    process's notifier threads when it runs them; return how many were handed over. A notice whose
+    holder's address changed or was shredded is given up."""
     now = now or clock.now()
     due = Q()
     for attempts in range(NOTICE_ATTEMPTS):
         due |= Q(attempts=attempts, created_at__lte=now - NOTICE_RETRY_AFTER * (attempts + 1))
     notices = (Notice.objects.filter(due, status__in=(Notice.Status.QUEUED, Notice.Status.FAILED), has_secrets=False)
                .select_related("card__holder", "case__card__holder").order_by("created_at")[:limit])
-    sent = 0
+    handed = 0
     for notice in notices:
         try:
-            sent += notice_retry(notice=notice).status == Notice.Status.SENT
+            address = _address_on_file(notice)
         except CannotResend:
             Notice.objects.filter(id=notice.id).update(attempts=NOTICE_ATTEMPTS, error="CannotResend")
-    return sent
+            continue
+        _deliver_now_or_hand_over(notice, address, {})
+        handed += 1
+    return handed
 
 
 def notice_resend(*, reference: str) -> list[Notice]:
@@ -267,3 +284,67 @@ def _deliver(notice: Notice, address: str, secrets: dict) -> None:
     notice.sent_at = None if error else clock.now()
     Notice.objects.filter(id=notice.id).update(status=notice.status, provider_ref=notice.provider_ref,
                                                error=notice.error, sent_at=notice.sent_at)
+
+
+class Notifier:
+    """A worker's thread that delivers the notices of one channel its workflow steps write, one after
+    the other, after their commit. A notice it has not sent when the worker stops stays queued for
+    the sweep."""
+
+    def __init__(self, channel: str):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"closeout-notifier-{channel}", daemon=True)
+
+    def start(self) -> Notifier:
+        self._thread.start()
+        return self
+
+    def put(self, notice: Notice, address: str) -> None:
+        self._queue.put((notice, address))
+
+    def stop(self) -> None:
+        """Ask the thread to stop once it has sent what is waiting."""
+        self._queue.put(None)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout=timeout)
+
+    def _run(self) -> None:
+        from django.db import close_old_connections
+
+        while (item := self._queue.get()) is not None:
+            close_old_connections()
+            try:
+                _deliver(*item, {})
+            except Exception:  # noqa: BLE001 - the notice stays queued; the sweep sends it later
+                log.warning("notice %s could not be delivered; the sweep retries it", item[0].id, exc_info=True)
+        close_old_connections()
+
+
+# One thread per channel: a mail relay that stalls does not hold up the text messages.
+_notifiers: dict[str, Notifier] = {}
+
+
+def notifier_start() -> None:
+    """Deliver this process's notices (but those carrying a one-time code) on threads of their own."""
+    for channel in Notice.Channel.values:
+        if channel not in _notifiers:
+            _notifiers[channel] = Notifier(channel).start()
+
+
+def notifier_stop(timeout: float = 10.0) -> None:
+    """Stop the threads, giving them up to `timeout` seconds to send what is waiting."""
+    stopping = list(_notifiers.values())
+    _notifiers.clear()
+    for notifier in stopping:
+        notifier.stop()
+    for notifier in stopping:
+        notifier.join(timeout)
+
+
+def _deliver_now_or_hand_over(notice: Notice, address: str, secrets: dict) -> None:
+    notifier = _notifiers.get(notice.channel)
+    if notifier is None or secrets:
+        _deliver(notice, address, secrets)
+    else:
+        notifier.put(notice, address)

@@ -18,7 +18,7 @@ from django.db import connection
 
 log = logging.getLogger(__name__)
 
-BACKGROUND_THREADS = 4  # main, pump, heartbeat, DBOS scheduler
+BACKGROUND_THREADS = 6  # main, pump, heartbeat, DBOS scheduler, the email and SMS notifiers
 CLIENT_POOL = 2  # the DBOSClient the pump enqueues through (DBOS's default client pool)
 
 
