@@ -185,3 +185,24 @@ def test_a_settled_charge_cannot_be_waived_twice(staff_client, make_card):
     assert "not outstanding" in again.content.decode()
     assert AuditEvent.objects.filter(action="charge.waived", subject=f"card:{card.id}").count() == 1
     assert case.reference in again.content.decode()
+
+
+def test_the_case_page_lists_what_the_customer_was_sent_and_what_failed(staff_client, make_card,
+                                                                      django_capture_on_commit_callbacks):
+    import re
+
+    from closeout.integrations.models import SimFault
+
+    client, _ = staff_client("agent")
+    SimFault.objects.create(system="sms", operation="send", mode="error_5xx", remaining=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        case = case_in_state(make_card("OCTO"), "verified")
+
+    page = client.get(f"/console/cases/{case.reference}/").content.decode()
+    rows = {re.sub(r"<[^>]+>", " ", row).split()[1]: status
+            for status, row in re.findall(r'<tr data-notice="(\w+)">(.*?)</tr>', page, re.S)}
+    assert rows == {"Email": "sent", "SMS": "failed"}  # the receipt, by both channels
+    assert "h•••@example.test" in page and "holder@example.test" not in page and "91234567" not in page
+    assert "sent again automatically" in page
+    chinese = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    assert "發給客戶的通知" in chinese and "發送失敗" in chinese and "短訊" in chinese and "收據" in chinese

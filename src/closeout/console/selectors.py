@@ -6,6 +6,8 @@ import re
 from collections import Counter
 from datetime import date, timedelta
 
+from django.utils.translation import gettext_lazy as _
+
 from closeout.cards.models import Card
 from closeout.closures import states
 from closeout.closures.models import ClosureCase, Refund, RefundApproval
@@ -85,6 +87,25 @@ def case_actions(case: ClosureCase) -> dict:
     }
 
 
+NOTICE_KINDS = {
+    "receipt": _("Receipt"), "status": _("Status update"), "fees_paid": _("Fees paid"),
+    "withdrawn": _("Withdrawal"), "otp": _("One-time code"), "appointment_reminder": _("Appointment reminder"),
+}
+NOTICE_STATUSES = {"queued": _("Waiting to be sent"), "sent": _("Sent"), "failed": _("Failed")}
+
+
+def case_notices(case: ClosureCase) -> list[dict]:
+    """What the customer was sent about the case: kind, channel, masked address, delivery status."""
+    from closeout.notifications.models import Notice
+
+    return [
+        {"kind": NOTICE_KINDS.get(n.template, n.template), "state": n.context.get("state", ""), "channel": n.channel,
+         "to": n.to_masked, "status": n.status, "status_label": NOTICE_STATUSES.get(n.status, n.status),
+         "attempts": n.attempts, "error": n.error, "at": n.sent_at or n.created_at}
+        for n in Notice.objects.filter(case=case).order_by("created_at", "id")
+    ]
+
+
 def case_detail(*, reference: str) -> dict | None:
     case = (ClosureCase.objects.select_related("card__holder", "card__product").filter(reference=reference)
             .first())
@@ -99,6 +120,7 @@ def case_detail(*, reference: str) -> dict | None:
         "email_masked": card.holder.email_masked,
         "charges": list(card.charges.order_by("id")),
         "timeline": case_timeline(case),
+        "notices": case_notices(case),
         "actions": case_actions(case),
         "assisted": getattr(case, "assisted_check", None),
         "sla": case_sla(case, today=clock.now().date()),
