@@ -38,6 +38,10 @@ class Notice(models.Model):
             models.CheckConstraint(condition=models.Q(status__in=["queued", "sent", "failed"]),
                                    name="notice_status_valid"),
         ]
+        # The sweep looks for undelivered notices every tick: only those are indexed, so the look-up
+        # stays small however many notices were ever sent.
+        indexes = [models.Index(fields=["created_at"], condition=models.Q(status__in=["queued", "failed"]),
+                                name="notice_undelivered")]
 
     def __str__(self):
         return f"{self.template} {self.channel} to {self.to_masked}"
