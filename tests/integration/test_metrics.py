@@ -175,3 +175,24 @@ def test_dbos_warnings_are_json_lines_with_the_case(settings):
         assert entry["msg"].startswith("Step being automatically retried: Traceback")
     else:
         assert "[CL-2026-000077]" in line
+
+
+def test_notices_a_relay_outage_leaves_undelivered_show_with_their_age(client, make_card, settings):
+    from datetime import timedelta
+
+    from closeout.common import clock
+    from closeout.notifications import services as notices
+    from closeout.notifications.models import Notice
+
+    card = make_card("YKT")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 9  # nothing listens there
+    notices.notice_send_holder(holder=card.holder, template="status", card=card, key="CL-1:closed",
+                               context={"reference": "CL-1", "state": "closed"})
+    Notice.objects.filter(channel="email").update(created_at=clock.now() - timedelta(minutes=7))
+
+    samples = _samples(client)
+    assert _value(samples, "closeout_notices_undelivered", channel="email", status="failed") == 1
+    assert _value(samples, "closeout_notices_undelivered", channel="sms", status="failed") == 0  # it was sent
+    assert 7 * 60 <= _value(samples, "closeout_notice_oldest_undelivered_seconds", channel="email") < 8 * 60
+    assert _value(samples, "closeout_notice_oldest_undelivered_seconds", channel="sms") == 0

@@ -10,13 +10,14 @@ import logging
 import os
 
 from django.db import Error as DatabaseError
-from django.db.models import Count, Sum
+from django.db.models import Count, Min, Sum
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from closeout.closures import states
 from closeout.closures.models import ClosureCase, Refund
 from closeout.common import clock
+from closeout.notifications.models import Notice
 from closeout.ops import observe
 from closeout.ops.models import WorkerHeartbeat
 from closeout.ops.services import stale_after
@@ -64,6 +65,25 @@ class DatabaseCollector:
         yield amounts
 
         now = clock.now()
+        # Undelivered notices only (a partial index holds just those): a mail relay or SMS gateway
+        # that is down shows as these growing and getting old.
+        undelivered = GaugeMetricFamily("closeout_notices_undelivered",
+                                        "Notices not sent (yet), by channel and status (queued, failed).",
+                                        labels=["channel", "status"])
+        oldest = GaugeMetricFamily("closeout_notice_oldest_undelivered_seconds",
+                                   "Age of the oldest notice not sent (yet), by channel.", labels=["channel"])
+        waiting = (Notice.objects.filter(status__in=(Notice.Status.QUEUED, Notice.Status.FAILED))
+                   .values("channel", "status").annotate(n=Count("id"), first=Min("created_at")).order_by())
+        firsts = {}
+        for row in waiting:
+            undelivered.add_metric([row["channel"], row["status"]], row["n"])
+            firsts[row["channel"]] = min(firsts.get(row["channel"], row["first"]), row["first"])
+        for channel in Notice.Channel.values:
+            first = firsts.get(channel, now)
+            oldest.add_metric([channel], max(0.0, (now - first).total_seconds()))
+        yield undelivered
+        yield oldest
+
         age = GaugeMetricFamily("closeout_worker_heartbeat_age_seconds",
                                 "Seconds since each worker last beat (stopped workers left out).",
                                 labels=["executor_id"])
