@@ -196,3 +196,10 @@ def test_notices_a_relay_outage_leaves_undelivered_show_with_their_age(client, m
     assert _value(samples, "closeout_notices_undelivered", channel="sms", status="failed") == 0  # it was sent
     assert 7 * 60 <= _value(samples, "closeout_notice_oldest_undelivered_seconds", channel="email") < 8 * 60
     assert _value(samples, "closeout_notice_oldest_undelivered_seconds", channel="sms") == 0
+
+    # Its attempts spent, it is counted as given up and no longer ages the alert.
+    Notice.objects.filter(channel="email").update(attempts=notices.NOTICE_ATTEMPTS)
+    samples = _samples(client)
+    assert _value(samples, "closeout_notices_undelivered", channel="email", status="given_up") == 1
+    assert _value(samples, "closeout_notices_undelivered", channel="email", status="failed") == 0
+    assert _value(samples, "closeout_notice_oldest_undelivered_seconds", channel="email") == 0

@@ -10,7 +10,7 @@ import logging
 import os
 
 from django.db import Error as DatabaseError
-from django.db.models import Count, Min, Sum
+from django.db.models import Case, Count, Min, Sum, When
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -18,6 +18,7 @@ from closeout.closures import states
 from closeout.closures.models import ClosureCase, Refund
 from closeout.common import clock
 from closeout.notifications.models import Notice
+from closeout.notifications.services import NOTICE_ATTEMPTS
 from closeout.ops import observe
 from closeout.ops.models import WorkerHeartbeat
 from closeout.ops.services import stale_after
@@ -66,21 +67,25 @@ class DatabaseCollector:
 
         now = clock.now()
         # Undelivered notices only (a partial index holds just those): a mail relay or SMS gateway
-        # that is down shows as these growing and getting old.
-        undelivered = GaugeMetricFamily("closeout_notices_undelivered",
-                                        "Notices not sent (yet), by channel and status (queued, failed).",
-                                        labels=["channel", "status"])
+        # that is down shows as these growing and getting old. A notice whose attempts are spent is
+        # counted apart and left out of the age, which would otherwise only ever grow.
+        undelivered = GaugeMetricFamily(
+            "closeout_notices_undelivered",
+            "Notices not sent, by channel and status (queued; failed, still retried; given_up).",
+            labels=["channel", "status"])
         oldest = GaugeMetricFamily("closeout_notice_oldest_undelivered_seconds",
-                                   "Age of the oldest notice not sent (yet), by channel.", labels=["channel"])
+                                   "Age of the oldest notice not sent yet and still retried, by channel.",
+                                   labels=["channel"])
         waiting = (Notice.objects.filter(status__in=(Notice.Status.QUEUED, Notice.Status.FAILED))
-                   .values("channel", "status").annotate(n=Count("id"), first=Min("created_at")).order_by())
+                   .annotate(spent=Case(When(attempts__gte=NOTICE_ATTEMPTS, then=True), default=False))
+                   .values("channel", "status", "spent").annotate(n=Count("id"), first=Min("created_at")).order_by())
         firsts = {}
         for row in waiting:
-            undelivered.add_metric([row["channel"], row["status"]], row["n"])
-            firsts[row["channel"]] = min(firsts.get(row["channel"], row["first"]), row["first"])
+            undelivered.add_metric([row["channel"], "given_up" if row["spent"] else row["status"]], row["n"])
+            if not row["spent"]:
+                firsts[row["channel"]] = min(firsts.get(row["channel"], row["first"]), row["first"])
         for channel in Notice.Channel.values:
-            first = firsts.get(channel, now)
-            oldest.add_metric([channel], max(0.0, (now - first).total_seconds()))
+            oldest.add_metric([channel], max(0.0, (now - firsts.get(channel, now)).total_seconds()))
         yield undelivered
         yield oldest
 
