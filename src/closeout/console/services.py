@@ -171,8 +171,8 @@ def case_note_add(*, reference: str, author: str, text: str, kind: str = CaseNot
 def notice_resend(*, reference: str, actor: str) -> CaseNote:
     """Send the customer the notice of the case's current state again.
 
-    The notice goes out through `closeout.notifications` when it is installed; the request is
-    recorded in the timeline either way.
+    The request is recorded in the timeline and the audit trail; the notice goes out once that
+    commits.
     """
     case = _case(reference)
     with transaction.atomic():
