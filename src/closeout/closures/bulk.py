@@ -20,6 +20,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
@@ -147,6 +148,13 @@ class BadRow(str):
     field = "row"
     value = ""
 
+    def __new__(cls, reason: str, *, field: str | None = None, value: str = "") -> BadRow:
+        bad = super().__new__(cls, reason)
+        if field is not None:
+            bad.field = field
+        bad.value = value
+        return bad
+
 
 class BadText(BadRow):
     """A card number holding bytes that are not UTF-8; its text is the reason."""
@@ -154,14 +162,9 @@ class BadText(BadRow):
     field = "card_number"
 
 
-class UnclosedQuote(BadRow):
-    """A quoted field that opens on the row's first line and never closes (or not before the reader
-    gives up on it): the csv module would take every line below into that one field."""
-
-    def __new__(cls, reason: str, *, field: str, value: str) -> UnclosedQuote:
-        bad = super().__new__(cls, reason)
-        bad.field, bad.value = field, value
-        return bad
+def _column_name(names: list[str], at: int) -> str:
+    """The header's name for column `at` (from 0), or its position where the header has none."""
+    return names[at] if at < len(names) else f"column {at + 1}"
 
 
 @dataclass(frozen=True)
@@ -232,9 +235,10 @@ def _bad_row(record: _Unreadable, names: list[str], column: int) -> BadRow:
     at = len(record.cells) - 1
     # The field that never closes runs to the end of its line: its value holds the other columns.
     value = record.cells[column].rstrip("\r\n").split(",", 1)[0] if column < len(record.cells) else ""
-    return UnclosedQuote(_unclosed_reason(record.error, "this field")
-                         + "; the lines below were read as rows of their own",
-                         field=names[at] if at < len(names) else f"column {at + 1}", value=value)
+    # A quoted field opening on the row's first line that never closes (or not before the reader
+    # gives up on it): the csv module would have taken every line below into that one field.
+    return BadRow(_unclosed_reason(record.error, "this field") + "; the lines below were read as rows of their own",
+                  field=_column_name(names, at), value=value)
 
 
 # A line inside a quoted field that reads like a row of its own: a card number, then the next column.
@@ -246,10 +250,8 @@ def _swallowed_row(cells: list[str], names: list[str]) -> BadRow | None:
     stray quotes took those cards into one field, where they would be neither closed nor rejected."""
     for at, cell in enumerate(cells):
         if any(_ROW_LIKE.match(inner) for inner in cell.splitlines()[1:]):
-            bad = BadRow("a quoted field here runs over lines that look like rows of their own (a card number "
-                         "first): check the quotes; none of those cards is closed")
-            bad.field = names[at] if at < len(names) else f"column {at + 1}"
-            return bad
+            return BadRow("a quoted field here runs over lines that look like rows of their own (a card number "
+                          "first): check the quotes; none of those cards is closed", field=_column_name(names, at))
     return None
 
 
@@ -450,10 +452,6 @@ CASE_INSERT_COLUMNS = ("id", "reference", "card_id", "channel", "requester", "re
                        "bulk_batch_id")
 
 
-def _reject_line(reject: Reject) -> int:
-    return reject.line
-
-
 def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]], summary: IntakeSummary,
                   seen: set[int]) -> list[Reject]:
     now = clock.now()
@@ -503,7 +501,7 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
         one_case = [(line, c) for line, c in one_case if line not in refused_lines]
     # Each check above rejects in line order; the file wants them in line order across checks too.
     # The batch's few sorted runs make this a merge.
-    rejects.sort(key=_reject_line)
+    rejects.sort(key=attrgetter("line"))
     for card in accepted + [c for _, c in one_case]:
         summary.refund_total[card.product.currency] += quotes[card.id].refund.minor
     summary.created += len(accepted) + len(one_case)
