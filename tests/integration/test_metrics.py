@@ -203,3 +203,7 @@ def test_notices_a_relay_outage_leaves_undelivered_show_with_their_age(client, m
     assert _value(samples, "closeout_notices_undelivered", channel="email", status="given_up") == 1
     assert _value(samples, "closeout_notices_undelivered", channel="email", status="failed") == 0
     assert _value(samples, "closeout_notice_oldest_undelivered_seconds", channel="email") == 0
+    # A queued one whose last attempt was cut off is given up too: one series, both counted.
+    Notice.objects.filter(channel="sms").update(status="queued", attempts=notices.NOTICE_ATTEMPTS,
+                                                channel="email")
+    assert _value(_samples(client), "closeout_notices_undelivered", channel="email", status="given_up") == 2

@@ -3,6 +3,10 @@ hash (the same as the holder's lookup hash) to find notices sent to one address.
 
 from django.db import models
 
+# The statuses of a notice not sent (yet): what the sweep retries, the metrics count and the
+# partial index holds.
+UNDELIVERED = ("queued", "failed")
+
 
 class Notice(models.Model):
     class Channel(models.TextChoices):
@@ -40,7 +44,7 @@ class Notice(models.Model):
         ]
         # The sweep looks for undelivered notices every tick: only those are indexed, so the look-up
         # stays small however many notices were ever sent.
-        indexes = [models.Index(fields=["created_at"], condition=models.Q(status__in=["queued", "failed"]),
+        indexes = [models.Index(fields=["created_at"], condition=models.Q(status__in=list(UNDELIVERED)),
                                 name="notice_undelivered")]
 
     def __str__(self):

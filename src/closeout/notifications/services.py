@@ -35,7 +35,7 @@ from closeout.common.fastinsert import insert_one
 from closeout.identity import documents, vault
 from closeout.integrations.errors import AdapterError
 from closeout.integrations.sms import gateway
-from closeout.notifications.models import Notice
+from closeout.notifications.models import UNDELIVERED, Notice
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def notices_retry_due(*, now=None, limit: int = 100) -> int:
     due = Q()
     for attempts in range(NOTICE_ATTEMPTS):
         due |= Q(attempts=attempts, created_at__lte=now - NOTICE_RETRY_AFTER * (attempts + 1))
-    notices = (Notice.objects.filter(due, status__in=(Notice.Status.QUEUED, Notice.Status.FAILED), has_secrets=False)
+    notices = (Notice.objects.filter(due, status__in=UNDELIVERED, has_secrets=False)
                .select_related("card__holder", "case__card__holder").order_by("created_at")[:limit])
     handed = 0
     for notice in notices:

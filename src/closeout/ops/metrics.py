@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 
 from django.db import Error as DatabaseError
-from django.db.models import Case, Count, Min, Sum, When
+from django.db.models import Count, Min, Sum
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from closeout.closures import states
 from closeout.closures.models import ClosureCase, Refund
 from closeout.common import clock
-from closeout.notifications.models import Notice
+from closeout.notifications.models import UNDELIVERED, Notice
 from closeout.notifications.services import NOTICE_ATTEMPTS
 from closeout.ops import observe
 from closeout.ops.models import WorkerHeartbeat
@@ -76,14 +77,16 @@ class DatabaseCollector:
         oldest = GaugeMetricFamily("closeout_notice_oldest_undelivered_seconds",
                                    "Age of the oldest notice not sent yet and still retried, by channel.",
                                    labels=["channel"])
-        waiting = (Notice.objects.filter(status__in=(Notice.Status.QUEUED, Notice.Status.FAILED))
-                   .annotate(spent=Case(When(attempts__gte=NOTICE_ATTEMPTS, then=True), default=False))
-                   .values("channel", "status", "spent").annotate(n=Count("id"), first=Min("created_at")).order_by())
-        firsts = {}
-        for row in waiting:
-            undelivered.add_metric([row["channel"], "given_up" if row["spent"] else row["status"]], row["n"])
-            if not row["spent"]:
-                firsts[row["channel"]] = min(firsts.get(row["channel"], row["first"]), row["first"])
+        counts, firsts = Counter(), {}
+        for channel, status, attempts, first, n in (
+                Notice.objects.filter(status__in=UNDELIVERED).values_list("channel", "status", "attempts")
+                .annotate(first=Min("created_at"), n=Count("id")).order_by()):
+            spent = attempts >= NOTICE_ATTEMPTS
+            counts[channel, "given_up" if spent else status] += n
+            if not spent:
+                firsts[channel] = min(firsts.get(channel, first), first)
+        for (channel, status), n in counts.items():
+            undelivered.add_metric([channel, status], n)
         for channel in Notice.Channel.values:
             oldest.add_metric([channel], max(0.0, (now - firsts.get(channel, now)).total_seconds()))
         yield undelivered
