@@ -206,3 +206,5 @@ def test_the_case_page_lists_what_the_customer_was_sent_and_what_failed(staff_cl
     assert "sent again automatically" in page
     chinese = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
     assert "發給客戶的通知" in chinese and "發送失敗" in chinese and "短訊" in chinese and "收據" in chinese
+    simplified = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "发给客户的通知" in simplified and "发送失败" in simplified and "短信" in simplified and "回执" in simplified
