@@ -21,7 +21,7 @@ def current_executor_id() -> str | None:
 
 
 def dbos_config(*, executor_id: str | None = None) -> dict:
-    return {
+    config = {
         "name": "closeout",
         "system_database_url": settings.DBOS_SYSTEM_DATABASE_URL,
         "application_version": settings.DBOS_APPLICATION_VERSION,
@@ -31,6 +31,10 @@ def dbos_config(*, executor_id: str | None = None) -> dict:
         "log_level": "WARNING",
         "sys_db_pool_size": settings.DBOS_SYS_DB_POOL_SIZE,
     }
+    if settings.DBOS_SYSTEM_DATABASE_URL.startswith("postgresql"):
+        # No `SELECT 1` at each checkout: `common.postgresql.pool` looks at the socket instead.
+        config["db_engine_kwargs"] = {"pool_pre_ping": False}
+    return config
 
 
 def launch(*, executor_id: str | None = None):
@@ -39,6 +43,7 @@ def launch(*, executor_id: str | None = None):
 
     from closeout.certificates.services import signing_key_ensure
     from closeout.closures import dispatch, workflow
+    from closeout.common.postgresql import pool
     from closeout.notifications import services as notifications
     from closeout.ops import capacity
 
@@ -46,6 +51,7 @@ def launch(*, executor_id: str | None = None):
     limits = dispatch.queue_limits()
     signing_key_ensure()
     capacity.connections_check()
+    pool.check_on_checkout()
     dbos = DBOS(config=dbos_config(executor_id=executor_id))
     DBOS.launch()
     _current_executor = executor_id or settings.DBOS_EXECUTOR_ID

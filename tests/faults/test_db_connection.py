@@ -73,3 +73,64 @@ def test_a_worker_says_at_start_when_the_server_has_no_room_for_it(settings, cap
         capacity.connections_check()
     assert f"PostgreSQL allows {allowed} client connections" in caplog.text
     assert "Raise max_connections" in caplog.text
+
+
+def _sqlalchemy_engine():
+    """An engine built as DBOS builds its system-database one, with the worker's settings."""
+    import sqlalchemy
+
+    from closeout.common.postgresql import pool
+    from closeout.worker import dbos_config
+
+    db = settings.DATABASES["default"]
+    url = sqlalchemy.engine.URL.create("postgresql+psycopg", username=db["USER"],
+                                       host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432,
+                                       database=db["NAME"])
+    pool.check_on_checkout()
+    return sqlalchemy.create_engine(url, pool_size=1, max_overflow=0,
+                                    **dbos_config().get("db_engine_kwargs", {}))
+
+
+def _sqlalchemy_pid(engine) -> int:
+    import sqlalchemy
+
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def test_the_worker_pool_replaces_a_connection_the_server_dropped(settings):
+    settings.DBOS_SYSTEM_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+    engine = _sqlalchemy_engine()
+    assert engine.pool._pre_ping is False  # the worker's pool sends no `SELECT 1` of its own
+    try:
+        before = _sqlalchemy_pid(engine)
+        raw = engine.pool._pool.queue[0].dbapi_connection
+        with _admin() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [before])
+        select.select([raw.fileno()], [], [], 5)
+
+        after = _sqlalchemy_pid(engine)  # would raise "terminating connection" on the old one
+        assert after != before
+    finally:
+        engine.dispose()
+
+
+def test_the_worker_pool_hands_out_a_healthy_connection_without_a_query(settings):
+    settings.DBOS_SYSTEM_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+    engine = _sqlalchemy_engine()
+    try:
+        before = _sqlalchemy_pid(engine)
+        raw = engine.pool._pool.queue[0].dbapi_connection
+
+        def no_queries(*args, **kwargs):
+            raise AssertionError("the checkout sent a query")
+
+        raw.cursor = no_queries
+        try:
+            with engine.connect():
+                pass
+        finally:
+            del raw.cursor
+        assert _sqlalchemy_pid(engine) == before  # the same connection, kept
+    finally:
+        engine.dispose()

@@ -17,10 +17,10 @@ request's first query fails and the connection is replaced for the next request.
 
 from __future__ import annotations
 
-import select
-
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgresDatabaseWrapper
 from psycopg.pq import TransactionStatus
+
+from closeout.common.postgresql import something_arrived
 
 
 class DatabaseWrapper(PostgresDatabaseWrapper):
@@ -30,10 +30,4 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
             return False
         if self.errors_occurred or connection.info.transaction_status != TransactionStatus.IDLE:
             return super().is_usable()
-        try:
-            poller = select.poll()
-            poller.register(connection.fileno(), select.POLLIN)
-            waiting = poller.poll(0)
-        except (OSError, ValueError):
-            return super().is_usable()
-        return super().is_usable() if waiting else True
+        return super().is_usable() if something_arrived(connection) else True
