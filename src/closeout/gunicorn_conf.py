@@ -9,6 +9,8 @@ import re
 
 from gunicorn.glogging import Logger
 
+from closeout.common.text import ascii_digits
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LONG_NUMBER = re.compile(r"\d{8,}")
 
@@ -28,7 +30,7 @@ def log_safe(value: str) -> str:
 
 def _whole(value) -> int | None:
     text = str(value)
-    return int(text) if text.isascii() and text.isdigit() else None
+    return int(text) if ascii_digits(text) else None
 
 
 class AccessLogger(Logger):

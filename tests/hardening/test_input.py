@@ -88,6 +88,20 @@ def test_oversized_or_mistyped_fields_are_422_naming_the_field(post, make_card, 
     assert "x" * 50 not in json.dumps(problem), "the submitted value is echoed back"
 
 
+# Digits of other scripts and marks that `str.isdigit` accepts: superscript two, circled one,
+# full-width, Arabic-Indic and Devanagari digits.
+FOREIGN_DIGITS = ["\u00b2", "\u2460", "\uff18", "\u0668", "\u096e"]
+
+
+@pytest.mark.parametrize("digit", FOREIGN_DIGITS)
+def test_card_numbers_with_other_scripts_digits_are_422(post, make_card, digit):
+    card = make_card("YKT")
+    number = card.number[:-1] + digit
+    problem = assert_problem(post("/api/v1/closures", closure_body(card, card_number=number)), 422, "card_number")
+    assert number not in json.dumps(problem)
+    assert not ClosureCase.objects.exists()
+
+
 @pytest.mark.parametrize("field", ["holder_name", "reason"])
 @pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b[31m", "\ud800"])
 def test_control_characters_in_free_text_are_refused(post, make_card, field, char):
@@ -233,16 +247,17 @@ def test_bulk_close_reports_every_bad_csv_row(make_card, tmp_path):
             f"{huge},huge\n"
             "\n"
             ",missing\n"
-            "8103 0000 0000 0002,bad check digit\n")
+            "8103 0000 0000 0002,bad check digit\n"
+            f"{good.number[:-1]}\u00b2,superscript digit\n")
     path = tmp_path / "adversarial.csv"
     path.write_text(text, encoding="utf-8")
 
     summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
 
-    assert (summary.created, summary.rejected) == (1, 4)
+    assert (summary.created, summary.rejected) == (1, 5)
     with (tmp_path / "adversarial.rejects.csv").open(newline="") as handle:
         rows = list(csvlib.DictReader(handle))
-    assert [row["line"] for row in rows] == ["3", "4", "6", "7"]
+    assert [row["line"] for row in rows] == ["3", "4", "6", "7", "8"]
     assert all(row["field"] in ("card_number", "row") and row["message"] for row in rows)
     assert not any(row["card_number"].startswith("=") for row in rows)  # no formula reaches a spreadsheet
 

@@ -242,7 +242,7 @@ def _bad_row(record: _Unreadable, names: list[str], column: int) -> BadRow:
 
 
 # A line inside a quoted field that reads like a row of its own: a card number, then the next column.
-_ROW_LIKE = re.compile(r"^\s*\d{8,19}\s*(,|$)")
+_ROW_LIKE = re.compile(r"^\s*[0-9]{8,19}\s*(,|$)")
 
 
 def _swallowed_row(cells: list[str], names: list[str]) -> BadRow | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
+from closeout.common.text import ascii_digits
 from closeout.integrations.faults import crash_point
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def parse_queue_limits(text: str) -> dict[str, QueueLimit]:
                                  f"(queues: {', '.join(DEFAULT_QUEUE_LIMITS)})")
         per_worker, _, overall = value.partition("/")
         numbers = [per_worker.strip()] + ([overall.strip()] if overall.strip() else [])
-        if not sep or not all(n.isascii() and n.isdigit() and int(n) > 0 for n in numbers):
+        if not sep or not all(ascii_digits(n) and int(n) > 0 for n in numbers):
             raise BadQueueLimits(f"CLOSEOUT_QUEUE_LIMITS entry {entry!r}: expected {name}=PER_WORKER or "
                                  f"{name}=PER_WORKER/OVERALL, each a whole number above 0")
         limits[name] = QueueLimit(int(numbers[0]), int(numbers[1]) if len(numbers) > 1 else None)

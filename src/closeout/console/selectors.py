@@ -17,7 +17,7 @@ from closeout.console.models import CaseNote
 from closeout.identity import documents, vault
 
 SEARCH_LIMIT = 50
-REFERENCE = re.compile(r"^CL-\d{4}-\d{6}$")
+REFERENCE = re.compile(r"^CL-[0-9]{4}-[0-9]{6}$")
 
 
 def _row(case: ClosureCase) -> dict:

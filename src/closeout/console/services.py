@@ -21,6 +21,7 @@ from closeout.closures import services as closures
 from closeout.closures import states
 from closeout.closures.models import ClosureCase
 from closeout.common import clock
+from closeout.common.text import ascii_digits
 from closeout.console import roles
 from closeout.console.models import AssistedCheck, CaseNote, StaffProfile
 from closeout.identity import documents, vault
@@ -118,7 +119,7 @@ def staff_sign_in_code(*, profile: StaffProfile, code: str) -> TOTPDevice:
     code = re.sub(r"\s", "", code or "")
     with transaction.atomic():
         device = TOTPDevice.objects.select_for_update().filter(user=profile.user, confirmed=True).first()
-        verified = bool(device) and code.isdigit() and len(code) == 6 and device.verify_token(code)
+        verified = bool(device) and ascii_digits(code) and len(code) == 6 and device.verify_token(code)
     if not verified:
         _count_failure(profile, "code")
         raise UnableToSignIn()

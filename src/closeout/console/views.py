@@ -28,6 +28,7 @@ from closeout.closures import services as closures
 from closeout.closures import states
 from closeout.closures.models import ClosureCase
 from closeout.common import clock
+from closeout.common.text import ascii_digits
 from closeout.console import forms, roles, rules, selectors, services
 from closeout.console.access import SEEN_KEY, staff_view
 from closeout.console.models import StaffProfile
@@ -548,7 +549,7 @@ def warehouse(request):
 @staff_view("warehouse.destroy")
 def warehouse_destroy(request):
     form = forms.DestroyForm(request.POST)
-    ids = [int(value) for value in request.POST.getlist("checkin") if value.isdigit()]
+    ids = [int(value) for value in request.POST.getlist("checkin") if ascii_digits(value)]
     if not form.is_valid():
         messages.error(request, _("Choose a method and a batch."))
         return redirect("console:warehouse")

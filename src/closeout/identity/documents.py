@@ -7,6 +7,8 @@ import re
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError as StdnumError
 
+from closeout.common.text import ascii_digits
+
 
 class InvalidDocument(ValueError):
     """Raised with a message safe to show: it never repeats the number."""
@@ -49,7 +51,7 @@ def normalize_card_number(raw: str, field: str = "card_number") -> str:
     :raises InvalidDocument: when the format or check digit is wrong.
     """
     digits = re.sub(r"[\s-]", "", raw or "")
-    if not digits.isdigit() or len(digits) not in (16, 19, 20):
+    if not ascii_digits(digits) or len(digits) not in (16, 19, 20):
         raise InvalidDocument(field, "Card number must be 16 digits, or 19-20 digits for a SIM card.")
     if not luhn_ok(digits):
         raise InvalidDocument(field, "Card number check digit is wrong; please check the number.")

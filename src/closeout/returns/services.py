@@ -16,7 +16,7 @@ from closeout.common import clock
 from closeout.identity import documents
 from closeout.returns.models import CheckIn, Destruction, ReturnException, ReturnLabel
 
-LABEL = re.compile(r"^RL(\d{10})(\d)$")
+LABEL = re.compile(r"^RL([0-9]{10})([0-9])$")
 
 
 class UnableToCheckIn(Exception):

@@ -10,6 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from closeout.api.problems import problem
+from closeout.common.text import ascii_digits
 from closeout.integrations.errors import PermanentError, TransientError
 from closeout.integrations.sms.models import SimSmsMessage
 from closeout.integrations.sms.simulator import SimulatedSmsGateway
@@ -22,7 +23,7 @@ def messages(request):
         return _send(request)
     rows = SimSmsMessage.objects.order_by("id")
     since = request.GET.get("since", "")
-    if since.isdigit():
+    if ascii_digits(since):
         rows = rows.filter(id__gt=int(since))
     return JsonResponse(
         [{"id": r.id, "message_ref": r.message_ref, "to_masked": r.to_masked, "to_hash": r.to_hash, "body": r.body,
