@@ -71,3 +71,20 @@ def test_the_verification_page_says_not_valid_for_a_tampered_certificate(client,
     html = client.get(f"/verify/{case.certificate.id}", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert 'data-valid="false"' in html
     assert client.get(f"/api/v1/certificates/{case.certificate.id}/verify").json()["valid"] is False
+
+
+@pytest.mark.parametrize("language,card_line,sim_line", [
+    ("zh-hans", "卡片已停用并列入黑名单", "号码已停用"),
+    ("zh-hant", "卡片已停用並列入黑名單", "號碼已停用"),
+    ("en", "Card blocked and put on the hotlist", "Number taken out of service"),
+])
+def test_the_verification_page_says_what_was_taken_out_of_service(client, make_card, language, card_line,
+                                                                   sim_line):
+    card_case = close_card(make_card("YKT", balance=900))
+    sim_case = close_card(make_card("TSIM", balance=0, plan_days_left=10))
+
+    card_page = client.get(f"/verify/{card_case.certificate.id}", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    sim_page = client.get(f"/verify/{sim_case.certificate.id}", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+
+    assert card_line in card_page and sim_line not in card_page
+    assert sim_line in sim_page and card_line not in sim_page

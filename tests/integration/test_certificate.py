@@ -44,6 +44,41 @@ def test_a_closed_case_gets_one_signed_certificate_with_its_facts(make_card):
     assert Certificate.objects.count() == 1
 
 
+def test_a_travel_sim_certificate_says_its_number_was_taken_out_of_service_not_hotlisted(make_card):
+    case = close_card(make_card("TSIM", balance=0, plan_days_left=10))
+
+    facts = json.loads(case.certificate.facts)
+    assert [(d["what"], d["status"]) for d in facts["deactivated"]] == [("number", "deactivated")]
+    assert facts["deactivated"][0]["ref"].startswith("num-") and "hotlist" not in facts["deactivated"][0]
+    text = pdf.page_text(certificate_pdf(case.certificate))
+    assert "Number taken out of service" in text and "hotlist" not in text
+    assert case.events.filter(note="number taken out of service").exists()
+    assert not case.events.filter(note__contains="card blocked").exists()
+
+
+@pytest.mark.parametrize("state,profile", [("RELEASED", "cancelled"), ("ENABLED", "deleted")])
+def test_an_esim_certificate_says_what_happened_to_the_number_and_the_profile(make_card, state, profile):
+    from closeout.integrations.outbox import outbox_deliver
+    from closeout.integrations.smdp import simulator as smdp
+
+    card = make_card("ESIM", balance=0, plan_days_left=5, physical=False)
+    smdp.profile_seed(iccid=card.number, state=state)
+    case = services.closure_request(card=card, channel="web", requester="customer:web")
+    case = run_to_end(case.reference)
+    if state == "ENABLED":  # on the phone: closing waits for the device to delete it
+        assert case.state == "deactivating" and case.deadline_at is not None
+        smdp.device_delete(iccid=card.number)
+        outbox_deliver(system="smdp")  # the device's signed deletion notification
+        case = run_to_end(case.reference)
+
+    assert case.state == "closed"
+    facts = json.loads(case.certificate.facts)
+    assert [(d["what"], d["status"]) for d in facts["deactivated"]] == [("number", "deactivated"),
+                                                                       ("esim_profile", profile)]
+    text = pdf.page_text(certificate_pdf(case.certificate))
+    assert pdf.DEACTIVATIONS[("esim_profile", profile)][2] in text and "hotlist" not in text
+
+
 def test_an_open_case_gets_no_certificate(make_card):
     case = services.closure_request(card=make_card("YKT"), channel="web", requester="customer:web")
     with pytest.raises(Exception, match="submitted"):

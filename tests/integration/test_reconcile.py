@@ -13,7 +13,8 @@ from closeout.cards.models import Binding, Card
 from closeout.certificates.models import Certificate
 from closeout.closures.models import Refund
 from closeout.common.money import Money
-from closeout.integrations.models import SimCardBlock, SimRefund
+from closeout.integrations.models import SimCardBlock, SimFault, SimNumberDeactivation, SimRefund
+from closeout.integrations.smdp import simulator as smdp
 from closeout.ledger import services as ledger
 from tests.aftercare_support import close_card
 
@@ -95,20 +96,56 @@ def test_every_seeded_inconsistency_is_found(closed_cases, tmp_path, capsys):
 
 
 def test_one_more_system_adds_one_check(few_closed_cases):
-    """A new external system (e.g. SM-DP+ profiles) plugs in as one more check function."""
+    """A new external system (e.g. a loyalty scheme) plugs in as one more check function."""
     seen = []
 
-    def check_smdp_profiles(case):
+    def check_loyalty_points(case):
         seen.append(case.reference)
-        return [Mismatch(case.reference, "smdp", "profile released", "enabled")] if case == few_closed_cases[0] else []
+        return [Mismatch(case.reference, "loyalty", "points at 0", "120")] if case == few_closed_cases[0] else []
 
-    reconcile_check(check_smdp_profiles)
+    reconcile_check(check_loyalty_points)
     try:
         found = reconcile_run()
     finally:
-        CHECKS.remove(check_smdp_profiles)
-    assert [(m.reference, m.check) for m in found] == [(few_closed_cases[0].reference, "smdp")]
+        CHECKS.remove(check_loyalty_points)
+    assert [(m.reference, m.check) for m in found] == [(few_closed_cases[0].reference, "loyalty")]
     assert sorted(seen) == sorted(case.reference for case in few_closed_cases)
+
+
+@pytest.fixture
+def closed_sims(make_card):
+    travel = close_card(make_card("TSIM", balance=0, plan_days_left=10))
+    esim_card = make_card("ESIM", balance=0, plan_days_left=5, physical=False)
+    smdp.profile_seed(iccid=esim_card.number, state="RELEASED")  # never downloaded: cancelled at once
+    return travel, close_card(esim_card)
+
+
+def test_closed_sims_and_esims_reconcile_cleanly(closed_sims, capsys):
+    assert [case.state for case in closed_sims] == ["closed", "closed"]
+    assert reconcile_run() == []
+    assert cli.main(["reconcile"]) == 0
+    assert "0 mismatch(es)" in capsys.readouterr().out
+
+
+def test_a_sim_still_in_service_and_an_esim_profile_left_on_are_found(closed_sims):
+    travel, esim = closed_sims
+    SimNumberDeactivation.objects.filter(iccid=travel.card.number).delete()
+    smdp.SimEsimProfile.objects.filter(iccid=esim.card.number).update(state="ENABLED")
+
+    found = {(m.reference, m.check): m for m in reconcile_run()}
+
+    assert set(found) == {(travel.reference, "card_system"), (esim.reference, "esim_profile")}
+    assert found[(travel.reference, "card_system")].expected == "deactivated at the card system"
+    assert found[(esim.reference, "esim_profile")].actual == "ENABLED"
+
+
+def test_a_card_system_that_does_not_answer_is_a_mismatch_naming_no_card(few_closed_cases):
+    SimFault.objects.create(system="card_system", operation="card_info", mode="error_5xx", remaining=1)
+
+    found = reconcile_run(references=[few_closed_cases[0].reference])
+
+    assert [(m.check, m.actual) for m in found] == [("card_system", "no answer")]
+    assert few_closed_cases[0].card.number not in str(found[0])
 
 
 def test_bulk_closed_cases_get_certificates_and_reconcile_cleanly(make_card, tmp_path):

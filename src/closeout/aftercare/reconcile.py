@@ -1,8 +1,9 @@
 """Reconciliation: for every closed case, the ledger, the payment provider, the card system, the
-partner bindings and the certificate must all tell the same story.
+SM-DP+ (for eSIMs), the partner bindings and the certificate must all tell the same story.
 
 Each check is a function `(ClosureCase) -> list[Mismatch]` in `CHECKS`; a new external system
-(e.g. SM-DP+ profile states) adds one with `@reconcile_check`.
+adds one with `@reconcile_check`. The card system and the SM-DP+ are asked through their ports,
+so a reconcile reads what the real systems report when they are configured.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from django.db.models import Sum
 from closeout.cards.models import Binding, Card
 from closeout.closures import states
 from closeout.closures.models import ClosureCase, Refund
-from closeout.integrations.models import SimCardBlock, SimRefund
+from closeout.integrations import registry
+from closeout.integrations.errors import PermanentError, TransientError
+from closeout.integrations.models import SimRefund
 from closeout.ledger import services as ledger
 from closeout.ledger.models import Line, Posting
 
@@ -102,16 +105,47 @@ def check_payment_provider(case: ClosureCase) -> list[Mismatch]:
     return out
 
 
+# What the card system reports for a card once its case has closed: a stored-value card is
+# blocked; a SIM's (or eSIM's) number is taken out of service instead.
+CARD_SYSTEM_CLOSED = {"stored_value": "blocked", "travel_sim": "deactivated", "esim": "deactivated"}
+# An eSIM profile ends either cancelled by the operator (UNAVAILABLE) or deleted on the device.
+PROFILE_ENDED = ("UNAVAILABLE", "DELETED")
+
+
+def _asked(system: str, call) -> str:
+    """The external system's answer, or what stood in its way (never the card number)."""
+    try:
+        return call(registry.port(system))
+    except PermanentError:
+        return "unknown to it"
+    except TransientError:
+        return "no answer"
+
+
 @reconcile_check
 def check_card_system(case: ClosureCase) -> list[Mismatch]:
-    """The card is blocked at the card system and closed here."""
-    card = Card.objects.get(id=case.card_id)
+    """The card system has the card blocked (a SIM's number out of service) and closeout has it closed."""
+    card = case.card
+    expected = CARD_SYSTEM_CLOSED[card.product.kind]
     out = []
-    if not SimCardBlock.objects.filter(card_number=card.number).exists():
-        out.append(Mismatch(case.reference, "card_system", "card blocked at the card system", "not blocked"))
+    seen = _asked("card_system", lambda cms: cms.card_info(card_number=card.number).status)
+    if seen != expected:
+        out.append(Mismatch(case.reference, "card_system", f"{expected} at the card system", seen))
     if card.status != Card.Status.CLOSED:
         out.append(Mismatch(case.reference, "card_system", "card closed in closeout", card.status))
     return out
+
+
+@reconcile_check
+def check_esim_profile(case: ClosureCase) -> list[Mismatch]:
+    """An eSIM's profile is cancelled or deleted at the SM-DP+."""
+    card = case.card
+    if card.product.kind != "esim":
+        return []
+    seen = _asked("smdp", lambda smdp: smdp.profile_status(iccid=card.number))
+    if seen not in PROFILE_ENDED:
+        return [Mismatch(case.reference, "esim_profile", " or ".join(PROFILE_ENDED) + " at the SM-DP+", seen)]
+    return []
 
 
 @reconcile_check
@@ -141,7 +175,7 @@ def check_certificate(case: ClosureCase) -> list[Mismatch]:
 def reconcile_run(*, checks: Iterable[Check] | None = None, references: Iterable[str] | None = None
                   ) -> list[Mismatch]:
     """Run every check on every closed case (or the given ones) and return all mismatches."""
-    cases = ClosureCase.objects.filter(state=states.CLOSED).select_related("card").order_by("id")
+    cases = ClosureCase.objects.filter(state=states.CLOSED).select_related("card__product").order_by("id")
     if references is not None:
         cases = cases.filter(reference__in=list(references))
     chosen = list(checks if checks is not None else CHECKS)

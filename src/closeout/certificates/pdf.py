@@ -48,7 +48,18 @@ DESTINATIONS = {
     "ewallet": ("电子钱包", "電子錢包", "E-wallet"),
     "cash": ("柜台现金", "櫃位現金", "Cash at the counter"),
 }
-DEACTIVATED_CARD = ("卡片已停用并列入黑名单", "卡片已停用並列入黑名單", "Card blocked and put on the hotlist")
+# What the closure took out of service, by (what, status) of the certificate's `deactivated` facts.
+DEACTIVATIONS = {
+    ("card", "blocked"): ("卡片已停用并列入黑名单", "卡片已停用並列入黑名單", "Card blocked and put on the hotlist"),
+    ("number", "deactivated"): ("号码已停用", "號碼已停用", "Number taken out of service"),
+    ("esim_profile", "cancelled"): ("eSIM 配置文件已取消（从未下载）", "eSIM 設定檔已取消（從未下載）",
+                                    "eSIM profile cancelled (never downloaded)"),
+    ("esim_profile", "deleted"): ("eSIM 配置文件已从设备删除", "eSIM 設定檔已從裝置刪除",
+                                  "eSIM profile deleted from the device"),
+    ("esim_profile", "waived"): ("eSIM 删除确认经工作人员豁免", "eSIM 刪除確認經職員豁免",
+                                 "eSIM deletion waived by staff"),
+}
+LANGUAGES = ("zh-hans", "zh-hant", "en")
 NONE = ("无", "無", "None")
 SCAN = ("扫码验证", "掃碼驗證", "Scan to verify")
 STATEMENT = (
@@ -114,6 +125,18 @@ def _money(minor: int, currency: str) -> str:
     return Money(int(minor), currency).format()
 
 
+def deactivation_names(item: dict) -> tuple[str, str, str]:
+    """One `deactivated` fact in the three languages (its raw words for a kind this build does not know)."""
+    raw = f"{item.get('what', '')} {item.get('status', '')}".strip()
+    return DEACTIVATIONS.get((item.get("what"), item.get("status")), (raw, raw, raw))
+
+
+def deactivation_lines(facts: dict, language: str) -> list[str]:
+    """The `deactivated` facts in one of LANGUAGES (English for any other)."""
+    index = LANGUAGES.index(language) if language in LANGUAGES else LANGUAGES.index("en")
+    return [deactivation_names(item)[index] for item in facts.get("deactivated") or []]
+
+
 def _value_lines(facts: dict) -> list[tuple[str, list[tuple[str, str]]]]:
     """Return (label key, [(text, script)]) rows in the order they are printed."""
     currency = facts["currency"]
@@ -139,10 +162,10 @@ def _value_lines(facts: dict) -> list[tuple[str, list[tuple[str, str]]]]:
     rows.append(("refund", [(_money(refund["amount"], refund["currency"]), "en")]))
     rows.append(("destination", [(f"{dest_names[0]} · {dest_names[1]}", "hans"),
                                  (f"{dest_names[2]} {extra}".strip(), "en")]))
-    if facts.get("deactivated"):
-        refs = ", ".join(d["ref"] for d in facts["deactivated"] if d.get("ref"))
-        rows.append(("deactivated", [(f"{DEACTIVATED_CARD[0]} · {DEACTIVATED_CARD[1]}", "hans"),
-                                     (f"{DEACTIVATED_CARD[2]}" + (f" ({refs})" if refs else ""), "en")]))
+    for item in facts.get("deactivated") or []:
+        names = deactivation_names(item)
+        ref = f" ({item['ref']})" if item.get("ref") else ""
+        rows.append(("deactivated", [(f"{names[0]} · {names[1]}", "hans"), (names[2] + ref, "en")]))
     unbound = facts.get("unbound") or []
     if unbound:
         rows.append(("unbound", [(", ".join(u["partner"] for u in unbound), "en")]))

@@ -22,6 +22,7 @@ from closeout.closures import states
 from closeout.closures.models import ClosureCase, Refund
 from closeout.common import clock
 from closeout.identity import documents
+from closeout.integrations.smdp import port as smdp
 
 
 class UnableToIssueCertificate(Exception):
@@ -112,14 +113,40 @@ def certificate_facts(case: ClosureCase, *, certificate_id: uuid.UUID, issued_at
     )
 
 
+def _deactivations(kind: str, events: list) -> list[dict]:
+    """What the closure took out of service, read from the case's events leaving DEACTIVATING.
+
+    A stored-value card is blocked and hotlisted; a travel SIM's number is taken out of service;
+    an eSIM's number too, and its profile is then cancelled at the SM-DP+ (never downloaded),
+    deleted from the device, or the deletion waived by staff after the wait ran out.
+    """
+    facts: dict[str, dict] = {}
+    for event in events:
+        if event.from_state != states.DEACTIVATING or event.to_state == states.FAILED:
+            continue
+        data = event.data or {}
+        if kind == "stored_value":
+            fact = {"what": "card", "system": "card_system", "status": "blocked", "hotlist": True,
+                    "ref": str(data.get("block_ref", ""))}
+        elif data.get("override"):
+            fact = {"what": "esim_profile", "system": "smdp", "status": "waived", "ref": ""}
+        elif (data.get("smdp") or {}).get("status") == smdp.SUCCESS:
+            fact = {"what": "esim_profile", "system": "smdp",
+                    "status": "deleted" if data.get("deletion_proof") else "cancelled", "ref": ""}
+        elif data.get("status") == "deactivated":
+            fact = {"what": "number", "system": "card_system", "status": "deactivated", "ref": str(data.get("ref", ""))}
+        else:
+            continue  # waiting for the device, or a retry: nothing taken out of service yet
+        facts.setdefault(fact["what"], {**fact, "at": _iso(event.at)})
+    return list(facts.values())
+
+
 def _facts(case: ClosureCase, *, refund: Refund | None, events: list, unbound: list[Binding],
            certificate_id: uuid.UUID, issued_at) -> dict:
     card = case.card
     product = card.product
     quote = case.quote or {}
-    deactivated = [{"what": "card", "system": "card_system", "status": "blocked", "hotlist": True,
-                    "ref": str(e.data.get("block_ref", "")), "at": _iso(e.at)}
-                   for e in events if e.from_state == states.DEACTIVATING and e.to_state != states.FAILED][:1]
+    deactivated = _deactivations(product.kind, events)
     destination = dict(case.refund_destination or {"type": "original"})
     return {
         "format": signing.FORMAT,

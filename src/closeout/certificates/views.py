@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.shortcuts import render
+from django.utils import translation
 from django.views.decorators.http import require_GET
 
 from closeout.certificates import pdf, selectors
@@ -24,4 +25,5 @@ def verify_page(request, certificate_id: str):
         "destination_masked": destination.get("account_masked") or destination.get("wallet_masked") or "",
         "requested_at": pdf._local(facts.get("requested_at")),
         "closed_at": pdf._local(facts.get("closed_at")),
+        "deactivated": pdf.deactivation_lines(facts, translation.get_language()),
     })

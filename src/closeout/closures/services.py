@@ -444,8 +444,10 @@ def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
         )
         _transition(case, states.REFUNDED, actor="system", key=f"{workflow_id}:refunded",
                     note=f"refunded {money.format()}", data={"provider_ref": refund.provider_ref}, action="")
+        action = _deactivation_action(case)
         _transition(case, states.DEACTIVATING, actor="system", key=f"{workflow_id}:deactivating",
-                    note="blocking the card", action=_deactivation_action(case))
+                    note="blocking the card" if action == "deactivate" else "taking the number out of service",
+                    action=action)
         return case.state
 
 
@@ -578,7 +580,8 @@ def refund_reject(*, reference: str, approver: str, reason: str) -> ClosureCase:
 
 
 def closure_deactivated(*, reference: str, workflow_id: str, result: dict) -> str:
-    """Record that the card system blocked the card; go on to unbinding or close."""
+    """Record that the card system blocked the card (took a SIM's number out of service); go on to
+    unbinding or close (an eSIM first has its profile released)."""
     with transaction.atomic():
         case = _lock(reference)
         if case.state != states.DEACTIVATING:
@@ -589,8 +592,10 @@ def closure_deactivated(*, reference: str, workflow_id: str, result: dict) -> st
             _schedule(case, "release_profile", key=f"{workflow_id}:release_profile",
                       note="number deactivated; releasing the eSIM profile", data=result)
             return case.state
-        _after_deactivation(case, card, key=workflow_id, note="card blocked", data=result)
-        if card.product.kind == "stored_value":
+        blocked = card.product.kind == "stored_value"
+        _after_deactivation(case, card, key=workflow_id, data=result,
+                            note="card blocked" if blocked else "number taken out of service")
+        if blocked:
             hotlist_add(card=card)  # last: the version counter stays locked until the commit
         return case.state
 

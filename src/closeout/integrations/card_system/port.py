@@ -9,7 +9,7 @@ from closeout.common.money import Money
 @dataclass(frozen=True)
 class CardInfo:
     number: str
-    status: str  # active | blocked | closing | closed
+    status: str  # active | blocked | deactivated (a SIM's number out of service) | closing | closed
     balance: Money
     transaction_count: int
 

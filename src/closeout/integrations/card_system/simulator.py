@@ -77,7 +77,9 @@ class SimulatedCardSystem:
             raise PermanentError("unknown card")
         balance, _ = card_balances(card)
         status = card.status
-        if SimCardBlock.objects.filter(card_number=card_number).exists() and status == "active":
+        if SimCardBlock.objects.filter(card_number=card_number).exists():
             status = "blocked"
+        elif SimNumberDeactivation.objects.filter(iccid=card_number).exists():
+            status = "deactivated"
         return CardInfo(number=card.number, status=status, balance=balance,
                         transaction_count=card.transaction_count)
