@@ -225,9 +225,6 @@ INTEGRATIONS = {
     "card_system": os.environ.get("CLOSEOUT_CARD_SYSTEM", "simulator"),
 }
 
-DEFAULT_FROM_EMAIL = os.environ.get("CLOSEOUT_FROM_EMAIL", "closeout <no-reply@closeout.invalid>")
-EMAIL_HOST = os.environ.get("CLOSEOUT_SMTP_HOST", "127.0.0.1")
-EMAIL_PORT = int(os.environ.get("CLOSEOUT_SMTP_PORT", "25"))
 # Staff who hear about charges that slipped past a closing or closed card.
 STAFF_ALERT_EMAILS = [a for a in os.environ.get("CLOSEOUT_STAFF_ALERT_EMAILS", "").split(",") if a]
 
