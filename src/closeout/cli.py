@@ -102,7 +102,18 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("--code", required=True)
     rotate.add_argument("--grace-hours", type=float, default=24.0, help="how long the old secret keeps signing")
     partner_sub.add_parser("list", help="list partners (secrets shown by their last characters)")
+    _data_dir_everywhere(sub)
     return parser
+
+
+def _data_dir_everywhere(sub) -> None:
+    """Accept --data-dir after a nested subcommand too (`closeout apikey create --name x --data-dir d`)."""
+    for command in sub.choices.values():
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for nested in action.choices.values():
+                    nested.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                _data_dir_everywhere(action)
 
 
 def _setup(args) -> None:
@@ -267,7 +278,10 @@ def cmd_apikey(args) -> int:
         print(f"API key {args.prefix} revoked")
         return 0
 
-    _, token = apikey_create(name=args.name, scope=args.scope)
+    if not args.name.strip():
+        print("closeout apikey create: --name must name who holds the key", file=sys.stderr)
+        return 2
+    _, token = apikey_create(name=args.name.strip(), scope=args.scope)
     print(token)
     return 0
 
@@ -353,12 +367,13 @@ def cmd_guard(args) -> int:
 def cmd_reconcile(args) -> int:
     from closeout.aftercare.reconcile import mismatches_write_csv, reconcile_run
 
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else None  # a bad path fails first
     mismatches = reconcile_run()
     for mismatch in mismatches:
         print(mismatch)
-    if args.out:
-        with open(args.out, "w", newline="", encoding="utf-8") as handle:
-            mismatches_write_csv(mismatches, handle)
+    if out is not None:
+        with out:
+            mismatches_write_csv(mismatches, out)
     print(f"{len(mismatches)} mismatch(es)")
     return 1 if mismatches else 0
 
@@ -399,7 +414,10 @@ def cmd_bulk_close(args) -> int:
 
     path = Path(args.file)
     if not path.is_file():
-        print(f"closeout bulk-close: {path}: no such file", file=sys.stderr)
+        print(f"closeout bulk-close: {path}: {'not a file' if path.exists() else 'no such file'}", file=sys.stderr)
+        return 2
+    if not args.reason.strip():
+        print("closeout bulk-close: --reason must say why these cards are closed", file=sys.stderr)
         return 2
     if not 1 <= args.batch_size <= 10000:
         print("closeout bulk-close: --batch-size must be between 1 and 10000", file=sys.stderr)
@@ -499,10 +517,43 @@ COMMANDS = {
 }
 
 
+# Commands that create or update the database themselves before using it.
+MIGRATING = {"demo", "serve", "migrate", "demo-data", "staff"}
+
+
+def _offline(args) -> bool:
+    """Checking a file against public keys given on the command line needs no database."""
+    return ((args.command == "certificate" and args.certificate_command == "verify" and args.keys)
+            or (args.command == "hotlist" and args.hotlist_command == "verify" and args.public_key))
+
+
+def _unmigrated() -> bool:
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    return bool(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    data_dir = getattr(args, "data_dir", None)
+    uses_data = args.command not in MIGRATING and not _offline(args)
+    if uses_data and data_dir and not Path(data_dir).is_dir():  # a mistyped path would start afresh
+        print(f"closeout {args.command}: {data_dir} is not a closeout data directory; create one with "
+              f"`closeout migrate --data-dir {data_dir}`", file=sys.stderr)
+        return 2
     _setup(args)
-    return COMMANDS[args.command](args)
+    if uses_data and _unmigrated():
+        print(f"closeout {args.command}: the database is not set up or is out of date; run "
+              f"`closeout migrate{f' --data-dir {data_dir}' if data_dir else ''}` first", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except OSError as exc:  # a file that cannot be read or written: say which, without a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"closeout {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

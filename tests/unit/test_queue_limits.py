@@ -58,6 +58,8 @@ def test_a_bad_limit_is_refused_naming_the_entry(text, names):
 def test_a_worker_with_a_bad_limit_does_not_start_and_says_why(tmp_path):
     env = dict(os.environ, CLOSEOUT_QUEUE_LIMITS="payments=4,card_sytem=2", CLOSEOUT_DATA_DIR=str(tmp_path),
                CLOSEOUT_EXECUTOR_ID="limits-test")
+    subprocess.run([sys.executable, "-m", "closeout.cli", "migrate"], env=env, capture_output=True, timeout=120,
+                   check=True)
     done = subprocess.run([sys.executable, "-m", "closeout.cli", "worker"], env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2

@@ -552,6 +552,8 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
 
     :raises BulkFileError: when the file is not a bulk-closure CSV.
     """
+    if rejects_path is not None and rejects_path.resolve() == path.resolve():
+        raise BulkFileError("the rejects file must not be the input file (it would overwrite it)")
     summary = IntakeSummary(dry_run=dry_run)
     run = None
     if not dry_run:

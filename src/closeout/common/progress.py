@@ -7,8 +7,9 @@ import time
 
 
 class Progress:
-    def __init__(self, *, total: int, label: str, stream=sys.stderr, every: float = 0.5):
-        self.total, self.label, self.stream, self.every = total, label, stream, every
+    def __init__(self, *, total: int, label: str, stream=None, every: float = 0.5):
+        # stderr as it is now, not as it was when this module was imported (it may have been replaced since)
+        self.total, self.label, self.stream, self.every = total, label, stream or sys.stderr, every
         self.done_count = 0
         self.started = time.monotonic()
         self.shown = 0.0

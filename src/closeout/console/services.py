@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from closeout.appointments.models import Branch
 from closeout.audit.services import audit_record
 from closeout.cards.models import Card, CardCharge
 from closeout.closures import services as closures
@@ -48,7 +49,8 @@ def staff_create(*, email: str, role: str, password: str | None = None, branch_c
     Returns the profile, the device (its `config_url` is the enrolment URI) and the password
     (generated when none is given).
 
-    :raises UnableToCreateStaff: for an unknown role, a malformed email or an existing account.
+    :raises UnableToCreateStaff: for an unknown role, a malformed email, an existing account, or a
+        branch clerk without a known branch.
     """
     if role not in roles.ROLES:
         raise UnableToCreateStaff(f"role must be one of {', '.join(roles.ROLES)}")
@@ -56,6 +58,12 @@ def staff_create(*, email: str, role: str, password: str | None = None, branch_c
         email = documents.normalize_email(email)
     except documents.InvalidDocument:
         raise UnableToCreateStaff("email address is not valid")
+    branch_code = (branch_code or "").strip()
+    if role == "branch_clerk" and not Branch.objects.filter(code=branch_code).exists():
+        known = ", ".join(Branch.objects.order_by("code").values_list("code", flat=True)) or "none yet"
+        raise UnableToCreateStaff(f"a branch clerk needs --branch, one of the branch codes ({known})")
+    if branch_code and role != "branch_clerk":
+        raise UnableToCreateStaff("only a branch clerk works at one branch; leave --branch out")
     password = password or secrets.token_urlsafe(15)
     if len(password) < 12:
         raise UnableToCreateStaff("password must have at least 12 characters")

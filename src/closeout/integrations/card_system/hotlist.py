@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -236,8 +238,11 @@ def write_export(path: str | os.PathLike, *, since: int = 0, fmt: str = "csv") -
 
     :raises ValueError: for an unknown format or a negative `since`.
     :raises UnableToExportHotlist: if the number of cards changed under the export.
+    :raises OSError: when the file cannot be written there (a missing folder, a directory).
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     folder = os.path.dirname(os.path.abspath(path))
     with tempfile.NamedTemporaryFile("wb", dir=folder, prefix=".hotlist-", delete=False) as handle:
         try:
@@ -246,14 +251,20 @@ def write_export(path: str | os.PathLike, *, since: int = 0, fmt: str = "csv") -
             handle.close()
             os.unlink(handle.name)
             raise
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(handle.name, 0o666 & ~umask)  # as a plain open() would have made it, not the temp file's 0600
     sig_path = f"{path}.sig"
-    with open(f"{sig_path}.tmp", "w") as sig:
-        json.dump(document, sig, indent=2)
-    os.replace(handle.name, path)
-    os.replace(f"{sig_path}.tmp", sig_path)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)  # as a plain open() would have made it, not the temp file's 0600
+        with open(f"{sig_path}.tmp", "w") as sig:
+            json.dump(document, sig, indent=2)
+        os.replace(handle.name, path)
+        os.replace(f"{sig_path}.tmp", sig_path)
+    except BaseException:  # e.g. `path` is a directory: leave no half-made files behind
+        for leftover in (handle.name, f"{sig_path}.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+        raise
     return document
 
 

@@ -1,0 +1,100 @@
+"""The `closeout` command answers a mistake with one line naming it and exit status 2: a path
+that cannot be written, a file given twice, a data directory that does not exist or was never
+set up. No traceback, and nothing half written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from closeout import cli
+from tests.integration.test_bulk_close import write_csv
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _refused(capsys, argv: list[str], *names: str) -> str:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for name in names:
+        assert name in err, err
+    return err
+
+
+@pytest.mark.parametrize("where", ["missing/hotlist.csv", "."])
+def test_a_hotlist_that_cannot_be_written_names_the_path_and_leaves_no_temporary_files(capsys, tmp_path, where):
+    out = tmp_path / where
+    _refused(capsys, ["hotlist", "export", "--out", str(out)], str(out.parent))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_reconcile_to_a_folder_that_does_not_exist_fails_before_it_runs(capsys, tmp_path):
+    _refused(capsys, ["reconcile", "--out", str(tmp_path / "nope" / "m.csv")], "No such file or directory")
+
+
+def test_certificate_keys_to_a_folder_that_does_not_exist(capsys, tmp_path):
+    _refused(capsys, ["certificate", "keys", "--out", str(tmp_path / "nope" / "keys.json")], "nope")
+
+
+def test_verifying_a_hotlist_file_that_does_not_exist(capsys, tmp_path):
+    _refused(capsys, ["hotlist", "verify", str(tmp_path / "hotlist.csv")], "hotlist.csv")
+
+
+def test_bulk_close_refuses_to_write_its_rejects_over_the_input(capsys, make_card, tmp_path):
+    path = write_csv(tmp_path / "dormant.csv", [make_card("YKT").number, "1234"])
+    before = path.read_bytes()
+
+    _refused(capsys, ["bulk-close", str(path), "--reason", "dormant", "--rejects", str(path)], "rejects file")
+
+    assert path.read_bytes() == before
+
+
+def test_bulk_close_of_a_folder_or_without_a_reason(capsys, make_card, tmp_path):
+    _refused(capsys, ["bulk-close", str(tmp_path), "--reason", "dormant"], "not a file")
+    path = write_csv(tmp_path / "dormant.csv", [make_card("YKT").number])
+    _refused(capsys, ["bulk-close", str(path), "--reason", "  "], "--reason")
+
+
+def test_an_api_key_needs_a_name(capsys):
+    _refused(capsys, ["apikey", "create", "--name", " "], "--name")
+
+
+def test_a_branch_clerk_needs_a_branch_that_exists(capsys):
+    _refused(capsys, ["staff", "create", "--role", "branch_clerk", "--email", "clerk@staff.example.test",
+                      "--no-qr"], "--branch")
+    _refused(capsys, ["staff", "create", "--role", "branch_clerk", "--email", "clerk@staff.example.test",
+                      "--branch", "NOWHERE", "--no-qr"], "--branch")
+
+
+@pytest.mark.parametrize("argv", [["apikey", "--data-dir", "D", "create", "--name", "x"],
+                                  ["apikey", "create", "--name", "x", "--data-dir", "D"],
+                                  ["worker", "status", "--data-dir", "D"], ["reconcile", "--data-dir", "D"]])
+def test_the_data_dir_may_come_before_or_after_a_subcommand(argv):
+    assert cli._parser().parse_args(argv).data_dir == "D"
+
+
+def _run(tmp_path, *argv: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("CLOSEOUT_DATA_DIR", "DATABASE_URL",
+                                                                "DJANGO_SETTINGS_MODULE")}
+    return subprocess.run([sys.executable, "-m", "closeout.cli", *argv], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_mistyped_data_dir_is_refused_not_created(tmp_path):
+    mistyped = tmp_path / "var-prod"
+    done = _run(tmp_path, "reconcile", "--data-dir", str(mistyped))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{mistyped} is not a closeout data directory" in done.stderr and "closeout migrate" in done.stderr
+    assert not mistyped.exists()
+
+
+def test_a_data_dir_never_migrated_says_to_migrate(tmp_path):
+    empty = tmp_path / "fresh"
+    empty.mkdir()
+    done = _run(tmp_path, "audit", "verify", "--data-dir", str(empty))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"run `closeout migrate --data-dir {empty}` first" in done.stderr
