@@ -128,6 +128,8 @@ def test_missing_or_bad_api_key_is_401(client, make_card, auth):
     ({"id_document": {"type": "cn_resident_id", "number": "110101199003078031"}}, "id_document.number"),
     ({"id_document": {"type": "driving_licence", "number": "X"}}, "id_document.type"),
     ({"refund_destination": {"type": "bank", "account_number": "12"}}, "refund_destination.account_number"),
+    ({"contact": {"email": "holder-at-example.test"}}, "contact.email"),
+    ({"contact": {"phone": "12"}}, "contact.phone"),
 ])
 def test_malformed_input_is_422_naming_the_field(client_for, key, make_card, override, field):
     response = client_for("/api/v1/closures", body_for(make_card("YKT"), **override), key=key)
@@ -230,3 +232,64 @@ def test_a_key_left_unanswered_by_an_earlier_version_is_409_not_an_empty_answer(
     again = client_for("/api/v1/closures", body_for(card), key=key)
     assert first.status_code == 201
     assert again.status_code == 409 and again.json()["type"].endswith("idempotency-key-in-flight")
+
+
+def test_repeated_wrong_id_documents_for_a_card_lock_it_for_a_while(client_for, key, make_card):
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    from closeout.identity.models import OtpEvent
+
+    card = make_card("YKT")
+    wrong = {"type": "cn_resident_id", "number": CN_ID}
+    answers = [client_for("/api/v1/closures", body_for(card, id_document=wrong), key=key, idem=f"w{i}").status_code
+               for i in range(10)]
+    assert answers == [422] * 10
+
+    locked = client_for("/api/v1/closures", body_for(card), key=key, idem="right")  # even the right document
+    assert locked.status_code == 429 and locked["Content-Type"] == "application/problem+json"
+    assert 0 < int(locked["Retry-After"]) <= 15 * 60
+    assert card.number not in locked.content.decode() and not ClosureCase.objects.exists()
+    assert client_for("/api/v1/closures", body_for(make_card("YKT")), key=key, idem="other").status_code == 201
+
+    OtpEvent.objects.update(at=F("at") - timedelta(minutes=16))  # the lock has run out
+    assert client_for("/api/v1/closures", body_for(card), key=key, idem="later").status_code == 201
+
+
+@pytest.mark.parametrize("raw", ["123", "[1, 2]", "null", '"note"'])
+def test_card_received_with_a_body_that_is_not_an_object_moves_nothing(client, client_for, key, make_card, raw):
+    from tests.integration.test_console_support import case_in_state
+
+    operator = apikey_create(name="warehouse", scope="operator")[1]
+    reference = case_in_state(make_card("OCTO"), "awaiting_return").reference
+
+    response = client.post(f"/api/v1/closures/{reference}/card-received", data=raw, content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {operator}")
+
+    assert response.status_code == 422 and response["Content-Type"] == "application/problem+json"
+    assert ClosureCase.objects.get(reference=reference).state == "awaiting_return"
+    moved = client.post(f"/api/v1/closures/{reference}/card-received", data='{"note": "box 7"}',
+                        content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {operator}")
+    assert moved.status_code == 200 and moved.json()["state"] != "awaiting_return"
+
+
+def test_a_card_number_typed_with_dashes_is_declined_once_closing(client_for, key, make_card):
+    card = make_card("YKT", balance=50000)
+    client_for("/api/v1/closures", body_for(card), key=key)
+    grouped = "-".join(card.number[i:i + 4] for i in range(0, 16, 4))
+
+    declined = client_for("/api/v1/authorizations", {"card_number": grouped, "amount": 100, "currency": "CNY"},
+                          key=key, idem=None)
+
+    assert declined.json() == {"decision": "declined", "reason": "card_closing"}
+
+
+def test_reading_a_closure_shows_what_the_customer_still_owes(client, client_for, key, make_card):
+    card = make_card("YKT", balance=0, charges=[("overdraft", 3000)])
+    created = client_for("/api/v1/closures", body_for(card), key=key).json()
+
+    read = client.get(f"/api/v1/closures/{created['reference']}", HTTP_AUTHORIZATION=f"Bearer {key}").json()
+
+    assert read["quote"]["uncovered"] == created["quote"]["uncovered"] == 1000  # 30.00 owed, 20.00 deposit
+    assert read["quote"]["refund"] == 0

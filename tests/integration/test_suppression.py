@@ -139,6 +139,47 @@ def test_partners_look_up_a_contact_hash_with_their_key(client, make_card):
     assert "gone@example.test" not in bad.content.decode()
 
 
+def test_partners_check_the_contacts_they_hold_without_knowing_any_hash(client, make_card):
+    from closeout.api.keys import apikey_create
+
+    _, token = apikey_create(name="maps-app")
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    closing = make_card("YKT", email="gone@example.test", phone="+85291234567")
+    services.closure_request(card=closing, channel="web", requester="customer:web")
+    make_card("YKT", email="stay@example.test", phone="+85298765432")
+    contacts = [{"email": " Gone@Example.TEST "}, {"phone": "+852 9123 4567"}, {"email": "stay@example.test"},
+                {"phone": "85298765432"}, {"email": "never@example.test"}]
+
+    response = client.post("/api/v1/suppressions/check", {"contacts": contacts}, content_type="application/json",
+                           **auth)
+
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["suppressed"] for r in results] == [True, True, False, False, False]
+    assert results[0]["contact_hash"] == closing.holder.email_hash and results[1]["kind"] == "phone"
+    assert "example.test" not in response.content.decode() and "9123" not in response.content.decode()
+    # The hash handed back answers later lookups.
+    assert client.get(f"/api/v1/suppressions/{results[1]['contact_hash']}", **auth).json()["suppressed"]
+
+
+@pytest.mark.parametrize("contacts,field", [
+    ([{"email": "not-an-address"}], "contacts.0.email"),
+    ([{"email": "a@example.test"}, {"phone": "12"}], "contacts.1.phone"),
+    ([{"email": "a@example.test", "phone": "+85291234567"}], "contacts.0"),
+    ([{}], "contacts.0"),
+])
+def test_a_malformed_contact_is_a_422_naming_it_without_echoing_it(client, contacts, field):
+    from closeout.api.keys import apikey_create
+
+    _, token = apikey_create(name="maps-app")
+    response = client.post("/api/v1/suppressions/check", {"contacts": contacts}, content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    assert response.status_code == 422 and response["Content-Type"] == "application/problem+json"
+    assert field in [e["field"] for e in response.json()["errors"]]
+    assert "not-an-address" not in response.content.decode()
+
+
 def test_a_bulk_closure_suppresses_every_holder_in_the_file(make_card, tmp_path):
     from closeout.closures import bulk
     from tests.integration.test_bulk_close import write_csv

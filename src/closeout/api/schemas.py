@@ -58,6 +58,7 @@ class QuoteOut(Schema):
     plan_refund: int = 0
     fees: list[FeeOut]
     refund: int
+    uncovered: int = 0  # debts the refund could not cover: the customer pays these before closing
 
 
 class ClosureCreated(Schema):

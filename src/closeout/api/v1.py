@@ -25,6 +25,8 @@ from closeout.closures.states import IllegalTransition
 from closeout.common import clock
 from closeout.common.fastinsert import insert_one
 from closeout.common.money import Money, exponent
+from closeout.identity import documents
+from closeout.identity import services as identity
 from closeout.identity.documents import InvalidDocument
 from closeout.suppression.api import router as suppressions_router
 
@@ -73,6 +75,14 @@ def _not_verified() -> HttpResponse:
                    "We could not match the card number with this ID document.")
 
 
+def _json_object(body: bytes) -> bool:
+    """Whether a request body is a JSON object (ninja reads `123` or `[1]` as no fields at all)."""
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:
+        return False
+
+
 def _client(request) -> str:
     return f"api:{request.auth.prefix}"
 
@@ -108,7 +118,8 @@ def _replay(request, key: str, digest: str) -> HttpResponse | None:
     return HttpResponse(first.body, status=first.status_code, content_type="application/json")
 
 
-@api.post("/closures", response={201: schemas.ClosureCreated, **PROBLEMS}, summary="Request a closure")
+@api.post("/closures", response={201: schemas.ClosureCreated, **PROBLEMS, 429: schemas.Problem},
+          summary="Request a closure")
 def closure_create(request, payload: schemas.ClosureIn, idempotency_key: str = Header(None, alias="Idempotency-Key")):
     """Open a case, or replay the answer already given to this Idempotency-Key.
 
@@ -143,9 +154,18 @@ def _create(request, payload: schemas.ClosureIn, remember) -> HttpResponse:
     """Open the case and `remember` the answer in the same transaction; the identity check runs
     before it, outside the write lock that SQLite takes at BEGIN."""
     try:
-        card = services.identity_check(
-            card_number=payload.card_number, id_type=payload.id_document.type, id_number=payload.id_document.number
-        )
+        number = documents.normalize_card_number(payload.card_number)
+        if payload.contact:
+            _contact_check(payload.contact)
+        until = identity.identity_locked_until(card_number=number, client_address=_client(request))
+        if until is not None:
+            return _locked(until)
+        try:
+            card = services.identity_check(card_number=number, id_type=payload.id_document.type,
+                                           id_number=payload.id_document.number)
+        except services.IdentityNotVerified:
+            identity.identity_failure_record(card_number=number, client_address=_client(request))
+            raise
         with transaction.atomic():
             case = services.closure_request(
                 card=card, channel=payload.channel, requester=_client(request), reason=payload.reason,
@@ -166,6 +186,22 @@ def _create(request, payload: schemas.ClosureIn, remember) -> HttpResponse:
     except services.CardNotClosable:
         return problem(409, "card-not-closable", "Card cannot be closed", "This card is not active.")
     return HttpResponse(body, status=201, content_type="application/json")
+
+
+def _contact_check(contact: schemas.ContactIn) -> None:
+    """:raises InvalidDocument: for a malformed email address or phone number (naming it)."""
+    if contact.email:
+        documents.normalize_email(contact.email)
+    if contact.phone:
+        documents.normalize_phone(contact.phone)
+
+
+def _locked(until) -> HttpResponse:
+    seconds = max(int((until - clock.now()).total_seconds()) + 1, 1)
+    response = problem(429, "identity-checks-locked", "Too many failed identity checks",
+                       "Too many ID documents did not match for this card or this API key; try again later.")
+    response["Retry-After"] = str(seconds)
+    return response
 
 
 def _visible_case(request, reference: str) -> ClosureCase | None:
@@ -192,6 +228,8 @@ def closure_read(request, reference: str):
 def closure_card_received(request, reference: str, payload: schemas.CardReceivedIn | None = None):
     if request.auth.scope != ApiKey.Scope.OPERATOR:
         return problem(403, "forbidden", "Forbidden", "This call needs an operator-scope API key.")
+    if request.body.strip() and not _json_object(request.body):
+        return _invalid_field("body", "Send a JSON object such as {\"note\": \"...\"}, or no body.")
     if _visible_case(request, reference) is None:
         return problem(404, "not-found", "Not found", "No closure with this reference.")
     try:
@@ -209,7 +247,7 @@ def authorization(request, payload: schemas.AuthorizationIn):
         exponent(currency)
     except ValueError:
         return _invalid_field("currency", "Unknown currency.")
-    attempt = authorization_decide(card_number="".join(payload.card_number.split()),
+    attempt = authorization_decide(card_number=documents.without_separators(payload.card_number),
                                    amount=Money(payload.amount, currency), source=payload.source)
     return 200, {"decision": attempt.decision, "reason": attempt.reason}
 

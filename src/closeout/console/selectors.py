@@ -44,7 +44,7 @@ def case_search(*, query: str) -> list[dict]:
     if REFERENCE.match(query.upper()):
         found = cases.filter(reference=query.upper())
     else:
-        digits = re.sub(r"[\s-]", "", query)
+        digits = documents.without_separators(query)
         try:
             number = documents.normalize_card_number(digits)
         except documents.InvalidDocument:

@@ -42,6 +42,11 @@ def luhn_check_digit(partial: str) -> str:
     raise AssertionError("unreachable")
 
 
+def without_separators(raw: str | None) -> str:
+    """A number as typed, without the spaces and dashes people group its digits with."""
+    return re.sub(r"[\s-]", "", raw or "")
+
+
 def normalize_card_number(raw: str, field: str = "card_number") -> str:
     """Return the card number as digits only.
 
@@ -50,7 +55,7 @@ def normalize_card_number(raw: str, field: str = "card_number") -> str:
 
     :raises InvalidDocument: when the format or check digit is wrong.
     """
-    digits = re.sub(r"[\s-]", "", raw or "")
+    digits = without_separators(raw)
     if not ascii_digits(digits) or len(digits) not in (16, 19, 20):
         raise InvalidDocument(field, "Card number must be 16 digits, or 19-20 digits for a SIM card.")
     if not luhn_ok(digits):

@@ -190,3 +190,15 @@ def otp_verify(*, public_id: str, code: str, client_address: str) -> Verified:
         left = rules.MAX_ATTEMPTS_PER_CODE - challenge.attempts
         failure = CodeWrong(left) if left > 0 else CodeUsedUp("too many wrong codes")
     raise failure
+
+
+def identity_locked_until(*, card_number: str, client_address: str) -> datetime | None:
+    """Until when identity checks for this card number (normalised) or client are refused after
+    too many that failed, whether by wrong codes or by ID documents that did not match."""
+    return _locked_until(subject_hash(card_number), client_hash(client_address), clock.now())
+
+
+def identity_failure_record(*, card_number: str, client_address: str) -> None:
+    """Count an ID document that did not match this card number (normalised) towards the locks."""
+    OtpEvent.objects.create(kind=OtpEvent.Kind.FAILURE, subject_hash=subject_hash(card_number),
+                            client_hash=client_hash(client_address), at=clock.now())

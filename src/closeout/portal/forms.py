@@ -96,8 +96,8 @@ class ConfirmForm(forms.Form):
         data = super().clean()
         kind = data.get("destination")
         if kind == "bank":
-            code = re.sub(r"[\s-]", "", data.get("bank_code", "")).upper()
-            account = re.sub(r"[\s-]", "", data.get("account_number", "")).upper()
+            code = documents.without_separators(data.get("bank_code", "")).upper()
+            account = documents.without_separators(data.get("account_number", "")).upper()
             if not _BANK_CODE.match(code):
                 self.add_error("bank_code", _("Enter the 3-digit bank code or an 8 or 11 character SWIFT code."))
             if not re.fullmatch(r"[A-Z0-9]{6,34}", account) or (re.match(r"^[A-Z]{2}[0-9]{2}", account)

@@ -64,8 +64,8 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
 
     :raises UnableToCheckIn: for an empty scan.
     """
-    code = re.sub(r"[\s-]", "", code or "").upper()
-    inner = re.sub(r"[\s-]", "", card_number or "")
+    code = documents.without_separators(code).upper()
+    inner = documents.without_separators(card_number)
     if not code:
         raise UnableToCheckIn("nothing was scanned")
     case = card = None
