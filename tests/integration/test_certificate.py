@@ -266,3 +266,18 @@ def test_making_sure_of_the_first_signing_key_twice_keeps_the_one_key():
 
     key = SigningKey.objects.get()
     assert key.active and key.private_key_sealed
+
+
+def test_without_an_embedded_font_traditional_chinese_uses_the_traditional_character_map(make_card,
+                                                                                         monkeypatch):
+    """MSung-Light holds Adobe-CNS1 glyphs: under the GB character map a viewer draws wrong ones."""
+    case = close_card(make_card("OCTO", balance=12000, days_old=30))
+    monkeypatch.setenv("CLOSEOUT_CJK_FONT", "/nonexistent/font.ttf")
+    monkeypatch.setattr(fonts, "_fonts", None)
+
+    data = certificate_pdf(case.certificate)
+
+    assert not fonts.cjk_fonts().embedded
+    assert b"/MSung-Light" in data and b"UniCNS-UCS2-H" in data  # the traditional lines
+    assert b"/STSong-Light" in data and b"UniGB-UCS2-H" in data  # the simplified ones
+    assert "註銷證明書" in pdf.page_text(data)

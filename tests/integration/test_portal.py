@@ -187,7 +187,15 @@ def test_the_status_page_shows_the_timeline_and_what_to_do_for_a_physical_card(v
 
     pdf = visitor.client.get(f"/en/case/{case.reference}/return-label.pdf")
     assert pdf["Content-Type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
-    assert case.reference.encode() in _pdf_text(pdf.content)
+    text = _pdf_text(pdf.content)
+    assert case.reference.encode() in text
+    # The barcode carries the label code the warehouse scans, and the scan finds this case.
+    from closeout.returns import services as returns
+    from closeout.returns.models import ReturnLabel
+
+    code = ReturnLabel.objects.get(case=case).code
+    assert code.encode() in text
+    assert returns.return_check_in(code=code, actor="staff:wh").case_id == case.id
 
 
 def _pdf_text(pdf: bytes) -> bytes:

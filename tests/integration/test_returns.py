@@ -47,7 +47,17 @@ def test_scanning_the_card_number_works_too(make_card):
     assert _state(case) == states.REFUND_PENDING
 
 
-@pytest.mark.parametrize("scan", ["RL20260000000", "8101000000000000", "not a code"])
+def test_a_case_reference_typed_from_the_envelope_works_too(make_card):
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+
+    checkin = returns.return_check_in(code=case.reference.lower(), actor="staff:wh", card_number=card.number)
+
+    assert checkin.outcome == CheckIn.Outcome.RECEIVED and checkin.scanned_masked == case.reference.replace("-", "")
+    assert _state(case) == states.REFUND_PENDING
+
+
+@pytest.mark.parametrize("scan", ["RL20260000000", "8101000000000000", "not a code", "CL-2026-999999"])
 def test_unknown_codes_go_to_the_exception_queue(scan):
     checkin = returns.return_check_in(code=scan, actor="staff:wh")
     assert checkin.outcome == CheckIn.Outcome.EXCEPTION
@@ -167,3 +177,18 @@ def test_the_counter_refuses_an_unseen_original(make_card, branch):
     with pytest.raises(appointments.UnableToServe):
         appointments.counter_id_check(reference=case.reference, branch=branch, clerk="staff:clerk", id_type="hkid",
                                       id_number=HKID, original_seen=False, photo_matches=True)
+
+
+@pytest.mark.parametrize("scan,shown", [("RL20260000000", "Unknown label or card"),
+                                        ("CL-2026-999999", "Unknown label or card")])
+def test_the_console_says_why_a_scan_went_to_the_exception_queue(staff_client, scan, shown):
+    client, _ = staff_client("warehouse")
+    page = client.post("/console/warehouse/", {"code": scan, "card_number": ""}, follow=True).content.decode()
+    assert shown in page
+
+
+def test_the_console_names_a_card_nobody_waits_for(staff_client, make_card):
+    client, _ = staff_client("warehouse")
+    card = make_card("OCTO")
+    page = client.post("/console/warehouse/", {"code": card.number, "card_number": ""}, follow=True).content.decode()
+    assert "No case is waiting for this card" in page

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase import cidfonts, pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfbase.ttfonts import TTFont
 
@@ -59,6 +59,9 @@ def cjk_fonts() -> CjkFonts:
                 _fonts = CjkFonts("CloseoutCJK", "CloseoutCJK", True, path)
             else:
                 pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+                # ReportLab's table pairs MSung-Light (Adobe-CNS1) with the simplified GB CMap,
+                # under which a viewer draws traditional text as the wrong characters.
+                cidfonts.defaultUnicodeEncodings["MSung-Light"] = ("cht", "UniCNS-UCS2-H")
                 pdfmetrics.registerFont(UnicodeCIDFont("MSung-Light"))
                 _fonts = CjkFonts("STSong-Light", "MSung-Light", False, "reportlab-cid")
         return _fonts

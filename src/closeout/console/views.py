@@ -35,6 +35,7 @@ from closeout.console.models import StaffProfile
 from closeout.identity import documents
 from closeout.returns import selectors as return_selectors
 from closeout.returns import services as returns
+from closeout.returns.models import ReturnException
 
 PENDING_KEY = "console_pending_staff"
 ASSISTED_KEY = "console_assisted"
@@ -534,7 +535,7 @@ def warehouse(request):
             if checkin.outcome == checkin.Outcome.RECEIVED:
                 messages.success(request, _("Received: case %(reference)s.") % {"reference": checkin.case.reference})
             else:
-                messages.warning(request, _("Not expected: the card went to the exception queue."))
+                messages.warning(request, _exception_message(checkin.exception.reason))
         return redirect("console:warehouse")
     can_destroy = roles.can(request.staff.role, "warehouse.destroy")
     return render(request, "console/warehouse.html", {
@@ -543,6 +544,14 @@ def warehouse(request):
         "destroy_form": forms.DestroyForm(initial={"batch": f"WH-{timezone.localtime(clock.now()).date()}"}),
         "can_destroy": can_destroy,
     })
+
+
+def _exception_message(reason: str) -> str:
+    reasons = ReturnException.Reason
+    return {
+        reasons.UNKNOWN: _("Unknown label or card: it went to the exception queue."),
+        reasons.MISMATCH: _("The card does not match the label: it went to the exception queue."),
+    }.get(reason, _("No case is waiting for this card: it went to the exception queue."))
 
 
 @require_POST

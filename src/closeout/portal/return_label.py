@@ -1,5 +1,6 @@
-"""The prepaid return label: an A4 page with the label to cut out (address, case reference as
-QR code and Code 128 barcode) and the packing instructions, in the customer's language."""
+"""The prepaid return label: an A4 page with the label to cut out (address, case reference, and
+the return label code as QR code and Code 128 barcode) and the packing instructions, in the
+customer's language."""
 
 from __future__ import annotations
 
@@ -15,21 +16,20 @@ from reportlab.graphics.shapes import Drawing
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen import canvas
 
-# CID fonts ship with ReportLab: CJK text without font files.
-FONTS = {"zh-hans": "STSong-Light", "zh-hant": "MSung-Light", "en": "Helvetica"}
+from closeout.certificates import fonts
+
 RETURN_ADDRESS = getattr(settings, "CLOSEOUT_RETURN_ADDRESS", (
     "closeout Card Returns", "Freepost RTRN-CLOS", "Unit 3, 8 Returns Road", "Kwun Tong, Hong Kong",
 ))
 
 
 def _font(language: str) -> str:
-    name = FONTS.get(language, "Helvetica")
-    if name != "Helvetica" and name not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(UnicodeCIDFont(name))
-    return name
+    """The certificates' CJK font for Chinese (embedded when the machine has one), else Helvetica."""
+    if language == "zh-hant":
+        return fonts.cjk_fonts().hant
+    return fonts.cjk_fonts().hans if language == "zh-hans" else "Helvetica"
 
 
 def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
@@ -49,8 +49,9 @@ def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
     return lines
 
 
-def return_label_pdf(*, reference: str, card_masked: str, language: str) -> bytes:
-    """Render the label for one case."""
+def return_label_pdf(*, reference: str, label_code: str, card_masked: str, language: str) -> bytes:
+    """Render the label for one case: the QR code and barcode carry `label_code`, which the
+    warehouse scans at check-in; the reference is printed for people."""
     with translation.override(language):
         font = _font(language)
         buffer = io.BytesIO()
@@ -87,14 +88,14 @@ def return_label_pdf(*, reference: str, card_masked: str, language: str) -> byte
             pdf.setFont("Helvetica", 10)
             pdf.drawString(box_x + 6 * mm + pdfmetrics.stringWidth(f"{label}: ", font, 10), line_y, value)
 
-        qr = QrCodeWidget(reference, barLevel="M")
+        qr = QrCodeWidget(label_code, barLevel="M")
         x0, y0, x1, y1 = qr.getBounds()
         size = 36 * mm
         drawing = Drawing(size, size, transform=[size / (x1 - x0), 0, 0, size / (y1 - y0), 0, 0])
         drawing.add(qr)
         renderPDF.draw(drawing, pdf, box_x + box_w - size - 6 * mm, box_y + box_h - size - 6 * mm)
 
-        barcode = code128.Code128(reference, barHeight=14 * mm, barWidth=0.35 * mm, humanReadable=True)
+        barcode = code128.Code128(label_code, barHeight=14 * mm, barWidth=0.35 * mm, humanReadable=True)
         barcode.drawOn(pdf, box_x + 6 * mm, box_y + 6 * mm)
 
         pdf.setFont(font, 14)

@@ -22,6 +22,7 @@ from closeout.identity import documents
 from closeout.identity import services as otp
 from closeout.portal import return_label, selectors, services
 from closeout.portal.forms import CheckForm, CodeForm, ConfirmForm, SignInForm
+from closeout.returns import services as returns
 
 SESSION_OTP = "portal_otp"
 SESSION_CARD = "portal_card_id"
@@ -211,7 +212,9 @@ def case_label(request, card, reference: str):
     closure = _own_case(card, reference)
     if not (closure.card.product.physical_return_required and closure.card.physical):
         raise Http404
-    pdf = return_label.return_label_pdf(reference=closure.reference, card_masked=documents.mask_card_number(card.number),
+    label = returns.return_label_issue(reference=closure.reference)
+    pdf = return_label.return_label_pdf(reference=closure.reference, label_code=label.code,
+                                        card_masked=documents.mask_card_number(card.number),
                                         language=translation.get_language())
     response = HttpResponse(pdf, content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="return-label-{closure.reference}.pdf"'

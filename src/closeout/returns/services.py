@@ -17,6 +17,8 @@ from closeout.identity import documents
 from closeout.returns.models import CheckIn, Destruction, ReturnException, ReturnLabel
 
 LABEL = re.compile(r"^RL([0-9]{10})([0-9])$")
+# A case reference read off the envelope, without its dashes (`without_separators` drops them).
+REFERENCE = re.compile(r"^CL([0-9]{4})([0-9]{6,12})$")
 
 
 class UnableToCheckIn(Exception):
@@ -49,7 +51,7 @@ def return_label_issue(*, reference: str) -> ReturnLabel:
 
 
 def _mask(code: str) -> str:
-    return code if code.startswith("RL") else documents.mask_card_number(code)
+    return code if code.startswith(("RL", "CL")) else documents.mask_card_number(code)
 
 
 def _received_already(case: ClosureCase) -> bool:
@@ -57,7 +59,8 @@ def _received_already(case: ClosureCase) -> bool:
 
 
 def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
-    """Check in a scanned return label code or card number.
+    """Check in a scanned return label code (its QR code or barcode), a case reference typed from
+    the envelope, or a card number.
 
     A card the warehouse expected moves its case to `returned` (and on to the refund); a repeat
     scan of a card already received changes nothing; anything else lands in the exception queue.
@@ -70,8 +73,17 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
         raise UnableToCheckIn("nothing was scanned")
     case = card = None
     reason = None
-    label_match = LABEL.match(code)
-    if label_match:
+    label_match, reference_match = LABEL.match(code), REFERENCE.match(code)
+    if reference_match:
+        year, seq = reference_match.groups()
+        case = ClosureCase.objects.select_related("card").filter(reference=f"CL-{year}-{seq}").first()
+        if case is None:
+            reason = ReturnException.Reason.UNKNOWN
+        else:
+            card = case.card
+            if inner and inner != card.number:
+                reason = ReturnException.Reason.MISMATCH
+    elif label_match:
         label = ReturnLabel.objects.select_related("case__card").filter(code=code).first()
         if label is None or documents.luhn_check_digit(code[2:-1]) != code[-1]:
             reason = ReturnException.Reason.UNKNOWN
