@@ -89,8 +89,8 @@ def test_oversized_or_mistyped_fields_are_422_naming_the_field(post, make_card, 
 
 
 # Digits of other scripts and marks that `str.isdigit` accepts: superscript two, circled one,
-# full-width, Arabic-Indic and Devanagari digits.
-FOREIGN_DIGITS = ["\u00b2", "\u2460", "\uff18", "\u0668", "\u096e"]
+# Arabic-Indic and Devanagari digits. (Full-width digits are read as ASCII ones: see below.)
+FOREIGN_DIGITS = ["\u00b2", "\u2460", "\u0668", "\u096e"]
 
 
 @pytest.mark.parametrize("digit", FOREIGN_DIGITS)
@@ -100,6 +100,23 @@ def test_card_numbers_with_other_scripts_digits_are_422(post, make_card, digit):
     problem = assert_problem(post("/api/v1/closures", closure_body(card, card_number=number)), 422, "card_number")
     assert number not in json.dumps(problem)
     assert not ClosureCase.objects.exists()
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E)))
+def test_full_width_text_reads_back_as_the_ascii_typed(text):
+    from closeout.identity.documents import half_width
+
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in text)
+    assert half_width(wide) == text and half_width(text) == text
+
+
+def test_full_width_card_and_id_numbers_are_read_as_ascii(post, make_card):
+    card = make_card("YKT")
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in card.number)
+    body = closure_body(card, card_number=wide, id_document={"type": "hkid", "number": "Ａ１２３４５６（３）"})  # HKID
+    response = post("/api/v1/closures", body)
+    assert response.status_code == 201, response.content
+    assert ClosureCase.objects.get().card_id == card.id
 
 
 @pytest.mark.parametrize("field", ["holder_name", "reason"])

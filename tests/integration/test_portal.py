@@ -76,6 +76,28 @@ def visitor(client):
     return Visitor(client)
 
 
+def _full_width(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def test_a_customer_typing_full_width_characters_signs_in_and_closes(make_card, client):
+    """Chinese keyboards type "８１０３…" and "Ａ１２３４５６（３）": read as the ASCII forms."""
+    visitor = Visitor(client, "zh-hant")
+    card = make_card("YKT", balance=45000)
+    grouped = "\u3000".join(card.number[i:i + 4] for i in range(0, 16, 4))  # ideographic spaces
+    response = visitor.post("", {"card_number": _full_width(grouped), "id_type": "hkid",
+                                 "id_number": _full_width(HKID), "channel": "sms"})
+    assert response.final_url == visitor.url("code/"), response.content.decode()[:2000]
+    code = re.search(r"\d{6}", SimSmsMessage.objects.order_by("-id").first().body)[0]
+    assert visitor.post("code/", {"code": _full_width(code)}).final_url == visitor.url("account/")
+
+    visitor.post("quote/", {"destination": "ewallet", "wallet_provider": "payme",
+                            "wallet_id": _full_width("98765432"), "consent": "on"})
+
+    case = ClosureCase.objects.get(card=card)
+    assert case.refund_destination["wallet_masked"] == "••••432"
+
+
 def test_the_root_picks_the_language_from_accept_language(client):
     assert client.get("/", HTTP_ACCEPT_LANGUAGE="zh-TW,zh;q=0.9")["Location"] == "/zh-hant/"
     assert client.get("/", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9,en;q=0.5")["Location"] == "/zh-hans/"

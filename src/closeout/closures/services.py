@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from datetime import timedelta
 from functools import partial
 
@@ -255,14 +256,14 @@ def _destination(destination: dict, card: Card) -> tuple[dict, str]:
     if kind not in DESTINATION_TYPES:
         raise InvalidDestination("refund_destination.type", "Refund destination must be original, bank, ewallet or cash.")
     if kind == "bank":
-        account = "".join(ch for ch in str(destination.get("account_number", "")) if ch.isalnum()).upper()
-        if not (6 <= len(account) <= 34):
+        account = documents.without_separators(str(destination.get("account_number", ""))).upper()
+        if not re.fullmatch(r"[A-Z0-9]{6,34}", account):
             raise InvalidDestination("refund_destination.account_number", "Bank account number must be 6-34 letters or digits.")
         bank = str(destination.get("bank_code", ""))[:20]
         sealed = vault.encrypt(card.holder.data_key, account, context="bank")
         return {"type": kind, "bank_code": bank, "account_masked": "••••" + account[-4:]}, sealed
     if kind == "ewallet":
-        wallet = str(destination.get("wallet_id", "")).strip()
+        wallet = documents.half_width(str(destination.get("wallet_id", ""))).strip()
         if not (3 <= len(wallet) <= 64):
             raise InvalidDestination("refund_destination.wallet_id", "E-wallet ID must be 3-64 characters.")
         provider = str(destination.get("provider", ""))[:20]

@@ -124,7 +124,7 @@ def staff_sign_in_code(*, profile: StaffProfile, code: str) -> TOTPDevice:
     profile.refresh_from_db()
     if _locked(profile) or not profile.user.is_active:
         raise UnableToSignIn()
-    code = re.sub(r"\s", "", code or "")
+    code = re.sub(r"\s", "", documents.half_width(code))
     with transaction.atomic():
         device = TOTPDevice.objects.select_for_update().filter(user=profile.user, confirmed=True).first()
         verified = bool(device) and ascii_digits(code) and len(code) == 6 and device.verify_token(code)

@@ -42,9 +42,20 @@ def luhn_check_digit(partial: str) -> str:
     raise AssertionError("unreachable")
 
 
+# Full-width forms (U+FF01-FF5E) to their ASCII letters, digits and signs, and the ideographic
+# space to a space: Chinese and Japanese keyboards type "８１０３" and "Ａ１２３４５６（３）".
+_HALF_WIDTH = {0xFF01 + i: 0x21 + i for i in range(0x5E)} | {0x3000: 0x20}
+
+
+def half_width(raw: str | None) -> str:
+    """Text as typed, with full-width letters, digits and signs read as their ASCII forms."""
+    return (raw or "").translate(_HALF_WIDTH)
+
+
 def without_separators(raw: str | None) -> str:
-    """A number as typed, without the spaces and dashes people group its digits with."""
-    return re.sub(r"[\s-]", "", raw or "")
+    """A number as typed (full-width digits read as ASCII), without the spaces and dashes people
+    group its digits with."""
+    return re.sub(r"[\s-]", "", half_width(raw))
 
 
 def normalize_card_number(raw: str, field: str = "card_number") -> str:
@@ -85,7 +96,7 @@ def normalize_id_number(id_type: str, raw: str, field: str = "id_document.number
     """
     if id_type not in ID_TYPES:
         raise InvalidDocument("id_document.type", "ID document type must be cn_resident_id, hkid or passport.")
-    value = re.sub(r"\s", "", raw or "").upper()
+    value = re.sub(r"\s", "", half_width(raw)).upper()
     if id_type == "cn_resident_id":
         try:
             return ric.validate(value)
@@ -109,7 +120,7 @@ def mask_id_number(number: str) -> str:
 
 
 def normalize_email(raw: str) -> str:
-    value = (raw or "").strip().lower()
+    value = half_width(raw).strip().lower()
     if not re.fullmatch(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}", value) or len(value) > 254:
         raise InvalidDocument("contact.email", "Email address is not valid.")
     return value
@@ -117,7 +128,7 @@ def normalize_email(raw: str) -> str:
 
 def normalize_phone(raw: str) -> str:
     """Return an E.164-like phone number: '+' and 8-15 digits."""
-    value = re.sub(r"[\s()-]", "", raw or "")
+    value = re.sub(r"[\s()-]", "", half_width(raw))
     if not re.fullmatch(r"\+?[0-9]{8,15}", value):
         raise InvalidDocument("contact.phone", "Phone number must have 8-15 digits, with the country code.")
     return value if value.startswith("+") else "+" + value

@@ -164,7 +164,7 @@ def otp_verify(*, public_id: str, code: str, client_address: str) -> Verified:
     """
     now = clock.now()
     client = client_hash(client_address)
-    code = "".join(ch for ch in (code or "") if not ch.isspace())
+    code = "".join(ch for ch in documents.half_width(code) if not ch.isspace())
     failure: UnableToVerifyCode | None = None
     with transaction.atomic():
         challenge = (OtpChallenge.objects.select_for_update(of=("self",)).select_related("card")

@@ -59,7 +59,7 @@ class CodeForm(forms.Form):
         "inputmode": "numeric", "autocomplete": "one-time-code", "pattern": "[0-9 ]*", "aria-describedby": "code-hint"}))
 
     def clean_code(self):
-        code = re.sub(r"\s", "", self.cleaned_data["code"])
+        code = re.sub(r"\s", "", documents.half_width(self.cleaned_data["code"]))
         if not re.fullmatch(r"[0-9]{6}", code):
             raise forms.ValidationError(_("The code has 6 digits."))
         return code
@@ -105,7 +105,7 @@ class ConfirmForm(forms.Form):
                 self.add_error("account_number", _("Enter the account number: 6 to 34 letters or digits."))
             data["bank_code"], data["account_number"] = code, account
         elif kind == "ewallet":
-            wallet = data.get("wallet_id", "").strip()
+            wallet = documents.half_width(data.get("wallet_id", "")).strip()
             if not data.get("wallet_provider"):
                 self.add_error("wallet_provider", _("Choose your e-wallet."))
             if not 3 <= len(wallet) <= 64:

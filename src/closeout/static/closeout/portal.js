@@ -17,7 +17,10 @@
     var live = document.getElementById("card-number-live");
     if (!live) { return; }
     function check() {
-      var digits = input.value.replace(/[\s-]/g, "");
+      // Full-width digits (Chinese and Japanese keyboards) count as digits, as on the server.
+      var digits = input.value.replace(/[\uFF10-\uFF19]/g, function (c) {
+        return String.fromCharCode(c.charCodeAt(0) - 0xFEE0);
+      }).replace(/[\s\uFF0D-]/g, "");
       var message = "", state = "";
       if (digits.length === 0) {
         message = "";
