@@ -208,3 +208,21 @@ def test_the_case_page_lists_what_the_customer_was_sent_and_what_failed(staff_cl
     assert "發給客戶的通知" in chinese and "發送失敗" in chinese and "短訊" in chinese and "收據" in chinese
     simplified = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert "发给客户的通知" in simplified and "发送失败" in simplified and "短信" in simplified and "回执" in simplified
+
+
+def test_the_case_page_names_state_channel_and_id_document_in_the_staff_members_language(staff_client,
+                                                                                          make_card):
+    from tests.aftercare_support import close_card
+
+    client, _ = staff_client("supervisor")
+    case = close_card(make_card("YKT", balance=900, id_type="hkid"), channel="web")
+
+    english = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    chinese = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    board = client.get("/console/sla/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+
+    assert "<strong>Closed</strong>" in english and "Web portal" in english and "HKID" in english
+    assert "cn_resident_id" not in english and ">closed<" not in english and "hkid" not in english
+    assert f"Closed on {case.closed_at:%Y-%m-%d}" in english and "working days left" not in english
+    assert "<strong>已註銷</strong>" in chinese and "網上平台" in chinese and "working days left" not in chinese
+    assert "Closed" not in board.split("<svg")[1].split("</svg>")[0]  # the chart's states in Chinese

@@ -29,9 +29,9 @@ def test_breached_at_risk_and_needs_attention_queues_and_csv(staff_client, make_
                                    error="card system timed out")
 
     page = client.get("/console/sla/").content.decode()
-    breached = page.split("Breached")[1].split("At risk")[0]
-    at_risk = page.split("At risk")[1].split("Needs attention")[0]
-    attention = page.split("Needs attention")[1]
+    breached = page.split("<h2>Breached")[1].split("<h2>At risk")[0]
+    at_risk = page.split("<h2>At risk")[1].split("<h2>Needs attention")[0]
+    attention = page.split("<h2>Needs attention")[1]
     assert late.reference in breached and soon.reference not in breached
     assert soon.reference in at_risk and fine.reference not in at_risk
     assert stuck.reference in attention and "card system timed out" in attention

@@ -78,7 +78,7 @@ def smtp_server(settings):
 
 
 RECEIPT = {"reference": "CL-2026-000042", "refund": 16900, "currency": "HKD", "destination": "bank",
-           "sla_due": "2026-12-09", "card_masked": "•••• 1234", "return_required": True}
+           "sla_due": "2026-12-09", "card_masked": "•••• 1234", "return_required": False, "working_days": 7}
 
 
 @pytest.mark.parametrize(("language", "words", "amount", "day"), [
@@ -103,6 +103,22 @@ def test_a_receipt_email_arrives_over_smtp_in_the_customers_language(smtp_server
     assert notice.to_hash == vault.lookup_hash("email", "chan.tai.man@example.test")
     assert "tai.man" not in str(Notice.objects.values().get()).lower()
     assert notice.provider_ref == message["Message-ID"]
+
+
+@pytest.mark.parametrize(("language", "destination", "expected"), [
+    ("en", "(bank account)", "within 7 working days after we receive your card"),
+    ("zh-hant", "(銀行戶口)", "收到卡片後 7 個工作天內"),
+])
+def test_a_receipt_for_a_card_to_post_back_promises_days_after_it_arrives(smtp_server, language, destination,
+                                                                           expected):
+    notices.notice_send(channel="email", to="holder@example.test", template="receipt", language=language,
+                        context={**RECEIPT, "return_required": True})
+
+    message = smtp_server.wait()[0]
+    text, html = Inbox.text(message), Inbox.html(message)
+    assert expected in text and expected in html
+    assert "2026" not in text.split(RECEIPT["reference"], 1)[1].split("\n\n")[0]  # no date promised
+    assert destination in text  # on one line with the amount, not broken before the bracket
 
 
 def test_an_sms_goes_through_the_simulator_and_is_listed_for_tests(client):

@@ -9,8 +9,11 @@ import zlib
 
 import pytest
 from django.test import Client
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from closeout.cards.models import CardCharge
+from closeout.closures import services as closures
 from closeout.closures import states
 from closeout.closures.models import ClosureCase
 from closeout.integrations.models import SimFault, SimPayment
@@ -218,6 +221,25 @@ def test_the_status_page_shows_the_timeline_and_what_to_do_for_a_physical_card(v
     code = ReturnLabel.objects.get(case=case).code
     assert code.encode() in text
     assert returns.return_check_in(code=code, actor="staff:wh").case_id == case.id
+
+
+def test_a_card_to_post_back_is_promised_days_after_it_arrives_not_a_date_before(visitor, make_card):
+    card = make_card("OCTO", balance=12000, days_old=30)
+    visitor.sign_in(card)
+    quote = visitor.get("quote/").content.decode()
+    assert "working days after we receive your card" in quote
+
+    page = visitor.post("quote/", {"destination": "original", "consent": "on"}).content.decode()
+    case = ClosureCase.objects.get(card=card)
+
+    assert 'id="todo-post"' in page and 'id="todo-nothing"' not in page  # post it now: the label is ready
+    assert "working days after we receive your card" in page.split('id="receipt"')[1].split("</section>")[0]
+    timeline = page.split('id="timeline"')[1]
+    return_by = (timezone.localdate(case.created_at) + closures.RETURN_DEADLINE)
+    awaiting = timeline.split('data-state="awaiting_return"')[1].split('data-state="returned"')[0]
+    assert date_format(return_by, "DATE_FORMAT") in awaiting  # post it by the deadline, not by today
+    after = timeline.split('data-state="refund_pending"')[1]
+    assert "expected by" not in after  # nothing after the card's arrival is promised before it arrives
 
 
 def _pdf_text(pdf: bytes) -> bytes:

@@ -140,7 +140,8 @@ def case_sla(case: ClosureCase, *, today: date) -> dict:
     left = rules.working_days_between(today, case.sla_due_date, working) if case.sla_due_date else 0
     status = rules.ON_TRACK if case.state in states.TERMINAL else rules.sla_status(
         today=today, due_date=case.sla_due_date, working_days_left=left)
-    return {"age_working_days": age, "working_days_left": left, "status": status}
+    return {"age_working_days": age, "working_days_left": left, "status": status,
+            "finished": case.state in states.TERMINAL}
 
 
 def sla_board(*, today: date | None = None) -> dict:

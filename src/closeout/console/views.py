@@ -29,7 +29,7 @@ from closeout.closures import states
 from closeout.closures.models import ClosureCase
 from closeout.common import clock
 from closeout.common.text import ascii_digits
-from closeout.console import forms, roles, rules, selectors, services
+from closeout.console import forms, labels, roles, rules, selectors, services
 from closeout.console.access import SEEN_KEY, staff_view
 from closeout.console.models import StaffProfile
 from closeout.identity import documents
@@ -641,13 +641,6 @@ def refund_reject(request, reference: str):
 # --- SLA --------------------------------------------------------------------------------------
 
 
-STATE_LABELS = {
-    "draft": _("Draft"), "submitted": _("Submitted"), "verified": _("Identity verified"),
-    "settled": _("Fees settled"), "awaiting_return": _("Waiting for the card"), "returned": _("Card received"),
-    "refund_pending": _("Refund in progress"), "refunded": _("Refunded"), "deactivating": _("Deactivating"),
-    "unbinding": _("Unbinding apps"), "closed": _("Closed"), "rejected": _("Not approved"),
-    "withdrawn": _("Withdrawn"), "on_hold": _("On hold"), "failed_needs_attention": _("Needs attention"),
-}
 
 
 @staff_view("sla.view")
@@ -655,7 +648,7 @@ def sla(request):
     board = selectors.sla_board()
     charts = [
         rules.bar_chart_svg(title=_("Cases per state"),
-                            bars=[(str(STATE_LABELS.get(s, s)), n) for s, n in board["per_state"]]),
+                            bars=[(labels.label(labels.STATE_LABELS, s), n) for s, n in board["per_state"]]),
         rules.bar_chart_svg(title=_("Age of open cases (working days)"), bars=board["ages"]),
         rules.bar_chart_svg(title=_("Refunds per day (last 14 days)"), bars=board["refunds_per_day"]),
     ]

@@ -209,7 +209,8 @@ def notice_receipt(*, case) -> list[Notice]:
                  "destination": case.refund_destination.get("type", "original"),
                  "sla_due": case.sla_due_date.isoformat() if case.sla_due_date else "",
                  "card_masked": documents.mask_card_number(card.number),
-                 "return_required": bool(card.product.physical_return_required and card.physical)},
+                 "return_required": bool(card.product.physical_return_required and card.physical),
+                 "working_days": card.product.sla_working_days},
     )
 
 

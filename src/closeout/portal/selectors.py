@@ -108,6 +108,8 @@ def quote_view(card: Card) -> dict:
         "uncovered": quote.uncovered.minor,
         "working_days": product.sla_working_days,
         "expected_date": expected_completion(product, now.date()),
+        # The refund follows the returned card: the working days count from its arrival.
+        "after_return": product.physical_return_required and card.physical,
     }
 
 
@@ -148,12 +150,17 @@ def case_view(case: ClosureCase) -> dict:
     return_by = timezone.localdate(case.deadline_at) if case.deadline_at else created + closures.RETURN_DEADLINE
     expected = {
         states.SUBMITTED: created, states.VERIFIED: created, states.SETTLED: created,
-        states.AWAITING_RETURN: created, states.RETURNED: return_by,
+        states.AWAITING_RETURN: return_by, states.RETURNED: return_by,
     }
+    returning = states.AWAITING_RETURN in path
     later = case.sla_due_date
-    if states.AWAITING_RETURN in path and states.RETURNED not in reached and later:
-        # The refund follows the card: while it is in the post, nothing later can be promised sooner.
-        later = max(later, return_by)
+    if returning and states.RETURNED not in reached:
+        # The refund follows the card: until it arrives no later date can be promised (the page
+        # says the refund comes within the working days after we receive it).
+        later = None
+    elif returning and later:
+        received = timezone.localdate(reached[states.RETURNED])
+        later = max(later, expected_completion(case.card.product, received))
     steps = []
     stopped = case.state in (states.WITHDRAWN, states.REJECTED)
     for index, state in enumerate(path):
@@ -175,8 +182,8 @@ def case_view(case: ClosureCase) -> dict:
     waiting_payment = case.state == states.VERIFIED and card.charges.filter(settled_at__isnull=True).exists()
     if waiting_payment:
         todo.append("pay")
-    if case.state == states.AWAITING_RETURN:
-        todo.append("post_card")
+    if returning and position_state in (states.SUBMITTED, states.VERIFIED, states.SETTLED, states.AWAITING_RETURN):
+        todo.append("post_card")  # from the start: the label is ready at once, and the refund waits for it
     approval_waiting = case.state == states.REFUND_PENDING and RefundApproval.objects.filter(
         case=case, decision=RefundApproval.Decision.PENDING).exists()
     return {
@@ -194,8 +201,9 @@ def case_view(case: ClosureCase) -> dict:
         "steps": steps,
         "todo": todo,
         "can_withdraw": states.WITHDRAWN in states.allowed_targets(case.state, resume_to=case.resume_to or None),
-        "label_available": card.product.physical_return_required and card.physical
-        and position_state in (states.SUBMITTED, states.VERIFIED, states.SETTLED, states.AWAITING_RETURN),
+        "label_available": "post_card" in todo,
+        "refund_after_return": returning and states.RETURNED not in reached,
+        "working_days": card.product.sla_working_days,
         "certificate": closure_selectors.case_certificate(case),
         "closed": case.state == states.CLOSED,
         "created_at": case.created_at,
