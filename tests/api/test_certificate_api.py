@@ -46,7 +46,9 @@ def test_an_unknown_certificate_is_a_problem_404(client, certificate_id):
         response = client.get(path)
         assert response.status_code == 404
         assert response["Content-Type"] == "application/problem+json"
-    assert client.get(f"/verify/{certificate_id}").status_code == 404
+    page = client.get(f"/verify/{certificate_id}", HTTP_ACCEPT_LANGUAGE="zh-hant")
+    assert page.status_code == 404 and 'data-valid="false"' in page.content.decode()
+    assert "不存在這個編號的證明書" in page.content.decode()
 
 
 @pytest.mark.parametrize("language,heading,valid_word", [
@@ -88,3 +90,5 @@ def test_the_verification_page_says_what_was_taken_out_of_service(client, make_c
 
     assert card_line in card_page and sim_line not in card_page
     assert sim_line in sim_page and card_line not in sim_page
+    kind = {"zh-hans": "远游卡", "zh-hant": "遠遊卡", "en": "Travel SIM"}[language]
+    assert f"{kind} · Cross-border travel SIM" in sim_page  # the kind in the reader's words, then the name

@@ -101,6 +101,16 @@ def test_a_customer_typing_full_width_characters_signs_in_and_closes(make_card, 
     assert case.refund_destination["wallet_masked"] == "••••432"
 
 
+@pytest.mark.parametrize("language,heading", [("zh-hans", "找不到页面"), ("zh-hant", "找不到頁面"),
+                                              ("en", "Page not found")])
+def test_a_wrong_address_gets_a_page_in_the_readers_language_with_a_way_back(client, language, heading):
+    response = client.get(f"/{language}/no-such-page/")
+    page = response.content.decode()
+    assert response.status_code == 404 and heading in page and f'href="/{language}/"' in page
+    # Each language is offered in its own words.
+    assert ">简体中文</option>" in page and ">繁體中文</option>" in page and ">English</option>" in page
+
+
 def test_the_root_picks_the_language_from_accept_language(client):
     assert client.get("/", HTTP_ACCEPT_LANGUAGE="zh-TW,zh;q=0.9")["Location"] == "/zh-hant/"
     assert client.get("/", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9,en;q=0.5")["Location"] == "/zh-hans/"
@@ -350,3 +360,15 @@ def test_a_sim_quote_shows_the_remaining_plan_and_its_pro_rata_refund(visitor, m
     # HK$140 unused, 10% administration fee HK$14, refund HK$126.
     assert "14 of 30 days left" in page and "10.0 GB data left" in page
     assert "HK$140.00" in page and "−HK$14.00" in page and 'id="refund-amount">HK$126.00' in page
+
+
+def test_with_nothing_to_refund_no_destination_or_zero_fee_is_asked_for(visitor, make_card):
+    card = make_card("TSIM", balance=0, plan_days_left=0)
+    visitor.sign_in(card)
+    page = visitor.get("quote/").content.decode()
+
+    assert 'id="refund-amount">HK$0.00' in page and 'id="no-refund"' in page
+    assert 'name="destination" value="bank"' not in page and "Plan administration fee" not in page
+
+    visitor.post("quote/", {"destination": "original", "consent": "on"})
+    assert ClosureCase.objects.get(card=card).refund_destination == {"type": "original"}

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from django.http import Http404
 from django.shortcuts import render
 from django.utils import translation
 from django.views.decorators.http import require_GET
 
 from closeout.certificates import pdf, selectors
+from closeout.portal.labels import KIND_LABELS
 
 
 @require_GET
 def verify_page(request, certificate_id: str):
     certificate = selectors.certificate_find(certificate_id)
-    if certificate is None:
-        raise Http404
+    if certificate is None:  # a made-up or mistyped certificate: say so, in the reader's language
+        return render(request, "certificates/verify.html", {"unknown": True}, status=404)
     result = selectors.certificate_verification(certificate)
     facts = result["facts"] or {}
     destination = (facts.get("refund") or {}).get("destination") or {}
@@ -26,4 +26,5 @@ def verify_page(request, certificate_id: str):
         "requested_at": pdf._local(facts.get("requested_at")),
         "closed_at": pdf._local(facts.get("closed_at")),
         "deactivated": pdf.deactivation_lines(facts, translation.get_language()),
+        "kind_label": str(KIND_LABELS.get((facts.get("card") or {}).get("product_kind"), "")),
     })

@@ -86,7 +86,7 @@ def condition_text(condition: str, n: int, money_text) -> str:
 def fee_reason(when: dict, money_text) -> str:
     """Why a fee applies, e.g. 'the card is returned within 90 days of issue'."""
     if not when:
-        return _("charged on every refund")
+        return _("a refund is paid")
     return _("; ").join(condition_text(c, n, money_text) for c, n in when.items())
 
 
