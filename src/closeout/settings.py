@@ -225,6 +225,8 @@ INTEGRATIONS = {
     "card_system": os.environ.get("CLOSEOUT_CARD_SYSTEM", "simulator"),
 }
 
+# The country code of local phone numbers staff type without one (Hong Kong: 8 digits).
+PHONE_COUNTRY_CODE = os.environ.get("CLOSEOUT_PHONE_COUNTRY_CODE", "852").lstrip("+")
 # Staff who hear about charges that slipped past a closing or closed card.
 STAFF_ALERT_EMAILS = [a for a in os.environ.get("CLOSEOUT_STAFF_ALERT_EMAILS", "").split(",") if a]
 

@@ -81,15 +81,16 @@ def test_every_item_of_the_checklist_must_be_ticked(staff_client, make_card):
 
 def test_search_by_reference_card_and_phone_shows_masked_results(staff_client, make_card):
     client, _ = staff_client("agent")
-    card = make_card("OCTO", phone="+85261234567")
+    card = make_card("OCTO", phone="+85261234567", email="chan.tm@example.test")
     case = case_in_state(card, "submitted")
-    other = case_in_state(make_card("OCTO", phone="+85269999999"), "submitted")
+    other = case_in_state(make_card("OCTO", phone="+85269999999", email="other@example.test"), "submitted")
 
-    for query in (case.reference, card.number, "+852 6123 4567"):
+    for query in (case.reference, card.number, "+852 6123 4567", "6123 4567", "Chan.TM@example.test"):
         page = client.post("/console/cases/", {"q": query}).content.decode()
         assert case.reference in page and other.reference not in page, query
         assert card.number not in page.replace(f'value="{card.number}"', "")
         assert "+85261234567" not in page.replace('value="+852 6123 4567"', "")
+        assert "chan.tm@example.test" not in page.lower().replace('value="chan.tm@example.test"', "")
         assert "•••• " + card.number[-4:] in page
     assert "No case found" in client.post("/console/cases/", {"q": "not a thing"}).content.decode()
     # The form posts: the number typed never becomes part of a URL.

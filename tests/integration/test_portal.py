@@ -372,3 +372,14 @@ def test_with_nothing_to_refund_no_destination_or_zero_fee_is_asked_for(visitor,
 
     visitor.post("quote/", {"destination": "original", "consent": "on"})
     assert ClosureCase.objects.get(card=card).refund_destination == {"type": "original"}
+
+
+def test_chinese_pages_put_a_full_width_colon_after_a_label(visitor, make_card, client):
+    card = make_card("OCTO", balance=12000, days_old=30)
+    visitor.sign_in(card)
+    visitor.post("quote/", {"destination": "original", "consent": "on"})
+    case = ClosureCase.objects.get(card=card)
+    chinese = Visitor(client, "zh-hant").get(f"case/{case.reference}/").content.decode()
+    english = visitor.get(f"case/{case.reference}/").content.decode()
+    assert "狀態：<strong>" in chinese and "客戶服務（電話／電郵／網上客服）：" in chinese
+    assert "Status: <strong>" in english

@@ -25,7 +25,7 @@ class CodeForm(ConsoleForm):
 
 
 class SearchForm(ConsoleForm):
-    q = forms.CharField(label=_("Reference, card number or phone"), max_length=40, required=False)
+    q = forms.CharField(label=_("Reference, card number, phone or email"), max_length=254, required=False)
 
 
 class ReasonForm(ConsoleForm):

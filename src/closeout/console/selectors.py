@@ -6,12 +6,14 @@ import re
 from collections import Counter
 from datetime import date, timedelta
 
+from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from closeout.cards.models import Card
 from closeout.closures import states
 from closeout.closures.models import ClosureCase, Refund, RefundApproval
 from closeout.common import calendars, clock
+from closeout.common.text import ascii_digits
 from closeout.console import rules
 from closeout.console.models import CaseNote
 from closeout.identity import documents, vault
@@ -36,7 +38,8 @@ def _row(case: ClosureCase) -> dict:
 
 
 def case_search(*, query: str) -> list[dict]:
-    """Find cases by reference, card number or phone number; an unusable query finds nothing."""
+    """Find cases by reference, card number, phone number (local or with country code) or email
+    address; an unusable query finds nothing."""
     query = (query or "").strip()
     if not query:
         return []
@@ -51,13 +54,32 @@ def case_search(*, query: str) -> list[dict]:
             number = None
         if number:
             found = cases.filter(card__number=number)
-        else:
+        elif "@" in query:
             try:
-                phone = documents.normalize_phone(query)
+                email = documents.normalize_email(query)
             except documents.InvalidDocument:
                 return []
-            found = cases.filter(card__holder__phone_hash=vault.lookup_hash("phone", phone))
+            found = cases.filter(card__holder__email_hash=vault.lookup_hash("email", email))
+        else:
+            phones = _phone_candidates(query)
+            if not phones:
+                return []
+            found = cases.filter(card__holder__phone_hash__in=[vault.lookup_hash("phone", p) for p in phones])
     return [_row(case) for case in found[:SEARCH_LIMIT]]
+
+
+def _phone_candidates(query: str) -> list[str]:
+    """The numbers a caller's phone may be stored as: as typed with its country code, or a local
+    number (8 digits or fewer, no "+") in the operator's country (CLOSEOUT_PHONE_COUNTRY_CODE)."""
+    typed = documents.without_separators(query).replace("(", "").replace(")", "")
+    candidates = []
+    if not typed.startswith("+") and ascii_digits(typed) and 4 <= len(typed) <= 8:
+        candidates.append(f"+{settings.PHONE_COUNTRY_CODE}{typed}")
+    try:
+        candidates.append(documents.normalize_phone(query))
+    except documents.InvalidDocument:
+        pass
+    return candidates
 
 
 def case_timeline(case: ClosureCase) -> list[dict]:

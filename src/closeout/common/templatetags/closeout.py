@@ -23,3 +23,9 @@ def money(minor, currency):
     units, frac = divmod(abs(value.minor), 10**exp) if exp else (abs(value.minor), 0)
     text = f"{'-' if value.minor < 0 else ''}{units}" + (f".{frac:0{exp}d}" if exp else "")
     return format_currency(Decimal(text), currency, locale=locale)
+
+
+@register.simple_tag
+def colon() -> str:
+    """The colon after a label: full-width in Chinese ("狀態：已提交"), a colon and a space in English."""
+    return "：" if (translation.get_language() or "").startswith("zh") else ": "
