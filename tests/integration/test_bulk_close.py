@@ -202,6 +202,45 @@ def test_an_interrupted_run_resumes_without_duplicates(make_card, tmp_path):
     assert ClosureCase.objects.values("card").distinct().count() == 7
 
 
+def test_a_crash_before_a_batch_commits_neither_loses_nor_repeats_its_rejects(make_card, tmp_path, monkeypatch):
+    good = [make_card("YKT", balance=500) for _ in range(4)]
+    path = write_csv(tmp_path / "d.csv", [good[0].number, "1234", good[1].number,  # lines 2-4
+                                          good[2].number, "5678", good[3].number])  # lines 5-7
+    real_save, saves = BulkRun.save, []
+
+    def power_cut_in_the_second_batch(self, *args, **kwargs):
+        if "lines_done" in (kwargs.get("update_fields") or ()):
+            saves.append(1)
+            if len(saves) == 2:  # its rejects are on disk, its transaction is not committed
+                raise SystemExit("power cut")
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(BulkRun, "save", power_cut_in_the_second_batch)
+    with pytest.raises(SystemExit):
+        bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=3)
+    monkeypatch.undo()
+    assert ClosureCase.objects.count() == 2 and [r["line"] for r in rejects(tmp_path / "d.rejects.csv")] == ["3", "6"]
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=3)
+
+    assert summary.resumed_after == 4 and ClosureCase.objects.count() == 4
+    assert [r["line"] for r in rejects(summary.rejects_path)] == ["3", "6"]  # once each
+
+
+def test_a_header_naming_the_card_number_column_twice_is_refused(tmp_path):
+    path = write_csv(tmp_path / "d.csv", ["8103000000000001"], header=("card_number", "note", "Card_Number"))
+    with pytest.raises(bulk.BulkFileError, match="card_number column twice \\(columns 1 and 3\\)"):
+        bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+
+
+def test_control_characters_in_a_rejected_value_do_not_reach_the_rejects_file(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("card_number\n81\x0003\x1b[2J\n", encoding="utf-8")
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+    raw = summary.rejects_path.read_text(encoding="utf-8")
+    assert summary.rejected == 1 and "\x00" not in raw and "\x1b" not in raw and "81\ufffd03" in raw
+
+
 def test_a_second_run_of_the_same_file_at_once_stops_the_first_without_miscounting(make_card, tmp_path):
     cards = [make_card("YKT", balance=500) for _ in range(7)]
     path = write_csv(tmp_path / "d.csv", [c.number for c in cards])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
+import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -43,6 +44,7 @@ from closeout.closures.models import (
 from closeout.common import calendars, clock
 from closeout.common.fastinsert import allocate_ids, among, insert_rows, update_by_ids, update_columns
 from closeout.common.money import Money
+from closeout.common.text import ascii_digits
 from closeout.identity.documents import InvalidDocument, normalize_card_number
 from closeout.integrations.card_system.hotlist import hotlist_reserve
 from closeout.ledger import services as ledger
@@ -275,6 +277,9 @@ def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, st
     names = [h.strip().lower() for h in header]
     if "card_number" not in names:
         raise BulkFileError("line 1: the header must have a card_number column")
+    if names.count("card_number") > 1:
+        twice = " and ".join(str(i + 1) for i, name in enumerate(names) if name == "card_number")
+        raise BulkFileError(f"line 1: the header has a card_number column twice (columns {twice}); keep one")
     column = names.index("card_number")
     for line, last, cells in records:
         if last <= after_line:
@@ -302,9 +307,31 @@ def count_rows(path: Path, *, after_line: int = 0) -> int:
     return sum(1 for _ in read_rows(path, after_line=after_line))
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _cell(text: str) -> str:
-    """Keep a rejected value from running as a spreadsheet formula when the rejects file is opened."""
+    """Keep a rejected value from running as a spreadsheet formula when the rejects file is opened,
+    and its control characters (a NUL, an escape) out of the file."""
+    text = _CONTROL.sub("\ufffd", text)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _rejects_trim(path: Path, *, after_line: int) -> None:
+    """Keep the rejects of the lines a resumed run will not read again (streaming).
+
+    A batch's rejects are written before its transaction commits, so that a crash between the two
+    cannot lose them; rejects of lines past `after_line` belong to a batch that never committed
+    and are read again."""
+    if not path.exists():
+        return
+    kept = path.with_name(path.name + ".tmp")
+    with path.open(newline="", encoding="utf-8") as source, kept.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        for row in csv.reader(source):
+            if row and (row[0] == "line" or (ascii_digits(row[0]) and int(row[0]) <= after_line)):
+                writer.writerow(row)
+    os.replace(kept, path)
 
 
 def _seen_key(card_number: str) -> int:
@@ -568,6 +595,8 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
     rejects_path = rejects_path or path.with_name(path.stem + (".dry-run" if dry_run else "") + ".rejects.csv")
     summary.rejects_path = rejects_path
     mode = "a" if summary.resumed_after else "w"
+    if mode == "a":
+        _rejects_trim(rejects_path, after_line=summary.resumed_after)
     seen: set[int] = {
         _seen_key(number) for number in
         ClosureCase.objects.filter(Q(bulk_batch__run=run) | Q(channel=ClosureCase.Channel.BULK,
@@ -596,14 +625,15 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
                     raise BulkRunBusy("another bulk-close of this file and reason is running or ran meanwhile; "
                                       "run the command again once it has stopped to resume")
                 rejects = _intake_batch(run, number, pending, summary, seen)
+                for r in rejects:  # on disk before the commit: a resume trims what did not commit
+                    writer.writerow([r.line, _cell(r.card_number), r.field, r.message])
+                out.flush()
+                os.fsync(out.fileno())
                 if run is not None:
                     run.lines_done = done = through
                     run.created_count += summary.created - created_before
                     run.rejected_count += len(rejects)
                     run.save(update_fields=["lines_done", "created_count", "rejected_count"])
-            for r in rejects:
-                writer.writerow([r.line, _cell(r.card_number), r.field, r.message])
-            out.flush()
             summary.rejected += len(rejects)
             if progress:
                 progress(len(pending))
