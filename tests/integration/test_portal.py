@@ -383,3 +383,15 @@ def test_chinese_pages_put_a_full_width_colon_after_a_label(visitor, make_card, 
     english = visitor.get(f"case/{case.reference}/").content.decode()
     assert "狀態：<strong>" in chinese and "客戶服務（電話／電郵／網上客服）：" in chinese
     assert "Status: <strong>" in english
+
+
+@pytest.mark.parametrize("language,empty,long", [
+    ("zh-hans", "请填写此项。", "内容太长：最多 40 个字符。"),
+    ("zh-hant", "請填寫此項。", "內容太長：最多 40 個字元。"),
+    ("en", "Please fill in this field.", "This is too long: at most 40 characters."),
+])
+def test_empty_and_over_long_fields_get_a_plain_message_in_the_page_language(client, language, empty, long):
+    page = client.post(f"/{language}/", {"card_number": "", "id_type": "hkid", "id_number": "A" * 5000,
+                                         "channel": "sms"}).content.decode()
+    assert empty in page and long in page
+    assert "变量" not in page and "Ensure this value" not in page

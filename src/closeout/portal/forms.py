@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from django import forms
+from django.core import validators
 from django.utils.translation import gettext_lazy as _
 from stdnum import iban
 
@@ -16,6 +17,25 @@ CARD_NUMBER_ATTRS = {
     "aria-describedby": "card-number-hint card-number-live",
 }
 BAD_CARD = _("This card number is not valid. Please check the digits.")
+
+
+REQUIRED = _("Please fill in this field.")
+TOO_LONG = _("This is too long: at most %(limit_value)d characters.")
+
+
+class PortalForm(forms.Form):
+    """A form whose empty and over-long fields get a plain message in the customer's language
+    (Django's own speak of "values" and "variables")."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        default_required = str(forms.Field.default_error_messages["required"])
+        for field in self.fields.values():
+            if str(field.error_messages.get("required", "")) == default_required:
+                field.error_messages["required"] = REQUIRED
+            field.validators = [
+                validators.MaxLengthValidator(v.limit_value, message=TOO_LONG)
+                if isinstance(v, validators.MaxLengthValidator) else v for v in field.validators]
 
 
 def _clean_card_number(value: str) -> str:
@@ -31,7 +51,7 @@ class CardNumberField(forms.CharField):
                          widget=forms.TextInput(attrs=dict(CARD_NUMBER_ATTRS)), **kwargs)
 
 
-class SignInForm(forms.Form):
+class SignInForm(PortalForm):
     card_number = CardNumberField()
     id_type = forms.ChoiceField(label=_("ID document"), choices=[
         ("cn_resident_id", _("Mainland resident ID")), ("hkid", _("HKID")), ("passport", _("Passport"))])
@@ -54,7 +74,7 @@ class SignInForm(forms.Form):
         return data
 
 
-class CodeForm(forms.Form):
+class CodeForm(PortalForm):
     code = forms.CharField(label=_("One-time code"), max_length=12, widget=forms.TextInput(attrs={
         "inputmode": "numeric", "autocomplete": "one-time-code", "pattern": "[0-9 ]*", "aria-describedby": "code-hint"}))
 
@@ -65,7 +85,7 @@ class CodeForm(forms.Form):
         return code
 
 
-class CheckForm(forms.Form):
+class CheckForm(PortalForm):
     card_number = CardNumberField()
 
     def clean_card_number(self):
@@ -76,7 +96,7 @@ WALLETS = [("alipayhk", _("AlipayHK")), ("wechatpay", _("WeChat Pay")), ("payme"
 _BANK_CODE = re.compile(r"^([0-9]{3}|[A-Z]{6}[A-Z0-9]{2}([A-Z0-9]{3})?)$")
 
 
-class ConfirmForm(forms.Form):
+class ConfirmForm(PortalForm):
     destination = forms.ChoiceField(label=_("Refund destination"), widget=forms.RadioSelect, initial="original",
                                     choices=[(k, v) for k, v in DESTINATION_LABELS.items()])
     bank_code = forms.CharField(label=_("Bank code (3 digits) or SWIFT code"), max_length=11, required=False,
