@@ -367,13 +367,22 @@ def cmd_guard(args) -> int:
 def cmd_reconcile(args) -> int:
     from closeout.aftercare.reconcile import mismatches_write_csv, reconcile_run
 
-    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else None  # a bad path fails first
-    mismatches = reconcile_run()
-    for mismatch in mismatches:
-        print(mismatch)
-    if out is not None:
-        with out:
+    # Written to a file beside --out and renamed at the end: a bad path fails before the run, and
+    # a run that stops half-way leaves the last report as it was.
+    partial = Path(f"{args.out}.partial") if args.out else None
+    out = partial.open("w", newline="", encoding="utf-8") if partial else None
+    try:
+        mismatches = reconcile_run()
+        for mismatch in mismatches:
+            print(mismatch)
+        if out is not None:
             mismatches_write_csv(mismatches, out)
+            out.close()
+            os.replace(partial, args.out)
+    finally:
+        if out is not None and not out.closed:
+            out.close()
+            partial.unlink(missing_ok=True)
     print(f"{len(mismatches)} mismatch(es)")
     return 1 if mismatches else 0
 

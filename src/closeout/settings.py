@@ -215,7 +215,8 @@ EMAIL_HOST_USER = os.environ.get("CLOSEOUT_SMTP_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("CLOSEOUT_SMTP_PASSWORD", "")
 EMAIL_USE_TLS = os.environ.get("CLOSEOUT_SMTP_STARTTLS", "") == "1"
 EMAIL_TIMEOUT = 10
-DEFAULT_FROM_EMAIL = os.environ.get("CLOSEOUT_MAIL_FROM", "closeout <no-reply@closeout.invalid>")
+DEFAULT_FROM_EMAIL = (os.environ.get("CLOSEOUT_MAIL_FROM") or os.environ.get("CLOSEOUT_FROM_EMAIL")  # older name
+                      or "closeout <no-reply@closeout.invalid>")
 
 # Which implementation each external-system port uses: "simulator" (built in) or a real adapter.
 CLOSEOUT_DISPATCH = os.environ.get("CLOSEOUT_DISPATCH", "1") == "1"

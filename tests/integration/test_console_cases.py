@@ -225,5 +225,5 @@ def test_the_case_page_names_state_channel_and_id_document_in_the_staff_members_
     assert "<strong>Closed</strong>" in english and "Web portal" in english and "HKID" in english
     assert "cn_resident_id" not in english and ">closed<" not in english and "hkid" not in english
     assert f"Closed on {case.closed_at:%Y-%m-%d}" in english and "working days left" not in english
-    assert "<strong>已註銷</strong>" in chinese and "網上平台" in chinese and "working days left" not in chinese
+    assert "<strong>已註銷</strong>" in chinese and "網上自助服務" in chinese and "working days left" not in chinese
     assert "Closed" not in board.split("<svg")[1].split("</svg>")[0]  # the chart's states in Chinese

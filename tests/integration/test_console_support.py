@@ -27,10 +27,9 @@ def make_staff(role: str, email: str | None = None, branch_code: str = ""):
     from closeout.console.services import staff_create
 
     email = email or f"{role}-{next(_emails)}@staff.example.test"
-    if role == "branch_clerk":  # a clerk works at a branch that exists
+    if branch_code:  # a clerk's branch exists
         from closeout.appointments.models import Branch
 
-        branch_code = branch_code or "HK-CEN"
         Branch.objects.get_or_create(code=branch_code, defaults={"name": branch_code})
     return staff_create(email=email, role=role, password=PASSWORD, branch_code=branch_code)
 

@@ -163,3 +163,36 @@ def test_bulk_closed_cases_get_certificates_and_reconcile_cleanly(make_card, tmp
     assert len(closed) == 4
     assert all(certificate_verification(case.certificate)["valid"] for case in closed)
     assert reconcile_run() == []
+
+
+def test_an_esim_closed_by_staff_without_the_devices_deletion_is_not_a_mismatch(make_card):
+    from datetime import timedelta
+
+    from closeout.closures import services
+    from closeout.common import clock
+    from tests.aftercare_support import run_to_end
+
+    card = make_card("ESIM", balance=0, plan_days_left=5, physical=False)
+    smdp.profile_seed(iccid=card.number, state="ENABLED")  # on the phone, never deleted
+    case = run_to_end(services.closure_request(card=card, channel="web", requester="customer:web").reference)
+    type(case).objects.filter(id=case.id).update(deadline_at=clock.now() - timedelta(minutes=1))
+    services.esim_deletion_timeout(reference=case.reference)
+    services.esim_deletion_override(reference=case.reference, actor="staff:lee", reason="phone lost abroad")
+    case = run_to_end(case.reference)
+
+    assert case.state == "closed" and smdp.SimEsimProfile.objects.get(iccid=card.number).state == "ENABLED"
+    assert reconcile_run() == []
+
+
+def test_a_card_system_answering_nonsense_is_a_mismatch_not_a_crash(few_closed_cases, monkeypatch):
+    from closeout.integrations.card_system.simulator import SimulatedCardSystem
+
+    def malformed(self, *, card_number):
+        raise KeyError("balance")
+
+    monkeypatch.setattr(SimulatedCardSystem, "card_info", malformed)
+
+    found = reconcile_run()
+
+    assert {(m.check, m.actual) for m in found} == {("card_system", "unreadable answer")}
+    assert len(found) == len(few_closed_cases)

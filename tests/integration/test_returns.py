@@ -57,7 +57,22 @@ def test_a_case_reference_typed_from_the_envelope_works_too(make_card):
     assert _state(case) == states.REFUND_PENDING
 
 
-@pytest.mark.parametrize("scan", ["RL20260000000", "8101000000000000", "not a code", "CL-2026-999999"])
+def test_a_case_reference_alone_checks_nothing_in(make_card):
+    """References have no check digit: a typo would release another case's refund."""
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    with pytest.raises(returns.ReferenceNeedsCard):
+        returns.return_check_in(code=case.reference, actor="staff:wh")
+    assert _state(case) == states.AWAITING_RETURN and not CheckIn.objects.exists()
+
+
+def test_a_label_code_of_a_seven_digit_reference_still_scans(make_card):
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    ClosureCase.objects.filter(id=case.id).update(reference="CL-2026-1000003")
+    label = returns.return_label_issue(reference="CL-2026-1000003")
+    assert returns.return_check_in(code=label.code, actor="staff:wh").outcome == CheckIn.Outcome.RECEIVED
+
+
+@pytest.mark.parametrize("scan", ["RL20260000000", "8101000000000000", "not a code"])
 def test_unknown_codes_go_to_the_exception_queue(scan):
     checkin = returns.return_check_in(code=scan, actor="staff:wh")
     assert checkin.outcome == CheckIn.Outcome.EXCEPTION
@@ -180,11 +195,20 @@ def test_the_counter_refuses_an_unseen_original(make_card, branch):
 
 
 @pytest.mark.parametrize("scan,shown", [("RL20260000000", "Unknown label or card"),
-                                        ("CL-2026-999999", "Unknown label or card")])
+                                        ("CL-2026-999999", "also scan or type the card number")])
 def test_the_console_says_why_a_scan_went_to_the_exception_queue(staff_client, scan, shown):
     client, _ = staff_client("warehouse")
     page = client.post("/console/warehouse/", {"code": scan, "card_number": ""}, follow=True).content.decode()
     assert shown in page
+
+
+def test_the_console_says_when_the_card_does_not_match_its_label(staff_client, make_card):
+    client, _ = staff_client("warehouse")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = returns.return_label_issue(reference=case.reference)
+    page = client.post("/console/warehouse/", {"code": label.code, "card_number": make_card("OCTO").number},
+                       follow=True).content.decode()
+    assert "The card does not match the label" in page
 
 
 def test_the_console_names_a_card_nobody_waits_for(staff_client, make_card):
@@ -192,3 +216,20 @@ def test_the_console_names_a_card_nobody_waits_for(staff_client, make_card):
     card = make_card("OCTO")
     page = client.post("/console/warehouse/", {"code": card.number, "card_number": ""}, follow=True).content.decode()
     assert "No case is waiting for this card" in page
+
+
+def test_the_refund_is_due_within_the_working_days_after_the_card_arrives(make_card):
+    from datetime import timedelta
+
+    from closeout.common import calendars, clock
+
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    promised_at_request = clock.now().date() - timedelta(days=20)  # the card took weeks in the post
+    ClosureCase.objects.filter(id=case.id).update(sla_due_date=promised_at_request)
+
+    returns.return_check_in(code=card.number, actor="staff:wh")
+
+    product = card.product
+    arrived = calendars.add_working_days(clock.now().date(), product.sla_working_days, product.calendar)
+    assert ClosureCase.objects.get(id=case.id).sla_due_date == arrived

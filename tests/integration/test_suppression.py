@@ -148,14 +148,15 @@ def test_partners_check_the_contacts_they_hold_without_knowing_any_hash(client, 
     services.closure_request(card=closing, channel="web", requester="customer:web")
     make_card("YKT", email="stay@example.test", phone="+85298765432")
     contacts = [{"email": " Gone@Example.TEST "}, {"phone": "+852 9123 4567"}, {"email": "stay@example.test"},
-                {"phone": "85298765432"}, {"email": "never@example.test"}]
+                {"phone": "85298765432"}, {"email": "never@example.test"},
+                {"phone": "9123 4567"}]  # a local number: in the operator's country (852)
 
     response = client.post("/api/v1/suppressions/check", {"contacts": contacts}, content_type="application/json",
                            **auth)
 
     assert response.status_code == 200
     results = response.json()["results"]
-    assert [r["suppressed"] for r in results] == [True, True, False, False, False]
+    assert [r["suppressed"] for r in results] == [True, True, False, False, False, True]
     assert results[0]["contact_hash"] == closing.holder.email_hash and results[1]["kind"] == "phone"
     assert "example.test" not in response.content.decode() and "9123" not in response.content.decode()
     # The hash handed back answers later lookups.

@@ -157,7 +157,7 @@ def _create(request, payload: schemas.ClosureIn, remember) -> HttpResponse:
         number = documents.normalize_card_number(payload.card_number)
         if payload.contact:
             _contact_check(payload.contact)
-        until = identity.identity_locked_until(card_number=number, client_address=_client(request))
+        until = identity.identity_locked_until(card_number=number)
         if until is not None:
             return _locked(until)
         try:
@@ -199,7 +199,7 @@ def _contact_check(contact: schemas.ContactIn) -> None:
 def _locked(until) -> HttpResponse:
     seconds = max(int((until - clock.now()).total_seconds()) + 1, 1)
     response = problem(429, "identity-checks-locked", "Too many failed identity checks",
-                       "Too many ID documents did not match for this card or this API key; try again later.")
+                       "Too many ID documents did not match for this card; try again later.")
     response["Retry-After"] = str(seconds)
     return response
 

@@ -9,23 +9,17 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from reportlab.lib.pagesizes import A5
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen import canvas
 
 from closeout.appointments.models import CounterVisit
+from closeout.certificates import fonts
 from closeout.common.templatetags.closeout import money
 from closeout.identity import documents
 
-# Built-in CID fonts: CJK text without shipping font files.
-FONTS = {"zh-hans": "STSong-Light", "zh-hant": "MSung-Light", "en": "STSong-Light"}
-
 
 def _font(language: str) -> str:
-    name = FONTS.get(language, "STSong-Light")
-    if name not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(UnicodeCIDFont(name))
-    return name
+    """The certificates' CJK fonts; an English receipt too, as branch names may be in Chinese."""
+    return fonts.font_for(language, other=fonts.cjk_fonts().hans)
 
 
 def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:

@@ -67,6 +67,13 @@ def cjk_fonts() -> CjkFonts:
         return _fonts
 
 
+def font_for(language: str, *, other: str) -> str:
+    """The CJK font of a Chinese page (traditional or simplified), `other` for any other language."""
+    if language == "zh-hant":
+        return cjk_fonts().hant
+    return cjk_fonts().hans if language == "zh-hans" else other
+
+
 def is_cjk(ch: str) -> bool:
     code = ord(ch)
     return code >= 0x2E80 and not (0xFE00 <= code <= 0xFE0F)

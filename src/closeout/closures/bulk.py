@@ -331,6 +331,8 @@ def _rejects_trim(path: Path, *, after_line: int) -> None:
         for row in csv.reader(source):
             if row and (row[0] == "line" or (ascii_digits(row[0]) and int(row[0]) <= after_line)):
                 writer.writerow(row)
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(kept, path)
 
 

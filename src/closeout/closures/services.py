@@ -804,6 +804,10 @@ def closure_card_received(*, reference: str, actor: str, note: str = "") -> Clos
         _transition(case, states.RETURNED, actor=actor, key="card_received", note=note or "card received",
                     action="")
         case.deadline_at = None
+        # The customer was promised the refund within the working days after the card arrives.
+        product = case.card.product
+        arrived = calendars.add_working_days(clock.now().date(), product.sla_working_days, product.calendar)
+        case.sla_due_date = max(case.sla_due_date, arrived) if case.sla_due_date else arrived
         _enter_refund_pending(case, actor="system", key="card_received:refund")
         return case
 

@@ -13,13 +13,12 @@ from closeout.cards.models import Card
 from closeout.closures import states
 from closeout.closures.models import ClosureCase, Refund, RefundApproval
 from closeout.common import calendars, clock
-from closeout.common.text import ascii_digits
 from closeout.console import rules
 from closeout.console.models import CaseNote
 from closeout.identity import documents, vault
 
 SEARCH_LIMIT = 50
-REFERENCE = re.compile(r"^CL-[0-9]{4}-[0-9]{6}$")
+REFERENCE = re.compile(r"^CL-[0-9]{4}-[0-9]{6,12}$")
 
 
 def _row(case: ClosureCase) -> dict:
@@ -69,17 +68,12 @@ def case_search(*, query: str) -> list[dict]:
 
 
 def _phone_candidates(query: str) -> list[str]:
-    """The numbers a caller's phone may be stored as: as typed with its country code, or a local
-    number (8 digits or fewer, no "+") in the operator's country (CLOSEOUT_PHONE_COUNTRY_CODE)."""
-    typed = documents.without_separators(query).replace("(", "").replace(")", "")
-    candidates = []
-    if not typed.startswith("+") and ascii_digits(typed) and 4 <= len(typed) <= 8:
-        candidates.append(f"+{settings.PHONE_COUNTRY_CODE}{typed}")
+    """The number a caller's phone is stored as: with its country code as typed, or a local number
+    (8 digits or fewer, no "+") in the operator's country (CLOSEOUT_PHONE_COUNTRY_CODE)."""
     try:
-        candidates.append(documents.normalize_phone(query))
+        return [documents.normalize_phone(query, local_country=settings.PHONE_COUNTRY_CODE)]
     except documents.InvalidDocument:
-        pass
-    return candidates
+        return []
 
 
 def case_timeline(case: ClosureCase) -> list[dict]:

@@ -50,7 +50,7 @@ def staff_create(*, email: str, role: str, password: str | None = None, branch_c
     (generated when none is given).
 
     :raises UnableToCreateStaff: for an unknown role, a malformed email, an existing account, or a
-        branch clerk without a known branch.
+        branch that does not exist (a clerk without one picks the branch on each page).
     """
     if role not in roles.ROLES:
         raise UnableToCreateStaff(f"role must be one of {', '.join(roles.ROLES)}")
@@ -59,11 +59,11 @@ def staff_create(*, email: str, role: str, password: str | None = None, branch_c
     except documents.InvalidDocument:
         raise UnableToCreateStaff("email address is not valid")
     branch_code = (branch_code or "").strip()
-    if role == "branch_clerk" and not Branch.objects.filter(code=branch_code).exists():
-        known = ", ".join(Branch.objects.order_by("code").values_list("code", flat=True)) or "none yet"
-        raise UnableToCreateStaff(f"a branch clerk needs --branch, one of the branch codes ({known})")
     if branch_code and role != "branch_clerk":
         raise UnableToCreateStaff("only a branch clerk works at one branch; leave --branch out")
+    if branch_code and not Branch.objects.filter(code=branch_code).exists():
+        known = ", ".join(Branch.objects.order_by("code").values_list("code", flat=True)) or "none yet"
+        raise UnableToCreateStaff(f"no branch {branch_code!r} (branch codes: {known})")
     password = password or secrets.token_urlsafe(15)
     if len(password) < 12:
         raise UnableToCreateStaff("password must have at least 12 characters")

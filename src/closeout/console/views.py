@@ -529,6 +529,8 @@ def warehouse(request):
         try:
             checkin = returns.return_check_in(code=form.cleaned_data["code"], actor=request.staff.actor,
                                               card_number=form.cleaned_data["card_number"])
+        except returns.ReferenceNeedsCard:
+            messages.error(request, _("With a case reference, also scan or type the card number."))
         except returns.UnableToCheckIn:
             messages.error(request, _("Nothing was scanned."))
         else:

@@ -126,9 +126,15 @@ def normalize_email(raw: str) -> str:
     return value
 
 
-def normalize_phone(raw: str) -> str:
-    """Return an E.164-like phone number: '+' and 8-15 digits."""
+def normalize_phone(raw: str, *, local_country: str = "") -> str:
+    """Return an E.164-like phone number: '+' and 8-15 digits.
+
+    With `local_country` (digits, e.g. "852"), a number of 8 digits or fewer typed without "+" is
+    read as a local one in that country, as staff and partners type their own country's numbers.
+    """
     value = re.sub(r"[\s()-]", "", half_width(raw))
+    if local_country and ascii_digits(value) and 4 <= len(value) <= 8:
+        value = f"+{local_country}{value}"
     if not re.fullmatch(r"\+?[0-9]{8,15}", value):
         raise InvalidDocument("contact.phone", "Phone number must have 8-15 digits, with the country code.")
     return value if value.startswith("+") else "+" + value

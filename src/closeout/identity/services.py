@@ -192,10 +192,16 @@ def otp_verify(*, public_id: str, code: str, client_address: str) -> Verified:
     raise failure
 
 
-def identity_locked_until(*, card_number: str, client_address: str) -> datetime | None:
-    """Until when identity checks for this card number (normalised) or client are refused after
-    too many that failed, whether by wrong codes or by ID documents that did not match."""
-    return _locked_until(subject_hash(card_number), client_hash(client_address), clock.now())
+def identity_locked_until(*, card_number: str) -> datetime | None:
+    """Until when identity checks for this card number (normalised) are refused after too many
+    that failed, whether by wrong codes or by ID documents that did not match.
+
+    Per card only: an API key serves all of a partner's customers, so a lock per key would let
+    one customer typing wrong documents shut the partner out for everyone.
+    """
+    now = clock.now()
+    return _latest(((OtpEvent.Kind.FAILURE, "subject_hash", subject_hash(card_number),
+                     rules.FAILURE_LIMITS_SUBJECT),), now)
 
 
 def identity_failure_record(*, card_number: str, client_address: str) -> None:

@@ -27,9 +27,7 @@ RETURN_ADDRESS = getattr(settings, "CLOSEOUT_RETURN_ADDRESS", (
 
 def _font(language: str) -> str:
     """The certificates' CJK font for Chinese (embedded when the machine has one), else Helvetica."""
-    if language == "zh-hant":
-        return fonts.cjk_fonts().hant
-    return fonts.cjk_fonts().hans if language == "zh-hans" else "Helvetica"
+    return fonts.font_for(language, other="Helvetica")
 
 
 def _wrap(text: str, font: str, size: float, width: float) -> list[str]:

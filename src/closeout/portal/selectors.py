@@ -153,14 +153,9 @@ def case_view(case: ClosureCase) -> dict:
         states.AWAITING_RETURN: return_by, states.RETURNED: return_by,
     }
     returning = states.AWAITING_RETURN in path
-    later = case.sla_due_date
-    if returning and states.RETURNED not in reached:
-        # The refund follows the card: until it arrives no later date can be promised (the page
-        # says the refund comes within the working days after we receive it).
-        later = None
-    elif returning and later:
-        received = timezone.localdate(reached[states.RETURNED])
-        later = max(later, expected_completion(case.card.product, received))
+    # The refund follows the card: until it arrives no later date can be promised (the page says
+    # the refund comes within the working days after we receive it; the due date moves then).
+    later = None if returning and states.RETURNED not in reached else case.sla_due_date
     steps = []
     stopped = case.state in (states.WITHDRAWN, states.REJECTED)
     for index, state in enumerate(path):

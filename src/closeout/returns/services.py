@@ -16,13 +16,17 @@ from closeout.common import clock
 from closeout.identity import documents
 from closeout.returns.models import CheckIn, Destruction, ReturnException, ReturnLabel
 
-LABEL = re.compile(r"^RL([0-9]{10})([0-9])$")
+LABEL = re.compile(r"^RL([0-9]{10,16})([0-9])$")  # year, the reference's sequence (6 digits or more), check
 # A case reference read off the envelope, without its dashes (`without_separators` drops them).
 REFERENCE = re.compile(r"^CL([0-9]{4})([0-9]{6,12})$")
 
 
 class UnableToCheckIn(Exception):
     pass
+
+
+class ReferenceNeedsCard(UnableToCheckIn):
+    """A case reference has no check digit (a typo finds another case): the card must be scanned too."""
 
 
 class UnableToDestroy(Exception):
@@ -66,6 +70,7 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
     scan of a card already received changes nothing; anything else lands in the exception queue.
 
     :raises UnableToCheckIn: for an empty scan.
+    :raises ReferenceNeedsCard: for a typed case reference without the card number.
     """
     code = documents.without_separators(code).upper()
     inner = documents.without_separators(card_number)
@@ -75,6 +80,8 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
     reason = None
     label_match, reference_match = LABEL.match(code), REFERENCE.match(code)
     if reference_match:
+        if not inner:
+            raise ReferenceNeedsCard("a case reference checks a card in only with the card's number")
         year, seq = reference_match.groups()
         case = ClosureCase.objects.select_related("card").filter(reference=f"CL-{year}-{seq}").first()
         if case is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from ninja import Field, Router, Schema
 
 from closeout.api.problems import problem
@@ -50,7 +51,8 @@ def _contact_hash(contact: ContactCheckIn) -> str:
         raise documents.InvalidDocument("contact", "Give either an email address or a phone number.")
     if contact.email:
         return vault.lookup_hash("email", documents.normalize_email(contact.email))
-    return vault.lookup_hash("phone", documents.normalize_phone(contact.phone))
+    return vault.lookup_hash("phone", documents.normalize_phone(contact.phone,
+                                                                local_country=settings.PHONE_COUNTRY_CODE))
 
 
 @router.post("/check", response={200: SuppressionCheckOut, 422: Problem}, summary="Are these contacts suppressed?")
