@@ -92,3 +92,9 @@ def test_the_verification_page_says_what_was_taken_out_of_service(client, make_c
     assert sim_line in sim_page and card_line not in sim_page
     kind = {"zh-hans": "远游卡", "zh-hant": "遠遊卡", "en": "Travel SIM"}[language]
     assert f"{kind} · Cross-border travel SIM" in sim_page  # the kind in the reader's words, then the name
+
+
+def test_the_verification_page_names_fees_in_the_readers_words(client, make_card):
+    case = close_card(make_card("OCTO", balance=12000, days_old=30))  # within 90 days: a handling fee
+    page = client.get(f"/verify/{case.certificate.id}", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    assert "手續費" in page and "(handling)" not in page

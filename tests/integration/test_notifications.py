@@ -215,6 +215,19 @@ def test_staff_can_resend_the_status_notice_in_the_case_language(make_card):
     assert case.reference in body and "已提交" in body
 
 
+def test_the_closed_notice_promises_no_date_and_the_submitted_one_does(make_card):
+    from closeout.closures import services
+    from tests.aftercare_support import close_card
+
+    open_case = services.closure_request(card=make_card("YKT", phone=""), channel="web", requester="customer:web")
+    closed_case = close_card(make_card("YKT", phone=""))
+    [submitted] = notices.notice_case_state(case=open_case, key="t:open")
+    [closed] = notices.notice_case_state(case=closed_case, key="t:closed")
+
+    assert "Expected completion" in notices.render(submitted, {})["text"]
+    assert "Expected completion" not in notices.render(closed, {})["text"]
+
+
 def test_an_appointment_reminder_is_sent_once_per_appointment_time(make_card, smtp_server):
     from datetime import UTC, datetime, timedelta
 

@@ -247,9 +247,17 @@ def test_a_card_to_post_back_is_promised_days_after_it_arrives_not_a_date_before
     timeline = page.split('id="timeline"')[1]
     return_by = (timezone.localdate(case.created_at) + closures.RETURN_DEADLINE)
     awaiting = timeline.split('data-state="awaiting_return"')[1].split('data-state="returned"')[0]
-    assert date_format(return_by, "DATE_FORMAT") in awaiting  # post it by the deadline, not by today
-    after = timeline.split('data-state="refund_pending"')[1]
-    assert "expected by" not in after  # nothing after the card's arrival is promised before it arrives
+    assert f"post the card by {date_format(return_by, 'DATE_FORMAT')}" in awaiting  # not "by today"
+    after = timeline.split('data-state="returned"')[1]
+    assert "expected by" not in after  # nothing from the card's arrival on is promised before it arrives
+    # Still so once the case waits for the card (the step has started: its time, and the deadline).
+    ClosureCase.objects.filter(id=case.id).update(state="awaiting_return")
+    case.events.create(key="test:awaiting", at=case.created_at, actor="system", from_state="settled",
+                       to_state="awaiting_return", note="waiting for the card")
+    timeline = visitor.get(f"case/{case.reference}/").content.decode().split('id="timeline"')[1]
+    awaiting = timeline.split('data-state="awaiting_return"')[1].split('data-state="returned"')[0]
+    assert "<time" in awaiting and f"post the card by {date_format(return_by, 'DATE_FORMAT')}" in awaiting
+    assert "expected by" not in timeline.split('data-state="returned"')[1]
 
 
 def _pdf_text(pdf: bytes) -> bytes:

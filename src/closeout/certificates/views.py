@@ -7,7 +7,7 @@ from django.utils import translation
 from django.views.decorators.http import require_GET
 
 from closeout.certificates import pdf, selectors
-from closeout.portal.labels import KIND_LABELS
+from closeout.portal.labels import KIND_LABELS, fee_label
 
 
 @require_GET
@@ -27,4 +27,5 @@ def verify_page(request, certificate_id: str):
         "closed_at": pdf._local(facts.get("closed_at")),
         "deactivated": pdf.deactivation_lines(facts, translation.get_language()),
         "kind_label": str(KIND_LABELS.get((facts.get("card") or {}).get("product_kind"), "")),
+        "fees": [{"label": fee_label(f["code"]), "amount": f["amount"]} for f in facts.get("fees") or []],
     })

@@ -30,6 +30,7 @@ from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import translation
 
+from closeout.closures import states
 from closeout.common import clock
 from closeout.common.fastinsert import insert_one
 from closeout.identity import documents, vault
@@ -195,7 +196,9 @@ def notice_case_state(*, case, key: str | None = None) -> list[Notice]:
         holder=case.card.holder, template="status", language=case.language, case=case, key=key,
         context={"reference": case.reference, "state": case.state,
                  "card_masked": documents.mask_card_number(case.card.number),
-                 "sla_due": case.sla_due_date.isoformat() if case.sla_due_date else ""},
+                 # A case that has ended, or whose refund waits for the card, has no date to promise.
+                 "sla_due": case.sla_due_date.isoformat() if case.sla_due_date and case.state not in (
+                     *states.TERMINAL, states.AWAITING_RETURN) else ""},
     )
 
 

@@ -121,6 +121,7 @@ class Step:
     at: object | None = None
     expected: date | None = None
     note: str = ""
+    post_by: date | None = None  # the card to post back: the deadline, shown on its step until it arrives
 
 
 def _path(case: ClosureCase) -> list[str]:
@@ -148,10 +149,7 @@ def case_view(case: ClosureCase) -> dict:
         position = max((path.index(s) for s in reached if s in path), default=0)
     created = timezone.localdate(case.created_at)
     return_by = timezone.localdate(case.deadline_at) if case.deadline_at else created + closures.RETURN_DEADLINE
-    expected = {
-        states.SUBMITTED: created, states.VERIFIED: created, states.SETTLED: created,
-        states.AWAITING_RETURN: return_by, states.RETURNED: return_by,
-    }
+    expected = {states.SUBMITTED: created, states.VERIFIED: created, states.SETTLED: created}
     returning = states.AWAITING_RETURN in path
     # The refund follows the card: until it arrives no later date can be promised (the page says
     # the refund comes within the working days after we receive it; the due date moves then).
@@ -167,7 +165,10 @@ def case_view(case: ClosureCase) -> dict:
             status = "current"
         else:
             status = "upcoming"
+        post_by = (return_by if state == states.AWAITING_RETURN and states.RETURNED not in reached and not stopped
+                   else None)
         steps.append(Step(state=state, label=labels.state_label(state), status=status, at=reached.get(state),
+                          post_by=post_by,
                           expected=None if status == "done" else expected.get(state, later)))
     if stopped:
         steps.append(Step(state=case.state, label=labels.state_label(case.state), status="stopped",
