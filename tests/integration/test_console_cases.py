@@ -103,7 +103,7 @@ def test_case_page_masks_the_id_and_shows_the_timeline(staff_client, make_card):
     page = client.get(f"/console/cases/{case.reference}/").content.decode()
     assert HKID not in page
     assert "A•••••63" in page
-    assert "submitted" in page and "requested via web" in page
+    assert "Submitted" in page and "requested via Web portal" in page
 
 
 def test_hold_resume_note_and_resend_are_recorded(staff_client, make_card):
@@ -226,4 +226,6 @@ def test_the_case_page_names_state_channel_and_id_document_in_the_staff_members_
     assert "cn_resident_id" not in english and ">closed<" not in english and "hkid" not in english
     assert f"Closed on {case.closed_at:%Y-%m-%d}" in english and "working days left" not in english
     assert "<strong>已註銷</strong>" in chinese and "網上自助服務" in chinese and "working days left" not in chinese
+    assert "經網上自助服務申請" in chinese and "已核對身份及卡片" in chinese and "卡片已停用" in chinese
+    assert "requested via web" not in chinese and "identity and card checked" not in chinese
     assert "Closed" not in board.split("<svg")[1].split("</svg>")[0]  # the chart's states in Chinese

@@ -1,8 +1,12 @@
-"""Staff words for the codes a case carries (state, channel, ID document type), in the reader's
-language: lazy, so each request translates them, not the import."""
+"""Staff words for the codes a case carries (state, channel, ID document type) and for the system
+notes of its events, in the reader's language: lazy, so each request translates them, not the
+import."""
 
 from __future__ import annotations
 
+import re
+
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from closeout.console.forms import ID_TYPES
@@ -24,3 +28,51 @@ ID_TYPE_LABELS = dict(ID_TYPES)
 def label(labels: dict, code: str) -> str:
     """The label of a code, or the code itself for one this build does not know."""
     return str(labels.get(code, code))
+
+
+# System notes of case events (English in the audit trail), in the staff member's language.
+NOTE_LABELS = {
+    "identity and card checked": _("identity and card checked"),
+    "fees settled": _("fees settled"),
+    "waiting for the card to be returned": _("waiting for the card to be returned"),
+    "the card was not received in time": _("the card was not received in time"),
+    "card received": _("card received"),
+    "card checked in at the warehouse": _("card checked in at the warehouse"),
+    "card matched from the exception queue": _("card matched from the exception queue"),
+    "refund requested": _("refund requested"),
+    "refund waits for approval": _("refund waits for approval"),
+    "refund approved": _("refund approved"),
+    "refund accepted, waiting for settlement": _("refund accepted, waiting for settlement"),
+    "refunded": _("refunded"),
+    "blocking the card": _("blocking the card"),
+    "taking the number out of service": _("taking the number out of service"),
+    "card blocked": _("card blocked"),
+    "number taken out of service": _("number taken out of service"),
+    "number deactivated; releasing the eSIM profile": _("number deactivated; releasing the eSIM profile"),
+    "waiting for the eSIM profile to be deleted on the device": _("waiting for the eSIM profile to be deleted on the device"),
+    "the eSIM profile was not deleted on the device in time": _("the eSIM profile was not deleted on the device in time"),
+    "the device deleted the eSIM profile": _("the device deleted the eSIM profile"),
+    "the device deleted the eSIM profile after the wait": _("the device deleted the eSIM profile after the wait"),
+    "eSIM deletion notification received": _("eSIM deletion notification received"),
+    "deletion notified while releasing; releasing again": _("deletion notified while releasing; releasing again"),
+    "eSIM deletion waived by staff": _("eSIM deletion waived by staff"),
+    "linked apps unbound": _("linked apps unbound"),
+    "bulk closure": _("bulk closure"),
+    "resumed": _("resumed"),
+}
+
+
+def note_label(note: str) -> str:
+    """A system note in the reader's words; a note written by a person (or one this build does
+    not know) as it was written."""
+    if note in NOTE_LABELS:
+        return str(NOTE_LABELS[note])
+    if match := re.fullmatch(r"requested via (\w+)", note):
+        return gettext("requested via %(channel)s") % {"channel": label(CHANNEL_LABELS, match[1])}
+    if match := re.fullmatch(r"refunded (.+)", note):
+        return gettext("refunded %(amount)s") % {"amount": match[1]}
+    if match := re.fullmatch(r"waiting for payment of (.+)", note):
+        return gettext("waiting for payment of %(amount)s") % {"amount": match[1]}
+    if match := re.fullmatch(r"(.+); unbinding linked apps", note):
+        return gettext("%(done)s; unbinding linked apps") % {"done": note_label(match[1])}
+    return note

@@ -1,4 +1,5 @@
-"""`{{ case.state|state_label }}`, `|channel_label`, `|id_type_label` in console templates."""
+"""`{{ case.state|state_label }}`, `|channel_label`, `|id_type_label`, `|note_label` in console
+templates."""
 
 from __future__ import annotations
 
@@ -22,3 +23,8 @@ def channel_label(code: str) -> str:
 @register.filter
 def id_type_label(code: str) -> str:
     return labels.label(labels.ID_TYPE_LABELS, code)
+
+
+@register.filter
+def note_label(note: str) -> str:
+    return labels.note_label(note)
