@@ -148,6 +148,7 @@ def test_a_customer_downloads_everything_held_about_their_case(client, make_card
     assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
     assert case.reference in text and "注销申请资料" in text and "陈大文" in text and "gate-4" in text
+    assert "註銷證明書" in text and "Charges tried after closing" in text  # section titles in three languages
 
 
 def test_the_export_needs_the_portal_session_of_that_case(client, make_card):

@@ -84,6 +84,22 @@ def case_export_data(case: ClosureCase) -> dict:
     }
 
 
+# Section titles of the PDF in the three languages (the field names are the JSON's, as exported).
+SECTIONS = {
+    "case": ("申请", "申請", "Case"),
+    "timeline": ("进度", "進度", "Timeline"),
+    "card": ("卡片", "卡片", "Card"),
+    "holder": ("持卡人", "持卡人", "Holder"),
+    "refund": ("退款", "退款", "Refund"),
+    "linked_apps": ("绑定的应用", "綁定的應用程式", "Linked apps"),
+    "authorization_attempts": ("注销后的交易尝试", "註銷後的交易嘗試", "Charges tried after closing"),
+    "marketing_suppression": ("停止推广", "停止推廣", "Marketing stopped"),
+    "certificate": ("注销证明", "註銷證明書", "Closure certificate"),
+    "ledger": ("账目", "賬目", "Ledger"),
+    "audit_events": ("审计记录", "審計記錄", "Audit trail"),
+}
+
+
 def _pdf(data: dict) -> bytes:
     buffer = io.BytesIO()
     c = Canvas(buffer, pagesize=A4, invariant=1)
@@ -108,7 +124,7 @@ def _pdf(data: dict) -> bytes:
         if section in ("format", "exported_at"):
             continue
         y -= 4
-        line(section.replace("_", " ").capitalize(), 12, bold=True)
+        line(" · ".join(SECTIONS.get(section, (section.replace("_", " ").capitalize(),) * 3)), 12, bold=True)
         for text in _lines(value):
             line(text, indent=8)
     c.showPage()
