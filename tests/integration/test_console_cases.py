@@ -229,3 +229,10 @@ def test_the_case_page_names_state_channel_and_id_document_in_the_staff_members_
     assert "經網上自助服務申請" in chinese and "已核對身份及卡片" in chinese and "卡片已停用" in chinese
     assert "requested via web" not in chinese and "identity and card checked" not in chinese
     assert "Closed" not in board.split("<svg")[1].split("</svg>")[0]  # the chart's states in Chinese
+
+
+def test_the_console_says_email_in_the_words_of_the_rest_of_the_product(staff_client, make_card):
+    client, _ = staff_client("supervisor")
+    case = case_in_state(make_card("OCTO"), "submitted")
+    chinese = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    assert "電郵" in chinese and "電子信箱" not in chinese  # not Django's own word for the sign-in field

@@ -1,5 +1,6 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from closeout.identity import documents
 from closeout.returns.models import Destruction
@@ -15,7 +16,7 @@ class ConsoleForm(forms.Form):
 
 
 class SignInForm(ConsoleForm):
-    email = forms.EmailField(label=_("Email"), max_length=254)
+    email = forms.EmailField(label=pgettext_lazy("contact", "Email"), max_length=254)
     password = forms.CharField(label=_("Password"), max_length=200, widget=forms.PasswordInput)
 
 
@@ -38,7 +39,7 @@ class NoteForm(ConsoleForm):
 
 class AssistedIdentifyForm(ConsoleForm):
     channel = forms.ChoiceField(label=_("Channel"), choices=[
-        ("phone", _("Phone")), ("email", _("Email")), ("chat", _("Online chat")), ("branch", _("Branch counter"))])
+        ("phone", _("Phone")), ("email", pgettext_lazy("contact", "Email")), ("chat", _("Online chat")), ("branch", _("Branch counter"))])
     channel_ref = forms.CharField(label=_("Call, email or chat reference"), max_length=120)
     card_number = forms.CharField(label=_("Card number"), max_length=32, widget=forms.TextInput(attrs=SECRET))
     holder_name = forms.CharField(label=_("Holder name"), max_length=200)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from closeout.console.forms import ID_TYPES
@@ -19,7 +19,7 @@ STATE_LABELS = {
     "withdrawn": _("Withdrawn"), "on_hold": _("On hold"), "failed_needs_attention": _("Needs attention"),
 }
 CHANNEL_LABELS = {
-    "web": _("Web portal"), "phone": _("Phone"), "email": _("Email"), "chat": _("Online chat"),
+    "web": _("Web portal"), "phone": _("Phone"), "email": pgettext_lazy("contact", "Email"), "chat": _("Online chat"),
     "branch": _("Branch counter"), "partner_api": _("Partner API"), "bulk": _("Bulk closure"),
 }
 ID_TYPE_LABELS = dict(ID_TYPES)

@@ -33,6 +33,7 @@ def _row(case: ClosureCase) -> dict:
         "phone_masked": holder.phone_masked,
         "created_at": case.created_at,
         "sla_due_date": case.sla_due_date,
+        "finished": case.state in states.TERMINAL,  # nothing is due any more
     }
 
 
