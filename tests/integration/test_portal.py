@@ -403,3 +403,10 @@ def test_empty_and_over_long_fields_get_a_plain_message_in_the_page_language(cli
                                          "channel": "sms"}).content.decode()
     assert empty in page and long in page
     assert "变量" not in page and "Ensure this value" not in page
+
+
+def test_sentences_follow_a_chinese_full_stop_without_a_space(make_card, client):
+    visitor = Visitor(client, "zh-hant")
+    visitor.sign_in(make_card("OCTO", balance=12000, days_old=30))
+    expected = visitor.get("quote/").content.decode().split('id="expected">')[1].split("</p>")[0]
+    assert "。 " not in expected and expected.count("。") == 2

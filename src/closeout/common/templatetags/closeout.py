@@ -29,3 +29,9 @@ def money(minor, currency):
 def colon() -> str:
     """The colon after a label: full-width in Chinese ("狀態：已提交"), a colon and a space in English."""
     return "：" if (translation.get_language() or "").startswith("zh") else ": "
+
+
+@register.simple_tag
+def sentence_space() -> str:
+    """What goes between two sentences: nothing after a Chinese full stop, a space in English."""
+    return "" if (translation.get_language() or "").startswith("zh") else " "
