@@ -56,7 +56,8 @@ def test_a_bad_limit_is_refused_naming_the_entry(text, names):
 
 
 def test_a_worker_with_a_bad_limit_does_not_start_and_says_why(tmp_path):
-    env = dict(os.environ, CLOSEOUT_QUEUE_LIMITS="payments=4,card_sytem=2", CLOSEOUT_DATA_DIR=str(tmp_path),
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # SQLite in tmp_path: nothing left behind
+    env.update(CLOSEOUT_QUEUE_LIMITS="payments=4,card_sytem=2", CLOSEOUT_DATA_DIR=str(tmp_path),
                CLOSEOUT_EXECUTOR_ID="limits-test")
     subprocess.run([sys.executable, "-m", "closeout.cli", "migrate"], env=env, capture_output=True, timeout=120,
                    check=True)
