@@ -245,7 +245,7 @@ def test_a_card_to_post_back_is_promised_days_after_it_arrives_not_a_date_before
     assert 'id="todo-post"' in page and 'id="todo-nothing"' not in page  # post it now: the label is ready
     assert "working days after we receive your card" in page.split('id="receipt"')[1].split("</section>")[0]
     timeline = page.split('id="timeline"')[1]
-    return_by = (timezone.localdate(case.created_at) + closures.RETURN_DEADLINE)
+    return_by = timezone.localdate(closures.return_deadline(case.created_at, card.product.calendar))
     awaiting = timeline.split('data-state="awaiting_return"')[1].split('data-state="returned"')[0]
     assert f"post the card by {date_format(return_by, 'DATE_FORMAT')}" in awaiting  # not "by today"
     after = timeline.split('data-state="returned"')[1]

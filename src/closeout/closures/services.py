@@ -12,6 +12,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from closeout.audit.services import audit_record
 from closeout.cards.models import Card, CardCharge
@@ -32,6 +33,15 @@ log = logging.getLogger(__name__)
 
 AUTO = object()
 RETURN_DEADLINE = timedelta(days=30)
+
+
+def return_deadline(start, calendar: str):
+    """When a card to post back must have arrived: 30 days on, moved to the next working day when
+    that day is a weekend or public holiday (nobody receives post then)."""
+    deadline = start + RETURN_DEADLINE
+    while not calendars.is_working_day(timezone.localdate(deadline), calendar):
+        deadline += timedelta(days=1)
+    return deadline
 REFUND_POLL = timedelta(seconds=5)
 DESTINATION_TYPES = ("original", "bank", "ewallet", "cash")
 ATTENTION_ESIM = "eSIM profile not deleted in time"
@@ -367,7 +377,7 @@ def closure_settle(*, reference: str, workflow_id: str) -> str:
         _transition(case, states.SETTLED, actor="system", key=f"{workflow_id}:settled", note="fees settled",
                     action="")
         if card.product.physical_return_required and card.physical:
-            case.deadline_at = clock.now() + RETURN_DEADLINE
+            case.deadline_at = return_deadline(clock.now(), card.product.calendar)
             _transition(case, states.AWAITING_RETURN, actor="system", key=f"{workflow_id}:awaiting_return",
                         note="waiting for the card to be returned", action="")
         else:

@@ -148,7 +148,8 @@ def case_view(case: ClosureCase) -> dict:
     if case.state in (states.WITHDRAWN, states.REJECTED):
         position = max((path.index(s) for s in reached if s in path), default=0)
     created = timezone.localdate(case.created_at)
-    return_by = timezone.localdate(case.deadline_at) if case.deadline_at else created + closures.RETURN_DEADLINE
+    return_by = timezone.localdate(case.deadline_at or closures.return_deadline(case.created_at,
+                                                                               case.card.product.calendar))
     expected = {states.SUBMITTED: created, states.VERIFIED: created, states.SETTLED: created}
     returning = states.AWAITING_RETURN in path
     # The refund follows the card: until it arrives no later date can be promised (the page says
