@@ -127,7 +127,7 @@ def test_warehouse_checks_in_a_returned_card(page, live_server, make_card):
     page.get_by_role("button", name="Check in").click()
     page.get_by_text("Unknown label or card").wait_for()
     page.get_by_role("button", name="Record destruction").click()
-    page.get_by_text("1 cards recorded as destroyed").wait_for()
+    page.get_by_text("1 card recorded as destroyed").wait_for()
     shot(page, "warehouse")
     assert ClosureCase.objects.get(id=case.id).state == states.REFUND_PENDING
 

@@ -17,6 +17,7 @@ from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from closeout.appointments import receipt
@@ -570,7 +571,9 @@ def warehouse_destroy(request):
     except returns.UnableToDestroy:
         messages.error(request, _("Select at least one received card that was not destroyed yet."))
     else:
-        messages.success(request, _("%(count)d cards recorded as destroyed.") % {"count": len(records)})
+        messages.success(request, ngettext("%(count)d card recorded as destroyed.",
+                                           "%(count)d cards recorded as destroyed.", len(records))
+                         % {"count": len(records)})
     return redirect("console:warehouse")
 
 
