@@ -257,6 +257,19 @@ def test_repeated_wrong_id_documents_for_a_card_lock_it_for_a_while(client_for, 
     assert client_for("/api/v1/closures", body_for(card), key=key, idem="later").status_code == 201
 
 
+def test_identity_checks_still_in_flight_count_towards_the_lock(make_card):
+    """Twelve checks sent at once for one card: the ten the lock allows run, two are refused at once."""
+    from closeout.identity import services as identity
+
+    number = make_card("YKT").number
+    taken = [identity.identity_attempt_begin(card_number=number, client_address="api:x") for _ in range(12)]
+
+    assert [until is None for _, until in taken] == [True] * 10 + [False] * 2
+    for attempt, _ in taken[:10]:  # the checks pass after all: the card is free again
+        identity.identity_attempt_void(attempt)
+    assert identity.identity_attempt_begin(card_number=number, client_address="api:x")[1] is None
+
+
 @pytest.mark.parametrize("raw", ["123", "[1, 2]", "null", '"note"'])
 def test_card_received_with_a_body_that_is_not_an_object_moves_nothing(client, client_for, key, make_card, raw):
     from tests.integration.test_console_support import case_in_state

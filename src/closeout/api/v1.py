@@ -157,15 +157,18 @@ def _create(request, payload: schemas.ClosureIn, remember) -> HttpResponse:
         number = documents.normalize_card_number(payload.card_number)
         if payload.contact:
             _contact_check(payload.contact)
-        until = identity.identity_locked_until(card_number=number)
+        attempt, until = identity.identity_attempt_begin(card_number=number, client_address=_client(request))
         if until is not None:
             return _locked(until)
         try:
             card = services.identity_check(card_number=number, id_type=payload.id_document.type,
                                            id_number=payload.id_document.number)
         except services.IdentityNotVerified:
-            identity.identity_failure_record(card_number=number, client_address=_client(request))
+            raise  # the attempt stays written: it is the failure
+        except BaseException:
+            identity.identity_attempt_void(attempt)
             raise
+        identity.identity_attempt_void(attempt)
         with transaction.atomic():
             case = services.closure_request(
                 card=card, channel=payload.channel, requester=_client(request), reason=payload.reason,

@@ -192,19 +192,30 @@ def otp_verify(*, public_id: str, code: str, client_address: str) -> Verified:
     raise failure
 
 
-def identity_locked_until(*, card_number: str) -> datetime | None:
-    """Until when identity checks for this card number (normalised) are refused after too many
-    that failed, whether by wrong codes or by ID documents that did not match.
+def identity_attempt_begin(*, card_number: str, client_address: str) -> tuple[int | None, datetime | None]:
+    """Take one identity check for this card number (normalised): `(attempt, None)`, or
+    `(None, until)` while checks are refused after too many that failed (wrong codes or ID
+    documents that did not match).
 
-    Per card only: an API key serves all of a partner's customers, so a lock per key would let
-    one customer typing wrong documents shut the partner out for everyone.
+    The attempt is written as a failure *before* the check and counted against the attempts
+    written before it, so that checks sent in parallel cannot all pass a lock that none of them
+    has yet recorded; `identity_attempt_void` takes it back when the check did not fail. Per card
+    only: an API key serves all of a partner's customers, so a lock per key would let one
+    customer typing wrong documents shut the partner out for everyone.
     """
-    now = clock.now()
-    return _latest(((OtpEvent.Kind.FAILURE, "subject_hash", subject_hash(card_number),
-                     rules.FAILURE_LIMITS_SUBJECT),), now)
+    subject, now = subject_hash(card_number), clock.now()
+    attempt = OtpEvent.objects.create(kind=OtpEvent.Kind.FAILURE, subject_hash=subject,
+                                      client_hash=client_hash(client_address), at=now)
+    limits = rules.FAILURE_LIMITS_SUBJECT
+    earlier = OtpEvent.objects.filter(kind=OtpEvent.Kind.FAILURE, subject_hash=subject, id__lt=attempt.id,
+                                      at__gt=now - rules.history_span(limits))
+    until = rules.blocked_until(list(earlier.values_list("at", flat=True)), limits, now)
+    if until is not None:
+        identity_attempt_void(attempt.id)
+        return None, until
+    return attempt.id, None
 
 
-def identity_failure_record(*, card_number: str, client_address: str) -> None:
-    """Count an ID document that did not match this card number (normalised) towards the locks."""
-    OtpEvent.objects.create(kind=OtpEvent.Kind.FAILURE, subject_hash=subject_hash(card_number),
-                            client_hash=client_hash(client_address), at=clock.now())
+def identity_attempt_void(attempt: int) -> None:
+    """The check taken with `identity_attempt_begin` did not fail (it passed, or never ran)."""
+    OtpEvent.objects.filter(id=attempt).delete()
