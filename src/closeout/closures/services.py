@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import partial
 
 from django.conf import settings
@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 
 AUTO = object()
 RETURN_DEADLINE = timedelta(days=30)
+
+
+def sla_due(product, start: date) -> date:
+    """The day a closure is due: the product's working days on from `start`, on its calendar."""
+    return calendars.add_working_days(start, product.sla_working_days, product.calendar)
 
 
 def return_deadline(start, calendar: str):
@@ -317,7 +322,7 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
                 reference=references_take(now)[0], card=card, channel=channel, channel_ref=channel_ref,
                 requester=requester, reason=reason[:200], language=language, refund_destination=destination,
                 refund_destination_sealed=sealed, quote=quote.as_json(), state=states.DRAFT,
-                sla_due_date=calendars.add_working_days(now.date(), product.sla_working_days, product.calendar),
+                sla_due_date=sla_due(product, now.date()),
                 created_at=now, updated_at=now,
             )
             _card_status(card, Card.Status.CLOSING, actor=requester, reference=case.reference)
@@ -815,8 +820,7 @@ def closure_card_received(*, reference: str, actor: str, note: str = "") -> Clos
                     action="")
         case.deadline_at = None
         # The customer was promised the refund within the working days after the card arrives.
-        product = case.card.product
-        arrived = calendars.add_working_days(clock.now().date(), product.sla_working_days, product.calendar)
+        arrived = sla_due(case.card.product, clock.now().date())
         case.sla_due_date = max(case.sla_due_date, arrived) if case.sla_due_date else arrived
         _enter_refund_pending(case, actor="system", key="card_received:refund")
         return case

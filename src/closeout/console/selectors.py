@@ -60,21 +60,13 @@ def case_search(*, query: str) -> list[dict]:
             except documents.InvalidDocument:
                 return []
             found = cases.filter(card__holder__email_hash=vault.lookup_hash("email", email))
-        else:
-            phones = _phone_candidates(query)
-            if not phones:
+        else:  # a local number (8 digits or fewer, no "+") in the operator's country, or with its code
+            try:
+                phone = documents.normalize_phone(query, local_country=settings.PHONE_COUNTRY_CODE)
+            except documents.InvalidDocument:
                 return []
-            found = cases.filter(card__holder__phone_hash__in=[vault.lookup_hash("phone", p) for p in phones])
+            found = cases.filter(card__holder__phone_hash=vault.lookup_hash("phone", phone))
     return [_row(case) for case in found[:SEARCH_LIMIT]]
-
-
-def _phone_candidates(query: str) -> list[str]:
-    """The number a caller's phone is stored as: with its country code as typed, or a local number
-    (8 digits or fewer, no "+") in the operator's country (CLOSEOUT_PHONE_COUNTRY_CODE)."""
-    try:
-        return [documents.normalize_phone(query, local_country=settings.PHONE_COUNTRY_CODE)]
-    except documents.InvalidDocument:
-        return []
 
 
 def case_timeline(case: ClosureCase) -> list[dict]:

@@ -73,9 +73,14 @@ def _code_hash(public_id: str, code: str) -> str:
     return vault.lookup_hash("otp-code", f"{public_id}:{code}")
 
 
-def _times(kind: str, field: str, value: str, limits, now: datetime) -> list[datetime]:
+def _times(kind: str, field: str, value: str, limits, now: datetime, *, before: int | None = None) -> list[datetime]:
+    """When the events that count towards `limits` happened (only those written before event
+    `before`, when given)."""
     since = now - rules.history_span(limits)
-    return list(OtpEvent.objects.filter(**{field: value}, kind=kind, at__gt=since).values_list("at", flat=True))
+    events = OtpEvent.objects.filter(**{field: value}, kind=kind, at__gt=since)
+    if before is not None:
+        events = events.filter(id__lt=before)
+    return list(events.values_list("at", flat=True))
 
 
 def _locked_until(subject: str, client: str, now: datetime) -> datetime | None:
@@ -207,9 +212,8 @@ def identity_attempt_begin(*, card_number: str, client_address: str) -> tuple[in
     attempt = OtpEvent.objects.create(kind=OtpEvent.Kind.FAILURE, subject_hash=subject,
                                       client_hash=client_hash(client_address), at=now)
     limits = rules.FAILURE_LIMITS_SUBJECT
-    earlier = OtpEvent.objects.filter(kind=OtpEvent.Kind.FAILURE, subject_hash=subject, id__lt=attempt.id,
-                                      at__gt=now - rules.history_span(limits))
-    until = rules.blocked_until(list(earlier.values_list("at", flat=True)), limits, now)
+    earlier = _times(OtpEvent.Kind.FAILURE, "subject_hash", subject, limits, now, before=attempt.id)
+    until = rules.blocked_until(earlier, limits, now)
     if until is not None:
         identity_attempt_void(attempt.id)
         return None, until

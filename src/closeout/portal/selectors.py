@@ -13,7 +13,7 @@ from closeout.closures import selectors as closure_selectors
 from closeout.closures import services as closures
 from closeout.closures import states
 from closeout.closures.models import ClosureCase, RefundApproval
-from closeout.common import calendars, clock
+from closeout.common import clock
 from closeout.common.templatetags.closeout import money
 from closeout.identity import documents
 from closeout.portal import labels
@@ -63,10 +63,6 @@ def account_check(card: Card) -> dict:
     }
 
 
-def expected_completion(product: Product, start: date) -> date:
-    return calendars.add_working_days(start, product.sla_working_days, product.calendar)
-
-
 def quote_view(card: Card) -> dict:
     """The quote in the customer's words: each fee with the reason it applies."""
     now = clock.now()
@@ -107,9 +103,7 @@ def quote_view(card: Card) -> dict:
         "refund": quote.refund.minor,
         "uncovered": quote.uncovered.minor,
         "working_days": product.sla_working_days,
-        "expected_date": expected_completion(product, now.date()),
-        # The refund follows the returned card: the working days count from its arrival.
-        "after_return": product.physical_return_required and card.physical,
+        "expected_date": closures.sla_due(product, now.date()),
     }
 
 

@@ -88,16 +88,12 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
             reason = ReturnException.Reason.UNKNOWN
         else:
             card = case.card
-            if inner and inner != card.number:
-                reason = ReturnException.Reason.MISMATCH
     elif label_match:
         label = ReturnLabel.objects.select_related("case__card").filter(code=code).first()
         if label is None or documents.luhn_check_digit(code[2:-1]) != code[-1]:
             reason = ReturnException.Reason.UNKNOWN
         else:
             case, card = label.case, label.case.card
-            if inner and inner != card.number:
-                reason = ReturnException.Reason.MISMATCH
     else:
         try:
             number = documents.normalize_card_number(code)
@@ -109,8 +105,8 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
         else:
             case = (ClosureCase.objects.filter(card=card).exclude(state__in=states.TERMINAL).first()
                     or ClosureCase.objects.filter(card=card).order_by("-created_at").first())
-            if inner and inner != card.number:
-                reason = ReturnException.Reason.MISMATCH
+    if card is not None and inner and inner != card.number:  # the card in the envelope is another one
+        reason = ReturnException.Reason.MISMATCH
     if reason is None and case is not None:
         earlier = CheckIn.objects.filter(case=case, outcome=CheckIn.Outcome.RECEIVED).first()
         if earlier is not None:

@@ -25,13 +25,17 @@ def money(minor, currency):
     return format_currency(Decimal(text), currency, locale=locale)
 
 
+def _chinese() -> bool:
+    return (translation.get_language() or "").startswith("zh")
+
+
 @register.simple_tag
 def colon() -> str:
     """The colon after a label: full-width in Chinese ("狀態：已提交"), a colon and a space in English."""
-    return "：" if (translation.get_language() or "").startswith("zh") else ": "
+    return "：" if _chinese() else ": "
 
 
 @register.simple_tag
 def sentence_space() -> str:
     """What goes between two sentences: nothing after a Chinese full stop, a space in English."""
-    return "" if (translation.get_language() or "").startswith("zh") else " "
+    return "" if _chinese() else " "
