@@ -115,11 +115,17 @@ CARD_SYSTEM_CLOSED = {"stored_value": "blocked", "travel_sim": "deactivated", "e
 PROFILE_ENDED = ("UNAVAILABLE", "DELETED")
 
 
+# The ports of one run, made once each: a real adapter holds an HTTP client and its connections.
+_ports: dict[str, object] = {}
+
+
 def _asked(system: str, call) -> str:
     """The external system's answer, or what stood in its way (never the card number): a system
     that is down or answers nonsense is a mismatch to look at, not the end of the run."""
     try:
-        return call(registry.port(system))
+        if system not in _ports:
+            _ports[system] = registry.port(system)
+        return call(_ports[system])
     except PermanentError:
         return "unknown to it"
     except TransientError:
@@ -187,6 +193,7 @@ def reconcile_run(*, checks: Iterable[Check] | None = None, references: Iterable
     if references is not None:
         cases = cases.filter(reference__in=list(references))
     chosen = list(checks if checks is not None else CHECKS)
+    _ports.clear()  # each run reads the configuration afresh
     out: list[Mismatch] = []
     for case in cases.iterator(chunk_size=500):
         for check in chosen:
