@@ -146,9 +146,35 @@ def test_a_customer_downloads_everything_held_about_their_case(client, make_card
 
     pdf = client.get(f"/en/case/{case.reference}/export.pdf")
     assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
-    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
-    assert case.reference in text and "注销申请资料" in text and "陈大文" in text and "gate-4" in text
-    assert "註銷證明書" in text and "Charges tried after closing" in text  # section titles in three languages
+    text = _pdf_text(pdf.content)
+    assert case.reference in text and "陈大文" in text and "gate-4" in text
+    assert "Charges tried after closing" in text and "Bank account ICBC" in text
+    assert "Refund: CN¥470.00" in text and "Status: Closed" in text and "Reason: the card is closed" in text
+
+
+@pytest.mark.parametrize(("language", "expected"), [
+    ("zh-hans", ["我们持有的您的注销申请资料", "退款：¥470.00", "状态：已注销", "注销后的交易尝试", "卡片已注销",
+                 "身份已核实·已核对身份和卡片"]),
+    ("zh-hant", ["我們持有的您的註銷申請資料", "退款：CN¥470.00", "狀態：已註銷", "註銷證明書", "卡片已註銷",
+                 "身份已核實·已核對身份及卡片"]),
+])
+def test_the_pdf_copy_speaks_the_language_of_the_page(client, make_card, language, expected):
+    from closeout.cards.services import authorization_decide
+    from closeout.common.money import Money
+
+    case = close_card(make_card("YKT", balance=45000), destination=BANK)
+    authorization_decide(card_number=case.card.number, amount=Money(300, "CNY"), source="gate-4")
+    _portal_session(client, case.reference)
+    text = _pdf_text(client.get(f"/{language}/case/{case.reference}/export.pdf").content)
+    flat = "".join(text.split())  # the text layer breaks lines where Chinese and Latin fonts meet
+    missing = [words for words in expected if words not in flat]
+    assert missing == []
+    # No field names or minor units where the customer reads words and amounts.
+    assert "refund_destination" not in text and "47000" not in text
+
+
+def _pdf_text(content: bytes) -> str:
+    return "".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
 
 
 def test_the_export_needs_the_portal_session_of_that_case(client, make_card):

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
 
-from django.conf import settings
 from django.db.models import F, Q
-from reportlab.lib.pagesizes import A4
-from reportlab.pdfgen.canvas import Canvas
 
+from closeout.aftercare.export_pdf import export_pdf
 from closeout.audit.models import AuditEvent
 from closeout.cards.models import Holder
 from closeout.cards.selectors import authorization_attempts_for_case
-from closeout.certificates.pdf import ACCENT, MUTED, draw_text, text_width
 from closeout.closures.models import ClosureCase, Refund
 from closeout.closures.selectors import case_certificate
 from closeout.common import clock
@@ -84,83 +80,7 @@ def case_export_data(case: ClosureCase) -> dict:
     }
 
 
-# Section titles of the PDF in the three languages (the field names are the JSON's, as exported).
-SECTIONS = {
-    "case": ("申请", "申請", "Case"),
-    "timeline": ("进度", "進度", "Timeline"),
-    "card": ("卡片", "卡片", "Card"),
-    "holder": ("持卡人", "持卡人", "Holder"),
-    "refund": ("退款", "退款", "Refund"),
-    "linked_apps": ("绑定的应用", "綁定的應用程式", "Linked apps"),
-    "authorization_attempts": ("注销后的交易尝试", "註銷後的交易嘗試", "Charges tried after closing"),
-    "marketing_suppression": ("停止推广", "停止推廣", "Marketing stopped"),
-    "certificate": ("注销证明", "註銷證明書", "Closure certificate"),
-    "ledger": ("账目", "賬目", "Ledger"),
-    "audit_events": ("审计记录", "審計記錄", "Audit trail"),
-}
-
-
-def _pdf(data: dict) -> bytes:
-    buffer = io.BytesIO()
-    c = Canvas(buffer, pagesize=A4, invariant=1)
-    c.setTitle(f"closeout case export {data['case']['reference']}")
-    width, height = A4
-    left, bottom = 48, 48
-    y = height - 60
-
-    def line(text: str, size: float = 9, indent: float = 0, **kwargs) -> None:
-        nonlocal y
-        for piece in _wrap(text, size, width - 2 * left - indent):
-            if y < bottom:
-                c.showPage()
-                y = height - 60
-            draw_text(c, left + indent, y, piece, size, **kwargs)
-            y -= size + 5
-
-    line("注销申请资料 · 註銷申請資料 · Your closure case data", 16, color=ACCENT)
-    line(f"{data['case']['reference']} · exported {data['exported_at'][:19]} · {settings.PUBLIC_URL}", 9, color=MUTED)
-    y -= 8
-    for section, value in data.items():
-        if section in ("format", "exported_at"):
-            continue
-        y -= 4
-        line(" · ".join(SECTIONS.get(section, (section.replace("_", " ").capitalize(),) * 3)), 12, bold=True)
-        for text in _lines(value):
-            line(text, indent=8)
-    c.showPage()
-    c.save()
-    return buffer.getvalue()
-
-
-def _wrap(text: str, size: float, room: float) -> list[str]:
-    pieces, current = [], ""
-    for ch in text:
-        if current and text_width(current + ch, size) > room:
-            pieces.append(current)
-            current = "    "
-        current += ch
-    return [*pieces, current]
-
-
-def _scalar(value) -> str:
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return "—" if value is None or value == "" else str(value)
-
-
-def _lines(value) -> list[str]:
-    """One line per field of a section, or one line per item of a list section."""
-    if isinstance(value, dict):
-        return [f"{key}: {_scalar(item)}" for key, item in value.items()]
-    if isinstance(value, list):
-        if not value:
-            return ["—"]
-        return [" · ".join(f"{k}: {_scalar(v)}" for k, v in item.items()) if isinstance(item, dict)
-                else _scalar(item) for item in value]
-    return [_scalar(value)]
-
-
 def case_export(case: ClosureCase) -> tuple[bytes, bytes]:
-    """Return everything held about the case as (JSON bytes, PDF bytes)."""
+    """Return everything held about the case as (JSON bytes, PDF bytes in the active language)."""
     data = case_export_data(case)
-    return json.dumps(data, ensure_ascii=False, indent=2).encode(), _pdf(data)
+    return json.dumps(data, ensure_ascii=False, indent=2).encode(), export_pdf(data)

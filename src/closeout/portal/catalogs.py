@@ -3,7 +3,8 @@ up to date, without system gettext: Django's `templatize` turns templates into P
 can read. `python -m closeout.portal.catalogs` updates the .po files; the catalog test uses
 `extract()` to prove that every string on a page has a translation.
 
-The portal catalog also carries the strings of the shared `templates/base.html`.
+The portal catalog also carries the strings of the shared `templates/base.html` and of the PDF
+copy of a case the portal hands out (`aftercare/export_pdf.py`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from babel.messages.pofile import read_po, write_po
 
 PACKAGE = Path(__file__).resolve().parent.parent
 SOURCES = {
-    "portal": [PACKAGE / "portal", PACKAGE / "templates" / "base.html"],
+    "portal": [PACKAGE / "portal", PACKAGE / "templates" / "base.html", PACKAGE / "aftercare" / "export_pdf.py"],
     "notifications": [PACKAGE / "notifications"],
 }
 LOCALES = ("zh_Hans", "zh_Hant", "en")

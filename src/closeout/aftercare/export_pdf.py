@@ -1,0 +1,262 @@
+"""The customer's copy of everything held about their case, as a PDF in the language of the page
+they downloaded it from: the same data as the JSON download, with labels, amounts in the case's
+currency and local times instead of field names, minor units and UTC."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from django.conf import settings
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfgen.canvas import Canvas
+
+from closeout.certificates.pdf import ACCENT, MUTED, draw_text, text_width
+from closeout.common.templatetags.closeout import colon, money
+from closeout.console import labels as console_labels
+from closeout.portal import labels
+
+SECTIONS = {
+    "case": gettext_lazy("Closure request"),
+    "timeline": gettext_lazy("Progress"),
+    "card": gettext_lazy("Card"),
+    "holder": gettext_lazy("Card holder"),
+    "refund": gettext_lazy("Refund"),
+    "linked_apps": gettext_lazy("Linked apps"),
+    "authorization_attempts": gettext_lazy("Charges tried after closing"),
+    "marketing_suppression": gettext_lazy("Marketing stopped"),
+    "certificate": gettext_lazy("Closure certificate"),
+    "ledger": gettext_lazy("Ledger"),
+    "audit_events": gettext_lazy("Audit trail"),
+}
+FIELDS = {
+    "reference": gettext_lazy("Reference"),
+    "state": gettext_lazy("Status"),
+    "status": gettext_lazy("Status"),
+    "channel": gettext_lazy("Requested via"),
+    "reason": gettext_lazy("Reason"),
+    "language": gettext_lazy("Language"),
+    "requested_at": gettext_lazy("Received"),
+    "closed_at": gettext_lazy("Closed on"),
+    "sla_due_date": gettext_lazy("Expected completion"),
+    "refund_destination": gettext_lazy("Refund destination"),
+    "destination_type": gettext_lazy("Refund destination"),
+    "number": gettext_lazy("Card number"),
+    "product": gettext_lazy("Product"),
+    "product_kind": gettext_lazy("Card type"),
+    "issued_at": gettext_lazy("Issued"),
+    "physical": gettext_lazy("Physical card"),
+    "name": gettext_lazy("Name"),
+    "id_type": gettext_lazy("ID document"),
+    "id_number": gettext_lazy("ID document number"),
+    "email": pgettext_lazy("contact", "Email"),
+    "phone": gettext_lazy("Phone"),
+    "shredded_at": gettext_lazy("Personal data erased"),
+    "note": gettext_lazy("Note"),
+    "amount": gettext_lazy("Amount"),
+    "provider_ref": gettext_lazy("Payment reference"),
+    "created_at": gettext_lazy("Started"),
+    "settled_at": gettext_lazy("Paid"),
+    "partner": gettext_lazy("App"),
+    "bound_at": gettext_lazy("Linked"),
+    "unbound_at": gettext_lazy("Unbound"),
+    "at": gettext_lazy("Time"),
+    "source": gettext_lazy("Where"),
+    "decision": gettext_lazy("Decision"),
+    "kind": gettext_lazy("Contact"),
+    "since": gettext_lazy("Since"),
+    "id": gettext_lazy("Certificate number"),
+    "verify_url": gettext_lazy("Verify it"),
+    "seq": gettext_lazy("No."),
+    "actor": gettext_lazy("By"),
+    "action": gettext_lazy("Action"),
+    "memo": gettext_lazy("Memo"),
+}
+CARD_STATUSES = {
+    "active": gettext_lazy("Active"), "blocked": gettext_lazy("Blocked"), "closing": gettext_lazy("Closing"),
+    "closed": gettext_lazy("Closed"),
+}
+REFUND_STATUSES = {
+    "pending": gettext_lazy("Refund in progress"), "succeeded": gettext_lazy("Refunded"),
+    "failed": gettext_lazy("Refund failed, being checked by our staff"),
+}
+DECISIONS = {"approved": gettext_lazy("Approved"), "declined": gettext_lazy("Declined")}
+CONTACT_KINDS = {"email": pgettext_lazy("contact", "Email"), "phone": gettext_lazy("Phone")}
+LANGUAGE_NAMES = dict(settings.LANGUAGES)
+ATTEMPT_REASONS = {
+    "ok": "—", "card_closing": gettext_lazy("the card is being closed"), "card_closed": gettext_lazy("the card is closed"),
+    "card_blocked": gettext_lazy("the card is blocked"), "insufficient_balance": gettext_lazy("not enough value"),
+    "currency_mismatch": gettext_lazy("another currency"),
+}
+SUPPRESSION_REASONS = {"closure_submitted": gettext_lazy("closure requested"),
+                       "opt_out": gettext_lazy("you opted out")}
+NOTES = {"personal data erased at the end of the retention period":
+         gettext_lazy("Personal data erased at the end of the retention period.")}
+
+
+def _when(value: str | None) -> str:
+    """An exported ISO time as the local date and minute; a date stays a date."""
+    if not value:
+        return "—"
+    if len(value) == 10:
+        return value
+    moment = datetime.fromisoformat(value)
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if timezone.is_aware(moment) else value
+
+
+def _plain(value) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return _("Yes") if value else _("No")
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _named(names: dict) -> Callable:
+    return lambda value: str(names.get(value, _plain(value)))
+
+
+def _destination(destination: dict) -> str:
+    if not destination:
+        return "—"
+    shown = [str(labels.DESTINATION_LABELS.get(destination.get("type"), destination.get("type", "—")))]
+    shown += [str(destination[key]) for key in ("provider", "bank_code", "account_masked", "wallet_masked")
+              if destination.get(key)]
+    return " ".join(shown)
+
+
+VALUES: dict[str, Callable] = {
+    "channel": _named(console_labels.CHANNEL_LABELS),
+    "language": _named(LANGUAGE_NAMES),
+    "product_kind": _named(labels.KIND_LABELS),
+    "destination_type": _named(labels.DESTINATION_LABELS),
+    "refund_destination": _destination,
+    "id_type": _named(console_labels.ID_TYPE_LABELS),
+    "decision": _named(DECISIONS),
+    "kind": _named(CONTACT_KINDS),
+    "note": _named(NOTES),
+}
+
+
+def _value(section: str, key: str, value, currency: str | None) -> str:
+    if key in ("at", "since") or key.endswith(("_at", "_date")):
+        return _when(value)
+    if key == "amount" and currency and isinstance(value, int):
+        return money(value, currency)
+    if key == "reason" and section in ("authorization_attempts", "marketing_suppression"):
+        names = ATTEMPT_REASONS if section == "authorization_attempts" else SUPPRESSION_REASONS
+        return str(names.get(value, _plain(value)))
+    if key in ("state", "status"):
+        names = {"card": CARD_STATUSES, "refund": REFUND_STATUSES}.get(section, labels.STATE_LABELS)
+        return str(names.get(value, _plain(value)))
+    return VALUES[key](value) if key in VALUES else _plain(value)
+
+
+def _pairs(section: str, item: dict, skip: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
+    currency = item.get("currency")
+    for key, value in item.items():
+        if key in skip or (key == "currency" and "amount" in item):
+            continue
+        yield str(FIELDS.get(key, key)), _value(section, key, value, currency)
+
+
+def _quote(quote: dict) -> Iterator[tuple[str, str]]:
+    currency = quote["currency"]
+    yield _("Balance"), money(quote["balance"], currency)
+    yield _("Deposit"), money(quote["deposit"], currency)
+    if quote.get("plan_refund"):
+        yield _("Remaining plan"), money(quote["plan_refund"], currency)
+    for fee in quote.get("fees", []):
+        yield labels.fee_label(fee["code"]), "−" + money(fee["amount"], currency)
+    yield _("Refund"), money(quote["refund"], currency)
+    if quote.get("uncovered"):
+        yield _("Still to pay"), money(quote["uncovered"], currency)
+
+
+def _ledger_line(posting: dict) -> str:
+    lines = "; ".join(f"{line['account']} {money(line['amount'], line['currency'])}" for line in posting["lines"])
+    return f"{_when(posting['at'])} · {posting['memo'] or posting['key']} · {lines}"
+
+
+def _audit_line(event: dict) -> str:
+    change = f"{_plain(event['before'])} → {_plain(event['after'])}" if event["before"] or event["after"] else ""
+    parts = [f"#{event['seq']}" if event["seq"] else "", _when(event["at"]), event["actor"], event["action"],
+             change, event["reason"] or ""]
+    return " · ".join(part for part in parts if part)
+
+
+def _rows(section: str, value) -> Iterator[str]:
+    """The lines of one section: 'label: value' for a record, one line per item of a list."""
+    sep = colon()
+    if value is None or value == []:
+        yield "—"
+    elif section == "case":
+        for label, text in _pairs(section, value, skip=("quote",)):
+            yield f"{label}{sep}{text}"
+        for label, text in _quote(value["quote"]):
+            yield f"{label}{sep}{text}"
+    elif section == "ledger":
+        yield from map(_ledger_line, value)
+    elif section == "audit_events":
+        yield from map(_audit_line, value)
+    elif section == "timeline":
+        for event in value:
+            note = f" · {console_labels.note_label(event['note'])}" if event["note"] else ""
+            yield f"{_when(event['at'])} · {labels.state_label(event['state'])}{note}"
+    elif isinstance(value, list):
+        for item in value:
+            yield " · ".join(f"{label}{sep}{text}" for label, text in _pairs(section, item))
+    else:
+        for label, text in _pairs(section, value):
+            yield f"{label}{sep}{text}"
+
+
+def export_pdf(data: dict) -> bytes:
+    """Render `case_export_data` as a PDF in the active language."""
+    script = "hant" if translation.get_language() == "zh-hant" else "hans"
+    buffer = io.BytesIO()
+    c = Canvas(buffer, pagesize=A4, invariant=1)
+    c.setTitle(f"closeout {data['case']['reference']}")
+    width, height = A4
+    left, bottom = 48, 48
+    y = height - 60
+
+    def line(text: str, size: float = 9, indent: float = 0, **kwargs) -> None:
+        nonlocal y
+        for piece in _wrap(text, size, width - 2 * left - indent, script):
+            if y < bottom:
+                c.showPage()
+                y = height - 60
+            draw_text(c, left + indent, y, piece, size, script=script, **kwargs)
+            y -= size + 5
+
+    line(_("Everything we hold about your closure request"), 16, color=ACCENT)
+    line(_("%(reference)s · downloaded %(at)s · %(site)s") % {
+        "reference": data["case"]["reference"], "at": _when(data["exported_at"]), "site": settings.PUBLIC_URL},
+        9, color=MUTED)
+    y -= 8
+    for section, title in SECTIONS.items():
+        y -= 4
+        line(str(title), 12, bold=True)
+        for text in _rows(section, data[section]):
+            line(text, indent=8)
+    c.showPage()
+    c.save()
+    return buffer.getvalue()
+
+
+def _wrap(text: str, size: float, room: float, script: str) -> list[str]:
+    pieces, current = [], ""
+    for ch in text:
+        if current and text_width(current + ch, size, script=script) > room:
+            pieces.append(current)
+            current = "    "
+        current += ch
+    return [*pieces, current]
