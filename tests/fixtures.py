@@ -40,9 +40,9 @@ def make_card(products):
 
     def make(product_code="OCTO", *, balance=10000, days_old=400, id_type="hkid", id_number=HKID,
              charges=(), bindings=(), physical=True, transactions=10, email="holder@example.test",
-             phone="+85291234567", plan_days_left=None):
+             phone="+85291234567", plan_days_left=None, holder_name="陈大文"):
         product = products[product_code]
-        holder = cards.holder_create(name="陈大文", id_type=id_type, id_number=id_number, email=email, phone=phone)
+        holder = cards.holder_create(name=holder_name, id_type=id_type, id_number=id_number, email=email, phone=phone)
         plan = {}
         prefix, length = product.number_prefix, 16 if product.kind == "stored_value" else 19
         if plan_days_left is not None:

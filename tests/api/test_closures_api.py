@@ -153,6 +153,27 @@ def test_unknown_card_answers_exactly_like_a_wrong_id(client_for, key, make_card
     assert ClosureCase.objects.count() == 0
 
 
+@pytest.mark.parametrize("name", ["CHAN Tai Man", "chan tai man", "Tai Man CHAN", "CHAN, Tai-man", "Chan Taiman",
+                                  "ＣＨＡＮ　Ｔａｉ　Ｍａｎ"])
+def test_the_holder_name_may_be_written_as_forms_and_passports_write_it(client_for, key, make_card, name):
+    card = make_card("YKT", holder_name="CHAN Tai Man")
+    assert client_for("/api/v1/closures", body_for(card, holder_name=name), key=key).status_code == 201
+
+
+def test_another_name_answers_exactly_like_a_wrong_id_and_counts_towards_the_lock(client_for, key, make_card):
+    from closeout.identity.models import OtpEvent
+
+    card = make_card("YKT", holder_name="CHAN Tai Man")
+    other_name = client_for("/api/v1/closures", body_for(card, holder_name="CHAN Tai"), key=key, idem="a")
+    wrong_id = client_for("/api/v1/closures", body_for(card, holder_name="CHAN Tai Man",
+                                                       id_document={"type": "cn_resident_id", "number": CN_ID}),
+                          key=key, idem="b")
+    assert other_name.status_code == wrong_id.status_code == 422
+    assert other_name.content == wrong_id.content  # which of the two was wrong is not told
+    assert "CHAN" not in other_name.content.decode() and not ClosureCase.objects.exists()
+    assert OtpEvent.objects.count() == 2
+
+
 def test_a_failed_request_does_not_burn_the_idempotency_key(client_for, key, make_card):
     card = make_card("YKT")
     bad = client_for("/api/v1/closures", body_for(card, card_number="8101000000000002"), key=key)

@@ -68,7 +68,7 @@ def assert_problem(response, status, field=None):
 
 @pytest.mark.parametrize("name", UNICODE_NAMES)
 def test_unicode_holder_names_are_accepted(post, make_card, name):
-    response = post("/api/v1/closures", closure_body(make_card("YKT"), holder_name=name))
+    response = post("/api/v1/closures", closure_body(make_card("YKT", holder_name=name), holder_name=name))
     assert response.status_code == 201, response.content
 
 

@@ -72,7 +72,7 @@ def _invalid_field(field: str, message: str) -> HttpResponse:
 
 def _not_verified() -> HttpResponse:
     return problem(422, "identity-not-verified", "Identity not verified",
-                   "We could not match the card number with this ID document.")
+                   "We could not match the card number with this holder name and ID document.")
 
 
 def _json_object(body: bytes) -> bool:
@@ -163,6 +163,8 @@ def _create(request, payload: schemas.ClosureIn, remember) -> HttpResponse:
         try:
             card = services.identity_check(card_number=number, id_type=payload.id_document.type,
                                            id_number=payload.id_document.number)
+            if not documents.same_name(payload.holder_name, card.holder.name):
+                raise services.IdentityNotVerified("the name is not the holder's")
         except services.IdentityNotVerified:
             raise  # the attempt stays written: it is the failure
         except BaseException:

@@ -231,13 +231,6 @@ class UnableToOpenCase(Exception):
         self.field = field
 
 
-def _same_name(given: str, stored: str) -> bool:
-    def norm(value: str) -> str:
-        return " ".join(value.replace(",", " ").split()).casefold()
-
-    return hmac.compare_digest(norm(given).encode(), norm(stored).encode())
-
-
 def assisted_identify(*, card_number: str, holder_name: str, contact: str, id_type: str,
                       id_number: str) -> Card:
     """Check what a caller told the agent: card and ID document (HMAC match), name and contact.
@@ -252,7 +245,7 @@ def assisted_identify(*, card_number: str, holder_name: str, contact: str, id_ty
     else:
         kind, value = "phone", documents.normalize_phone(contact)
     card = closures.identity_check(card_number=card_number, id_type=id_type, id_number=id_number)
-    if not _same_name(holder_name or "", card.holder.name):
+    if not documents.same_name(holder_name or "", card.holder.name):
         raise UnableToOpenCase("holder_name", "name does not match the holder")
     stored = card.holder.email_hash if kind == "email" else card.holder.phone_hash
     if not stored or not hmac.compare_digest(stored, vault.lookup_hash(kind, value)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError as StdnumError
@@ -110,6 +111,22 @@ def normalize_id_number(id_type: str, raw: str, field: str = "id_document.number
     if not re.fullmatch(r"[A-Z0-9]{6,9}", value):
         raise InvalidDocument(field, "Passport number must be 6-9 letters or digits.")
     return value
+
+
+def _name_parts(name: str) -> list[str]:
+    """A name's parts, case-folded, full-width letters read as ASCII, without the commas, dots,
+    hyphens and middle dots people write between them ("CHAN, Tai-man", "陳 大文")."""
+    return re.sub(r"[,.\-·・'’]", " ", unicodedata.normalize("NFKC", half_width(name))).casefold().split()
+
+
+def same_name(given: str, stored: str) -> bool:
+    """Whether a name someone typed is the holder's: the same parts in any order ("Tai Man CHAN"
+    for "CHAN Tai Man", as forms and passports order them differently), or the same letters
+    with the spaces elsewhere ("Chan Taiman", "陈 大文")."""
+    given_parts, stored_parts = _name_parts(given), _name_parts(stored)
+    if not given_parts:
+        return False
+    return sorted(given_parts) == sorted(stored_parts) or "".join(given_parts) == "".join(stored_parts)
 
 
 def mask_id_number(number: str) -> str:
