@@ -33,5 +33,6 @@ def test_full_width_letters_and_joined_given_names_are_read_as_typed():
     assert same_name("ＣＨＡＮ　Ｔａｉ　Ｍａｎ", "CHAN Tai Man")
     assert same_name("Chan Taiman", "CHAN Tai-man")
     assert same_name("陈 大文", "陈大文")
-    assert not same_name("陳大文", "陈大文")  # another character, even if the same name in another script
+    assert same_name("陳大文", "陈大文") and same_name("楊艷", "杨艳")  # traditional for simplified
+    assert not same_name("陈小文", "陈大文")
     assert not same_name("Chan Tai", "CHAN Tai Man")

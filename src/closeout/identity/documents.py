@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -113,16 +114,27 @@ def normalize_id_number(id_type: str, raw: str, field: str = "id_document.number
     return value
 
 
+@functools.cache
+def _to_simplified():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
 def _name_parts(name: str) -> list[str]:
-    """A name's parts, case-folded, full-width letters read as ASCII, without the commas, dots,
-    hyphens and middle dots people write between them ("CHAN, Tai-man", "陳 大文")."""
-    return re.sub(r"[,.\-·・'’]", " ", unicodedata.normalize("NFKC", half_width(name))).casefold().split()
+    """A name's parts, case-folded, full-width letters read as ASCII, Chinese characters in their
+    simplified forms (a Hong Kong clerk types 陳大文 for a holder registered as 陈大文), without
+    the commas, dots, hyphens and middle dots people write between them ("CHAN, Tai-man")."""
+    text = unicodedata.normalize("NFKC", half_width(name))
+    if any("\u3400" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff" for char in text):
+        text = _to_simplified().convert(text)
+    return re.sub(r"[,.\-·・'’]", " ", text).casefold().split()
 
 
 def same_name(given: str, stored: str) -> bool:
     """Whether a name someone typed is the holder's: the same parts in any order ("Tai Man CHAN"
     for "CHAN Tai Man", as forms and passports order them differently), or the same letters
-    with the spaces elsewhere ("Chan Taiman", "陈 大文")."""
+    with the spaces elsewhere ("Chan Taiman", "陈 大文"), in either Chinese script."""
     given_parts, stored_parts = _name_parts(given), _name_parts(stored)
     if not given_parts:
         return False
