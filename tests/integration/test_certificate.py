@@ -25,7 +25,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "test-results"
 
 def test_a_closed_case_gets_one_signed_certificate_with_its_facts(make_card):
     card = make_card("YKT", balance=45000, bindings=["maps-app", "city-pay"])
-    case = close_card(card, destination={"type": "bank", "account_number": "6222020200112233", "bank_code": "ICBC"})
+    case = close_card(card, destination={"type": "bank", "account_number": "6222020200112233", "bank_code": "ICBKCNBJ"})
 
     certificate = case.certificate
     facts = json.loads(certificate.facts)
@@ -33,7 +33,7 @@ def test_a_closed_case_gets_one_signed_certificate_with_its_facts(make_card):
     assert facts["card"]["number_masked"] == "•••• " + card.number[-4:]
     assert card.number not in certificate.facts
     assert (facts["refund"]["amount"], facts["refund"]["currency"]) == (47000, "CNY")
-    assert facts["refund"]["destination"] == {"type": "bank", "bank_code": "ICBC", "account_masked": "••••2233"}
+    assert facts["refund"]["destination"] == {"type": "bank", "bank_code": "ICBKCNBJ", "account_masked": "••••2233"}
     assert [u["partner"] for u in facts["unbound"]] == ["city-pay", "maps-app"]
     assert facts["deactivated"][0]["what"] == "card" and facts["deactivated"][0]["ref"].startswith("blk-")
     assert "陈大文" not in certificate.facts and "holder@example.test" not in certificate.facts

@@ -69,6 +69,20 @@ def test_name_and_contact_must_be_the_holders(staff_client, make_card):
     assert "holder name does not match" in _identify(client, card, holder_name="Someone Else").content.decode()
     assert "does not match the one on file" in _identify(client, card, contact="+85290000000").content.decode()
     assert "does not match the one on file" not in _identify(client, card, contact="holder@example.test").content.decode()
+    for local in ("91234567", "9123 4567", "９１２３ ４５６７"):  # a Hong Kong number as the caller says it
+        assert _identify(client, card, contact=local)["Location"] == "/console/open/quote/"
+    assert _identify(client, card, holder_name="陳大文")["Location"] == "/console/open/quote/"  # 陈大文, traditional
+
+
+def test_a_bank_code_that_is_no_bank_code_is_refused_naming_it(staff_client, make_card):
+    client, _ = staff_client("agent")
+    card = make_card("YKT", balance=45000)
+    _identify(client, card)
+    consent = {"destination": "bank", "account_number": "0123456789", "consent_ref": "CALL-2026-0042", "consent": "on"}
+    page = client.post("/console/open/quote/", {**consent, "bank_code": "abc"}).content.decode()
+    assert "3-digit bank code or an 8 or 11 character SWIFT code" in page and not ClosureCase.objects.exists()
+    assert client.post("/console/open/quote/", {**consent, "bank_code": "hsbc hk hh"}).status_code == 302
+    assert ClosureCase.objects.get().refund_destination["bank_code"] == "HSBCHKHH"
 
 
 def test_every_item_of_the_checklist_must_be_ticked(staff_client, make_card):
@@ -130,6 +144,17 @@ def test_hold_without_a_reason_changes_nothing(staff_client, make_card):
     response = client.post(f"/console/cases/{case.reference}/hold", {"reason": "  "}, follow=True)
     assert "Give a reason" in response.content.decode()
     assert ClosureCase.objects.get(id=case.id).state == states.SUBMITTED
+
+
+def test_a_note_or_reason_too_long_is_called_too_long_not_empty(staff_client, make_card):
+    client, _ = staff_client("agent")
+    case = case_in_state(make_card("OCTO"), "submitted")
+    base = f"/console/cases/{case.reference}"
+    page = client.post(f"{base}/note", {"text": "x" * 1001}, follow=True).content.decode()
+    assert "at most 1000 characters" in page and "The note is empty" not in page
+    page = client.post(f"{base}/hold", {"reason": "y" * 301}, follow=True).content.decode()
+    assert "at most 300 characters" in page and "Give a reason" not in page
+    assert ClosureCase.objects.get(id=case.id).state == states.SUBMITTED and not CaseNote.objects.exists()
 
 
 def test_supervisor_rejects_with_a_reason_and_the_card_works_again(staff_client, make_card):

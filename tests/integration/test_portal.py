@@ -163,6 +163,17 @@ def test_a_declined_payment_settles_nothing(visitor, make_card):
     assert CardCharge.objects.get(card=card).settled_at is None
 
 
+def test_after_a_decline_the_customer_can_pay_again_and_is_charged_once(visitor, make_card):
+    card = make_card("YKT", charges=[("overdraft", 800)])
+    visitor.sign_in(card)
+    SimFault.objects.create(system="payments", operation="pay", mode="decline", remaining=1)
+    assert "The payment was declined" in visitor.post("account/pay/", {}).content.decode()
+    visitor.post("account/pay/", {})
+    visitor.post("account/pay/", {})  # a reload after paying: nothing left to pay
+    assert CardCharge.objects.get(card=card).settled_how == "paid"
+    assert sorted(SimPayment.objects.values_list("status", flat=True)) == ["failed", "succeeded"]
+
+
 def test_a_payment_whose_answer_was_lost_is_retried_with_the_same_key_and_taken_once(visitor, make_card):
     card = make_card("YKT", charges=[("overdraft", 800)])
     visitor.sign_in(card)

@@ -22,8 +22,8 @@ def _key(msgid):
 @pytest.mark.parametrize("app", APPS)
 @pytest.mark.parametrize("locale", ["zh_Hans", "zh_Hant", "en"])
 def test_every_string_in_the_code_is_in_the_catalog(app, locale):
-    used = {_key(m) for m in catalogs.extract(app)}
-    known = {_key(m.id) for m in catalogs.read(app, locale) if m.id}
+    used = {(_key(msgid), context) for msgid, context in catalogs.extract(app)}
+    known = {(_key(m.id), m.context) for m in catalogs.read(app, locale) if m.id}
     missing = used - known
     assert not missing, f"run `python -m closeout.portal.catalogs` and translate: {sorted(map(str, missing))}"
     assert len(used) > 20

@@ -27,7 +27,7 @@ from closeout.ledger.models import Line
 from tests.aftercare_support import close_card
 
 pytestmark = pytest.mark.django_db
-BANK = {"type": "bank", "account_number": "6222020200112233", "bank_code": "ICBC"}
+BANK = {"type": "bank", "account_number": "6222020200112233", "bank_code": "ICBKCNBJ"}
 
 
 def _closed_years_ago(case, years: float) -> ClosureCase:
@@ -148,7 +148,7 @@ def test_a_customer_downloads_everything_held_about_their_case(client, make_card
     assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
     text = _pdf_text(pdf.content)
     assert case.reference in text and "陈大文" in text and "gate-4" in text
-    assert "Charges tried after closing" in text and "Bank account ICBC" in text
+    assert "Charges tried after closing" in text and "Bank account ICBKCNBJ" in text
     assert "Refund: CN¥470.00" in text and "Status: Closed" in text and "Reason: the card is closed" in text
 
 

@@ -265,6 +265,9 @@ def _card_status(card: Card, status: str, *, actor: str, reference: str) -> None
         card.status = status
 
 
+# A Hong Kong clearing code ("004") or a SWIFT/BIC: 4 letters bank, 2 letters country, 2 location, 3 branch.
+BANK_CODE = re.compile(r"[0-9]{3}|[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?")
+
 def _destination(destination: dict, card: Card) -> tuple[dict, str]:
     """Return the shown (masked) destination and the sealed secret part."""
     kind = (destination or {}).get("type", "original")
@@ -274,7 +277,10 @@ def _destination(destination: dict, card: Card) -> tuple[dict, str]:
         account = documents.without_separators(str(destination.get("account_number", ""))).upper()
         if not re.fullmatch(r"[A-Z0-9]{6,34}", account):
             raise InvalidDestination("refund_destination.account_number", "Bank account number must be 6-34 letters or digits.")
-        bank = str(destination.get("bank_code", ""))[:20]
+        bank = documents.without_separators(str(destination.get("bank_code", ""))).upper()
+        if not BANK_CODE.fullmatch(bank):
+            raise InvalidDestination("refund_destination.bank_code",
+                                     "Bank code must be the 3-digit clearing code or an 8 or 11 character SWIFT code.")
         sealed = vault.encrypt(card.holder.data_key, account, context="bank")
         return {"type": kind, "bank_code": bank, "account_masked": "••••" + account[-4:]}, sealed
     if kind == "ewallet":

@@ -243,7 +243,7 @@ def assisted_identify(*, card_number: str, holder_name: str, contact: str, id_ty
     if "@" in contact:
         kind, value = "email", documents.normalize_email(contact)
     else:
-        kind, value = "phone", documents.normalize_phone(contact)
+        kind, value = "phone", documents.normalize_phone(contact, local_country=settings.PHONE_COUNTRY_CODE)
     card = closures.identity_check(card_number=card_number, id_type=id_type, id_number=id_number)
     if not documents.same_name(holder_name or "", card.holder.name):
         raise UnableToOpenCase("holder_name", "name does not match the holder")

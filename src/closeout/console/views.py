@@ -17,7 +17,7 @@ from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from closeout.appointments import receipt
@@ -178,12 +178,18 @@ def _transition(request, reference: str, fn, ok: str, **kwargs):
     return _case_redirect(reference)
 
 
-def _reason(request) -> str | None:
-    form = forms.ReasonForm(request.POST)
-    if form.is_valid() and form.cleaned_data["reason"].strip():
-        return form.cleaned_data["reason"].strip()
-    messages.error(request, _("Give a reason."))
+def _text(request, form, field: str, when_empty: str) -> str | None:
+    """The form's text, stripped; or None after telling what is wrong with it: `when_empty` for
+    a blank one, the form's own message (e.g. too long) otherwise."""
+    if form.is_valid() and form.cleaned_data[field].strip():
+        return form.cleaned_data[field].strip()
+    blank = not (request.POST.get(field) or "").strip()
+    messages.error(request, when_empty if blank else form.errors[field][0])
     return None
+
+
+def _reason(request) -> str | None:
+    return _text(request, forms.ReasonForm(request.POST), "reason", _("Give a reason."))
 
 
 @require_POST
@@ -225,12 +231,11 @@ def case_resend(request, reference: str):
 @require_POST
 @staff_view("case.note")
 def case_note(request, reference: str):
-    form = forms.NoteForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, _("The note is empty."))
+    text = _text(request, forms.NoteForm(request.POST), "text", _("The note is empty."))
+    if text is None:
         return _case_redirect(reference)
     try:
-        services.case_note_add(reference=reference, author=request.staff.actor, text=form.cleaned_data["text"])
+        services.case_note_add(reference=reference, author=request.staff.actor, text=text)
     except closures.CaseNotFound:
         raise Http404
     except services.UnableToUpdateCase:
@@ -292,6 +297,12 @@ def assisted_open(request):
     return render(request, "console/open.html", {"form": form, "error": error})
 
 
+DESTINATION_ERRORS = {
+    "refund_destination.bank_code": gettext_lazy("Enter the 3-digit bank code or an 8 or 11 character SWIFT code."),
+    "refund_destination.account_number": gettext_lazy("Enter the account number: 6 to 34 letters or digits."),
+}
+
+
 @require_http_methods(["GET", "POST"])
 @staff_view("case.open")
 def assisted_quote(request):
@@ -314,8 +325,8 @@ def assisted_quote(request):
         except closures.CaseAlreadyOpen as exc:
             request.session.pop(ASSISTED_KEY, None)
             return _case_redirect(exc.reference)
-        except closures.InvalidDestination:
-            error = _("The refund destination is not valid.")
+        except closures.InvalidDestination as exc:
+            error = DESTINATION_ERRORS.get(exc.field, _("The refund destination is not valid."))
         except (closures.CardNotClosable, services.UnableToOpenCase):
             error = _("This card cannot be closed.")
         else:

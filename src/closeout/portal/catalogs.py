@@ -3,8 +3,8 @@ up to date, without system gettext: Django's `templatize` turns templates into P
 can read. `python -m closeout.portal.catalogs` updates the .po files; the catalog test uses
 `extract()` to prove that every string on a page has a translation.
 
-The portal catalog also carries the strings of the shared `templates/base.html` and of the PDF
-copy of a case the portal hands out (`aftercare/export_pdf.py`).
+The portal catalog also carries the strings of the shared `templates/` (base page, 404 and 500)
+and of the PDF copy of a case the portal hands out (`aftercare/export_pdf.py`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from babel.messages.pofile import read_po, write_po
 
 PACKAGE = Path(__file__).resolve().parent.parent
 SOURCES = {
-    "portal": [PACKAGE / "portal", PACKAGE / "templates" / "base.html", PACKAGE / "aftercare" / "export_pdf.py"],
+    "portal": [PACKAGE / "portal", PACKAGE / "templates", PACKAGE / "aftercare" / "export_pdf.py"],
     "notifications": [PACKAGE / "notifications"],
+    "console": [PACKAGE / "console"],
 }
 LOCALES = ("zh_Hans", "zh_Hant", "en")
 KEYWORDS = {
@@ -47,8 +48,9 @@ def _python_source(file: Path) -> str:
     return text if file.suffix == ".py" else templatize(text, origin=str(file))
 
 
-def extract(app: str) -> dict[str | tuple[str, str], tuple[str | None, list[str]]]:
-    """Return {msgid or (singular, plural): (context, [locations])} for one app."""
+def extract(app: str) -> dict[tuple[str | tuple[str, str], str | None], list[str]]:
+    """Return {(msgid or (singular, plural), context): [locations]} for one app: the same words
+    in two contexts ("Email" as a contact, "Email" as a channel) are two messages."""
     found: dict = {}
     for file in _files(SOURCES[app]):
         source = io.BytesIO(_python_source(file).encode("utf-8"))
@@ -62,8 +64,7 @@ def extract(app: str) -> dict[str | tuple[str, str], tuple[str | None, list[str]
             if not messages or not messages[0]:
                 continue
             msgid = messages[0] if len(messages) == 1 or spec is None else (messages[0], messages[1])
-            entry = found.setdefault(msgid, (context, []))
-            entry[1].append(f"{file.relative_to(PACKAGE)}:{lineno}")
+            found.setdefault((msgid, context), []).append(f"{file.relative_to(PACKAGE)}:{lineno}")
     return found
 
 
@@ -79,7 +80,7 @@ def read(app: str, locale: str) -> Catalog:
 def update(app: str) -> None:
     """Add new strings to each locale's catalog, keep existing translations, drop unused ones."""
     template = Catalog(project="closeout", fuzzy=False)
-    for msgid, (context, locations) in extract(app).items():
+    for (msgid, context), locations in extract(app).items():
         template.add(msgid, locations=[(loc.rsplit(":", 1)[0], int(loc.rsplit(":", 1)[1])) for loc in locations],
                      context=context)
     for locale in LOCALES:

@@ -9,6 +9,7 @@ from django.core import validators
 from django.utils.translation import gettext_lazy as _
 from stdnum import iban
 
+from closeout.closures.services import BANK_CODE
 from closeout.identity import documents
 from closeout.portal.labels import DESTINATION_LABELS
 
@@ -93,7 +94,6 @@ class CheckForm(PortalForm):
 
 
 WALLETS = [("alipayhk", _("AlipayHK")), ("wechatpay", _("WeChat Pay")), ("payme", _("PayMe")), ("other", _("Other"))]
-_BANK_CODE = re.compile(r"^([0-9]{3}|[A-Z]{6}[A-Z0-9]{2}([A-Z0-9]{3})?)$")
 
 
 class ConfirmForm(PortalForm):
@@ -118,7 +118,7 @@ class ConfirmForm(PortalForm):
         if kind == "bank":
             code = documents.without_separators(data.get("bank_code", "")).upper()
             account = documents.without_separators(data.get("account_number", "")).upper()
-            if not _BANK_CODE.match(code):
+            if not BANK_CODE.fullmatch(code):
                 self.add_error("bank_code", _("Enter the 3-digit bank code or an 8 or 11 character SWIFT code."))
             if not re.fullmatch(r"[A-Z0-9]{6,34}", account) or (re.match(r"^[A-Z]{2}[0-9]{2}", account)
                                                                  and not iban.is_valid(account)):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import NoReturn
 
 from django.db import transaction
 
+from closeout.audit.models import AuditEvent
 from closeout.audit.services import audit_record
 from closeout.cards.models import Card, CardCharge
 from closeout.common import clock
@@ -16,6 +18,7 @@ from closeout.integrations.errors import PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 PAY_ATTEMPTS = 3
+DECLINED = "card.charges_payment_declined"
 
 
 class UnableToPayCharges(Exception):
@@ -37,8 +40,10 @@ class PaymentUnavailable(UnableToPayCharges):
 def card_charges_pay(*, card: Card, actor: str, language: str = "en") -> Money:
     """Pay every open charge of the card through the payment provider and mark them paid.
 
-    The idempotency key names the card and the charges paid, so a double click or a reload pays
-    once. The provider is called outside any transaction.
+    The idempotency key names the card, the charges paid and the declines recorded before, so a
+    double click or a reload pays once, while a customer whose card was declined can try again
+    (with another card or after topping up): a key the provider declined only ever replays the
+    decline. The provider is called outside any transaction.
 
     :raises NothingToPay: when the card has no open charge.
     :raises PaymentDeclined: when the provider declined the payment.
@@ -50,7 +55,9 @@ def card_charges_pay(*, card: Card, actor: str, language: str = "en") -> Money:
     currency = charges[0].currency
     amount = Money(sum(c.amount_minor for c in charges), currency)
     ids = [c.id for c in charges]
-    key = f"charges:{card.id}:{'-'.join(map(str, ids))}"
+    charges_key = f"charges:{card.id}:{'-'.join(map(str, ids))}"
+    declined = AuditEvent.objects.filter(subject=f"card:{card.id}", action=DECLINED, data__charges=charges_key).count()
+    key = f"{charges_key}:{declined + 1}" if declined else charges_key
     result = None
     for attempt in range(PAY_ATTEMPTS):
         try:
@@ -60,11 +67,11 @@ def card_charges_pay(*, card: Card, actor: str, language: str = "en") -> Money:
         except TransientError:
             log.info("payment attempt %s for charges of card %s did not answer", attempt + 1, card.id)
         except PermanentError:
-            raise PaymentDeclined("payment refused")
+            _declined(card, actor, charges_key, key, amount, "payment refused")
     if result is None:
         raise PaymentUnavailable("payment provider unavailable")
     if result.status != "succeeded":
-        raise PaymentDeclined(result.failure_reason or "declined")
+        _declined(card, actor, charges_key, key, amount, result.failure_reason or "declined")
     from closeout.notifications.services import notice_send_holder
 
     with transaction.atomic():
@@ -79,6 +86,13 @@ def card_charges_pay(*, card: Card, actor: str, language: str = "en") -> Money:
                          "card_masked": documents.mask_card_number(card.number)},
             )
     return amount
+
+
+def _declined(card: Card, actor: str, charges_key: str, key: str, amount: Money, reason: str) -> NoReturn:
+    """Record the decline (the next attempt pays under a new key) and raise it."""
+    audit_record(actor=actor, action=DECLINED, subject=f"card:{card.id}", reason=reason,
+                 data={"charges": charges_key, "key": key, "amount": amount.minor, "currency": amount.currency})
+    raise PaymentDeclined(reason)
 
 
 def portal_closure_request(*, card: Card, refund_destination: dict, language: str):
