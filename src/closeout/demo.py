@@ -1,25 +1,29 @@
-"""Demo data: the preset products, 60 cards with varied balances, deposits, transaction counts,
-outstanding fees, SIM plans and app bindings, and holders with valid-format Chinese resident ID,
-HKID and passport numbers. Deterministic: loading twice changes nothing."""
+"""Demo data: the preset products, three branches with opening hours and counters, 60 cards with
+varied balances, deposits, transaction counts, outstanding fees, SIM plans and app bindings, and
+holders with valid-format Chinese resident ID, HKID and passport numbers. The cards are the same
+at every load (numbers, holders and amounts come from one seed) and loading twice changes
+nothing; dates count back from the day of the load, so a travel SIM's plan is running when the
+demo starts, whatever the date."""
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, time, timedelta
 
 from django.db import transaction
 from stdnum.cn import ric
 
+from closeout.appointments.models import Branch, Counter, OpeningHours
 from closeout.cards import services as cards
 from closeout.cards.models import Card
 from closeout.catalog.models import Product, RefundPolicy
 from closeout.catalog.presets import PRODUCTS
 from closeout.closures.services import card_balances
+from closeout.common import clock
 from closeout.common.money import Money
 from closeout.identity import documents, vault
 
 SEED = 20261125
-NOW = datetime(2026, 11, 1, tzinfo=UTC)
 AREAS = ["110101", "110102", "110105", "310101", "310104"]  # valid for births 1960-1999
 SURNAMES = ["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "周", "吴"]
 GIVEN = ["伟", "芳", "娜", "敏", "静", "强", "磊", "洋", "艳", "勇", "嘉欣", "志明"]
@@ -28,6 +32,16 @@ PARTNERS = ["maps-app", "transit-wallet", "city-pay"]
 # Minor units by currency exponent: HKD/CNY cents, JPY yen.
 BALANCES = {2: [0, 500, 12000, 45000, 95000, 180000, 290000], 0: [0, 180, 1500, 4200, 9800, 19000]}
 SIM_CREDIT = [0, 500, 2000, 8800]  # prepaid call/data credit left on a SIM, HKD cents
+WEEKDAYS, SATURDAY, SUNDAY = range(5), 5, 6
+# (code, English, simplified, traditional, address, holiday calendar, {weekday: (opens, closes)}, counters)
+BRANCHES = [
+    ("HK-CEN", "Central customer service centre", "中环客务中心", "中環客務中心", "G/F, 1 Demo Street, Central",
+     "HK", {**dict.fromkeys(WEEKDAYS, (9, 19)), SATURDAY: (9, 13)}, ["A", "B", "C"]),
+    ("HK-MKK", "Mong Kok customer service centre", "旺角客务中心", "旺角客務中心", "Shop 2, 8 Sample Road, Mong Kok",
+     "HK", {**dict.fromkeys(WEEKDAYS, (10, 20)), SATURDAY: (10, 18), SUNDAY: (11, 17)}, ["A", "B"]),
+    ("SZ-FT", "Shenzhen Futian service hall", "深圳福田营业厅", "深圳福田營業廳", "1F, 6 Example Avenue, Futian, Shenzhen",
+     "CN", dict.fromkeys(WEEKDAYS, (9, 18)), ["1", "2"]),
+]
 
 
 def products_load() -> dict[str, Product]:
@@ -70,17 +84,36 @@ def _name(rng: random.Random, i: int) -> tuple[str, str]:
     return rng.choice(SURNAMES) + rng.choice(GIVEN), ("zh-hans" if i % 3 == 0 else "zh-hant")
 
 
+def branches_load() -> int:
+    """Add the demo branches with their opening hours and counters; return how many were new."""
+    created = 0
+    for code, name, hans, hant, address, calendar, hours, counters in BRANCHES:
+        branch, new = Branch.objects.get_or_create(code=code, defaults={
+            "name": name, "name_zh_hans": hans, "name_zh_hant": hant, "address": address, "calendar": calendar})
+        if not new:
+            continue
+        created += 1
+        OpeningHours.objects.bulk_create(OpeningHours(branch=branch, weekday=day, opens=time(opens), closes=time(closes))
+                                         for day, (opens, closes) in hours.items())
+        Counter.objects.bulk_create(Counter(branch=branch, label=label) for label in counters)
+    return created
+
+
 @transaction.atomic
 def demo_data_load(count: int = 60) -> int:
-    """Load the demo products and cards; return how many cards were created."""
+    """Load the demo products, branches and cards; return how many cards were created."""
     from closeout.integrations.partners.services import partners_demo_load
 
     products = products_load()
     partners_demo_load()
+    branches_load()
     rng = random.Random(SEED)
+    now = clock.now()
     created = 0
     codes = ["OCTO", "OCTO", "SUICA", "YKT", "TSIM", "ESIM"]
     for i in range(count):
+        # Every draw of card i happens whether or not the card exists already, so a second load
+        # meets the same cards in the same order (and creates none).
         product = products[codes[i % len(codes)]]
         sim = product.kind != Product.Kind.STORED_VALUE
         number = _card_number(rng, product.number_prefix, 19 if sim else 16)
@@ -90,27 +123,28 @@ def demo_data_load(count: int = 60) -> int:
         exp = 0 if product.currency == "JPY" else 2
         balance = Money(rng.choice(SIM_CREDIT if sim else BALANCES[exp]), product.currency)
         issued_days = rng.choice([20, 60, 200, 800, 1500])
-        issued_at = NOW - timedelta(days=issued_days)
+        issued_at = now - timedelta(days=issued_days)
         last_used = issued_at + timedelta(days=rng.randrange(0, issued_days)) if i % 5 else None
+        plan_started = now - timedelta(days=rng.randrange(1, 25))
+        plan_price, plan_mb, plan_used = rng.choice([9800, 16800, 28800]), rng.choice([5120, 10240, 20480]), \
+            rng.randrange(0, 4096)
+        transactions = rng.randrange(0, 400)
+        fee = Money(rng.choice([1500, 3000, 250000]) if exp else rng.choice([300, 1200]), product.currency)
         if Card.objects.filter(number=number).exists():
             continue
         holder = cards.holder_create(name=name, id_type=id_type, id_number=id_number, email=email, phone=phone,
                                      language=language)
-        plan = {}
-        if sim:
-            starts = NOW - timedelta(days=rng.randrange(1, 25))
-            plan = dict(plan_price_minor=rng.choice([9800, 16800, 28800]), plan_starts_at=starts,
-                        plan_ends_at=starts + timedelta(days=30), plan_data_mb=rng.choice([5120, 10240, 20480]),
-                        plan_data_used_mb=rng.randrange(0, 4096))
+        plan = dict(plan_price_minor=plan_price, plan_starts_at=plan_started, plan_ends_at=plan_started + timedelta(
+            days=30), plan_data_mb=plan_mb, plan_data_used_mb=plan_used) if sim else {}
         card = cards.card_issue(
             number=number, product=product, holder=holder, issued_at=issued_at, balance=balance,
-            physical=product.kind != Product.Kind.ESIM, transaction_count=rng.randrange(0, 400),
+            physical=product.kind != Product.Kind.ESIM, transaction_count=transactions,
             last_used_at=last_used, original_payment_ref=f"pi_demo{number[-10:]}" if i % 2 else "", **plan,
         )
         if i % 7 == 3:
-            fee = Money(rng.choice([1500, 3000, 250000]) if exp else rng.choice([300, 1200]), product.currency)
-            cards.card_charge_add(card=card, code="overdraft" if i % 2 else "unpaid_fee",
-                                  reason="negative value after the last ride" if i % 2 else "annual fee unpaid",
+            overdraft = i % 2 and not sim  # a negative value after a ride is a transit card's debt
+            cards.card_charge_add(card=card, code="overdraft" if overdraft else "unpaid_fee",
+                                  reason="negative value after the last ride" if overdraft else "annual fee unpaid",
                                   amount=fee)
         if i % 4 == 1:
             for partner in PARTNERS[: 1 + i % 3]:

@@ -139,6 +139,15 @@ def test_warehouse_scans_and_destroys_from_the_console(staff_client, make_card):
     assert "RL20261234560" in client.get("/console/warehouse/exceptions/").content.decode()
 
 
+def test_a_counter_without_any_branch_says_so_instead_of_ignoring_the_form(staff_client, make_card):
+    client, _ = staff_client("branch_clerk")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    page = client.post("/console/counter/", {"reference": case.reference, "id_type": "hkid", "id_number": HKID,
+                                             "original_seen": "on", "photo_matches": "on"})
+    assert page.status_code == 200 and "No branch is set up yet" in page.content.decode()
+    assert _state(case) == states.AWAITING_RETURN
+
+
 def test_counter_visit_checks_id_takes_the_card_and_the_customer_confirms(staff_client, make_card, branch):
     client, clerk = staff_client("branch_clerk", branch_code="HK-CEN")
     card = make_card("OCTO")

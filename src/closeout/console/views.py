@@ -468,7 +468,9 @@ def counter_start(request):
     initial = {"reference": request.GET.get("reference", "")}
     form = forms.CounterStartForm(request.POST or None, initial=initial)
     error = None
-    if request.method == "POST" and form.is_valid() and branch is not None:
+    if branch is None:
+        error = _("No branch is set up yet, so there is no counter to serve at. A supervisor adds branches.")
+    elif request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         reference = data["reference"].strip().upper()
         appointment = Appointment.objects.filter(case__reference=reference, status=Appointment.Status.BOOKED,

@@ -1,0 +1,48 @@
+"""The demo data a new user meets after `make demo`: the same cards at every load, running SIM
+plans whatever the date, and branches a counter clerk can serve at."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from closeout.appointments import selectors as appointment_selectors
+from closeout.appointments.models import Branch
+from closeout.cards.models import Card, Holder
+from closeout.common import clock
+from closeout.demo import demo_cards, demo_data_load
+
+pytestmark = pytest.mark.django_db
+
+
+def test_loading_twice_adds_nothing_the_second_time():
+    assert demo_data_load() == 60
+    listed = demo_cards()
+    assert demo_data_load() == 0
+    assert Card.objects.count() == Holder.objects.count() == 60 and demo_cards() == listed
+    assert len({card["contact"]["email"] for card in listed}) == 60
+
+
+def test_every_travel_sim_plan_is_running_on_the_day_of_the_load():
+    demo_data_load()
+    now = clock.now()
+    sims = Card.objects.exclude(plan_ends_at=None)
+    assert sims.count() == 20
+    assert all(card.plan_starts_at < now < card.plan_ends_at for card in sims)
+
+
+def test_only_transit_cards_owe_a_negative_value_after_a_ride():
+    demo_data_load()
+    kinds = {charge.card.product.kind for card in Card.objects.all() for charge in card.charges.all()
+             if charge.code == "overdraft"}
+    assert kinds == {"stored_value"}
+
+
+def test_the_branches_have_counters_and_free_slots_on_their_next_working_day():
+    demo_data_load()
+    assert set(Branch.objects.values_list("code", flat=True)) == {"HK-CEN", "HK-MKK", "SZ-FT"}
+    for branch in Branch.objects.all():
+        assert branch.name_zh_hans and branch.name_zh_hant and branch.counters.count() >= 2
+        days = [clock.now().date() + timedelta(days=n) for n in range(1, 8)]
+        assert any(appointment_selectors.branch_slots(branch=branch, day=day) for day in days), branch.code
