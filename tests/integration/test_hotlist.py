@@ -14,6 +14,7 @@ import pytest
 from django.db import connection, transaction
 
 from closeout import cli
+from closeout.api.keys import apikey_create
 from closeout.cards.models import Card
 from closeout.integrations.card_system import hotlist
 from closeout.integrations.models import HotlistCounter
@@ -185,6 +186,7 @@ def _feed_document(response, fmt: str) -> dict:
 def test_gates_download_the_feed_streamed_with_its_signed_statement(client, make_card):
     card = make_card("OCTO")
     version = _block(card)
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {apikey_create(name='gate-4', scope='operator')[1]}"
 
     response = client.get("/feeds/hotlist", {"since": version - 1})
 
@@ -202,6 +204,18 @@ def test_gates_download_the_feed_streamed_with_its_signed_statement(client, make
     assert (statement.version, statement.count) == (version, int(binary["X-Hotlist-Count"]))
     assert client.get("/feeds/hotlist", {"since": "-1"}).status_code == 400
     assert client.get("/feeds/hotlist", {"format": "xml"}).status_code == 400
+
+
+def test_the_feed_lists_card_numbers_only_to_an_operator_key(client, make_card):
+    card = make_card("OCTO")
+    _block(card)
+    partner = apikey_create(name="maps", scope="partner")[1]
+    for headers, status in [({}, 401), ({"HTTP_AUTHORIZATION": "Bearer nope"}, 401),
+                            ({"HTTP_AUTHORIZATION": f"Bearer {partner}"}, 403)]:
+        response = client.get("/feeds/hotlist", **headers)
+        assert response.status_code == status and response["Content-Type"] == "application/problem+json"
+        assert card.number not in response.content.decode()
+    assert client.get("/feeds/hotlist")["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_a_delta_past_the_current_version_is_empty_and_still_signed(make_card):

@@ -11,6 +11,8 @@ from django.http import FileResponse, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from closeout.api.keys import apikey_check
+from closeout.api.models import ApiKey
 from closeout.api.problems import problem
 from closeout.integrations.card_system import hotlist
 from closeout.integrations.card_system.simulator import SimulatedCardSystem
@@ -267,6 +269,20 @@ def es9_handle_notification(request):
     return HttpResponse(status=204)
 
 
+def _gate_key_problem(request) -> HttpResponse | None:
+    """The hotlist lists full card numbers, so only an operator-scope API key (the one gates and
+    readers are provisioned with) may download it: 401 without a valid key, 403 for a partner's."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    key = apikey_check(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    if key is None:
+        response = problem(401, "unauthorized", "Unauthorized", "Send an operator API key as 'Authorization: Bearer <key>'.")
+        response["WWW-Authenticate"] = 'Bearer realm="closeout"'
+        return response
+    if key.scope != ApiKey.Scope.OPERATOR:
+        return problem(403, "forbidden", "Forbidden", "The hotlist needs an operator-scope API key.")
+    return None
+
+
 @require_GET
 def hotlist_feed(request):
     """GET /feeds/hotlist?since=VERSION&format=csv|bin – the signed hotlist for gates and readers.
@@ -274,6 +290,9 @@ def hotlist_feed(request):
     The export streams into a temporary file (flat memory) that is then streamed out; the headers
     carry the signed statement (`bin` also carries it in its trailer).
     """
+    refused = _gate_key_problem(request)
+    if refused:
+        return refused
     try:
         since = int(request.GET.get("since", "0"))
         if since < 0:
