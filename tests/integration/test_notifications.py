@@ -119,6 +119,9 @@ def test_a_receipt_for_a_card_to_post_back_promises_days_after_it_arrives(smtp_s
     assert expected in text and expected in html
     assert "2026" not in text.split(RECEIPT["reference"], 1)[1].split("\n\n")[0]  # no date promised
     assert destination in text  # on one line with the amount, not broken before the bracket
+    sms = notices.render(Notice(channel="sms", template="receipt", language=language,
+                                context={**RECEIPT, "return_required": True}), {})["text"]
+    assert expected.replace("within ", "") in sms and "Dec" not in sms and "12月" not in sms  # as the email says
 
 
 def test_an_sms_goes_through_the_simulator_and_is_listed_for_tests(client):
@@ -228,6 +231,17 @@ def test_the_closed_notice_promises_no_date_and_the_submitted_one_does(make_card
     assert "Expected completion" not in notices.render(closed, {})["text"]
 
 
+@pytest.mark.parametrize(("language", "words"), [("en", "Your card works as before"), ("zh-hant", "你的卡片可照常使用")])
+def test_a_rejection_tells_the_customer_the_card_still_works(make_card, language, words):
+    from closeout.closures import services
+
+    case = services.closure_request(card=make_card("YKT"), channel="web", requester="customer:web", language=language)
+    case.state = "rejected"
+    email, sms = notices.notice_case_state(case=case, key="t:rejected")
+    assert words in notices.render(email, {})["text"] and words in notices.render(email, {})["html"]
+    assert words in notices.render(sms, {})["text"]
+
+
 def test_an_appointment_reminder_is_sent_once_per_appointment_time(make_card, smtp_server):
     from datetime import UTC, datetime, timedelta
 
@@ -278,7 +292,7 @@ def test_every_channel_gets_one_receipt_in_the_case_language(dbos_worker, smtp_s
 
     references = (by_api, by_phone, by_web)
     wait_for(lambda: ClosureCase.objects.filter(reference__in=references, state=states.CLOSED).count() == 3)
-    subjects = [m["Subject"].strip() for m in smtp_server.wait(9)]  # per case: receipt, refunded, closed
+    subjects = [m["Subject"] for m in smtp_server.wait(9)]  # per case: receipt, refunded, closed; no stray fold
     assert f"We received your closure request {by_api}" in subjects
     assert f"我們已收到你的註銷申請 {by_phone}" in subjects
     for reference in references:

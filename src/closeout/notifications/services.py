@@ -21,6 +21,7 @@ import logging
 import queue
 import threading
 from datetime import timedelta
+from email.header import Header
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -252,6 +253,18 @@ def render(notice: Notice, secrets: dict) -> dict:
         }
 
 
+def _subject_header(subject: str) -> str:
+    """The subject as RFC 2047 encoded words that leave room for "Subject: " on the first line.
+
+    Left to the mail library, a Chinese subject becomes one long encoded word that cannot follow
+    "Subject: " on its line, so the header starts with a fold, and many readers show the subject
+    with a leading space. Encoded words apart are one text (the space between them is dropped).
+    """
+    if subject.isascii():
+        return subject
+    return " ".join(Header(subject, "utf-8", header_name="Subject").encode().split())
+
+
 def _deliver(notice: Notice, address: str, secrets: dict) -> None:
     """Send one notice and record the outcome on the row and on `notice`; failures are recorded,
     never raised to the caller.
@@ -272,7 +285,7 @@ def _deliver(notice: Notice, address: str, secrets: dict) -> None:
             provider_ref = result.message_ref
         else:
             message = EmailMultiAlternatives(
-                subject=parts["subject"], body=parts["text"], from_email=settings.DEFAULT_FROM_EMAIL, to=[address],
+                subject=_subject_header(parts["subject"]), body=parts["text"], from_email=settings.DEFAULT_FROM_EMAIL, to=[address],
                 connection=get_connection(timeout=getattr(settings, "EMAIL_TIMEOUT", None) or 10),
                 headers={"Message-ID": make_msgid(domain=settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">"))},
             )
