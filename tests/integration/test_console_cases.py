@@ -199,6 +199,10 @@ def test_waiving_the_debt_a_case_waits_for_lets_it_settle(staff_client, make_car
     case.refresh_from_db()
     assert case.state == states.REFUND_PENDING
     assert AuditEvent.objects.filter(action="charge.waived", actor=supervisor.actor).count() == 1
+    chinese = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "透支金额 — 上次乘车后余额为负" in chinese and "已豁免" in chinese  # the charge, in the reader's words
+    assert "费用已豁免：hardship, approved by phone" in chinese and "fee waived" not in chinese
+    assert "一卡通式城市交通卡" in chinese and ">YKT<" not in chinese and "customer:web" not in chinese
 
 
 def test_a_settled_charge_cannot_be_waived_twice(staff_client, make_card):

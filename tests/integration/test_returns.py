@@ -137,6 +137,10 @@ def test_warehouse_scans_and_destroys_from_the_console(staff_client, make_card):
     client.post("/console/warehouse/destroy", {"checkin": [checkin.id], "method": "PUNCH", "batch": "B-7"})
     assert Destruction.objects.get(card=card).destroyed_by == clerk.actor
     assert "RL20261234560" in client.get("/console/warehouse/exceptions/").content.decode()
+    scans = client.get("/console/warehouse/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    assert 'data-outcome="RECEIVED">已收到<' in scans  # the scan's outcome, not the portal's "time received"
+    exceptions = client.get("/console/warehouse/exceptions/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    assert "無法識別的標籤或卡片" in exceptions and "Unknown label" not in exceptions
 
 
 def test_a_counter_without_any_branch_says_so_instead_of_ignoring_the_form(staff_client, make_card):

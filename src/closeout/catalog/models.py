@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils import translation
 
 from closeout.catalog import rules
 from closeout.common.money import Money
@@ -24,6 +25,8 @@ class Product(models.Model):
 
     code = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
+    name_zh_hans = models.CharField(max_length=200, blank=True)
+    name_zh_hant = models.CharField(max_length=200, blank=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
     currency = models.CharField(max_length=3)
     deposit_minor = models.BigIntegerField(default=0)
@@ -42,6 +45,12 @@ class Product(models.Model):
     @property
     def deposit(self) -> Money:
         return Money(self.deposit_minor, self.currency)
+
+    def local_name(self) -> str:
+        """The product's name in the active language (English where no translation is kept)."""
+        language = translation.get_language() or "en"
+        local = {"zh-hans": self.name_zh_hans, "zh-hant": self.name_zh_hant}.get(language, "")
+        return local or self.name
 
     def __str__(self):
         return self.name

@@ -7,6 +7,8 @@ PRODUCTS = [
     {
         "code": "OCTO",
         "name": "Octopus-like transit card",
+        "name_zh_hans": "八达通式交通卡",
+        "name_zh_hant": "八達通式交通卡",
         "kind": "stored_value",
         "currency": "HKD",
         "deposit": 5000,
@@ -30,6 +32,8 @@ PRODUCTS = [
     {
         "code": "SUICA",
         "name": "Suica-like IC card",
+        "name_zh_hans": "Suica 式交通 IC 卡",
+        "name_zh_hant": "Suica 式交通 IC 卡",
         "kind": "stored_value",
         "currency": "JPY",
         "deposit": 500,
@@ -51,6 +55,8 @@ PRODUCTS = [
     {
         "code": "YKT",
         "name": "Yikatong-like city card",
+        "name_zh_hans": "一卡通式城市交通卡",
+        "name_zh_hant": "一卡通式城市交通卡",
         "kind": "stored_value",
         "currency": "CNY",
         "deposit": 2000,
@@ -75,6 +81,8 @@ PRODUCTS = [
     {
         "code": "TSIM",
         "name": "Cross-border travel SIM",
+        "name_zh_hans": "跨境旅行 SIM 卡",
+        "name_zh_hant": "跨境旅遊 SIM 卡",
         "kind": "travel_sim",
         "currency": "HKD",
         "deposit": 0,
@@ -97,6 +105,8 @@ PRODUCTS = [
     {
         "code": "ESIM",
         "name": "Travel eSIM",
+        "name_zh_hans": "旅行 eSIM",
+        "name_zh_hant": "旅遊 eSIM",
         "kind": "esim",
         "currency": "HKD",
         "deposit": 0,

@@ -6,6 +6,7 @@ from django.shortcuts import render
 from django.utils import translation
 from django.views.decorators.http import require_GET
 
+from closeout.catalog.models import Product
 from closeout.certificates import pdf, selectors
 from closeout.portal.labels import KIND_LABELS, fee_label
 
@@ -27,5 +28,13 @@ def verify_page(request, certificate_id: str):
         "closed_at": pdf._local(facts.get("closed_at")),
         "deactivated": pdf.deactivation_lines(facts, translation.get_language()),
         "kind_label": str(KIND_LABELS.get((facts.get("card") or {}).get("product_kind"), "")),
+        "product_name": _product_name(facts.get("card") or {}),
         "fees": [{"label": fee_label(f["code"]), "amount": f["amount"]} for f in facts.get("fees") or []],
     })
+
+
+def _product_name(card: dict) -> str:
+    """The product's name in the reader's language; the signed English name when the product is
+    no longer on file (the facts themselves are never changed)."""
+    product = Product.objects.filter(code=card.get("product", "")).first()
+    return product.local_name() if product else card.get("product_name", "")

@@ -23,6 +23,11 @@ CHANNEL_LABELS = {
     "branch": _("Branch counter"), "partner_api": _("Partner API"), "bulk": _("Bulk closure"),
 }
 ID_TYPE_LABELS = dict(ID_TYPES)
+SYSTEM = _("closeout (automatic)")
+
+
+def customer_via(channel: str) -> str:
+    return gettext("Customer (%(channel)s)") % {"channel": channel}
 
 
 def label(labels: dict, code: str) -> str:
@@ -59,7 +64,26 @@ NOTE_LABELS = {
     "linked apps unbound": _("linked apps unbound"),
     "bulk closure": _("bulk closure"),
     "resumed": _("resumed"),
+    "eSIM profile deleted on the device and released": _("eSIM profile deleted on the device and released"),
+    "eSIM profile released (never downloaded)": _("eSIM profile released (never downloaded)"),
 }
+# System notes that carry what a person wrote or a name after a fixed part: the fixed part in the
+# reader's words, the rest as written.
+NOTE_PATTERNS = [
+    (re.compile(r"fee waived: (?P<rest>.+)", re.S), _("fee waived: %(rest)s")),
+    (re.compile(r"refund rejected: (?P<rest>.+)", re.S), _("refund rejected: %(rest)s")),
+    (re.compile(r"refund failed: (?P<rest>.+)", re.S), _("refund failed: %(rest)s")),
+    (re.compile(r"eSIM deletion waived: (?P<rest>.+)", re.S), _("eSIM deletion waived: %(rest)s")),
+    (re.compile(r"card handed in at branch (?P<rest>\S+)"), _("card handed in at branch %(rest)s")),
+    (re.compile(r"waiting for (?P<rest>.+) to acknowledge the unbind"), _("waiting for %(rest)s to acknowledge the unbind")),
+    (re.compile(r"unbind: (?P<rest>.+)", re.S), _("unbind failed: %(rest)s")),
+]
+TIMELINE_KINDS = {"note": pgettext_lazy("timeline", "note"), "notice": pgettext_lazy("timeline", "notice sent again"),
+                  "identity": pgettext_lazy("timeline", "identity checked")}
+CHARGE_SETTLED = {"paid": pgettext_lazy("charge", "paid"), "waived": pgettext_lazy("charge", "waived"),
+                  "deducted": pgettext_lazy("charge", "deducted from the refund")}
+EXCEPTION_REASONS = {"UNKNOWN": _("Unknown label or card"), "MISMATCH": _("Card does not match the label"),
+                     "NOT_EXPECTED": _("No case is waiting for this card")}
 
 
 def note_label(note: str) -> str:
@@ -75,4 +99,7 @@ def note_label(note: str) -> str:
         return gettext("waiting for payment of %(amount)s") % {"amount": match[1]}
     if match := re.fullmatch(r"(.+); unbinding linked apps", note):
         return gettext("%(done)s; unbinding linked apps") % {"done": note_label(match[1])}
+    for pattern, words in NOTE_PATTERNS:
+        if match := pattern.fullmatch(note):
+            return str(words) % {"rest": match["rest"]}
     return note

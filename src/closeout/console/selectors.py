@@ -27,7 +27,7 @@ def _row(case: ClosureCase) -> dict:
         "reference": case.reference,
         "state": case.state,
         "channel": case.channel,
-        "product": case.card.product.code,
+        "product": case.card.product.local_name(),
         "card_masked": documents.mask_card_number(case.card.number),
         "holder_name": holder.name,
         "phone_masked": holder.phone_masked,
