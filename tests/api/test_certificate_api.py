@@ -90,8 +90,9 @@ def test_the_verification_page_says_what_was_taken_out_of_service(client, make_c
 
     assert card_line in card_page and sim_line not in card_page
     assert sim_line in sim_page and card_line not in sim_page
-    kind = {"zh-hans": "远游卡", "zh-hant": "遠遊卡", "en": "Travel SIM"}[language]
-    assert f"{kind} · Cross-border travel SIM" in sim_page  # the kind in the reader's words, then the name
+    kind_and_name = {"zh-hans": "远游卡 · 跨境旅行 SIM 卡", "zh-hant": "遠遊卡 · 跨境旅遊 SIM 卡",
+                     "en": "Travel SIM · Cross-border travel SIM"}[language]
+    assert kind_and_name in sim_page  # the kind and the product's name, both in the reader's words
 
 
 def test_the_verification_page_names_fees_in_the_readers_words(client, make_card):

@@ -110,6 +110,13 @@ def test_missing_idempotency_key_is_400(client_for, key, make_card):
     assert response["Content-Type"] == "application/problem+json"
 
 
+@pytest.mark.parametrize("idem", ["first-key,second-key", "with space", "tab\there", "ключ"])
+def test_two_idempotency_keys_or_one_with_spaces_are_400_and_open_nothing(client_for, key, make_card, idem):
+    response = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key, idem=idem)
+    assert response.status_code == 400 and response.json()["type"].endswith("idempotency-key-invalid")
+    assert not ClosureCase.objects.exists()
+
+
 @pytest.mark.parametrize("auth", [None, "Bearer nope", "Bearer co_deadbeef_wrong", "Basic abc"])
 def test_missing_or_bad_api_key_is_401(client, make_card, auth):
     headers = {"HTTP_IDEMPOTENCY_KEY": "x"}
@@ -130,6 +137,8 @@ def test_missing_or_bad_api_key_is_401(client, make_card, auth):
     ({"refund_destination": {"type": "bank", "account_number": "12"}}, "refund_destination.account_number"),
     ({"contact": {"email": "holder-at-example.test"}}, "contact.email"),
     ({"contact": {"phone": "12"}}, "contact.phone"),
+    ({"contact": {}}, "contact"),
+    ({"contact": {"email": None, "phone": ""}}, "contact"),
 ])
 def test_malformed_input_is_422_naming_the_field(client_for, key, make_card, override, field):
     response = client_for("/api/v1/closures", body_for(make_card("YKT"), **override), key=key)

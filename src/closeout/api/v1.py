@@ -46,6 +46,7 @@ api = ProblemNinjaAPI(
 )
 
 REFERENCE = re.compile(r"CL-[0-9]{4}-[0-9]{6,12}")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]+")  # visible ASCII but the comma
 PROBLEMS = {400: schemas.Problem, 401: schemas.Problem, 404: schemas.Problem, 409: schemas.Problem,
             422: schemas.Problem}
 
@@ -101,6 +102,9 @@ def _key_problem(key: str | None) -> HttpResponse | None:
                        "Send a unique Idempotency-Key header with every POST that creates a closure.")
     if len(key) > 200:
         return problem(400, "idempotency-key-invalid", "Idempotency-Key too long", "At most 200 characters.")
+    if not IDEMPOTENCY_KEY.fullmatch(key):  # two headers arrive joined by a comma
+        return problem(400, "idempotency-key-invalid", "Idempotency-Key not valid",
+                       "Send one Idempotency-Key header of visible ASCII characters, without spaces or commas.")
     return None
 
 
@@ -194,7 +198,10 @@ def _create(request, payload: schemas.ClosureIn, remember) -> HttpResponse:
 
 
 def _contact_check(contact: schemas.ContactIn) -> None:
-    """:raises InvalidDocument: for a malformed email address or phone number (naming it)."""
+    """:raises InvalidDocument: for a contact without an email address or phone number, or a
+        malformed one (naming it)."""
+    if not (contact.email or contact.phone):
+        raise InvalidDocument("contact", "Give an email address or a phone number, or leave contact out.")
     if contact.email:
         documents.normalize_email(contact.email)
     if contact.phone:
