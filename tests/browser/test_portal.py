@@ -323,8 +323,11 @@ def test_a_bad_card_number_is_flagged_as_you_type_and_by_the_server(open_page):
     with page.expect_navigation():
         page.click("form[data-once] button[type=submit]")
     assert page.url.endswith("/zh-hans/") and "卡号无效" in page.inner_text(".has-error")
+    assert page.inner_text(".has-error").count("卡号无效") == 1  # the server says it once, the live check waits
     assert_page_ok(page, "zh-hans")
     shot(page, "error-bad-card-number")
+    page.type("#id_card_number", "1")  # typing again: the live check speaks, the server's message goes
+    assert "卡号无效" not in page.inner_text(".has-error") and "请继续输入" in page.inner_text("#card-number-live")
 
 
 def test_unsettled_fees_block_the_quote(open_page, make_card):

@@ -282,6 +282,18 @@ def _pdf_text(pdf: bytes) -> bytes:
     return out
 
 
+def test_a_request_withdrawn_while_waiting_for_the_card_does_not_show_the_card_as_done(visitor, make_card):
+    from tests.integration.test_console_support import case_in_state
+
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return", actor="customer:web")
+    visitor.sign_in(card)
+    visitor.post(f"case/{case.reference}/withdraw/", {})
+    page = visitor.get(f"case/{case.reference}/").content.decode()
+    shown = re.findall(r'<li class="step (\w+)" data-state="(\w+)"', page)
+    assert shown == [("done", "submitted"), ("done", "verified"), ("done", "settled"), ("stopped", "withdrawn")]
+
+
 def test_a_customer_can_withdraw_before_the_refund_but_not_after(visitor, make_card):
     card = make_card("YKT")
     visitor.sign_in(card)

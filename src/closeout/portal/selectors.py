@@ -107,6 +107,10 @@ def quote_view(card: Card) -> dict:
     }
 
 
+# Steps that are a wait rather than an event: reaching one does not mean it is done.
+WAITING = frozenset({states.AWAITING_RETURN, states.REFUND_PENDING, states.DEACTIVATING, states.UNBINDING})
+
+
 @dataclass(frozen=True)
 class Step:
     state: str
@@ -152,8 +156,8 @@ def case_view(case: ClosureCase) -> dict:
     steps = []
     stopped = case.state in (states.WITHDRAWN, states.REJECTED)
     for index, state in enumerate(path):
-        if stopped and index > position:
-            break
+        if stopped and (index > position or (index == position and state in WAITING)):
+            break  # a step that was only being waited for when the case stopped was never done
         if index < position or (index == position and state in reached and (stopped or state == states.CLOSED)):
             status = "done"
         elif index == position:

@@ -37,8 +37,15 @@
       live.className = "live " + state;
       if (state === "bad") { input.setAttribute("aria-invalid", "true"); } else { input.removeAttribute("aria-invalid"); }
     }
-    input.addEventListener("input", check);
-    check();
+    // After a refused submit the server's message stands alone until the customer types again.
+    var field = input.closest(".field");
+    var refused = field ? Array.prototype.slice.call(field.querySelectorAll("p.error")) : [];
+    input.addEventListener("input", function () {
+      refused.forEach(function (p) { p.hidden = true; });
+      live.hidden = false;
+      check();
+    });
+    if (refused.length === 0) { check(); } else { live.hidden = true; }
   }
 
   // A form marked data-once is sent once: a double click or Enter twice does not send it again.
