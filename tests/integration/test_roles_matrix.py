@@ -131,6 +131,13 @@ def test_each_role_reaches_exactly_its_actions(role, world, staff_client):
     assert client.get("/console/").status_code == 200  # every role has a home page
 
 
+def test_a_refusal_names_the_roles_that_may_do_it(staff_client):
+    client, _ = staff_client("supervisor")
+    page = client.get("/console/staff/", HTTP_ACCEPT_LANGUAGE="en")
+    assert page.status_code == 403 and "It is done by: Administrator." in page.content.decode()
+    assert "Ask a supervisor" not in page.content.decode()  # a supervisor was asking
+
+
 def test_anonymous_visitors_are_sent_to_sign_in(world):
     for _, method, path, data in endpoints(world):
         response = getattr(Client(), method)(path, data)

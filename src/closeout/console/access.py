@@ -47,7 +47,8 @@ def staff_view(action: str | None):
             if staff is None:
                 return redirect(f"{settings.LOGIN_URL}?{urlencode({'next': request.get_full_path()})}")
             if action is not None and not roles.can(staff.role, action):
-                return render(request, "console/forbidden.html", {"staff": staff}, status=403)
+                allowed = [str(roles.ROLE_LABELS[role]) for role in roles.ROLES if roles.can(role, action)]
+                return render(request, "console/forbidden.html", {"staff": staff, "allowed": allowed}, status=403)
             request.staff = staff
             return view(request, *args, **kwargs)
 
