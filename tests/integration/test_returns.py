@@ -72,11 +72,18 @@ def test_a_label_code_of_a_seven_digit_reference_still_scans(make_card):
     assert returns.return_check_in(code=label.code, actor="staff:wh").outcome == CheckIn.Outcome.RECEIVED
 
 
-@pytest.mark.parametrize("scan", ["RL20260000000", "8101000000000000", "not a code"])
+@pytest.mark.parametrize("scan", ["RL20260000003", "8101000000000001"])
 def test_unknown_codes_go_to_the_exception_queue(scan):
     checkin = returns.return_check_in(code=scan, actor="staff:wh")
     assert checkin.outcome == CheckIn.Outcome.EXCEPTION
     assert checkin.exception.reason == ReturnException.Reason.UNKNOWN
+
+
+@pytest.mark.parametrize("scan", ["RL20260000000", "8101000000000000", "not a code"])
+def test_a_misread_code_is_scanned_again_not_queued(scan):
+    with pytest.raises(returns.MisreadCode):
+        returns.return_check_in(code=scan, actor="staff:wh")
+    assert not CheckIn.objects.exists() and not ReturnException.objects.exists()
 
 
 def test_a_card_that_does_not_match_its_label_is_an_exception(make_card):
@@ -131,12 +138,14 @@ def test_warehouse_scans_and_destroys_from_the_console(staff_client, make_card):
 
     done = client.post("/console/warehouse/", {"code": label.code}, follow=True).content.decode()
     assert f"Received: case {case.reference}" in done
-    odd = client.post("/console/warehouse/", {"code": "RL20261234560"}, follow=True).content.decode()
+    odd = client.post("/console/warehouse/", {"code": "RL20261234569"}, follow=True).content.decode()
     assert "exception queue" in odd
+    misread = client.post("/console/warehouse/", {"code": "RL20261234560"}, follow=True).content.decode()
+    assert "scan it again" in misread
     checkin = CheckIn.objects.get(case=case)
     client.post("/console/warehouse/destroy", {"checkin": [checkin.id], "method": "PUNCH", "batch": "B-7"})
     assert Destruction.objects.get(card=card).destroyed_by == clerk.actor
-    assert "RL20261234560" in client.get("/console/warehouse/exceptions/").content.decode()
+    assert "RL20261234569" in client.get("/console/warehouse/exceptions/").content.decode()
     scans = client.get("/console/warehouse/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
     assert 'data-outcome="RECEIVED">已收到<' in scans  # the scan's outcome, not the portal's "time received"
     exceptions = client.get("/console/warehouse/exceptions/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
@@ -207,7 +216,7 @@ def test_the_counter_refuses_an_unseen_original(make_card, branch):
                                       id_number=HKID, original_seen=False, photo_matches=True)
 
 
-@pytest.mark.parametrize("scan,shown", [("RL20260000000", "Unknown label or card"),
+@pytest.mark.parametrize("scan,shown", [("RL20260000003", "Unknown label or card"),
                                         ("CL-2026-999999", "also scan or type the card number")])
 def test_the_console_says_why_a_scan_went_to_the_exception_queue(staff_client, scan, shown):
     client, _ = staff_client("warehouse")

@@ -545,6 +545,9 @@ def warehouse(request):
                                               card_number=form.cleaned_data["card_number"])
         except returns.ReferenceNeedsCard:
             messages.error(request, _("With a case reference, also scan or type the card number."))
+        except returns.MisreadCode:
+            messages.error(request, _("This is no label code or card number we issue (a digit was misread or "
+                                      "mistyped): scan it again or type it."))
         except returns.UnableToCheckIn:
             messages.error(request, _("Nothing was scanned."))
         else:

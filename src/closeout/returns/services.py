@@ -25,6 +25,11 @@ class UnableToCheckIn(Exception):
     pass
 
 
+class MisreadCode(UnableToCheckIn):
+    """The scan is no code closeout prints: a label or card number whose check digit is wrong, or
+    something else. The card is in the scanner's hand, so it is scanned again, not queued."""
+
+
 class ReferenceNeedsCard(UnableToCheckIn):
     """A case reference has no check digit (a typo finds another case): the card must be scanned too."""
 
@@ -70,6 +75,8 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
     scan of a card already received changes nothing; anything else lands in the exception queue.
 
     :raises UnableToCheckIn: for an empty scan.
+    :raises MisreadCode: for a label code or card number whose check digit is wrong, or a scan
+        that is neither (nothing is recorded: the card is scanned again).
     :raises ReferenceNeedsCard: for a typed case reference without the card number.
     """
     code = documents.without_separators(code).upper()
@@ -89,8 +96,10 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
         else:
             card = case.card
     elif label_match:
+        if documents.luhn_check_digit(code[2:-1]) != code[-1]:
+            raise MisreadCode("the label code's check digit is wrong")
         label = ReturnLabel.objects.select_related("case__card").filter(code=code).first()
-        if label is None or documents.luhn_check_digit(code[2:-1]) != code[-1]:
+        if label is None:
             reason = ReturnException.Reason.UNKNOWN
         else:
             case, card = label.case, label.case.card
@@ -98,8 +107,8 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
         try:
             number = documents.normalize_card_number(code)
         except documents.InvalidDocument:
-            number = None
-        card = Card.objects.filter(number=number).first() if number else None
+            raise MisreadCode("neither a label code nor a card number") from None
+        card = Card.objects.filter(number=number).first()
         if card is None:
             reason = ReturnException.Reason.UNKNOWN
         else:
