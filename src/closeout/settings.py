@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "closeout.ops",
     "closeout.notifications",
     "closeout.integrations.sms",
+    "closeout.integrations.mailbox",
 ]
 
 MIDDLEWARE = [

@@ -5,6 +5,7 @@ from closeout.aftercare import views as aftercare
 from closeout.api.v1 import api
 from closeout.certificates import views as certificates
 from closeout.integrations import views as sim
+from closeout.integrations.mailbox import views as sim_mail
 from closeout.integrations.sms import views as sim_sms
 from closeout.ops import views as ops
 from closeout.portal import views as portal
@@ -20,6 +21,7 @@ urlpatterns = [
     path("readyz", ops.readyz, name="readyz"),
     path("sim/payments/payments", sim.payment_payments),
     path("sim/sms/messages", sim_sms.messages),
+    path("sim/mail/messages", sim_mail.messages),
     path("", portal.pick_language, name="root"),
     path("i18n/", include("django.conf.urls.i18n")),
 ]
