@@ -14,6 +14,7 @@ from closeout.audit.services import audit_verify
 from closeout.cards.models import Card
 from closeout.closures import bulk, states
 from closeout.closures.models import BulkBatch, BulkRun, ClosureCase, RefundApproval
+from closeout.common.progress import Progress
 from closeout.integrations.models import SimCardBlock, SimNumberDeactivation, SimRefund
 from closeout.ledger import services as ledger
 from closeout.ledger.models import Line, Posting
@@ -200,6 +201,39 @@ def test_an_interrupted_run_resumes_without_duplicates(make_card, tmp_path):
     assert ClosureCase.objects.count() == 7
     assert BulkRun.objects.get().created_count == 7  # both invocations, not the last one only
     assert ClosureCase.objects.values("card").distinct().count() == 7
+
+
+def test_a_run_interrupted_after_batches_of_rejects_only_resumes_to_the_end(make_card, tmp_path, monkeypatch,
+                                                                         capsys):
+    cards = [make_card("YKT", balance=500) for _ in range(8)]
+    numbers = [c.number for c in cards]
+    path = write_csv(tmp_path / "d.csv", ["not-a-card", *numbers[:5], "12345", *numbers[5:]])
+    command = ["bulk-close", str(path), "--reason", "repro", "--batch-size", "1"]
+    real_advance, advanced = Progress.advance, []
+
+    def ctrl_c_after_five_rows(self, n):
+        advanced.append(n)
+        if len(advanced) == 5:
+            raise KeyboardInterrupt
+        real_advance(self, n)
+
+    monkeypatch.setattr(Progress, "advance", ctrl_c_after_five_rows)
+    assert cli.main(command) == 130
+    monkeypatch.undo()
+    assert ClosureCase.objects.count() == 4  # line 2 was a batch of its own, with no case
+
+    assert cli.main(command) == 0
+    assert cli.main(command) == 0  # a finished run reads nothing more
+
+    out = [line for line in capsys.readouterr().out.splitlines() if "rows read" in line]
+    assert out[0].startswith("5 rows read (resumed after line 6): created 4 closures in 4 batches, 1 rejected")
+    assert out[1].startswith("0 rows read (resumed after line 11): created 0 closures")
+    assert sorted(ClosureCase.objects.values_list("card_id", flat=True)) == sorted(c.id for c in cards)
+    assert [r["line"] for r in rejects(tmp_path / "d.rejects.csv")] == ["2", "8"]
+    run = BulkRun.objects.get()
+    assert (run.created_count, run.rejected_count, run.finished_at is not None) == (8, 2, True)
+    run_batches_inline()
+    assert ClosureCase.objects.filter(state=states.CLOSED).count() == 8
 
 
 def test_a_crash_before_a_batch_commits_neither_loses_nor_repeats_its_rejects(make_card, tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ from operator import attrgetter
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Max, Q, Sum
 
 from closeout.audit.services import audit_record_many
 from closeout.cards.models import Binding, Card, CardCharge
@@ -610,7 +610,7 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
         if mode == "w":
             writer.writerow(["line", "card_number", "field", "message"])
         pending: list[tuple[int, str]] = []
-        number = run.batches.count() if run else 0
+        number = _last_batch_number(run) if run else 0
         done = last = summary.resumed_after
 
         def flush(through: int) -> None:
@@ -650,6 +650,12 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
     if run is not None:
         BulkRun.objects.filter(id=run.id).update(finished_at=clock.now())
     return summary
+
+
+def _last_batch_number(run: BulkRun) -> int:
+    """The highest batch number the run has taken. A batch of rejects only (or of SIM cards only)
+    uses up a number without a BulkBatch row, so counting the rows would hand out a taken number."""
+    return run.batches.aggregate(last=Max("number"))["last"] or 0
 
 
 def _lines_done_locked(run: BulkRun) -> int:
