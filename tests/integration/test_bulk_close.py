@@ -130,6 +130,15 @@ def test_the_progress_bar_counts_data_rows_and_ends_with_the_summarys_count(make
     assert err.rstrip().rsplit("\r", 1)[-1].startswith("closing [" + "#" * 30 + "] 3/3 100.0%")
 
 
+def test_the_final_progress_line_is_printed_once(make_card, tmp_path, capfd):
+    path = write_csv(tmp_path / "d.csv", [make_card("YKT", balance=500).number for _ in range(3)])
+
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant"]) == 0
+
+    _, err = capfd.readouterr()
+    assert err.count("3/3 100.0%") == 1
+
+
 def test_a_resumed_run_counts_only_the_rows_left_for_its_progress_bar(make_card, tmp_path):
     cards = [make_card("YKT", balance=500) for _ in range(5)]
     path = write_csv(tmp_path / "d.csv", [c.number for c in cards])
