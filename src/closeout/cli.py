@@ -418,7 +418,7 @@ def cmd_staff(args) -> int:
 
 
 def cmd_bulk_close(args) -> int:
-    from closeout.closures.bulk import BulkFileError, bulk_intake
+    from closeout.closures.bulk import REASON_MAX_LENGTH, BulkFileError, bulk_intake
     from closeout.common.progress import Progress
 
     path = Path(args.file)
@@ -427,6 +427,10 @@ def cmd_bulk_close(args) -> int:
         return 2
     if not args.reason.strip():
         print("closeout bulk-close: --reason must say why these cards are closed", file=sys.stderr)
+        return 2
+    if len(args.reason) > REASON_MAX_LENGTH:
+        print(f"closeout bulk-close: --reason is {len(args.reason)} characters long; at most {REASON_MAX_LENGTH} fit",
+              file=sys.stderr)
         return 2
     if not 1 <= args.batch_size <= 10000:
         print("closeout bulk-close: --batch-size must be between 1 and 10000", file=sys.stderr)

@@ -329,6 +329,16 @@ def test_dry_run_writes_nothing(make_card, tmp_path):
     assert set(Card.objects.values_list("status", flat=True)) == {"active"}
 
 
+def test_a_reason_longer_than_the_run_keeps_is_refused_not_cut(make_card, tmp_path, capsys):
+    path = write_csv(tmp_path / "d.csv", [make_card("YKT", balance=500).number])
+
+    assert cli.main(["bulk-close", str(path), "--reason", "x" * 201]) == 2
+
+    [error] = capsys.readouterr().err.splitlines()
+    assert error == "closeout bulk-close: --reason is 201 characters long; at most 200 fit"
+    assert not BulkRun.objects.exists() and not ClosureCase.objects.exists()
+
+
 def test_a_file_without_card_number_column_is_refused(tmp_path):
     path = write_csv(tmp_path / "d.csv", ["x"], header=("number",))
     with pytest.raises(bulk.BulkFileError, match="line 1"):

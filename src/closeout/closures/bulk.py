@@ -63,6 +63,13 @@ class BulkRunBusy(BulkFileError):
     """Another `bulk-close` of the same file and reason moved on since this one last wrote."""
 
 
+class BulkReasonTooLong(ValueError):
+    """The reason does not fit the run and its cases; cutting it would record another reason."""
+
+
+REASON_MAX_LENGTH = BulkRun._meta.get_field("reason").max_length
+
+
 @dataclass
 class Reject:
     line: int
@@ -579,8 +586,11 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
     given, once beforehand with the number of rows this call will read (`count_rows`: one more
     streaming pass over the file), so that a progress bar ends at exactly that count.
 
+    :raises BulkReasonTooLong: when the reason is longer than `REASON_MAX_LENGTH`.
     :raises BulkFileError: when the file is not a bulk-closure CSV.
     """
+    if len(reason) > REASON_MAX_LENGTH:
+        raise BulkReasonTooLong(f"the reason is {len(reason)} characters long; at most {REASON_MAX_LENGTH} fit")
     if rejects_path is not None and rejects_path.resolve() == path.resolve():
         raise BulkFileError("the rejects file must not be the input file (it would overwrite it)")
     summary = IntakeSummary(dry_run=dry_run)
@@ -588,7 +598,7 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
     if not dry_run:
         run, _ = BulkRun.objects.get_or_create(
             fingerprint=file_fingerprint(path, reason),
-            defaults=dict(source=path.name[:255], reason=reason[:200], requester=requester, created_at=clock.now()),
+            defaults=dict(source=path.name[:255], reason=reason, requester=requester, created_at=clock.now()),
         )
         summary.resumed_after = run.lines_done
     if expect:
