@@ -339,6 +339,35 @@ def test_a_reason_longer_than_the_run_keeps_is_refused_not_cut(make_card, tmp_pa
     assert not BulkRun.objects.exists() and not ClosureCase.objects.exists()
 
 
+def test_a_row_without_a_card_number_is_rejected_as_missing_not_malformed(make_card, tmp_path):
+    good = make_card("YKT", balance=500)
+    path = write_csv(tmp_path / "d.csv", [], header=("note", "card_number"))
+    with path.open("a", newline="") as handle:
+        csv.writer(handle).writerows([["a", good.number], ["only a note"], ["b", "  "]])
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+
+    assert (summary.created, summary.rejected) == (1, 2)
+    assert [(r["line"], r["field"], r["message"]) for r in rejects(summary.rejects_path)] == [
+        ("3", "card_number", "line 3 has no card_number field (the row ends after column 1)"),
+        ("4", "card_number", "line 4: the card_number field is empty"),
+    ]
+
+
+def test_a_utf16_file_is_refused_as_not_utf8(make_card, tmp_path, capsys):
+    path = tmp_path / "unicode.csv"
+    path.write_text(f"card_number\n{make_card('YKT', balance=500).number}\n", encoding="utf-16")
+
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant"]) == 2
+
+    [error] = capsys.readouterr().err.splitlines()
+    assert error.endswith("the file is UTF-16 text; save it as UTF-8 (CSV UTF-8) and run it again")
+    path.write_bytes(path.read_bytes()[2:])  # the same text without its byte order mark
+    with pytest.raises(bulk.BulkFileError, match="line 1: the header is not UTF-8 text"):
+        bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+    assert not ClosureCase.objects.exists()
+
+
 def test_a_file_without_card_number_column_is_refused(tmp_path):
     path = write_csv(tmp_path / "d.csv", ["x"], header=("number",))
     with pytest.raises(bulk.BulkFileError, match="line 1"):

@@ -13,6 +13,7 @@ audit hash, signature) runs in Python.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import itertools
@@ -264,16 +265,45 @@ def _swallowed_row(cells: list[str], names: list[str]) -> BadRow | None:
     return None
 
 
+_OTHER_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+               (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+def _refuse_other_encodings(path: Path) -> None:
+    """Spreadsheets save "Unicode text" as UTF-16: read as UTF-8 its header is noise, so say what
+    the file is rather than that it lacks a card_number column.
+
+    :raises BulkFileError: when the file starts with a UTF-16 or UTF-32 byte order mark.
+    """
+    with path.open("rb") as handle:
+        start = handle.read(4)
+    for bom, name in _OTHER_BOMS:
+        if start.startswith(bom):
+            raise BulkFileError(f"the file is {name} text; save it as UTF-8 (CSV UTF-8) and run it again")
+
+
+def _missing_card_number(cells: list[str], column: int, name: str, line: int) -> BadRow | None:
+    """A row with no card number to check: left out or blank is not the same mistake as a
+    malformed number, and the person fixing the file needs to know which."""
+    if column >= len(cells):
+        return BadRow(f"line {line} has no {name} field (the row ends after column {len(cells)})", field=name)
+    if not cells[column].strip():
+        return BadRow(f"line {line}: the {name} field is empty", field=name)
+    return None
+
+
 def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, str]]:
     """Yield (line, last line, raw card number) one row at a time, never the whole file.
 
     `line` is the line the row starts on (what rejects name), `last` the one it ends on (what a
     resumed run reads after): they differ when a quoted field holds a line break. A row the CSV
     reader cannot parse (an oversized field, a quote that never closes) comes out as a `BadRow` and
-    is rejected like any other bad row; blank rows are skipped.
+    is rejected like any other bad row, as is a row without a card number; blank rows are skipped.
 
-    :raises BulkFileError: when the header cannot be read or has no card_number column.
+    :raises BulkFileError: when the file is not UTF-8 or the header cannot be read or has no
+        card_number column.
     """
+    _refuse_other_encodings(path)
     records = _records(path)
     _, _, header = next(records, (1, 1, []))
     if isinstance(header, _Unreadable):
@@ -283,6 +313,8 @@ def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, st
         raise BulkFileError(f"line 1: the header cannot be read ({_unclosed_reason(header.error, name)})")
     names = [h.strip().lower() for h in header]
     if "card_number" not in names:
+        if any("\ufffd" in name or "\x00" in name for name in names):
+            raise BulkFileError("line 1: the header is not UTF-8 text; save the file as UTF-8 (CSV UTF-8)")
         raise BulkFileError("line 1: the header must have a card_number column")
     if names.count("card_number") > 1:
         twice = " and ".join(str(i + 1) for i, name in enumerate(names) if name == "card_number")
@@ -299,7 +331,10 @@ def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, st
         if last > line and (swallowed := _swallowed_row(cells, names)):
             yield line, last, swallowed
             continue
-        value = cells[column] if column < len(cells) else ""
+        if missing := _missing_card_number(cells, column, names[column], line):
+            yield line, last, missing
+            continue
+        value = cells[column]
         if "\ufffd" in value:  # what the decoder put in place of bytes that are not UTF-8
             yield line, last, BadText("the card number is not valid UTF-8 text (save the file as UTF-8)")
             continue
