@@ -368,6 +368,42 @@ def test_a_utf16_file_is_refused_as_not_utf8(make_card, tmp_path, capsys):
     assert not ClosureCase.objects.exists()
 
 
+def test_a_dry_run_reports_the_batches_the_real_run_creates(make_card, tmp_path, capsys):
+    cards = [make_card("YKT", balance=500) for _ in range(5)]
+    path = write_csv(tmp_path / "d.csv", ["bad", "12345", *[c.number for c in cards]])
+
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant", "--batch-size", "2", "--dry-run"]) == 0
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant", "--batch-size", "2"]) == 0
+
+    dry, real = [line for line in capsys.readouterr().out.splitlines() if "rows read" in line]
+    assert "would create 5 closures in 3 batches, 2 rejected" in dry
+    assert "created 5 closures in 3 batches, 2 rejected" in real
+    assert BulkBatch.objects.count() == 3
+
+
+def test_a_dry_run_after_an_interrupted_run_tells_what_is_done_and_what_is_left(make_card, tmp_path, capsys):
+    cards = [make_card("YKT", balance=500) for _ in range(5)]
+    path = write_csv(tmp_path / "d.csv", ["bad", *[c.number for c in cards]])
+    calls = []
+
+    def stop_after_two_batches(n):
+        calls.append(n)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=2,
+                         progress=stop_after_two_batches)
+
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant", "--batch-size", "2", "--dry-run"]) == 0
+
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "already done by an earlier run (lines up to 5): 3 closures in 2 batches, 1 rejected"
+    assert out[1].startswith("2 rows left after line 5: would create 2 closures in 1 batches, 0 rejected")
+    assert rejects(tmp_path / "d.dry-run.rejects.csv") == []
+    assert ClosureCase.objects.count() == 3 and BulkRun.objects.get().lines_done == 5
+
+
 def test_a_file_without_card_number_column_is_refused(tmp_path):
     path = write_csv(tmp_path / "d.csv", ["x"], header=("number",))
     with pytest.raises(bulk.BulkFileError, match="line 1"):

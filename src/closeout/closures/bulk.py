@@ -86,6 +86,9 @@ class IntakeSummary:
     rejected: int = 0
     resumed_after: int = 0
     batches: int = 0
+    done_created: int = 0  # by earlier runs of the same file and reason, up to line `resumed_after`
+    done_rejected: int = 0
+    done_batches: int = 0
     refund_total: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     dry_run: bool = False
     one_case: int = 0  # of `created`: SIM and eSIM cards, which go the one-case path
@@ -577,7 +580,10 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
         summary.refund_total[card.product.currency] += quotes[card.id].refund.minor
     summary.created += len(accepted) + len(one_case)
     summary.one_case += len(one_case)
-    if run is None or not accepted:
+    if not accepted:
+        return rejects
+    summary.batches += 1
+    if run is None:
         return rejects
 
     batch = BulkBatch.objects.create(run=run, number=number, case_count=len(accepted), created_at=now)
@@ -604,7 +610,6 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
     _save_card_status(accepted)
     suppression_add_for_cards(cards=accepted, reference_of=by_card)  # no marketing from now on
     _schedule_batch(batch, "bulk_settle", now)
-    summary.batches += 1
     return rejects
 
 
@@ -619,7 +624,9 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
     FILE.dry-run.rejects.csv, so that an interrupted run's file stays whole), in line order; nothing
     else is affected. `progress` is called with the number of rows of each batch done; `expect`, if
     given, once beforehand with the number of rows this call will read (`count_rows`: one more
-    streaming pass over the file), so that a progress bar ends at exactly that count.
+    streaming pass over the file), so that a progress bar ends at exactly that count. A run resumes
+    after the lines an earlier run of the same file and reason committed, and a dry run reads from
+    there too; `done_*` say what the earlier runs did.
 
     :raises BulkReasonTooLong: when the reason is longer than `REASON_MAX_LENGTH`.
     :raises BulkFileError: when the file is not a bulk-closure CSV.
@@ -629,27 +636,32 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
     if rejects_path is not None and rejects_path.resolve() == path.resolve():
         raise BulkFileError("the rejects file must not be the input file (it would overwrite it)")
     summary = IntakeSummary(dry_run=dry_run)
+    fingerprint = file_fingerprint(path, reason)
     run = None
-    if not dry_run:
+    if dry_run:
+        earlier = BulkRun.objects.filter(fingerprint=fingerprint).first()
+    else:
         run, _ = BulkRun.objects.get_or_create(
-            fingerprint=file_fingerprint(path, reason),
+            fingerprint=fingerprint,
             defaults=dict(source=path.name[:255], reason=reason, requester=requester, created_at=clock.now()),
         )
-        summary.resumed_after = run.lines_done
+        earlier = run
+    if earlier is not None and earlier.lines_done:
+        _resume_from(earlier, summary)
     if expect:
         expect(count_rows(path, after_line=summary.resumed_after))
     # A dry run keeps its rejects apart: the real run's file may belong to an interrupted run.
     rejects_path = rejects_path or path.with_name(path.stem + (".dry-run" if dry_run else "") + ".rejects.csv")
     summary.rejects_path = rejects_path
-    mode = "a" if summary.resumed_after else "w"
+    mode = "a" if summary.resumed_after and not dry_run else "w"
     if mode == "a":
         _rejects_trim(rejects_path, after_line=summary.resumed_after)
     seen: set[int] = {
         _seen_key(number) for number in
-        ClosureCase.objects.filter(Q(bulk_batch__run=run) | Q(channel=ClosureCase.Channel.BULK,
-                                                              channel_ref=_run_ref(run)))
+        ClosureCase.objects.filter(Q(bulk_batch__run=earlier) | Q(channel=ClosureCase.Channel.BULK,
+                                                                  channel_ref=_run_ref(earlier)))
         .values_list("card__number", flat=True).iterator()
-    } if run and summary.resumed_after else set()
+    } if summary.resumed_after else set()
     with rejects_path.open(mode, newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         if mode == "w":
@@ -695,6 +707,13 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
     if run is not None:
         BulkRun.objects.filter(id=run.id).update(finished_at=clock.now())
     return summary
+
+
+def _resume_from(run: BulkRun, summary: IntakeSummary) -> None:
+    """Start after the lines the earlier runs committed, and keep what they did for the report."""
+    summary.resumed_after = run.lines_done
+    summary.done_created, summary.done_rejected = run.created_count, run.rejected_count
+    summary.done_batches = run.batches.count()
 
 
 def _last_batch_number(run: BulkRun) -> int:
