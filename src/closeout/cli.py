@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     bulk = with_data_dir(sub.add_parser("bulk-close", help="close the cards listed in a CSV (column card_number)"))
     bulk.add_argument("file", help="CSV file with a card_number column")
     bulk.add_argument("--reason", required=True, help="why these cards are closed (e.g. dormant 3 years)")
-    bulk.add_argument("--dry-run", action="store_true", help="validate and quote only; write nothing")
+    bulk.add_argument("--dry-run", action="store_true",
+                      help="validate and quote what is left to do (after an interrupted run: the rest); write nothing")
     bulk.add_argument("--rejects", help="where to write rejected rows (default FILE.rejects.csv)")
     bulk.add_argument("--batch-size", type=int, default=1000)
     hotlist = with_data_dir(sub.add_parser("hotlist", help="the signed hotlist for gates and readers"))
@@ -418,7 +419,7 @@ def cmd_staff(args) -> int:
 
 
 def cmd_bulk_close(args) -> int:
-    from closeout.closures.bulk import BulkFileError, bulk_intake
+    from closeout.closures.bulk import REASON_MAX_LENGTH, BulkFileError, bulk_intake
     from closeout.common.progress import Progress
 
     path = Path(args.file)
@@ -427,6 +428,10 @@ def cmd_bulk_close(args) -> int:
         return 2
     if not args.reason.strip():
         print("closeout bulk-close: --reason must say why these cards are closed", file=sys.stderr)
+        return 2
+    if len(args.reason) > REASON_MAX_LENGTH:
+        print(f"closeout bulk-close: --reason is {len(args.reason)} characters long; at most {REASON_MAX_LENGTH} fit",
+              file=sys.stderr)
         return 2
     if not 1 <= args.batch_size <= 10000:
         print("closeout bulk-close: --batch-size must be between 1 and 10000", file=sys.stderr)
@@ -445,15 +450,27 @@ def cmd_bulk_close(args) -> int:
         print("interrupted: run the same command again to resume where it stopped", file=sys.stderr)
         return 130
     progress.done()
-    totals = ", ".join(f"{currency} {minor}" for currency, minor in sorted(summary.refund_total.items())) or "none"
-    verb = "would create" if summary.dry_run else "created"
-    resumed = f" (resumed after line {summary.resumed_after})" if summary.resumed_after else ""
-    one_case = f" ({summary.one_case} SIM/eSIM closures on the one-case path)" if summary.one_case else ""
-    print(f"{summary.lines} rows read{resumed}: {verb} {summary.created} closures in {summary.batches} batches"
-          f"{one_case}, {summary.rejected} rejected; refunds (minor units): {totals}")
+    _print_bulk_summary(summary)
     if summary.rejected:
         print(f"rejected rows{' (dry run)' if summary.dry_run else ''}: {summary.rejects_path}")
     return 0
+
+
+def _print_bulk_summary(summary) -> None:
+    """Say what earlier runs of the file already did apart from what this one did (or, dry, would
+    do), so that a dry run after an interrupt does not read as a fresh start."""
+    if summary.resumed_after:
+        print(f"already done by an earlier run (lines up to {summary.resumed_after}): {summary.done_created} "
+              f"closures in {summary.done_batches} batches, {summary.done_rejected} rejected")
+    totals = ", ".join(f"{currency} {minor}" for currency, minor in sorted(summary.refund_total.items())) or "none"
+    rows = f"{summary.lines} rows read"
+    if summary.resumed_after:
+        rows = (f"{summary.lines} rows left after line {summary.resumed_after}" if summary.dry_run
+                else f"{rows} (resumed after line {summary.resumed_after})")
+    verb = "would create" if summary.dry_run else "created"
+    one_case = f" ({summary.one_case} SIM/eSIM closures on the one-case path)" if summary.one_case else ""
+    print(f"{rows}: {verb} {summary.created} closures in {summary.batches} batches"
+          f"{one_case}, {summary.rejected} rejected; refunds (minor units): {totals}")
 
 
 def cmd_hotlist(args) -> int:

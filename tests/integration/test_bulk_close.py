@@ -14,6 +14,7 @@ from closeout.audit.services import audit_verify
 from closeout.cards.models import Card
 from closeout.closures import bulk, states
 from closeout.closures.models import BulkBatch, BulkRun, ClosureCase, RefundApproval
+from closeout.common.progress import Progress
 from closeout.integrations.models import SimCardBlock, SimNumberDeactivation, SimRefund
 from closeout.ledger import services as ledger
 from closeout.ledger.models import Line, Posting
@@ -129,6 +130,15 @@ def test_the_progress_bar_counts_data_rows_and_ends_with_the_summarys_count(make
     assert err.rstrip().rsplit("\r", 1)[-1].startswith("closing [" + "#" * 30 + "] 3/3 100.0%")
 
 
+def test_the_final_progress_line_is_printed_once(make_card, tmp_path, capfd):
+    path = write_csv(tmp_path / "d.csv", [make_card("YKT", balance=500).number for _ in range(3)])
+
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant"]) == 0
+
+    _, err = capfd.readouterr()
+    assert err.count("3/3 100.0%") == 1
+
+
 def test_a_resumed_run_counts_only_the_rows_left_for_its_progress_bar(make_card, tmp_path):
     cards = [make_card("YKT", balance=500) for _ in range(5)]
     path = write_csv(tmp_path / "d.csv", [c.number for c in cards])
@@ -200,6 +210,39 @@ def test_an_interrupted_run_resumes_without_duplicates(make_card, tmp_path):
     assert ClosureCase.objects.count() == 7
     assert BulkRun.objects.get().created_count == 7  # both invocations, not the last one only
     assert ClosureCase.objects.values("card").distinct().count() == 7
+
+
+def test_a_run_interrupted_after_batches_of_rejects_only_resumes_to_the_end(make_card, tmp_path, monkeypatch,
+                                                                         capsys):
+    cards = [make_card("YKT", balance=500) for _ in range(8)]
+    numbers = [c.number for c in cards]
+    path = write_csv(tmp_path / "d.csv", ["not-a-card", *numbers[:5], "12345", *numbers[5:]])
+    command = ["bulk-close", str(path), "--reason", "repro", "--batch-size", "1"]
+    real_advance, advanced = Progress.advance, []
+
+    def ctrl_c_after_five_rows(self, n):
+        advanced.append(n)
+        if len(advanced) == 5:
+            raise KeyboardInterrupt
+        real_advance(self, n)
+
+    monkeypatch.setattr(Progress, "advance", ctrl_c_after_five_rows)
+    assert cli.main(command) == 130
+    monkeypatch.undo()
+    assert ClosureCase.objects.count() == 4  # line 2 was a batch of its own, with no case
+
+    assert cli.main(command) == 0
+    assert cli.main(command) == 0  # a finished run reads nothing more
+
+    out = [line for line in capsys.readouterr().out.splitlines() if "rows read" in line]
+    assert out[0].startswith("5 rows read (resumed after line 6): created 4 closures in 4 batches, 1 rejected")
+    assert out[1].startswith("0 rows read (resumed after line 11): created 0 closures")
+    assert sorted(ClosureCase.objects.values_list("card_id", flat=True)) == sorted(c.id for c in cards)
+    assert [r["line"] for r in rejects(tmp_path / "d.rejects.csv")] == ["2", "8"]
+    run = BulkRun.objects.get()
+    assert (run.created_count, run.rejected_count, run.finished_at is not None) == (8, 2, True)
+    run_batches_inline()
+    assert ClosureCase.objects.filter(state=states.CLOSED).count() == 8
 
 
 def test_a_crash_before_a_batch_commits_neither_loses_nor_repeats_its_rejects(make_card, tmp_path, monkeypatch):
@@ -284,6 +327,81 @@ def test_dry_run_writes_nothing(make_card, tmp_path):
     assert summary.refund_total == {"CNY": 3 * 2500}
     assert ClosureCase.objects.count() == 0 and Posting.objects.filter(key__contains="settle").count() == 0
     assert set(Card.objects.values_list("status", flat=True)) == {"active"}
+
+
+def test_a_reason_longer_than_the_run_keeps_is_refused_not_cut(make_card, tmp_path, capsys):
+    path = write_csv(tmp_path / "d.csv", [make_card("YKT", balance=500).number])
+
+    assert cli.main(["bulk-close", str(path), "--reason", "x" * 201]) == 2
+
+    [error] = capsys.readouterr().err.splitlines()
+    assert error == "closeout bulk-close: --reason is 201 characters long; at most 200 fit"
+    assert not BulkRun.objects.exists() and not ClosureCase.objects.exists()
+
+
+def test_a_row_without_a_card_number_is_rejected_as_missing_not_malformed(make_card, tmp_path):
+    good = make_card("YKT", balance=500)
+    path = write_csv(tmp_path / "d.csv", [], header=("note", "card_number"))
+    with path.open("a", newline="") as handle:
+        csv.writer(handle).writerows([["a", good.number], ["only a note"], ["b", "  "]])
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+
+    assert (summary.created, summary.rejected) == (1, 2)
+    assert [(r["line"], r["field"], r["message"]) for r in rejects(summary.rejects_path)] == [
+        ("3", "card_number", "line 3 has no card_number field (the row ends after column 1)"),
+        ("4", "card_number", "line 4: the card_number field is empty"),
+    ]
+
+
+def test_a_utf16_file_is_refused_as_not_utf8(make_card, tmp_path, capsys):
+    path = tmp_path / "unicode.csv"
+    path.write_text(f"card_number\n{make_card('YKT', balance=500).number}\n", encoding="utf-16")
+
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant"]) == 2
+
+    [error] = capsys.readouterr().err.splitlines()
+    assert error.endswith("the file is UTF-16 text; save it as UTF-8 (CSV UTF-8) and run it again")
+    path.write_bytes(path.read_bytes()[2:])  # the same text without its byte order mark
+    with pytest.raises(bulk.BulkFileError, match="line 1: the header is not UTF-8 text"):
+        bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+    assert not ClosureCase.objects.exists()
+
+
+def test_a_dry_run_reports_the_batches_the_real_run_creates(make_card, tmp_path, capsys):
+    cards = [make_card("YKT", balance=500) for _ in range(5)]
+    path = write_csv(tmp_path / "d.csv", ["bad", "12345", *[c.number for c in cards]])
+
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant", "--batch-size", "2", "--dry-run"]) == 0
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant", "--batch-size", "2"]) == 0
+
+    dry, real = [line for line in capsys.readouterr().out.splitlines() if "rows read" in line]
+    assert "would create 5 closures in 3 batches, 2 rejected" in dry
+    assert "created 5 closures in 3 batches, 2 rejected" in real
+    assert BulkBatch.objects.count() == 3
+
+
+def test_a_dry_run_after_an_interrupted_run_tells_what_is_done_and_what_is_left(make_card, tmp_path, capsys):
+    cards = [make_card("YKT", balance=500) for _ in range(5)]
+    path = write_csv(tmp_path / "d.csv", ["bad", *[c.number for c in cards]])
+    calls = []
+
+    def stop_after_two_batches(n):
+        calls.append(n)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=2,
+                         progress=stop_after_two_batches)
+
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant", "--batch-size", "2", "--dry-run"]) == 0
+
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "already done by an earlier run (lines up to 5): 3 closures in 2 batches, 1 rejected"
+    assert out[1].startswith("2 rows left after line 5: would create 2 closures in 1 batches, 0 rejected")
+    assert rejects(tmp_path / "d.dry-run.rejects.csv") == []
+    assert ClosureCase.objects.count() == 3 and BulkRun.objects.get().lines_done == 5
 
 
 def test_a_file_without_card_number_column_is_refused(tmp_path):

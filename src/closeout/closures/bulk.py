@@ -13,6 +13,7 @@ audit hash, signature) runs in Python.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import itertools
@@ -25,7 +26,7 @@ from operator import attrgetter
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Max, Q, Sum
 
 from closeout.audit.services import audit_record_many
 from closeout.cards.models import Binding, Card, CardCharge
@@ -63,6 +64,13 @@ class BulkRunBusy(BulkFileError):
     """Another `bulk-close` of the same file and reason moved on since this one last wrote."""
 
 
+class BulkReasonTooLong(ValueError):
+    """The reason does not fit the run and its cases; cutting it would record another reason."""
+
+
+REASON_MAX_LENGTH = BulkRun._meta.get_field("reason").max_length
+
+
 @dataclass
 class Reject:
     line: int
@@ -78,6 +86,9 @@ class IntakeSummary:
     rejected: int = 0
     resumed_after: int = 0
     batches: int = 0
+    done_created: int = 0  # by earlier runs of the same file and reason, up to line `resumed_after`
+    done_rejected: int = 0
+    done_batches: int = 0
     refund_total: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     dry_run: bool = False
     one_case: int = 0  # of `created`: SIM and eSIM cards, which go the one-case path
@@ -257,16 +268,45 @@ def _swallowed_row(cells: list[str], names: list[str]) -> BadRow | None:
     return None
 
 
+_OTHER_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+               (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+def _refuse_other_encodings(path: Path) -> None:
+    """Spreadsheets save "Unicode text" as UTF-16: read as UTF-8 its header is noise, so say what
+    the file is rather than that it lacks a card_number column.
+
+    :raises BulkFileError: when the file starts with a UTF-16 or UTF-32 byte order mark.
+    """
+    with path.open("rb") as handle:
+        start = handle.read(4)
+    for bom, name in _OTHER_BOMS:
+        if start.startswith(bom):
+            raise BulkFileError(f"the file is {name} text; save it as UTF-8 (CSV UTF-8) and run it again")
+
+
+def _missing_card_number(cells: list[str], column: int, name: str, line: int) -> BadRow | None:
+    """A row with no card number to check: left out or blank is not the same mistake as a
+    malformed number, and the person fixing the file needs to know which."""
+    if column >= len(cells):
+        return BadRow(f"line {line} has no {name} field (the row ends after column {len(cells)})", field=name)
+    if not cells[column].strip():
+        return BadRow(f"line {line}: the {name} field is empty", field=name)
+    return None
+
+
 def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, str]]:
     """Yield (line, last line, raw card number) one row at a time, never the whole file.
 
     `line` is the line the row starts on (what rejects name), `last` the one it ends on (what a
     resumed run reads after): they differ when a quoted field holds a line break. A row the CSV
     reader cannot parse (an oversized field, a quote that never closes) comes out as a `BadRow` and
-    is rejected like any other bad row; blank rows are skipped.
+    is rejected like any other bad row, as is a row without a card number; blank rows are skipped.
 
-    :raises BulkFileError: when the header cannot be read or has no card_number column.
+    :raises BulkFileError: when the file is not UTF-8 or the header cannot be read or has no
+        card_number column.
     """
+    _refuse_other_encodings(path)
     records = _records(path)
     _, _, header = next(records, (1, 1, []))
     if isinstance(header, _Unreadable):
@@ -276,6 +316,8 @@ def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, st
         raise BulkFileError(f"line 1: the header cannot be read ({_unclosed_reason(header.error, name)})")
     names = [h.strip().lower() for h in header]
     if "card_number" not in names:
+        if any("\ufffd" in name or "\x00" in name for name in names):
+            raise BulkFileError("line 1: the header is not UTF-8 text; save the file as UTF-8 (CSV UTF-8)")
         raise BulkFileError("line 1: the header must have a card_number column")
     if names.count("card_number") > 1:
         twice = " and ".join(str(i + 1) for i, name in enumerate(names) if name == "card_number")
@@ -292,7 +334,10 @@ def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, st
         if last > line and (swallowed := _swallowed_row(cells, names)):
             yield line, last, swallowed
             continue
-        value = cells[column] if column < len(cells) else ""
+        if missing := _missing_card_number(cells, column, names[column], line):
+            yield line, last, missing
+            continue
+        value = cells[column]
         if "\ufffd" in value:  # what the decoder put in place of bytes that are not UTF-8
             yield line, last, BadText("the card number is not valid UTF-8 text (save the file as UTF-8)")
             continue
@@ -535,7 +580,10 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
         summary.refund_total[card.product.currency] += quotes[card.id].refund.minor
     summary.created += len(accepted) + len(one_case)
     summary.one_case += len(one_case)
-    if run is None or not accepted:
+    if not accepted:
+        return rejects
+    summary.batches += 1
+    if run is None:
         return rejects
 
     batch = BulkBatch.objects.create(run=run, number=number, case_count=len(accepted), created_at=now)
@@ -562,7 +610,6 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
     _save_card_status(accepted)
     suppression_add_for_cards(cards=accepted, reference_of=by_card)  # no marketing from now on
     _schedule_batch(batch, "bulk_settle", now)
-    summary.batches += 1
     return rejects
 
 
@@ -577,40 +624,50 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
     FILE.dry-run.rejects.csv, so that an interrupted run's file stays whole), in line order; nothing
     else is affected. `progress` is called with the number of rows of each batch done; `expect`, if
     given, once beforehand with the number of rows this call will read (`count_rows`: one more
-    streaming pass over the file), so that a progress bar ends at exactly that count.
+    streaming pass over the file), so that a progress bar ends at exactly that count. A run resumes
+    after the lines an earlier run of the same file and reason committed, and a dry run reads from
+    there too; `done_*` say what the earlier runs did.
 
+    :raises BulkReasonTooLong: when the reason is longer than `REASON_MAX_LENGTH`.
     :raises BulkFileError: when the file is not a bulk-closure CSV.
     """
+    if len(reason) > REASON_MAX_LENGTH:
+        raise BulkReasonTooLong(f"the reason is {len(reason)} characters long; at most {REASON_MAX_LENGTH} fit")
     if rejects_path is not None and rejects_path.resolve() == path.resolve():
         raise BulkFileError("the rejects file must not be the input file (it would overwrite it)")
     summary = IntakeSummary(dry_run=dry_run)
+    fingerprint = file_fingerprint(path, reason)
     run = None
-    if not dry_run:
+    if dry_run:
+        earlier = BulkRun.objects.filter(fingerprint=fingerprint).first()
+    else:
         run, _ = BulkRun.objects.get_or_create(
-            fingerprint=file_fingerprint(path, reason),
-            defaults=dict(source=path.name[:255], reason=reason[:200], requester=requester, created_at=clock.now()),
+            fingerprint=fingerprint,
+            defaults=dict(source=path.name[:255], reason=reason, requester=requester, created_at=clock.now()),
         )
-        summary.resumed_after = run.lines_done
+        earlier = run
+    if earlier is not None and earlier.lines_done:
+        _resume_from(earlier, summary)
     if expect:
         expect(count_rows(path, after_line=summary.resumed_after))
     # A dry run keeps its rejects apart: the real run's file may belong to an interrupted run.
     rejects_path = rejects_path or path.with_name(path.stem + (".dry-run" if dry_run else "") + ".rejects.csv")
     summary.rejects_path = rejects_path
-    mode = "a" if summary.resumed_after else "w"
+    mode = "a" if summary.resumed_after and not dry_run else "w"
     if mode == "a":
         _rejects_trim(rejects_path, after_line=summary.resumed_after)
     seen: set[int] = {
         _seen_key(number) for number in
-        ClosureCase.objects.filter(Q(bulk_batch__run=run) | Q(channel=ClosureCase.Channel.BULK,
-                                                              channel_ref=_run_ref(run)))
+        ClosureCase.objects.filter(Q(bulk_batch__run=earlier) | Q(channel=ClosureCase.Channel.BULK,
+                                                                  channel_ref=_run_ref(earlier)))
         .values_list("card__number", flat=True).iterator()
-    } if run and summary.resumed_after else set()
+    } if summary.resumed_after else set()
     with rejects_path.open(mode, newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         if mode == "w":
             writer.writerow(["line", "card_number", "field", "message"])
         pending: list[tuple[int, str]] = []
-        number = run.batches.count() if run else 0
+        number = _last_batch_number(run) if run else 0
         done = last = summary.resumed_after
 
         def flush(through: int) -> None:
@@ -650,6 +707,19 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
     if run is not None:
         BulkRun.objects.filter(id=run.id).update(finished_at=clock.now())
     return summary
+
+
+def _resume_from(run: BulkRun, summary: IntakeSummary) -> None:
+    """Start after the lines the earlier runs committed, and keep what they did for the report."""
+    summary.resumed_after = run.lines_done
+    summary.done_created, summary.done_rejected = run.created_count, run.rejected_count
+    summary.done_batches = run.batches.count()
+
+
+def _last_batch_number(run: BulkRun) -> int:
+    """The highest batch number the run has taken. A batch of rejects only (or of SIM cards only)
+    uses up a number without a BulkBatch row, so counting the rows would hand out a taken number."""
+    return run.batches.aggregate(last=Max("number"))["last"] or 0
 
 
 def _lines_done_locked(run: BulkRun) -> int:

@@ -13,6 +13,7 @@ class Progress:
         self.done_count = 0
         self.started = time.monotonic()
         self.shown = 0.0
+        self.shown_count: int | None = None
 
     def expect(self, total: int) -> None:
         """Set the total once it is known; rate and ETA count from now, not from the counting."""
@@ -33,11 +34,15 @@ class Progress:
         pct = 100 * self.done_count / self.total if self.total else 100.0
         width = 30
         filled = int(width * min(pct, 100) / 100)
+        self.shown_count = self.done_count
         self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done_count}/{self.total} "
                           f"{pct:5.1f}% {rate:,.0f} rows/s ETA {eta:,.0f}s ")
         self.stream.flush()
 
     def done(self) -> None:
-        self._show(time.monotonic())
+        """End the line, showing the count first unless the last advance already did: a log of
+        stderr would otherwise hold the final line twice."""
+        if self.shown_count != self.done_count:
+            self._show(time.monotonic())
         self.stream.write("\n")
         self.stream.flush()
