@@ -123,7 +123,10 @@ def test_warehouse_checks_in_a_returned_card(page, live_server, make_card):
     page.get_by_label("Return label code or card number").fill(label.code)
     page.get_by_role("button", name="Check in").click()
     page.get_by_text(f"Received: case {case.reference}").wait_for()
-    page.get_by_label("Return label code or card number").fill("RL20260000000")
+    page.get_by_label("Return label code or card number").fill("RL20260000000")  # a digit misread
+    page.get_by_role("button", name="Check in").click()
+    page.get_by_text("scan it again or type it").wait_for()
+    page.get_by_label("Return label code or card number").fill("RL20260000003")  # right, but nobody's label
     page.get_by_role("button", name="Check in").click()
     page.get_by_text("Unknown label or card").wait_for()
     page.get_by_role("button", name="Record destruction").click()

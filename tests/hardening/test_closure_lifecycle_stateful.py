@@ -81,7 +81,7 @@ PROFILES = {
 # What the runs of all profiles together must reach, to show the test goes deep.
 MUST_REACH = (states.CLOSED, states.UNBINDING, states.AWAITING_RETURN, states.RETURNED, states.WITHDRAWN,
               states.REJECTED, states.ON_HOLD, states.FAILED, "refund paid", "refund declined", "refund pending",
-              "approved", "webhook applied", "webhook duplicate", "step replayed")
+              "approved", "webhook applied", "webhook duplicate", "step replayed", "cash waiting")
 
 
 class FakeClock:
@@ -288,6 +288,9 @@ class ClosureLifecycle(RuleBasedStateMachine):
                 return
             if order["amount"] == 0:
                 result = {"status": "succeeded", "provider_ref": ""}
+            elif order["cash"]:
+                result = {"status": "pending", "provider_ref": ""}  # waits for the customer at a counter
+                self.reached["cash waiting"] += 1
             else:
                 if mode and mode != "gave_up":
                     SimFault.objects.create(system="payments", operation="refund", mode=mode, remaining=1)
@@ -336,6 +339,23 @@ class ClosureLifecycle(RuleBasedStateMachine):
             self._step(services.unbind_record, reference=reference, workflow_id=wid, results=results)
         else:
             raise AssertionError(f"unknown action {action}")
+
+    @precondition(lambda self: Refund.objects.filter(destination_type="cash", status="pending").exists())
+    @rule(data=st.data(), right_id=st.sampled_from([True, True, False]))
+    def hand_over_cash(self, data, right_id):
+        """A branch clerk hands a waiting cash refund over, after checking the ID document."""
+        reference = data.draw(st.sampled_from(list(Refund.objects.filter(
+            destination_type="cash", status="pending").order_by("id").values_list("case__reference", flat=True))))
+        try:
+            services.refund_cash_hand_over(reference=reference, clerk="staff:clerk", branch_code="HK-CEN",
+                                           id_type="hkid", id_number=HKID if right_id else "B1234560")
+        except services.UnableToHandOver:
+            return  # the case moved on (withdrawn, on hold) since the cash was made ready
+        except services.IdentityNotVerified:
+            assert not right_id
+            return
+        assert right_id, "cash was handed over to someone with another ID document"
+        self.reached["cash handed over"] += 1
 
     @precondition(lambda self: self.steps_run)
     @rule(data=st.data())
@@ -431,13 +451,16 @@ class ClosureLifecycle(RuleBasedStateMachine):
                 assert provider.amount_minor == case.quote["refund"], "paid another amount than quoted"
             if provider is not None and provider.status == "failed":
                 assert posted == 0, "a declined refund reached the ledger"
+            if case.refund_destination.get("type") == "cash":
+                assert provider is None, "a cash refund was sent to the payment provider"
             if provider is not None and services.approval_required(case):
                 assert RefundApproval.objects.filter(case=case, decision="approved").exists(), \
                     "a refund needing approval was sent to the provider without one"
             if case.state in PAID_STATES:
                 assert refund is not None and refund.status == "succeeded" and posted == 1
                 assert refund.amount_minor == case.quote["refund"]
-                assert case.quote["refund"] == 0 or (provider is not None and provider.status == "succeeded")
+                assert case.quote["refund"] == 0 or (provider is not None and provider.status == "succeeded") or (
+                    refund.destination_type == "cash" and refund.provider_ref.startswith("cash:"))
                 payable = Line.objects.filter(account__code=f"payable:{case.reference}").aggregate(
                     s=Sum("amount_minor"))["s"] or 0
                 assert payable == 0, "refund payable left after paying"

@@ -67,7 +67,7 @@ def test_fifty_parallel_submissions_for_one_card_open_one_case(make_card):
 def _waiting_for_approval(make_card) -> ClosureCase:
     card = make_card("YKT", balance=9000)
     case = services.closure_request(card=card, channel="phone", requester="staff:maker",
-                                    refund_destination={"type": "cash"})
+                                    refund_destination={"type": "bank", "bank_code": "004", "account_number": "0123456789"})
     services.closure_verify(reference=case.reference, workflow_id=f"{case.reference}:verify")
     services.closure_settle(reference=case.reference, workflow_id=f"{case.reference}:settle")
     case.refresh_from_db()

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.django_db
 EXPECTED = {
     "agent": {"case.search", "case.view", "case.open", "case.note", "case.hold", "case.resume", "notice.resend",
               "appointment.manage"},
-    "branch_clerk": {"case.search", "case.view", "case.open", "case.note", "appointment.manage", "counter.serve"},
+    "branch_clerk": {"case.search", "case.view", "case.open", "case.note", "appointment.manage", "counter.serve",
+                     "refund.cash"},
     "warehouse": {"warehouse.checkin", "warehouse.destroy", "warehouse.exceptions"},
     "refund_approver": {"case.search", "case.view", "case.note", "refund.approve"},
     "supervisor": {"case.search", "case.view", "case.open", "case.note", "case.hold", "case.resume", "case.reject",
@@ -61,7 +62,7 @@ def world(make_card, branch):
     day = next_working_day()
     appointment = appointments.appointment_book(card=card, branch=branch, starts_at=support.local(day, 10),
                                                 actor="staff:x", case=case)
-    exception = returns.return_check_in(code="RL20269999990", actor="staff:w").exception
+    exception = returns.return_check_in(code="RL20269999999", actor="staff:w").exception
     approval_case = case_in_state(make_card("YKT", balance=90000), "refund_pending")
     target, _, _ = make_staff("agent")
     return {
@@ -89,6 +90,7 @@ def endpoints(w) -> list[tuple[str, str, str, dict]]:
         ("appointment.manage", "post", f"/console/appointments/{w['appointment']}/reschedule",
          {"starts_at": f"{w['slot']}T11:30"}),
         ("appointment.manage", "post", f"/console/appointments/{w['appointment']}/cancel", {}),
+        ("refund.cash", "post", f"/console/cases/{ref}/cash", {}),
         ("counter.serve", "get", "/console/counter/", {}),
         ("counter.serve", "get", "/console/counter/999999/", {}),
         ("counter.serve", "get", "/console/counter/999999/confirm", {}),

@@ -68,7 +68,9 @@ def check_ledger(case: ClosureCase) -> list[Mismatch]:
     # By the posting's id, not a join on its key: the planner may otherwise walk every line of the
     # clearing account, which holds one per refund ever paid (a full reconcile grew as n²).
     posting_id = Posting.objects.filter(key=f"{ref}:refund").values_list("id", flat=True).first()
-    paid = -(Line.objects.filter(posting_id=posting_id, account__code=ledger.CLEARING)
+    paid_from = ledger.CLEARING if refund is None or refund.destination_type != "cash" else \
+        ledger.branch_cash_account(refund.provider_ref.removeprefix("cash:"))
+    paid = -(Line.objects.filter(posting_id=posting_id, account__code=paid_from)
              .aggregate(s=Sum("amount_minor"))["s"] or 0) if posting_id else 0
     if refund is not None and paid != refund.amount_minor:
         out.append(Mismatch(ref, "ledger", f"refund posting of {refund.amount_minor}", str(paid)))
@@ -87,14 +89,17 @@ def provider_refunds(reference: str) -> list[SimRefund]:
 
 @reconcile_check
 def check_payment_provider(case: ClosureCase) -> list[Mismatch]:
-    """Exactly one refund at the provider, succeeded, for the amount and currency recorded."""
+    """Exactly one refund at the provider, succeeded, for the amount and currency recorded; none
+    for a refund handed over in cash at a branch."""
     ref = case.reference
     refund = Refund.objects.filter(case=case).first()
     amount = refund.amount_minor if refund else case.quote.get("refund", 0)
     currency = refund.currency if refund else case.quote.get("currency", "")
     rows = provider_refunds(ref)
-    if amount == 0 and not rows:
+    if (amount == 0 or (refund is not None and refund.destination_type == "cash")) and not rows:
         return []
+    if refund is not None and refund.destination_type == "cash":
+        return [Mismatch(ref, "payment_provider", "no refund at the provider (paid in cash)", f"{len(rows)} refunds")]
     if len(rows) != 1:
         return [Mismatch(ref, "payment_provider", "1 refund at the provider", f"{len(rows)} refunds")]
     row = rows[0]

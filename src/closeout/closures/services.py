@@ -92,6 +92,10 @@ class CaseNotFound(Exception):
     pass
 
 
+class UnableToHandOver(Exception):
+    pass
+
+
 class UnableToApprove(Exception):
     """The refund cannot be approved or rejected by this person or in this state."""
 
@@ -427,14 +431,23 @@ def refund_order(*, reference: str, workflow_id: str) -> dict | None:
         "amount": case.quote["refund"],
         "currency": case.quote["currency"],
         "destination": case.refund_destination,
+        "cash": _paid_in_cash(case),  # handed over at a branch counter, not sent by the provider
     }
 
 
+def _paid_in_cash(case: ClosureCase) -> bool:
+    return case.refund_destination.get("type") == "cash"
+
+
 def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
-    """Record the provider's answer once: the Refund row is unique per case."""
+    """Record the provider's answer once: the Refund row is unique per case. A refund in cash is
+    not the provider's to pay: it waits for the customer at a branch counter whatever the answer."""
     with transaction.atomic():
         case = _lock(reference)
         if case.state != states.REFUND_PENDING:
+            return case.state
+        if _paid_in_cash(case) and case.quote["refund"] > 0:
+            _await_cash_collection(case, workflow_id)
             return case.state
         refund, _ = Refund.objects.get_or_create(
             case=case,
@@ -456,21 +469,88 @@ def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
             _park(case, key=f"{workflow_id}:failed", note=f"refund failed: {refund.failure_reason}"[:300],
                   attention="refund failed")
             return states.FAILED
-        refund.settled_at = clock.now()
-        refund.save()
-        money = Money(refund.amount_minor, refund.currency)
-        ledger.ledger_post(
-            key=f"{reference}:refund",
-            lines=[(ledger.refunds_payable_account(reference), money), (ledger.CLEARING, -money)],
-            memo="refund paid", subject=reference,
-        )
-        _transition(case, states.REFUNDED, actor="system", key=f"{workflow_id}:refunded",
-                    note=f"refunded {money.format()}", data={"provider_ref": refund.provider_ref}, action="")
-        action = _deactivation_action(case)
-        _transition(case, states.DEACTIVATING, actor="system", key=f"{workflow_id}:deactivating",
-                    note="blocking the card" if action == "deactivate" else "taking the number out of service",
-                    action=action)
+        _refund_paid(case, refund, paid_from=ledger.CLEARING, actor="system", key=workflow_id)
         return case.state
+
+
+def _refund_paid(case: ClosureCase, refund: Refund, *, paid_from: str, actor: str, key: str) -> None:
+    """Settle a refund that went out of `paid_from` (the provider's clearing account, a branch
+    till) and move the case on to deactivation."""
+    refund.status = Refund.Status.SUCCEEDED
+    refund.settled_at = clock.now()
+    refund.save()
+    money = Money(refund.amount_minor, refund.currency)
+    ledger.ledger_post(
+        key=f"{case.reference}:refund",
+        lines=[(ledger.refunds_payable_account(case.reference), money), (paid_from, -money)],
+        memo="refund paid", subject=case.reference,
+    )
+    _transition(case, states.REFUNDED, actor=actor, key=f"{key}:refunded",
+                note=f"refunded {money.format()}", data={"provider_ref": refund.provider_ref}, action="")
+    action = _deactivation_action(case)
+    _transition(case, states.DEACTIVATING, actor="system", key=f"{key}:deactivating",
+                note="blocking the card" if action == "deactivate" else "taking the number out of service",
+                action=action)
+
+
+def _await_cash_collection(case: ClosureCase, workflow_id: str) -> None:
+    """Keep the refund for the customer to collect in cash: no next action until a clerk hands it
+    over (`refund_cash_hand_over`); the customer is told once."""
+    key = f"{workflow_id}:cash_ready"
+    if CaseEvent.objects.filter(case=case, key=key).exists():
+        return
+    Refund.objects.get_or_create(case=case, defaults=dict(
+        idempotency_key=f"{case.reference}:refund", amount_minor=case.quote["refund"],
+        currency=case.quote["currency"], destination_type="cash", status=Refund.Status.PENDING,
+        created_at=clock.now()))
+    now = clock.now()
+    case.next_action = case.next_action_id = ""
+    case.next_action_due_at = None
+    case.updated_at = now
+    case.save()
+    CaseEvent.objects.create(case=case, key=key, at=now, actor="system", from_state=case.state,
+                             to_state=case.state, note=CASH_READY)
+    audit_record(actor="system", action="closure.refund.cash_ready", subject=case.reference, before=case.state,
+                 after=case.state, reason=CASH_READY)
+    from closeout.notifications.services import notice_cash_ready
+
+    notice_cash_ready(case=case)
+
+
+CASH_READY = "refund ready to collect in cash at a branch"
+
+
+def cash_awaiting_collection(case: ClosureCase) -> Refund | None:
+    """The case's cash refund while it waits at the counter, or None."""
+    if case.state != states.REFUND_PENDING or not _paid_in_cash(case):
+        return None
+    return Refund.objects.filter(case=case, status=Refund.Status.PENDING, destination_type="cash").first()
+
+
+def refund_cash_hand_over(*, reference: str, clerk: str, branch_code: str, id_type: str, id_number: str) -> ClosureCase:
+    """Record that a clerk handed the cash refund to the holder, after checking the ID document
+    against the one on file; the case then goes on to deactivation.
+
+    :raises CaseNotFound: for an unknown reference.
+    :raises documents.InvalidDocument: for a malformed ID number.
+    :raises IdentityNotVerified: when the ID document is not the holder's.
+    :raises UnableToHandOver: when no cash refund of this case waits for collection.
+    """
+    with transaction.atomic():
+        case = ClosureCase.objects.select_for_update().select_related("card__holder", "card__product").filter(
+            reference=reference).first()
+        if case is None:
+            raise CaseNotFound(reference)
+        refund = cash_awaiting_collection(case)
+        if refund is None:
+            raise UnableToHandOver(f"no cash refund waits for collection (case is {case.state})")
+        identity_check(card_number=case.card.number, id_type=id_type, id_number=id_number)
+        refund.provider_ref = f"cash:{branch_code}"[:80]
+        _refund_paid(case, refund, paid_from=ledger.branch_cash_account(branch_code), actor=clerk,
+                     key=f"cash:{refund.id}")
+        audit_record(actor=clerk, action="closure.refund.cash_handed_over", subject=reference,
+                     data={"branch": branch_code, "amount": refund.amount_minor, "currency": refund.currency})
+        return case
 
 
 def _deactivation_action(case: ClosureCase) -> str:

@@ -206,7 +206,12 @@ def _refund(reference: str, workflow_id: str) -> str:
     order = refund_order_step(reference, workflow_id)
     if order is None:
         return "skipped"
-    result = {"status": "succeeded", "provider_ref": ""} if order["amount"] == 0 else refund_call_step(order)
+    if order["amount"] == 0:
+        result = {"status": "succeeded", "provider_ref": ""}
+    elif order.get("cash"):
+        result = {"status": "pending", "provider_ref": ""}  # handed over at a branch: nothing to call
+    else:
+        result = refund_call_step(order)
     return refund_record_step(reference, workflow_id, result)
 
 

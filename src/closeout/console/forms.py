@@ -119,6 +119,14 @@ class CounterStartForm(ConsoleForm):
     photo_matches = forms.BooleanField(label=_("The photo matches the person at the counter"))
 
 
+class CashHandOverForm(ConsoleForm):
+    id_type = forms.ChoiceField(label=_("ID document"), choices=ID_TYPES)
+    id_number = forms.CharField(label=_("ID document number"), max_length=40,
+                                widget=forms.PasswordInput(attrs=SECRET, render_value=False))
+    original_seen = forms.BooleanField(label=_("I have seen the original document (not a copy)"))
+    cash_counted = forms.BooleanField(label=_("I counted the cash out to the customer"))
+
+
 class TakeCardForm(ConsoleForm):
     method = forms.ChoiceField(label=_("Destruction method"), choices=[
         (Destruction.Method.CUT, _("Cut through chip")), (Destruction.Method.PUNCH, _("Chip punched")),

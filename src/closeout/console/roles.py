@@ -39,6 +39,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "warehouse.destroy": frozenset({WAREHOUSE}),
     "warehouse.exceptions": frozenset({WAREHOUSE, SUPERVISOR}),
     "refund.approve": frozenset({REFUND_APPROVER, SUPERVISOR}),
+    "refund.cash": frozenset({BRANCH_CLERK}),  # at a counter, with the customer and the till
     "sla.view": frozenset({SUPERVISOR, ADMIN}),
     "staff.manage": frozenset({ADMIN}),
 }

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from closeout.cards.models import Card
+from closeout.closures import services as closures
 from closeout.closures import states
 from closeout.closures.models import ClosureCase, Refund, RefundApproval
 from closeout.common import calendars, clock
@@ -99,6 +100,7 @@ def case_actions(case: ClosureCase) -> dict:
 NOTICE_KINDS = {
     "receipt": _("Receipt"), "status": _("Status update"), "fees_paid": _("Fees paid"),
     "withdrawn": _("Withdrawal"), "otp": _("One-time code"), "appointment_reminder": _("Appointment reminder"),
+    "cash_ready": _("Cash ready to collect"),
 }
 NOTICE_STATUSES = {"queued": _("Waiting to be sent"), "sent": _("Sent"), "failed": _("Failed")}
 
@@ -134,6 +136,7 @@ def case_detail(*, reference: str) -> dict | None:
         "assisted": getattr(case, "assisted_check", None),
         "sla": case_sla(case, today=clock.now().date()),
         "approval": RefundApproval.objects.filter(case=case).first(),
+        "cash_refund": closures.cash_awaiting_collection(case),
     }
 
 

@@ -16,6 +16,7 @@ urlpatterns = [
     path("cases/<str:reference>/reject", views.case_reject, name="case_reject"),
     path("cases/<str:reference>/resend", views.case_resend, name="case_resend"),
     path("cases/<str:reference>/note", views.case_note, name="case_note"),
+    path("cases/<str:reference>/cash", views.case_cash_hand_over, name="case_cash"),
     path("charges/<int:charge_id>/waive", views.charge_waive, name="charge_waive"),
     path("open/", views.assisted_open, name="open"),
     path("open/quote/", views.assisted_quote, name="open_quote"),

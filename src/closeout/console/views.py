@@ -29,6 +29,7 @@ from closeout.closures import services as closures
 from closeout.closures import states
 from closeout.closures.models import ClosureCase
 from closeout.common import clock
+from closeout.common.templatetags.closeout import money
 from closeout.common.text import ascii_digits
 from closeout.console import forms, labels, roles, rules, selectors, services
 from closeout.console.access import SEEN_KEY, staff_view
@@ -159,6 +160,7 @@ def case_page(request, reference: str):
     allowed = {action.replace(".", "_"): roles.can(role, action) for action in roles.ACTIONS}
     return render(request, "console/case.html", detail | {
         "can": allowed, "reason_form": forms.ReasonForm(), "note_form": forms.NoteForm(),
+        "cash_form": forms.CashHandOverForm(initial={"id_type": detail["id_type"]}),
     })
 
 
@@ -259,6 +261,34 @@ def charge_waive(request, charge_id: int):
     else:
         messages.success(request, _("The charge was waived."))
     return _case_redirect(case.reference)
+
+
+@require_POST
+@staff_view("refund.cash")
+def case_cash_hand_over(request, reference: str):
+    """The clerk checks the holder's ID document and hands over the cash refund from the till."""
+    branch = _branch(request)
+    form = forms.CashHandOverForm(request.POST)
+    if branch is None:
+        messages.error(request, _("No branch is set up yet, so there is no counter to serve at. A supervisor adds branches."))
+    elif not form.is_valid():
+        messages.error(request, _("Check the ID document, tick both boxes, then hand over the cash."))
+    else:
+        data = form.cleaned_data
+        try:
+            case = closures.refund_cash_hand_over(reference=reference, clerk=request.staff.actor,
+                                                  branch_code=branch.code, id_type=data["id_type"],
+                                                  id_number=data["id_number"])
+        except closures.CaseNotFound:
+            raise Http404 from None
+        except (closures.IdentityNotVerified, documents.InvalidDocument):
+            messages.error(request, _("The ID document does not match the card holder. Do not hand over the cash."))
+        except closures.UnableToHandOver:
+            messages.error(request, _("No cash refund of this case waits to be collected."))
+        else:
+            messages.success(request, _("Cash handed over: %(amount)s. The card is being closed.") % {
+                "amount": money(case.quote["refund"], case.quote["currency"])})
+    return _case_redirect(reference)
 
 
 # --- assisted channels ------------------------------------------------------------------------

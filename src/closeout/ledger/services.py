@@ -18,7 +18,7 @@ CASH_IN = "clearing:top_ups"
 def account_kind(code: str) -> str:
     if code.startswith("income:"):
         return Account.Kind.INCOME
-    if code.startswith("clearing:"):
+    if code.startswith(("clearing:", "cash:")):
         return Account.Kind.ASSET
     return Account.Kind.LIABILITY
 
@@ -33,6 +33,11 @@ def card_deposit_account(card_id: int) -> str:
 
 def refunds_payable_account(reference: str) -> str:
     return f"payable:{reference}"
+
+
+def branch_cash_account(branch_code: str) -> str:
+    """The till of a branch: cash refunds are handed over from it."""
+    return f"cash:{branch_code}"
 
 
 def _accounts(currencies: dict[str, str]) -> dict[str, int]:

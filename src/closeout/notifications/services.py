@@ -41,7 +41,7 @@ from closeout.notifications.models import UNDELIVERED, Notice
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = ("otp", "receipt", "fees_paid", "withdrawn", "status", "appointment_reminder")
+TEMPLATES = ("otp", "receipt", "fees_paid", "withdrawn", "status", "appointment_reminder", "cash_ready")
 LANGUAGES = ("zh-hans", "zh-hant", "en")
 
 
@@ -215,6 +215,16 @@ def notice_receipt(*, case) -> list[Notice]:
                  "card_masked": documents.mask_card_number(card.number),
                  "return_required": bool(card.product.physical_return_required and card.physical),
                  "working_days": card.product.sla_working_days},
+    )
+
+
+def notice_cash_ready(*, case) -> list[Notice]:
+    """Tell the holder their cash refund waits at the branches; once per case."""
+    card = case.card
+    return notice_send_holder(
+        holder=card.holder, template="cash_ready", language=case.language, case=case, key=f"{case.reference}:cash_ready",
+        context={"reference": case.reference, "refund": case.quote["refund"], "currency": case.quote["currency"],
+                 "card_masked": documents.mask_card_number(card.number)},
     )
 
 

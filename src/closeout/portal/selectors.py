@@ -179,9 +179,13 @@ def case_view(case: ClosureCase) -> dict:
         todo.append("pay")
     if returning and position_state in (states.SUBMITTED, states.VERIFIED, states.SETTLED, states.AWAITING_RETURN):
         todo.append("post_card")  # from the start: the label is ready at once, and the refund waits for it
+    cash = closures.cash_awaiting_collection(case)
+    if cash is not None:
+        todo.append("collect_cash")
     approval_waiting = case.state == states.REFUND_PENDING and RefundApproval.objects.filter(
         case=case, decision=RefundApproval.Decision.PENDING).exists()
     return {
+        "cash": {"amount": cash.amount_minor, "currency": cash.currency} if cash else None,
         "reference": case.reference,
         "state": case.state,
         "approval_waiting": approval_waiting,

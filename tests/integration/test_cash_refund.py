@@ -1,0 +1,67 @@
+"""A refund in cash waits for the customer at a branch counter: nothing is paid until a clerk has
+checked the holder's ID document and handed the money over from the branch's till."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from closeout.aftercare.reconcile import reconcile_run
+from closeout.closures import services, states
+from closeout.closures.models import ClosureCase, Refund
+from closeout.integrations.models import SimRefund
+from closeout.ledger import services as ledger
+from closeout.notifications.models import Notice
+from tests.aftercare_support import close_card, run_to_end
+from tests.fixtures import HKID
+from tests.integration.test_console_support import staff_client  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.django_db
+CASH = {"type": "cash"}
+HAND_OVER = {"id_type": "hkid", "id_number": HKID, "original_seen": "on", "cash_counted": "on"}
+
+
+def _state(case) -> str:
+    return ClosureCase.objects.get(id=case.id).state
+
+
+def test_the_refund_waits_at_the_counter_and_the_customer_is_told_where_to_collect_it(make_card, client):
+    case = close_card(make_card("YKT", balance=45000), destination=CASH)
+
+    assert _state(case) == states.REFUND_PENDING and not ClosureCase.objects.get(id=case.id).next_action
+    assert Refund.objects.get(case=case).status == "pending" and not SimRefund.objects.exists()
+    assert sorted(Notice.objects.filter(case=case, template="cash_ready").values_list("channel", flat=True)) == [
+        "email", "sms"]
+    assert ledger.account_balance(ledger.refunds_payable_account(case.reference), "CNY").minor == 47000  # still owed
+
+
+def test_a_clerk_hands_the_cash_over_after_the_id_check_and_the_case_closes(make_card, staff_client):  # noqa: F811
+    case = close_card(make_card("YKT", balance=45000), destination=CASH)
+    client, clerk = staff_client("branch_clerk", branch_code="HK-CEN")
+    page = f"/console/cases/{case.reference}/"
+    assert "waits to be collected in cash" in client.get(page).content.decode()
+
+    wrong = client.post(f"{page}cash", {**HAND_OVER, "id_number": "B1234560"}, follow=True).content.decode()
+    assert "Do not hand over the cash" in wrong and _state(case) == states.REFUND_PENDING
+    unticked = client.post(f"{page}cash", {**HAND_OVER, "cash_counted": ""}, follow=True).content.decode()
+    assert "tick both boxes" in unticked and _state(case) == states.REFUND_PENDING
+
+    done = client.post(f"{page}cash", HAND_OVER, follow=True).content.decode()
+    assert "Cash handed over" in done and _state(case) == states.DEACTIVATING
+    refund = Refund.objects.get(case=case)
+    assert (refund.status, refund.provider_ref) == ("succeeded", "cash:HK-CEN") and not SimRefund.objects.exists()
+    assert ledger.account_balance(ledger.branch_cash_account("HK-CEN"), "CNY").minor == 47000  # out of the till
+    assert ledger.account_balance(ledger.refunds_payable_account(case.reference), "CNY").minor == 0
+    assert "No cash refund" in client.post(f"{page}cash", HAND_OVER, follow=True).content.decode()  # not twice
+
+    closed = run_to_end(case.reference)
+    assert closed.state == states.CLOSED and json.loads(closed.certificate.facts)["refund"]["destination"]["type"] == "cash"
+    assert [m for m in reconcile_run(references=[case.reference])] == []
+
+
+def test_cash_is_never_handed_over_for_a_refund_paid_another_way(make_card):
+    case = close_card(make_card("YKT", balance=900))
+    with pytest.raises(services.UnableToHandOver):
+        services.refund_cash_hand_over(reference=case.reference, clerk="staff:clerk", branch_code="HK-CEN",
+                                       id_type="hkid", id_number=HKID)
