@@ -12,6 +12,12 @@ import time
 from pathlib import Path
 
 
+def _whole_number(text: str) -> int | None:
+    """`text` as a non-negative whole number, or None (for 1.5, nan, 1e9, -1, full-width digits)."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="closeout", description="Close card accounts end to end.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     register.add_argument("--url", required=True, help="the partner's webhook endpoint")
     rotate = partner_sub.add_parser("rotate-secret", help="issue a new signing secret and print it once")
     rotate.add_argument("--code", required=True)
-    rotate.add_argument("--grace-hours", type=float, default=24.0, help="how long the old secret keeps signing")
+    rotate.add_argument("--grace-hours", default="24",
+                        help="whole hours the old secret keeps signing, 0 (stops at once) to 720 (default 24)")
     partner_sub.add_parser("list", help="list partners (secrets shown by their last characters)")
     _data_dir_everywhere(sub)
     return parser
@@ -496,23 +503,43 @@ def _hotlist_verify(args) -> int:
 
 
 def cmd_partner(args) -> int:
-    from datetime import timedelta
-
     from closeout.integrations.partners import services as partners
 
+    where = f"closeout partner {args.partner_command}"
     try:
         if args.partner_command == "register":
             _, secret = partners.partner_register(code=args.code, name=args.name, endpoint_url=args.url,
                                                   actor="operator:cli")
             print(secret)
         elif args.partner_command == "rotate-secret":
-            print(partners.partner_secret_rotate(code=args.code, actor="operator:cli",
-                                                 grace=timedelta(hours=args.grace_hours)))
+            return _partner_rotate(args, where)
         else:
             print(json.dumps(partners.partner_list(), default=str, indent=2))
-    except (partners.UnableToRegisterPartner, partners.PartnerNotFound) as exc:
-        print(f"partner: {exc}", file=sys.stderr)
-        return 1
+    except partners.UnableToRegisterPartner as exc:
+        print(f"{where}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _partner_rotate(args, where: str) -> int:
+    from datetime import timedelta
+
+    from closeout.integrations.partners import services as partners
+
+    hours = _whole_number(args.grace_hours)
+    if hours is None or hours > partners.MAX_GRACE_HOURS:
+        print(f"{where}: --grace-hours must be whole hours from 0 to {partners.MAX_GRACE_HOURS}", file=sys.stderr)
+        return 2
+    try:
+        secret = partners.partner_secret_rotate(code=args.code, actor="operator:cli", grace=timedelta(hours=hours))
+    except partners.PartnerNotFound as exc:
+        codes = [p["code"] for p in partners.partner_list()]  # codes only: the listing's secret hints stay out
+        print(f"{where}: {exc}; registered partners: {', '.join(codes) or 'none'}", file=sys.stderr)
+        return 2
+    except partners.UnableToRotateSecret as exc:
+        print(f"{where}: {exc}", file=sys.stderr)
+        return 2
+    print(secret)
     return 0
 
 
