@@ -158,3 +158,68 @@ def test_a_partner_code_that_is_not_an_ascii_slug_is_refused(capsys, code):
 
     assert not Partner.objects.exists()
 
+
+# --- data dirs, servers, output files, workers ---------------------------------------------------
+
+
+def test_listing_the_demo_cards_of_a_mistyped_data_dir_creates_nothing(tmp_path):
+    mistyped = tmp_path / "x"
+
+    done = _run(tmp_path, "demo-data", "--list-json", "--data-dir", str(mistyped))
+
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stdout == ""
+    assert f"{mistyped} is not a closeout data directory" in done.stderr
+    assert not mistyped.exists()
+
+
+def test_a_data_dir_that_cannot_be_created_is_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    where = tmp_path / "a-file" / "var"
+
+    done = _run(tmp_path, "migrate", "--data-dir", str(where))
+
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [f"closeout migrate: {where}: Not a directory"]
+
+
+@pytest.mark.parametrize("argv,option", [(["serve", "--port", "99999"], "--port"), (["serve", "--port", "0"], "--port"),
+                                         (["demo", "--port", "-1"], "--port"), (["serve", "--workers", "0"], "--workers"),
+                                         (["serve", "--workers", "x"], "--workers")])
+def test_a_port_or_worker_count_out_of_range_is_refused_before_anything_starts(capsys, argv, option):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(argv)
+
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "Traceback" not in err
+    assert f"argument {option}:" in err.strip().splitlines()[-1]
+
+
+def test_reconcile_to_a_folder_leaves_nothing_behind(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+
+    _refused(capsys, ["reconcile", "--out", "adir"], "adir: Is a directory")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
+
+
+def test_a_hotlist_to_a_missing_folder_names_the_file_asked_for(capsys, tmp_path):
+    out = tmp_path / "missing" / "x.csv"
+
+    err = _refused(capsys, ["hotlist", "export", "--out", str(out)], f"{out}: No such file or directory")
+
+    assert ".hotlist-" not in err
+
+
+@pytest.mark.parametrize("executor_id", ["nope", ""])
+def test_recovering_a_worker_that_never_ran_names_the_known_ones(capsys, executor_id):
+    from closeout.common import clock
+    from closeout.ops.models import WorkerHeartbeat
+
+    WorkerHeartbeat.objects.create(executor_id="worker-a", app_version="t", started_at=clock.now(),
+                                   beat_at=clock.now())
+
+    _refused(capsys, ["worker", "recover", "--executor-id", executor_id], f"no worker has run as {executor_id!r}",
+             "worker-a")
+
+    assert WorkerHeartbeat.objects.get().recovered_at is None
