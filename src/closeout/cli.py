@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -10,6 +11,30 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+MAX_WORKERS = 256  # far above any one machine's cores, short of a fork bomb
+
+
+def _port(text: str) -> int:
+    """A TCP port to listen on: gunicorn would crash on 99999 and pick a random one for 0."""
+    port = _whole_number(text)
+    if port is None or not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 1 to 65535")
+    return port
+
+
+def _worker_count(text: str) -> int:
+    """How many web processes: gunicorn waits forever with none."""
+    workers = _whole_number(text)
+    if workers is None or not 1 <= workers <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers from 1 to {MAX_WORKERS}")
+    return workers
+
+
+def _whole_number(text: str) -> int | None:
+    """`text` as a non-negative whole number, or None (for 1.5, nan, 1e9, -1, full-width digits)."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,10 +46,10 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     demo = with_data_dir(sub.add_parser("demo", help="migrate, load demo data, serve web + worker"))
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--port", type=_port, default=8000)
     serve = with_data_dir(sub.add_parser("serve", help="serve the portal, console, API and simulators"))
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument("--workers", type=_worker_count, default=2)
     worker = with_data_dir(sub.add_parser("worker", help="run the closure actions (DBOS)"))
     worker.add_argument("--executor-id", help="stable id of this worker (default: CLOSEOUT_EXECUTOR_ID or worker-<hostname>)")
     worker.add_argument("--metrics-port", type=int, default=int(os.environ.get("CLOSEOUT_METRICS_PORT", "0")) or None,
@@ -101,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     register.add_argument("--url", required=True, help="the partner's webhook endpoint")
     rotate = partner_sub.add_parser("rotate-secret", help="issue a new signing secret and print it once")
     rotate.add_argument("--code", required=True)
-    rotate.add_argument("--grace-hours", type=float, default=24.0, help="how long the old secret keeps signing")
+    rotate.add_argument("--grace-hours", default="24",
+                        help="whole hours the old secret keeps signing, 0 (stops at once) to 720 (default 24)")
     partner_sub.add_parser("list", help="list partners (secrets shown by their last characters)")
     _data_dir_everywhere(sub)
     return parser
@@ -232,11 +258,14 @@ def cmd_worker(args) -> int:
 
 
 def _worker_recover(args) -> int:
-    from closeout.ops.services import UnableToRecover, executor_recover
+    from closeout.ops.services import UnableToRecover, UnknownExecutor, executor_recover
 
     try:
         moved = executor_recover(executor_id=args.dead_executor_id, actor=f"operator:{_whoami()}",
                                  force=args.force)
+    except UnknownExecutor as exc:
+        print(f"closeout worker recover: {exc} (see `closeout worker status`)", file=sys.stderr)
+        return 2
     except UnableToRecover as exc:
         print(f"not recovering: {exc} (use --force if you are sure it is gone)", file=sys.stderr)
         return 2
@@ -369,7 +398,9 @@ def cmd_reconcile(args) -> int:
     from closeout.aftercare.reconcile import mismatches_write_csv, reconcile_run
 
     # Written to a file beside --out and renamed at the end: a bad path fails before the run, and
-    # a run that stops half-way leaves the last report as it was.
+    # a run that stops half-way leaves the last report as it was (and no partial file).
+    if args.out and Path(args.out).is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), args.out)
     partial = Path(f"{args.out}.partial") if args.out else None
     out = partial.open("w", newline="", encoding="utf-8") if partial else None
     try:
@@ -381,7 +412,7 @@ def cmd_reconcile(args) -> int:
             out.close()
             os.replace(partial, args.out)
     finally:
-        if out is not None and not out.closed:
+        if out is not None:  # gone already once renamed
             out.close()
             partial.unlink(missing_ok=True)
     print(f"{len(mismatches)} mismatch(es)")
@@ -513,23 +544,43 @@ def _hotlist_verify(args) -> int:
 
 
 def cmd_partner(args) -> int:
-    from datetime import timedelta
-
     from closeout.integrations.partners import services as partners
 
+    where = f"closeout partner {args.partner_command}"
     try:
         if args.partner_command == "register":
             _, secret = partners.partner_register(code=args.code, name=args.name, endpoint_url=args.url,
                                                   actor="operator:cli")
             print(secret)
         elif args.partner_command == "rotate-secret":
-            print(partners.partner_secret_rotate(code=args.code, actor="operator:cli",
-                                                 grace=timedelta(hours=args.grace_hours)))
+            return _partner_rotate(args, where)
         else:
             print(json.dumps(partners.partner_list(), default=str, indent=2))
-    except (partners.UnableToRegisterPartner, partners.PartnerNotFound) as exc:
-        print(f"partner: {exc}", file=sys.stderr)
-        return 1
+    except partners.UnableToRegisterPartner as exc:
+        print(f"{where}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _partner_rotate(args, where: str) -> int:
+    from datetime import timedelta
+
+    from closeout.integrations.partners import services as partners
+
+    hours = _whole_number(args.grace_hours)
+    if hours is None or hours > partners.MAX_GRACE_HOURS:
+        print(f"{where}: --grace-hours must be whole hours from 0 to {partners.MAX_GRACE_HOURS}", file=sys.stderr)
+        return 2
+    try:
+        secret = partners.partner_secret_rotate(code=args.code, actor="operator:cli", grace=timedelta(hours=hours))
+    except partners.PartnerNotFound as exc:
+        codes = [p["code"] for p in partners.partner_list()]  # codes only: the listing's secret hints stay out
+        print(f"{where}: {exc}; registered partners: {', '.join(codes) or 'none'}", file=sys.stderr)
+        return 2
+    except partners.UnableToRotateSecret as exc:
+        print(f"{where}: {exc}", file=sys.stderr)
+        return 2
+    print(secret)
     return 0
 
 
@@ -545,6 +596,11 @@ COMMANDS = {
 
 # Commands that create or update the database themselves before using it.
 MIGRATING = {"demo", "serve", "migrate", "demo-data", "staff"}
+
+
+def _migrates(args) -> bool:
+    """`demo-data --list-json` only reads the cards: a mistyped data dir must not be set up for it."""
+    return args.command in MIGRATING and not (args.command == "demo-data" and args.list_json)
 
 
 def _offline(args) -> bool:
@@ -564,22 +620,30 @@ def _unmigrated() -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     data_dir = getattr(args, "data_dir", None)
-    uses_data = args.command not in MIGRATING and not _offline(args)
+    uses_data = not _migrates(args) and not _offline(args)
     if uses_data and data_dir and not Path(data_dir).is_dir():  # a mistyped path would start afresh
         print(f"closeout {args.command}: {data_dir} is not a closeout data directory; create one with "
               f"`closeout migrate --data-dir {data_dir}`", file=sys.stderr)
         return 2
-    _setup(args)
+    try:
+        _setup(args)  # creates the data dir and its keys for a migrating command
+    except OSError as exc:
+        return _os_error(args, exc)
     if uses_data and _unmigrated():
         print(f"closeout {args.command}: the database is not set up or is out of date; run "
               f"`closeout migrate{f' --data-dir {data_dir}' if data_dir else ''}` first", file=sys.stderr)
         return 2
     try:
         return COMMANDS[args.command](args)
-    except OSError as exc:  # a file that cannot be read or written: say which, without a traceback
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"closeout {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:
+        return _os_error(args, exc)
+
+
+def _os_error(args, exc: OSError) -> int:
+    """A file or folder that cannot be read or written: say which, without a traceback."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    print(f"closeout {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -158,9 +158,13 @@ def _patterns(resolver: URLResolver, prefix: str = ""):
             yield prefix + str(entry.pattern), entry.callback
 
 
-def test_no_page_outside_the_bearer_token_api_is_csrf_exempt():
+def test_no_view_outside_the_bearer_token_api_that_can_change_anything_is_csrf_exempt():
+    # A view that takes only GET and HEAD (/healthz, /metrics, the hotlist feed) is exempt so that
+    # a POST gets its 405 rather than the CSRF failure page; Django never checks CSRF on those
+    # two methods, so the exemption lets nothing through.
     exempt = [route for route, view in _patterns(get_resolver())
-              if getattr(view, "csrf_exempt", False) and not route.startswith(CSRF_EXEMPT_ALLOWED)]
+              if getattr(view, "csrf_exempt", False) and not route.startswith(CSRF_EXEMPT_ALLOWED)
+              and not set(getattr(view, "allowed_methods", ["POST"])) <= {"GET", "HEAD"}]
     assert exempt == []
 
 

@@ -103,3 +103,123 @@ def test_a_data_dir_never_migrated_says_to_migrate(tmp_path):
     done = _run(tmp_path, "audit", "verify", "--data-dir", str(empty))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"run `closeout migrate --data-dir {empty}` first" in done.stderr
+
+
+# --- partners -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def maps_app():
+    from closeout.integrations.partners import services as partners
+
+    _, secret = partners.partner_register(code="maps-app", name="Maps", actor="test",
+                                          endpoint_url="http://127.0.0.1:8000/sim/partners/maps-app/webhook")
+    return secret
+
+
+@pytest.mark.parametrize("hours", ["1e9", "99999999999", "nan", "inf", "-5", "-0.5", "1.5", "721", "２４", ""])
+def test_a_grace_that_is_not_whole_hours_from_0_to_720_rotates_nothing(capsys, maps_app, hours):
+    from closeout.integrations.partners import services as partners
+
+    _refused(capsys, ["partner", "rotate-secret", "--code", "maps-app", "--grace-hours", hours], "--grace-hours",
+             "720")
+
+    assert partners.partner_secrets(code="maps-app") == (maps_app,)
+
+
+@pytest.mark.parametrize("hours", ["0", "720"])
+def test_a_grace_from_0_to_720_hours_rotates(capsys, maps_app, hours):
+    assert cli.main(["partner", "rotate-secret", "--code", "maps-app", "--grace-hours", hours]) == 0
+    assert capsys.readouterr().out.startswith("whsec_")
+
+
+def test_rotating_an_unknown_partner_says_so_and_names_the_registered_ones_only(capsys, maps_app):
+    err = _refused(capsys, ["partner", "rotate-secret", "--code", "nope"], "no partner 'nope'", "maps-app")
+
+    assert "whsec_" not in err and maps_app[-4:] not in err and capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/hook",
+                                 "http://[::ffff:169.254.169.254]/", "http://2852039166/",
+                                 "http://metadata.google.internal/computeMetadata/v1/", "file:///etc/passwd"])
+def test_a_partner_endpoint_at_a_metadata_address_or_not_http_is_refused(capsys, url):
+    from closeout.integrations.models import Partner
+
+    _refused(capsys, ["partner", "register", "--code", "maps-app", "--url", url], "endpoint")
+
+    assert not Partner.objects.exists() and capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("code", ["ﾃｽﾄ", "café", "maps/app", "x" * 41])
+def test_a_partner_code_that_is_not_an_ascii_slug_is_refused(capsys, code):
+    from closeout.integrations.models import Partner
+
+    _refused(capsys, ["partner", "register", "--code", code, "--url", "https://maps.example/hook"], "code must be")
+
+    assert not Partner.objects.exists()
+
+
+# --- data dirs, servers, output files, workers ---------------------------------------------------
+
+
+def test_listing_the_demo_cards_of_a_mistyped_data_dir_creates_nothing(tmp_path):
+    mistyped = tmp_path / "x"
+
+    done = _run(tmp_path, "demo-data", "--list-json", "--data-dir", str(mistyped))
+
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stdout == ""
+    assert f"{mistyped} is not a closeout data directory" in done.stderr
+    assert not mistyped.exists()
+
+
+def test_a_data_dir_that_cannot_be_created_is_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    where = tmp_path / "a-file" / "var"
+
+    done = _run(tmp_path, "migrate", "--data-dir", str(where))
+
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [f"closeout migrate: {where}: Not a directory"]
+
+
+@pytest.mark.parametrize("argv,option", [(["serve", "--port", "99999"], "--port"), (["serve", "--port", "0"], "--port"),
+                                         (["demo", "--port", "-1"], "--port"), (["serve", "--workers", "0"], "--workers"),
+                                         (["serve", "--workers", "x"], "--workers")])
+def test_a_port_or_worker_count_out_of_range_is_refused_before_anything_starts(capsys, argv, option):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(argv)
+
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "Traceback" not in err
+    assert f"argument {option}:" in err.strip().splitlines()[-1]
+
+
+def test_reconcile_to_a_folder_leaves_nothing_behind(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+
+    _refused(capsys, ["reconcile", "--out", "adir"], "adir: Is a directory")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
+
+
+def test_a_hotlist_to_a_missing_folder_names_the_file_asked_for(capsys, tmp_path):
+    out = tmp_path / "missing" / "x.csv"
+
+    err = _refused(capsys, ["hotlist", "export", "--out", str(out)], f"{out}: No such file or directory")
+
+    assert ".hotlist-" not in err
+
+
+@pytest.mark.parametrize("executor_id", ["nope", ""])
+def test_recovering_a_worker_that_never_ran_names_the_known_ones(capsys, executor_id):
+    from closeout.common import clock
+    from closeout.ops.models import WorkerHeartbeat
+
+    WorkerHeartbeat.objects.create(executor_id="worker-a", app_version="t", started_at=clock.now(),
+                                   beat_at=clock.now())
+
+    _refused(capsys, ["worker", "recover", "--executor-id", executor_id], f"no worker has run as {executor_id!r}",
+             "worker-a")
+
+    assert WorkerHeartbeat.objects.get().recovered_at is None

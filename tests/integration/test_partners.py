@@ -36,6 +36,22 @@ class TestRegistration:
         with pytest.raises(partners.UnableToRegisterPartner):
             partners.partner_register(code=code, name="x", endpoint_url=url, actor="staff:ops")
 
+    @pytest.mark.parametrize("url", ["http://127.0.0.1:8000/sim/partners/maps-app/webhook", "http://localhost/hook",
+                                     "http://[::1]/hook", "https://maps.example/hooks/closeout"])
+    def test_loopback_and_public_endpoints_are_accepted(self, url):
+        partner, _ = partners.partner_register(code="maps-app", name="Maps", endpoint_url=url, actor="staff:ops")
+
+        assert partner.endpoint_url == url
+
+    @pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://169.254.43518/",
+                                     "http://0xa9.0xfe.0xa9.0xfe/", "http://[fe80::1%25eth0]/", "http://[fd00:ec2::254]/",
+                                     "http://metadata.google.internal./", "http:///no-host"])
+    def test_an_endpoint_can_never_be_moved_to_a_metadata_address(self, url):
+        partners.partner_register(code="maps-app", name="Maps", endpoint_url="https://maps.example/h", actor="s")
+
+        with pytest.raises(partners.UnableToRegisterPartner, match="endpoint"):
+            partners.partner_update(code="maps-app", endpoint_url=url, actor="staff:ops")
+
     def test_a_code_is_registered_once(self):
         partners.partner_register(code="wallet", name="W", endpoint_url="https://w.example", actor="staff:ops")
         with pytest.raises(partners.UnableToRegisterPartner):
@@ -53,6 +69,14 @@ class TestRegistration:
 
         later = clock.now() + timedelta(hours=3)
         assert partners.partner_secrets(code="wallet", now=later) == (new,)
+
+    @pytest.mark.parametrize("hours", [-1, 721])
+    def test_a_grace_below_zero_or_beyond_a_month_is_refused(self, hours):
+        _, old = partners.partner_register(code="wallet", name="W", endpoint_url="https://w.example", actor="s")
+
+        with pytest.raises(partners.UnableToRotateSecret):
+            partners.partner_secret_rotate(code="wallet", actor="staff:ops", grace=timedelta(hours=hours))
+        assert partners.partner_secrets(code="wallet") == (old,)
 
     def test_rotating_an_unknown_partner_fails_loudly(self):
         with pytest.raises(partners.PartnerNotFound):

@@ -7,13 +7,12 @@ import json
 import uuid
 
 from django.http import Http404, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET
 
 from closeout.aftercare.export import case_export
 from closeout.aftercare.guard import feed_record
 from closeout.aftercare.models import CardFeedTransaction
-from closeout.api.problems import problem
+from closeout.api.problems import methods_allowed, problem
 from closeout.closures.models import ClosureCase
 from closeout.common import clock
 from closeout.common.money import Money
@@ -36,12 +35,11 @@ def case_export_download(request, reference: str, fmt: str):
     return response
 
 
-@csrf_exempt
-@require_http_methods(["GET", "POST"])
+@methods_allowed("GET", "POST")
 def sim_card_transactions(request):
     """The simulated card-system feed: GET lists it; POST records a transaction that went through
     without asking closeout (an offline gate), e.g. {"card_number", "amount", "currency", "source"}."""
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return JsonResponse([
             {"external_ref": t.external_ref, "card_number": t.card_number, "at": t.at.isoformat(),
              "amount": t.amount_minor, "currency": t.currency, "kind": t.kind, "status": t.status, "source": t.source}

@@ -10,7 +10,48 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from closeout.integrations.models import SimFault
+from closeout.integrations.models import Partner, SimFault
+
+MODES = ("timeout", "error_5xx", "decline", "pending", "lost_response", "latency", "duplicate_webhook",
+         "out_of_order_webhook", "drop_webhook")
+# The operations each simulator asks `take_fault` about ("webhook": the messages it sends to
+# closeout); a fault under any other name would wait forever and never fire.
+OPERATIONS = {
+    "payments": ("pay", "refund", "refund_batch", "refund_status", "webhook"),
+    "card_system": ("block", "block_batch", "deactivate_number", "card_info"),
+    "smdp": ("cancel_order", "release_profile", "profile_status", "webhook"),
+    "partners": ("unbind",),  # and each registered partner's code: that partner's endpoint only
+    "shipping": ("create_label", "tracking"),
+    "sms": ("send",),
+}
+MAX_REMAINING = 1000
+
+
+def fault_field_errors(*, system, operation, mode, remaining) -> list[dict]:
+    """Say what is wrong with a fault to script, field by field, as [{field, message}].
+
+    Checked before anything is stored: a misspelt operation or a count that is not a whole number
+    would otherwise be kept (or crash the request) and the fault would never fire.
+    """
+    errors = []
+    system = system if isinstance(system, str) else None  # a list or object is no system's name
+    if system not in OPERATIONS:
+        errors.append({"field": "system", "message": f"must be one of {', '.join(OPERATIONS)}"})
+    if mode not in MODES:
+        errors.append({"field": "mode", "message": f"must be one of {', '.join(MODES)}"})
+    if system in OPERATIONS and operation not in ("*", *_operations(system)):
+        known = ", ".join(OPERATIONS[system]) + (" or a registered partner's code" if system == "partners" else "")
+        errors.append({"field": "operation", "message": f"{system} has the operations {known} (or * for any)"})
+    # bool is an int to Python, but `true` is no count of calls.
+    if type(remaining) is not int or not 1 <= remaining <= MAX_REMAINING:
+        errors.append({"field": "remaining", "message": f"must be a whole number from 1 to {MAX_REMAINING}"})
+    return errors
+
+
+def _operations(system: str) -> tuple[str, ...]:
+    if system != "partners":
+        return OPERATIONS[system]
+    return OPERATIONS[system] + tuple(Partner.objects.values_list("code", flat=True))
 
 
 def take_fault(system: str, operation: str) -> str | None:

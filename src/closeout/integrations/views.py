@@ -8,15 +8,14 @@ import json
 import tempfile
 
 from django.http import FileResponse, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from closeout.api.keys import apikey_check
 from closeout.api.models import ApiKey
-from closeout.api.problems import problem
+from closeout.api.problems import methods_allowed, problem
 from closeout.integrations.card_system import hotlist
 from closeout.integrations.card_system.simulator import SimulatedCardSystem
 from closeout.integrations.errors import PermanentError, TransientError
+from closeout.integrations.faults import fault_field_errors
 from closeout.integrations.models import (
     SimCardBlock,
     SimEsimProfile,
@@ -33,10 +32,6 @@ from closeout.integrations.shipping import simulator as carrier
 from closeout.integrations.smdp import port as smdp_port
 from closeout.integrations.smdp import simulator as smdp
 from closeout.integrations.smdp.notifications import NotificationRejected, esim_notification_receive
-
-FAULT_MODES = ("timeout", "error_5xx", "decline", "pending", "lost_response", "latency", "duplicate_webhook",
-               "out_of_order_webhook", "drop_webhook")
-SYSTEMS = ("payments", "card_system", "smdp", "partners", "shipping", "sms")
 
 
 def _json_body(request) -> dict | None:
@@ -59,7 +54,7 @@ def _transient(exc: Exception):
 def _listing(model, shape):
     """A GET view listing every row of a simulator's model, oldest first, each as `shape(row)`."""
 
-    @require_GET
+    @methods_allowed("GET")
     def view(request):
         return JsonResponse([shape(row) for row in model.objects.order_by("id")], safe=False)
 
@@ -91,28 +86,27 @@ shipments = _listing(SimShipment, lambda s: {
     "events": s.events, "request_count": s.request_count})
 
 
-@csrf_exempt
-@require_POST
+@methods_allowed("POST")
 def faults(request):
     """Script a fault: {"system": "payments", "operation": "refund", "mode": "timeout", "remaining": 1}."""
     body = _json_body(request)
-    try:
-        system, operation, mode = str(body["system"]), str(body.get("operation", "*")), str(body["mode"])
-        remaining = int(body.get("remaining", 1))
-    except (ValueError, KeyError, TypeError):
-        return problem(400, "bad-fault", "Invalid fault", "Send system, mode and optionally operation, remaining.")
-    if mode not in FAULT_MODES or system not in SYSTEMS or not 0 < remaining <= 1000:
-        return problem(422, "bad-fault", "Invalid fault",
-                       f"system must be one of {', '.join(SYSTEMS)}; mode one of {', '.join(FAULT_MODES)}.")
-    fault = SimFault.objects.create(system=system[:20], operation=operation[:40], mode=mode, remaining=remaining)
+    if body is None:
+        return problem(400, "bad-fault", "Invalid fault",
+                       "Send a JSON object with system, mode and optionally operation and remaining.")
+    system, operation, mode = body.get("system"), body.get("operation", "*"), body.get("mode")
+    remaining = body.get("remaining", 1)
+    errors = fault_field_errors(system=system, operation=operation, mode=mode, remaining=remaining)
+    if errors:
+        detail = "; ".join(f"{e['field']} {e['message']}" for e in errors) + "."
+        return problem(422, "bad-fault", "Invalid fault", detail, errors=errors)
+    fault = SimFault.objects.create(system=system, operation=operation, mode=mode, remaining=remaining)
     return JsonResponse({"id": fault.id}, status=201)
 
 
 # --- the card management system's protocol ----------------------------------------------------------
 
 
-@csrf_exempt
-@require_POST
+@methods_allowed("POST")
 def cms_block(request, number: str):
     key = request.headers.get("Idempotency-Key", "")
     if not key or len(key) > 120:
@@ -123,8 +117,7 @@ def cms_block(request, number: str):
         return _transient(exc)
 
 
-@csrf_exempt
-@require_POST
+@methods_allowed("POST")
 def cms_deactivate_number(request, iccid: str):
     key = request.headers.get("Idempotency-Key", "")
     if not key or len(key) > 120:
@@ -135,7 +128,7 @@ def cms_deactivate_number(request, iccid: str):
         return _transient(exc)
 
 
-@require_GET
+@methods_allowed("GET")
 def cms_card(request, number: str):
     try:
         return JsonResponse(SimulatedCardSystem().card_info(card_number=number).as_json())
@@ -159,8 +152,7 @@ def _es2_answer(result, **extra) -> JsonResponse:
     return response
 
 
-@csrf_exempt
-@require_POST
+@methods_allowed("POST")
 def es2_function(request, function: str):
     body = _json_body(request)
     header = (body or {}).get("header") or {}
@@ -189,8 +181,7 @@ def es2_function(request, function: str):
     return _es2_answer(result)
 
 
-@csrf_exempt
-@require_POST
+@methods_allowed("POST")
 def sim_device_delete(request, iccid: str):
     """The simulated customer deletes the eSIM profile on the phone."""
     sent = smdp.device_delete(iccid=iccid)
@@ -202,21 +193,29 @@ def sim_device_delete(request, iccid: str):
 # --- partner endpoints ----------------------------------------------------------------------------
 
 
-@csrf_exempt
-@require_POST
+@methods_allowed("POST")
 def sim_partner_webhook(request, code: str):
     try:
         status = partner_endpoint_receive(partner=code, body=request.body, headers=dict(request.headers))
     except TransientError as exc:
         return problem(504, "timeout", "Gateway timeout", str(exc)[:120])
+    if status in PARTNER_REFUSALS:
+        return problem(status, *PARTNER_REFUSALS[status])
     return JsonResponse({"received": status < 300}, status=status)
+
+
+PARTNER_REFUSALS = {
+    400: ("bad-body", "Invalid body", "The signed body must be a JSON object."),
+    401: ("bad-signature", "Webhook signature rejected",
+          "No webhook-signature matches a secret of this partner (or the timestamp is more than 5 minutes off)."),
+    503: ("unavailable", "Service unavailable", "The partner's endpoint is down (a scripted fault)."),
+}
 
 
 # --- the carrier ----------------------------------------------------------------------------------
 
 
-@csrf_exempt
-@require_POST
+@methods_allowed("POST")
 def carrier_label(request):
     key = request.headers.get("Idempotency-Key", "")
     body = _json_body(request)
@@ -230,8 +229,7 @@ def carrier_label(request):
     return JsonResponse(label.as_json(), status=201)
 
 
-@csrf_exempt
-@require_http_methods(["GET", "POST"])
+@methods_allowed("GET", "POST")
 def carrier_events(request, tracking_number: str):
     try:
         if request.method == "POST":
@@ -249,8 +247,7 @@ def carrier_events(request, tracking_number: str):
 # --- closeout's inbound endpoints -----------------------------------------------------------------
 
 
-@csrf_exempt
-@require_POST
+@methods_allowed("POST")
 def payments_webhook(request):
     try:
         outcome = payment_webhook_receive(body=request.body, headers=dict(request.headers))
@@ -259,8 +256,7 @@ def payments_webhook(request):
     return JsonResponse({"outcome": outcome})
 
 
-@csrf_exempt
-@require_POST
+@methods_allowed("POST")
 def es9_handle_notification(request):
     try:
         esim_notification_receive(body=request.body)
@@ -283,7 +279,7 @@ def _gate_key_problem(request) -> HttpResponse | None:
     return None
 
 
-@require_GET
+@methods_allowed("GET")
 def hotlist_feed(request):
     """GET /feeds/hotlist?since=VERSION&format=csv|bin – the signed hotlist for gates and readers.
 

@@ -35,6 +35,15 @@ class UnableToRecover(Exception):
     """The named worker is alive (or is this process); recovering it would run its work twice."""
 
 
+class UnknownExecutor(Exception):
+    """No worker ever ran under this id: a typo would otherwise "recover" nothing and look done."""
+
+    def __init__(self, executor_id: str, known: list[str]):
+        self.executor_id = executor_id
+        self.known = known
+        super().__init__(f"no worker has run as {executor_id!r}; known workers: {', '.join(known) or 'none'}")
+
+
 class ExecutorIdInUse(Exception):
     """Another live worker already runs under this executor id; two would share (and strand) its work."""
 
@@ -125,6 +134,7 @@ def _is_alive(beat: WorkerHeartbeat | None, now) -> bool:
 def executor_recover(*, executor_id: str, actor: str, force: bool = False, now=None) -> int:
     """Hand the PENDING workflows of worker `executor_id` back to their queues; return how many moved.
 
+    :raises UnknownExecutor: when no worker has ever beaten under `executor_id` (`force` or not).
     :raises UnableToRecover: when the worker's heartbeat is fresh (unless `force`) or when it is
         this very process.
     """
@@ -134,6 +144,9 @@ def executor_recover(*, executor_id: str, actor: str, force: bool = False, now=N
     if executor_id == worker.current_executor_id():
         raise UnableToRecover(f"{executor_id} is this process")
     beat = WorkerHeartbeat.objects.filter(executor_id=executor_id).first()
+    if beat is None:
+        raise UnknownExecutor(executor_id, list(WorkerHeartbeat.objects.order_by("executor_id")
+                                                .values_list("executor_id", flat=True)))
     if _is_alive(beat, now) and not force:
         raise UnableToRecover(
             f"{executor_id} beat {int((now - beat.beat_at).total_seconds())} s ago; it looks alive")

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
 
+from closeout.api.problems import methods_allowed
 from closeout.ops import metrics
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ _migrated = False
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-@require_GET
+@methods_allowed("GET")
 def metrics_view(request):
     token = getattr(settings, "METRICS_TOKEN", "")
     if token:
@@ -31,7 +31,7 @@ def metrics_view(request):
     return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE)
 
 
-@require_GET
+@methods_allowed("GET")
 def healthz(request):
     return JsonResponse({"status": "ok"})
 
@@ -91,7 +91,7 @@ def _check_system_database() -> None:
 CHECKS = {"database": _check_database, "migrations": _check_migrations, "system_database": _check_system_database}
 
 
-@require_GET
+@methods_allowed("GET")
 def readyz(request):
     results = {}
     for name, check in CHECKS.items():

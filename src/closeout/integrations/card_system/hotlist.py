@@ -244,7 +244,11 @@ def write_export(path: str | os.PathLike, *, since: int = 0, fmt: str = "csv") -
     if os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     folder = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("wb", dir=folder, prefix=".hotlist-", delete=False) as handle:
+    try:
+        temporary = tempfile.NamedTemporaryFile("wb", dir=folder, prefix=".hotlist-", delete=False)  # noqa: SIM115
+    except OSError as exc:
+        raise _naming(exc, path) from None
+    with temporary as handle:
         try:
             document = hotlist_export_to(handle, since=since, fmt=fmt)
         except BaseException:
@@ -260,12 +264,19 @@ def write_export(path: str | os.PathLike, *, since: int = 0, fmt: str = "csv") -
             json.dump(document, sig, indent=2)
         os.replace(handle.name, path)
         os.replace(f"{sig_path}.tmp", sig_path)
-    except BaseException:  # e.g. `path` is a directory: leave no half-made files behind
+    except BaseException as exc:  # e.g. `path` is a directory: leave no half-made files behind
         for leftover in (handle.name, f"{sig_path}.tmp"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
+        if isinstance(exc, OSError) and exc.filename == handle.name:
+            raise _naming(exc, path) from None
         raise
     return document
+
+
+def _naming(exc: OSError, path: str) -> OSError:
+    """The same error said of the file the caller asked for, not of the hidden temporary one beside it."""
+    return type(exc)(exc.errno, exc.strerror, path)
 
 
 def verify_document(document: dict, *, public_key: str) -> Statement:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from django.http import JsonResponse
-from django.views.decorators.http import require_GET
 
+from closeout.api.problems import methods_allowed
 from closeout.common.text import ascii_digits
 from closeout.integrations.mailbox.models import SimMail
 
 
-@require_GET
+@methods_allowed("GET")
 def messages(request):
     rows = SimMail.objects.order_by("id")
     since = request.GET.get("since", "")

@@ -3,8 +3,12 @@ messages of a case. Secrets are shown once, when created, and stored sealed."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
+import socket
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -18,6 +22,11 @@ from closeout.integrations.partners import signing
 from closeout.integrations.partners.port import Delivery
 
 ROTATION_GRACE = timedelta(hours=24)
+# A month for every partner to switch; longer would keep a leaked secret signing for as long.
+MAX_GRACE_HOURS = 720
+MAX_ROTATION_GRACE = timedelta(hours=MAX_GRACE_HOURS)
+# The code is part of the simulator's address `/sim/partners/<slug:code>/webhook`: ASCII only.
+CODE_PATTERN = re.compile(r"[a-z0-9_-]{1,40}")
 DEMO_PARTNERS = (("maps-app", "Maps app"), ("transit-wallet", "Transit wallet"), ("city-pay", "City Pay"))
 
 
@@ -26,6 +35,12 @@ class UnableToRegisterPartner(Exception):
 
 
 class PartnerNotFound(Exception):
+    def __init__(self, code: str):
+        self.code = code
+        super().__init__(f"no partner {code!r} is registered")
+
+
+class UnableToRotateSecret(Exception):
     pass
 
 
@@ -34,10 +49,56 @@ def _seal(partner_code: str, secret: str) -> str:
 
 
 def _check_url(url: str) -> str:
+    """Return the endpoint a partner's unbind messages may be posted to.
+
+    Only http(s), and never a link-local address: 169.254.169.254 and its kin answer with cloud
+    credentials to whoever asks from inside the machine, and the worker would post there for
+    anyone who may register a partner. Loopback stays allowed: the built-in simulator is there.
+
+    :raises UnableToRegisterPartner:
+    """
     url = (url or "").strip()
     if not url.startswith(("https://", "http://")) or len(url) > 300:
         raise UnableToRegisterPartner("endpoint must be an http(s) URL of at most 300 characters")
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError as exc:
+        raise UnableToRegisterPartner("endpoint must be an http(s) URL with a host") from exc
+    if not host:
+        raise UnableToRegisterPartner("endpoint must be an http(s) URL with a host")
+    if _is_metadata_host(host):
+        raise UnableToRegisterPartner(f"endpoint host {host} is a link-local or cloud metadata address")
     return url
+
+
+# Metadata services reached by name or by an address outside the link-local ranges (AWS's IPv6 one).
+METADATA_HOSTS = ("metadata.google.internal", "metadata.goog", "metadata", "instance-data",
+                  "instance-data.ec2.internal")
+METADATA_ADDRESSES = (ipaddress.ip_address("fd00:ec2::254"),)
+
+
+def _is_metadata_host(host: str) -> bool:
+    if host.rstrip(".").lower() in METADATA_HOSTS:
+        return True
+    address = _ip_literal(host)
+    if address is None:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_link_local or address in METADATA_ADDRESSES
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names by itself, also in the forms an HTTP client's resolver accepts
+    (`2852039166`, `0xa9.0xfe.0xa9.0xfe`, `169.254.43518`)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 def simulator_endpoint(code: str) -> str:
@@ -50,8 +111,8 @@ def partner_register(*, code: str, name: str, endpoint_url: str, actor: str) -> 
     :raises UnableToRegisterPartner: for a taken code or a bad endpoint.
     """
     code = (code or "").strip().lower()
-    if not code or len(code) > 40 or not all(ch.isalnum() or ch in "-_" for ch in code):
-        raise UnableToRegisterPartner("code must be 1-40 letters, digits, '-' or '_'")
+    if not CODE_PATTERN.fullmatch(code):
+        raise UnableToRegisterPartner("code must be 1-40 ASCII letters, digits, '-' or '_'")
     endpoint_url = _check_url(endpoint_url)
     secret = signing.new_secret()
     now = clock.now()
@@ -98,8 +159,11 @@ def partner_secret_rotate(*, code: str, actor: str, grace: timedelta = ROTATION_
 
     Returns the new secret (shown only now).
 
+    :raises UnableToRotateSecret: for a grace below zero or above MAX_ROTATION_GRACE.
     :raises PartnerNotFound:
     """
+    if not timedelta(0) <= grace <= MAX_ROTATION_GRACE:
+        raise UnableToRotateSecret(f"the grace must be from 0 to {MAX_GRACE_HOURS} hours")
     secret = signing.new_secret()
     now = clock.now()
     with transaction.atomic():

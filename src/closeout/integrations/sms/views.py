@@ -6,18 +6,15 @@ from __future__ import annotations
 import json
 
 from django.http import JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
-from closeout.api.problems import problem
+from closeout.api.problems import methods_allowed, problem
 from closeout.common.text import ascii_digits
 from closeout.integrations.errors import PermanentError, TransientError
 from closeout.integrations.sms.models import SimSmsMessage
 from closeout.integrations.sms.simulator import SimulatedSmsGateway
 
 
-@csrf_exempt
-@require_http_methods(["GET", "POST"])
+@methods_allowed("GET", "POST")
 def messages(request):
     if request.method == "POST":
         return _send(request)
