@@ -7,8 +7,10 @@ import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = with_data_dir(sub.add_parser("demo", help="migrate, load demo data, serve web + worker"))
     demo.add_argument("--port", type=_port, default=8000)
+    mailbox = with_data_dir(sub.add_parser("mailbox", help="a local SMTP server that keeps the emails it is sent "
+                                                           "(listed at /sim/mail/messages): the demo's mail relay"))
+    mailbox.add_argument("--port", type=_port, default=1025)
     serve = with_data_dir(sub.add_parser("serve", help="serve the portal, console, API and simulators"))
     serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--workers", type=_worker_count, default=2)
@@ -177,18 +182,47 @@ def _serve_command(port: int, workers: int) -> list[str]:
 
 
 def cmd_demo(args) -> int:
+    from django.conf import settings
+
     from closeout.demo import demo_data_load
 
     _migrate()
+    env = dict(os.environ)
+    env.setdefault("CLOSEOUT_PUBLIC_URL", f"http://127.0.0.1:{args.port}")  # links in mail, certificates
+    settings.PUBLIC_URL = env["CLOSEOUT_PUBLIC_URL"].rstrip("/")  # the demo partners' endpoints too
     created = demo_data_load()
     print(f"demo data ready ({created} new cards); try `closeout demo-data --list-json`")
-    env = dict(os.environ)
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", _fresh_metrics_dir())
-    env.setdefault("CLOSEOUT_PUBLIC_URL", f"http://127.0.0.1:{args.port}")  # links in mail, certificates
-    web = subprocess.Popen(_serve_command(args.port, 2), env=env)
-    work = subprocess.Popen([sys.executable, "-m", "closeout.cli", "worker"], env=env)
+    children = [subprocess.Popen(_serve_command(args.port, 2), env=env),
+                subprocess.Popen([sys.executable, "-m", "closeout.cli", "worker"], env=env)]
+    if _demo_mailbox_wanted(settings):
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "closeout.cli", "mailbox", "--port", str(settings.EMAIL_PORT)], env=env))
+        print(f"emails go to the demo mailbox: {settings.PUBLIC_URL}/sim/mail/messages")
     print(f"closeout is running at http://127.0.0.1:{args.port}/  (console /console/, API /api/v1/docs)")
-    return _supervise([web, work])
+    return _supervise(children)
+
+
+def _demo_mailbox_wanted(settings) -> bool:
+    """The demo brings its own mailbox unless a relay is configured or already listens locally."""
+    if "CLOSEOUT_SMTP_HOST" in os.environ or settings.EMAIL_HOST not in ("localhost", "127.0.0.1"):
+        return False
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", settings.EMAIL_PORT)) != 0
+
+
+def cmd_mailbox(args) -> int:
+    from closeout.integrations.mailbox.server import mailbox_serve
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        mailbox_serve(port=args.port, stop=stop)
+    except OSError as exc:
+        print(f"closeout mailbox: cannot listen on 127.0.0.1:{args.port} ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _fresh_metrics_dir() -> str:
@@ -585,7 +619,7 @@ def _partner_rotate(args, where: str) -> int:
 
 
 COMMANDS = {
-    "demo": cmd_demo, "serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate,
+    "demo": cmd_demo, "mailbox": cmd_mailbox, "serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate,
     "demo-data": cmd_demo_data, "apikey": cmd_apikey, "audit": cmd_audit, "sweep": cmd_sweep,
     "certificate": cmd_certificate, "guard": cmd_guard, "reconcile": cmd_reconcile, "retention": cmd_retention,
     "staff": cmd_staff,

@@ -46,3 +46,17 @@ def test_the_branches_have_counters_and_free_slots_on_their_next_working_day():
         assert branch.name_zh_hans and branch.name_zh_hant and branch.counters.count() >= 2
         days = [clock.now().date() + timedelta(days=n) for n in range(1, 8)]
         assert any(appointment_selectors.branch_slots(branch=branch, day=day) for day in days), branch.code
+
+
+def test_a_demo_on_another_port_moves_the_demo_partners_to_its_own_simulator(settings):
+    from closeout.integrations.models import Partner
+    from closeout.integrations.partners.services import partner_update
+
+    settings.PUBLIC_URL = "http://127.0.0.1:8000"
+    demo_data_load()
+    partner_update(code="city-pay", actor="staff:admin", endpoint_url="https://partner.example.test/unbind")
+    settings.PUBLIC_URL = "http://127.0.0.1:8124"
+    demo_data_load()
+    endpoints = dict(Partner.objects.values_list("code", "endpoint_url"))
+    assert endpoints["maps-app"] == "http://127.0.0.1:8124/sim/partners/maps-app/webhook"
+    assert endpoints["city-pay"] == "https://partner.example.test/unbind"  # pointed elsewhere on purpose

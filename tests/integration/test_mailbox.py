@@ -56,3 +56,47 @@ def test_a_one_time_code_email_is_listed_with_its_text_and_a_masked_address(mail
     notice.refresh_from_db()
     assert notice.status == "sent" and listed[0]["message_id"] == notice.provider_ref
     assert client.get("/sim/mail/messages", {"since": listed[0]["id"]}).json() == []
+
+
+def test_the_mailbox_command_keeps_what_it_is_sent_until_it_is_stopped(tmp_path):
+    import os
+    import signal
+    import smtplib
+    import subprocess
+    import sys
+    from email.message import EmailMessage
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CLOSEOUT_DATA_DIR", "DATABASE_URL",
+                                                                "DJANGO_SETTINGS_MODULE")}
+    env["CLOSEOUT_DATA_DIR"] = str(tmp_path)
+    subprocess.run([sys.executable, "-m", "closeout.cli", "migrate"], env=env, check=True, capture_output=True,
+                   timeout=300)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mailbox = subprocess.Popen([sys.executable, "-m", "closeout.cli", "mailbox", "--port", str(port)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client = smtplib.SMTP("127.0.0.1", port, timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and mailbox.poll() is None, mailbox.stderr.read()
+                time.sleep(0.2)
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "closeout <no-reply@closeout.invalid>", \
+            "holder@example.test", "您的验证码"
+        message.set_content("验证码 493817")
+        with client:
+            client.send_message(message)
+        listed = subprocess.run([sys.executable, "-c", (
+            "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'closeout.settings'); django.setup();"
+            "from closeout.integrations.mailbox.models import SimMail;"
+            "print([(m.to_masked, m.subject, m.text.strip()) for m in SimMail.objects.all()])")],
+            env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+        assert "('h•••@example.test', '您的验证码', '验证码 493817')" in listed
+    finally:
+        mailbox.send_signal(signal.SIGTERM)
+        assert mailbox.wait(timeout=20) == 0

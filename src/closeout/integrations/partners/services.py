@@ -202,12 +202,20 @@ def partner_list() -> list[dict]:
 
 
 def partners_demo_load() -> int:
-    """Register the demo partners at the built-in simulated endpoints; return how many were new."""
+    """Register the demo partners at the built-in simulated endpoints; return how many were new.
+
+    A demo partner still pointing at the simulator of another address (the demo ran on another
+    port before) is moved to this one's; a partner someone pointed elsewhere is left alone.
+    """
     created = 0
     for code, name in DEMO_PARTNERS:
-        if not Partner.objects.filter(code=code).exists():
+        partner = Partner.objects.filter(code=code).first()
+        if partner is None:
             partner_register(code=code, name=name, endpoint_url=simulator_endpoint(code), actor="system:demo")
             created += 1
+        elif partner.endpoint_url.endswith(f"/sim/partners/{code}/webhook") and \
+                partner.endpoint_url != simulator_endpoint(code):
+            partner_update(code=code, actor="system:demo", endpoint_url=simulator_endpoint(code))
     return created
 
 
