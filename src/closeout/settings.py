@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "closeout.returns",
     "closeout.console",
     "closeout.ops",
+    "ninja",  # the API docs' viewer from ninja's own static files, not a CDN
     "closeout.notifications",
     "closeout.integrations.sms",
     "closeout.integrations.mailbox",

@@ -51,3 +51,19 @@ def test_the_qr_code_opens_a_page_that_says_valid(live_server, settings, browser
     response = page.request.get(live_server.url + f"/api/v1/certificates/{case.certificate.id}")
     assert response.status == 200 and response.headers["content-type"] == "application/pdf"
     context.close()
+
+
+def test_the_api_docs_work_without_the_internet(live_server, browser):
+    """The interactive API docs load their viewer from this server (a machine without internet
+    access, or a strict proxy, still shows them)."""
+    page = browser.new_page()
+    outside = []
+    page.on("request", lambda request: outside.append(request.url)
+            if not request.url.startswith((live_server.url, "data:")) else None)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{live_server.url}/api/v1/docs")
+    page.get_by_text("Request a closure").first.wait_for(timeout=15000)
+    RESULTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(RESULTS / "api-docs.png"))
+    assert outside == [] and errors == []

@@ -21,7 +21,10 @@ class ProblemNinjaAPI(NinjaAPI):
             for method, operation in operations.items():
                 if not isinstance(operation, dict) or "responses" not in operation:
                     continue
-                responses = operation["responses"]
+                # ninja keys its responses by int, JSON by text: one key per status, or the
+                # document holds "401" twice and viewers (Swagger UI) refuse to show it.
+                responses = operation["responses"] = {str(status): response for status, response
+                                                       in operation["responses"].items()}
                 for status, response in responses.items():
                     content = response.get("content") or {}
                     if int(status) >= 400 and "application/json" in content:
@@ -37,6 +40,6 @@ class ProblemNinjaAPI(NinjaAPI):
                 for parameter in operation.get("parameters", []):
                     if parameter.get("in") == "header" and parameter.get("name") == "Idempotency-Key":
                         parameter["required"] = True
-                        # v1._claim_key answers 400 for an empty key or one longer than 200 characters.
+                        # A missing key is 400; one of another form is 422 (v1.closure_create).
                         parameter["schema"].update(minLength=1, maxLength=200)
         return schema

@@ -3,8 +3,8 @@
 - Content-Security-Policy: pages load scripts, styles and images from this origin only, post
   forms only to it and cannot be framed (`frame-ancestors 'none'`); answers that are data (JSON,
   problem+json, text) get a policy that allows nothing at all; a PDF may be framed by our own
-  pages; the interactive API docs (which load their viewer from a CDN) only forbid framing,
-  plugins and <base>.
+  pages; the interactive API docs load their viewer from this origin too (it styles itself
+  inline and draws icons as data: images).
 - Strict-Transport-Security when the request came over TLS (behind a TLS-terminating proxy set
   SECURE_PROXY_SSL_HEADER, see settings), never over plain HTTP where browsers ignore it.
 - Referrer-Policy, Permissions-Policy, X-Content-Type-Options, Cross-Origin-Opener-Policy.
@@ -36,13 +36,15 @@ PAGE_CSP = {
 }
 DATA_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 PDF_CSP = "frame-ancestors 'self'"
-DOCS_CSP = "frame-ancestors 'none'; object-src 'none'; base-uri 'none'"
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
 HSTS_SECONDS = 365 * 24 * 3600
 
 
 def content_security_policy(directives: dict[str, str]) -> str:
     return "; ".join(f"{name} {value}" for name, value in directives.items())
+
+
+DOCS_CSP = content_security_policy({**PAGE_CSP, "script-src": "'self'", "style-src": "'self' 'unsafe-inline'"})
 
 
 class SecurityHeaders:
