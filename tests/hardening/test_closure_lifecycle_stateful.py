@@ -282,6 +282,12 @@ class ClosureLifecycle(RuleBasedStateMachine):
             self._step(services.closure_verify, reference=reference, workflow_id=wid)
         elif action == "settle":
             self._step(services.closure_settle, reference=reference, workflow_id=wid)
+        elif action == "return_label":
+            if services.return_label_order(reference=reference, workflow_id=wid) is None:
+                return
+            label = None if mode else {"carrier": "SIMPOST", "label_number": "L1", "tracking_number": f"T{case.id}"}
+            self._step(services.return_label_record, reference=reference, workflow_id=wid, label=label,
+                       error="" if label else "carrier down")
         elif action == "refund":
             order = services.refund_order(reference=reference, workflow_id=wid)
             if order is None:

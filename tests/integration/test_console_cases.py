@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from closeout.audit.models import AuditEvent
 from closeout.cards.models import CardCharge
@@ -253,7 +254,8 @@ def test_the_case_page_names_state_channel_and_id_document_in_the_staff_members_
 
     assert "<strong>Closed</strong>" in english and "Web portal" in english and "HKID" in english
     assert "cn_resident_id" not in english and ">closed<" not in english and "hkid" not in english
-    assert f"Closed on {case.closed_at:%Y-%m-%d}" in english and "working days left" not in english
+    assert f"Closed on {timezone.localtime(case.closed_at):%Y-%m-%d}" in english  # the day in Hong Kong
+    assert "working days left" not in english
     assert "<strong>已註銷</strong>" in chinese and "網上自助服務" in chinese and "working days left" not in chinese
     assert "經網上自助服務申請" in chinese and "已核對身份及卡片" in chinese and "卡片已停用" in chinese
     assert "requested via web" not in chinese and "identity and card checked" not in chinese

@@ -23,7 +23,7 @@ SYSTEM_OF_ACTION = {
     "verify": "internal", "settle": "internal", "bulk_settle": "internal",
     "refund": "payments", "refund_status": "payments", "bulk_refund": "payments",
     "deactivate": "card_system", "deactivate_number": "card_system", "bulk_block": "card_system",
-    "release_profile": "smdp", "unbind": "partners",
+    "release_profile": "smdp", "unbind": "partners", "return_label": "shipping",
 }
 
 

@@ -30,6 +30,7 @@ WORKFLOW_NAME = "closeout.run_action"
 QUEUE_FOR_ACTION = {
     "verify": "internal",
     "settle": "internal",
+    "return_label": "shipping",
     "refund": "payments",
     "refund_status": "payments",
     "deactivate": "card_system",
@@ -57,6 +58,7 @@ DEFAULT_QUEUE_LIMITS = {
     "card_system": QueueLimit(4, 16),
     "smdp": QueueLimit(4, 8),
     "partners": QueueLimit(4, 16),
+    "shipping": QueueLimit(2, 8),
     "bulk": QueueLimit(1),
     "bulk_payments": QueueLimit(1, 2),
     "bulk_card_system": QueueLimit(1, 2),
@@ -64,9 +66,9 @@ DEFAULT_QUEUE_LIMITS = {
 
 
 # Each poll of a queue is a few statements on the DBOS system database, in every worker, whether
-# or not it finds work. Queues whose work is rare (eSIM profiles, partner apps) or long (a bulk
+# or not it finds work. Queues whose work is rare (eSIM profiles, partner apps, return labels) or long (a bulk
 # batch runs for seconds) are polled less often: this many times CLOSEOUT_QUEUE_POLL_SEC.
-POLL_FACTOR = {"smdp": 2.5, "partners": 2.5, "bulk": 5.0, "bulk_payments": 5.0, "bulk_card_system": 5.0}
+POLL_FACTOR = {"smdp": 2.5, "partners": 2.5, "shipping": 2.5, "bulk": 5.0, "bulk_payments": 5.0, "bulk_card_system": 5.0}
 
 
 def polling_interval(queue: str) -> float:

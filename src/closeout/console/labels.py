@@ -66,6 +66,8 @@ NOTE_LABELS = {
     "resumed": _("resumed"),
     "eSIM profile deleted on the device and released": _("eSIM profile deleted on the device and released"),
     "eSIM profile released (never downloaded)": _("eSIM profile released (never downloaded)"),
+    "return label from the carrier": _("return label from the carrier"),
+    "no carrier label: the customer prints the prepaid label": _("no carrier label: the customer prints the prepaid label"),
 }
 # System notes that carry what a person wrote or a name after a fixed part: the fixed part in the
 # reader's words, the rest as written.

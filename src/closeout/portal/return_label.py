@@ -47,9 +47,10 @@ def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
     return lines
 
 
-def return_label_pdf(*, reference: str, label_code: str, card_masked: str, language: str) -> bytes:
+def return_label_pdf(*, reference: str, label_code: str, card_masked: str, language: str, tracking: str = "") -> bytes:
     """Render the label for one case: the QR code and barcode carry `label_code`, which the
-    warehouse scans at check-in; the reference is printed for people."""
+    warehouse scans at check-in; the reference (and the carrier's tracking number, when the carrier
+    issued one) is printed for people."""
     with translation.override(language):
         font = _font(language)
         buffer = io.BytesIO()
@@ -78,7 +79,10 @@ def return_label_pdf(*, reference: str, label_code: str, card_masked: str, langu
             pdf.drawString(box_x + 6 * mm, y, line)
             y -= 6 * mm
         pdf.setFont(font, 10)
-        for offset, (label, value) in enumerate(((_("Reference"), reference), (_("Card"), card_masked))):
+        lines = [(_("Reference"), reference), (_("Card"), card_masked)]
+        if tracking:
+            lines.append((_("Tracking"), tracking))
+        for offset, (label, value) in enumerate(lines):
             # Values in Helvetica: the CJK CID fonts lack some Latin symbols (the mask bullets).
             line_y = y - (2 + 6 * offset) * mm
             pdf.setFont(font, 10)

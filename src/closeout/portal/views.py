@@ -215,7 +215,7 @@ def case_label(request, card, reference: str):
     label = returns.return_label_issue(reference=closure.reference)
     pdf = return_label.return_label_pdf(reference=closure.reference, label_code=label.code,
                                         card_masked=documents.mask_card_number(card.number),
-                                        language=translation.get_language())
+                                        language=translation.get_language(), tracking=label.tracking_ref)
     response = HttpResponse(pdf, content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="return-label-{closure.reference}.pdf"'
     return response
