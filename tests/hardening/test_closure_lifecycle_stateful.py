@@ -81,7 +81,7 @@ PROFILES = {
 # What the runs of all profiles together must reach, to show the test goes deep.
 MUST_REACH = (states.CLOSED, states.UNBINDING, states.AWAITING_RETURN, states.RETURNED, states.WITHDRAWN,
               states.REJECTED, states.ON_HOLD, states.FAILED, "refund paid", "refund declined", "refund pending",
-              "approved", "webhook applied", "webhook duplicate", "step replayed", "cash waiting")
+              "approved", "webhook applied", "webhook duplicate", "step replayed")
 
 
 class FakeClock:
