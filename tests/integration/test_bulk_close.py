@@ -188,19 +188,24 @@ def test_each_bulk_case_keeps_its_own_timeline_audit_trail_and_balanced_postings
     assert audit_verify() is None
 
 
+def _interrupted_after(batches: int):
+    """A progress callback that stops the run (as Ctrl-C would) after `batches` batches."""
+    calls = []
+
+    def progress(n):
+        calls.append(n)
+        if len(calls) == batches:
+            raise KeyboardInterrupt
+
+    return progress
+
+
 def test_an_interrupted_run_resumes_without_duplicates(make_card, tmp_path):
     cards = [make_card("YKT", balance=500) for _ in range(7)]
     path = write_csv(tmp_path / "d.csv", [c.number for c in cards])
-    calls = []
-
-    def stop_after_two_batches(n):
-        calls.append(n)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=3,
-                         progress=stop_after_two_batches)
+                         progress=_interrupted_after(2))
     assert ClosureCase.objects.count() == 6
 
     summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=3)
@@ -384,16 +389,9 @@ def test_a_dry_run_reports_the_batches_the_real_run_creates(make_card, tmp_path,
 def test_a_dry_run_after_an_interrupted_run_tells_what_is_done_and_what_is_left(make_card, tmp_path, capsys):
     cards = [make_card("YKT", balance=500) for _ in range(5)]
     path = write_csv(tmp_path / "d.csv", ["bad", *[c.number for c in cards]])
-    calls = []
-
-    def stop_after_two_batches(n):
-        calls.append(n)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=2,
-                         progress=stop_after_two_batches)
+                         progress=_interrupted_after(2))
 
     assert cli.main(["bulk-close", str(path), "--reason", "dormant", "--batch-size", "2", "--dry-run"]) == 0
 
