@@ -93,6 +93,21 @@ def test_the_status_of_a_refund_is_read_back_by_its_key(side):
     assert (status.status, status.provider_ref) == ("succeeded", made.provider_ref)
 
 
+def test_the_refunds_of_a_case_are_read_from_the_providers_records(side):
+    reference = _key(side, 3).removesuffix(":refund")
+    destination = side.destination(2500)
+    made = side.provider.refund(idempotency_key=f"{reference}:refund", amount=Money(2500, side.currency),
+                                destination=destination)
+    side.provider.refund(idempotency_key=f"{reference}9:refund", amount=Money(100, side.currency),
+                         destination=destination)  # another case whose reference starts the same
+
+    [held] = side.provider.refunds_of(reference=reference, destination=destination)
+
+    assert (held.idempotency_key, held.provider_ref, held.status) == (f"{reference}:refund", made.provider_ref,
+                                                                       "succeeded")
+    assert held.amount == Money(2500, side.currency)
+
+
 def _refund_event(key: str, status: str = "succeeded", amount: int = 700) -> bytes:
     return json.dumps({"id": f"evt_{time.time_ns()}", "object": "event", "type": "refund.updated",
                        "created": int(time.time()), "data": {"object": {

@@ -148,6 +148,15 @@ def test_a_card_system_that_does_not_answer_is_a_mismatch_naming_no_card(few_clo
     assert few_closed_cases[0].card.number not in str(found[0])
 
 
+def test_the_payment_provider_is_asked_for_its_own_records(few_closed_cases):
+    case = next(c for c in few_closed_cases if c.quote["refund"] > 0)
+    SimFault.objects.create(system="payments", operation="refunds_of", mode="error_5xx", remaining=1)
+    assert [(m.check, m.actual) for m in reconcile_run(references=[case.reference])] == [
+        ("payment_provider", "no answer")]
+    SimRefund.objects.filter(idempotency_key=f"{case.reference}:refund").update(amount_minor=1)  # what it holds
+    assert [m.check for m in reconcile_run(references=[case.reference])] == ["payment_provider"]
+
+
 def test_bulk_closed_cases_get_certificates_and_reconcile_cleanly(make_card, tmp_path):
     from closeout.certificates.selectors import certificate_verification
     from closeout.closures import bulk

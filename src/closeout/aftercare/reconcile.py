@@ -21,7 +21,6 @@ from closeout.closures import states
 from closeout.closures.models import ClosureCase, Refund
 from closeout.integrations import registry
 from closeout.integrations.errors import PermanentError, TransientError
-from closeout.integrations.models import SimRefund
 from closeout.ledger import services as ledger
 from closeout.ledger.models import Line, Posting
 
@@ -82,30 +81,27 @@ def check_ledger(case: ClosureCase) -> list[Mismatch]:
     return out
 
 
-def provider_refunds(reference: str) -> list[SimRefund]:
-    """What the payment provider holds for this case (the built-in simulator's records)."""
-    return list(SimRefund.objects.filter(idempotency_key__startswith=f"{reference}:"))
-
-
 @reconcile_check
 def check_payment_provider(case: ClosureCase) -> list[Mismatch]:
-    """Exactly one refund at the provider, succeeded, for the amount and currency recorded; none
-    for a refund handed over in cash at a branch."""
+    """Exactly one refund at the provider, succeeded, for the amount and currency recorded, read
+    from the provider's own records (a refund handed over in cash is the till's, not the provider's)."""
     ref = case.reference
     refund = Refund.objects.filter(case=case).first()
     amount = refund.amount_minor if refund else case.quote.get("refund", 0)
     currency = refund.currency if refund else case.quote.get("currency", "")
-    rows = provider_refunds(ref)
-    if (amount == 0 or (refund is not None and refund.destination_type == "cash")) and not rows:
-        return []
-    if refund is not None and refund.destination_type == "cash":
-        return [Mismatch(ref, "payment_provider", "no refund at the provider (paid in cash)", f"{len(rows)} refunds")]
+    if amount == 0 or (refund is not None and refund.destination_type == "cash"):
+        return []  # nothing was owed, or a clerk paid it from a till: the provider was never asked
+    rows: list = []
+    seen = _asked("payments", lambda provider: rows.extend(
+        provider.refunds_of(reference=ref, destination=case.refund_destination)) or "answered")
+    if seen != "answered":
+        return [Mismatch(ref, "payment_provider", "the provider's refund records", seen)]
     if len(rows) != 1:
         return [Mismatch(ref, "payment_provider", "1 refund at the provider", f"{len(rows)} refunds")]
     row = rows[0]
     out = []
-    if (row.amount_minor, row.currency) != (amount, currency):
-        out.append(Mismatch(ref, "payment_provider", f"{amount} {currency}", f"{row.amount_minor} {row.currency}"))
+    if (row.amount.minor, row.amount.currency) != (amount, currency):
+        out.append(Mismatch(ref, "payment_provider", f"{amount} {currency}", f"{row.amount.minor} {row.amount.currency}"))
     if row.status != "succeeded":
         out.append(Mismatch(ref, "payment_provider", "succeeded", row.status))
     if refund is not None and refund.provider_ref and row.provider_ref != refund.provider_ref:

@@ -17,7 +17,7 @@ MODES = ("timeout", "error_5xx", "decline", "pending", "lost_response", "latency
 # The operations each simulator asks `take_fault` about ("webhook": the messages it sends to
 # closeout); a fault under any other name would wait forever and never fire.
 OPERATIONS = {
-    "payments": ("pay", "refund", "refund_batch", "refund_status", "webhook"),
+    "payments": ("pay", "refund", "refund_batch", "refund_status", "refunds_of", "webhook"),
     "card_system": ("block", "block_batch", "deactivate_number", "card_info"),
     "smdp": ("cancel_order", "release_profile", "profile_status", "webhook"),
     "partners": ("unbind",),  # and each registered partner's code: that partner's endpoint only

@@ -20,7 +20,7 @@ from closeout.common.money import Money
 from closeout.integrations import crypto
 from closeout.integrations.errors import PermanentError, TransientError
 from closeout.integrations.payments import events
-from closeout.integrations.payments.port import RefundEvent, RefundResult
+from closeout.integrations.payments.port import ProviderRefund, RefundEvent, RefundResult
 
 TRANSIENT = (stripe.APIConnectionError, stripe.RateLimitError)
 
@@ -121,6 +121,13 @@ class StripePaymentProvider:
         if _key_of(refund) not in (idempotency_key, None):
             raise PermanentError("the refund on record belongs to another case")
         return _result(refund)
+
+    def refunds_of(self, *, reference: str, destination: dict) -> list[ProviderRefund]:
+        """The case's refunds of its original payment, by the key closeout put in their metadata."""
+        refunds = self._call(self._client.v1.refunds.list, params={**self._payment(destination), "limit": 100})
+        return [ProviderRefund(idempotency_key=key, provider_ref=refund.id,
+                               amount=Money(refund.amount, refund.currency.upper()), status=_result(refund).status)
+                for refund in refunds.data if (key := _key_of(refund) or "").startswith(f"{reference}:")]
 
     def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> RefundEvent | None:
         lowered = {k.lower(): v for k, v in headers.items()}

@@ -30,6 +30,16 @@ class RefundEvent:
 
 
 @dataclass(frozen=True)
+class ProviderRefund:
+    """A refund as the provider's own records hold it: what reconcile compares with the ledger."""
+
+    idempotency_key: str
+    provider_ref: str
+    amount: Money
+    status: str  # succeeded | pending | failed
+
+
+@dataclass(frozen=True)
 class PaymentResult:
     status: str  # succeeded | failed
     provider_ref: str
@@ -59,6 +69,14 @@ class PaymentProvider(Protocol):
 
     def refund_status(self, *, idempotency_key: str, provider_ref: str = "") -> RefundResult:
         """Return the current state of a refund made with this key."""
+
+    def refunds_of(self, *, reference: str, destination: dict) -> list[ProviderRefund]:
+        """The refunds the provider holds for a case (idempotency keys `<reference>:...`), read
+        from its own records, so that a second refund or another amount shows.
+
+        :raises TransientError: when the provider did not answer.
+        :raises PermanentError: when the provider cannot look refunds up for this destination.
+        """
 
     def refund_batch(self, *, batch_key: str, items: list[dict]) -> dict[str, RefundResult]:
         """Refund many at once (a refund file); items carry idempotency_key, amount, currency and

@@ -22,7 +22,7 @@ from closeout.integrations.faults import take_fault
 from closeout.integrations.models import SimPayment, SimRefund
 from closeout.integrations.outbox import outbox_add
 from closeout.integrations.payments import events
-from closeout.integrations.payments.port import PaymentResult, RefundEvent, RefundResult
+from closeout.integrations.payments.port import PaymentResult, ProviderRefund, RefundEvent, RefundResult
 
 DESTINATIONS = ("original", "bank", "ewallet", "cash")
 SETTLE_DELAY = timedelta(seconds=2)
@@ -169,6 +169,13 @@ class SimulatedPaymentProvider:
             if row.status == "pending" and row.settle_after and row.settle_after <= clock.now():
                 _settle(row)
         return _result(row)
+
+    def refunds_of(self, *, reference: str, destination: dict) -> list[ProviderRefund]:
+        if take_fault("payments", "refunds_of") in ("timeout", "error_5xx"):
+            raise TransientError("payment provider did not answer the refund list request")
+        return [ProviderRefund(idempotency_key=row.idempotency_key, provider_ref=row.provider_ref,
+                               amount=Money(row.amount_minor, row.currency), status=row.status)
+                for row in SimRefund.objects.filter(idempotency_key__startswith=f"{reference}:").order_by("id")]
 
     def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> RefundEvent | None:
         crypto.timestamped_verify(webhook_secret(), body, _header(headers, "Stripe-Signature"))
