@@ -4,6 +4,7 @@ label, calculator, CSRF and what never appears in a URL."""
 from __future__ import annotations
 
 import base64
+import io
 import re
 import zlib
 
@@ -217,6 +218,35 @@ def test_a_malformed_refund_destination_is_a_form_error(visitor, make_card, fiel
     response = visitor.post("quote/", {**fields, "consent": "on"})
     assert response.status_code == 200 and message in response.content.decode()
     assert not ClosureCase.objects.exists()
+
+
+@pytest.mark.parametrize("language,words", [("zh-hant", "天內投入任何郵筒"), ("zh-hans", "天内投入任何邮筒")])
+def test_a_chinese_return_label_prints_the_address_tracking_and_numbers_too(make_card, client, language, words):
+    """The Chinese font has no Latin letters: the address, the numbers and the tracking number are
+    set in a Latin font beside it, so the label can be posted."""
+    from pypdf import PdfReader
+
+    from closeout.closures import workflow
+    from closeout.returns.models import ReturnLabel
+    from tests.integration.test_console_support import case_in_state
+
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    case.refresh_from_db()
+    workflow.ACTIONS["return_label"](case.reference, case.next_action_id)
+    visitor = Visitor(client, language)
+    visitor.sign_in(card)
+    pdf = visitor.client.get(f"/{language}/case/{case.reference}/return-label.pdf").content
+    drawn = []  # (text, font) as the PDF sets them
+    for page in PdfReader(io.BytesIO(pdf)).pages:
+        page.extract_text(visitor_text=lambda text, cm, tm, font, size: drawn.append(
+            (text, str((font or {}).get("/BaseFont", "")))))
+    latin = "".join(text for text, font in drawn if "Helvetica" in font)
+    flat = "".join("".join(text for text, _ in drawn).split())
+    tracking = ReturnLabel.objects.get(case=case).tracking_ref
+    for printed in ("Kwun Tong, Hong Kong", "Freepost RTRN-CLOS", case.reference, tracking, "30", "5."):
+        assert printed in latin, printed  # in a font that has Latin glyphs
+    assert words in flat
 
 
 def test_the_status_page_shows_the_timeline_and_what_to_do_for_a_physical_card(visitor, make_card):

@@ -15,29 +15,30 @@ from reportlab.graphics.barcode.qr import QrCodeWidget
 from reportlab.graphics.shapes import Drawing
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen import canvas
 
 from closeout.certificates import fonts
+from closeout.certificates.pdf import draw_text, text_width
+from closeout.common.templatetags.closeout import colon
 
 RETURN_ADDRESS = getattr(settings, "CLOSEOUT_RETURN_ADDRESS", (
     "closeout Card Returns", "Freepost RTRN-CLOS", "Unit 3, 8 Returns Road", "Kwun Tong, Hong Kong",
 ))
 
 
-def _font(language: str) -> str:
-    """The certificates' CJK font for Chinese (embedded when the machine has one), else Helvetica."""
-    return fonts.font_for(language, other="Helvetica")
+def _script(language: str) -> str:
+    return "hant" if language == "zh-hant" else "hans"
 
 
-def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
-    """Wrap by words for Latin text and by characters for CJK text."""
+def _wrap(text: str, size: float, width: float, script: str) -> list[str]:
+    """Wrap Latin text by words and Chinese text (which may hold a Latin word or number) by characters."""
     lines, current = [], ""
-    tokens = text.split(" ") if font == "Helvetica" else list(text)
-    joiner = " " if font == "Helvetica" else ""
+    spaced = not any(fonts.is_cjk(ch) for ch in text)
+    tokens = text.split(" ") if spaced else list(text)
+    joiner = " " if spaced else ""
     for token in tokens:
         candidate = f"{current}{joiner}{token}" if current else token
-        if pdfmetrics.stringWidth(candidate, font, size) <= width:
+        if text_width(candidate, size, script=script) <= width:
             current = candidate
         else:
             lines.append(current)
@@ -52,7 +53,7 @@ def return_label_pdf(*, reference: str, label_code: str, card_masked: str, langu
     warehouse scans at check-in; the reference (and the carrier's tracking number, when the carrier
     issued one) is printed for people."""
     with translation.override(language):
-        font = _font(language)
+        script = _script(language)
         buffer = io.BytesIO()
         pdf = canvas.Canvas(buffer, pagesize=A4, pageCompression=1)
         pdf.setTitle(f"{_('Prepaid return label')} {reference}")
@@ -60,10 +61,12 @@ def return_label_pdf(*, reference: str, label_code: str, card_masked: str, langu
         width, height = A4
         left, top = 20 * mm, height - 20 * mm
 
-        pdf.setFont(font, 18)
-        pdf.drawString(left, top, _("Prepaid return label"))
-        pdf.setFont(font, 10)
-        pdf.drawString(left, top - 7 * mm, _("Cut along the dashed line and stick the label on an envelope. No stamp needed."))
+        def say(x: float, y: float, text: str, size: float, **kwargs) -> float:
+            # Chinese and Latin runs each in a font that has their glyphs (the CJK font has no Latin).
+            return draw_text(pdf, x, y, text, size, script=script, **kwargs)
+
+        say(left, top, _("Prepaid return label"), 18)
+        say(left, top - 7 * mm, _("Cut along the dashed line and stick the label on an envelope. No stamp needed."), 10)
 
         # The label itself: 150 x 95 mm inside a dashed cut line.
         box_w, box_h = 150 * mm, 95 * mm
@@ -71,24 +74,16 @@ def return_label_pdf(*, reference: str, label_code: str, card_masked: str, langu
         pdf.setDash(4, 3)
         pdf.rect(box_x, box_y, box_w, box_h)
         pdf.setDash()
-        pdf.setFont("Helvetica-Bold", 11)
-        pdf.drawString(box_x + 6 * mm, box_y + box_h - 9 * mm, "FREEPOST · POSTAGE PAID")
-        pdf.setFont(font, 12)
+        say(box_x + 6 * mm, box_y + box_h - 9 * mm, "FREEPOST · POSTAGE PAID", 11, bold=True)
         y = box_y + box_h - 18 * mm
         for line in RETURN_ADDRESS:
-            pdf.drawString(box_x + 6 * mm, y, line)
+            say(box_x + 6 * mm, y, line, 12)
             y -= 6 * mm
-        pdf.setFont(font, 10)
         lines = [(_("Reference"), reference), (_("Card"), card_masked)]
         if tracking:
             lines.append((_("Tracking"), tracking))
         for offset, (label, value) in enumerate(lines):
-            # Values in Helvetica: the CJK CID fonts lack some Latin symbols (the mask bullets).
-            line_y = y - (2 + 6 * offset) * mm
-            pdf.setFont(font, 10)
-            pdf.drawString(box_x + 6 * mm, line_y, f"{label}:")
-            pdf.setFont("Helvetica", 10)
-            pdf.drawString(box_x + 6 * mm + pdfmetrics.stringWidth(f"{label}: ", font, 10), line_y, value)
+            say(box_x + 6 * mm, y - (2 + 6 * offset) * mm, f"{label}{colon()}{value}", 10)
 
         qr = QrCodeWidget(label_code, barLevel="M")
         x0, y0, x1, y1 = qr.getBounds()
@@ -100,10 +95,8 @@ def return_label_pdf(*, reference: str, label_code: str, card_masked: str, langu
         barcode = code128.Code128(label_code, barHeight=14 * mm, barWidth=0.35 * mm, humanReadable=True)
         barcode.drawOn(pdf, box_x + 6 * mm, box_y + 6 * mm)
 
-        pdf.setFont(font, 14)
         y = box_y - 14 * mm
-        pdf.drawString(left, y, _("How to pack your card"))
-        pdf.setFont(font, 10.5)
+        say(left, y, _("How to pack your card"), 14)
         steps = [
             _("Cut the card in half across the chip and the magnetic stripe, or keep it whole if you prefer: we destroy it either way."),
             _("Put the card (or both halves) in a small envelope; wrap it in paper so it does not slide out."),
@@ -113,10 +106,10 @@ def return_label_pdf(*, reference: str, label_code: str, card_masked: str, langu
         ]
         y -= 8 * mm
         for number, step in enumerate(steps, start=1):
-            for index, line in enumerate(_wrap(step, font, 10.5, width - 2 * left - 8 * mm)):
+            for index, line in enumerate(_wrap(step, 10.5, width - 2 * left - 8 * mm, script)):
                 if index == 0:
-                    pdf.drawString(left, y, f"{number}.")
-                pdf.drawString(left + 8 * mm, y, line)
+                    say(left, y, f"{number}.", 10.5)
+                say(left + 8 * mm, y, line, 10.5)
                 y -= 5.5 * mm
             y -= 1.5 * mm
         pdf.showPage()

@@ -3,6 +3,9 @@
 `POST /check` takes the email addresses and phone numbers themselves in the body (never in a URL)
 and answers for each, with its `contact_hash`; `GET /{contact_hash}` answers for a hash a partner
 kept from an earlier check. The hash is closeout's keyed HMAC, so only closeout can make one.
+
+A partner learns whether it may send marketing, nothing more: why a contact is suppressed (the
+holder closed an account) and since when are for operator keys only.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import re
 from django.conf import settings
 from ninja import Field, Router, Schema
 
+from closeout.api.models import ApiKey
 from closeout.api.problems import problem
 from closeout.api.schemas import Problem, Text
 from closeout.identity import documents, vault
@@ -42,6 +46,12 @@ class SuppressionCheckOut(Schema):
     results: list[SuppressionOut]
 
 
+def _for_caller(request, status: dict) -> dict:
+    if request.auth.scope == ApiKey.Scope.OPERATOR:
+        return status
+    return {**status, "reason": None, "since": None}
+
+
 def _contact_hash(contact: ContactCheckIn) -> str:
     """The keyed hash of one contact, normalised as a holder's is when stored.
 
@@ -68,7 +78,7 @@ def suppression_check(request, payload: SuppressionCheckIn):
                            "message": exc.message})
     if errors:
         return problem(422, "validation-error", "Invalid request", "Some contacts are invalid.", errors=errors)
-    return 200, {"results": suppression_statuses(hashes)}
+    return 200, {"results": [_for_caller(request, status) for status in suppression_statuses(hashes)]}
 
 
 # After /check: a path parameter would otherwise take "check" as a hash (and refuse the POST).
@@ -78,4 +88,4 @@ def suppression_read(request, contact_hash: str):
     if not HASH.match(wanted):
         return problem(422, "validation-error", "Invalid request", "contact_hash must be 64 hex characters.",
                        errors=[{"field": "contact_hash", "message": "must be 64 hex characters"}])
-    return 200, suppression_status(wanted)
+    return 200, _for_caller(request, suppression_status(wanted))
