@@ -3,7 +3,10 @@ and the counter: ID check, card taken and destroyed, customer confirmation, rece
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from pypdf import PdfReader
 
 from closeout.appointments import services as appointments
 from closeout.appointments.models import Appointment
@@ -186,7 +189,11 @@ def test_counter_visit_checks_id_takes_the_card_and_the_customer_confirms(staff_
     assert appointment.status == Appointment.Status.SERVED
     pdf = client.get(visit_url + "receipt.pdf")
     assert pdf["Content-Type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
-    assert case.reference.encode() in pdf.content
+    drawn = []  # (text, font) as the PDF sets them: Latin in a font with Latin glyphs
+    PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text(visitor_text=lambda text, cm, tm, font, size: drawn.append(
+        (text, str((font or {}).get("/BaseFont", "")))))
+    latin = "".join(text for text, font in drawn if "Helvetica" in font)
+    assert case.reference in latin and "HKID" in latin and "Cut through chip" in latin and "hkid" not in latin
 
 
 def test_a_card_taken_before_the_case_waits_for_it_is_received_by_the_sweep(make_card, branch):

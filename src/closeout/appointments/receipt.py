@@ -7,19 +7,20 @@ import io
 
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from reportlab.lib.pagesizes import A5
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
 from closeout.appointments.models import CounterVisit
-from closeout.certificates import fonts
+from closeout.certificates.pdf import draw_text
 from closeout.common.templatetags.closeout import money
+from closeout.console import labels
 from closeout.identity import documents
 
-
-def _font(language: str) -> str:
-    """The certificates' CJK fonts; an English receipt too, as branch names may be in Chinese."""
-    return fonts.font_for(language, other=fonts.cjk_fonts().hans)
+# How the card was destroyed, in the customer's words.
+DESTRUCTION_METHODS = {"CUT": gettext_lazy("Cut through chip"), "PUNCH": gettext_lazy("Chip punched"),
+                       "SHRED": gettext_lazy("Shredded"), "INCINERATE": gettext_lazy("Incinerated")}
 
 
 def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:
@@ -28,16 +29,17 @@ def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:
     card = case.card
     destruction = getattr(card, "destruction", None)
     with translation.override(language):
-        font = _font(language)
+        script = "hant" if language == "zh-hant" else "hans"  # Chinese branch names on an English receipt too
+        method = str(DESTRUCTION_METHODS.get(destruction.method, destruction.method)) if destruction else ""
         rows = [
             (_("Closure receipt"), None),
             (_("Reference"), case.reference),
             (_("Branch"), visit.branch.name),
             (_("Date"), timezone.localtime(visit.customer_confirmed_at or visit.started_at).strftime("%Y-%m-%d %H:%M")),
             (_("Card number"), documents.mask_card_number(card.number)),
-            (_("ID document checked"), f"{visit.id_type} {visit.id_masked}"),
+            (_("ID document checked"), f"{labels.label(labels.ID_TYPE_LABELS, visit.id_type)} {visit.id_masked}"),
             (_("Card taken for destruction"), _("Yes") if visit.card_taken else _("No")),
-            (_("Destruction"), f"{destruction.method} · {destruction.batch}" if destruction else "—"),
+            (_("Destruction"), f"{method} · {destruction.batch}" if destruction else "—"),
             (_("Refund"), money(case.quote.get("refund", 0), case.quote.get("currency", "HKD"))),
             (_("Expected by"), case.sla_due_date.isoformat() if case.sla_due_date else "—"),
             (_("Served by"), visit.clerk.removeprefix("staff:")),
@@ -49,17 +51,13 @@ def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:
         y = height - 20 * mm
         for index, (label, value) in enumerate(rows):
             if value is None:
-                pdf.setFont(font, 16)
-                pdf.drawString(15 * mm, y, f"{label} · closeout")
+                draw_text(pdf, 15 * mm, y, f"{label} · closeout", 16, script=script)
                 y -= 12 * mm
                 continue
-            pdf.setFont(font, 10)
-            pdf.drawString(15 * mm, y, str(label))
-            pdf.setFont(font, 11)
-            pdf.drawString(60 * mm, y, str(value))
+            draw_text(pdf, 15 * mm, y, str(label), 10, script=script)
+            draw_text(pdf, 60 * mm, y, str(value), 11, script=script)
             y -= 8 * mm if index else 0
-        pdf.setFont(font, 8)
-        pdf.drawString(15 * mm, 15 * mm, _("Keep this receipt. Follow your case with its reference."))
+        draw_text(pdf, 15 * mm, 15 * mm, _("Keep this receipt. Follow your case with its reference."), 8, script=script)
         pdf.showPage()
         pdf.save()
     return buffer.getvalue()

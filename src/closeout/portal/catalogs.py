@@ -21,6 +21,7 @@ SOURCES = {
     "portal": [PACKAGE / "portal", PACKAGE / "templates", PACKAGE / "aftercare" / "export_pdf.py"],
     "notifications": [PACKAGE / "notifications"],
     "console": [PACKAGE / "console"],
+    "appointments": [PACKAGE / "appointments"],
 }
 LOCALES = ("zh_Hans", "zh_Hant", "en")
 KEYWORDS = {
