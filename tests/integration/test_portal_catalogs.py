@@ -26,7 +26,7 @@ def test_every_string_in_the_code_is_in_the_catalog(app, locale):
     known = {(_key(m.id), m.context) for m in catalogs.read(app, locale) if m.id}
     missing = used - known
     assert not missing, f"run `python -m closeout.portal.catalogs` and translate: {sorted(map(str, missing))}"
-    assert len(used) > 20
+    assert len(used) > 10  # the extraction found the strings (it fails quietly when templatize breaks)
 
 
 @pytest.mark.parametrize("app", APPS)
