@@ -295,8 +295,7 @@ class ClosureLifecycle(RuleBasedStateMachine):
             if order["amount"] == 0:
                 result = {"status": "succeeded", "provider_ref": ""}
             elif order["cash"]:
-                result = {"status": "pending", "provider_ref": ""}  # waits for the customer at a counter
-                self.reached["cash waiting"] += 1
+                result = {"status": services.CASH_READY_STATUS, "provider_ref": ""}  # waits at a counter
             else:
                 if mode and mode != "gave_up":
                     SimFault.objects.create(system="payments", operation="refund", mode=mode, remaining=1)
@@ -308,7 +307,8 @@ class ClosureLifecycle(RuleBasedStateMachine):
                     return  # the step retries later with the same key
                 if crash_after_call:
                     return  # the worker died after the provider answered; the action runs again
-            self.reached[{"failed": "refund declined", "pending": "refund pending"}.get(result["status"], "refund paid")] += 1
+            self.reached[{"failed": "refund declined", "pending": "refund pending",
+                          services.CASH_READY_STATUS: "cash waiting"}.get(result["status"], "refund paid")] += 1
             self._step(services.refund_record, reference=reference, workflow_id=wid, result=result)
         elif action == "refund_status":
             try:

@@ -111,6 +111,24 @@ def test_parallel_refund_approvals_schedule_and_pay_one_refund(make_card):
     assert ClosureCase.objects.get(id=case.id).state == states.DEACTIVATING
 
 
+@pytest.mark.django_db(transaction=True)
+def test_clerks_at_two_counters_hand_one_cash_refund_over_once(make_card):
+    from tests.aftercare_support import close_card
+    from tests.fixtures import HKID
+
+    case = close_card(make_card("YKT", balance=9000), destination={"type": "cash"})
+    assert services.cash_awaiting_collection(case) is not None
+
+    outcomes = race(8, lambda i: services.refund_cash_hand_over(
+        reference=case.reference, clerk=f"staff:clerk{i}", branch_code=("HK-CEN", "HK-MKK")[i % 2],
+        id_type="hkid", id_number=HKID))
+
+    assert kinds(outcomes) == {"ClosureCase": 1, "UnableToHandOver": 7}, kinds(outcomes)
+    assert Posting.objects.filter(key=f"{case.reference}:refund").count() == 1
+    assert Refund.objects.get(case=case).status == "succeeded"
+    assert ClosureCase.objects.get(id=case.id).state == states.DEACTIVATING
+
+
 def _transient(exc: Exception) -> bool:
     from closeout.integrations.errors import TransientError
 

@@ -51,7 +51,7 @@ def test_a_clerk_hands_the_cash_over_after_the_id_check_and_the_case_closes(make
     assert "Cash handed over" in done and _state(case) == states.DEACTIVATING
     refund = Refund.objects.get(case=case)
     assert (refund.status, refund.provider_ref) == ("succeeded", "cash:HK-CEN") and not SimRefund.objects.exists()
-    assert ledger.account_balance(ledger.branch_cash_account("HK-CEN"), "CNY").minor == 47000  # out of the till
+    assert ledger.account_balance(ledger.branch_cash_account("HK-CEN", "CNY"), "CNY").minor == 47000  # out of the till
     assert ledger.account_balance(ledger.refunds_payable_account(case.reference), "CNY").minor == 0
     assert "No cash refund" in client.post(f"{page}cash", HAND_OVER, follow=True).content.decode()  # not twice
 
@@ -65,3 +65,36 @@ def test_cash_is_never_handed_over_for_a_refund_paid_another_way(make_card):
     with pytest.raises(services.UnableToHandOver):
         services.refund_cash_hand_over(reference=case.reference, clerk="staff:clerk", branch_code="HK-CEN",
                                        id_type="hkid", id_number=HKID)
+
+
+def test_only_a_clerk_of_a_branch_hands_cash_over_and_a_wrong_id_is_on_record(make_card, staff_client):  # noqa: F811
+    from closeout.audit.models import AuditEvent
+
+    case = close_card(make_card("YKT", balance=45000), destination=CASH)
+    client, _ = staff_client("branch_clerk")  # an account without a branch
+    page = client.post(f"/console/cases/{case.reference}/cash", {**HAND_OVER, "branch": "HK-CEN"},
+                       follow=True).content.decode()
+    assert "your account has none" in page and _state(case) == states.REFUND_PENDING
+
+    with pytest.raises(services.IdentityNotVerified):
+        services.refund_cash_hand_over(reference=case.reference, clerk="staff:clerk", branch_code="HK-CEN",
+                                       id_type="hkid", id_number="B1234566")  # someone else's
+    refused = AuditEvent.objects.get(action="closure.refund.cash_refused")
+    assert refused.subject == case.reference and "B1234566" not in str(refused.data) + refused.reason
+
+
+def test_a_cash_refund_the_provider_already_paid_is_recorded_as_paid_not_handed_out_again(make_card):
+    """Cash refunds went to the payment provider before they waited at the counter: a provider's
+    answer for such a case is a provider refund, never cash to hand over as well."""
+    card = make_card("YKT", balance=45000)
+    case = services.closure_request(card=card, channel="web", requester="customer:web", refund_destination=CASH)
+    run_to_end(case.reference)  # waits for approval, approved, then the cash is made ready...
+    ClosureCase.objects.filter(id=case.id).update(next_action="refund", next_action_id=f"{case.reference}:old")
+    Refund.objects.filter(case=case).delete()  # ...as if the old version had sent it to the provider instead
+    services.refund_record(reference=case.reference, workflow_id=f"{case.reference}:old",
+                           result={"status": "succeeded", "provider_ref": "re_old"})
+
+    refund = Refund.objects.get(case=case)
+    assert (refund.status, refund.provider_ref) == ("succeeded", "re_old")
+    assert services.cash_awaiting_collection(ClosureCase.objects.get(id=case.id)) is None
+    assert _state(case) == states.DEACTIVATING

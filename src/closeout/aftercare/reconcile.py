@@ -52,6 +52,15 @@ def _balance(code: str) -> int:
     return -(Line.objects.filter(account__code=code).aggregate(s=Sum("amount_minor"))["s"] or 0)
 
 
+def _handed_over(refund: Refund | None) -> bool:
+    """Paid in cash at a counter (a cash refund an earlier version sent to the provider was not)."""
+    return refund is not None and refund.provider_ref.startswith("cash:")
+
+
+def _till(refund: Refund) -> tuple[str, str]:
+    return refund.provider_ref.removeprefix("cash:"), refund.currency
+
+
 @reconcile_check
 def check_ledger(case: ClosureCase) -> list[Mismatch]:
     """Settled once, refund paid from refunds payable, nothing left on the card's accounts."""
@@ -67,8 +76,7 @@ def check_ledger(case: ClosureCase) -> list[Mismatch]:
     # By the posting's id, not a join on its key: the planner may otherwise walk every line of the
     # clearing account, which holds one per refund ever paid (a full reconcile grew as n²).
     posting_id = Posting.objects.filter(key=f"{ref}:refund").values_list("id", flat=True).first()
-    paid_from = ledger.CLEARING if refund is None or refund.destination_type != "cash" else \
-        ledger.branch_cash_account(refund.provider_ref.removeprefix("cash:"))
+    paid_from = ledger.branch_cash_account(*_till(refund)) if _handed_over(refund) else ledger.CLEARING
     paid = -(Line.objects.filter(posting_id=posting_id, account__code=paid_from)
              .aggregate(s=Sum("amount_minor"))["s"] or 0) if posting_id else 0
     if refund is not None and paid != refund.amount_minor:
@@ -89,7 +97,7 @@ def check_payment_provider(case: ClosureCase) -> list[Mismatch]:
     refund = Refund.objects.filter(case=case).first()
     amount = refund.amount_minor if refund else case.quote.get("refund", 0)
     currency = refund.currency if refund else case.quote.get("currency", "")
-    if amount == 0 or (refund is not None and refund.destination_type == "cash"):
+    if amount == 0 or _handed_over(refund):
         return []  # nothing was owed, or a clerk paid it from a till: the provider was never asked
     rows: list = []
     seen = _asked("payments", lambda provider: rows.extend(

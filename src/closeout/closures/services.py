@@ -478,13 +478,17 @@ def _paid_in_cash(case: ClosureCase) -> bool:
 
 
 def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
-    """Record the provider's answer once: the Refund row is unique per case. A refund in cash is
-    not the provider's to pay: it waits for the customer at a branch counter whatever the answer."""
+    """Record the provider's answer once: the Refund row is unique per case. `{"status":
+    "cash_ready"}` is the workflow's own answer for a refund in cash, which then waits for the
+    customer at a branch counter; a provider's answer is recorded as such whatever the destination
+    (a cash refund sent to the provider by an earlier version was paid by it)."""
     with transaction.atomic():
         case = _lock(reference)
         if case.state != states.REFUND_PENDING:
             return case.state
-        if _paid_in_cash(case) and case.quote["refund"] > 0:
+        if result["status"] == CASH_READY_STATUS:
+            if not _paid_in_cash(case):
+                raise ValueError(f"{reference}: only a refund in cash waits at the counter")
             _await_cash_collection(case, workflow_id)
             return case.state
         refund, _ = Refund.objects.get_or_create(
@@ -556,13 +560,15 @@ def _await_cash_collection(case: ClosureCase, workflow_id: str) -> None:
 
 
 CASH_READY = "refund ready to collect in cash at a branch"
+CASH_READY_STATUS = "cash_ready"
 
 
 def cash_awaiting_collection(case: ClosureCase) -> Refund | None:
     """The case's cash refund while it waits at the counter, or None."""
     if case.state != states.REFUND_PENDING or not _paid_in_cash(case):
         return None
-    return Refund.objects.filter(case=case, status=Refund.Status.PENDING, destination_type="cash").first()
+    return Refund.objects.filter(case=case, status=Refund.Status.PENDING, destination_type="cash",
+                                 provider_ref="").first()  # not one the provider holds
 
 
 def refund_cash_hand_over(*, reference: str, clerk: str, branch_code: str, id_type: str, id_number: str) -> ClosureCase:
@@ -574,17 +580,23 @@ def refund_cash_hand_over(*, reference: str, clerk: str, branch_code: str, id_ty
     :raises IdentityNotVerified: when the ID document is not the holder's.
     :raises UnableToHandOver: when no cash refund of this case waits for collection.
     """
+    found = ClosureCase.objects.select_related("card").filter(reference=reference).first()
+    if found is None:
+        raise CaseNotFound(reference)
+    try:
+        identity_check(card_number=found.card.number, id_type=id_type, id_number=id_number)
+    except IdentityNotVerified:
+        audit_record(actor=clerk, action="closure.refund.cash_refused", subject=reference,
+                     reason="ID document does not match the holder", data={"branch": branch_code})
+        raise
     with transaction.atomic():
-        case = ClosureCase.objects.select_for_update().select_related("card__holder", "card__product").filter(
-            reference=reference).first()
-        if case is None:
-            raise CaseNotFound(reference)
+        case = ClosureCase.objects.select_for_update(of=("self",)).select_related(
+            "card__holder", "card__product").get(id=found.id)
         refund = cash_awaiting_collection(case)
         if refund is None:
             raise UnableToHandOver(f"no cash refund waits for collection (case is {case.state})")
-        identity_check(card_number=case.card.number, id_type=id_type, id_number=id_number)
         refund.provider_ref = f"cash:{branch_code}"[:80]
-        _refund_paid(case, refund, paid_from=ledger.branch_cash_account(branch_code), actor=clerk,
+        _refund_paid(case, refund, paid_from=ledger.branch_cash_account(branch_code, refund.currency), actor=clerk,
                      key=f"cash:{refund.id}")
         audit_record(actor=clerk, action="closure.refund.cash_handed_over", subject=reference,
                      data={"branch": branch_code, "amount": refund.amount_minor, "currency": refund.currency})

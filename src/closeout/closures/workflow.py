@@ -241,8 +241,8 @@ def _refund(reference: str, workflow_id: str) -> str:
         return "skipped"
     if order["amount"] == 0:
         result = {"status": "succeeded", "provider_ref": ""}
-    elif order.get("cash"):
-        result = {"status": "pending", "provider_ref": ""}  # handed over at a branch: nothing to call
+    elif order.get("cash") is True:
+        result = {"status": services.CASH_READY_STATUS, "provider_ref": ""}  # handed over at a branch
     else:
         result = refund_call_step(order)
     return refund_record_step(reference, workflow_id, result)

@@ -266,11 +266,13 @@ def charge_waive(request, charge_id: int):
 @require_POST
 @staff_view("refund.cash")
 def case_cash_hand_over(request, reference: str):
-    """The clerk checks the holder's ID document and hands over the cash refund from the till."""
-    branch = _branch(request)
+    """The clerk checks the holder's ID document and hands over the cash refund from the till of
+    their own branch (never one named in the request)."""
+    code = request.staff.branch_code
+    branch = Branch.objects.filter(code=code, active=True).first() if code else None
     form = forms.CashHandOverForm(request.POST)
     if branch is None:
-        messages.error(request, _("No branch is set up yet, so there is no counter to serve at. A supervisor adds branches."))
+        messages.error(request, _("Cash is handed over by a clerk of an open branch; your account has none."))
     elif not form.is_valid():
         messages.error(request, _("Check the ID document, tick both boxes, then hand over the cash."))
     else:

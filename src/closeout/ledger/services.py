@@ -35,9 +35,9 @@ def refunds_payable_account(reference: str) -> str:
     return f"payable:{reference}"
 
 
-def branch_cash_account(branch_code: str) -> str:
-    """The till of a branch: cash refunds are handed over from it."""
-    return f"cash:{branch_code}"
+def branch_cash_account(branch_code: str, currency: str) -> str:
+    """The till of a branch in one currency: cash refunds are handed over from it."""
+    return f"cash:{branch_code}:{currency}"
 
 
 def _accounts(currencies: dict[str, str]) -> dict[str, int]:
