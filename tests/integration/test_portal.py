@@ -175,6 +175,26 @@ def test_after_a_decline_the_customer_can_pay_again_and_is_charged_once(visitor,
     assert sorted(SimPayment.objects.values_list("status", flat=True)) == ["failed", "succeeded"]
 
 
+def test_a_decline_replayed_to_a_second_click_counts_once_so_the_next_try_has_one_key(make_card):
+    from closeout.audit.models import AuditEvent
+    from closeout.common.money import Money
+    from closeout.portal import services as portal
+
+    card = make_card("YKT", charges=[("overdraft", 800)])
+    first_key = f"charges:{card.id}:{CardCharge.objects.get(card=card).id}"
+    SimFault.objects.create(system="payments", operation="pay", mode="decline", remaining=1)
+    with pytest.raises(portal.PaymentDeclined):
+        portal.card_charges_pay(card=card, actor="customer:web")
+    # A second click sent before that decline was written asked with the same key: the provider
+    # replays the decline, and it is written once.
+    with pytest.raises(portal.PaymentDeclined):
+        portal._declined(card, "customer:web", first_key, first_key, Money(800, "CNY"), "card declined")
+    assert AuditEvent.objects.filter(action=portal.DECLINED).count() == 1
+
+    portal.card_charges_pay(card=card, actor="customer:web")
+    assert SimPayment.objects.get(status="succeeded").idempotency_key == f"{first_key}:2"
+
+
 def test_a_payment_whose_answer_was_lost_is_retried_with_the_same_key_and_taken_once(visitor, make_card):
     card = make_card("YKT", charges=[("overdraft", 800)])
     visitor.sign_in(card)

@@ -56,7 +56,10 @@ def card_charges_pay(*, card: Card, actor: str, language: str = "en") -> Money:
     amount = Money(sum(c.amount_minor for c in charges), currency)
     ids = [c.id for c in charges]
     charges_key = f"charges:{card.id}:{'-'.join(map(str, ids))}"
-    declined = AuditEvent.objects.filter(subject=f"card:{card.id}", action=DECLINED, data__charges=charges_key).count()
+    # Keys the provider declined, each once however often its decline was replayed (a double click
+    # on a declined key must not move two retries in flight onto two different keys).
+    declined = len({event.data.get("key") for event in AuditEvent.objects.filter(
+        subject=f"card:{card.id}", action=DECLINED, data__charges=charges_key).only("data")})
     key = f"{charges_key}:{declined + 1}" if declined else charges_key
     result = None
     for attempt in range(PAY_ATTEMPTS):
@@ -77,7 +80,12 @@ def card_charges_pay(*, card: Card, actor: str, language: str = "en") -> Money:
     with transaction.atomic():
         paid = CardCharge.objects.filter(id__in=ids, settled_at__isnull=True).update(
             settled_at=clock.now(), settled_how="paid", settled_note=result.provider_ref)
-        if paid:
+        if not paid:  # settled meanwhile by a payment under another key: this one was taken twice
+            log.warning("card %s: payment %s found its charges already paid; it needs a refund", card.id,
+                        result.provider_ref)
+            audit_record(actor=actor, action="card.charges_paid_twice", subject=f"card:{card.id}",
+                         reason=result.provider_ref, data={"amount": amount.minor, "currency": currency, "key": key})
+        else:
             audit_record(actor=actor, action="card.charges_paid", subject=f"card:{card.id}",
                          reason=result.provider_ref, data={"amount": amount.minor, "currency": currency, "charges": ids})
             notice_send_holder(
@@ -89,9 +97,10 @@ def card_charges_pay(*, card: Card, actor: str, language: str = "en") -> Money:
 
 
 def _declined(card: Card, actor: str, charges_key: str, key: str, amount: Money, reason: str) -> NoReturn:
-    """Record the decline (the next attempt pays under a new key) and raise it."""
-    audit_record(actor=actor, action=DECLINED, subject=f"card:{card.id}", reason=reason,
-                 data={"charges": charges_key, "key": key, "amount": amount.minor, "currency": amount.currency})
+    """Record the decline of `key` once (the next attempt pays under a new key) and raise it."""
+    if not AuditEvent.objects.filter(subject=f"card:{card.id}", action=DECLINED, data__key=key).exists():
+        audit_record(actor=actor, action=DECLINED, subject=f"card:{card.id}", reason=reason,
+                     data={"charges": charges_key, "key": key, "amount": amount.minor, "currency": amount.currency})
     raise PaymentDeclined(reason)
 
 
