@@ -283,7 +283,8 @@ class ClosureLifecycle(RuleBasedStateMachine):
         elif action == "settle":
             self._step(services.closure_settle, reference=reference, workflow_id=wid)
         elif action == "return_label":
-            if services.return_label_order(reference=reference, workflow_id=wid) is None:
+            order = services.return_label_order(reference=reference, workflow_id=wid)
+            if order is None:
                 return
             label = None if mode else {"carrier": "SIMPOST", "label_number": "L1", "tracking_number": f"T{case.id}"}
             self._step(services.return_label_record, reference=reference, workflow_id=wid, label=label,

@@ -63,3 +63,13 @@ def test_a_carrier_that_is_down_leaves_the_case_waiting_for_the_card_with_its_ow
     assert label.code.startswith("RL") and label.tracking_ref == ""
     event = CaseEvent.objects.filter(case=case).order_by("-id").first()
     assert event.note == "no carrier label: the customer prints the prepaid label" and event.data["error"]
+
+
+def test_a_case_put_on_hold_before_its_label_gets_it_when_resumed(make_card):
+    from closeout.closures import services
+
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    services.closure_hold(reference=case.reference, actor="staff:agent", reason="customer asked to wait")
+    services.closure_resume(reference=case.reference, actor="staff:agent")
+    case = _run_label_action(case)
+    assert ReturnLabel.objects.get(case=case).tracking_ref.startswith("SIMPOST ")

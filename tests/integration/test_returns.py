@@ -12,8 +12,9 @@ from closeout.appointments import services as appointments
 from closeout.appointments.models import Appointment
 from closeout.audit.models import AuditEvent
 from closeout.closures import services as closures
-from closeout.closures import states
+from closeout.closures import states, workflow
 from closeout.closures.models import ClosureCase
+from closeout.integrations.models import SimShipment
 from closeout.returns import services as returns
 from closeout.returns.models import CheckIn, Destruction, ReturnException
 from tests.fixtures import HKID
@@ -210,6 +211,9 @@ def test_a_card_taken_before_the_case_waits_for_it_is_received_by_the_sweep(make
     case.refresh_from_db()
     closures.closure_settle(reference=case.reference, workflow_id=case.next_action_id)
     assert _state(case) == states.AWAITING_RETURN
+    case.refresh_from_db()
+    workflow.ACTIONS["return_label"](case.reference, case.next_action_id)  # the card is at the branch already
+    assert not SimShipment.objects.exists() and ClosureCase.objects.get(id=case.id).next_action == ""
 
     assert appointments.counter_intakes_complete() == 1
     assert _state(case) == states.REFUND_PENDING

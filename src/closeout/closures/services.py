@@ -394,25 +394,30 @@ def closure_settle(*, reference: str, workflow_id: str) -> str:
         if card.product.physical_return_required and card.physical:
             case.deadline_at = return_deadline(clock.now(), card.product.calendar)
             _transition(case, states.AWAITING_RETURN, actor="system", key=f"{workflow_id}:awaiting_return",
-                        note="waiting for the card to be returned", action="return_label")
+                        note="waiting for the card to be returned")
         else:
             _enter_refund_pending(case, actor="system", key=f"{workflow_id}:refund_pending")
         return case.state
 
 
 def return_label_order(*, reference: str, workflow_id: str) -> dict | None:
-    """Return what the carrier is asked for, or None when the case no longer waits for a label."""
+    """Return what the carrier is asked for, or None when the case no longer waits for a label;
+    `handed_in` when the card was already taken at a branch counter (no label to pay for)."""
+    from closeout.appointments.models import CounterVisit
+
     case = ClosureCase.objects.get(reference=reference)
     if case.next_action_id != workflow_id or case.state != states.AWAITING_RETURN:
         return None
-    return {"reference": reference}
+    return {"reference": reference, "handed_in": CounterVisit.objects.filter(case=case, card_taken=True).exists()}
 
 
-def return_label_record(*, reference: str, workflow_id: str, label: dict | None, error: str = "") -> str:
+def return_label_record(*, reference: str, workflow_id: str, label: dict | None, error: str = "",
+                        handed_in: bool = False) -> str:
     """Keep the carrier's label (its tracking number on the warehouse label) and wait for the card.
 
     Without a carrier label (the carrier refused or stayed down) the case waits all the same: the
     customer prints closeout's own prepaid label from the status page, and the warehouse scans it.
+    A card already handed in at a counter needs none (the sweep records it as received).
     """
     from closeout.returns.services import return_label_issue
 
@@ -420,12 +425,15 @@ def return_label_record(*, reference: str, workflow_id: str, label: dict | None,
         case = _lock(reference)
         if case.next_action_id != workflow_id:
             return case.state
-        warehouse_label = return_label_issue(reference=reference)
-        if label:
+        if handed_in:
+            note = "card handed in at a branch: no return label"
+        elif label:
+            warehouse_label = return_label_issue(reference=reference)
             warehouse_label.tracking_ref = f"{label['carrier']} {label['tracking_number']}"[:80]
             warehouse_label.save(update_fields=["tracking_ref"])
             note = "return label from the carrier"
         else:
+            return_label_issue(reference=reference)
             note = "no carrier label: the customer prints the prepaid label"
         now = clock.now()
         case.next_action = case.next_action_id = ""
@@ -435,6 +443,8 @@ def return_label_record(*, reference: str, workflow_id: str, label: dict | None,
         CaseEvent.objects.create(case=case, key=f"{workflow_id}:labelled", at=now, actor="system",
                                  from_state=case.state, to_state=case.state, note=note,
                                  data={"label": label or {}, "error": error[:200]})
+        audit_record(actor="system", action="closure.return_label", subject=reference, before=case.state,
+                     after=case.state, reason=note, data={"label": label or {}})
         return case.state
 
 

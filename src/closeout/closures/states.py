@@ -44,6 +44,7 @@ FORWARD = {
 ACTION_FOR_STATE = {
     SUBMITTED: "verify",
     VERIFIED: "settle",
+    AWAITING_RETURN: "return_label",  # again after a hold: the carrier answers the same label
     REFUND_PENDING: "refund",
     DEACTIVATING: "deactivate",
     UNBINDING: "unbind",

@@ -221,18 +221,23 @@ def return_label_call_step(reference: str) -> dict:
 
 
 @DBOS.step(name="closeout.return_label_record")
-def return_label_record_step(reference: str, workflow_id: str, label: dict | None, error: str) -> str:
-    return _db(services.return_label_record, reference=reference, workflow_id=workflow_id, label=label, error=error)
+def return_label_record_step(reference: str, workflow_id: str, label: dict | None, error: str,
+                             handed_in: bool = False) -> str:
+    return _db(services.return_label_record, reference=reference, workflow_id=workflow_id, label=label, error=error,
+               handed_in=handed_in)
 
 
 def _return_label(reference: str, workflow_id: str) -> str:
-    if return_label_order_step(reference, workflow_id) is None:
+    order = return_label_order_step(reference, workflow_id)
+    if order is None:
         return "skipped"
-    try:
-        label, error = return_label_call_step(reference), ""
-    except Exception as exc:  # noqa: BLE001 - a carrier outage never holds a case up: closeout's own label works
-        label, error = None, f"{type(exc).__name__}: {exc}"
-    return return_label_record_step(reference, workflow_id, label, error)
+    label, error = None, ""
+    if not order["handed_in"]:
+        try:
+            label = return_label_call_step(reference)
+        except Exception as exc:  # noqa: BLE001 - a carrier outage never holds a case up: closeout's own label works
+            error = f"{type(exc).__name__}: {exc}"
+    return return_label_record_step(reference, workflow_id, label, error, order["handed_in"])
 
 
 def _refund(reference: str, workflow_id: str) -> str:

@@ -67,6 +67,8 @@ NOTE_LABELS = {
     "eSIM profile deleted on the device and released": _("eSIM profile deleted on the device and released"),
     "eSIM profile released (never downloaded)": _("eSIM profile released (never downloaded)"),
     "return label from the carrier": _("return label from the carrier"),
+    "card handed in at a branch: no return label": _("card handed in at a branch: no return label"),
+    "refund ready to collect in cash at a branch": _("refund ready to collect in cash at a branch"),
     "no carrier label: the customer prints the prepaid label": _("no carrier label: the customer prints the prepaid label"),
 }
 # System notes that carry what a person wrote or a name after a fixed part: the fixed part in the
