@@ -132,6 +132,9 @@ def test_the_pdf_shows_chinese_and_english_and_a_qr_code(make_card):
     assert case.reference in text and str(case.certificate.id) in text
     assert "HKD 159.00" in text  # 120.00 + 50.00 deposit − 11.00 handling fee
     assert case.card.number[-4:] in text and case.card.number not in text  # masked card number
+    flat = "".join(text.split())
+    assert "八达通式交通卡·八達通式交通卡" in flat and "Octopus-liketransitcard(OCTO)" in flat  # the product
+    assert "手续费·手續費" in flat and "HandlingfeeHKD11.00" in flat and "handlingHKD" not in flat  # its fee
 
     image = _render_png(data, "certificate.png")
     width, height = image.size

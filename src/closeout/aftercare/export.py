@@ -53,6 +53,7 @@ def case_export_data(case: ClosureCase) -> dict:
         },
         "timeline": [{"at": _iso(e.at), "state": e.to_state, "note": e.note} for e in case.events.order_by("at", "id")],
         "card": {"number": documents.mask_card_number(card.number), "product": card.product.name,
+                 "product_code": card.product.code,
                  "product_kind": card.product.kind, "status": card.status, "issued_at": _iso(card.issued_at),
                  "physical": card.physical},
         "holder": _holder(card.holder),

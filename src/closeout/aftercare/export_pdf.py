@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy, pgettext_lazy
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
 
+from closeout.catalog.models import Product
 from closeout.certificates.pdf import ACCENT, MUTED, draw_text, text_width
 from closeout.common.templatetags.closeout import colon, money
 from closeout.console import labels as console_labels
@@ -132,6 +133,12 @@ def _destination(destination: dict) -> str:
     return " ".join(shown)
 
 
+def _product(name: str) -> str:
+    """The product's name in the reader's language (the JSON keeps the English one)."""
+    product = Product.objects.filter(name=name).first()
+    return product.local_name() if product else name
+
+
 VALUES: dict[str, Callable] = {
     "channel": _named(console_labels.CHANNEL_LABELS),
     "language": _named(LANGUAGE_NAMES),
@@ -142,6 +149,7 @@ VALUES: dict[str, Callable] = {
     "decision": _named(DECISIONS),
     "kind": _named(CONTACT_KINDS),
     "note": _named(NOTES),
+    "product": _product,
 }
 
 
@@ -162,7 +170,7 @@ def _value(section: str, key: str, value, currency: str | None) -> str:
 def _pairs(section: str, item: dict, skip: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
     currency = item.get("currency")
     for key, value in item.items():
-        if key in skip or (key == "currency" and "amount" in item):
+        if key in skip or (key == "currency" and "amount" in item) or key == "product_code":
             continue
         yield str(FIELDS.get(key, key)), _value(section, key, value, currency)
 

@@ -59,6 +59,14 @@ DEACTIVATIONS = {
     ("esim_profile", "waived"): ("eSIM 删除确认经工作人员豁免", "eSIM 刪除確認經職員豁免",
                                  "eSIM deletion waived by staff"),
 }
+# Fees by code, in the words of the portal's catalogues.
+FEES = {
+    "handling": ("手续费", "手續費", "Handling fee"),
+    "dormancy": ("休眠卡费用", "休眠卡費用", "Dormancy fee"),
+    "overdraft": ("透支金额", "負值", "Overdraft"),
+    "unpaid_fee": ("未付费用", "未付費用", "Unpaid fee"),
+    "plan_admin": ("套餐退款手续费", "計劃退款手續費", "Plan administration fee"),
+}
 LANGUAGES = ("zh-hans", "zh-hant", "en")
 NONE = ("无", "無", "None")
 SCAN = ("扫码验证", "掃碼驗證", "Scan to verify")
@@ -137,6 +145,17 @@ def deactivation_lines(facts: dict, language: str) -> list[str]:
     return [deactivation_names(item)[index] for item in facts.get("deactivated") or []]
 
 
+def _product_names(card: dict) -> list[tuple[str, str]]:
+    """The product's Chinese names, when the product on file is still the one signed (its English
+    name unchanged): the signed facts keep only the English name."""
+    from closeout.catalog.models import Product
+
+    product = Product.objects.filter(code=card.get("product", ""), name=card.get("product_name", "")).first()
+    if product is None or not (product.name_zh_hans or product.name_zh_hant):
+        return []
+    return [(f"{product.name_zh_hans} · {product.name_zh_hant}", "hans")]
+
+
 def _value_lines(facts: dict) -> list[tuple[str, list[tuple[str, str]]]]:
     """Return (label key, [(text, script)]) rows in the order they are printed."""
     currency = facts["currency"]
@@ -149,7 +168,7 @@ def _value_lines(facts: dict) -> list[tuple[str, list[tuple[str, str]]]]:
     rows = [
         ("reference", [(facts["reference"], "en")]),
         ("card", [(card["number_masked"], "en")]),
-        ("product", [(f"{card['product_name']} ({card['product']})", "en")]),
+        ("product", [*_product_names(card), (f"{card['product_name']} ({card['product']})", "en")]),
         ("requested_at", [(_local(facts.get("requested_at")), "en")]),
         ("closed_at", [(_local(facts.get("closed_at")), "en")]),
         ("balance", [(_money(facts["balance"], currency), "en")]),
@@ -158,7 +177,10 @@ def _value_lines(facts: dict) -> list[tuple[str, list[tuple[str, str]]]]:
     if facts.get("plan_refund"):
         rows.append(("plan_refund", [(_money(facts["plan_refund"], currency), "en")]))
     fees = facts.get("fees") or []
-    rows.append(("fees", [(", ".join(f"{f['code']} {_money(f['amount'], currency)}" for f in fees) or "—", "en")]))
+    rows.append(("fees", [(", ".join(f"{FEES.get(f['code'], (f['code'],) * 3)[2]} {_money(f['amount'], currency)}"
+                                     for f in fees) or "—", "en")]))
+    if fees:
+        rows[-1][1].insert(0, ("、".join(" · ".join(FEES.get(f["code"], (f["code"],) * 3)[:2]) for f in fees), "hans"))
     rows.append(("refund", [(_money(refund["amount"], refund["currency"]), "en")]))
     rows.append(("destination", [(f"{dest_names[0]} · {dest_names[1]}", "hans"),
                                  (f"{dest_names[2]} {extra}".strip(), "en")]))

@@ -34,7 +34,7 @@ def verify_page(request, certificate_id: str):
 
 
 def _product_name(card: dict) -> str:
-    """The product's name in the reader's language; the signed English name when the product is
-    no longer on file (the facts themselves are never changed)."""
-    product = Product.objects.filter(code=card.get("product", "")).first()
+    """The product's name in the reader's language while the product on file is the one signed
+    (same English name); otherwise the signed name, as the facts say it."""
+    product = Product.objects.filter(code=card.get("product", ""), name=card.get("product_name", "")).first()
     return product.local_name() if product else card.get("product_name", "")
