@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_worker_count, default=2)
     worker = with_data_dir(sub.add_parser("worker", help="run the closure actions (DBOS)"))
     worker.add_argument("--executor-id", help="stable id of this worker (default: CLOSEOUT_EXECUTOR_ID or worker-<hostname>)")
-    worker.add_argument("--metrics-port", type=int, default=int(os.environ.get("CLOSEOUT_METRICS_PORT", "0")) or None,
+    # A default given as text goes through `type` too, so a bad CLOSEOUT_METRICS_PORT is one line.
+    worker.add_argument("--metrics-port", type=_port, default=os.environ.get("CLOSEOUT_METRICS_PORT", "0").lstrip("0") or None,
                         help="serve this worker's own metrics on 127.0.0.1:PORT")
     worker_sub = worker.add_subparsers(dest="worker_command")
     recover = worker_sub.add_parser("recover", help="hand a dead worker's pending workflows to the live ones")

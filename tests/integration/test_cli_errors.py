@@ -184,7 +184,8 @@ def test_a_data_dir_that_cannot_be_created_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("argv,option", [(["serve", "--port", "99999"], "--port"), (["serve", "--port", "0"], "--port"),
                                          (["demo", "--port", "-1"], "--port"), (["serve", "--workers", "0"], "--workers"),
-                                         (["serve", "--workers", "x"], "--workers")])
+                                         (["serve", "--workers", "x"], "--workers"),
+                                         (["worker", "--metrics-port", "99999"], "--metrics-port")])
 def test_a_port_or_worker_count_out_of_range_is_refused_before_anything_starts(capsys, argv, option):
     with pytest.raises(SystemExit) as stopped:
         cli.main(argv)

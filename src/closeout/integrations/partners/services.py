@@ -51,9 +51,11 @@ def _seal(partner_code: str, secret: str) -> str:
 def _check_url(url: str) -> str:
     """Return the endpoint a partner's unbind messages may be posted to.
 
-    Only http(s), and never a link-local address: 169.254.169.254 and its kin answer with cloud
-    credentials to whoever asks from inside the machine, and the worker would post there for
-    anyone who may register a partner. Loopback stays allowed: the built-in simulator is there.
+    Only http(s), and never a link-local address or a known metadata host name: 169.254.169.254
+    and its kin answer with cloud credentials to whoever asks from inside the machine, and the
+    worker would post there for anyone who may register a partner. Loopback stays allowed: the
+    built-in simulator is there. A name is checked as written, not resolved (a DNS name that
+    points at such an address is for the network's egress rules to stop).
 
     :raises UnableToRegisterPartner:
     """
