@@ -344,6 +344,23 @@ def test_a_request_withdrawn_while_waiting_for_the_card_does_not_show_the_card_a
     assert shown == [("done", "submitted"), ("done", "verified"), ("done", "settled"), ("stopped", "withdrawn")]
 
 
+@pytest.mark.parametrize("destination,words", [
+    ({"destination": "original", "consent": "on"}, "Larger refunds are checked"),
+    ({"destination": "bank", "bank_code": "004", "account_number": "0123456789", "consent": "on"},
+     "Refunds to an account other than the original payment method"),
+])
+def test_the_status_page_says_why_a_refund_waits_for_a_second_person(visitor, make_card, destination, words):
+    card = make_card("YKT", balance=150000)  # above the product's approval threshold
+    visitor.sign_in(card)
+    visitor.post("quote/", destination)
+    case = ClosureCase.objects.get(card=card)
+    closures.closure_verify(reference=case.reference, workflow_id=case.next_action_id)
+    case.refresh_from_db()
+    closures.closure_settle(reference=case.reference, workflow_id=case.next_action_id)
+    page = visitor.get(f"case/{case.reference}/").content.decode()
+    assert words in page and page.count('id="approval-waiting"') == 1
+
+
 def test_a_customer_can_withdraw_before_the_refund_but_not_after(visitor, make_card):
     card = make_card("YKT")
     visitor.sign_in(card)

@@ -182,8 +182,9 @@ def case_view(case: ClosureCase) -> dict:
     cash = closures.cash_awaiting_collection(case)
     if cash is not None:
         todo.append("collect_cash")
-    approval_waiting = case.state == states.REFUND_PENDING and RefundApproval.objects.filter(
-        case=case, decision=RefundApproval.Decision.PENDING).exists()
+    approval = RefundApproval.objects.filter(case=case, decision=RefundApproval.Decision.PENDING).first() \
+        if case.state == states.REFUND_PENDING else None
+    approval_waiting = approval.reason if approval else ""  # above_threshold | other_destination
     return {
         "cash": {"amount": cash.amount_minor, "currency": cash.currency} if cash else None,
         "reference": case.reference,
