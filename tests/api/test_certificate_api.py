@@ -95,6 +95,14 @@ def test_the_verification_page_says_what_was_taken_out_of_service(client, make_c
     assert kind_and_name in sim_page  # the kind and the product's name, both in the reader's words
 
 
+def test_the_link_from_the_status_page_keeps_its_language(client, make_card):
+    case = close_card(make_card("OCTO", balance=12000))
+    page = client.get(f"/verify/{case.certificate.id}", {"lang": "zh-hant"}, HTTP_ACCEPT_LANGUAGE="en")
+    assert page["Content-Language"] == "zh-hant" and "註銷證明書" in page.content.decode()
+    assert client.get(f"/verify/{case.certificate.id}", {"lang": "xx"}, HTTP_ACCEPT_LANGUAGE="en")[
+        "Content-Language"] == "en"
+
+
 def test_the_verification_page_names_fees_in_the_readers_words(client, make_card):
     case = close_card(make_card("OCTO", balance=12000, days_old=30))  # within 90 days: a handling fee
     page = client.get(f"/verify/{case.certificate.id}", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()

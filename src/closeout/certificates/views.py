@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.shortcuts import render
 from django.utils import translation
 from django.views.decorators.http import require_GET
@@ -13,6 +14,11 @@ from closeout.portal.labels import KIND_LABELS, fee_label
 
 @require_GET
 def verify_page(request, certificate_id: str):
+    """`?lang=` keeps the language of the page the reader came from (the QR code's link has none:
+    the browser's language then)."""
+    if request.GET.get("lang") in dict(settings.LANGUAGES):
+        translation.activate(request.GET["lang"])
+        request.LANGUAGE_CODE = translation.get_language()
     certificate = selectors.certificate_find(certificate_id)
     if certificate is None:  # a made-up or mistyped certificate: say so, in the reader's language
         return render(request, "certificates/verify.html", {"unknown": True}, status=404)
