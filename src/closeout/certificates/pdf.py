@@ -46,7 +46,7 @@ DESTINATIONS = {
     "original": ("原支付方式退回", "原付款方式退回", "Original payment method"),
     "bank": ("银行账户", "銀行戶口", "Bank account"),
     "ewallet": ("电子钱包", "電子錢包", "E-wallet"),
-    "cash": ("柜台现金", "櫃位現金", "Cash at the counter"),
+    "cash": ("营业厅领取现金", "客務中心領取現金", "Cash at a branch"),  # as the portal says it
 }
 # What the closure took out of service, by (what, status) of the certificate's `deactivated` facts.
 DEACTIVATIONS = {

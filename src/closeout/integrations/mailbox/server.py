@@ -51,6 +51,7 @@ def mailbox_serve(*, host: str = "127.0.0.1", port: int = 1025, stop: threading.
     """Serve the mailbox until `stop` is set (or forever)."""
     from aiosmtpd.controller import Controller
 
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's line per SMTP command
     controller = Controller(Mailbox(), hostname=host, port=port)
     controller.start()
     log.info("demo mailbox listening on %s:%s", host, port)
