@@ -267,6 +267,8 @@ def test_a_chinese_return_label_prints_the_address_tracking_and_numbers_too(make
     for printed in ("Kwun Tong, Hong Kong", "Freepost RTRN-CLOS", case.reference, tracking, "30", "5."):
         assert printed in latin, printed  # in a font that has Latin glyphs
     assert words in flat
+    status = visitor.get(f"case/{case.reference}/").content.decode()
+    assert 'id="tracking"' in status and tracking in status  # the customer can follow the parcel
 
 
 def test_the_status_page_shows_the_timeline_and_what_to_do_for_a_physical_card(visitor, make_card):

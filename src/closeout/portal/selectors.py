@@ -17,6 +17,7 @@ from closeout.common import clock
 from closeout.common.templatetags.closeout import money
 from closeout.identity import documents
 from closeout.portal import labels
+from closeout.returns.models import ReturnLabel
 
 
 def _money_text(currency: str):
@@ -202,6 +203,7 @@ def case_view(case: ClosureCase) -> dict:
         "todo": todo,
         "can_withdraw": states.WITHDRAWN in states.allowed_targets(case.state, resume_to=case.resume_to or None),
         "label_available": "post_card" in todo,
+        "tracking": ReturnLabel.objects.filter(case=case).values_list("tracking_ref", flat=True).first() or "",
         "refund_after_return": returning and states.RETURNED not in reached,
         "working_days": card.product.sla_working_days,
         "certificate": closure_selectors.case_certificate(case),
