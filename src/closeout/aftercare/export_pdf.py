@@ -96,6 +96,8 @@ ATTEMPT_REASONS = {
 }
 SUPPRESSION_REASONS = {"closure_submitted": gettext_lazy("closure requested"),
                        "opt_out": gettext_lazy("you opted out")}
+MEMOS = {"closure settlement": gettext_lazy("closure settlement"), "refund paid": gettext_lazy("refund paid"),
+         "settlement reversed": gettext_lazy("settlement reversed")}
 NOTES = {"personal data erased at the end of the retention period":
          gettext_lazy("Personal data erased at the end of the retention period.")}
 
@@ -190,7 +192,8 @@ def _quote(quote: dict) -> Iterator[tuple[str, str]]:
 
 def _ledger_line(posting: dict) -> str:
     lines = "; ".join(f"{line['account']} {money(line['amount'], line['currency'])}" for line in posting["lines"])
-    return f"{_when(posting['at'])} · {posting['memo'] or posting['key']} · {lines}"
+    memo = str(MEMOS.get(posting["memo"], posting["memo"] or posting["key"]))
+    return f"{_when(posting['at'])} · {memo} · {lines}"
 
 
 def _audit_line(event: dict) -> str:
