@@ -1,8 +1,10 @@
-"""`{{ case.state|state_label }}`, `|channel_label`, `|id_type_label`, `|note_label`,
-`|timeline_kind`, `|charge_label`, `|settled_label`, `|exception_reason`, `|destination_label` and
-`|product_name` in console templates."""
+"""Codes in the staff member's words in console templates: `{{ case.state|state_label }}`,
+`|channel_label`, `|id_type_label`, `|timeline_kind`, `|settled_label`, `|exception_reason`,
+`|destination_label` (a table each), and `|note_label`, `|charge_label`, `|actor_label`."""
 
 from __future__ import annotations
+
+from functools import partial
 
 from django import template
 
@@ -11,20 +13,18 @@ from closeout.portal import labels as portal_labels
 
 register = template.Library()
 
-
-@register.filter
-def state_label(code: str) -> str:
-    return labels.label(labels.STATE_LABELS, code)
-
-
-@register.filter
-def channel_label(code: str) -> str:
-    return labels.label(labels.CHANNEL_LABELS, code)
-
-
-@register.filter
-def id_type_label(code: str) -> str:
-    return labels.label(labels.ID_TYPE_LABELS, code)
+# One filter per table of labels: the code's label, or the code for one this build does not know.
+TABLES = {
+    "state_label": labels.STATE_LABELS,
+    "channel_label": labels.CHANNEL_LABELS,
+    "id_type_label": labels.ID_TYPE_LABELS,
+    "timeline_kind": labels.TIMELINE_KINDS,
+    "settled_label": labels.CHARGE_SETTLED,
+    "exception_reason": labels.EXCEPTION_REASONS,
+    "destination_label": portal_labels.DESTINATION_LABELS,
+}
+for name, table in TABLES.items():
+    register.filter(name, partial(labels.label, table))
 
 
 @register.filter
@@ -33,29 +33,9 @@ def note_label(note: str) -> str:
 
 
 @register.filter
-def timeline_kind(kind: str) -> str:
-    return labels.label(labels.TIMELINE_KINDS, kind)
-
-
-@register.filter
 def charge_label(charge) -> str:
     """A charge's kind and why it is owed, in the reader's words (the customer's, as the portal says it)."""
     return f"{portal_labels.fee_label(charge.code)} — {portal_labels.charge_reason(charge.code, charge.reason)}"
-
-
-@register.filter
-def settled_label(how: str) -> str:
-    return labels.label(labels.CHARGE_SETTLED, how)
-
-
-@register.filter
-def exception_reason(code: str) -> str:
-    return labels.label(labels.EXCEPTION_REASONS, code)
-
-
-@register.filter
-def destination_label(kind: str) -> str:
-    return labels.label(portal_labels.DESTINATION_LABELS, kind)
 
 
 @register.filter
