@@ -142,6 +142,8 @@ def test_warehouse_scans_and_destroys_from_the_console(staff_client, make_card):
 
     done = client.post("/console/warehouse/", {"code": label.code}, follow=True).content.decode()
     assert f"Received: case {case.reference}" in done
+    again = client.post("/console/warehouse/", {"code": label.code}, follow=True).content.decode()
+    assert "Already received on" in again and "Nothing changed" in again
     odd = client.post("/console/warehouse/", {"code": "RL20261234569"}, follow=True).content.decode()
     assert "exception queue" in odd
     misread = client.post("/console/warehouse/", {"code": "RL20261234560"}, follow=True).content.decode()

@@ -583,7 +583,11 @@ def warehouse(request):
         except returns.UnableToCheckIn:
             messages.error(request, _("Nothing was scanned."))
         else:
-            if checkin.outcome == checkin.Outcome.RECEIVED:
+            if getattr(checkin, "again", False):
+                messages.info(request, _("Already received on %(date)s: case %(reference)s. Nothing changed.") % {
+                    "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M"),
+                    "reference": checkin.case.reference})
+            elif checkin.outcome == checkin.Outcome.RECEIVED:
                 messages.success(request, _("Received: case %(reference)s.") % {"reference": checkin.case.reference})
             else:
                 messages.warning(request, _exception_message(checkin.exception.reason))

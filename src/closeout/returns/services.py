@@ -119,6 +119,7 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
     if reason is None and case is not None:
         earlier = CheckIn.objects.filter(case=case, outcome=CheckIn.Outcome.RECEIVED).first()
         if earlier is not None:
+            earlier.again = True  # the scanner is told it was received before, not that it is new
             return earlier
         if case.state != states.AWAITING_RETURN:
             reason = ReturnException.Reason.NOT_EXPECTED
