@@ -267,3 +267,11 @@ def test_the_console_says_email_in_the_words_of_the_rest_of_the_product(staff_cl
     case = case_in_state(make_card("OCTO"), "submitted")
     chinese = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
     assert "電郵" in chinese and "電子信箱" not in chinese  # not Django's own word for the sign-in field
+
+
+def test_a_role_with_no_action_on_a_case_sees_no_empty_actions_section(staff_client, make_card):
+    case = case_in_state(make_card("OCTO"), "submitted")
+    approver, _ = staff_client("refund_approver")
+    agent, _ = staff_client("agent")
+    assert "<h2>Actions</h2>" not in approver.get(f"/console/cases/{case.reference}/").content.decode()
+    assert "<h2>Actions</h2>" in agent.get(f"/console/cases/{case.reference}/").content.decode()

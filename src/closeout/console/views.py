@@ -153,12 +153,18 @@ def _detail_or_404(reference: str) -> dict:
     return detail
 
 
+# The case page's actions and the permission each needs (the section is left out when none shows).
+CASE_ACTIONS = {"hold": "case_hold", "resume": "case_resume", "reject": "case_reject", "resend": "notice_resend"}
+
+
 @staff_view("case.view")
 def case_page(request, reference: str):
     detail = _detail_or_404(reference)
     role = request.staff.role
     allowed = {action.replace(".", "_"): roles.can(role, action) for action in roles.ACTIONS}
+    offered = any(detail["actions"][action] and allowed[permission] for action, permission in CASE_ACTIONS.items())
     return render(request, "console/case.html", detail | {
+        "actions_offered": offered,
         "can": allowed, "reason_form": forms.ReasonForm(), "note_form": forms.NoteForm(),
         "cash_form": forms.CashHandOverForm(initial={"id_type": detail["id_type"]}),
     })
