@@ -106,8 +106,8 @@ def test_a_receipt_email_arrives_over_smtp_in_the_customers_language(smtp_server
 
 
 @pytest.mark.parametrize(("language", "destination", "expected"), [
-    ("en", "(bank account)", "within 7 working days after we receive your card"),
-    ("zh-hant", "(銀行戶口)", "收到卡片後 7 個工作天內"),
+    ("en", "HK$169.00 (bank account)", "within 7 working days after we receive your card"),
+    ("zh-hant", "HK$169.00（銀行戶口）", "收到卡片後 7 個工作天內"),
 ])
 def test_a_receipt_for_a_card_to_post_back_promises_days_after_it_arrives(smtp_server, language, destination,
                                                                            expected):

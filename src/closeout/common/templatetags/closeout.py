@@ -36,6 +36,17 @@ def colon() -> str:
 
 
 @register.simple_tag
+def paren_open() -> str:
+    """An aside's opening bracket: full-width in Chinese ("HK$10.00（銀行戶口）"), " (" in English."""
+    return "（" if _chinese() else " ("
+
+
+@register.simple_tag
+def paren_close() -> str:
+    return "）" if _chinese() else ")"
+
+
+@register.simple_tag
 def sentence_space() -> str:
     """What goes between two sentences: nothing after a Chinese full stop, a space in English."""
     return "" if _chinese() else " "
