@@ -272,6 +272,7 @@ def _card_status(card: Card, status: str, *, actor: str, reference: str) -> None
 # A Hong Kong clearing code ("004") or a SWIFT/BIC: 4 letters bank, 2 letters country, 2 location, 3 branch.
 BANK_CODE = re.compile(r"[0-9]{3}|[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?")
 
+
 def _destination(destination: dict, card: Card) -> tuple[dict, str]:
     """Return the shown (masked) destination and the sealed secret part."""
     kind = (destination or {}).get("type", "original")
@@ -435,16 +436,8 @@ def return_label_record(*, reference: str, workflow_id: str, label: dict | None,
         else:
             return_label_issue(reference=reference)
             note = "no carrier label: the customer prints the prepaid label"
-        now = clock.now()
-        case.next_action = case.next_action_id = ""
-        case.next_action_due_at = None
-        case.updated_at = now
-        case.save()
-        CaseEvent.objects.create(case=case, key=f"{workflow_id}:labelled", at=now, actor="system",
-                                 from_state=case.state, to_state=case.state, note=note,
-                                 data={"label": label or {}, "error": error[:200]})
-        audit_record(actor="system", action="closure.return_label", subject=reference, before=case.state,
-                     after=case.state, reason=note, data={"label": label or {}})
+        _wait_without_action(case, key=f"{workflow_id}:labelled", note=note, audit_action="closure.return_label",
+                             data={"label": label or {}, "error": error[:200]})
         return case.state
 
 
@@ -548,22 +541,13 @@ def _refund_paid(case: ClosureCase, refund: Refund, *, paid_from: str, actor: st
 def _await_cash_collection(case: ClosureCase, workflow_id: str) -> None:
     """Keep the refund for the customer to collect in cash: no next action until a clerk hands it
     over (`refund_cash_hand_over`); the customer is told once."""
-    key = f"{workflow_id}:cash_ready"
-    if CaseEvent.objects.filter(case=case, key=key).exists():
+    if not _wait_without_action(case, key=f"{workflow_id}:cash_ready", note=CASH_READY,
+                                audit_action="closure.refund.cash_ready"):
         return
     Refund.objects.get_or_create(case=case, defaults=dict(
         idempotency_key=f"{case.reference}:refund", amount_minor=case.quote["refund"],
         currency=case.quote["currency"], destination_type="cash", status=Refund.Status.PENDING,
         created_at=clock.now()))
-    now = clock.now()
-    case.next_action = case.next_action_id = ""
-    case.next_action_due_at = None
-    case.updated_at = now
-    case.save()
-    CaseEvent.objects.create(case=case, key=key, at=now, actor="system", from_state=case.state,
-                             to_state=case.state, note=CASH_READY)
-    audit_record(actor="system", action="closure.refund.cash_ready", subject=case.reference, before=case.state,
-                 after=case.state, reason=CASH_READY)
     from closeout.notifications.services import notice_cash_ready
 
     notice_cash_ready(case=case)
@@ -632,6 +616,23 @@ def _schedule(case: ClosureCase, action: str, *, key: str, note: str, due_in: ti
                              to_state=case.state, note=note[:300], data=data or {})
     if not due_in:
         dispatch.wake_pump_on_commit()
+    return True
+
+
+def _wait_without_action(case: ClosureCase, *, key: str, note: str, audit_action: str, data=None) -> bool:
+    """Leave a locked case in its state with no next action (it waits for a person: the customer
+    at a counter, the card in the post); False for a replayed key, which does nothing."""
+    if CaseEvent.objects.filter(case=case, key=key).exists():
+        return False
+    now = clock.now()
+    case.next_action = case.next_action_id = ""
+    case.next_action_due_at = None
+    case.updated_at = now
+    case.save()
+    CaseEvent.objects.create(case=case, key=key, at=now, actor="system", from_state=case.state,
+                             to_state=case.state, note=note, data=data or {})
+    audit_record(actor="system", action=audit_action, subject=case.reference, before=case.state,
+                 after=case.state, reason=note, data=data or {})
     return True
 
 
