@@ -19,7 +19,9 @@ pytestmark = pytest.mark.django_db
 def notifier(request):
     if request.param == "simulator":
         return SimulatedPartnerNotifier()
-    return HttpPartnerNotifier(transport=request.getfixturevalue("wsgi_transport"))
+    # The WSGI transport stands for the network; "testserver" resolves to loopback as a name would.
+    return HttpPartnerNotifier(transport=request.getfixturevalue("wsgi_transport"),
+                               resolver=lambda host, port: ["127.0.0.1"])
 
 
 @pytest.fixture

@@ -129,3 +129,26 @@ def test_a_binding_to_an_unregistered_partner_goes_to_staff_naming_it(dbos_worke
 
     assert _case(case.reference).attention_reason == "unbind: partner not registered: ghost-app"
     assert UnbindDelivery.objects.get(case__reference=case.reference).status == "FAILED"
+
+
+@pytestmark_workflow
+def test_an_endpoint_pointed_at_a_metadata_address_gets_nothing_and_the_case_goes_to_staff(
+        dbos_worker, make_card, settings, monkeypatch):
+    from closeout.cards import services as cards
+    from closeout.integrations.partners import adapter
+
+    partners.partner_register(code="maps-app", name="Maps", endpoint_url="https://maps.example/hooks/closeout",
+                              actor="staff:ops")
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "partners": "http"}
+    # Registered while the name pointed at the partner; its DNS now answers with the metadata service.
+    monkeypatch.setattr(adapter, "resolve", lambda host, port: ["169.254.169.254"])
+    card = make_card("YKT", balance=500)
+    cards.binding_add(card=card, partner="maps-app", external_ref="m-1")
+    case = services.closure_request(card=card, channel="web", requester="customer:web")
+
+    wait_for(lambda: _case(case.reference).state == states.FAILED)
+
+    reason = _case(case.reference).attention_reason
+    assert reason.startswith("unbind: not sent to maps-app:") and "metadata address" in reason
+    delivery = UnbindDelivery.objects.get(case__reference=case.reference)
+    assert (delivery.status, delivery.attempts) == ("FAILED", 1)

@@ -926,10 +926,15 @@ def unbind_record(*, reference: str, workflow_id: str, results: dict) -> str:
         deliveries = UnbindDelivery.objects.filter(case=case, partner__in=pending)
         attempts = min((d.attempts for d in deliveries), default=1)
         unregistered = [p for p in pending if (results.get(p) or {}).get("unregistered")]
-        if unregistered or attempts % UNBIND_ROUNDS == 0:
+        refused = [p for p in pending if (results.get(p) or {}).get("refused")]
+        if unregistered or refused or attempts % UNBIND_ROUNDS == 0:
             deliveries.update(status=UnbindDelivery.Status.FAILED)
-            why = (f"partner not registered: {', '.join(unregistered)}" if unregistered
-                   else f"no acknowledgement from {', '.join(pending)}")
+            if unregistered:
+                why = f"partner not registered: {', '.join(unregistered)}"
+            elif refused:
+                why = f"not sent to {', '.join(refused)}: {results[refused[0]].get('error', '')}"
+            else:
+                why = f"no acknowledgement from {', '.join(pending)}"
             _park(case, key=f"{workflow_id}:failed", note=f"unbind: {why}", attention=f"unbind: {why}", data=results)
             return states.FAILED
         _schedule(case, "unbind", key=f"{workflow_id}:retry", due_in=unbind_backoff(attempts), data=results,

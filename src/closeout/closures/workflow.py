@@ -287,6 +287,8 @@ def _unbind(reference: str, workflow_id: str) -> str:
     for partner in partners:
         try:
             results[partner] = unbind_deliver_step(reference, partner)
+        except PermanentError as exc:  # the same every time (an endpoint at a forbidden address): to staff now
+            results[partner] = {"acknowledged": False, "status_code": 0, "error": str(exc)[:200], "refused": True}
         except Exception as exc:  # noqa: BLE001 - one partner's outage is recorded and retried later
             results[partner] = {"acknowledged": False, "status_code": 0, "error": str(exc)[:200]}
     return unbind_record_step(reference, workflow_id, results)

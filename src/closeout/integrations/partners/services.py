@@ -54,8 +54,9 @@ def _check_url(url: str) -> str:
     Only http(s), and never a link-local address or a known metadata host name: 169.254.169.254
     and its kin answer with cloud credentials to whoever asks from inside the machine, and the
     worker would post there for anyone who may register a partner. Loopback stays allowed: the
-    built-in simulator is there. A name is checked as written, not resolved (a DNS name that
-    points at such an address is for the network's egress rules to stop).
+    built-in simulator is there. A name is checked here as written; the adapter checks again what
+    it resolves to at each delivery and posts to that checked address (a name can be pointed
+    elsewhere after registration).
 
     :raises UnableToRegisterPartner:
     """
@@ -83,8 +84,11 @@ def _is_metadata_host(host: str) -> bool:
     if host.rstrip(".").lower() in METADATA_HOSTS:
         return True
     address = _ip_literal(host)
-    if address is None:
-        return False
+    return address is not None and is_forbidden_address(address)
+
+
+def is_forbidden_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether unbind messages must never be posted to `address` (link-local or a metadata service)."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     return address.is_link_local or address in METADATA_ADDRESSES
