@@ -344,3 +344,17 @@ def test_reading_a_closure_shows_what_the_customer_still_owes(client, client_for
 
     assert read["quote"]["uncovered"] == created["quote"]["uncovered"] == 1000  # 30.00 owed, 20.00 deposit
     assert read["quote"]["refund"] == 0
+
+
+def test_a_product_that_takes_no_partner_closures_refuses_them_and_the_card_keeps_working(client_for, key, make_card):
+    card = make_card("YKT", balance=12345)
+    card.product.allowed_channels = ["web", "phone", "branch"]
+    card.product.save()
+
+    response = client_for("/api/v1/closures", body_for(card), key=key)
+
+    assert response.status_code == 422 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["type"].endswith("channel-not-allowed")
+    assert "partner_api" in response.json()["detail"]
+    card.refresh_from_db()
+    assert card.status == "active" and not ClosureCase.objects.exists()

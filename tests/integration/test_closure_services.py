@@ -146,3 +146,26 @@ def test_hold_and_resume_rerun_the_action_with_a_new_workflow_id(make_card):
     case.refresh_from_db()
     assert case.state == states.SUBMITTED
     assert case.next_action_id == f"{case.reference}:verify:2" != first_id
+
+
+def test_a_product_takes_requests_only_through_its_channels_and_all_when_it_names_none(make_card):
+    card = make_card("YKT", balance=5000)
+    card.product.allowed_channels = ["web"]
+    card.product.save()
+
+    with pytest.raises(services.ChannelNotAllowed):
+        services.closure_request(card=card, channel="chat", requester="staff:agent")
+    card.refresh_from_db()
+    assert card.status == "active" and not ClosureCase.objects.exists()
+
+    card.product.allowed_channels = []
+    card.product.save()
+    assert services.closure_request(card=card, channel="chat", requester="staff:agent").channel == "chat"
+
+
+def test_a_bulk_closure_is_the_operators_own_and_never_refused_by_channel(make_card):
+    card = make_card("YKT", balance=5000)
+    card.product.allowed_channels = ["web"]
+    card.product.save()
+
+    assert services.closure_request(card=card, channel="bulk", requester="staff:ops").channel == "bulk"

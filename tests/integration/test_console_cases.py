@@ -275,3 +275,16 @@ def test_a_role_with_no_action_on_a_case_sees_no_empty_actions_section(staff_cli
     agent, _ = staff_client("agent")
     assert "<h2>Actions</h2>" not in approver.get(f"/console/cases/{case.reference}/").content.decode()
     assert "<h2>Actions</h2>" in agent.get(f"/console/cases/{case.reference}/").content.decode()
+
+
+def test_a_product_that_takes_no_phone_closures_is_refused_before_the_quote(staff_client, make_card):
+    client, _ = staff_client("agent")
+    card = make_card("YKT", balance=45000)
+    card.product.allowed_channels = ["web", "branch"]
+    card.product.save()
+
+    page = _identify(client, card).content.decode()
+
+    assert "does not take closure requests by Phone" in page
+    assert client.get("/console/open/quote/")["Location"] == "/console/open/"  # nothing was kept to go on with
+    assert not ClosureCase.objects.filter(card=card).exists()

@@ -502,3 +502,18 @@ def test_sentences_follow_a_chinese_full_stop_without_a_space(make_card, client)
     visitor.sign_in(make_card("OCTO", balance=12000, days_old=30))
     expected = visitor.get("quote/").content.decode().split('id="expected">')[1].split("</p>")[0]
     assert "。 " not in expected and expected.count("。") == 2
+
+
+@pytest.mark.parametrize("channels,says", [(["phone", "branch"], "close it at one of our branch counters"),
+                                           (["phone"], "Please call us.")])
+def test_a_product_not_closed_online_says_how_else_and_takes_no_request(visitor, make_card, channels, says):
+    card = make_card("YKT", balance=5000)
+    card.product.allowed_channels = channels
+    card.product.save()
+
+    page = visitor.sign_in(card).content.decode()
+    assert "cannot be closed online" in page and says in page and 'id="to-quote"' not in page
+    response = visitor.post("quote/", {"destination": "original", "consent": "on"})
+
+    assert response.final_url == "/en/account/"
+    assert not ClosureCase.objects.exists()

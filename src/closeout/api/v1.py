@@ -192,6 +192,9 @@ def _create(request, payload: schemas.ClosureIn, remember) -> HttpResponse:
                        "A closure is already in progress for this card.")
     except services.CardNotClosable:
         return problem(409, "card-not-closable", "Card cannot be closed", "This card is not active.")
+    except services.ChannelNotAllowed as exc:
+        return problem(422, "channel-not-allowed", "Channel not allowed",
+                       f"This card's product does not take closure requests through the {exc.channel} channel.")
     return HttpResponse(body, status=201, content_type="application/json")
 
 

@@ -82,6 +82,20 @@ class CardNotClosable(UnableToCloseCard):
     """The card is not active (already closed or blocked)."""
 
 
+class ChannelNotAllowed(UnableToCloseCard):
+    """The card's product does not take closure requests through this channel."""
+
+    def __init__(self, channel: str):
+        super().__init__(f"this product does not take closure requests through {channel}")
+        self.channel = channel
+
+
+def channel_allowed(product, channel: str) -> bool:
+    """Whether `product` takes closure requests through `channel`. A product that names no channels
+    takes them all; a bulk closure is the operator's own decision and always allowed."""
+    return channel == ClosureCase.Channel.BULK or not product.allowed_channels or channel in product.allowed_channels
+
+
 class InvalidDestination(UnableToCloseCard):
     def __init__(self, field: str, message: str):
         super().__init__(message)
@@ -315,8 +329,11 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
 
     :raises CaseAlreadyOpen: when the card already has an open case.
     :raises CardNotClosable: when the card is not active.
+    :raises ChannelNotAllowed: when the card's product does not take requests through `channel`.
     :raises InvalidDestination: for a malformed refund destination.
     """
+    if not channel_allowed(card.product, channel):
+        raise ChannelNotAllowed(channel)
     destination, sealed = _destination(refund_destination or {}, card)
     now = clock.now()
     try:

@@ -302,6 +302,11 @@ def case_cash_hand_over(request, reference: str):
 # --- assisted channels ------------------------------------------------------------------------
 
 
+def _channel_refused(channel: str) -> str:
+    return _("This card's product does not take closure requests by %(channel)s. Offer the customer "
+             "another way to close it.") % {"channel": labels.label(labels.CHANNEL_LABELS, channel)}
+
+
 @require_http_methods(["GET", "POST"])
 @staff_view("case.open")
 def assisted_open(request):
@@ -326,6 +331,9 @@ def assisted_open(request):
                 if open_case:
                     messages.info(request, _("This card already has an open case."))
                     return _case_redirect(open_case.reference)
+                if not closures.channel_allowed(card.product, data["channel"]):
+                    return render(request, "console/open.html", {
+                        "form": form, "error": _channel_refused(data["channel"])})
                 request.session[ASSISTED_KEY] = {
                     "card_id": card.id, "channel": data["channel"], "channel_ref": data["channel_ref"],
                     "checks": {"card_number": True, "name": True, "contact": True, "id_document": True},
@@ -365,6 +373,8 @@ def assisted_quote(request):
             return _case_redirect(exc.reference)
         except closures.InvalidDestination as exc:
             error = DESTINATION_ERRORS.get(exc.field, _("The refund destination is not valid."))
+        except closures.ChannelNotAllowed as exc:
+            error = _channel_refused(exc.channel)
         except (closures.CardNotClosable, services.UnableToOpenCase):
             error = _("This card cannot be closed.")
         else:

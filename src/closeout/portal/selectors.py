@@ -61,6 +61,8 @@ def account_check(card: Card) -> dict:
         "total": sum(c["amount"] for c in charges),
         "currency": currency,
         "settled": not charges,
+        "online": closures.channel_allowed(card.product, "web"),
+        "at_branch": closures.channel_allowed(card.product, "branch"),
     }
 
 

@@ -151,7 +151,7 @@ def quote(request, card):
         messages.info(request, _("This card already has a closure request: here is its status."))
         return redirect("portal:case", reference=case.reference)
     check = selectors.account_check(card)
-    if not check["settled"] or card.status != Card.Status.ACTIVE:
+    if not check["settled"] or not check["online"] or card.status != Card.Status.ACTIVE:
         return redirect("portal:account")
     form = ConfirmForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -161,7 +161,7 @@ def quote(request, card):
         except closures.CaseAlreadyOpen as exc:
             messages.info(request, _("This card already has a closure request: here is its status."))
             return redirect("portal:case", reference=exc.reference)
-        except (services.ChargesOpen, closures.CardNotClosable):
+        except (services.ChargesOpen, closures.CardNotClosable, closures.ChannelNotAllowed):
             return redirect("portal:account")
         except closures.InvalidDestination:
             form.add_error(None, _("Please check the refund destination."))
