@@ -4,7 +4,7 @@ reminders the day before, and no double booking under concurrent requests."""
 from __future__ import annotations
 
 import threading
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
 from django.db import connection
@@ -191,3 +191,36 @@ def test_one_card_racing_for_two_slots_gets_one(branch, make_card):
         thread.join(timeout=60)
     assert sorted(outcomes) == ["already"] * 3 + ["booked"]
     assert Appointment.objects.filter(card=card, status="BOOKED").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_booking_refused_in_the_console_is_explained_in_the_staff_members_language(staff_client, branch, make_card):
+    client, _ = staff_client("agent")
+    card = make_card()
+    day = next_working_day()
+    client.post("/console/appointments/book", {"branch": "HK-CEN", "card_number": card.number,
+                                               "starts_at": f"{day.isoformat()}T10:00"})
+
+    again = client.post("/console/appointments/book", {"branch": "HK-CEN", "card_number": card.number,
+                                                       "starts_at": f"{day.isoformat()}T10:30"},
+                        follow=True, HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+
+    assert "This card already has an appointment." not in again
+    assert "此卡已有預約" in again
+
+
+@pytest.mark.django_db
+def test_the_customer_gets_a_confirmation_when_booked_and_again_when_moved(branch, make_card):
+    from closeout.notifications.models import Notice
+
+    card = make_card()
+    day = next_working_day()
+    booked = appointments.appointment_book(card=card, branch=branch, starts_at=local(day, 10), actor="staff:a",
+                                           language="zh-hant")
+    appointments.appointment_reschedule(appointment_id=booked.id, starts_at=local(day, 11), actor="staff:a")
+
+    sent = Notice.objects.filter(template="appointment_booked").order_by("id")
+    assert sorted(n.channel for n in sent) == ["email", "email", "sms", "sms"]
+    assert {n.language for n in sent} == {"zh-hant"}
+    assert [datetime.fromisoformat(n.context["starts_at"]) for n in sent if n.channel == "email"] == [
+        local(day, 10), local(day, 11)]

@@ -19,7 +19,7 @@ from closeout.closures import services as closures
 from closeout.closures import states
 from closeout.closures.models import ClosureCase
 from closeout.common import calendars, clock
-from closeout.notifications.services import appointment_reminder_send
+from closeout.notifications.services import appointment_confirmation_send, appointment_reminder_send
 from closeout.returns import services as returns
 
 BOOKING_ATTEMPTS = 3
@@ -98,6 +98,7 @@ def appointment_book(*, card: Card, branch: Branch, starts_at: datetime, actor: 
                 audit_record(actor=actor, action="appointment.booked", subject=f"appointment:{appointment.id}",
                              data={"branch": branch.code, "starts_at": starts_at.isoformat(),
                                    "case": case.reference if case else ""})
+                appointment_confirmation_send(appointment_id=appointment.id)
                 return appointment
         except IntegrityError:
             # A concurrent booking won the counter or the card; look again with fresh data.
@@ -151,6 +152,7 @@ def appointment_reschedule(*, appointment_id: int, starts_at: datetime, actor: s
                 audit_record(actor=actor, action="appointment.rescheduled",
                              subject=f"appointment:{appointment.id}", before=before[:40],
                              after=starts_at.isoformat()[:40])
+                appointment_confirmation_send(appointment_id=appointment.id)
                 return appointment
         except IntegrityError:
             continue

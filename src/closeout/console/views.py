@@ -403,13 +403,13 @@ def _day(request) -> date:
         return timezone.localtime(clock.now()).date()
 
 
-BOOKING_ERRORS = {
-    "past": _("That slot is in the past."),
-    "closed": _("The branch is closed at that time."),
-    "misaligned": _("Pick one of the listed slots."),
-    "full": _("Every counter is booked in that slot."),
-    "card_booked": _("This card already has an appointment."),
-    "not_booked": _("This appointment is no longer booked."),
+BOOKING_ERRORS = {  # read in the staff member's language, not the one active at import
+    "past": gettext_lazy("That slot is in the past."),
+    "closed": gettext_lazy("The branch is closed at that time."),
+    "misaligned": gettext_lazy("Pick one of the listed slots."),
+    "full": gettext_lazy("Every counter is booked in that slot."),
+    "card_booked": gettext_lazy("This card already has an appointment."),
+    "not_booked": gettext_lazy("This appointment is no longer booked."),
 }
 
 

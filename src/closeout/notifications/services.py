@@ -41,7 +41,8 @@ from closeout.notifications.models import UNDELIVERED, Notice
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = ("otp", "receipt", "fees_paid", "withdrawn", "status", "appointment_reminder", "cash_ready")
+TEMPLATES = ("otp", "receipt", "fees_paid", "withdrawn", "status", "appointment_booked", "appointment_reminder",
+             "cash_ready")
 LANGUAGES = ("zh-hans", "zh-hant", "en")
 
 
@@ -233,6 +234,18 @@ def appointment_reminder_send(*, appointment_id: int) -> list[Notice]:
 
     :raises Appointment.DoesNotExist: for an unknown appointment.
     """
+    return _appointment_notice(appointment_id, "appointment_reminder", "")
+
+
+def appointment_confirmation_send(*, appointment_id: int) -> list[Notice]:
+    """Confirm a booked (or moved) branch appointment, once per appointment time.
+
+    :raises Appointment.DoesNotExist: for an unknown appointment.
+    """
+    return _appointment_notice(appointment_id, "appointment_booked", "booked:")
+
+
+def _appointment_notice(appointment_id: int, template: str, kind: str) -> list[Notice]:
     from closeout.appointments.models import Appointment
 
     appointment = Appointment.objects.select_related("branch", "card__holder").get(id=appointment_id)
@@ -240,9 +253,9 @@ def appointment_reminder_send(*, appointment_id: int) -> list[Notice]:
     names = {"zh-hans": branch.name_zh_hans, "zh-hant": branch.name_zh_hant}
     language = appointment.language if appointment.language in LANGUAGES else "en"
     return notice_send_holder(
-        holder=appointment.card.holder, template="appointment_reminder", language=language,
+        holder=appointment.card.holder, template=template, language=language,
         case=appointment.case, card=appointment.card,
-        key=f"appointment:{appointment.id}:{appointment.starts_at.isoformat()}",
+        key=f"appointment:{appointment.id}:{kind}{appointment.starts_at.isoformat()}",
         context={"branch": names.get(language) or branch.name, "address": branch.address,
                  "starts_at": appointment.starts_at.isoformat(),
                  "reference": appointment.case.reference if appointment.case_id else ""},
