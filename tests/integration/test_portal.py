@@ -21,8 +21,10 @@ from closeout.integrations.models import SimFault, SimPayment
 from closeout.integrations.sms.models import SimSmsMessage
 from closeout.notifications.models import Notice
 from tests.fixtures import HKID
+from tests.integration import test_console_support as support
 
 pytestmark = pytest.mark.django_db(transaction=True)  # notices leave on commit
+branch = support.branch
 
 @pytest.fixture(scope="module", autouse=True)
 def _catalogs_compiled():
@@ -517,3 +519,69 @@ def test_a_product_not_closed_online_says_how_else_and_takes_no_request(visitor,
 
     assert response.final_url == "/en/account/"
     assert not ClosureCase.objects.exists()
+
+
+
+def _slot_on(page: str, day) -> str:
+    return re.search(rf'name="starts_at" value="({day.isoformat()}T[^"]+)"', page)[1]
+
+
+def test_a_customer_books_a_branch_visit_moves_it_and_cancels_it(visitor, make_card, branch):
+    from closeout.appointments.models import Appointment
+    from tests.integration.test_console_support import local, next_working_day
+
+    card = make_card("YKT", balance=5000)
+    account = visitor.sign_in(card).content.decode()
+    assert 'id="to-branch"' in account
+    day = next_working_day()
+
+    page = visitor.get(f"branch/?branch=HK-CEN&day={day.isoformat()}").content.decode()
+    assert "Central" in page and f'data-slot="{local(day, 9).isoformat()}"' in page
+    booked = visitor.post("branch/", {"branch": "HK-CEN", "starts_at": local(day, 10).isoformat()})
+
+    assert booked.final_url == "/en/account/"
+    text = booked.content.decode()
+    assert "Your appointment is booked" in text and "Change or cancel it" in text
+    appointment = Appointment.objects.get(card=card, status="BOOKED")
+    assert (appointment.starts_at, appointment.booked_by, appointment.language) == (local(day, 10), "customer:web", "en")
+    assert Notice.objects.filter(template="appointment_booked", card=card).count() == 2  # email and SMS
+
+    visitor.post("branch/", {"branch": "HK-CEN", "starts_at": local(day, 11).isoformat()})
+    assert list(Appointment.objects.filter(card=card).values_list("starts_at", "status")) == [
+        (local(day, 11), "BOOKED")]  # moved, not booked twice
+
+    visitor.post("branch/", {"action": "cancel"})
+    assert Appointment.objects.get(card=card).status == "CANCELLED"
+    assert 'id="to-branch"' in visitor.get("account/").content.decode()
+
+
+def test_a_time_taken_meanwhile_is_explained_and_nothing_changes(visitor, make_card, branch):
+    from closeout.appointments import services as appointments
+    from closeout.appointments.models import Appointment
+    from tests.integration.test_console_support import local, next_working_day
+
+    day = next_working_day()
+    for _ in range(2):  # both counters
+        appointments.appointment_book(card=make_card("YKT"), branch=branch, starts_at=local(day, 10), actor="staff:a")
+    card = make_card("YKT", balance=5000)
+    visitor.sign_in(card)
+
+    for starts_at, says in ((local(day, 10).isoformat(), "was just taken"), ("yesterday", "times listed"),
+                            (local(day, 10, 10).isoformat(), "times listed"), (local(day, 20).isoformat(), "closed")):
+        page = visitor.post("branch/", {"branch": "HK-CEN", "starts_at": starts_at}).content.decode()
+        assert says in page
+    assert not Appointment.objects.filter(card=card).exists()
+
+
+def test_the_branch_page_speaks_the_customers_language(client, make_card, branch):
+    from tests.integration.test_console_support import next_working_day
+
+    visitor = Visitor(client, "zh-hant")
+    card = make_card("YKT", balance=5000)
+    visitor.sign_in(card)
+    day = next_working_day()
+
+    page = visitor.get(f"branch/?day={day.isoformat()}").content.decode()
+
+    assert "中環客務中心" in page and "Close your card at a branch" not in page
+    assert _slot_on(page, day)

@@ -246,3 +246,56 @@ def policy_view(product: Product) -> dict:
     }
 
 
+
+
+# How far ahead a customer may book a visit to a branch counter online.
+BOOKING_DAYS = 14
+
+
+def card_appointment(card: Card) -> dict | None:
+    """The card's booked branch appointment still to come, if any, in the reader's words."""
+    from closeout.appointments.models import Appointment
+
+    booked = (Appointment.objects.select_related("branch")
+              .filter(card=card, status=Appointment.Status.BOOKED, starts_at__gt=clock.now()).first())
+    if booked is None:
+        return None
+    return {"branch": branch_name(booked.branch), "address": booked.branch.address, "starts_at": booked.starts_at,
+            "code": booked.branch.code}
+
+
+def branch_name(branch) -> str:
+    from django.utils import translation
+
+    names = {"zh-hans": branch.name_zh_hans, "zh-hant": branch.name_zh_hant}
+    return names.get(translation.get_language()) or branch.name
+
+
+def branch_booking(card: Card, *, branch_code: str = "", day: str = "") -> dict:
+    """The branches, the days of the next two weeks with a free counter at the chosen branch, and
+    the free slots of the chosen day (the first such day unless one is asked for)."""
+    from datetime import timedelta
+
+    from closeout.appointments import selectors as appointments
+
+    current = card_appointment(card)
+    branches = appointments.branches()
+    branch = (next((b for b in branches if b.code == branch_code), None)
+              or next((b for b in branches if current and b.code == current["code"]), None)
+              or (branches[0] if branches else None))
+    days = []
+    if branch is not None:
+        today = local_today()
+        for offset in range(BOOKING_DAYS):
+            free = [s for s in appointments.branch_slots(branch=branch, day=today + timedelta(days=offset))
+                    if s["free"]]
+            if free:
+                days.append({"day": today + timedelta(days=offset), "slots": free})
+    chosen = next((d for d in days if d["day"].isoformat() == day), days[0] if days else None)
+    return {
+        "current": current,
+        "branches": [{"code": b.code, "name": branch_name(b), "address": b.address} for b in branches],
+        "branch": branch and {"code": branch.code, "name": branch_name(branch), "address": branch.address},
+        "days": days,
+        "chosen": chosen,
+    }

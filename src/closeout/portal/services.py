@@ -21,6 +21,8 @@ PAY_ATTEMPTS = 3
 DECLINED = "card.charges_payment_declined"
 
 
+PORTAL = "customer:web"  # the actor of what a customer does in the portal
+
 class UnableToPayCharges(Exception):
     """Base of the errors of `card_charges_pay`."""
 
@@ -146,3 +148,46 @@ def portal_closure_withdraw(*, card: Card, reference: str, language: str):
 
 class ChargesOpen(Exception):
     """Outstanding fees must be paid before the closure is submitted."""
+
+
+def portal_appointment_book(*, card: Card, branch_code: str, starts_at: str, language: str):
+    """Book the card a visit to a branch counter, or move its booked visit there.
+
+    :raises appointments.UnableToBook: for an unknown branch or a slot that cannot be booked (its
+        `code` names why).
+    """
+    from datetime import datetime
+
+    from closeout.appointments import services as appointments
+    from closeout.appointments.models import Appointment, Branch
+
+    branch = Branch.objects.filter(code=branch_code, active=True).first()
+    try:
+        when = datetime.fromisoformat(starts_at)
+    except ValueError:
+        when = None
+    if branch is None or when is None or when.tzinfo is None:
+        raise appointments.SlotUnavailable("misaligned")
+    with transaction.atomic():
+        current = Appointment.objects.filter(card=card, status=Appointment.Status.BOOKED).first()
+        if current is not None and current.branch_id == branch.id:
+            return appointments.appointment_reschedule(appointment_id=current.id, starts_at=when, actor=PORTAL)
+        if current is not None:  # another branch: the new booking replaces it, or neither changes
+            appointments.appointment_cancel(appointment_id=current.id, actor=PORTAL, reason="moved to another branch")
+        return appointments.appointment_book(card=card, branch=branch, starts_at=when, actor=PORTAL,
+                                             language=language)
+
+
+def portal_appointment_cancel(*, card: Card) -> bool:
+    """Cancel the card's booked visit; False when there was none."""
+    from closeout.appointments import services as appointments
+    from closeout.appointments.models import Appointment
+
+    current = Appointment.objects.filter(card=card, status=Appointment.Status.BOOKED).first()
+    if current is None:
+        return False
+    try:
+        appointments.appointment_cancel(appointment_id=current.id, actor=PORTAL, reason="cancelled by the customer")
+    except appointments.AppointmentNotBooked:
+        return False
+    return True

@@ -9,6 +9,7 @@ urlpatterns = [
     path("account/", views.account, name="account"),
     path("account/pay/", views.account_pay, name="account_pay"),
     path("quote/", views.quote, name="quote"),
+    path("branch/", views.branch_visit, name="branch"),
     path("check/", views.check, name="check"),
     path("sign-out/", views.sign_out, name="sign_out"),
     path("case/<str:reference>/", views.case, name="case"),

@@ -10,9 +10,11 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from closeout.appointments import services as appointments
 from closeout.cards.models import Card
 from closeout.closures import services as closures
 from closeout.closures import states
@@ -121,7 +123,8 @@ def account(request, card):
     if case is not None:
         return redirect("portal:case", reference=case.reference)
     latest = selectors.latest_case(card) if card.status != Card.Status.ACTIVE else None
-    return render(request, "portal/account.html", {"check": selectors.account_check(card), "latest": latest})
+    return render(request, "portal/account.html", {"check": selectors.account_check(card), "latest": latest,
+                                                   "appointment": selectors.card_appointment(card)})
 
 
 @require_POST
@@ -169,6 +172,44 @@ def quote(request, card):
             request.session[SESSION_RECEIPT] = case.reference
             return redirect("portal:case", reference=case.reference)
     return render(request, "portal/quote.html", {"q": selectors.quote_view(card), "form": form})
+
+
+BOOKING_ERRORS = {
+    "past": gettext_lazy("That time has passed. Please pick another."),
+    "closed": gettext_lazy("The branch is closed at that time. Please pick another."),
+    "misaligned": gettext_lazy("Please pick one of the times listed."),
+    "full": gettext_lazy("That time was just taken. Please pick another."),
+}
+
+
+@signed_in
+@require_http_methods(["GET", "POST"])
+def branch_visit(request, card):
+    """Book, move or cancel a visit to a branch counter to close the card there."""
+    case = selectors.open_case(card)
+    if case is not None:
+        return redirect("portal:case", reference=case.reference)
+    check = selectors.account_check(card)
+    if not check["at_branch"] or card.status != Card.Status.ACTIVE:
+        return redirect("portal:account")
+    error = None
+    if request.method == "POST":
+        if request.POST.get("action") == "cancel":
+            if services.portal_appointment_cancel(card=card):
+                messages.success(request, _("Your appointment is cancelled."))
+            return redirect("portal:account")
+        try:
+            services.portal_appointment_book(card=card, branch_code=request.POST.get("branch", ""),
+                                             starts_at=request.POST.get("starts_at", ""),
+                                             language=translation.get_language())
+        except appointments.UnableToBook as exc:
+            error = str(BOOKING_ERRORS.get(exc.code, BOOKING_ERRORS["full"]))
+        else:
+            messages.success(request, _("Your appointment is booked. We have sent you the details."))
+            return redirect("portal:account")
+    booking = selectors.branch_booking(card, branch_code=request.GET.get("branch") or request.POST.get("branch", ""),
+                                       day=request.GET.get("day", ""))
+    return render(request, "portal/branch.html", {"b": booking, "card": check["card"], "error": error})
 
 
 def _own_case(card: Card, reference: str) -> ClosureCase:
