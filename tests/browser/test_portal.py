@@ -467,3 +467,43 @@ def test_the_calculator_needs_no_sign_in(open_page, make_card, language):
     assert page.locator("#policy li").count() >= 4
     assert_page_ok(page, language)
     shot(page, f"{language}-phone-calculator")
+
+
+@pytest.mark.parametrize("language,viewport", [("zh-hant", "phone"), ("en", "desktop")])
+def test_a_customer_books_a_branch_visit_on_a_phone(open_page, make_card, language, viewport):
+    from datetime import datetime
+
+    from closeout.appointments.models import Appointment
+
+    _branch_for_browser()
+    card = make_card("YKT", balance=5000)
+    page = open_page(language, viewport)
+    sign_in(page, card, language=language, channel="sms", viewport=viewport)
+    page.click("#to-branch")
+    page.wait_for_url(f"**/{language}/branch/")
+    assert_page_ok(page, language)
+    shot(page, f"branch-{language}-{viewport}-1-times")
+    first = page.locator("#slots button.slot").first
+    when = first.get_attribute("value")
+    first.click()
+    page.wait_for_url(f"**/{language}/account/")
+    assert_page_ok(page, language)
+    assert page.locator("#appointment").is_visible()
+    shot(page, f"branch-{language}-{viewport}-2-booked")
+
+    booked = Appointment.objects.get(card=card, status="BOOKED")
+    assert (booked.starts_at, booked.language) == (datetime.fromisoformat(when), language)
+
+
+def _branch_for_browser():
+    from datetime import time
+
+    from closeout.appointments.models import Branch, Counter, OpeningHours
+
+    made = Branch.objects.create(code="HK-CEN", name="Central customer service centre", name_zh_hans="中环客务中心",
+                                 name_zh_hant="中環客務中心", address="中環樣本街1號地下", calendar="HK",
+                                 slot_minutes=30)
+    for weekday in range(7):
+        OpeningHours.objects.create(branch=made, weekday=weekday, opens=time(9), closes=time(17))
+    Counter.objects.create(branch=made, label="A")
+    return made
