@@ -33,13 +33,17 @@ PARTNERS = ["maps-app", "transit-wallet", "city-pay"]
 BALANCES = {2: [0, 500, 12000, 45000, 95000, 180000, 290000], 0: [0, 180, 1500, 4200, 9800, 19000]}
 SIM_CREDIT = [0, 500, 2000, 8800]  # prepaid call/data credit left on a SIM, HKD cents
 WEEKDAYS, SATURDAY, SUNDAY = range(5), 5, 6
-# (code, English, simplified, traditional, address, holiday calendar, {weekday: (opens, closes)}, counters)
+# (code, (English, simplified, traditional) names, the same three addresses, holiday calendar,
+#  {weekday: (opens, closes)}, counters)
 BRANCHES = [
-    ("HK-CEN", "Central customer service centre", "中环客务中心", "中環客務中心", "G/F, 1 Demo Street, Central",
+    ("HK-CEN", ("Central customer service centre", "中环客务中心", "中環客務中心"),
+     ("G/F, 1 Demo Street, Central", "中环示范街1号地下", "中環示範街1號地下"),
      "HK", {**dict.fromkeys(WEEKDAYS, (9, 19)), SATURDAY: (9, 13)}, ["A", "B", "C"]),
-    ("HK-MKK", "Mong Kok customer service centre", "旺角客务中心", "旺角客務中心", "Shop 2, 8 Sample Road, Mong Kok",
+    ("HK-MKK", ("Mong Kok customer service centre", "旺角客务中心", "旺角客務中心"),
+     ("Shop 2, 8 Sample Road, Mong Kok", "旺角样本道8号2号铺", "旺角樣本道8號2號舖"),
      "HK", {**dict.fromkeys(WEEKDAYS, (10, 20)), SATURDAY: (10, 18), SUNDAY: (11, 17)}, ["A", "B"]),
-    ("SZ-FT", "Shenzhen Futian service hall", "深圳福田营业厅", "深圳福田營業廳", "1F, 6 Example Avenue, Futian, Shenzhen",
+    ("SZ-FT", ("Shenzhen Futian service hall", "深圳福田营业厅", "深圳福田營業廳"),
+     ("1F, 6 Example Avenue, Futian, Shenzhen", "深圳市福田区示例大道6号1楼", "深圳市福田區示例大道6號1樓"),
      "CN", dict.fromkeys(WEEKDAYS, (9, 18)), ["1", "2"]),
 ]
 
@@ -87,9 +91,10 @@ def _name(rng: random.Random, i: int) -> tuple[str, str]:
 def branches_load() -> int:
     """Add the demo branches with their opening hours and counters; return how many were new."""
     created = 0
-    for code, name, hans, hant, address, calendar, hours, counters in BRANCHES:
+    for code, names, addresses, calendar, hours, counters in BRANCHES:
         branch, new = Branch.objects.get_or_create(code=code, defaults={
-            "name": name, "name_zh_hans": hans, "name_zh_hant": hant, "address": address, "calendar": calendar})
+            **dict(zip(("name", "name_zh_hans", "name_zh_hant"), names, strict=True)),
+            **dict(zip(("address", "address_zh_hans", "address_zh_hant"), addresses, strict=True)), "calendar": calendar})
         if not new:
             continue
         created += 1

@@ -501,7 +501,8 @@ def _branch_for_browser():
     from closeout.appointments.models import Branch, Counter, OpeningHours
 
     made = Branch.objects.create(code="HK-CEN", name="Central customer service centre", name_zh_hans="中环客务中心",
-                                 name_zh_hant="中環客務中心", address="中環樣本街1號地下", calendar="HK",
+                                 name_zh_hant="中環客務中心", address="G/F, 1 Sample Street, Central", address_zh_hans="中环样本街1号地下",
+                                 address_zh_hant="中環樣本街1號地下", calendar="HK",
                                  slot_minutes=30)
     for weekday in range(7):
         OpeningHours.objects.create(branch=made, weekday=weekday, opens=time(9), closes=time(17))

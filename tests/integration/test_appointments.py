@@ -224,3 +224,20 @@ def test_the_customer_gets_a_confirmation_when_booked_and_again_when_moved(branc
     assert {n.language for n in sent} == {"zh-hant"}
     assert [datetime.fromisoformat(n.context["starts_at"]) for n in sent if n.channel == "email"] == [
         local(day, 10), local(day, 11)]
+
+
+@pytest.mark.django_db
+def test_the_confirmation_names_the_branch_and_its_address_in_the_customers_language(branch, make_card):
+    from closeout.notifications.models import Notice
+
+    branch.address, branch.address_zh_hant = "G/F, 1 Sample Street, Central", "中環樣本街1號地下"
+    branch.save()
+    appointments.appointment_book(card=make_card(), branch=branch, starts_at=local(next_working_day(), 10),
+                                  actor="staff:a", language="zh-hant")
+    appointments.appointment_book(card=make_card(), branch=branch, starts_at=local(next_working_day(), 11),
+                                  actor="staff:a", language="zh-hans")
+
+    contexts = {n.language: n.context for n in Notice.objects.filter(template="appointment_booked", channel="email")}
+    assert (contexts["zh-hant"]["branch"], contexts["zh-hant"]["address"]) == ("中環客務中心", "中環樣本街1號地下")
+    # No simplified address kept: the English one, never an empty line.
+    assert (contexts["zh-hans"]["branch"], contexts["zh-hans"]["address"]) == ("中环营业厅", "G/F, 1 Sample Street, Central")

@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils import translation
 
 from closeout.cards.models import Card
 from closeout.closures.models import ClosureCase
@@ -12,6 +13,8 @@ class Branch(models.Model):
     name_zh_hans = models.CharField(max_length=120, blank=True)
     name_zh_hant = models.CharField(max_length=120, blank=True)
     address = models.CharField(max_length=300, blank=True)
+    address_zh_hans = models.CharField(max_length=300, blank=True)
+    address_zh_hant = models.CharField(max_length=300, blank=True)
     calendar = models.CharField(max_length=4, default="HK")  # holidays close the branch
     slot_minutes = models.PositiveSmallIntegerField(default=30)
     active = models.BooleanField(default=True)
@@ -21,6 +24,17 @@ class Branch(models.Model):
 
     def __str__(self):
         return self.code
+
+    def local_name(self, language: str | None = None) -> str:
+        """The branch's name in `language` (default: the active one); English where none is kept."""
+        return self._local("name", language)
+
+    def local_address(self, language: str | None = None) -> str:
+        return self._local("address", language)
+
+    def _local(self, field: str, language: str | None) -> str:
+        suffix = {"zh-hans": "_zh_hans", "zh-hant": "_zh_hant"}.get(language or translation.get_language() or "en")
+        return (getattr(self, field + suffix) if suffix else "") or getattr(self, field)
 
 
 class OpeningHours(models.Model):

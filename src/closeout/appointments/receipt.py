@@ -34,7 +34,7 @@ def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:
         rows = [
             (_("Closure receipt"), None),
             (_("Reference"), case.reference),
-            (_("Branch"), visit.branch.name),
+            (_("Branch"), visit.branch.local_name(language)),
             (_("Date"), timezone.localtime(visit.customer_confirmed_at or visit.started_at).strftime("%Y-%m-%d %H:%M")),
             (_("Card number"), documents.mask_card_number(card.number)),
             (_("ID document checked"), f"{labels.label(labels.ID_TYPE_LABELS, visit.id_type)} {visit.id_masked}"),

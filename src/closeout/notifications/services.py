@@ -250,13 +250,12 @@ def _appointment_notice(appointment_id: int, template: str, kind: str) -> list[N
 
     appointment = Appointment.objects.select_related("branch", "card__holder").get(id=appointment_id)
     branch = appointment.branch
-    names = {"zh-hans": branch.name_zh_hans, "zh-hant": branch.name_zh_hant}
     language = appointment.language if appointment.language in LANGUAGES else "en"
     return notice_send_holder(
         holder=appointment.card.holder, template=template, language=language,
         case=appointment.case, card=appointment.card,
         key=f"appointment:{appointment.id}:{kind}{appointment.starts_at.isoformat()}",
-        context={"branch": names.get(language) or branch.name, "address": branch.address,
+        context={"branch": branch.local_name(language), "address": branch.local_address(language),
                  "starts_at": appointment.starts_at.isoformat(),
                  "reference": appointment.case.reference if appointment.case_id else ""},
     )

@@ -260,15 +260,8 @@ def card_appointment(card: Card) -> dict | None:
               .filter(card=card, status=Appointment.Status.BOOKED, starts_at__gt=clock.now()).first())
     if booked is None:
         return None
-    return {"branch": branch_name(booked.branch), "address": booked.branch.address, "starts_at": booked.starts_at,
+    return {"branch": booked.branch.local_name(), "address": booked.branch.local_address(), "starts_at": booked.starts_at,
             "code": booked.branch.code}
-
-
-def branch_name(branch) -> str:
-    from django.utils import translation
-
-    names = {"zh-hans": branch.name_zh_hans, "zh-hant": branch.name_zh_hant}
-    return names.get(translation.get_language()) or branch.name
 
 
 def branch_booking(card: Card, *, branch_code: str = "", day: str = "") -> dict:
@@ -294,8 +287,8 @@ def branch_booking(card: Card, *, branch_code: str = "", day: str = "") -> dict:
     chosen = next((d for d in days if d["day"].isoformat() == day), days[0] if days else None)
     return {
         "current": current,
-        "branches": [{"code": b.code, "name": branch_name(b), "address": b.address} for b in branches],
-        "branch": branch and {"code": branch.code, "name": branch_name(branch), "address": branch.address},
+        "branches": [{"code": b.code, "name": b.local_name(), "address": b.local_address()} for b in branches],
+        "branch": branch and {"code": branch.code, "name": branch.local_name(), "address": branch.local_address()},
         "days": days,
         "chosen": chosen,
     }
