@@ -13,6 +13,7 @@ from closeout.appointments import rules, selectors
 from closeout.appointments import services as appointments
 from closeout.appointments.models import Appointment
 from closeout.audit.models import AuditEvent
+from closeout.closures.models import ClosureCase
 from tests.integration import test_console_support as support
 from tests.integration.test_console_support import local, next_working_day
 
@@ -241,3 +242,24 @@ def test_the_confirmation_names_the_branch_and_its_address_in_the_customers_lang
     assert (contexts["zh-hant"]["branch"], contexts["zh-hant"]["address"]) == ("中環客務中心", "中環樣本街1號地下")
     # No simplified address kept: the English one, never an empty line.
     assert (contexts["zh-hans"]["branch"], contexts["zh-hans"]["address"]) == ("中环营业厅", "G/F, 1 Sample Street, Central")
+
+
+@pytest.mark.django_db
+def test_closing_the_card_another_way_frees_the_counter_it_had_booked(branch, make_card):
+    from closeout.closures import services as closures
+    from tests.integration.test_console_support import case_in_state
+
+    card = make_card()
+    booked = appointments.appointment_book(card=card, branch=branch, starts_at=local(next_working_day(), 10),
+                                           actor="customer:web")
+    case_in_state(card, "verified")  # requested on the web, then verified by the worker
+
+    booked.refresh_from_db()
+    assert booked.status == "CANCELLED" and booked.cancel_reason.endswith("requested via web")
+    other = make_card()
+    at_counter = appointments.appointment_book(card=other, branch=branch, starts_at=local(next_working_day(), 11),
+                                               actor="staff:a")
+    case = closures.closure_request(card=other, channel="branch", requester="staff:clerk")
+    closures.closure_verify(reference=case.reference, workflow_id=ClosureCase.objects.get(id=case.id).next_action_id)
+    at_counter.refresh_from_db()
+    assert at_counter.status == "BOOKED"  # the visit is the closure

@@ -378,7 +378,21 @@ def closure_verify(*, reference: str, workflow_id: str) -> str:
             from closeout.notifications.services import notice_receipt
 
             notice_receipt(case=case)
+            if case.channel != ClosureCase.Channel.BRANCH:
+                _branch_visits_cancel(case)
         return case.state
+
+
+def _branch_visits_cancel(case: ClosureCase) -> None:
+    """A closure requested another way frees the counter the customer had booked for it (here, in
+    the worker, rather than on the request's path)."""
+    from closeout.appointments.models import Appointment
+    from closeout.appointments.services import appointment_cancel
+
+    for appointment_id in Appointment.objects.filter(card_id=case.card_id, status=Appointment.Status.BOOKED
+                                                     ).values_list("id", flat=True):
+        appointment_cancel(appointment_id=appointment_id, actor="system",
+                           reason=f"closure {case.reference} requested via {case.channel}")
 
 
 def closure_settle(*, reference: str, workflow_id: str) -> str:
