@@ -585,3 +585,19 @@ def test_the_branch_page_speaks_the_customers_language(client, make_card, branch
 
     assert "中環客務中心" in page and "Close your card at a branch" not in page
     assert _slot_on(page, day)
+
+
+def test_a_booking_raced_from_another_tab_is_explained(visitor, make_card, branch, monkeypatch):
+    from closeout.appointments import services as appointments
+    from tests.integration.test_console_support import local, next_working_day
+
+    card = make_card("YKT", balance=5000)
+    visitor.sign_in(card)
+
+    def booked_meanwhile(**kwargs):
+        raise appointments.CardAlreadyBooked("this card already has an appointment")
+
+    monkeypatch.setattr(appointments, "appointment_book", booked_meanwhile)
+    page = visitor.post("branch/", {"branch": "HK-CEN", "starts_at": local(next_working_day(), 10).isoformat()})
+
+    assert "already has an appointment" in page.content.decode()

@@ -246,8 +246,6 @@ def policy_view(product: Product) -> dict:
     }
 
 
-
-
 # How far ahead a customer may book a visit to a branch counter online.
 BOOKING_DAYS = 14
 

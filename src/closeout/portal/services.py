@@ -19,9 +19,8 @@ from closeout.integrations.errors import PermanentError, TransientError
 log = logging.getLogger(__name__)
 PAY_ATTEMPTS = 3
 DECLINED = "card.charges_payment_declined"
-
-
 PORTAL = "customer:web"  # the actor of what a customer does in the portal
+
 
 class UnableToPayCharges(Exception):
     """Base of the errors of `card_charges_pay`."""

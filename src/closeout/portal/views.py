@@ -179,6 +179,7 @@ BOOKING_ERRORS = {
     "closed": gettext_lazy("The branch is closed at that time. Please pick another."),
     "misaligned": gettext_lazy("Please pick one of the times listed."),
     "full": gettext_lazy("That time was just taken. Please pick another."),
+    "card_booked": gettext_lazy("This card already has an appointment. Pick a time to move it, or cancel it."),
 }
 
 
