@@ -9,6 +9,7 @@ import time
 from datetime import datetime
 
 from dbos import DBOS
+from dbos._error import DBOSMaxStepRetriesExceeded
 from django.db import DatabaseError, close_old_connections, connection
 
 from closeout.closures import bulk, services
@@ -28,6 +29,20 @@ NOT_RETRIED = (PermanentError, AttributeError, TypeError, NameError)
 
 def worth_another_attempt(exc: BaseException) -> bool:
     return not isinstance(exc, NOT_RETRIED)
+
+
+def failure_text(exc: BaseException) -> str:
+    """What went wrong, in the words of the system that failed.
+
+    A step that ran out of retries raises DBOS's own error ("Step closeout.refund_call has exceeded
+    its maximum of 5 retries"), which says nothing of why; the last attempt's error does ("payment
+    provider answered 503").
+    """
+    errors = getattr(exc, "errors", None) if isinstance(exc, DBOSMaxStepRetriesExceeded) else None
+    if errors:
+        last = errors[-1]
+        return f"{str(last) or type(last).__name__} (after {len(errors)} attempts)"
+    return str(exc) or type(exc).__name__
 
 
 RETRY = dict(retries_allowed=True, max_attempts=5, interval_seconds=0.5, backoff_rate=2.0,
@@ -236,7 +251,7 @@ def _return_label(reference: str, workflow_id: str) -> str:
         try:
             label = return_label_call_step(reference)
         except Exception as exc:  # noqa: BLE001 - a carrier outage never holds a case up: closeout's own label works
-            error = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {failure_text(exc)}"
     return return_label_record_step(reference, workflow_id, label, error, order["handed_in"])
 
 
@@ -288,7 +303,7 @@ def _unbind(reference: str, workflow_id: str) -> str:
         try:
             results[partner] = unbind_deliver_step(reference, partner)
         except Exception as exc:  # noqa: BLE001 - one partner's outage is recorded and retried later
-            results[partner] = {"acknowledged": False, "status_code": 0, "error": str(exc)[:200]}
+            results[partner] = {"acknowledged": False, "status_code": 0, "error": failure_text(exc)[:200]}
     return unbind_record_step(reference, workflow_id, results)
 
 
@@ -310,8 +325,10 @@ def run_action(reference: str, action: str, workflow_id: str) -> str:
     try:
         return ACTIONS[action](reference, workflow_id)
     except Exception as exc:  # noqa: BLE001 - any exhausted step parks the case for staff
-        log.warning("action %s failed: %s", workflow_id, type(exc).__name__)
-        return action_failed_step(reference, workflow_id, f"{action} failed: {exc}")
+        error = failure_text(exc)
+        log.warning("action %s failed: %s", workflow_id, error,
+                    extra={"action": action, "error_type": type(exc).__name__})
+        return action_failed_step(reference, workflow_id, f"{action} failed: {error}")
 
 
 @DBOS.step(name="closeout.bulk_settle")
@@ -387,8 +404,10 @@ def run_batch(batch_id: str, action: str, workflow_id: str) -> str:
     try:
         return BATCH_ACTIONS[action](int(batch_id), workflow_id)
     except Exception as exc:  # noqa: BLE001 - an exhausted batched call parks its cases for staff
-        log.warning("batch action %s failed: %s", workflow_id, type(exc).__name__)
-        return bulk_failed_step(int(batch_id), workflow_id, f"{action} failed: {exc}")
+        error = failure_text(exc)
+        log.warning("batch action %s failed: %s", workflow_id, error,
+                    extra={"action": action, "error_type": type(exc).__name__})
+        return bulk_failed_step(int(batch_id), workflow_id, f"{action} failed: {error}")
 
 
 @DBOS.workflow(name="closeout.sweep")
