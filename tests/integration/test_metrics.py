@@ -76,8 +76,9 @@ def test_metrics_count_cases_refunds_steps_and_adapter_errors(dbos_worker, make_
     assert _value(after, errors[0], **errors[1]) - _value(before, errors[0], **errors[1]) == 5
     assert _step_count(after, "refund") - _step_count(before, "refund") == 2
     assert _step_count(after, "closure_verify") - _step_count(before, "closure_verify") == 2
-    failed_blocks = _value(after, "closeout_step_duration_seconds_count", step="block", outcome="error") - _value(
-        before, "closeout_step_duration_seconds_count", step="block", outcome="error")
+    failed_blocks = _value(after, "closeout_step_duration_seconds_count", step="block", system="card_system",
+                           outcome="error") - _value(before, "closeout_step_duration_seconds_count", step="block",
+                                                     system="card_system", outcome="error")
     assert failed_blocks == 5
 
     lines = json_log()
@@ -96,6 +97,34 @@ def test_metrics_count_cases_refunds_steps_and_adapter_errors(dbos_worker, make_
     text = "\n".join(json.dumps(e, ensure_ascii=False) for e in lines)
     for canary in ("holder@example.test", "91234567", ok_card.number, "A1234563", "陈大文"):
         assert canary not in text
+
+
+def test_adapter_errors_are_counted_under_the_external_system_that_failed(dbos_worker, make_card, client):
+    # An alert on one system's errors must see them all: a partner endpoint's 5xx answers and the
+    # carrier's outage were counted under no system (or "closeout").
+    before = _samples(client)
+    SimFault.objects.create(system="partners", operation="maps-app", mode="error_5xx", remaining=2)
+    SimFault.objects.create(system="shipping", operation="create_label", mode="error_5xx", remaining=5)
+    bound = services.closure_request(card=make_card("YKT", balance=500, bindings=["maps-app"]), channel="web",
+                                     requester="customer:web")
+    mailed = services.closure_request(card=make_card("OCTO", balance=500), channel="web", requester="customer:web")
+    wait_for(lambda: ClosureCase.objects.get(reference=bound.reference).state == states.CLOSED)
+    wait_for(lambda: ClosureCase.objects.get(reference=mailed.reference).events.filter(
+        note="no carrier label: the customer prints the prepaid label").exists())
+
+    after = _samples(client)
+
+    def delta(name, **labels):
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert delta("closeout_adapter_errors_total", system="partners", call="send", kind="transient") == 2
+    assert delta("closeout_adapter_errors_total", system="shipping", call="create_return_label",
+                 kind="transient") == 5
+    assert not any(name == "closeout_adapter_errors_total" and ("system", "closeout") in labels
+                   for name, labels in after)
+    # Step times carry the system too: "the payment provider answers slowly" is one query.
+    assert delta("closeout_step_duration_seconds_count", step="send", system="partners", outcome="error") == 2
+    assert delta("closeout_step_duration_seconds_count", step="refund", system="payments", outcome="ok") == 1
 
 
 def test_metrics_can_require_a_token(client, settings):

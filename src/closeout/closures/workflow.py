@@ -117,6 +117,7 @@ def refund_call_step(order: dict) -> dict:
 
 @DBOS.step(name="closeout.refund_status_call", **RETRY)
 def refund_status_call_step(reference: str) -> dict:
+    @observe.calls("payments", "refund_status")
     def status():
         refund = services.Refund.objects.filter(case__reference=reference).first()
         return registry.port("payments").refund_status(
@@ -143,11 +144,11 @@ def deactivated_step(reference: str, workflow_id: str, result: dict) -> str:
 
 @DBOS.step(name="closeout.case_card")
 def case_card_step(reference: str, workflow_id: str) -> str | None:
-    def read():
+    def case_card():
         case = services.ClosureCase.objects.select_related("card").get(reference=reference)
         return case.card.number if case.next_action_id == workflow_id else None
 
-    return _db(read)
+    return _db(case_card)
 
 
 @DBOS.step(name="closeout.number_call", **RETRY)
@@ -194,18 +195,24 @@ def unbind_deliver_step(reference: str, partner: str) -> dict:
     from closeout.integrations.errors import TransientError
     from closeout.integrations.partners import services as partners
 
-    def message():
+    def unbind_message():
         case = services.ClosureCase.objects.select_related("card").get(reference=reference)
         binding = case.card.bindings.get(partner=partner)
         return partners.unbind_message(case=case, binding=binding)
 
-    delivery = _db(message)
+    delivery = _db(unbind_message)
     if delivery is None:
         return {"acknowledged": False, "status_code": 0, "error": "partner not registered", "unregistered": True}
-    result = _db(registry.port("partners").send, delivery)
-    if result.status_code >= 500:
-        raise TransientError(f"partner {partner} answered {result.status_code}")
-    return result.as_json()
+
+    @observe.calls("partners", "send")
+    def send():
+        # A 5xx is an error of the partner's endpoint: counted and logged as one, then retried.
+        result = registry.port("partners").send(delivery)
+        if result.status_code >= 500:
+            raise TransientError(f"partner {partner} answered {result.status_code}")
+        return result
+
+    return _db(send).as_json()
 
 
 @DBOS.step(name="closeout.unbind_record")
@@ -227,6 +234,7 @@ def return_label_order_step(reference: str, workflow_id: str) -> dict | None:
 def return_label_call_step(reference: str) -> dict:
     from closeout.integrations.shipping.services import return_label_create
 
+    @observe.calls("shipping", "create_return_label")
     def call() -> dict:
         shipment = return_label_create(case=ClosureCase.objects.get(reference=reference))
         return {"carrier": shipment.carrier, "label_number": shipment.label_number,
