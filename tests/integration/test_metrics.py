@@ -6,14 +6,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+from datetime import timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from closeout.closures import dispatch, services, states
 from closeout.closures.models import ClosureCase
+from closeout.common import clock
 from closeout.integrations.models import SimFault
 from closeout.ops import observe
+from closeout.ops import services as services_ops
 from closeout.ops.logs import CaseContextFilter, JsonFormatter
 from tests.fixtures import unique_dbos_url, wait_for
 
@@ -139,11 +142,33 @@ def test_healthz_answers_while_the_process_is_up(client):
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
-def test_readyz_is_ready_with_migrated_databases(dbos_system, client):
+def test_readyz_is_ready_with_migrated_databases_and_a_live_worker(dbos_system, client):
+    services_ops.heartbeat_start(executor_id="worker-a")
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok",
-                                                             "system_database": "ok"}}
+                                                             "system_database": "ok", "workers": "ok"}}
+
+
+def test_readyz_is_not_ready_without_a_worker_with_a_fresh_heartbeat(dbos_system, client, settings):
+    # Nothing moves the closures: the web answers, but the operator must hear of it.
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "migrations": "ok", "system_database": "ok",
+                                         "workers": "failed"}
+    services_ops.heartbeat_start(executor_id="worker-a", now=clock.now() - timedelta(seconds=settings.HEARTBEAT_STALE_SEC + 1))
+    assert client.get("/readyz").json()["checks"]["workers"] == "failed"  # stale
+    services_ops.heartbeat_beat(executor_id="worker-a")
+    assert client.get("/readyz").status_code == 200
+    services_ops.heartbeat_stop(executor_id="worker-a")
+    assert client.get("/readyz").status_code == 503  # stopped
+
+    # A load balancer in front of the web processes leaves the workers out.
+    response = client.get("/readyz?exclude=workers")
+    assert response.status_code == 200 and response.json()["checks"]["workers"] == "excluded"
+    response = client.get("/readyz?exclude=worker")
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert "worker" in response.json()["detail"] and "workers" in response.json()["detail"]
 
 
 def test_readyz_names_an_unmigrated_system_database(transactional_db, client, settings, tmp_path):
@@ -156,7 +181,7 @@ def test_readyz_names_an_unmigrated_system_database(transactional_db, client, se
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "not ready"
-    assert body["checks"] == {"database": "ok", "migrations": "ok", "system_database": "failed"}
+    assert body["checks"] == {"database": "ok", "migrations": "ok", "system_database": "failed", "workers": "failed"}
 
 
 def test_json_log_lines_carry_the_case_and_scrub_personal_data():

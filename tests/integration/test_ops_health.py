@@ -126,7 +126,7 @@ def test_readyz_answers_fast_when_the_system_database_is_unreachable(client, set
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "not ready"
-    assert body["checks"] == {"database": "ok", "migrations": "ok", "system_database": "failed"}
+    assert body["checks"] == {"database": "ok", "migrations": "ok", "system_database": "failed", "workers": "failed"}
 
 
 def test_readyz_does_not_create_a_missing_sqlite_system_database(client, settings, tmp_path):
