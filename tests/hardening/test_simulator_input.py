@@ -55,6 +55,19 @@ def test_an_unknown_system_or_mode_is_refused_by_name(client, field, value):
     assert not SimFault.objects.exists()
 
 
+@pytest.mark.parametrize("system,operation,mode", [("smdp", "cancel_order", "decline"),
+                                                   ("partners", "unbind", "lost_response"),
+                                                   ("shipping", "create_label", "pending"),
+                                                   ("card_system", "block", "duplicate_webhook")])
+def test_a_mode_the_system_s_simulator_does_not_act_on_is_refused_naming_those_it_does(client, system, operation,
+                                                                                       mode):
+    # Taken from the list by the next call and ignored, it would look like an outage that never came.
+    problem = assert_problem(_fault(client, system=system, operation=operation, mode=mode), 422, "mode")
+
+    assert f"{system} takes the modes" in problem["detail"] and "error_5xx" in problem["detail"]
+    assert not SimFault.objects.exists()
+
+
 @pytest.mark.parametrize("raw", ["null", "[]", '"sms"', "{", "1e309"])
 def test_a_fault_that_is_not_a_json_object_is_a_bad_request(client, raw):
     assert_problem(_raw_fault(client, raw), 400)

@@ -13,7 +13,7 @@ from closeout.api.keys import apikey_check
 from closeout.api.models import ApiKey
 from closeout.api.problems import methods_allowed, problem
 from closeout.integrations.card_system import hotlist
-from closeout.integrations.card_system.simulator import SimulatedCardSystem
+from closeout.integrations.card_system.simulator import Refused, SimulatedCardSystem
 from closeout.integrations.errors import PermanentError, TransientError
 from closeout.integrations.faults import fault_field_errors
 from closeout.integrations.models import (
@@ -46,6 +46,10 @@ def _json_body(request) -> dict | None:
 
 def _transient(exc: Exception):
     return problem(503, "unavailable", "Service unavailable", str(exc)[:120])
+
+
+def _refused(exc: Exception):
+    return problem(422, "refused", "Refused", str(exc)[:120])
 
 
 # --- lists of what the simulators were asked ------------------------------------------------------
@@ -113,6 +117,8 @@ def cms_block(request, number: str):
         return problem(400, "idempotency-key", "Idempotency-Key header required")
     try:
         return JsonResponse(SimulatedCardSystem().block(card_number=number, idempotency_key=key))
+    except Refused as exc:
+        return _refused(exc)
     except TransientError as exc:
         return _transient(exc)
 
@@ -124,6 +130,8 @@ def cms_deactivate_number(request, iccid: str):
         return problem(400, "idempotency-key", "Idempotency-Key header required")
     try:
         return JsonResponse(SimulatedCardSystem().deactivate_number(iccid=iccid, idempotency_key=key))
+    except Refused as exc:
+        return _refused(exc)
     except TransientError as exc:
         return _transient(exc)
 
@@ -132,6 +140,8 @@ def cms_deactivate_number(request, iccid: str):
 def cms_card(request, number: str):
     try:
         return JsonResponse(SimulatedCardSystem().card_info(card_number=number).as_json())
+    except Refused as exc:
+        return _refused(exc)
     except PermanentError:
         return problem(404, "unknown-card", "Unknown card")
     except TransientError as exc:
