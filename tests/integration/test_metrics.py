@@ -231,6 +231,27 @@ def test_dbos_warnings_are_json_lines_with_the_case(settings):
         assert "[CL-2026-000077]" in line
 
 
+def test_a_notice_that_fails_is_logged_with_its_case_and_where_it_was_going(make_card, settings, json_log):
+    # "notice 75 (receipt by email) failed: ConnectionRefusedError" named neither the case nor the relay.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 9  # nothing listens there
+    SimFault.objects.create(system="sms", operation="send", mode="error_5xx")
+    card = make_card("YKT", balance=500)
+    case = services.closure_request(card=card, channel="web", requester="customer:web")
+    services.closure_verify(reference=case.reference, workflow_id=f"{case.reference}:verify")  # sends the receipt
+
+    failed = [e for e in json_log() if e["logger"] == "closeout.notifications.services" and "failed" in e["msg"]]
+    by_channel = {e["channel"]: e for e in failed}
+    assert set(by_channel) == {"email", "sms"}
+    assert all(e["case"] == case.reference and e["level"] == "WARNING" for e in failed)
+    assert "mail relay 127.0.0.1:9" in by_channel["email"]["msg"]
+    assert "ConnectionRefusedError" in by_channel["email"]["msg"]
+    assert "SMS gateway: SMS gateway answered 503" in by_channel["sms"]["msg"]
+    text = json.dumps(failed, ensure_ascii=False)
+    for canary in ("holder@example.test", "91234567", card.number):
+        assert canary not in text
+
+
 def test_notices_a_relay_outage_leaves_undelivered_show_with_their_age(client, make_card, settings):
     from datetime import timedelta
 
