@@ -83,6 +83,25 @@ def test_a_well_formed_fault_is_scripted(client, body, operation):
         "sms", operation, "error_5xx", body.get("remaining", 1))
 
 
+def test_faults_still_to_fire_are_listed_and_cleared_by_system_or_all(client):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)  # as curl meets it
+    assert _fault(client, system="payments", operation="refund", remaining=1000).status_code == 201
+    assert _fault(client, system="partners", operation="unbind", mode="timeout", remaining=3).status_code == 201
+    SimFault.objects.create(system="sms", operation="send", mode="error_5xx", remaining=0)  # used up
+
+    listed = browser.get("/sim/faults").json()
+    assert [(f["system"], f["operation"], f["mode"], f["remaining"]) for f in listed] == [
+        ("payments", "refund", "error_5xx", 1000), ("partners", "unbind", "timeout", 3)]
+
+    assert browser.delete("/sim/faults?system=payments").json() == {"cleared": 1}
+    assert [f["system"] for f in browser.get("/sim/faults").json()] == ["partners"]
+    assert_problem(browser.delete("/sim/faults?system=mainframe"), 422, "system")
+    assert browser.delete("/sim/faults").json() == {"cleared": 1}
+    assert browser.get("/sim/faults").json() == []
+
+
 def test_a_fault_may_name_a_registered_partners_endpoint(client):
     partners.partner_register(code="maps-app", name="Maps", endpoint_url="http://testserver/sim/partners/maps-app/"
                               "webhook", actor="test")
@@ -145,8 +164,8 @@ def test_a_signed_json_object_is_acknowledged(client, secret):
 
 
 @pytest.mark.parametrize("method,path,allow", [
-    ("get", "/sim/faults", "POST"),
-    ("put", "/sim/faults", "POST"),
+    ("put", "/sim/faults", "GET, HEAD, POST, DELETE"),
+    ("patch", "/sim/faults", "GET, HEAD, POST, DELETE"),
     ("post", "/sim/payments/refunds", "GET, HEAD"),
     ("delete", "/sim/sms/messages", "GET, HEAD, POST"),
     ("patch", "/sim/cards/transactions", "GET, HEAD, POST"),

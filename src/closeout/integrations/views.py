@@ -15,7 +15,7 @@ from closeout.api.problems import methods_allowed, problem
 from closeout.integrations.card_system import hotlist
 from closeout.integrations.card_system.simulator import Refused, SimulatedCardSystem
 from closeout.integrations.errors import PermanentError, TransientError
-from closeout.integrations.faults import fault_field_errors
+from closeout.integrations.faults import SYSTEM_MODES, fault_field_errors
 from closeout.integrations.models import (
     SimCardBlock,
     SimEsimProfile,
@@ -90,9 +90,12 @@ shipments = _listing(SimShipment, lambda s: {
     "events": s.events, "request_count": s.request_count})
 
 
-@methods_allowed("POST")
+@methods_allowed("GET", "POST", "DELETE")
 def faults(request):
-    """Script a fault: {"system": "payments", "operation": "refund", "mode": "timeout", "remaining": 1}."""
+    """Script a fault: {"system": "payments", "operation": "refund", "mode": "timeout", "remaining": 1};
+    GET lists the faults still to fire, DELETE clears them (`?system=` one system's only)."""
+    if request.method in ("GET", "HEAD", "DELETE"):
+        return _faults_pending(request)
     body = _json_body(request)
     if body is None:
         return problem(400, "bad-fault", "Invalid fault",
@@ -105,6 +108,23 @@ def faults(request):
         return problem(422, "bad-fault", "Invalid fault", detail, errors=errors)
     fault = SimFault.objects.create(system=system, operation=operation, mode=mode, remaining=remaining)
     return JsonResponse({"id": fault.id}, status=201)
+
+
+def _faults_pending(request):
+    # A rehearsal's fault left behind (a count of 1000 that a quiet system never uses up) looks
+    # like a real outage to whoever comes next: they can be seen and cleared.
+    pending = SimFault.objects.filter(remaining__gt=0).order_by("id")
+    system = request.GET.get("system")
+    if system is not None:
+        if system not in SYSTEM_MODES:
+            return problem(422, "bad-fault", "Invalid fault", f"system must be one of {', '.join(SYSTEM_MODES)}.",
+                           errors=[{"field": "system", "message": f"must be one of {', '.join(SYSTEM_MODES)}"}])
+        pending = pending.filter(system=system)
+    if request.method == "DELETE":
+        return JsonResponse({"cleared": pending.update(remaining=0)})
+    return JsonResponse([{"id": f.id, "system": f.system, "operation": f.operation, "mode": f.mode,
+                          "remaining": f.remaining, "created_at": f.created_at.isoformat()} for f in pending],
+                        safe=False)
 
 
 # --- the card management system's protocol ----------------------------------------------------------
