@@ -209,6 +209,20 @@ def test_json_log_lines_carry_the_case_and_scrub_personal_data():
     assert inside["msg"].endswith("at 2026-01-02T10:00:00")  # dates survive the scrub
 
 
+def test_json_log_lines_of_a_worker_name_its_executor_id(monkeypatch):
+    # "heartbeat failed", "notice 75 failed": with two workers logging to one store, which one?
+    from closeout import worker
+
+    record = logging.getLogger("closeout.ops.heartbeat").makeRecord(
+        "closeout.ops.heartbeat", logging.WARNING, __file__, 1, "heartbeat failed", (), None)
+    assert "executor_id" not in json.loads(JsonFormatter().format(record))  # a web process has none
+
+    monkeypatch.setattr(worker, "_current_executor", "worker-b")
+    record = logging.getLogger("closeout.ops.heartbeat").makeRecord(
+        "closeout.ops.heartbeat", logging.WARNING, __file__, 1, "heartbeat failed", (), None)
+    assert json.loads(JsonFormatter().format(record))["executor_id"] == "worker-b"
+
+
 def test_dbos_warnings_are_json_lines_with_the_case(settings):
     from dbos._logger import init_logger
 
