@@ -664,14 +664,26 @@ def main(argv: list[str] | None = None) -> int:
         _setup(args)  # creates the data dir and its keys for a migrating command
     except OSError as exc:
         return _os_error(args, exc)
-    if uses_data and _unmigrated():
-        print(f"closeout {args.command}: the database is not set up or is out of date; run "
-              f"`closeout migrate{f' --data-dir {data_dir}' if data_dir else ''}` first", file=sys.stderr)
-        return 2
+    from django.db import OperationalError
+
     try:
+        if uses_data and _unmigrated():
+            print(f"closeout {args.command}: the database is not set up or is out of date; run "
+                  f"`closeout migrate{f' --data-dir {data_dir}' if data_dir else ''}` first", file=sys.stderr)
+            return 2
         return COMMANDS[args.command](args)
     except OSError as exc:
         return _os_error(args, exc)
+    except OperationalError as exc:
+        return _database_error(args, exc)
+
+
+def _database_error(args, exc: Exception) -> int:
+    """The database server cannot be reached (down, full, wrong address): one line saying so, and an
+    exit status a script or a check tells apart from a finding (reconcile's and audit's 1)."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    print(f"closeout {args.command}: cannot reach the database: {first}", file=sys.stderr)
+    return 2
 
 
 def _os_error(args, exc: OSError) -> int:

@@ -72,6 +72,31 @@ def test_a_5xx_is_transient_and_blocks_nothing(cms, make_card):
     assert not SimCardBlock.objects.exists()
 
 
+def test_a_refusal_is_permanent_names_itself_and_blocks_nothing(cms, make_card):
+    # "decline" scripts the card system saying no; it was taken from the list and ignored.
+    card = make_card("YKT")
+    SimFault.objects.create(system="card_system", operation="block", mode="decline")
+
+    with pytest.raises(PermanentError, match="refused to block the card") as refused:
+        cms.block(card_number=card.number, idempotency_key="CL-5:deactivate")
+
+    assert not isinstance(refused.value, TransientError)
+    assert not SimCardBlock.objects.exists()
+    assert cms.block(card_number=card.number, idempotency_key="CL-5:deactivate")["status"] == "blocked"
+
+
+def test_a_refused_block_batch_reports_each_card_as_failed(cms, make_card):
+    card = make_card("YKT")
+    # The REST protocol has no batch call: its adapter blocks card by card, so script any operation.
+    SimFault.objects.create(system="card_system", operation="*", mode="decline")
+
+    results = cms.block_batch(batch_key="b2:bulk_block", items=[{"card_number": card.number,
+                                                                  "idempotency_key": "CL-6:deactivate"}])
+
+    assert results["CL-6:deactivate"]["status"] == "failed"
+    assert "refused" in results["CL-6:deactivate"]["error"]
+
+
 def test_the_block_endpoint_demands_an_idempotency_key(client):
     response = client.post("/sim/cards/api/cards/8103000000000000/block")
 

@@ -134,3 +134,21 @@ def test_the_worker_pool_hands_out_a_healthy_connection_without_a_query(settings
         assert _sqlalchemy_pid(engine) == before  # the same connection, kept
     finally:
         engine.dispose()
+
+
+def test_a_worker_stopping_after_the_server_dropped_its_connection_still_records_a_clean_stop(settings):
+    # Otherwise a clean stop reads as a crash: `stale` after 30 s, and its work handed on only then.
+    from closeout.ops.heartbeat import Heartbeat
+    from closeout.ops.models import WorkerHeartbeat
+
+    heartbeat = Heartbeat(executor_id="worker-dropped", interval=60).start()  # claims on this thread
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")  # the main thread's connection, kept after the claim
+    before = _server_pid()
+    with _admin() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [before])
+    select.select([connection.connection.fileno()], [], [], 5)
+
+    heartbeat.stop(clean=True)
+
+    assert WorkerHeartbeat.objects.get(executor_id="worker-dropped").stopped_at is not None

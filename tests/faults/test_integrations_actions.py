@@ -10,6 +10,7 @@ from closeout.closures import services, states
 from closeout.closures.models import ClosureCase
 from closeout.integrations.models import (
     EsimDeletionProof,
+    SimCardBlock,
     SimFault,
     SimNumberDeactivation,
     SimPartnerDelivery,
@@ -66,6 +67,24 @@ def test_a_partner_that_never_answers_puts_the_case_in_needs_attention_and_a_res
     wait_for(lambda: _case(case.reference).state == states.CLOSED)
 
     assert SimPartnerDelivery.objects.filter(partner="maps-app").count() == 1  # not told twice
+    assert SimRefund.objects.count() == 1
+
+
+def test_a_card_system_refusal_parks_the_case_at_once_naming_it_and_a_resume_blocks_the_card_once(
+        dbos_worker, make_card):
+    SimFault.objects.create(system="card_system", operation="block", mode="decline")
+    card = make_card("YKT", balance=500)
+    case = services.closure_request(card=card, channel="web", requester="customer:web")
+
+    wait_for(lambda: _case(case.reference).state == states.FAILED)
+    parked = _case(case.reference)
+    assert parked.attention_reason == "deactivate failed: card system refused to block the card"
+    assert parked.resume_to == states.DEACTIVATING
+    assert not SimCardBlock.objects.exists()  # a refusal is not retried: it would say no again
+
+    services.closure_resume(reference=case.reference, actor="staff:lee", note="card system fixed")
+    wait_for(lambda: _case(case.reference).state == states.CLOSED)
+    assert SimCardBlock.objects.get().card_number == card.number
     assert SimRefund.objects.count() == 1
 
 

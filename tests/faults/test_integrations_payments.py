@@ -59,6 +59,20 @@ def test_timeouts_that_outlast_the_retries_park_the_case_and_a_resume_pays_nothi
     assert SimRefund.objects.get().request_count == 6
 
 
+def test_a_provider_outage_that_outlasts_the_retries_names_the_provider_s_answer(dbos_worker, make_card, caplog):
+    # Staff and the on-call engineer see why the case stopped, not that "a step exceeded its retries".
+    SimFault.objects.create(system="payments", operation="refund", mode="error_5xx", remaining=5)
+    case = _open(make_card)
+
+    wait_for(lambda: _case(case.reference).state == states.FAILED)
+    reason = _case(case.reference).attention_reason
+    assert reason == "refund failed: payment provider answered 503 (after 5 attempts)"
+    assert "DBOS" not in reason and "retries" not in reason
+    assert any(r.name == "closeout.closures.workflow" and "payment provider answered 503" in r.getMessage()
+               for r in caplog.records)
+    assert not SimRefund.objects.exists()
+
+
 def test_a_refund_whose_every_answer_timed_out_is_settled_once_by_its_webhook(dbos_worker, make_card):
     SimFault.objects.create(system="payments", operation="refund", mode="timeout", remaining=5)
     case = _open(make_card)

@@ -55,6 +55,19 @@ def test_an_unknown_system_or_mode_is_refused_by_name(client, field, value):
     assert not SimFault.objects.exists()
 
 
+@pytest.mark.parametrize("system,operation,mode", [("smdp", "cancel_order", "decline"),
+                                                   ("partners", "unbind", "lost_response"),
+                                                   ("shipping", "create_label", "pending"),
+                                                   ("card_system", "block", "duplicate_webhook")])
+def test_a_mode_the_system_s_simulator_does_not_act_on_is_refused_naming_those_it_does(client, system, operation,
+                                                                                       mode):
+    # Taken from the list by the next call and ignored, it would look like an outage that never came.
+    problem = assert_problem(_fault(client, system=system, operation=operation, mode=mode), 422, "mode")
+
+    assert f"{system} takes the modes" in problem["detail"] and "error_5xx" in problem["detail"]
+    assert not SimFault.objects.exists()
+
+
 @pytest.mark.parametrize("raw", ["null", "[]", '"sms"', "{", "1e309"])
 def test_a_fault_that_is_not_a_json_object_is_a_bad_request(client, raw):
     assert_problem(_raw_fault(client, raw), 400)
@@ -68,6 +81,25 @@ def test_a_well_formed_fault_is_scripted(client, body, operation):
     fault = SimFault.objects.get()
     assert (fault.system, fault.operation, fault.mode, fault.remaining) == (
         "sms", operation, "error_5xx", body.get("remaining", 1))
+
+
+def test_faults_still_to_fire_are_listed_and_cleared_by_system_or_all(client):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)  # as curl meets it
+    assert _fault(client, system="payments", operation="refund", remaining=1000).status_code == 201
+    assert _fault(client, system="partners", operation="unbind", mode="timeout", remaining=3).status_code == 201
+    SimFault.objects.create(system="sms", operation="send", mode="error_5xx", remaining=0)  # used up
+
+    listed = browser.get("/sim/faults").json()
+    assert [(f["system"], f["operation"], f["mode"], f["remaining"]) for f in listed] == [
+        ("payments", "refund", "error_5xx", 1000), ("partners", "unbind", "timeout", 3)]
+
+    assert browser.delete("/sim/faults?system=payments").json() == {"cleared": 1}
+    assert [f["system"] for f in browser.get("/sim/faults").json()] == ["partners"]
+    assert_problem(browser.delete("/sim/faults?system=mainframe"), 422, "system")
+    assert browser.delete("/sim/faults").json() == {"cleared": 1}
+    assert browser.get("/sim/faults").json() == []
 
 
 def test_a_fault_may_name_a_registered_partners_endpoint(client):
@@ -132,8 +164,8 @@ def test_a_signed_json_object_is_acknowledged(client, secret):
 
 
 @pytest.mark.parametrize("method,path,allow", [
-    ("get", "/sim/faults", "POST"),
-    ("put", "/sim/faults", "POST"),
+    ("put", "/sim/faults", "GET, HEAD, POST, DELETE"),
+    ("patch", "/sim/faults", "GET, HEAD, POST, DELETE"),
     ("post", "/sim/payments/refunds", "GET, HEAD"),
     ("delete", "/sim/sms/messages", "GET, HEAD, POST"),
     ("patch", "/sim/cards/transactions", "GET, HEAD, POST"),

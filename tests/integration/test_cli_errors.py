@@ -105,6 +105,21 @@ def test_a_data_dir_never_migrated_says_to_migrate(tmp_path):
     assert f"run `closeout migrate --data-dir {empty}` first" in done.stderr
 
 
+@pytest.mark.parametrize("argv", [["worker", "status"], ["reconcile"], ["audit", "verify"]])
+def test_a_database_that_cannot_be_reached_is_one_line_not_a_traceback(tmp_path, argv):
+    # What the on-call runs first when things break must say what is wrong when the database is.
+    (tmp_path / "var").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CLOSEOUT_DATA_DIR", "DJANGO_SETTINGS_MODULE")}
+    env.update(DATABASE_URL="postgresql://closeout:s3cret-pw@127.0.0.1:1/closeout", CLOSEOUT_DATA_DIR=str(tmp_path / "var"))
+    done = subprocess.run([sys.executable, "-m", "closeout.cli", *argv], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"closeout {argv[0]}: cannot reach the database: ") and "127.0.0.1" in line
+    assert "s3cret-pw" not in line
+
+
 # --- partners -------------------------------------------------------------------------------------
 
 

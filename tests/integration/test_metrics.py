@@ -6,14 +6,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+from datetime import timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from closeout.closures import dispatch, services, states
 from closeout.closures.models import ClosureCase
+from closeout.common import clock
 from closeout.integrations.models import SimFault
 from closeout.ops import observe
+from closeout.ops import services as services_ops
 from closeout.ops.logs import CaseContextFilter, JsonFormatter
 from tests.fixtures import unique_dbos_url, wait_for
 
@@ -76,8 +79,9 @@ def test_metrics_count_cases_refunds_steps_and_adapter_errors(dbos_worker, make_
     assert _value(after, errors[0], **errors[1]) - _value(before, errors[0], **errors[1]) == 5
     assert _step_count(after, "refund") - _step_count(before, "refund") == 2
     assert _step_count(after, "closure_verify") - _step_count(before, "closure_verify") == 2
-    failed_blocks = _value(after, "closeout_step_duration_seconds_count", step="block", outcome="error") - _value(
-        before, "closeout_step_duration_seconds_count", step="block", outcome="error")
+    failed_blocks = _value(after, "closeout_step_duration_seconds_count", step="block", system="card_system",
+                           outcome="error") - _value(before, "closeout_step_duration_seconds_count", step="block",
+                                                     system="card_system", outcome="error")
     assert failed_blocks == 5
 
     lines = json_log()
@@ -98,6 +102,34 @@ def test_metrics_count_cases_refunds_steps_and_adapter_errors(dbos_worker, make_
         assert canary not in text
 
 
+def test_adapter_errors_are_counted_under_the_external_system_that_failed(dbos_worker, make_card, client):
+    # An alert on one system's errors must see them all: a partner endpoint's 5xx answers and the
+    # carrier's outage were counted under no system (or "closeout").
+    before = _samples(client)
+    SimFault.objects.create(system="partners", operation="maps-app", mode="error_5xx", remaining=2)
+    SimFault.objects.create(system="shipping", operation="create_label", mode="error_5xx", remaining=5)
+    bound = services.closure_request(card=make_card("YKT", balance=500, bindings=["maps-app"]), channel="web",
+                                     requester="customer:web")
+    mailed = services.closure_request(card=make_card("OCTO", balance=500), channel="web", requester="customer:web")
+    wait_for(lambda: ClosureCase.objects.get(reference=bound.reference).state == states.CLOSED)
+    wait_for(lambda: ClosureCase.objects.get(reference=mailed.reference).events.filter(
+        note="no carrier label: the customer prints the prepaid label").exists())
+
+    after = _samples(client)
+
+    def delta(name, **labels):
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert delta("closeout_adapter_errors_total", system="partners", call="send", kind="transient") == 2
+    assert delta("closeout_adapter_errors_total", system="shipping", call="create_return_label",
+                 kind="transient") == 5
+    assert not any(name == "closeout_adapter_errors_total" and ("system", "closeout") in labels
+                   for name, labels in after)
+    # Step times carry the system too: "the payment provider answers slowly" is one query.
+    assert delta("closeout_step_duration_seconds_count", step="send", system="partners", outcome="error") == 2
+    assert delta("closeout_step_duration_seconds_count", step="refund", system="payments", outcome="ok") == 1
+
+
 def test_metrics_can_require_a_token(client, settings):
     settings.METRICS_TOKEN = "s3cret-scrape-token"
     assert client.get("/metrics").status_code == 401
@@ -110,11 +142,33 @@ def test_healthz_answers_while_the_process_is_up(client):
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
-def test_readyz_is_ready_with_migrated_databases(dbos_system, client):
+def test_readyz_is_ready_with_migrated_databases_and_a_live_worker(dbos_system, client):
+    services_ops.heartbeat_start(executor_id="worker-a")
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok",
-                                                             "system_database": "ok"}}
+                                                             "system_database": "ok", "workers": "ok"}}
+
+
+def test_readyz_is_not_ready_without_a_worker_with_a_fresh_heartbeat(dbos_system, client, settings):
+    # Nothing moves the closures: the web answers, but the operator must hear of it.
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "migrations": "ok", "system_database": "ok",
+                                         "workers": "failed"}
+    services_ops.heartbeat_start(executor_id="worker-a", now=clock.now() - timedelta(seconds=settings.HEARTBEAT_STALE_SEC + 1))
+    assert client.get("/readyz").json()["checks"]["workers"] == "failed"  # stale
+    services_ops.heartbeat_beat(executor_id="worker-a")
+    assert client.get("/readyz").status_code == 200
+    services_ops.heartbeat_stop(executor_id="worker-a")
+    assert client.get("/readyz").status_code == 503  # stopped
+
+    # A load balancer in front of the web processes leaves the workers out.
+    response = client.get("/readyz?exclude=workers")
+    assert response.status_code == 200 and response.json()["checks"]["workers"] == "excluded"
+    response = client.get("/readyz?exclude=worker")
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert "worker" in response.json()["detail"] and "workers" in response.json()["detail"]
 
 
 def test_readyz_names_an_unmigrated_system_database(transactional_db, client, settings, tmp_path):
@@ -127,7 +181,7 @@ def test_readyz_names_an_unmigrated_system_database(transactional_db, client, se
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "not ready"
-    assert body["checks"] == {"database": "ok", "migrations": "ok", "system_database": "failed"}
+    assert body["checks"] == {"database": "ok", "migrations": "ok", "system_database": "failed", "workers": "failed"}
 
 
 def test_json_log_lines_carry_the_case_and_scrub_personal_data():
@@ -155,6 +209,20 @@ def test_json_log_lines_carry_the_case_and_scrub_personal_data():
     assert inside["msg"].endswith("at 2026-01-02T10:00:00")  # dates survive the scrub
 
 
+def test_json_log_lines_of_a_worker_name_its_executor_id(monkeypatch):
+    # "heartbeat failed", "notice 75 failed": with two workers logging to one store, which one?
+    from closeout import worker
+
+    record = logging.getLogger("closeout.ops.heartbeat").makeRecord(
+        "closeout.ops.heartbeat", logging.WARNING, __file__, 1, "heartbeat failed", (), None)
+    assert "executor_id" not in json.loads(JsonFormatter().format(record))  # a web process has none
+
+    monkeypatch.setattr(worker, "_current_executor", "worker-b")
+    record = logging.getLogger("closeout.ops.heartbeat").makeRecord(
+        "closeout.ops.heartbeat", logging.WARNING, __file__, 1, "heartbeat failed", (), None)
+    assert json.loads(JsonFormatter().format(record))["executor_id"] == "worker-b"
+
+
 def test_dbos_warnings_are_json_lines_with_the_case(settings):
     from dbos._logger import init_logger
 
@@ -175,6 +243,27 @@ def test_dbos_warnings_are_json_lines_with_the_case(settings):
         assert entry["msg"].startswith("Step being automatically retried: Traceback")
     else:
         assert "[CL-2026-000077]" in line
+
+
+def test_a_notice_that_fails_is_logged_with_its_case_and_where_it_was_going(make_card, settings, json_log):
+    # "notice 75 (receipt by email) failed: ConnectionRefusedError" named neither the case nor the relay.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 9  # nothing listens there
+    SimFault.objects.create(system="sms", operation="send", mode="error_5xx")
+    card = make_card("YKT", balance=500)
+    case = services.closure_request(card=card, channel="web", requester="customer:web")
+    services.closure_verify(reference=case.reference, workflow_id=f"{case.reference}:verify")  # sends the receipt
+
+    failed = [e for e in json_log() if e["logger"] == "closeout.notifications.services" and "failed" in e["msg"]]
+    by_channel = {e["channel"]: e for e in failed}
+    assert set(by_channel) == {"email", "sms"}
+    assert all(e["case"] == case.reference and e["level"] == "WARNING" for e in failed)
+    assert "mail relay 127.0.0.1:9" in by_channel["email"]["msg"]
+    assert "ConnectionRefusedError" in by_channel["email"]["msg"]
+    assert "SMS gateway: SMS gateway answered 503" in by_channel["sms"]["msg"]
+    text = json.dumps(failed, ensure_ascii=False)
+    for canary in ("holder@example.test", "91234567", card.number):
+        assert canary not in text
 
 
 def test_notices_a_relay_outage_leaves_undelivered_show_with_their_age(client, make_card, settings):

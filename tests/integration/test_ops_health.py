@@ -126,7 +126,7 @@ def test_readyz_answers_fast_when_the_system_database_is_unreachable(client, set
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "not ready"
-    assert body["checks"] == {"database": "ok", "migrations": "ok", "system_database": "failed"}
+    assert body["checks"] == {"database": "ok", "migrations": "ok", "system_database": "failed", "workers": "failed"}
 
 
 def test_readyz_does_not_create_a_missing_sqlite_system_database(client, settings, tmp_path):
@@ -172,3 +172,43 @@ def test_refund_figures_are_gauges(client):
         assert families[name].type == "gauge", name
     text = client.get("/metrics").content.decode()
     assert "closeout_refunds_total" not in text and "closeout_refund_amount_minor_total" not in text
+
+
+def test_metrics_show_cases_stuck_by_state_and_age_and_overdue_actions(client, make_card):
+    # "A refund has not moved for an hour" and "actions fall due and nothing runs them" are alerts
+    # written on these gauges; counts by state alone cannot tell a stuck case from a busy day.
+    from closeout.closures import services as closures
+    from closeout.closures import states
+    from closeout.closures.models import ClosureCase
+
+    families = _families(client)
+    assert _sample(families, "closeout_case_oldest_unchanged_seconds", state="refund_pending") == 0
+    assert _sample(families, "closeout_action_oldest_overdue_seconds", action="refund") == 0
+    assert _sample(families, "closeout_actions_overdue", action="refund") == 0
+    assert _sample(families, "closeout_case_oldest_unchanged_seconds", state="closed") is None  # only open states
+
+    now = clock.now()
+    stuck, fresh, waiting = (closures.closure_request(card=make_card("YKT", balance=500), channel="web",
+                                                      requester="customer:web") for _ in range(3))
+    ClosureCase.objects.filter(reference=stuck.reference).update(
+        state=states.REFUND_PENDING, updated_at=now - timedelta(hours=2), next_action="refund",
+        next_action_due_at=now - timedelta(hours=2))
+    ClosureCase.objects.filter(reference=fresh.reference).update(
+        state=states.REFUND_PENDING, updated_at=now - timedelta(seconds=30), next_action="refund",
+        next_action_due_at=now - timedelta(seconds=30))
+    ClosureCase.objects.filter(reference=waiting.reference).update(  # a poll due later is not overdue
+        state=states.REFUND_PENDING, updated_at=now - timedelta(hours=1), next_action="refund_status",
+        next_action_due_at=now + timedelta(minutes=5))
+
+    families = _families(client)
+    assert 7200 <= _sample(families, "closeout_case_oldest_unchanged_seconds", state="refund_pending") < 7300
+    assert _sample(families, "closeout_actions_overdue", action="refund") == 2
+    assert 7200 <= _sample(families, "closeout_action_oldest_overdue_seconds", action="refund") < 7300
+    assert _sample(families, "closeout_actions_overdue", action="refund_status") == 0
+    assert _sample(families, "closeout_case_oldest_unchanged_seconds", state="submitted") == 0
+
+
+def test_every_action_a_workflow_runs_is_listed_for_the_metrics():
+    from closeout.closures import states, workflow
+
+    assert set(states.CASE_ACTIONS) == set(workflow.ACTIONS)

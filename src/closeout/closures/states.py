@@ -51,6 +51,14 @@ ACTION_FOR_STATE = {
 }
 
 
+# Every action a case may have next: the state's own, and those scheduled within a state (a refund
+# status poll, an eSIM's number and profile after deactivation). `closures.workflow.ACTIONS` runs them.
+CASE_ACTIONS = (
+    "verify", "settle", "return_label", "refund", "refund_status", "deactivate", "deactivate_number",
+    "release_profile", "unbind",
+)
+
+
 class IllegalTransition(Exception):
     """Raised for a transition the state machine does not allow from the current state."""
 

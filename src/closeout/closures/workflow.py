@@ -9,6 +9,7 @@ import time
 from datetime import datetime
 
 from dbos import DBOS
+from dbos._error import DBOSMaxStepRetriesExceeded
 from django.db import DatabaseError, close_old_connections, connection
 
 from closeout.closures import bulk, services
@@ -28,6 +29,20 @@ NOT_RETRIED = (PermanentError, AttributeError, TypeError, NameError)
 
 def worth_another_attempt(exc: BaseException) -> bool:
     return not isinstance(exc, NOT_RETRIED)
+
+
+def failure_text(exc: BaseException) -> str:
+    """What went wrong, in the words of the system that failed.
+
+    A step that ran out of retries raises DBOS's own error ("Step closeout.refund_call has exceeded
+    its maximum of 5 retries"), which says nothing of why; the last attempt's error does ("payment
+    provider answered 503").
+    """
+    errors = getattr(exc, "errors", None) if isinstance(exc, DBOSMaxStepRetriesExceeded) else None
+    if errors:
+        last = errors[-1]
+        return f"{str(last) or type(last).__name__} (after {len(errors)} attempts)"
+    return str(exc) or type(exc).__name__
 
 
 RETRY = dict(retries_allowed=True, max_attempts=5, interval_seconds=0.5, backoff_rate=2.0,
@@ -102,6 +117,7 @@ def refund_call_step(order: dict) -> dict:
 
 @DBOS.step(name="closeout.refund_status_call", **RETRY)
 def refund_status_call_step(reference: str) -> dict:
+    @observe.calls("payments", "refund_status")
     def status():
         refund = services.Refund.objects.filter(case__reference=reference).first()
         return registry.port("payments").refund_status(
@@ -128,11 +144,11 @@ def deactivated_step(reference: str, workflow_id: str, result: dict) -> str:
 
 @DBOS.step(name="closeout.case_card")
 def case_card_step(reference: str, workflow_id: str) -> str | None:
-    def read():
+    def case_card():
         case = services.ClosureCase.objects.select_related("card").get(reference=reference)
         return case.card.number if case.next_action_id == workflow_id else None
 
-    return _db(read)
+    return _db(case_card)
 
 
 @DBOS.step(name="closeout.number_call", **RETRY)
@@ -179,18 +195,24 @@ def unbind_deliver_step(reference: str, partner: str) -> dict:
     from closeout.integrations.errors import TransientError
     from closeout.integrations.partners import services as partners
 
-    def message():
+    def unbind_message():
         case = services.ClosureCase.objects.select_related("card").get(reference=reference)
         binding = case.card.bindings.get(partner=partner)
         return partners.unbind_message(case=case, binding=binding)
 
-    delivery = _db(message)
+    delivery = _db(unbind_message)
     if delivery is None:
         return {"acknowledged": False, "status_code": 0, "error": "partner not registered", "unregistered": True}
-    result = _db(registry.port("partners").send, delivery)
-    if result.status_code >= 500:
-        raise TransientError(f"partner {partner} answered {result.status_code}")
-    return result.as_json()
+
+    @observe.calls("partners", "send")
+    def send():
+        # A 5xx is an error of the partner's endpoint: counted and logged as one, then retried.
+        result = registry.port("partners").send(delivery)
+        if result.status_code >= 500:
+            raise TransientError(f"partner {partner} answered {result.status_code}")
+        return result
+
+    return _db(send).as_json()
 
 
 @DBOS.step(name="closeout.unbind_record")
@@ -212,6 +234,7 @@ def return_label_order_step(reference: str, workflow_id: str) -> dict | None:
 def return_label_call_step(reference: str) -> dict:
     from closeout.integrations.shipping.services import return_label_create
 
+    @observe.calls("shipping", "create_return_label")
     def call() -> dict:
         shipment = return_label_create(case=ClosureCase.objects.get(reference=reference))
         return {"carrier": shipment.carrier, "label_number": shipment.label_number,
@@ -236,7 +259,7 @@ def _return_label(reference: str, workflow_id: str) -> str:
         try:
             label = return_label_call_step(reference)
         except Exception as exc:  # noqa: BLE001 - a carrier outage never holds a case up: closeout's own label works
-            error = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {failure_text(exc)}"
     return return_label_record_step(reference, workflow_id, label, error, order["handed_in"])
 
 
@@ -290,7 +313,7 @@ def _unbind(reference: str, workflow_id: str) -> str:
         except PermanentError as exc:  # the same every time (an endpoint at a forbidden address): to staff now
             results[partner] = {"acknowledged": False, "status_code": 0, "error": str(exc)[:200], "refused": True}
         except Exception as exc:  # noqa: BLE001 - one partner's outage is recorded and retried later
-            results[partner] = {"acknowledged": False, "status_code": 0, "error": str(exc)[:200]}
+            results[partner] = {"acknowledged": False, "status_code": 0, "error": failure_text(exc)[:200]}
     return unbind_record_step(reference, workflow_id, results)
 
 
@@ -312,8 +335,10 @@ def run_action(reference: str, action: str, workflow_id: str) -> str:
     try:
         return ACTIONS[action](reference, workflow_id)
     except Exception as exc:  # noqa: BLE001 - any exhausted step parks the case for staff
-        log.warning("action %s failed: %s", workflow_id, type(exc).__name__)
-        return action_failed_step(reference, workflow_id, f"{action} failed: {exc}")
+        error = failure_text(exc)
+        log.warning("action %s failed: %s", workflow_id, error,
+                    extra={"action": action, "error_type": type(exc).__name__})
+        return action_failed_step(reference, workflow_id, f"{action} failed: {error}")
 
 
 @DBOS.step(name="closeout.bulk_settle")
@@ -389,8 +414,10 @@ def run_batch(batch_id: str, action: str, workflow_id: str) -> str:
     try:
         return BATCH_ACTIONS[action](int(batch_id), workflow_id)
     except Exception as exc:  # noqa: BLE001 - an exhausted batched call parks its cases for staff
-        log.warning("batch action %s failed: %s", workflow_id, type(exc).__name__)
-        return bulk_failed_step(int(batch_id), workflow_id, f"{action} failed: {exc}")
+        error = failure_text(exc)
+        log.warning("batch action %s failed: %s", workflow_id, error,
+                    extra={"action": action, "error_type": type(exc).__name__})
+        return bulk_failed_step(int(batch_id), workflow_id, f"{action} failed: {error}")
 
 
 @DBOS.workflow(name="closeout.sweep")

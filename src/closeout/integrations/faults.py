@@ -24,6 +24,18 @@ OPERATIONS = {
     "shipping": ("create_label", "tracking"),
     "sms": ("send",),
 }
+# The modes each simulator acts on; any other would be taken from the list by a call and change
+# nothing, so that a scripted outage silently never happens.
+CALL_MODES = ("timeout", "lost_response", "error_5xx", "latency")
+WEBHOOK_MODES = ("duplicate_webhook", "out_of_order_webhook", "drop_webhook")
+SYSTEM_MODES = {
+    "payments": (*CALL_MODES, "decline", "pending", *WEBHOOK_MODES),
+    "card_system": (*CALL_MODES, "decline"),
+    "smdp": (*CALL_MODES, *WEBHOOK_MODES),
+    "partners": ("timeout", "error_5xx", "latency"),
+    "shipping": CALL_MODES,
+    "sms": (*CALL_MODES, "decline"),
+}
 MAX_REMAINING = 1000
 
 
@@ -39,6 +51,8 @@ def fault_field_errors(*, system, operation, mode, remaining) -> list[dict]:
         errors.append({"field": "system", "message": f"must be one of {', '.join(OPERATIONS)}"})
     if mode not in MODES:
         errors.append({"field": "mode", "message": f"must be one of {', '.join(MODES)}"})
+    elif system in SYSTEM_MODES and mode not in SYSTEM_MODES[system]:
+        errors.append({"field": "mode", "message": f"{system} takes the modes {', '.join(SYSTEM_MODES[system])}"})
     if system in OPERATIONS and operation not in ("*", *_operations(system)):
         known = ", ".join(OPERATIONS[system]) + (" or a registered partner's code" if system == "partners" else "")
         errors.append({"field": "operation", "message": f"{system} has the operations {known} (or * for any)"})

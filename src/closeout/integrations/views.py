@@ -13,9 +13,9 @@ from closeout.api.keys import apikey_check
 from closeout.api.models import ApiKey
 from closeout.api.problems import methods_allowed, problem
 from closeout.integrations.card_system import hotlist
-from closeout.integrations.card_system.simulator import SimulatedCardSystem
+from closeout.integrations.card_system.simulator import Refused, SimulatedCardSystem
 from closeout.integrations.errors import PermanentError, TransientError
-from closeout.integrations.faults import fault_field_errors
+from closeout.integrations.faults import SYSTEM_MODES, fault_field_errors
 from closeout.integrations.models import (
     SimCardBlock,
     SimEsimProfile,
@@ -46,6 +46,10 @@ def _json_body(request) -> dict | None:
 
 def _transient(exc: Exception):
     return problem(503, "unavailable", "Service unavailable", str(exc)[:120])
+
+
+def _refused(exc: Exception):
+    return problem(422, "refused", "Refused", str(exc)[:120])
 
 
 # --- lists of what the simulators were asked ------------------------------------------------------
@@ -86,9 +90,12 @@ shipments = _listing(SimShipment, lambda s: {
     "events": s.events, "request_count": s.request_count})
 
 
-@methods_allowed("POST")
+@methods_allowed("GET", "POST", "DELETE")
 def faults(request):
-    """Script a fault: {"system": "payments", "operation": "refund", "mode": "timeout", "remaining": 1}."""
+    """Script a fault: {"system": "payments", "operation": "refund", "mode": "timeout", "remaining": 1};
+    GET lists the faults still to fire, DELETE clears them (`?system=` one system's only)."""
+    if request.method in ("GET", "HEAD", "DELETE"):
+        return _faults_pending(request)
     body = _json_body(request)
     if body is None:
         return problem(400, "bad-fault", "Invalid fault",
@@ -103,6 +110,23 @@ def faults(request):
     return JsonResponse({"id": fault.id}, status=201)
 
 
+def _faults_pending(request):
+    # A rehearsal's fault left behind (a count of 1000 that a quiet system never uses up) looks
+    # like a real outage to whoever comes next: they can be seen and cleared.
+    pending = SimFault.objects.filter(remaining__gt=0).order_by("id")
+    system = request.GET.get("system")
+    if system is not None:
+        if system not in SYSTEM_MODES:
+            return problem(422, "bad-fault", "Invalid fault", f"system must be one of {', '.join(SYSTEM_MODES)}.",
+                           errors=[{"field": "system", "message": f"must be one of {', '.join(SYSTEM_MODES)}"}])
+        pending = pending.filter(system=system)
+    if request.method == "DELETE":
+        return JsonResponse({"cleared": pending.update(remaining=0)})
+    return JsonResponse([{"id": f.id, "system": f.system, "operation": f.operation, "mode": f.mode,
+                          "remaining": f.remaining, "created_at": f.created_at.isoformat()} for f in pending],
+                        safe=False)
+
+
 # --- the card management system's protocol ----------------------------------------------------------
 
 
@@ -113,6 +137,8 @@ def cms_block(request, number: str):
         return problem(400, "idempotency-key", "Idempotency-Key header required")
     try:
         return JsonResponse(SimulatedCardSystem().block(card_number=number, idempotency_key=key))
+    except Refused as exc:
+        return _refused(exc)
     except TransientError as exc:
         return _transient(exc)
 
@@ -124,6 +150,8 @@ def cms_deactivate_number(request, iccid: str):
         return problem(400, "idempotency-key", "Idempotency-Key header required")
     try:
         return JsonResponse(SimulatedCardSystem().deactivate_number(iccid=iccid, idempotency_key=key))
+    except Refused as exc:
+        return _refused(exc)
     except TransientError as exc:
         return _transient(exc)
 
@@ -132,6 +160,8 @@ def cms_deactivate_number(request, iccid: str):
 def cms_card(request, number: str):
     try:
         return JsonResponse(SimulatedCardSystem().card_info(card_number=number).as_json())
+    except Refused as exc:
+        return _refused(exc)
     except PermanentError:
         return problem(404, "unknown-card", "Unknown card")
     except TransientError as exc:

@@ -316,8 +316,19 @@ def _deliver(notice: Notice, address: str, secrets: dict) -> None:
             provider_ref = message.extra_headers["Message-ID"]
     except (AdapterError, OSError) as exc:
         error = type(exc).__name__
-        # Neither the address nor the text is logged: they may hold PII or a code.
-        log.warning("notice %s (%s by %s) failed: %s", notice.id, notice.template, notice.channel, error)
+        # Neither the address nor the text is logged: they may hold PII or a code. Where it went
+        # (the relay, the gateway's answer) and the case it is about tell the on-call what to look at.
+        if notice.channel == Notice.Channel.SMS:
+            where = f"SMS gateway: {exc}" if isinstance(exc, AdapterError) else "SMS gateway"
+        else:
+            where = f"mail relay {settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+        from closeout.closures.models import ClosureCase
+
+        reference = (ClosureCase.objects.filter(id=notice.case_id).values_list("reference", flat=True).first()
+                     if notice.case_id else None)
+        log.warning("notice %s (%s by %s) failed: %s (%s)", notice.id, notice.template, notice.channel, error, where,
+                    extra={"case": reference, "notice": notice.id, "channel": notice.channel, "error_type": error,
+                           "attempt": notice.attempts})
     notice.status = Notice.Status.FAILED if error else Notice.Status.SENT
     notice.provider_ref, notice.error = provider_ref[:120], error[:200]
     notice.sent_at = None if error else clock.now()

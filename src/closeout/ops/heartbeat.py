@@ -49,6 +49,9 @@ class Heartbeat:
         self._thread.join(timeout=self.interval + 5)
         if clean:
             try:
+                # This thread's connection has sat idle since the start: the server may have dropped
+                # it long ago (a failover, a restart), and the stop would then look like a crash.
+                close_old_connections()
                 services.heartbeat_stop(executor_id=self.executor_id)
             except Exception:  # noqa: BLE001 - the stale beat tells the same story a little later
                 log.warning("could not record the worker stop", exc_info=True)

@@ -62,6 +62,12 @@ class CaseContextFilter(logging.Filter):
         return True
 
 
+def _executor_id() -> str | None:
+    """The worker this process runs as (None in web processes and tools, which never load it)."""
+    worker = sys.modules.get("closeout.worker")
+    return worker.current_executor_id() if worker is not None else None
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if not hasattr(record, "case"):
@@ -76,6 +82,8 @@ class JsonFormatter(logging.Formatter):
             entry["case"] = record.case
         if record.workflow_id:
             entry["workflow_id"] = record.workflow_id
+        if executor := _executor_id():
+            entry["executor_id"] = executor  # several workers write to one log store: which one said it
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in ("case", "workflow_id") and not key.startswith("_"):
                 entry[key] = value if isinstance(value, int | float | bool) or value is None else scrub(str(value))

@@ -46,11 +46,42 @@ class DatabaseCollector:
         yield from families
 
     def _read(self):
+        now = clock.now()
         cases = GaugeMetricFamily("closeout_cases", "Closure cases by state.", labels=["state"])
-        counts = dict(ClosureCase.objects.values_list("state").annotate(n=Count("id")).order_by())
+        # Stuck cases: how long the case that moved least recently in each open state has not moved
+        # (0 when none is in it). Read in the same pass as the counts.
+        oldest = GaugeMetricFamily(
+            "closeout_case_oldest_unchanged_seconds",
+            "Seconds since the least recently changed open case in each state last changed (0: none in it).",
+            labels=["state"])
+        counts, firsts = {}, {}
+        for state, n, first in (ClosureCase.objects.values_list("state").annotate(n=Count("id"), first=Min("updated_at"))
+                                .order_by()):
+            counts[state], firsts[state] = n, first
         for state in states.ALL:
             cases.add_metric([state], counts.get(state, 0))
+            if state not in states.TERMINAL:
+                oldest.add_metric([state], max(0.0, (now - firsts.get(state, now)).total_seconds()))
         yield cases
+        yield oldest
+
+        # An action that is due and has not run: nothing runs the workflows (no live worker), or a
+        # system's queue is stuck behind slow calls. Each normally runs within seconds of falling due.
+        overdue = GaugeMetricFamily("closeout_actions_overdue", "Cases whose next action is due and not done yet, by action.",
+                                    labels=["action"])
+        overdue_age = GaugeMetricFamily(
+            "closeout_action_oldest_overdue_seconds",
+            "Seconds since the action that has waited longest to run fell due, by action (0: none waiting).",
+            labels=["action"])
+        waiting = {action: (n, first) for action, n, first in (
+            ClosureCase.objects.filter(next_action_due_at__lte=now).exclude(next_action="")
+            .values_list("next_action").annotate(n=Count("id"), first=Min("next_action_due_at")).order_by())}
+        for action in states.CASE_ACTIONS:
+            n, first = waiting.get(action, (0, now))
+            overdue.add_metric([action], n)
+            overdue_age.add_metric([action], max(0.0, (now - first).total_seconds()))
+        yield overdue
+        yield overdue_age
 
         # Gauges, not counters: they are read from the current rows by status, so a refund moving
         # from `pending` to `succeeded` lowers one series.
@@ -66,7 +97,6 @@ class DatabaseCollector:
         yield refunds
         yield amounts
 
-        now = clock.now()
         # Undelivered notices only (a partial index holds just those): a mail relay or SMS gateway
         # that is down shows as these growing and getting old. A notice whose attempts are spent is
         # counted apart and left out of the age, which would otherwise only ever grow.

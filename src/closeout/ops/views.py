@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpResponse, JsonResponse
 
-from closeout.api.problems import methods_allowed
+from closeout.api.problems import methods_allowed, problem
 from closeout.ops import metrics
 
 log = logging.getLogger(__name__)
@@ -88,18 +88,40 @@ def _check_system_database() -> None:
         engine.dispose()
 
 
-CHECKS = {"database": _check_database, "migrations": _check_migrations, "system_database": _check_system_database}
+def _check_workers() -> None:
+    """At least one worker beats: without one, no closure moves, however well the web answers."""
+    from closeout.common import clock
+    from closeout.ops.models import WorkerHeartbeat
+    from closeout.ops.services import stale_after
+
+    if not WorkerHeartbeat.objects.filter(stopped_at__isnull=True, beat_at__gte=clock.now() - stale_after()).exists():
+        raise RuntimeError("no worker has a fresh heartbeat")
+
+
+CHECKS = {"database": _check_database, "migrations": _check_migrations, "system_database": _check_system_database,
+          "workers": _check_workers}
 
 
 @methods_allowed("GET")
 def readyz(request):
+    """Every check, or all but those named in `?exclude=` (a load balancer in front of the web
+    processes leaves out `workers`: web pages and the API take requests without a worker)."""
+    excluded = {name for value in request.GET.getlist("exclude") for name in value.split(",") if name}
+    unknown = sorted(excluded - set(CHECKS))
+    if unknown:
+        return problem(400, "unknown-check", "Unknown readiness check",
+                       f"exclude names checks that do not exist: {', '.join(unknown)}; the checks are "
+                       f"{', '.join(CHECKS)}.")
     results = {}
     for name, check in CHECKS.items():
+        if name in excluded:
+            results[name] = "excluded"
+            continue
         try:
             check()
             results[name] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by name
-            log.warning("readiness check %s failed: %s", name, type(exc).__name__)
+            log.warning("readiness check %s failed: %s", name, exc if name == "workers" else type(exc).__name__)
             results[name] = "failed"
-    ready = all(v == "ok" for v in results.values())
+    ready = all(v != "failed" for v in results.values())
     return JsonResponse({"status": "ready" if ready else "not ready", "checks": results}, status=200 if ready else 503)

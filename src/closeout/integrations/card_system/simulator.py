@@ -13,10 +13,24 @@ from closeout.integrations.faults import take_fault
 from closeout.integrations.models import SimCardBlock, SimNumberDeactivation
 
 
+class Refused(PermanentError):
+    """The card system answered, and said no (a `decline` fault): retrying changes nothing."""
+
+
+REFUSALS = {
+    "block": "card system refused to block the card",
+    "block_batch": "card system refused to block the card",
+    "deactivate_number": "card system refused to take the number out of service",
+    "card_info": "card system refused to read the card",
+}
+
+
 def _fault(operation: str) -> str | None:
     mode = take_fault("card_system", operation)
     if mode == "error_5xx":
         raise TransientError("card system answered 503")
+    if mode == "decline":
+        raise Refused(REFUSALS[operation])
     return mode
 
 
@@ -48,6 +62,8 @@ class SimulatedCardSystem:
         if mode == "error_5xx":
             raise TransientError("card system answered 503 to the block batch")
         keys = [item["idempotency_key"] for item in items]
+        if mode == "decline":  # as the REST adapter reports cards the system refuses
+            return {key: {"status": "failed", "error": REFUSALS["block_batch"]} for key in keys}
         with transaction.atomic():
             known = set(SimCardBlock.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True))
             SimCardBlock.objects.filter(idempotency_key__in=known).update(request_count=F("request_count") + 1)
