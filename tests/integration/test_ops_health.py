@@ -212,3 +212,24 @@ def test_every_action_a_workflow_runs_is_listed_for_the_metrics():
     from closeout.closures import states, workflow
 
     assert set(states.CASE_ACTIONS) == set(workflow.ACTIONS)
+
+
+def test_a_dead_worker_whose_work_was_handed_on_leaves_the_alerts_and_shows_as_gone(client):
+    from closeout.ops.selectors import workers_status
+
+    crashed = _beat("worker-crashed", pid=1, age=3600)
+    _beat("worker-waiting", pid=2, age=3600)
+    _beat("worker-live", pid=3, age=1)
+    WorkerHeartbeat.objects.filter(executor_id=crashed.executor_id).update(recovered_at=clock.now(),
+                                                                          recovered_workflows=4)
+
+    families = _families(client)
+    assert _sample(families, "closeout_worker_heartbeat_age_seconds", executor_id="worker-crashed") is None
+    assert _sample(families, "closeout_worker_heartbeat_age_seconds", executor_id="worker-waiting") >= 3600
+    assert _sample(families, "closeout_workers_live") == 1
+    assert {w["executor_id"]: w["state"] for w in workers_status()} == {
+        "worker-crashed": "gone", "worker-waiting": "stale", "worker-live": "live"}
+
+    # Started again under its id, it is counted and watched again.
+    services.heartbeat_start(executor_id="worker-crashed")
+    assert _sample(_families(client), "closeout_worker_heartbeat_age_seconds", executor_id="worker-crashed") < 60

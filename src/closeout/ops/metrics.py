@@ -22,7 +22,7 @@ from closeout.notifications.models import UNDELIVERED, Notice
 from closeout.notifications.services import NOTICE_ATTEMPTS
 from closeout.ops import observe
 from closeout.ops.models import WorkerHeartbeat
-from closeout.ops.services import stale_after
+from closeout.ops.services import handed_on, stale_after
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +123,14 @@ class DatabaseCollector:
         yield oldest
 
         age = GaugeMetricFamily("closeout_worker_heartbeat_age_seconds",
-                                "Seconds since each worker last beat (stopped workers left out).",
-                                labels=["executor_id"])
+                                "Seconds since each worker last beat (left out: workers that stopped, and dead "
+                                "ones whose workflows were handed on).", labels=["executor_id"])
         live = 0
-        for executor_id, beat_at in WorkerHeartbeat.objects.filter(stopped_at__isnull=True).values_list(
-                "executor_id", "beat_at"):
-            age.add_metric([executor_id], max(0.0, (now - beat_at).total_seconds()))
-            if beat_at >= now - stale_after():
-                live += 1
+        for beat in WorkerHeartbeat.objects.filter(stopped_at__isnull=True):
+            fresh = beat.beat_at >= now - stale_after()
+            if fresh or not handed_on(beat):
+                age.add_metric([beat.executor_id], max(0.0, (now - beat.beat_at).total_seconds()))
+            live += fresh
         yield age
         yield GaugeMetricFamily("closeout_workers_live",
                                 "Workers with a fresh heartbeat that have not stopped (0: nothing runs the closures).",

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from closeout.common import clock
 from closeout.ops.models import WorkerHeartbeat
-from closeout.ops.services import stale_after
+from closeout.ops.services import handed_on, stale_after
 
 
 def workers_status(*, now=None) -> list[dict]:
-    """Return every known worker with its state: `live`, `stale` or `stopped`."""
+    """Return every known worker with its state: `live`, `stale` (it stopped beating and its
+    workflows are not handed on yet), `gone` (stopped beating, and its workflows were handed to
+    the live workers since) or `stopped` (it stopped cleanly)."""
     now = now or clock.now()
     rows = []
     for beat in WorkerHeartbeat.objects.order_by("executor_id"):
         if beat.stopped_at is not None:
             state = "stopped"
         elif beat.beat_at < now - stale_after():
-            state = "stale"
+            state = "gone" if handed_on(beat) else "stale"
         else:
             state = "live"
         rows.append({

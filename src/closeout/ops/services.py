@@ -127,6 +127,11 @@ def heartbeat_stop(*, executor_id: str, now=None) -> None:
     WorkerHeartbeat.objects.filter(executor_id=executor_id).update(stopped_at=now or clock.now())
 
 
+def handed_on(beat: WorkerHeartbeat) -> bool:
+    """Whether the worker's workflows were handed to the others after its last beat."""
+    return beat.recovered_at is not None and beat.recovered_at >= beat.beat_at
+
+
 def _is_alive(beat: WorkerHeartbeat | None, now) -> bool:
     return beat is not None and beat.stopped_at is None and beat.beat_at >= now - stale_after()
 
