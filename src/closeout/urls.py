@@ -10,6 +10,8 @@ from closeout.integrations.sms import views as sim_sms
 from closeout.ops import views as ops
 from closeout.portal import views as portal
 
+handler500 = "closeout.common.errors.server_error"
+
 urlpatterns = [
     path("api/v1/", api.urls),
     path("console/", include("closeout.console.urls")),
