@@ -152,3 +152,20 @@ def test_an_endpoint_pointed_at_a_metadata_address_gets_nothing_and_the_case_goe
     assert reason.startswith("unbind: not sent to maps-app:") and "metadata address" in reason
     delivery = UnbindDelivery.objects.get(case__reference=case.reference)
     assert (delivery.status, delivery.attempts) == ("FAILED", 1)
+
+
+@pytestmark_workflow
+@pytest.mark.parametrize("mode,status", [("decline", 422)])
+def test_a_partner_that_refuses_the_unbind_sends_the_case_to_staff_at_once_naming_it(dbos_worker, make_card, mode,
+                                                                                    status):
+    from closeout.integrations.models import SimFault
+
+    SimFault.objects.create(system="partners", operation="maps-app", mode=mode)
+    card = make_card("YKT", balance=500, bindings=["maps-app", "transit-wallet"])
+    case = services.closure_request(card=card, channel="web", requester="customer:web")
+
+    wait_for(lambda: _case(case.reference).state == states.FAILED)
+
+    assert _case(case.reference).attention_reason == f"unbind: not sent to maps-app: partner maps-app answered {status}"
+    deliveries = dict(UnbindDelivery.objects.filter(case__reference=case.reference).values_list("partner", "status"))
+    assert deliveries == {"maps-app": "FAILED", "transit-wallet": "ACKNOWLEDGED"}

@@ -184,6 +184,8 @@ def unbind_order_step(reference: str, workflow_id: str) -> list[str] | None:
 
 
 UNBIND_RETRY = dict(RETRY, max_attempts=3)
+# A partner's 4xx answers that mean "not now" rather than "never": asked again in the next round.
+RETRIED_4XX = {408, 409, 425, 429}
 
 
 @DBOS.step(name="closeout.unbind_deliver", **UNBIND_RETRY)
@@ -212,7 +214,12 @@ def unbind_deliver_step(reference: str, partner: str) -> dict:
             raise TransientError(f"partner {partner} answered {result.status_code}")
         return result
 
-    return _db(send).as_json()
+    result = _db(send)
+    answer = result.as_json()
+    if 400 <= result.status_code < 500 and result.status_code not in RETRIED_4XX:
+        # The partner refuses the message itself (its signature, its binding): the same every time.
+        answer |= {"refused": True, "error": f"partner {partner} {answer['error'] or 'refused'}"}
+    return answer
 
 
 @DBOS.step(name="closeout.unbind_record")

@@ -32,7 +32,7 @@ SYSTEM_MODES = {
     "payments": (*CALL_MODES, "decline", "pending", *WEBHOOK_MODES),
     "card_system": (*CALL_MODES, "decline"),
     "smdp": (*CALL_MODES, *WEBHOOK_MODES),
-    "partners": ("timeout", "error_5xx", "latency"),
+    "partners": ("timeout", "error_5xx", "decline", "latency"),
     "shipping": CALL_MODES,
     "sms": (*CALL_MODES, "decline"),
 }
