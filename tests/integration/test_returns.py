@@ -167,6 +167,24 @@ def test_a_counter_without_any_branch_says_so_instead_of_ignoring_the_form(staff
     assert _state(case) == states.AWAITING_RETURN
 
 
+def test_a_clerk_serves_only_at_the_counter_of_their_own_branch(staff_client, make_card, branch):
+    from closeout.appointments.models import Branch, CounterVisit
+
+    Branch.objects.create(code="HK-MKK", name="Mong Kok", calendar="HK")
+    client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    form = {"reference": case.reference, "id_type": "hkid", "id_number": HKID, "original_seen": "on",
+            "photo_matches": "on"}
+    assert 'name="branch"' not in client.get("/console/counter/?branch=HK-MKK").content.decode()
+    client.post("/console/counter/?branch=HK-MKK", form | {"branch": "HK-MKK"})
+    assert CounterVisit.objects.get(case=case).branch.code == "HK-CEN"  # not the till named in the request
+
+    nobody, _ = staff_client("branch_clerk")  # a clerk's account without a branch
+    page = nobody.post("/console/counter/", form | {"branch": "HK-CEN"})
+    assert page.status_code == 200 and "belongs to no open branch" in page.content.decode()
+    assert CounterVisit.objects.filter(case=case).count() == 1
+
+
 def test_counter_visit_checks_id_takes_the_card_and_the_customer_confirms(staff_client, make_card, branch):
     client, clerk = staff_client("branch_clerk", branch_code="HK-CEN")
     card = make_card("OCTO")

@@ -274,8 +274,7 @@ def charge_waive(request, charge_id: int):
 def case_cash_hand_over(request, reference: str):
     """The clerk checks the holder's ID document and hands over the cash refund from the till of
     their own branch (never one named in the request)."""
-    code = request.staff.branch_code
-    branch = Branch.objects.filter(code=code, active=True).first() if code else None
+    branch = _own_branch(request)
     form = forms.CashHandOverForm(request.POST)
     if branch is None:
         messages.error(request, _("Cash is handed over by a clerk of an open branch; your account has none."))
@@ -499,14 +498,24 @@ def _visit_or_404(request, visit_id: int) -> CounterVisit:
     return visit
 
 
+def _own_branch(request) -> Branch | None:
+    """The open branch of the signed-in clerk: the one whose counter they serve at and whose
+    records (ID checks, cards destroyed, cash paid) they sign; never one named in the request."""
+    code = request.staff.branch_code
+    return Branch.objects.filter(code=code, active=True).first() if code else None
+
+
 @require_http_methods(["GET", "POST"])
 @staff_view("counter.serve")
 def counter_start(request):
-    branch = _branch(request)
+    branch = _own_branch(request)
     initial = {"reference": request.GET.get("reference", "")}
     form = forms.CounterStartForm(request.POST or None, initial=initial)
     error = None
-    if branch is None:
+    if branch is None and Branch.objects.filter(active=True).exists():
+        error = _("Your account belongs to no open branch, so you cannot serve at a counter. "
+                  "An administrator sets your branch.")
+    elif branch is None:
         error = _("No branch is set up yet, so there is no counter to serve at. A supervisor adds branches.")
     elif request.method == "POST" and form.is_valid():
         data = form.cleaned_data
