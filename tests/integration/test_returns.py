@@ -217,6 +217,24 @@ def test_counter_visit_checks_id_takes_the_card_and_the_customer_confirms(staff_
     assert case.reference in latin and "HKID" in latin and "Cut through chip" in latin and "hkid" not in latin
 
 
+def test_the_counter_speaks_the_clerks_language_to_the_customer(staff_client, make_card, branch):
+    client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    hant = {"HTTP_ACCEPT_LANGUAGE": "zh-hant"}
+    start = client.get("/console/counter/", **hant).content.decode()
+    assert "中環客務中心" in start and "Central" not in start
+    started = client.post("/console/counter/", {"reference": case.reference, "id_type": "hkid", "id_number": HKID,
+                                                "original_seen": "on", "photo_matches": "on"}, **hant)
+    visit_url = started["Location"]
+    client.post(visit_url, {"method": "PUNCH"}, **hant)
+    screen = client.get(visit_url + "confirm", **hant).content.decode()
+    assert "您的卡片已交回並銷毀（晶片打孔）。" in screen and "Chip punched" not in screen
+    client.post(visit_url + "confirm", {"confirm": "yes"}, **hant)
+    pdf = client.get(visit_url + "receipt.pdf", **hant)
+    text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    assert "中環客務中心" in text and "Central" not in text
+
+
 def test_a_card_taken_before_the_case_waits_for_it_is_received_by_the_sweep(make_card, branch):
     card = make_card("OCTO")
     case = case_in_state(card, "submitted")

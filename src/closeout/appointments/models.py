@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils import translation
 
 from closeout.cards.models import Card
 from closeout.closures.models import ClosureCase
@@ -18,6 +19,12 @@ class Branch(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(slot_minutes__gte=5), name="branch_slot_gte_5")]
+
+    def local_name(self) -> str:
+        """The branch's name in the active language (English where no translation is kept)."""
+        language = translation.get_language() or "en"
+        local = {"zh-hans": self.name_zh_hans, "zh-hant": self.name_zh_hant}.get(language, "")
+        return local or self.name
 
     def __str__(self):
         return self.code

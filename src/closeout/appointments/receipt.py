@@ -7,7 +7,6 @@ import io
 
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from reportlab.lib.pagesizes import A5
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
@@ -18,10 +17,6 @@ from closeout.common.templatetags.closeout import money
 from closeout.console import labels
 from closeout.identity import documents
 
-# How the card was destroyed, in the customer's words.
-DESTRUCTION_METHODS = {"CUT": gettext_lazy("Cut through chip"), "PUNCH": gettext_lazy("Chip punched"),
-                       "SHRED": gettext_lazy("Shredded"), "INCINERATE": gettext_lazy("Incinerated")}
-
 
 def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:
     """Return the receipt of a counter visit as PDF bytes."""
@@ -30,11 +25,11 @@ def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:
     destruction = getattr(card, "destruction", None)
     with translation.override(language):
         script = "hant" if language == "zh-hant" else "hans"  # Chinese branch names on an English receipt too
-        method = str(DESTRUCTION_METHODS.get(destruction.method, destruction.method)) if destruction else ""
+        method = labels.label(labels.DESTRUCTION_METHODS, destruction.method) if destruction else ""
         rows = [
             (_("Closure receipt"), None),
             (_("Reference"), case.reference),
-            (_("Branch"), visit.branch.name),
+            (_("Branch"), visit.branch.local_name()),
             (_("Date"), timezone.localtime(visit.customer_confirmed_at or visit.started_at).strftime("%Y-%m-%d %H:%M")),
             (_("Card number"), documents.mask_card_number(card.number)),
             (_("ID document checked"), f"{labels.label(labels.ID_TYPE_LABELS, visit.id_type)} {visit.id_masked}"),

@@ -1,6 +1,6 @@
 """Codes in the staff member's words in console templates: `{{ case.state|state_label }}`,
 `|channel_label`, `|id_type_label`, `|timeline_kind`, `|settled_label`, `|exception_reason`,
-`|destination_label` (a table each), and `|note_label`, `|charge_label`, `|actor_label`."""
+`|destination_label`, `|destruction_method` (a table each), and `|note_label`, `|charge_label`, `|actor_label`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ TABLES = {
     "settled_label": labels.CHARGE_SETTLED,
     "exception_reason": labels.EXCEPTION_REASONS,
     "destination_label": portal_labels.DESTINATION_LABELS,
+    "destruction_method": labels.DESTRUCTION_METHODS,
 }
 for name, table in TABLES.items():
     register.filter(name, partial(labels.label, table))
