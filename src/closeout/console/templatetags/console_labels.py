@@ -1,6 +1,6 @@
 """Codes in the staff member's words in console templates: `{{ case.state|state_label }}`,
 `|channel_label`, `|id_type_label`, `|timeline_kind`, `|settled_label`, `|exception_reason`,
-`|destination_label`, `|destruction_method` (a table each), and `|note_label`, `|charge_label`, `|actor_label`."""
+`|destination_label`, `|destruction_method` (a table each), and `|note_label`, `|fee_label`, `|charge_label`, `|actor_label`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,12 @@ for name, table in TABLES.items():
 @register.filter
 def note_label(note: str) -> str:
     return labels.note_label(note)
+
+
+@register.filter
+def fee_label(code: str) -> str:
+    """A fee of a quote by its name ("Handling fee"), as the customer reads it in the portal."""
+    return portal_labels.fee_label(code)
 
 
 @register.filter
