@@ -134,7 +134,7 @@ def case_detail(*, reference: str) -> dict | None:
         "notices": case_notices(case),
         "actions": case_actions(case),
         "assisted": getattr(case, "assisted_check", None),
-        "sla": case_sla(case, today=clock.now().date()),
+        "sla": case_sla(case, today=timezone_date(clock.now())),
         "approval": RefundApproval.objects.filter(case=case).first(),
         "cash_refund": closures.cash_awaiting_collection(case),
     }
@@ -147,7 +147,7 @@ def case_sla(case: ClosureCase, *, today: date) -> dict:
     def working(day: date) -> bool:
         return calendars.is_working_day(day, calendar)
 
-    created = case.created_at.date()
+    created = timezone_date(case.created_at)
     age = rules.working_days_between(created, today, working)
     left = rules.working_days_between(today, case.sla_due_date, working) if case.sla_due_date else 0
     status = rules.ON_TRACK if case.state in states.TERMINAL else rules.sla_status(
@@ -159,7 +159,7 @@ def case_sla(case: ClosureCase, *, today: date) -> dict:
 def sla_board(*, today: date | None = None) -> dict:
     """Open cases with their SLA clocks, the at-risk / breached / needs-attention queues and the
     chart data."""
-    today = today or clock.now().date()
+    today = today or timezone_date(clock.now())  # the branches' day, not UTC's
     open_cases = (ClosureCase.objects.exclude(state__in=states.TERMINAL)
                   .select_related("card__holder", "card__product").order_by("sla_due_date", "id"))
     rows = []
