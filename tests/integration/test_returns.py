@@ -90,6 +90,23 @@ def test_a_misread_code_is_scanned_again_not_queued(scan):
     assert not CheckIn.objects.exists() and not ReturnException.objects.exists()
 
 
+def test_scanning_a_queued_card_again_queues_it_once(staff_client, make_card):
+    client, _ = staff_client("warehouse")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = returns.return_label_issue(reference=case.reference)
+    closures.closure_withdraw(reference=case.reference, actor="customer:web")
+    first = client.post("/console/warehouse/", {"code": label.code, "card_number": ""}, follow=True).content.decode()
+    assert "No case is waiting for this card" in first
+    again = client.post("/console/warehouse/", {"code": label.code, "card_number": ""}, follow=True).content.decode()
+    assert "Already in the exception queue since" in again
+    unknown = "RL20260000003"
+    for _ in range(2):
+        client.post("/console/warehouse/", {"code": unknown, "card_number": ""})
+    assert ReturnException.objects.filter(scanned_code=label.code).count() == 1
+    assert ReturnException.objects.filter(scanned_code=unknown).count() == 1
+    assert CheckIn.objects.count() == 2
+
+
 def test_a_card_that_does_not_match_its_label_is_an_exception(make_card):
     case = case_in_state(make_card("OCTO"), "awaiting_return")
     label = returns.return_label_issue(reference=case.reference)

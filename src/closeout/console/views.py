@@ -598,7 +598,10 @@ def warehouse(request):
         except returns.UnableToCheckIn:
             messages.error(request, _("Nothing was scanned."))
         else:
-            if getattr(checkin, "again", False):
+            if getattr(checkin, "again", False) and checkin.outcome == checkin.Outcome.EXCEPTION:
+                messages.info(request, _("Already in the exception queue since %(date)s. Nothing changed.") % {
+                    "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M")})
+            elif getattr(checkin, "again", False):
                 messages.info(request, _("Already received on %(date)s: case %(reference)s. Nothing changed.") % {
                     "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M"),
                     "reference": checkin.case.reference})
