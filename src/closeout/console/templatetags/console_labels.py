@@ -47,11 +47,13 @@ def charge_label(charge) -> str:
 
 @register.filter
 def actor_label(actor: str) -> str:
-    """Who did something: a customer by the channel they used ("Customer (Web portal)"); staff,
-    partners and the system by the name they are recorded under."""
+    """Who did something: a customer by the channel they used ("Customer (Web portal)"), staff by
+    their email, partners and the system by the name they are recorded under."""
     kind, _, rest = actor.partition(":")
     if kind == "customer":
         return labels.customer_via(labels.label(labels.CHANNEL_LABELS, rest))
     if actor == "system":
         return str(labels.SYSTEM)
+    if kind == "staff":
+        return rest  # their email, as the case page names the staff member who checked the identity
     return actor
