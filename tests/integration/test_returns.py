@@ -290,6 +290,17 @@ def test_the_console_says_why_a_scan_went_to_the_exception_queue(staff_client, s
     assert shown in page
 
 
+def test_a_typed_reference_stays_while_the_card_number_is_asked_for(staff_client, make_card):
+    client, _ = staff_client("warehouse")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    page = client.post("/console/warehouse/", {"code": case.reference, "card_number": ""}).content.decode()
+    assert "also scan or type the card number" in page
+    assert f'value="{case.reference}"' in page
+    card_input = page.split('name="card_number"')[1].split(">")[0]
+    assert "autofocus" in card_input
+    assert _state(case) == states.AWAITING_RETURN
+
+
 def test_the_console_says_when_the_card_does_not_match_its_label(staff_client, make_card):
     client, _ = staff_client("warehouse")
     case = case_in_state(make_card("OCTO"), "awaiting_return")

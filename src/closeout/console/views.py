@@ -591,7 +591,11 @@ def warehouse(request):
             checkin = returns.return_check_in(code=form.cleaned_data["code"], actor=request.staff.actor,
                                               card_number=form.cleaned_data["card_number"])
         except returns.ReferenceNeedsCard:
+            # The typed reference stays; the cursor waits in the card number field.
             messages.error(request, _("With a case reference, also scan or type the card number."))
+            del form.fields["code"].widget.attrs["autofocus"]
+            form.fields["card_number"].widget.attrs["autofocus"] = True
+            return _warehouse_page(request, form)
         except returns.MisreadCode:
             messages.error(request, _("This is no label code or card number we issue (a digit was misread or "
                                       "mistyped): scan it again or type it."))
@@ -610,6 +614,10 @@ def warehouse(request):
             else:
                 messages.warning(request, _exception_message(checkin.exception.reason))
         return redirect("console:warehouse")
+    return _warehouse_page(request, form)
+
+
+def _warehouse_page(request, form):
     can_destroy = roles.can(request.staff.role, "warehouse.destroy")
     return render(request, "console/warehouse.html", {
         "form": form, "recent": return_selectors.recent_checkins(),
