@@ -124,6 +124,10 @@ def test_staff_book_and_cancel_from_the_console(staff_client, branch, make_card)
     client.post("/console/appointments/book", {"branch": "HK-CEN", "card_number": card.number,
                                                "starts_at": f"{day.isoformat()}T10:00"})
     booked = Appointment.objects.get(card=card)
+    hant = client.get("/console/appointments/", {"branch": "HK-CEN", "day": day.isoformat()},
+                      HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    assert 'data-status="BOOKED">已預約<' in hant and ">BOOKED<" not in hant
+    assert "中環客務中心" in hant  # the branch by its local name
     full = client.post("/console/appointments/book", {"branch": "HK-CEN", "card_number": card.number,
                                                       "starts_at": f"{day.isoformat()}T10:30"}, follow=True)
     assert "already has an appointment" in full.content.decode()

@@ -23,6 +23,9 @@ CHANNEL_LABELS = {
     "branch": _("Branch counter"), "partner_api": _("Partner API"), "bulk": _("Bulk closure"),
 }
 ID_TYPE_LABELS = dict(ID_TYPES)
+APPOINTMENT_STATUSES = {"BOOKED": pgettext_lazy("appointment", "Booked"),
+                        "CANCELLED": pgettext_lazy("appointment", "Cancelled"),
+                        "SERVED": pgettext_lazy("appointment", "Served")}
 # How a card was destroyed, in the reader's words (the customer's too, on the counter screen and receipt).
 DESTRUCTION_METHODS = {"CUT": _("Cut through chip"), "PUNCH": _("Chip punched"), "SHRED": _("Shredded"),
                        "INCINERATE": _("Incinerated")}
