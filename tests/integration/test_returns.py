@@ -250,6 +250,21 @@ def test_the_counter_speaks_the_clerks_language_to_the_customer(staff_client, ma
     pdf = client.get(visit_url + "receipt.pdf", **hant)
     text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
     assert "中環客務中心" in text and "Central" not in text
+    assert "（原付款方式退回）" in text  # how the refund comes back
+
+
+def test_the_counter_receipt_tells_a_cash_customer_to_collect_the_refund(staff_client, make_card, branch):
+    from closeout.closures.models import ClosureCase
+
+    client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    ClosureCase.objects.filter(id=case.id).update(refund_destination={"type": "cash"})
+    started = client.post("/console/counter/", {"reference": case.reference, "id_type": "hkid", "id_number": HKID,
+                                                "original_seen": "on", "photo_matches": "on"})
+    client.post(started["Location"], {"method": "CUT"})
+    client.post(started["Location"] + "confirm", {"confirm": "yes"})
+    pdf = client.get(started["Location"] + "receipt.pdf")
+    assert "(Cash at a branch)" in PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
 
 
 def test_a_card_taken_before_the_case_waits_for_it_is_received_by_the_sweep(make_card, branch):

@@ -13,9 +13,10 @@ from reportlab.pdfgen import canvas
 
 from closeout.appointments.models import CounterVisit
 from closeout.certificates.pdf import draw_text
-from closeout.common.templatetags.closeout import money
+from closeout.common.templatetags.closeout import money, paren_close, paren_open
 from closeout.console import labels
 from closeout.identity import documents
+from closeout.portal.labels import DESTINATION_LABELS
 
 
 def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:
@@ -35,7 +36,8 @@ def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:
             (_("ID document checked"), f"{labels.label(labels.ID_TYPE_LABELS, visit.id_type)} {visit.id_masked}"),
             (_("Card taken for destruction"), _("Yes") if visit.card_taken else _("No")),
             (_("Destruction"), f"{method} · {destruction.batch}" if destruction else "—"),
-            (_("Refund"), money(case.quote.get("refund", 0), case.quote.get("currency", "HKD"))),
+            (_("Refund"), money(case.quote.get("refund", 0), case.quote.get("currency", "HKD")) + paren_open()
+             + labels.label(DESTINATION_LABELS, case.refund_destination.get("type", "original")) + paren_close()),
             (_("Expected by"), case.sla_due_date.isoformat() if case.sla_due_date else "—"),
             (_("Served by"), visit.clerk.removeprefix("staff:")),
         ]
