@@ -70,8 +70,30 @@ def case_search(*, query: str) -> list[dict]:
     return [_row(case) for case in found[:SEARCH_LIMIT]]
 
 
+# What people did on a case without changing its state, from its audit trail: the timeline's kind
+# (labelled in console.labels.TIMELINE_KINDS) for each audit action shown.
+AUDIT_TIMELINE = {
+    "counter.id_checked": "id_checked", "counter.customer_confirmed": "customer_confirmed",
+    "closure.refund.cash_refused": "cash_refused", "closure.refund.cash_handed_over": "cash_handed_over",
+    "return.exception": "return_exception", "return.exception_resolved": "exception_resolved",
+}
+
+
+def _audit_note(event) -> str:
+    """The branch an audit event happened at, or the words staff gave for it."""
+    branch = (event.data or {}).get("branch")
+    if branch:
+        from closeout.appointments.models import Branch
+
+        found = Branch.objects.filter(code=branch).first()
+        return found.local_name() if found else branch
+    return event.reason if event.action == "return.exception_resolved" else ""
+
+
 def case_timeline(case: ClosureCase) -> list[dict]:
-    """State changes and staff notes, oldest first."""
+    """State changes, staff notes and what staff did at the counter and the warehouse, oldest first."""
+    from closeout.audit.models import AuditEvent
+
     items = [
         {"at": e.at, "actor": e.actor, "from_state": e.from_state, "to_state": e.to_state, "note": e.note,
          "kind": "event"}
@@ -80,6 +102,11 @@ def case_timeline(case: ClosureCase) -> list[dict]:
     items += [
         {"at": n.at, "actor": n.author, "from_state": "", "to_state": "", "note": n.text, "kind": n.kind.lower()}
         for n in CaseNote.objects.filter(case=case)
+    ]
+    items += [
+        {"at": e.at, "actor": e.actor, "from_state": "", "to_state": "", "note": _audit_note(e),
+         "kind": AUDIT_TIMELINE[e.action]}
+        for e in AuditEvent.objects.filter(subject=case.reference, action__in=AUDIT_TIMELINE)
     ]
     return sorted(items, key=lambda item: item["at"])
 
