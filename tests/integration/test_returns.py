@@ -316,6 +316,19 @@ def test_a_typed_reference_stays_while_the_card_number_is_asked_for(staff_client
     assert _state(case) == states.AWAITING_RETURN
 
 
+def test_each_exception_row_has_its_own_labelled_fields(staff_client):
+    import re
+
+    client, _ = staff_client("warehouse")
+    for code in ("RL20260000003", "RL20260000011"):
+        client.post("/console/warehouse/", {"code": code, "card_number": ""})
+    page = client.get("/console/warehouse/exceptions/").content.decode()
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids)) and len([i for i in ids if i.startswith("id_resolution")]) == 2
+    for target in re.findall(r'<label for="([^"]+)"', page):
+        assert f' id="{target}"' in page
+
+
 def test_the_console_says_when_the_card_does_not_match_its_label(staff_client, make_card):
     client, _ = staff_client("warehouse")
     case = case_in_state(make_card("OCTO"), "awaiting_return")

@@ -657,8 +657,9 @@ def warehouse_destroy(request):
 
 @staff_view("warehouse.exceptions")
 def exceptions(request):
-    return render(request, "console/exceptions.html", {"items": return_selectors.open_exceptions(),
-                                                       "form": forms.ResolveForm()})
+    # One form per row, each with its own field ids, so every label points at its own row's field.
+    items = [(item, forms.ResolveForm(auto_id=f"id_%s_{item.id}")) for item in return_selectors.open_exceptions()]
+    return render(request, "console/exceptions.html", {"items": items})
 
 
 @require_POST
