@@ -3,6 +3,7 @@ reminders the day before, and no double booking under concurrent requests."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import time, timedelta
 
@@ -134,6 +135,21 @@ def test_staff_book_and_cancel_from_the_console(staff_client, branch, make_card)
     client.post(f"/console/appointments/{booked.id}/cancel")
     booked.refresh_from_db()
     assert booked.status == "CANCELLED"
+
+
+def test_a_booking_that_fails_keeps_what_the_clerk_typed(staff_client, branch, make_card):
+    client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    card = make_card()
+    day = next_working_day()
+    board = client.get("/console/appointments/").content.decode()
+    slot_input = re.search(r'<input[^>]*id="id_starts_at"[^>]*>', board).group(0)
+    assert 'type="datetime-local"' in slot_input  # a date and time picker, not a free text field
+    late = client.post("/console/appointments/book", {"branch": "HK-CEN", "card_number": card.number,
+                                                      "starts_at": f"{day.isoformat()}T20:00", "reference": ""})
+    page = late.content.decode()
+    assert late.status_code == 200 and "The branch is closed at that time." in page
+    assert f'value="{card.number}"' in page and f'value="{day.isoformat()}T20:00"' in page
+    assert not Appointment.objects.filter(card=card).exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -408,10 +408,12 @@ def _booking_error(exc: appointments.UnableToBook) -> str:
 
 @staff_view("appointment.manage")
 def appointment_board(request):
-    branch = _branch(request)
-    day = _day(request)
+    return _board_page(request, _branch(request), _day(request))
+
+
+def _board_page(request, branch: Branch | None, day: date, book_form=None):
     context = {"branches": appointment_selectors.branches(), "branch": branch, "day": day,
-               "book_form": forms.BookForm(), "reschedule_form": forms.RescheduleForm()}
+               "book_form": book_form or forms.BookForm(), "reschedule_form": forms.RescheduleForm()}
     if branch:
         context["slots"] = appointment_selectors.branch_slots(branch=branch, day=day)
         context["appointments"] = appointment_selectors.branch_day(branch=branch, day=day)
@@ -431,21 +433,24 @@ def _board_redirect(branch: Branch | None, when: datetime | None = None):
 def appointment_book(request):
     branch = _branch(request)
     form = forms.BookForm(request.POST)
+    # On an error the board is shown again with what was typed, on the day of the slot asked for.
     if branch is None or not form.is_valid():
         messages.error(request, _("Check the card number and the slot."))
-        return _board_redirect(branch)
+        return _board_page(request, branch, _day(request), form)
     data = form.cleaned_data
+    day = timezone.localtime(data["starts_at"]).date()
     card = Card.objects.filter(number=data["card_number"]).first()
     case = ClosureCase.objects.filter(reference=data["reference"].strip().upper()).first() if data["reference"] else None
     if card is None or (case is not None and case.card_id != card.id):
         messages.error(request, _("Check the card number and the slot."))
-        return _board_redirect(branch, data["starts_at"])
+        return _board_page(request, branch, day, form)
     try:
         appointments.appointment_book(card=card, branch=branch, starts_at=data["starts_at"],
                                       actor=request.staff.actor, case=case or selectors.card_open_case(card),
                                       language=card.holder.language)
     except appointments.UnableToBook as exc:
         messages.error(request, _booking_error(exc))
+        return _board_page(request, branch, day, form)
     else:
         messages.success(request, _("The appointment is booked."))
     return _board_redirect(branch, data["starts_at"])
