@@ -42,6 +42,14 @@ def page(browser):
     context = browser.new_context(locale="en-GB", viewport={"width": 1200, "height": 900})
     opened = context.new_page()
     opened.set_default_timeout(15000)
+    # The questions asked before an action that cannot be undone, answered yes unless a test says no.
+    opened.dialogs, opened.answer_yes = [], True
+
+    def answer(dialog):
+        opened.dialogs.append(dialog.message)
+        dialog.accept() if opened.answer_yes else dialog.dismiss()
+
+    opened.on("dialog", answer)
     yield opened
     context.close()
 
@@ -145,6 +153,24 @@ def test_refund_approver_approves_a_refund(page, live_server, make_card):
     row.get_by_role("button", name="Approve refund").click()
     page.get_by_text("The refund is approved").wait_for()
     shot(page, "approver-done")
+    assert RefundApproval.objects.get(case=case).decision == "approved"
+
+
+def test_approving_a_refund_asks_first(page, live_server, make_card):
+    case = case_in_state(make_card("YKT", balance=90000), "refund_pending")
+    sign_in(page, live_server, "refund_approver")
+    page.get_by_role("link", name="Refunds to approve").click()
+    button = page.locator(f"tr[data-reference='{case.reference}']").get_by_role("button", name="Approve refund")
+
+    page.answer_yes = False  # the approver changes their mind
+    button.click()
+    assert page.dialogs == ["Approve this refund? It is paid out and cannot be taken back."]
+    page.wait_for_timeout(300)
+    assert RefundApproval.objects.get(case=case).decision == ""
+
+    page.answer_yes = True
+    button.click()
+    page.get_by_text("The refund is approved").wait_for()
     assert RefundApproval.objects.get(case=case).decision == "approved"
 
 

@@ -3,6 +3,7 @@ reminders the day before, and no double booking under concurrent requests."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import datetime, time, timedelta
 
@@ -125,12 +126,31 @@ def test_staff_book_and_cancel_from_the_console(staff_client, branch, make_card)
     client.post("/console/appointments/book", {"branch": "HK-CEN", "card_number": card.number,
                                                "starts_at": f"{day.isoformat()}T10:00"})
     booked = Appointment.objects.get(card=card)
+    hant = client.get("/console/appointments/", {"branch": "HK-CEN", "day": day.isoformat()},
+                      HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    assert 'data-status="BOOKED">已預約<' in hant and ">BOOKED<" not in hant
+    assert "中環客務中心" in hant  # the branch by its local name
     full = client.post("/console/appointments/book", {"branch": "HK-CEN", "card_number": card.number,
                                                       "starts_at": f"{day.isoformat()}T10:30"}, follow=True)
     assert "already has an appointment" in full.content.decode()
     client.post(f"/console/appointments/{booked.id}/cancel")
     booked.refresh_from_db()
     assert booked.status == "CANCELLED"
+
+
+def test_a_booking_that_fails_keeps_what_the_clerk_typed(staff_client, branch, make_card):
+    client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    card = make_card()
+    day = next_working_day()
+    board = client.get("/console/appointments/").content.decode()
+    slot_input = re.search(r'<input[^>]*id="id_starts_at"[^>]*>', board).group(0)
+    assert 'type="datetime-local"' in slot_input  # a date and time picker, not a free text field
+    late = client.post("/console/appointments/book", {"branch": "HK-CEN", "card_number": card.number,
+                                                      "starts_at": f"{day.isoformat()}T20:00", "reference": ""})
+    page = late.content.decode()
+    assert late.status_code == 200 and "The branch is closed at that time." in page
+    assert f'value="{card.number}"' in page and f'value="{day.isoformat()}T20:00"' in page
+    assert not Appointment.objects.filter(card=card).exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -98,3 +98,21 @@ def test_a_cash_refund_the_provider_already_paid_is_recorded_as_paid_not_handed_
     assert (refund.status, refund.provider_ref) == ("succeeded", "re_old")
     assert services.cash_awaiting_collection(ClosureCase.objects.get(id=case.id)) is None
     assert _state(case) == states.DEACTIVATING
+
+
+def test_the_case_timeline_shows_a_refused_and_a_done_hand_over(make_card, staff_client):  # noqa: F811
+    from closeout.appointments.models import Branch
+
+    Branch.objects.create(code="HK-CEN", name="Central", name_zh_hant="中環客務中心", calendar="HK")
+    case = close_card(make_card("YKT", balance=45000), destination=CASH)
+    clerk, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    page = f"/console/cases/{case.reference}/"
+    clerk.post(f"{page}cash", {**HAND_OVER, "id_number": "B1234566"})  # a valid HKID, not the holder's
+    clerk.post(f"{page}cash", HAND_OVER)
+
+    supervisor, _ = staff_client("supervisor")
+    timeline = supervisor.get(page, HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode().split('<ol class="timeline">')[1]
+    refused = timeline.index('data-kind="cash_refused"')
+    handed = timeline.index('data-kind="cash_handed_over"')
+    assert refused < handed and "中環客務中心" in timeline[refused:handed]
+    assert "B1234566" not in timeline and "cash_refused<" not in timeline

@@ -49,6 +49,26 @@ def test_agent_opens_a_phone_case_with_checklist_quote_and_consent(staff_client,
     assert AuditEvent.objects.filter(action="closure.consent", subject=case.reference).exists()
 
 
+def test_the_quote_read_to_the_caller_names_each_fee_in_the_staff_members_language(staff_client, make_card):
+    client, _ = staff_client("agent")
+    card = make_card("OCTO", balance=180000, days_old=30, charges=[("overdraft", 1500)])  # handling fee: issued < 90 days
+    _identify(client, card)
+    quote = client.get("/console/open/quote/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    assert "手續費" in quote and "負值" in quote
+    assert "handling" not in quote and "overdraft" not in quote
+
+
+def test_the_case_page_says_where_the_refund_goes(staff_client, make_card):
+    client, _ = staff_client("agent")
+    card = make_card("YKT", balance=45000)
+    _identify(client, card)
+    client.post("/console/open/quote/", {"destination": "bank", "bank_code": "004", "account_number": "123456789012",
+                                         "consent_ref": "CALL-2026-0042", "consent": "on"})
+    case = ClosureCase.objects.get(card=card)
+    page = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    assert "（銀行戶口 ••••9012）" in page and "123456789012" not in page
+
+
 def test_a_wrong_id_gets_one_answer_and_the_id_is_never_shown(staff_client, make_card):
     client, _ = staff_client("agent")
     card = make_card("YKT")

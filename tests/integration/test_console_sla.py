@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
+from django.utils import timezone
 
 from closeout.closures import services
 from closeout.closures.models import ClosureCase
@@ -22,7 +23,7 @@ def test_breached_at_risk_and_needs_attention_queues_and_csv(staff_client, make_
     late = case_in_state(make_card("OCTO"), "submitted")
     ClosureCase.objects.filter(id=late.id).update(sla_due_date=late.sla_due_date - timedelta(days=60))
     soon = case_in_state(make_card("OCTO"), "submitted")
-    ClosureCase.objects.filter(id=soon.id).update(sla_due_date=soon.created_at.date())
+    ClosureCase.objects.filter(id=soon.id).update(sla_due_date=timezone.localdate(soon.created_at))
     fine = case_in_state(make_card("OCTO"), "submitted")
     stuck = case_in_state(make_card("OCTO"), "submitted")
     services.closure_action_failed(reference=stuck.reference, workflow_id=stuck.next_action_id,
@@ -43,3 +44,24 @@ def test_breached_at_risk_and_needs_attention_queues_and_csv(staff_client, make_
     assert rows[late.reference]["sla_status"] == "breached"
     assert rows[fine.reference]["sla_status"] == "on_track"
     assert "holder" not in ",".join(rows[late.reference]) and late.card.number not in export.content.decode()
+
+
+def test_the_dashboard_counts_days_in_the_branches_local_time(make_card, monkeypatch):
+    """At 02:30 in Hong Kong (18:30 UTC the day before) today is the local day: a refund paid
+    then is today's, and a case opened then is still 0 working days old later that morning."""
+    from datetime import datetime
+
+    from closeout.closures.models import Refund
+    from closeout.common import clock
+    from closeout.console.selectors import sla_board
+
+    early = datetime(2026, 12, 2, 18, 30, tzinfo=UTC)  # Thursday 2026-12-03 02:30 in Hong Kong
+    monkeypatch.setattr(clock, "now", lambda: early)
+    case = case_in_state(make_card("OCTO"), "submitted")
+    Refund.objects.create(case=case, idempotency_key="local-day", amount_minor=100, currency="HKD",
+                          destination_type="original", status="succeeded", created_at=early, settled_at=early)
+
+    assert sla_board()["refunds_per_day"][-1] == ("12-03", 1)
+    monkeypatch.setattr(clock, "now", lambda: early + timedelta(hours=8))  # 10:30 the same morning
+    row = next(r for r in sla_board()["rows"] if r["reference"] == case.reference)
+    assert row["age_working_days"] == 0  # opened today, not yesterday

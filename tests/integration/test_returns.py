@@ -90,6 +90,23 @@ def test_a_misread_code_is_scanned_again_not_queued(scan):
     assert not CheckIn.objects.exists() and not ReturnException.objects.exists()
 
 
+def test_scanning_a_queued_card_again_queues_it_once(staff_client, make_card):
+    client, _ = staff_client("warehouse")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = returns.return_label_issue(reference=case.reference)
+    closures.closure_withdraw(reference=case.reference, actor="customer:web")
+    first = client.post("/console/warehouse/", {"code": label.code, "card_number": ""}, follow=True).content.decode()
+    assert "No case is waiting for this card" in first
+    again = client.post("/console/warehouse/", {"code": label.code, "card_number": ""}, follow=True).content.decode()
+    assert "Already in the exception queue since" in again
+    unknown = "RL20260000003"
+    for _ in range(2):
+        client.post("/console/warehouse/", {"code": unknown, "card_number": ""})
+    assert ReturnException.objects.filter(scanned_code=label.code).count() == 1
+    assert ReturnException.objects.filter(scanned_code=unknown).count() == 1
+    assert CheckIn.objects.count() == 2
+
+
 def test_a_card_that_does_not_match_its_label_is_an_exception(make_card):
     case = case_in_state(make_card("OCTO"), "awaiting_return")
     label = returns.return_label_issue(reference=case.reference)
@@ -167,6 +184,24 @@ def test_a_counter_without_any_branch_says_so_instead_of_ignoring_the_form(staff
     assert _state(case) == states.AWAITING_RETURN
 
 
+def test_a_clerk_serves_only_at_the_counter_of_their_own_branch(staff_client, make_card, branch):
+    from closeout.appointments.models import Branch, CounterVisit
+
+    Branch.objects.create(code="HK-MKK", name="Mong Kok", calendar="HK")
+    client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    form = {"reference": case.reference, "id_type": "hkid", "id_number": HKID, "original_seen": "on",
+            "photo_matches": "on"}
+    assert 'name="branch"' not in client.get("/console/counter/?branch=HK-MKK").content.decode()
+    client.post("/console/counter/?branch=HK-MKK", form | {"branch": "HK-MKK"})
+    assert CounterVisit.objects.get(case=case).branch.code == "HK-CEN"  # not the till named in the request
+
+    nobody, _ = staff_client("branch_clerk")  # a clerk's account without a branch
+    page = nobody.post("/console/counter/", form | {"branch": "HK-CEN"})
+    assert page.status_code == 200 and "belongs to no open branch" in page.content.decode()
+    assert CounterVisit.objects.filter(case=case).count() == 1
+
+
 def test_counter_visit_checks_id_takes_the_card_and_the_customer_confirms(staff_client, make_card, branch):
     client, clerk = staff_client("branch_clerk", branch_code="HK-CEN")
     card = make_card("OCTO")
@@ -197,6 +232,39 @@ def test_counter_visit_checks_id_takes_the_card_and_the_customer_confirms(staff_
         (text, str((font or {}).get("/BaseFont", "")))))
     latin = "".join(text for text, font in drawn if "Helvetica" in font)
     assert case.reference in latin and "HKID" in latin and "Cut through chip" in latin and "hkid" not in latin
+
+
+def test_the_counter_speaks_the_clerks_language_to_the_customer(staff_client, make_card, branch):
+    client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    hant = {"HTTP_ACCEPT_LANGUAGE": "zh-hant"}
+    start = client.get("/console/counter/", **hant).content.decode()
+    assert "中環客務中心" in start and "Central" not in start
+    started = client.post("/console/counter/", {"reference": case.reference, "id_type": "hkid", "id_number": HKID,
+                                                "original_seen": "on", "photo_matches": "on"}, **hant)
+    visit_url = started["Location"]
+    client.post(visit_url, {"method": "PUNCH"}, **hant)
+    screen = client.get(visit_url + "confirm", **hant).content.decode()
+    assert "您的卡片已交回並銷毀（晶片打孔）。" in screen and "Chip punched" not in screen
+    client.post(visit_url + "confirm", {"confirm": "yes"}, **hant)
+    pdf = client.get(visit_url + "receipt.pdf", **hant)
+    text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    assert "中環客務中心" in text and "Central" not in text
+    assert "（原付款方式退回）" in text  # how the refund comes back
+
+
+def test_the_counter_receipt_tells_a_cash_customer_to_collect_the_refund(staff_client, make_card, branch):
+    from closeout.closures.models import ClosureCase
+
+    client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    ClosureCase.objects.filter(id=case.id).update(refund_destination={"type": "cash"})
+    started = client.post("/console/counter/", {"reference": case.reference, "id_type": "hkid", "id_number": HKID,
+                                                "original_seen": "on", "photo_matches": "on"})
+    client.post(started["Location"], {"method": "CUT"})
+    client.post(started["Location"] + "confirm", {"confirm": "yes"})
+    pdf = client.get(started["Location"] + "receipt.pdf")
+    assert "(Cash at a branch)" in PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
 
 
 def test_a_card_taken_before_the_case_waits_for_it_is_received_by_the_sweep(make_card, branch):
@@ -235,6 +303,30 @@ def test_the_console_says_why_a_scan_went_to_the_exception_queue(staff_client, s
     client, _ = staff_client("warehouse")
     page = client.post("/console/warehouse/", {"code": scan, "card_number": ""}, follow=True).content.decode()
     assert shown in page
+
+
+def test_a_typed_reference_stays_while_the_card_number_is_asked_for(staff_client, make_card):
+    client, _ = staff_client("warehouse")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    page = client.post("/console/warehouse/", {"code": case.reference, "card_number": ""}).content.decode()
+    assert "also scan or type the card number" in page
+    assert f'value="{case.reference}"' in page
+    card_input = page.split('name="card_number"')[1].split(">")[0]
+    assert "autofocus" in card_input
+    assert _state(case) == states.AWAITING_RETURN
+
+
+def test_each_exception_row_has_its_own_labelled_fields(staff_client):
+    import re
+
+    client, _ = staff_client("warehouse")
+    for code in ("RL20260000003", "RL20260000011"):
+        client.post("/console/warehouse/", {"code": code, "card_number": ""})
+    page = client.get("/console/warehouse/exceptions/").content.decode()
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids)) and len([i for i in ids if i.startswith("id_resolution")]) == 2
+    for target in re.findall(r'<label for="([^"]+)"', page):
+        assert f' id="{target}"' in page
 
 
 def test_the_console_says_when_the_card_does_not_match_its_label(staff_client, make_card):

@@ -173,15 +173,21 @@ def test_nobody_approves_a_refund_they_requested_themself(make_card):
     maker_client = sign_in(Client(), maker, maker_device)
     queue = maker_client.get("/console/refunds/").content.decode()
     assert case.reference in queue
+    for page in (queue, maker_client.get(f"/console/cases/{case.reference}/").content.decode()):
+        # no buttons that can only fail: the maker is told a second person decides
+        assert f"/console/refunds/{case.reference}/approve" not in page and "data-own-request" in page
     refused = maker_client.post(f"/console/refunds/{case.reference}/approve", {"note": "ok"}, follow=True)
     assert "another approver must decide it" in refused.content.decode()
     assert RefundApproval.objects.get(case=case).decision == ""
 
     checker, checker_device, _ = make_staff("refund_approver")
     checker_client = sign_in(Client(), checker, checker_device)
+    assert f"/console/refunds/{case.reference}/approve" in checker_client.get("/console/refunds/").content.decode()
     approved = checker_client.post(f"/console/refunds/{case.reference}/approve", {"note": "destination checked"},
                                    follow=True)
     assert "approved" in approved.content.decode()
     approval = RefundApproval.objects.get(case=case)
     assert (approval.decision, approval.decided_by) == ("approved", checker.actor)
+    shown = maker_client.get(f"/console/cases/{case.reference}/").content.decode()
+    assert f"Approved by {checker.user.email}" in shown and "staff:" not in shown  # people, not actor codes
     assert ClosureCase.objects.get(id=case.id).next_action == "refund"

@@ -7,20 +7,16 @@ import io
 
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from reportlab.lib.pagesizes import A5
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
 from closeout.appointments.models import CounterVisit
 from closeout.certificates.pdf import draw_text
-from closeout.common.templatetags.closeout import money
+from closeout.common.templatetags.closeout import money, paren_close, paren_open
 from closeout.console import labels
 from closeout.identity import documents
-
-# How the card was destroyed, in the customer's words.
-DESTRUCTION_METHODS = {"CUT": gettext_lazy("Cut through chip"), "PUNCH": gettext_lazy("Chip punched"),
-                       "SHRED": gettext_lazy("Shredded"), "INCINERATE": gettext_lazy("Incinerated")}
+from closeout.portal.labels import DESTINATION_LABELS
 
 
 def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:
@@ -30,7 +26,7 @@ def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:
     destruction = getattr(card, "destruction", None)
     with translation.override(language):
         script = "hant" if language == "zh-hant" else "hans"  # Chinese branch names on an English receipt too
-        method = str(DESTRUCTION_METHODS.get(destruction.method, destruction.method)) if destruction else ""
+        method = labels.label(labels.DESTRUCTION_METHODS, destruction.method) if destruction else ""
         rows = [
             (_("Closure receipt"), None),
             (_("Reference"), case.reference),
@@ -40,7 +36,8 @@ def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:
             (_("ID document checked"), f"{labels.label(labels.ID_TYPE_LABELS, visit.id_type)} {visit.id_masked}"),
             (_("Card taken for destruction"), _("Yes") if visit.card_taken else _("No")),
             (_("Destruction"), f"{method} · {destruction.batch}" if destruction else "—"),
-            (_("Refund"), money(case.quote.get("refund", 0), case.quote.get("currency", "HKD"))),
+            (_("Refund"), money(case.quote.get("refund", 0), case.quote.get("currency", "HKD")) + paren_open()
+             + labels.label(DESTINATION_LABELS, case.refund_destination.get("type", "original")) + paren_close()),
             (_("Expected by"), case.sla_due_date.isoformat() if case.sla_due_date else "—"),
             (_("Served by"), visit.clerk.removeprefix("staff:")),
         ]

@@ -96,7 +96,9 @@ class AssistedConsentForm(ConsoleForm):
 
 class BookForm(ConsoleForm):
     card_number = forms.CharField(label=_("Card number"), max_length=32, widget=forms.TextInput(attrs=SECRET))
-    starts_at = forms.DateTimeField(label=_("Slot"), input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
+    starts_at = forms.DateTimeField(label=_("Slot"), input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
+                                    widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 60},
+                                                               format="%Y-%m-%dT%H:%M"))
     reference = forms.CharField(label=_("Case reference (optional)"), max_length=20, required=False)
 
     def clean_card_number(self):

@@ -23,6 +23,12 @@ CHANNEL_LABELS = {
     "branch": _("Branch counter"), "partner_api": _("Partner API"), "bulk": _("Bulk closure"),
 }
 ID_TYPE_LABELS = dict(ID_TYPES)
+APPOINTMENT_STATUSES = {"BOOKED": pgettext_lazy("appointment", "Booked"),
+                        "CANCELLED": pgettext_lazy("appointment", "Cancelled"),
+                        "SERVED": pgettext_lazy("appointment", "Served")}
+# How a card was destroyed, in the reader's words (the customer's too, on the counter screen and receipt).
+DESTRUCTION_METHODS = {"CUT": _("Cut through chip"), "PUNCH": _("Chip punched"), "SHRED": _("Shredded"),
+                       "INCINERATE": _("Incinerated")}
 SYSTEM = _("closeout (automatic)")
 
 
@@ -83,7 +89,13 @@ NOTE_PATTERNS = [
     (re.compile(r"unbind: (?P<rest>.+)", re.S), _("unbind failed: %(rest)s")),
 ]
 TIMELINE_KINDS = {"note": pgettext_lazy("timeline", "note"), "notice": pgettext_lazy("timeline", "notice sent again"),
-                  "identity": pgettext_lazy("timeline", "identity checked")}
+                  "identity": pgettext_lazy("timeline", "identity checked"),
+                  "id_checked": pgettext_lazy("timeline", "ID document checked at the counter"),
+                  "customer_confirmed": pgettext_lazy("timeline", "customer confirmed at the counter"),
+                  "cash_refused": pgettext_lazy("timeline", "cash not handed over: the ID document did not match"),
+                  "cash_handed_over": pgettext_lazy("timeline", "cash handed over"),
+                  "return_exception": pgettext_lazy("timeline", "returned card went to the exception queue"),
+                  "exception_resolved": pgettext_lazy("timeline", "return exception resolved")}
 CHARGE_SETTLED = {"paid": pgettext_lazy("charge", "paid"), "waived": pgettext_lazy("charge", "waived"),
                   "deducted": pgettext_lazy("charge", "deducted from the refund")}
 EXCEPTION_REASONS = {"UNKNOWN": _("Unknown label or card"), "MISMATCH": _("Card does not match the label"),

@@ -70,8 +70,30 @@ def case_search(*, query: str) -> list[dict]:
     return [_row(case) for case in found[:SEARCH_LIMIT]]
 
 
+# What people did on a case without changing its state, from its audit trail: the timeline's kind
+# (labelled in console.labels.TIMELINE_KINDS) for each audit action shown.
+AUDIT_TIMELINE = {
+    "counter.id_checked": "id_checked", "counter.customer_confirmed": "customer_confirmed",
+    "closure.refund.cash_refused": "cash_refused", "closure.refund.cash_handed_over": "cash_handed_over",
+    "return.exception": "return_exception", "return.exception_resolved": "exception_resolved",
+}
+
+
+def _audit_note(event) -> str:
+    """The branch an audit event happened at, or the words staff gave for it."""
+    branch = (event.data or {}).get("branch")
+    if branch:
+        from closeout.appointments.models import Branch
+
+        found = Branch.objects.filter(code=branch).first()
+        return found.local_name() if found else branch
+    return event.reason if event.action == "return.exception_resolved" else ""
+
+
 def case_timeline(case: ClosureCase) -> list[dict]:
-    """State changes and staff notes, oldest first."""
+    """State changes, staff notes and what staff did at the counter and the warehouse, oldest first."""
+    from closeout.audit.models import AuditEvent
+
     items = [
         {"at": e.at, "actor": e.actor, "from_state": e.from_state, "to_state": e.to_state, "note": e.note,
          "kind": "event"}
@@ -80,6 +102,11 @@ def case_timeline(case: ClosureCase) -> list[dict]:
     items += [
         {"at": n.at, "actor": n.author, "from_state": "", "to_state": "", "note": n.text, "kind": n.kind.lower()}
         for n in CaseNote.objects.filter(case=case)
+    ]
+    items += [
+        {"at": e.at, "actor": e.actor, "from_state": "", "to_state": "", "note": _audit_note(e),
+         "kind": AUDIT_TIMELINE[e.action]}
+        for e in AuditEvent.objects.filter(subject=case.reference, action__in=AUDIT_TIMELINE)
     ]
     return sorted(items, key=lambda item: item["at"])
 
@@ -134,7 +161,7 @@ def case_detail(*, reference: str) -> dict | None:
         "notices": case_notices(case),
         "actions": case_actions(case),
         "assisted": getattr(case, "assisted_check", None),
-        "sla": case_sla(case, today=clock.now().date()),
+        "sla": case_sla(case, today=timezone_date(clock.now())),
         "approval": RefundApproval.objects.filter(case=case).first(),
         "cash_refund": closures.cash_awaiting_collection(case),
     }
@@ -147,7 +174,7 @@ def case_sla(case: ClosureCase, *, today: date) -> dict:
     def working(day: date) -> bool:
         return calendars.is_working_day(day, calendar)
 
-    created = case.created_at.date()
+    created = timezone_date(case.created_at)
     age = rules.working_days_between(created, today, working)
     left = rules.working_days_between(today, case.sla_due_date, working) if case.sla_due_date else 0
     status = rules.ON_TRACK if case.state in states.TERMINAL else rules.sla_status(
@@ -159,7 +186,7 @@ def case_sla(case: ClosureCase, *, today: date) -> dict:
 def sla_board(*, today: date | None = None) -> dict:
     """Open cases with their SLA clocks, the at-risk / breached / needs-attention queues and the
     chart data."""
-    today = today or clock.now().date()
+    today = today or timezone_date(clock.now())  # the branches' day, not UTC's
     open_cases = (ClosureCase.objects.exclude(state__in=states.TERMINAL)
                   .select_related("card__holder", "card__product").order_by("sla_due_date", "id"))
     rows = []

@@ -274,8 +274,7 @@ def charge_waive(request, charge_id: int):
 def case_cash_hand_over(request, reference: str):
     """The clerk checks the holder's ID document and hands over the cash refund from the till of
     their own branch (never one named in the request)."""
-    code = request.staff.branch_code
-    branch = Branch.objects.filter(code=code, active=True).first() if code else None
+    branch = _own_branch(request)
     form = forms.CashHandOverForm(request.POST)
     if branch is None:
         messages.error(request, _("Cash is handed over by a clerk of an open branch; your account has none."))
@@ -419,10 +418,12 @@ def _booking_error(exc: appointments.UnableToBook) -> str:
 
 @staff_view("appointment.manage")
 def appointment_board(request):
-    branch = _branch(request)
-    day = _day(request)
+    return _board_page(request, _branch(request), _day(request))
+
+
+def _board_page(request, branch: Branch | None, day: date, book_form=None):
     context = {"branches": appointment_selectors.branches(), "branch": branch, "day": day,
-               "book_form": forms.BookForm(), "reschedule_form": forms.RescheduleForm()}
+               "book_form": book_form or forms.BookForm(), "reschedule_form": forms.RescheduleForm()}
     if branch:
         context["slots"] = appointment_selectors.branch_slots(branch=branch, day=day)
         context["appointments"] = appointment_selectors.branch_day(branch=branch, day=day)
@@ -442,21 +443,24 @@ def _board_redirect(branch: Branch | None, when: datetime | None = None):
 def appointment_book(request):
     branch = _branch(request)
     form = forms.BookForm(request.POST)
+    # On an error the board is shown again with what was typed, on the day of the slot asked for.
     if branch is None or not form.is_valid():
         messages.error(request, _("Check the card number and the slot."))
-        return _board_redirect(branch)
+        return _board_page(request, branch, _day(request), form)
     data = form.cleaned_data
+    day = timezone.localtime(data["starts_at"]).date()
     card = Card.objects.filter(number=data["card_number"]).first()
     case = ClosureCase.objects.filter(reference=data["reference"].strip().upper()).first() if data["reference"] else None
     if card is None or (case is not None and case.card_id != card.id):
         messages.error(request, _("Check the card number and the slot."))
-        return _board_redirect(branch, data["starts_at"])
+        return _board_page(request, branch, day, form)
     try:
         appointments.appointment_book(card=card, branch=branch, starts_at=data["starts_at"],
                                       actor=request.staff.actor, case=case or selectors.card_open_case(card),
                                       language=card.holder.language)
     except appointments.UnableToBook as exc:
         messages.error(request, _booking_error(exc))
+        return _board_page(request, branch, day, form)
     else:
         messages.success(request, _("The appointment is booked."))
     return _board_redirect(branch, data["starts_at"])
@@ -509,14 +513,24 @@ def _visit_or_404(request, visit_id: int) -> CounterVisit:
     return visit
 
 
+def _own_branch(request) -> Branch | None:
+    """The open branch of the signed-in clerk: the one whose counter they serve at and whose
+    records (ID checks, cards destroyed, cash paid) they sign; never one named in the request."""
+    code = request.staff.branch_code
+    return Branch.objects.filter(code=code, active=True).first() if code else None
+
+
 @require_http_methods(["GET", "POST"])
 @staff_view("counter.serve")
 def counter_start(request):
-    branch = _branch(request)
+    branch = _own_branch(request)
     initial = {"reference": request.GET.get("reference", "")}
     form = forms.CounterStartForm(request.POST or None, initial=initial)
     error = None
-    if branch is None:
+    if branch is None and Branch.objects.filter(active=True).exists():
+        error = _("Your account belongs to no open branch, so you cannot serve at a counter. "
+                  "An administrator sets your branch.")
+    elif branch is None:
         error = _("No branch is set up yet, so there is no counter to serve at. A supervisor adds branches.")
     elif request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -592,14 +606,21 @@ def warehouse(request):
             checkin = returns.return_check_in(code=form.cleaned_data["code"], actor=request.staff.actor,
                                               card_number=form.cleaned_data["card_number"])
         except returns.ReferenceNeedsCard:
+            # The typed reference stays; the cursor waits in the card number field.
             messages.error(request, _("With a case reference, also scan or type the card number."))
+            del form.fields["code"].widget.attrs["autofocus"]
+            form.fields["card_number"].widget.attrs["autofocus"] = True
+            return _warehouse_page(request, form)
         except returns.MisreadCode:
             messages.error(request, _("This is no label code or card number we issue (a digit was misread or "
                                       "mistyped): scan it again or type it."))
         except returns.UnableToCheckIn:
             messages.error(request, _("Nothing was scanned."))
         else:
-            if getattr(checkin, "again", False):
+            if getattr(checkin, "again", False) and checkin.outcome == checkin.Outcome.EXCEPTION:
+                messages.info(request, _("Already in the exception queue since %(date)s. Nothing changed.") % {
+                    "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M")})
+            elif getattr(checkin, "again", False):
                 messages.info(request, _("Already received on %(date)s: case %(reference)s. Nothing changed.") % {
                     "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M"),
                     "reference": checkin.case.reference})
@@ -608,6 +629,10 @@ def warehouse(request):
             else:
                 messages.warning(request, _exception_message(checkin.exception.reason))
         return redirect("console:warehouse")
+    return _warehouse_page(request, form)
+
+
+def _warehouse_page(request, form):
     can_destroy = roles.can(request.staff.role, "warehouse.destroy")
     return render(request, "console/warehouse.html", {
         "form": form, "recent": return_selectors.recent_checkins(),
@@ -647,8 +672,9 @@ def warehouse_destroy(request):
 
 @staff_view("warehouse.exceptions")
 def exceptions(request):
-    return render(request, "console/exceptions.html", {"items": return_selectors.open_exceptions(),
-                                                       "form": forms.ResolveForm()})
+    # One form per row, each with its own field ids, so every label points at its own row's field.
+    items = [(item, forms.ResolveForm(auto_id=f"id_%s_{item.id}")) for item in return_selectors.open_exceptions()]
+    return render(request, "console/exceptions.html", {"items": items})
 
 
 @require_POST

@@ -72,7 +72,8 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
     the envelope, or a card number.
 
     A card the warehouse expected moves its case to `returned` (and on to the refund); a repeat
-    scan of a card already received changes nothing; anything else lands in the exception queue.
+    scan of a card already received, or already waiting in the exception queue, changes nothing
+    (the earlier check-in is returned with `again` set); anything else lands in the exception queue.
 
     :raises UnableToCheckIn: for an empty scan.
     :raises MisreadCode: for a label code or card number whose check digit is wrong, or a scan
@@ -125,6 +126,13 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
             reason = ReturnException.Reason.NOT_EXPECTED
     if case is None and reason is None:
         reason = ReturnException.Reason.NOT_EXPECTED
+    if reason is not None:
+        queued = ReturnException.objects.select_related("checkin__case").filter(
+            resolved_at__isnull=True, reason=reason, scanned_code=code[:40],
+            card_number=(inner or (card.number if card else ""))[:20]).first()
+        if queued is not None:  # the same card scanned again while it waits in the queue
+            queued.checkin.again = True
+            return queued.checkin
     with transaction.atomic():
         outcome = CheckIn.Outcome.EXCEPTION if reason else CheckIn.Outcome.RECEIVED
         checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code), case=case,

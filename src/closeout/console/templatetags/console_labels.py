@@ -1,6 +1,6 @@
 """Codes in the staff member's words in console templates: `{{ case.state|state_label }}`,
 `|channel_label`, `|id_type_label`, `|timeline_kind`, `|settled_label`, `|exception_reason`,
-`|destination_label` (a table each), and `|note_label`, `|charge_label`, `|actor_label`."""
+`|destination_label`, `|destruction_method`, `|appointment_status` (a table each), and `|note_label`, `|fee_label`, `|charge_label`, `|actor_label`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ TABLES = {
     "settled_label": labels.CHARGE_SETTLED,
     "exception_reason": labels.EXCEPTION_REASONS,
     "destination_label": portal_labels.DESTINATION_LABELS,
+    "destruction_method": labels.DESTRUCTION_METHODS,
+    "appointment_status": labels.APPOINTMENT_STATUSES,
 }
 for name, table in TABLES.items():
     register.filter(name, partial(labels.label, table))
@@ -33,6 +35,12 @@ def note_label(note: str) -> str:
 
 
 @register.filter
+def fee_label(code: str) -> str:
+    """A fee of a quote by its name ("Handling fee"), as the customer reads it in the portal."""
+    return portal_labels.fee_label(code)
+
+
+@register.filter
 def charge_label(charge) -> str:
     """A charge's kind and why it is owed, in the reader's words (the customer's, as the portal says it)."""
     return f"{portal_labels.fee_label(charge.code)} — {portal_labels.charge_reason(charge.code, charge.reason)}"
@@ -40,11 +48,13 @@ def charge_label(charge) -> str:
 
 @register.filter
 def actor_label(actor: str) -> str:
-    """Who did something: a customer by the channel they used ("Customer (Web portal)"); staff,
-    partners and the system by the name they are recorded under."""
+    """Who did something: a customer by the channel they used ("Customer (Web portal)"), staff by
+    their email, partners and the system by the name they are recorded under."""
     kind, _, rest = actor.partition(":")
     if kind == "customer":
         return labels.customer_via(labels.label(labels.CHANNEL_LABELS, rest))
     if actor == "system":
         return str(labels.SYSTEM)
+    if kind == "staff":
+        return rest  # their email, as the case page names the staff member who checked the identity
     return actor
