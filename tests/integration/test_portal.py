@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.formats import date_format
 
 from closeout.cards.models import CardCharge
@@ -502,3 +502,51 @@ def test_sentences_follow_a_chinese_full_stop_without_a_space(make_card, client)
     visitor.sign_in(make_card("OCTO", balance=12000, days_old=30))
     expected = visitor.get("quote/").content.decode().split('id="expected">')[1].split("</p>")[0]
     assert "。 " not in expected and expected.count("。") == 2
+
+
+def _esim_waiting_for_deletion(case: ClosureCase) -> ClosureCase:
+    """Take a submitted eSIM case through the worker's steps to the SM-DP+ refusing the release
+    because the profile is still on the phone."""
+    from closeout.integrations.smdp import port as smdp
+
+    reference = case.reference
+    closures.closure_verify(reference=reference, workflow_id=case.next_action_id)
+    closures.closure_settle(reference=reference, workflow_id=ClosureCase.objects.get(id=case.id).next_action_id)
+    closures.refund_record(reference=reference, workflow_id=ClosureCase.objects.get(id=case.id).next_action_id,
+                           result={"status": "succeeded", "provider_ref": "re_test"})
+    closures.closure_deactivated(reference=reference, workflow_id=ClosureCase.objects.get(id=case.id).next_action_id,
+                                 result={})
+    closures.esim_release_record(reference=reference,
+                                 workflow_id=ClosureCase.objects.get(id=case.id).next_action_id,
+                                 result={"status": smdp.FAILED, "reason_code": smdp.REASON_INSTALLED})
+    case = ClosureCase.objects.get(id=case.id)
+    assert case.state == states.DEACTIVATING and case.deadline_at and not case.next_action
+    return case
+
+
+@pytest.mark.parametrize("language,words,sms_words", [
+    ("en", "Delete the eSIM from your phone by", "delete the eSIM"),
+    ("zh-hans", "前从手机删除 eSIM 配置文件", "删除 eSIM"),
+    ("zh-hant", "前從手機刪除 eSIM 設定檔", "刪除 eSIM"),
+])
+def test_an_esim_still_on_the_phone_asks_the_customer_to_delete_it(make_card, client, language, words, sms_words):
+    """The closure waits for the phone to report the profile deleted: the status page, an email
+    and a text message tell the customer to do it, and by when; otherwise the wait runs out."""
+    visitor = Visitor(client, language)
+    card = make_card("ESIM", balance=0, plan_days_left=20, physical=False)
+    visitor.sign_in(card)
+    visitor.post("quote/", {"destination": "original", "consent": "on"})
+    case = _esim_waiting_for_deletion(ClosureCase.objects.get(card=card))
+
+    page = visitor.get(f"case/{case.reference}/").content.decode()
+    todo = page.split('id="todo-title"')[1].split("</section>")[0]
+    with translation.override(language):
+        deadline = date_format(timezone.localdate(case.deadline_at), "DATE_FORMAT")
+    assert 'id="todo-esim"' in todo and words in todo and deadline in todo
+    assert 'id="todo-nothing"' not in todo
+
+    notices = Notice.objects.filter(case=case, template="esim_delete_request")
+    assert sorted(notices.values_list("channel", flat=True)) == ["email", "sms"]
+    assert set(notices.values_list("language", flat=True)) == {language}
+    text = SimSmsMessage.objects.order_by("-id").first().body
+    assert sms_words in text and case.reference in text
