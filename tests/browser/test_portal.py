@@ -39,7 +39,7 @@ SHOTS = Path("test-results/portal")
 VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
 ACCEPT = {"en": "en-GB,en;q=0.9", "zh-hans": "zh-CN,zh;q=0.9", "zh-hant": "zh-HK,zh;q=0.9"}
 # Words that stay in Latin letters in every language: names, units, codes.
-LATIN_OK = re.compile(r"closeout|HK\$|CN¥|SWIFT|eSIM|SIM|PDF|JSON|GB|AlipayHK|PayMe|ID|CL-\d{4}-\d{6}|"
+LATIN_OK = re.compile(r"closeout|HK\$|CN¥|SWIFT|eSIM|SIM|PDF|JSON|GB|UTC|AlipayHK|PayMe|ID|CL-\d{4}-\d{6}|"
                       r"[\w.+-]*•+[\w.+-]*@[\w.-]+|help@closeout\.invalid|English|简体中文|繁體中文")
 
 

@@ -550,3 +550,21 @@ def test_an_esim_still_on_the_phone_asks_the_customer_to_delete_it(make_card, cl
     assert set(notices.values_list("language", flat=True)) == {language}
     text = SimSmsMessage.objects.order_by("-id").first().body
     assert sms_words in text and case.reference in text
+
+
+@pytest.mark.parametrize("language,received,note,chat", [
+    ("en", " (Hong Kong time)", "All times are Hong Kong time (UTC+8).", "09:00–21:00 every day (Hong Kong time)"),
+    ("zh-hans", "（香港时间）", "所有时间均为香港时间（UTC+8）。", "09:00–21:00（香港时间）"),
+    ("zh-hant", "（香港時間）", "所有時間均為香港時間（UTC+8）。", "09:00–21:00（香港時間）"),
+])
+def test_times_on_the_status_page_say_they_are_hong_kong_time(make_card, client, language, received, note, chat):
+    """A traveller abroad reads "02:33" as their own time unless the page says whose clock it is."""
+    visitor = Visitor(client, language)
+    card = make_card("TSIM", balance=2000, plan_days_left=10)
+    visitor.sign_in(card)
+    page = visitor.post("quote/", {"destination": "original", "consent": "on"}).content.decode()
+    case = ClosureCase.objects.get(card=card)
+    with translation.override(language):
+        at = date_format(timezone.localtime(case.created_at), "DATETIME_FORMAT")
+    assert f"{at}{received}</dd>" in page.split('id="receipt"')[1]
+    assert note in page.split('id="timeline"')[1] and chat in page
