@@ -568,3 +568,23 @@ def test_times_on_the_status_page_say_they_are_hong_kong_time(make_card, client,
         at = date_format(timezone.localtime(case.created_at), "DATETIME_FORMAT")
     assert f"{at}{received}</dd>" in page.split('id="receipt"')[1]
     assert note in page.split('id="timeline"')[1] and chat in page
+
+
+def test_chinese_quotes_put_asides_in_full_width_brackets(make_card, client):
+    """"剩餘 6 / 30 天; 剩餘數據 10.0 GB" between ASCII brackets reads as a typo in Chinese."""
+    card = make_card("TSIM", balance=0, plan_days_left=15, charges=[("unpaid_fee", 300)])
+    chinese = Visitor(client, "zh-hant")
+    chinese.sign_in(card)
+    account = chinese.get("account/").content.decode()
+    assert re.search(r"<small>（[^<（）()]+）</small>", account.split('id="charges"')[1])
+    assert "<small>(" not in account
+    CardCharge.objects.filter(card=card).update(settled_at=timezone.now(), settled_how="waived")
+    quote = chinese.get("quote/").content.decode()
+    aside = quote.split('class="plan"')[1].split("</small>")[0]
+    assert "剩餘 14 / 30 天；剩餘數據 10.0 GB）" in aside and "計劃<small>（" in quote
+    assert "<small>(" not in quote and "; " not in aside
+
+    english = Visitor(Client(), "en")
+    english.sign_in(card)
+    assert "Remaining plan<small> (14 of 30 days left; 10.0 GB data left)</small>" in \
+        english.get("quote/").content.decode()
