@@ -588,3 +588,23 @@ def test_chinese_quotes_put_asides_in_full_width_brackets(make_card, client):
     english.sign_in(card)
     assert "Remaining plan<small> (14 of 30 days left; 10.0 GB data left)</small>" in \
         english.get("quote/").content.decode()
+
+
+@pytest.mark.parametrize("stop", ["withdraw", "reject"])
+def test_a_withdrawn_or_rejected_request_promises_no_refund(visitor, make_card, stop):
+    """"Refund: HK$489.00 · Cash at a branch" under "Withdrawn" sent customers to a counter for
+    money they were never going to get."""
+    card = make_card("OCTO", balance=45000)
+    visitor.sign_in(card)
+    visitor.post("quote/", {"destination": "original", "consent": "on"})
+    case = ClosureCase.objects.get(card=card)
+    assert 'id="refund-summary"' in visitor.get(f"case/{case.reference}/").content.decode()
+
+    if stop == "withdraw":
+        visitor.post(f"case/{case.reference}/withdraw/", {})
+    else:
+        closures.closure_reject(reference=case.reference, actor="staff:supervisor", reason="card reported stolen")
+    page = visitor.get(f"case/{case.reference}/").content.decode()
+
+    assert 'id="refund-summary"' not in page and "HK$" not in page.split("<main")[1]
+    assert "Your card works as before." in page

@@ -217,6 +217,7 @@ def case_view(case: ClosureCase) -> dict:
         "working_days": card.product.sla_working_days,
         "certificate": closure_selectors.case_certificate(case),
         "closed": case.state == states.CLOSED,
+        "stopped": stopped,  # withdrawn or rejected: nothing is refunded
         "created_at": case.created_at,
     }
 
