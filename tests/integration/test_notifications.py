@@ -373,3 +373,27 @@ def test_a_mail_relay_that_stalls_holds_up_no_case(dbos_worker, make_card, setti
             "SMTPServerDisconnected"}
     finally:
         stalled.close()
+
+
+@pytest.mark.parametrize(("language", "sms", "line"), [
+    ("en", "Refunded HK$100.00 (e-wallet)", "Refund: HK$100.00 (e-wallet)"),
+    ("zh-hant", "已退款 HK$100.00（電子錢包）", "退款：HK$100.00（電子錢包）"),
+    ("zh-hans", "已退款 HK$100.00（电子钱包）", "退款：HK$100.00（电子钱包）"),
+])
+def test_the_refunded_notice_says_how_much_went_where(make_card, language, sms, line):
+    """"Status: Refunded" alone left a traveller checking every account for an unknown amount."""
+    from closeout.closures import services
+    from tests.aftercare_support import run_to_end
+
+    card = make_card("OCTO", balance=5000, days_old=400)  # and the HK$50 deposit
+    case = services.closure_request(card=card, channel="web", requester="customer:web", language=language,
+                                    refund_destination={"type": "ewallet", "provider": "payme",
+                                                        "wallet_id": "98765432"})
+    run_to_end(case.reference)
+
+    [email_notice] = Notice.objects.filter(case=case, template="status", channel="email",
+                                           context__state="refunded")
+    text = notices.render(email_notice, {})["text"]
+    assert line in text and "\n\n\n" not in text
+    bodies = list(SimSmsMessage.objects.values_list("body", flat=True))
+    assert any(case.reference in body and sms in body for body in bodies), bodies

@@ -200,7 +200,10 @@ def notice_case_state(*, case, key: str | None = None) -> list[Notice]:
                  "card_masked": documents.mask_card_number(case.card.number),
                  # A case that has ended, or whose refund waits for the card, has no date to promise.
                  "sla_due": case.sla_due_date.isoformat() if case.sla_due_date and case.state not in (
-                     *states.TERMINAL, states.AWAITING_RETURN) else ""},
+                     *states.TERMINAL, states.AWAITING_RETURN) else "",
+                 # "Refunded" says how much went where, as the receipt did.
+                 "refund": case.quote.get("refund", 0), "currency": case.quote.get("currency", ""),
+                 "destination": case.refund_destination.get("type", "original")},
     )
 
 
