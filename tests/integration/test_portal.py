@@ -608,3 +608,15 @@ def test_a_withdrawn_or_rejected_request_promises_no_refund(visitor, make_card, 
 
     assert 'id="refund-summary"' not in page and "HK$" not in page.split("<main")[1]
     assert "Your card works as before." in page
+
+
+@pytest.mark.parametrize("language,channel", [("zh-hant", "sms"), ("zh-hans", "email"), ("en", "sms")])
+def test_the_code_page_hint_has_no_space_after_a_chinese_full_stop(make_card, client, language, channel):
+    visitor = Visitor(client, language)
+    card = make_card("TSIM", balance=2000)
+    visitor.post("", {"card_number": card.number, "id_type": "hkid", "id_number": HKID, "channel": channel})
+    hint = visitor.get("code/").content.decode().split('id="code-hint">')[1].split("</p>")[0]
+    if language == "en":
+        assert ". The code is valid" in hint
+    else:
+        assert "。 " not in hint and hint.count("。") == 2
