@@ -467,3 +467,30 @@ def test_the_calculator_needs_no_sign_in(open_page, make_card, language):
     assert page.locator("#policy li").count() >= 4
     assert_page_ok(page, language)
     shot(page, f"{language}-phone-calculator")
+
+
+def test_a_traveller_is_told_to_delete_the_esim_on_a_phone_in_hong_kong_time(open_page, make_card):
+    """A zh-hant customer abroad closes an eSIM on a phone: the receipt's time says whose clock it
+    is, and when the SM-DP+ waits for the phone to delete the profile the page says what to do and by
+    when, without overflowing the phone's width."""
+    from closeout.closures.models import ClosureCase
+    from tests.integration.test_portal import _esim_waiting_for_deletion
+
+    card = make_card("ESIM", balance=2000, plan_days_left=20, physical=False)
+    page = open_page("zh-hant", "phone")
+    sign_in(page, card, language="zh-hant", channel="sms", viewport="phone")
+    page.goto("/zh-hant/quote/")
+    page.check("#id_consent")
+    page.click("#submit-closure")
+    page.wait_for_selector("#receipt")
+    assert "（香港時間）" in page.inner_text("#receipt")
+    assert "所有時間均為香港時間（UTC+8）" in page.inner_text("#time-zone")
+
+    case = _esim_waiting_for_deletion(ClosureCase.objects.get(card=card))
+    page.click("#refresh")
+    todo = page.inner_text("#todo-esim")
+    assert "前從手機刪除 eSIM 設定檔" in todo and f"{case.deadline_at.astimezone().year}年" in todo
+    assert page.locator("#todo-nothing").count() == 0
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    assert_page_ok(page, "zh-hant")
+    shot(page, "zh-hant-phone-esim-delete")
