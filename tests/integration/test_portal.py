@@ -452,6 +452,16 @@ def test_the_calculator_explains_the_policy_without_any_balance(client, make_car
     assert '<p class="error" role="alert">This card number is not valid' in bad and 'id="policy"' not in bad
 
 
+@pytest.mark.parametrize("language,words", [("en", "you delete the eSIM from your phone"),
+                                            ("zh-hant", "請從手機刪除 eSIM"), ("zh-hans", "请从手机删除 eSIM")])
+def test_the_calculator_tells_an_esim_holder_the_phone_must_delete_it(client, make_card, language, words):
+    esim = make_card("ESIM", physical=False)
+    page = client.post(f"/{language}/check/", {"card_number": esim.number}).content.decode()
+    assert 'id="esim-delete"' in page and words in page
+    sim = client.post(f"/{language}/check/", {"card_number": make_card("TSIM").number}).content.decode()
+    assert 'id="esim-delete"' not in sim
+
+
 def test_a_sim_quote_shows_the_remaining_plan_and_its_pro_rata_refund(visitor, make_card):
     card = make_card("TSIM", balance=0, plan_days_left=15)
     visitor.sign_in(card)
