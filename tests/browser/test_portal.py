@@ -39,7 +39,7 @@ SHOTS = Path("test-results/portal")
 VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
 ACCEPT = {"en": "en-GB,en;q=0.9", "zh-hans": "zh-CN,zh;q=0.9", "zh-hant": "zh-HK,zh;q=0.9"}
 # Words that stay in Latin letters in every language: names, units, codes.
-LATIN_OK = re.compile(r"closeout|HK\$|CN¥|SWIFT|eSIM|SIM|PDF|JSON|GB|AlipayHK|PayMe|ID|CL-\d{4}-\d{6}|"
+LATIN_OK = re.compile(r"closeout|HK\$|CN¥|SWIFT|eSIM|SIM|PDF|JSON|GB|UTC|AlipayHK|PayMe|ID|CL-\d{4}-\d{6}|"
                       r"[\w.+-]*•+[\w.+-]*@[\w.-]+|help@closeout\.invalid|English|简体中文|繁體中文")
 
 
@@ -508,3 +508,30 @@ def _branch_for_browser():
         OpeningHours.objects.create(branch=made, weekday=weekday, opens=time(9), closes=time(17))
     Counter.objects.create(branch=made, label="A")
     return made
+
+
+def test_a_traveller_is_told_to_delete_the_esim_on_a_phone_in_hong_kong_time(open_page, make_card):
+    """A zh-hant customer abroad closes an eSIM on a phone: the receipt's time says whose clock it
+    is, and when the SM-DP+ waits for the phone to delete the profile the page says what to do and by
+    when, without overflowing the phone's width."""
+    from closeout.closures.models import ClosureCase
+    from tests.integration.test_portal import _esim_waiting_for_deletion
+
+    card = make_card("ESIM", balance=2000, plan_days_left=20, physical=False)
+    page = open_page("zh-hant", "phone")
+    sign_in(page, card, language="zh-hant", channel="sms", viewport="phone")
+    page.goto("/zh-hant/quote/")
+    page.check("#id_consent")
+    page.click("#submit-closure")
+    page.wait_for_selector("#receipt")
+    assert "（香港時間）" in page.inner_text("#receipt")
+    assert "所有時間均為香港時間（UTC+8）" in page.inner_text("#time-zone")
+
+    case = _esim_waiting_for_deletion(ClosureCase.objects.get(card=card))
+    page.click("#refresh")
+    todo = page.inner_text("#todo-esim")
+    assert "前從手機刪除 eSIM 設定檔" in todo and f"{case.deadline_at.astimezone().year}年" in todo
+    assert page.locator("#todo-nothing").count() == 0
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    assert_page_ok(page, "zh-hant")
+    shot(page, "zh-hant-phone-esim-delete")

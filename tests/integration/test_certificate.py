@@ -284,3 +284,23 @@ def test_without_an_embedded_font_traditional_chinese_uses_the_traditional_chara
     assert b"/MSung-Light" in data and b"UniCNS-UCS2-H" in data  # the traditional lines
     assert b"/STSong-Light" in data and b"UniGB-UCS2-H" in data  # the simplified ones
     assert "註銷證明書" in pdf.page_text(data)
+
+
+@pytest.mark.parametrize("language,words", [("en", "Unused plan refunded"), ("zh-hant", "剩餘套餐退款"),
+                                            ("zh-hans", "剩余套餐退款")])
+def test_the_verify_page_of_a_sim_card_shows_the_plan_refund_so_the_amounts_add_up(make_card, client, language,
+                                                                                       words):
+    from django.utils import translation
+
+    from closeout.common.templatetags.closeout import money
+
+    case = close_card(make_card("TSIM", balance=2000, plan_days_left=10))
+    facts = json.loads(case.certificate.facts)
+    assert facts["plan_refund"] > 0 and facts["balance"] + facts["deposit"] + facts["plan_refund"] == \
+        facts["refund"]["amount"]
+
+    page = client.get(f"/verify/{case.certificate.id}?lang={language}").content.decode()
+
+    with translation.override(language):
+        amount = money(facts["plan_refund"], facts["currency"])
+    assert words in page and f'data-field="plan-refund">{amount}<' in page

@@ -197,13 +197,13 @@ def test_bad_addresses_and_unknown_templates_are_refused():
 @pytest.mark.parametrize("template", notices.TEMPLATES)
 def test_every_template_renders_in_every_language_without_leftover_english(template, language):
     notice = Notice(channel="email", template=template, language=language, context=RECEIPT | {
-        "minutes": 10, "amount": 500, "payment_ref": "py_1"})
+        "minutes": 10, "amount": 500, "payment_ref": "py_1", "delete_by": "2026-12-10T02:00:00+00:00"})
     parts = notices.render(notice, {"code": "123456"})
     notice.channel = "sms"
     parts["sms"] = notices.render(notice, {"code": "123456"})["text"]
     assert all(parts.values())
     if language != "en":
-        visible = re.sub(r"<[^>]+>|closeout|https?://\S+|CL-\d{4}-\d{6}|HK\$|py_1|\bGB\b", "",
+        visible = re.sub(r"<[^>]+>|closeout|https?://\S+|CL-\d{4}-\d{6}|HK\$|py_1|\bGB\b|\beSIM\b", "",
                          parts["text"] + parts["sms"] + parts["subject"])
         assert not re.search(r"[A-Za-z]{4,}", visible), visible
 
@@ -373,3 +373,27 @@ def test_a_mail_relay_that_stalls_holds_up_no_case(dbos_worker, make_card, setti
             "SMTPServerDisconnected"}
     finally:
         stalled.close()
+
+
+@pytest.mark.parametrize(("language", "sms", "line"), [
+    ("en", "Refunded HK$100.00 (e-wallet)", "Refund: HK$100.00 (e-wallet)"),
+    ("zh-hant", "已退款 HK$100.00（電子錢包）", "退款：HK$100.00（電子錢包）"),
+    ("zh-hans", "已退款 HK$100.00（电子钱包）", "退款：HK$100.00（电子钱包）"),
+])
+def test_the_refunded_notice_says_how_much_went_where(make_card, language, sms, line):
+    """"Status: Refunded" alone left a traveller checking every account for an unknown amount."""
+    from closeout.closures import services
+    from tests.aftercare_support import run_to_end
+
+    card = make_card("OCTO", balance=5000, days_old=400)  # and the HK$50 deposit
+    case = services.closure_request(card=card, channel="web", requester="customer:web", language=language,
+                                    refund_destination={"type": "ewallet", "provider": "payme",
+                                                        "wallet_id": "98765432"})
+    run_to_end(case.reference)
+
+    [email_notice] = Notice.objects.filter(case=case, template="status", channel="email",
+                                           context__state="refunded")
+    text = notices.render(email_notice, {})["text"]
+    assert line in text and "\n\n\n" not in text
+    bodies = list(SimSmsMessage.objects.values_list("body", flat=True))
+    assert any(case.reference in body and sms in body for body in bodies), bodies

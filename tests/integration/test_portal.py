@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.formats import date_format
 
 from closeout.cards.models import CardCharge
@@ -454,6 +454,16 @@ def test_the_calculator_explains_the_policy_without_any_balance(client, make_car
     assert '<p class="error" role="alert">This card number is not valid' in bad and 'id="policy"' not in bad
 
 
+@pytest.mark.parametrize("language,words", [("en", "you delete the eSIM from your phone"),
+                                            ("zh-hant", "請從手機刪除 eSIM"), ("zh-hans", "请从手机删除 eSIM")])
+def test_the_calculator_tells_an_esim_holder_the_phone_must_delete_it(client, make_card, language, words):
+    esim = make_card("ESIM", physical=False)
+    page = client.post(f"/{language}/check/", {"card_number": esim.number}).content.decode()
+    assert 'id="esim-delete"' in page and words in page
+    sim = client.post(f"/{language}/check/", {"card_number": make_card("TSIM").number}).content.decode()
+    assert 'id="esim-delete"' not in sim
+
+
 def test_a_sim_quote_shows_the_remaining_plan_and_its_pro_rata_refund(visitor, make_card):
     card = make_card("TSIM", balance=0, plan_days_left=15)
     visitor.sign_in(card)
@@ -601,3 +611,121 @@ def test_a_booking_raced_from_another_tab_is_explained(visitor, make_card, branc
     page = visitor.post("branch/", {"branch": "HK-CEN", "starts_at": local(next_working_day(), 10).isoformat()})
 
     assert "already has an appointment" in page.content.decode()
+
+
+def _esim_waiting_for_deletion(case: ClosureCase) -> ClosureCase:
+    """Take a submitted eSIM case through the worker's steps to the SM-DP+ refusing the release
+    because the profile is still on the phone."""
+    from closeout.integrations.smdp import port as smdp
+
+    reference = case.reference
+    closures.closure_verify(reference=reference, workflow_id=case.next_action_id)
+    closures.closure_settle(reference=reference, workflow_id=ClosureCase.objects.get(id=case.id).next_action_id)
+    closures.refund_record(reference=reference, workflow_id=ClosureCase.objects.get(id=case.id).next_action_id,
+                           result={"status": "succeeded", "provider_ref": "re_test"})
+    closures.closure_deactivated(reference=reference, workflow_id=ClosureCase.objects.get(id=case.id).next_action_id,
+                                 result={})
+    closures.esim_release_record(reference=reference,
+                                 workflow_id=ClosureCase.objects.get(id=case.id).next_action_id,
+                                 result={"status": smdp.FAILED, "reason_code": smdp.REASON_INSTALLED})
+    case = ClosureCase.objects.get(id=case.id)
+    assert case.state == states.DEACTIVATING and case.deadline_at and not case.next_action
+    return case
+
+
+@pytest.mark.parametrize("language,words,sms_words", [
+    ("en", "Delete the eSIM from your phone by", "delete the eSIM"),
+    ("zh-hans", "前从手机删除 eSIM 配置文件", "删除 eSIM"),
+    ("zh-hant", "前從手機刪除 eSIM 設定檔", "刪除 eSIM"),
+])
+def test_an_esim_still_on_the_phone_asks_the_customer_to_delete_it(make_card, client, language, words, sms_words):
+    """The closure waits for the phone to report the profile deleted: the status page, an email
+    and a text message tell the customer to do it, and by when; otherwise the wait runs out."""
+    visitor = Visitor(client, language)
+    card = make_card("ESIM", balance=0, plan_days_left=20, physical=False)
+    visitor.sign_in(card)
+    visitor.post("quote/", {"destination": "original", "consent": "on"})
+    case = _esim_waiting_for_deletion(ClosureCase.objects.get(card=card))
+
+    page = visitor.get(f"case/{case.reference}/").content.decode()
+    todo = page.split('id="todo-title"')[1].split("</section>")[0]
+    with translation.override(language):
+        deadline = date_format(timezone.localdate(case.deadline_at), "DATE_FORMAT")
+    assert 'id="todo-esim"' in todo and words in todo and deadline in todo
+    assert 'id="todo-nothing"' not in todo
+
+    notices = Notice.objects.filter(case=case, template="esim_delete_request")
+    assert sorted(notices.values_list("channel", flat=True)) == ["email", "sms"]
+    assert set(notices.values_list("language", flat=True)) == {language}
+    text = SimSmsMessage.objects.order_by("-id").first().body
+    assert sms_words in text and case.reference in text
+
+
+@pytest.mark.parametrize("language,received,note,chat", [
+    ("en", " (Hong Kong time)", "All times are Hong Kong time (UTC+8).", "09:00–21:00 every day (Hong Kong time)"),
+    ("zh-hans", "（香港时间）", "所有时间均为香港时间（UTC+8）。", "09:00–21:00（香港时间）"),
+    ("zh-hant", "（香港時間）", "所有時間均為香港時間（UTC+8）。", "09:00–21:00（香港時間）"),
+])
+def test_times_on_the_status_page_say_they_are_hong_kong_time(make_card, client, language, received, note, chat):
+    """A traveller abroad reads "02:33" as their own time unless the page says whose clock it is."""
+    visitor = Visitor(client, language)
+    card = make_card("TSIM", balance=2000, plan_days_left=10)
+    visitor.sign_in(card)
+    page = visitor.post("quote/", {"destination": "original", "consent": "on"}).content.decode()
+    case = ClosureCase.objects.get(card=card)
+    with translation.override(language):
+        at = date_format(timezone.localtime(case.created_at), "DATETIME_FORMAT")
+    assert f"{at}{received}</dd>" in page.split('id="receipt"')[1]
+    assert note in page.split('id="timeline"')[1] and chat in page
+
+
+def test_chinese_quotes_put_asides_in_full_width_brackets(make_card, client):
+    """"剩餘 6 / 30 天; 剩餘數據 10.0 GB" between ASCII brackets reads as a typo in Chinese."""
+    card = make_card("TSIM", balance=0, plan_days_left=15, charges=[("unpaid_fee", 300)])
+    chinese = Visitor(client, "zh-hant")
+    chinese.sign_in(card)
+    account = chinese.get("account/").content.decode()
+    assert re.search(r"<small>（[^<（）()]+）</small>", account.split('id="charges"')[1])
+    assert "<small>(" not in account
+    CardCharge.objects.filter(card=card).update(settled_at=timezone.now(), settled_how="waived")
+    quote = chinese.get("quote/").content.decode()
+    aside = quote.split('class="plan"')[1].split("</small>")[0]
+    assert "剩餘 14 / 30 天；剩餘數據 10.0 GB）" in aside and "計劃<small>（" in quote
+    assert "<small>(" not in quote and "; " not in aside
+
+    english = Visitor(Client(), "en")
+    english.sign_in(card)
+    assert "Remaining plan<small> (14 of 30 days left; 10.0 GB data left)</small>" in \
+        english.get("quote/").content.decode()
+
+
+@pytest.mark.parametrize("stop", ["withdraw", "reject"])
+def test_a_withdrawn_or_rejected_request_promises_no_refund(visitor, make_card, stop):
+    """"Refund: HK$489.00 · Cash at a branch" under "Withdrawn" sent customers to a counter for
+    money they were never going to get."""
+    card = make_card("OCTO", balance=45000)
+    visitor.sign_in(card)
+    visitor.post("quote/", {"destination": "original", "consent": "on"})
+    case = ClosureCase.objects.get(card=card)
+    assert 'id="refund-summary"' in visitor.get(f"case/{case.reference}/").content.decode()
+
+    if stop == "withdraw":
+        visitor.post(f"case/{case.reference}/withdraw/", {})
+    else:
+        closures.closure_reject(reference=case.reference, actor="staff:supervisor", reason="card reported stolen")
+    page = visitor.get(f"case/{case.reference}/").content.decode()
+
+    assert 'id="refund-summary"' not in page and "HK$" not in page.split("<main")[1]
+    assert "Your card works as before." in page
+
+
+@pytest.mark.parametrize("language,channel", [("zh-hant", "sms"), ("zh-hans", "email"), ("en", "sms")])
+def test_the_code_page_hint_has_no_space_after_a_chinese_full_stop(make_card, client, language, channel):
+    visitor = Visitor(client, language)
+    card = make_card("TSIM", balance=2000)
+    visitor.post("", {"card_number": card.number, "id_type": "hkid", "id_number": HKID, "channel": channel})
+    hint = visitor.get("code/").content.decode().split('id="code-hint">')[1].split("</p>")[0]
+    if language == "en":
+        assert ". The code is valid" in hint
+    else:
+        assert "。 " not in hint and hint.count("。") == 2

@@ -252,6 +252,7 @@ def export_pdf(data: dict) -> bytes:
     line(_("%(reference)s · downloaded %(at)s · %(site)s") % {
         "reference": data["case"]["reference"], "at": _when(data["exported_at"]), "site": settings.PUBLIC_URL},
         9, color=MUTED)
+    line(_("All times are Hong Kong time (UTC+8)."), 9, color=MUTED)
     y -= 8
     for section, title in SECTIONS.items():
         y -= 4

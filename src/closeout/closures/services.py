@@ -847,8 +847,10 @@ def esim_release_record(*, reference: str, workflow_id: str, result: dict) -> st
                 defaults=dict(at=clock.now(), actor="system", from_state=case.state, to_state=case.state,
                               note="waiting for the eSIM profile to be deleted on the device", data=data),
             )
-            # Notice: closeout.notifications asks the customer to delete the eSIM on the phone here
-            # (template "esim_delete_request", case reference and deadline).
+            if case.channel != ClosureCase.Channel.BULK:  # dormant cards' contacts are years old
+                from closeout.notifications.services import notice_esim_delete_request
+
+                notice_esim_delete_request(case=case)
             return case.state
         _park(case, key=f"{workflow_id}:failed",
               note=f"SM-DP+ refused the release: {result.get('message') or result.get('reason_code')}"[:300],

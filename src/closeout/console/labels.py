@@ -9,6 +9,8 @@ import re
 from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
+from closeout.common.money import parse_major
+from closeout.common.templatetags.closeout import money
 from closeout.console.forms import ID_TYPES
 
 STATE_LABELS = {
@@ -110,12 +112,25 @@ def note_label(note: str) -> str:
     if match := re.fullmatch(r"requested via (\w+)", note):
         return gettext("requested via %(channel)s") % {"channel": label(CHANNEL_LABELS, match[1])}
     if match := re.fullmatch(r"refunded (.+)", note):
-        return gettext("refunded %(amount)s") % {"amount": match[1]}
+        return gettext("refunded %(amount)s") % {"amount": _amount(match[1])}
     if match := re.fullmatch(r"waiting for payment of (.+)", note):
-        return gettext("waiting for payment of %(amount)s") % {"amount": match[1]}
+        return gettext("waiting for payment of %(amount)s") % {"amount": _amount(match[1])}
     if match := re.fullmatch(r"(.+); unbinding linked apps", note):
         return gettext("%(done)s; unbinding linked apps") % {"done": note_label(match[1])}
     for pattern, words in NOTE_PATTERNS:
         if match := pattern.fullmatch(note):
             return str(words) % {"rest": match["rest"]}
     return note
+
+
+def _amount(text: str) -> str:
+    """An amount a note wrote as `Money.format()` ("HKD 1,234.50"), as the reader's language writes
+    money ("HK$1,234.50", "¥470.00"); anything else as it was written."""
+    match = re.fullmatch(r"(-?)([A-Z]{3}) ([\d,]+(?:\.\d+)?)", text)
+    if not match:
+        return text
+    try:
+        amount = parse_major(match[1] + match[3].replace(",", ""), match[2])
+    except ValueError:
+        return text
+    return money(amount.minor, amount.currency)

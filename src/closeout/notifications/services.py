@@ -42,7 +42,7 @@ from closeout.notifications.models import UNDELIVERED, Notice
 log = logging.getLogger(__name__)
 
 TEMPLATES = ("otp", "receipt", "fees_paid", "withdrawn", "status", "appointment_booked", "appointment_reminder",
-             "cash_ready")
+             "cash_ready", "esim_delete_request")
 LANGUAGES = ("zh-hans", "zh-hant", "en")
 
 
@@ -200,7 +200,10 @@ def notice_case_state(*, case, key: str | None = None) -> list[Notice]:
                  "card_masked": documents.mask_card_number(case.card.number),
                  # A case that has ended, or whose refund waits for the card, has no date to promise.
                  "sla_due": case.sla_due_date.isoformat() if case.sla_due_date and case.state not in (
-                     *states.TERMINAL, states.AWAITING_RETURN) else ""},
+                     *states.TERMINAL, states.AWAITING_RETURN) else "",
+                 # "Refunded" says how much went where, as the receipt did.
+                 "refund": case.quote.get("refund", 0), "currency": case.quote.get("currency", ""),
+                 "destination": case.refund_destination.get("type", "original")},
     )
 
 
@@ -226,6 +229,18 @@ def notice_cash_ready(*, case) -> list[Notice]:
         holder=card.holder, template="cash_ready", language=case.language, case=case, key=f"{case.reference}:cash_ready",
         context={"reference": case.reference, "refund": case.quote["refund"], "currency": case.quote["currency"],
                  "card_masked": documents.mask_card_number(card.number)},
+    )
+
+
+def notice_esim_delete_request(*, case) -> list[Notice]:
+    """Ask the holder to delete the eSIM from their phone by the case's deadline: the SM-DP+ keeps
+    the profile until the phone reports it gone, and the case waits for that; once per case."""
+    card = case.card
+    return notice_send_holder(
+        holder=card.holder, template="esim_delete_request", language=case.language, case=case,
+        key=f"{case.reference}:esim_delete_request",
+        context={"reference": case.reference, "card_masked": documents.mask_card_number(card.number),
+                 "delete_by": case.deadline_at.isoformat() if case.deadline_at else ""},
     )
 
 

@@ -182,6 +182,14 @@ def case_view(case: ClosureCase) -> dict:
         todo.append("pay")
     if returning and position_state in (states.SUBMITTED, states.VERIFIED, states.SETTLED, states.AWAITING_RETURN):
         todo.append("post_card")  # from the start: the label is ready at once, and the refund waits for it
+    # An eSIM's profile stays on the phone until the customer deletes it there; the case waits for
+    # the phone's notice (after the wait ran out, staff look at it, and deleting still finishes it).
+    esim_waiting = card.product.kind == "esim" and (
+        (case.state == states.DEACTIVATING and not case.next_action and case.deadline_at is not None)
+        or (case.state == states.FAILED and case.resume_to == states.DEACTIVATING
+            and case.attention_reason == closures.ATTENTION_ESIM))
+    if esim_waiting:
+        todo.append("delete_esim")
     cash = closures.cash_awaiting_collection(case)
     if cash is not None:
         todo.append("collect_cash")
@@ -201,6 +209,7 @@ def case_view(case: ClosureCase) -> dict:
         "destination_label": str(labels.DESTINATION_LABELS.get(case.refund_destination.get("type", "original"), "")),
         "sla_due_date": case.sla_due_date,
         "return_by": return_by,
+        "delete_esim_by": timezone.localdate(case.deadline_at) if esim_waiting and case.deadline_at else None,
         "steps": steps,
         "todo": todo,
         "can_withdraw": states.WITHDRAWN in states.allowed_targets(case.state, resume_to=case.resume_to or None),
@@ -210,6 +219,7 @@ def case_view(case: ClosureCase) -> dict:
         "working_days": card.product.sla_working_days,
         "certificate": closure_selectors.case_certificate(case),
         "closed": case.state == states.CLOSED,
+        "stopped": stopped,  # withdrawn or rejected: nothing is refunded
         "created_at": case.created_at,
     }
 

@@ -47,6 +47,12 @@ def paren_close() -> str:
 
 
 @register.simple_tag
+def semicolon() -> str:
+    """Between two clauses of an aside: full-width in Chinese ("剩餘 6 / 30 天；剩餘數據 17.1 GB")."""
+    return "；" if _chinese() else "; "
+
+
+@register.simple_tag
 def sentence_space() -> str:
     """What goes between two sentences: nothing after a Chinese full stop, a space in English."""
     return "" if _chinese() else " "
