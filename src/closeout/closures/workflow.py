@@ -214,7 +214,10 @@ def unbind_deliver_step(reference: str, partner: str) -> dict:
             raise TransientError(f"partner {partner} answered {result.status_code}")
         return result
 
-    result = _db(send)
+    try:
+        result = _db(send)
+    except PermanentError as exc:  # never sent (an endpoint at a forbidden address): the same every time
+        return {"acknowledged": False, "status_code": 0, "error": str(exc)[:200], "refused": True}
     answer = result.as_json()
     if 400 <= result.status_code < 500 and result.status_code not in RETRIED_4XX:
         # The partner refuses the message itself (its signature, its binding): the same every time.
@@ -317,8 +320,6 @@ def _unbind(reference: str, workflow_id: str) -> str:
     for partner in partners:
         try:
             results[partner] = unbind_deliver_step(reference, partner)
-        except PermanentError as exc:  # the same every time (an endpoint at a forbidden address): to staff now
-            results[partner] = {"acknowledged": False, "status_code": 0, "error": str(exc)[:200], "refused": True}
         except Exception as exc:  # noqa: BLE001 - one partner's outage is recorded and retried later
             results[partner] = {"acknowledged": False, "status_code": 0, "error": failure_text(exc)[:200]}
     return unbind_record_step(reference, workflow_id, results)
