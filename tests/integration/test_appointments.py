@@ -283,3 +283,35 @@ def test_closing_the_card_another_way_frees_the_counter_it_had_booked(branch, ma
     closures.closure_verify(reference=case.reference, workflow_id=ClosureCase.objects.get(id=case.id).next_action_id)
     at_counter.refresh_from_db()
     assert at_counter.status == "BOOKED"  # the visit is the closure
+
+
+def _to_the_return_label(case) -> ClosureCase:
+    """Run the case's workflow actions inline until it waits for its card, label step included."""
+    from closeout.closures import workflow
+
+    for _ in range(6):
+        case = ClosureCase.objects.get(id=case.id)
+        if not case.next_action:
+            return case
+        workflow.ACTIONS[case.next_action](case.reference, case.next_action_id)
+    raise AssertionError(case.state)
+
+
+@pytest.mark.django_db
+def test_a_case_opened_at_the_counter_orders_no_postal_label_but_a_web_case_does(make_card):
+    from closeout.closures import services as closures
+    from closeout.integrations.models import SimShipment
+    from closeout.returns.models import ReturnLabel
+
+    at_counter = _to_the_return_label(closures.closure_request(card=make_card(), channel="branch",
+                                                                requester="staff:clerk"))
+    assert at_counter.state == "awaiting_return"
+    assert not ReturnLabel.objects.filter(case=at_counter).exists()
+    assert not SimShipment.objects.exists()  # the carrier was never asked (nor paid)
+    assert at_counter.events.filter(note="card to be handed in at a branch: no carrier label").exists()
+
+    posted = _to_the_return_label(closures.closure_request(card=make_card(), channel="web",
+                                                            requester="customer:web"))
+    assert posted.state == "awaiting_return"
+    assert ReturnLabel.objects.get(case=posted).tracking_ref
+    assert SimShipment.objects.count() == 1

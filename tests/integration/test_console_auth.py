@@ -17,6 +17,7 @@ from tests.integration import test_console_support as support
 from tests.integration.test_console_support import PASSWORD, make_staff, sign_in, totp_code
 
 staff_client = support.staff_client
+branch = support.branch
 
 pytestmark = pytest.mark.django_db
 
@@ -131,6 +132,33 @@ def test_admin_unlocks_a_locked_account(staff_client):
 
     profile.refresh_from_db()
     assert profile.locked_until is None
+
+
+def test_admin_moves_a_clerk_whose_branch_closed_to_an_open_one(staff_client, branch):
+    from closeout.audit.models import AuditEvent
+
+    admin, _ = staff_client("admin")
+    clerk, _, _ = make_staff("branch_clerk")  # their branch has closed
+    page = admin.get("/console/staff/").content.decode()
+    row = page.split(f'data-staff="{clerk.id}"')[1].split("</tr>")[0]
+    assert "no open branch" in row and '<option value="HK-CEN"' in row and "HK-OLD" not in row
+
+    refused = admin.post(f"/console/staff/{clerk.id}/branch", {"branch": "HK-OLD"}, follow=True)
+    assert "Pick an open branch" in refused.content.decode()
+    clerk.refresh_from_db()
+    assert clerk.branch_code == "HK-OLD"
+
+    moved = admin.post(f"/console/staff/{clerk.id}/branch", {"branch": "HK-CEN"}, follow=True).content.decode()
+    assert "now serves at branch HK-CEN" in moved
+    clerk.refresh_from_db()
+    assert clerk.branch_code == "HK-CEN"
+    event = AuditEvent.objects.get(action="staff.branch_changed")
+    assert (event.before, event.after, event.subject) == ("HK-OLD", "HK-CEN", f"staff:{clerk.id}")
+
+    agent, _, _ = make_staff("agent")
+    admin.post(f"/console/staff/{agent.id}/branch", {"branch": "HK-CEN"})
+    agent.refresh_from_db()
+    assert agent.branch_code == ""  # only a clerk works at one branch
 
 
 @pytest.mark.sqlite_only

@@ -132,6 +132,25 @@ def test_search_by_reference_card_and_phone_shows_masked_results(staff_client, m
     assert 'method="post"' in client.get("/console/cases/").content.decode()
 
 
+def test_search_by_a_reference_read_out_a_label_code_or_part_of_the_name(staff_client, make_card):
+    from closeout.returns.services import return_label_issue
+
+    client, _ = staff_client("agent")
+    case = case_in_state(make_card("OCTO", holder_name="Chan Tai Man"), "submitted")
+    other = case_in_state(make_card("OCTO", holder_name="陳小明"), "submitted")
+    label = return_label_issue(reference=case.reference)
+    year, seq = case.reference.split("-")[1:]
+
+    def found(query: str) -> set[str]:
+        page = client.post("/console/cases/", {"q": query}).content.decode()
+        return {ref for ref in (case.reference, other.reference) if ref in page.split("</form>", 1)[-1]}
+
+    for query in (f"cl{year}{seq}", f"CL {year} {seq}", label.code, "tai  man", "chan tai"):
+        assert found(query) == {case.reference}, query
+    assert found("小明") == {other.reference}
+    assert found("Wong") == set()
+
+
 def test_case_page_masks_the_id_and_shows_the_timeline(staff_client, make_card):
     client, _ = staff_client("agent")
     case = case_in_state(make_card("OCTO"), "submitted")

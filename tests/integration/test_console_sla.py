@@ -65,3 +65,21 @@ def test_the_dashboard_counts_days_in_the_branches_local_time(make_card, monkeyp
     monkeypatch.setattr(clock, "now", lambda: early + timedelta(hours=8))  # 10:30 the same morning
     row = next(r for r in sla_board()["rows"] if r["reference"] == case.reference)
     assert row["age_working_days"] == 0  # opened today, not yesterday
+
+
+def test_a_case_opened_before_dawn_is_due_counted_from_the_local_day(make_card, monkeypatch):
+    """07:00 in Hong Kong is still yesterday in UTC; the promise counts from the customer's day."""
+    from datetime import date, datetime
+
+    from closeout.common import calendars, clock
+
+    dawn = datetime(2026, 12, 2, 23, 0, tzinfo=UTC)  # Thursday 2026-12-03 07:00 in Hong Kong
+    monkeypatch.setattr(clock, "now", lambda: dawn)
+    card = make_card("OCTO")
+    case = case_in_state(card, "submitted")
+
+    product = card.product
+    expected = calendars.add_working_days(date(2026, 12, 3), product.sla_working_days, product.calendar)
+    assert case.sla_due_date == expected
+    assert expected != calendars.add_working_days(date(2026, 12, 2), product.sla_working_days, product.calendar)
+    assert services.sla_due(product, dawn) == expected

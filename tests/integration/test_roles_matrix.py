@@ -108,6 +108,7 @@ def endpoints(w) -> list[tuple[str, str, str, dict]]:
         ("sla.view", "get", "/console/sla.csv", {}),
         ("staff.manage", "get", "/console/staff/", {}),
         ("staff.manage", "post", f"/console/staff/{w['staff']}/unlock", {}),
+        ("staff.manage", "post", f"/console/staff/{w['staff']}/branch", {"branch": "HK-OLD"}),
     ]
 
 

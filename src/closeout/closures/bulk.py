@@ -27,6 +27,7 @@ from pathlib import Path
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q, Sum
+from django.utils import timezone
 
 from closeout.audit.services import audit_record_many
 from closeout.cards.models import Binding, Card, CardCharge
@@ -599,7 +600,7 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
     for card in accepted:
         key = (card.product.sla_working_days, card.product.calendar)
         if key not in sla:
-            sla[key] = calendars.add_working_days(now.date(), *key)
+            sla[key] = calendars.add_working_days(timezone.localdate(now), *key)
     insert_rows(ClosureCase, CASE_INSERT_COLUMNS, (
         (c.id, c.reference, c.card_id, ClosureCase.Channel.BULK, c.requester, run.reason, "en", c.refund_destination,
          c.quote, c.state, sla[(c.card.product.sla_working_days, c.card.product.calendar)], now, now, batch.id)

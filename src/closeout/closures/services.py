@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 
 from django.conf import settings
@@ -35,9 +35,13 @@ AUTO = object()
 RETURN_DEADLINE = timedelta(days=30)
 
 
-def sla_due(product, start: date) -> date:
-    """The day a closure is due: the product's working days on from `start`, on its calendar."""
-    return calendars.add_working_days(start, product.sla_working_days, product.calendar)
+def sla_due(product, start: datetime) -> date:
+    """The day a closure is due: the product's working days on from the local date of `start`.
+
+    Counted from the operator's calendar day, not the UTC one: a case opened at 07:00 in Hong Kong
+    is still the previous day in UTC and would otherwise come due a day early.
+    """
+    return calendars.add_working_days(timezone.localdate(start), product.sla_working_days, product.calendar)
 
 
 def return_deadline(start, calendar: str):
@@ -350,7 +354,7 @@ def closure_request(*, card: Card, channel: str, requester: str, reason: str = "
                 reference=references_take(now)[0], card=card, channel=channel, channel_ref=channel_ref,
                 requester=requester, reason=reason[:200], language=language, refund_destination=destination,
                 refund_destination_sealed=sealed, quote=quote.as_json(), state=states.DRAFT,
-                sla_due_date=sla_due(product, now.date()),
+                sla_due_date=sla_due(product, now),
                 created_at=now, updated_at=now,
             )
             _card_status(card, Card.Status.CLOSING, actor=requester, reference=case.reference)
@@ -434,22 +438,29 @@ def closure_settle(*, reference: str, workflow_id: str) -> str:
 
 def return_label_order(*, reference: str, workflow_id: str) -> dict | None:
     """Return what the carrier is asked for, or None when the case no longer waits for a label;
-    `handed_in` when the card was already taken at a branch counter (no label to pay for)."""
-    from closeout.appointments.models import CounterVisit
+    `handed_in` when the card was already taken at a branch counter, `at_branch` when it is about
+    to be (the case was opened at a counter, or the customer booked a visit to hand it in): no
+    carrier label to pay for either way."""
+    from closeout.appointments.models import Appointment, CounterVisit
 
     case = ClosureCase.objects.get(reference=reference)
     if case.next_action_id != workflow_id or case.state != states.AWAITING_RETURN:
         return None
-    return {"reference": reference, "handed_in": CounterVisit.objects.filter(case=case, card_taken=True).exists()}
+    at_branch = case.channel == "branch" or Appointment.objects.filter(
+        card_id=case.card_id, status=Appointment.Status.BOOKED).exists()
+    return {"reference": reference, "handed_in": CounterVisit.objects.filter(case=case, card_taken=True).exists(),
+            "at_branch": at_branch}
 
 
 def return_label_record(*, reference: str, workflow_id: str, label: dict | None, error: str = "",
-                        handed_in: bool = False) -> str:
+                        handed_in: bool = False, at_branch: bool = False) -> str:
     """Keep the carrier's label (its tracking number on the warehouse label) and wait for the card.
 
     Without a carrier label (the carrier refused or stayed down) the case waits all the same: the
     customer prints closeout's own prepaid label from the status page, and the warehouse scans it.
-    A card already handed in at a counter needs none (the sweep records it as received).
+    A card already handed in at a counter needs none (the sweep records it as received); one about
+    to be handed in at a branch gets none either (should the customer post it after all, the status
+    page still prints the prepaid label).
     """
     from closeout.returns.services import return_label_issue
 
@@ -459,6 +470,8 @@ def return_label_record(*, reference: str, workflow_id: str, label: dict | None,
             return case.state
         if handed_in:
             note = "card handed in at a branch: no return label"
+        elif at_branch:
+            note = "card to be handed in at a branch: no carrier label"
         elif label:
             warehouse_label = return_label_issue(reference=reference)
             warehouse_label.tracking_ref = f"{label['carrier']} {label['tracking_number']}"[:80]
@@ -1005,7 +1018,7 @@ def closure_card_received(*, reference: str, actor: str, note: str = "") -> Clos
                     action="")
         case.deadline_at = None
         # The customer was promised the refund within the working days after the card arrives.
-        arrived = sla_due(case.card.product, clock.now().date())
+        arrived = sla_due(case.card.product, clock.now())
         case.sla_due_date = max(case.sla_due_date, arrived) if case.sla_due_date else arrived
         _enter_refund_pending(case, actor="system", key="card_received:refund")
         return case

@@ -255,22 +255,23 @@ def return_label_call_step(reference: str) -> dict:
 
 @DBOS.step(name="closeout.return_label_record")
 def return_label_record_step(reference: str, workflow_id: str, label: dict | None, error: str,
-                             handed_in: bool = False) -> str:
+                             handed_in: bool = False, at_branch: bool = False) -> str:
     return _db(services.return_label_record, reference=reference, workflow_id=workflow_id, label=label, error=error,
-               handed_in=handed_in)
+               handed_in=handed_in, at_branch=at_branch)
 
 
 def _return_label(reference: str, workflow_id: str) -> str:
     order = return_label_order_step(reference, workflow_id)
     if order is None:
         return "skipped"
+    at_branch = order.get("at_branch", False)  # absent from orders recorded before it was asked
     label, error = None, ""
-    if not order["handed_in"]:
+    if not (order["handed_in"] or at_branch):
         try:
             label = return_label_call_step(reference)
         except Exception as exc:  # noqa: BLE001 - a carrier outage never holds a case up: closeout's own label works
             error = f"{type(exc).__name__}: {failure_text(exc)}"
-    return return_label_record_step(reference, workflow_id, label, error, order["handed_in"])
+    return return_label_record_step(reference, workflow_id, label, error, order["handed_in"], at_branch)
 
 
 def _refund(reference: str, workflow_id: str) -> str:

@@ -26,7 +26,7 @@ class CodeForm(ConsoleForm):
 
 
 class SearchForm(ConsoleForm):
-    q = forms.CharField(label=_("Reference, card number, phone or email"), max_length=254, required=False)
+    q = forms.CharField(label=_("Reference, return label, card number, phone, email or name"), max_length=254, required=False)
 
 
 class ReasonForm(ConsoleForm):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from datetime import date, timedelta
 
@@ -17,9 +16,10 @@ from closeout.common import calendars, clock
 from closeout.console import rules
 from closeout.console.models import CaseNote
 from closeout.identity import documents, vault
+from closeout.returns.services import LABEL
+from closeout.returns.services import REFERENCE as COMPACT_REFERENCE
 
 SEARCH_LIMIT = 50
-REFERENCE = re.compile(r"^CL-[0-9]{4}-[0-9]{6,12}$")
 
 
 def _row(case: ClosureCase) -> dict:
@@ -39,14 +39,22 @@ def _row(case: ClosureCase) -> dict:
 
 
 def case_search(*, query: str) -> list[dict]:
-    """Find cases by reference, card number, phone number (local or with country code) or email
-    address; an unusable query finds nothing."""
-    query = (query or "").strip()
+    """Find cases by reference (as printed, or read out without its dashes), return label code,
+    card number, phone number (local or with country code), email address or part of the
+    holder's name; an unusable query finds nothing."""
+    query = " ".join((query or "").split())
     if not query:
         return []
     cases = ClosureCase.objects.select_related("card__holder", "card__product").order_by("-created_at")
-    if REFERENCE.match(query.upper()):
-        found = cases.filter(reference=query.upper())
+    compact = documents.without_separators(query).upper()
+    if read_out := COMPACT_REFERENCE.match(compact):
+        found = cases.filter(reference=f"CL-{read_out[1]}-{read_out[2]}")
+    elif LABEL.match(compact):
+        found = cases.filter(return_label__code=compact)
+    elif "@" not in query and any(ch.isalpha() for ch in query.replace("+", "")):
+        if len(query) < 2:
+            return []
+        found = cases.filter(card__holder__name__icontains=query)
     else:
         digits = documents.without_separators(query)
         try:

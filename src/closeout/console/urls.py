@@ -40,4 +40,5 @@ urlpatterns = [
     path("sla.csv", views.sla_csv, name="sla_csv"),
     path("staff/", views.staff, name="staff"),
     path("staff/<int:staff_id>/unlock", views.staff_unlock, name="staff_unlock"),
+    path("staff/<int:staff_id>/branch", views.staff_branch, name="staff_branch"),
 ]

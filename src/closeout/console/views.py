@@ -775,8 +775,27 @@ def sla_csv(request):
 @staff_view("staff.manage")
 def staff(request):
     now = clock.now()
+    branches = list(Branch.objects.filter(active=True).order_by("code"))
+    open_codes = {b.code for b in branches}
     return render(request, "console/staff.html", {"people": selectors.staff_list(), "now": now,
-                                                  "labels": roles.ROLE_LABELS})
+                                                  "labels": roles.ROLE_LABELS, "branches": branches,
+                                                  "open_codes": open_codes})
+
+
+@require_POST
+@staff_view("staff.manage")
+def staff_branch(request, staff_id: int):
+    if not StaffProfile.objects.filter(id=staff_id).exists():
+        raise Http404
+    try:
+        profile = services.staff_branch_set(staff_id=staff_id, branch_code=request.POST.get("branch", "").strip(),
+                                            actor=request.staff.actor)
+    except services.UnableToCreateStaff:
+        messages.error(request, _("Pick an open branch for a branch clerk."))
+    else:
+        messages.success(request, _("%(email)s now serves at branch %(branch)s.")
+                         % {"email": profile.user.email, "branch": profile.branch_code})
+    return redirect("console:staff")
 
 
 @require_POST

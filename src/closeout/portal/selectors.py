@@ -106,7 +106,7 @@ def quote_view(card: Card) -> dict:
         "refund": quote.refund.minor,
         "uncovered": quote.uncovered.minor,
         "working_days": product.sla_working_days,
-        "expected_date": closures.sla_due(product, now.date()),
+        "expected_date": closures.sla_due(product, now),
     }
 
 
