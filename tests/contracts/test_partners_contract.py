@@ -77,3 +77,12 @@ def test_the_simulated_partners_list_what_they_received(client, partner):
     listed = client.get("/sim/partners/deliveries").json()
 
     assert [(d["partner"], d["signature_valid"], d["status_code"]) for d in listed] == [("maps-app", True, 200)]
+
+
+def test_a_moved_endpoint_answers_a_redirect_that_is_not_followed(notifier, partner):
+    SimFault.objects.create(system="partners", operation="maps-app", mode="moved")
+
+    result = notifier.send(_delivery(partners.partner_secrets(code=partner)))
+
+    assert not result.acknowledged and result.status_code == 308
+    assert SimPartnerDelivery.objects.count() == 1  # one request: the new address was not posted to

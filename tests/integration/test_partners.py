@@ -155,9 +155,12 @@ def test_an_endpoint_pointed_at_a_metadata_address_gets_nothing_and_the_case_goe
 
 
 @pytestmark_workflow
-@pytest.mark.parametrize("mode,status", [("decline", 422)])
+@pytest.mark.parametrize("mode,answer", [
+    ("decline", "answered 422"),
+    ("moved", "answered 308: its endpoint moved (redirects are not followed); update its endpoint URL"),
+])
 def test_a_partner_that_refuses_the_unbind_sends_the_case_to_staff_at_once_naming_it(dbos_worker, make_card, mode,
-                                                                                    status):
+                                                                                    answer):
     from closeout.integrations.models import SimFault
 
     SimFault.objects.create(system="partners", operation="maps-app", mode=mode)
@@ -166,6 +169,6 @@ def test_a_partner_that_refuses_the_unbind_sends_the_case_to_staff_at_once_namin
 
     wait_for(lambda: _case(case.reference).state == states.FAILED)
 
-    assert _case(case.reference).attention_reason == f"unbind: not sent to maps-app: partner maps-app answered {status}"
+    assert _case(case.reference).attention_reason == f"unbind: not sent to maps-app: partner maps-app {answer}"
     deliveries = dict(UnbindDelivery.objects.filter(case__reference=case.reference).values_list("partner", "status"))
     assert deliveries == {"maps-app": "FAILED", "transit-wallet": "ACKNOWLEDGED"}

@@ -219,7 +219,12 @@ def unbind_deliver_step(reference: str, partner: str) -> dict:
     except PermanentError as exc:  # never sent (an endpoint at a forbidden address): the same every time
         return {"acknowledged": False, "status_code": 0, "error": str(exc)[:200], "refused": True}
     answer = result.as_json()
-    if 400 <= result.status_code < 500 and result.status_code not in RETRIED_4XX:
+    if 300 <= result.status_code < 400:
+        # Redirects are not followed: a message signed for one address goes only there, and the
+        # new address would escape the endpoint check. The partner's registration needs updating.
+        answer |= {"refused": True, "error": f"partner {partner} answered {result.status_code}: its endpoint "
+                                             "moved (redirects are not followed); update its endpoint URL"}
+    elif 400 <= result.status_code < 500 and result.status_code not in RETRIED_4XX:
         # The partner refuses the message itself (its signature, its binding): the same every time.
         answer |= {"refused": True, "error": f"partner {partner} {answer['error'] or 'refused'}"}
     return answer

@@ -13,7 +13,7 @@ from django.db import transaction
 from closeout.integrations.models import Partner, SimFault
 
 MODES = ("timeout", "error_5xx", "decline", "pending", "lost_response", "latency", "duplicate_webhook",
-         "out_of_order_webhook", "drop_webhook")
+         "out_of_order_webhook", "drop_webhook", "moved")
 # The operations each simulator asks `take_fault` about ("webhook": the messages it sends to
 # closeout); a fault under any other name would wait forever and never fire.
 OPERATIONS = {
@@ -32,7 +32,7 @@ SYSTEM_MODES = {
     "payments": (*CALL_MODES, "decline", "pending", *WEBHOOK_MODES),
     "card_system": (*CALL_MODES, "decline"),
     "smdp": (*CALL_MODES, *WEBHOOK_MODES),
-    "partners": ("timeout", "error_5xx", "decline", "latency"),
+    "partners": ("timeout", "error_5xx", "decline", "latency", "moved"),
     "shipping": CALL_MODES,
     "sms": (*CALL_MODES, "decline"),
 }

@@ -231,7 +231,10 @@ def sim_partner_webhook(request, code: str):
         return problem(504, "timeout", "Gateway timeout", str(exc)[:120])
     if status in PARTNER_REFUSALS:
         return problem(status, *PARTNER_REFUSALS[status])
-    return JsonResponse({"received": status < 300}, status=status)
+    response = JsonResponse({"received": status < 300}, status=status)
+    if 300 <= status < 400:
+        response["Location"] = request.build_absolute_uri(f"/sim/partners/{code}/v2/webhooks")
+    return response
 
 
 PARTNER_REFUSALS = {

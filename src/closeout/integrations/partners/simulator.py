@@ -26,8 +26,9 @@ def partner_endpoint_receive(*, partner: str, body: bytes, headers: dict) -> int
     valid = _signed_by_partner(partner=partner, body=body, headers=lowered)
     parsed = _json_object(body) if valid else None
     # A refusal ("decline") is the partner's 422: it does not know the binding or will not act on it.
-    status = (401 if not valid else 400 if parsed is None else 503 if mode == "error_5xx"
-              else 422 if mode == "decline" else 200)
+    # "moved": the partner moved its endpoint and answers with a permanent redirect to the new one.
+    status = (308 if mode == "moved" else 401 if not valid else 400 if parsed is None
+              else 503 if mode == "error_5xx" else 422 if mode == "decline" else 200)
     kept = parsed or {}
     SimPartnerDelivery.objects.create(
         partner=partner, message_id=lowered.get("webhook-id", "")[:120], event_type=str(kept.get("type", ""))[:40],
