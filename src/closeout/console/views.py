@@ -768,16 +768,20 @@ def sla(request):
 
 @staff_view("sla.view")
 def sla_csv(request):
+    """The open cases for a spreadsheet: the columns machines read first, unchanged (codes, ISO
+    times), then the state in the reader's words. Times are the operator's local time with its
+    offset (2026-12-03T02:30:05+08:00), so the day a case was opened is the branches' day."""
     board = selectors.sla_board()
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="closeout-sla.csv"'
     writer = csv.writer(response)
     writer.writerow(["reference", "product", "channel", "state", "created_at", "sla_due_date",
-                     "age_working_days", "working_days_left", "sla_status"])
+                     "age_working_days", "working_days_left", "sla_status", "state_label"])
     for row in board["rows"]:
         writer.writerow([row["reference"], row["product"], row["channel"], row["state"],
-                         row["created_at"].isoformat(), row["sla_due_date"] or "", row["age_working_days"],
-                         row["working_days_left"], row["status"]])
+                         timezone.localtime(row["created_at"]).isoformat(timespec="seconds"),
+                         row["sla_due_date"] or "", row["age_working_days"], row["working_days_left"], row["status"],
+                         labels.label(labels.STATE_LABELS, row["state"])])
     return response
 
 
