@@ -315,3 +315,39 @@ def test_a_case_opened_at_the_counter_orders_no_postal_label_but_a_web_case_does
     assert posted.state == "awaiting_return"
     assert ReturnLabel.objects.get(case=posted).tracking_ref
     assert SimShipment.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_two_weeks_of_slots_are_read_in_as_many_queries_as_one_day(branch, make_card):
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from closeout.appointments.models import Branch
+
+    first = next_working_day()
+    second = next_working_day(after=first)
+    appointments.appointment_book(card=make_card(), branch=branch, starts_at=local(first, 10), actor="staff:a")
+    for _ in range(2):
+        appointments.appointment_book(card=make_card(), branch=branch, starts_at=local(second, 9, 30), actor="staff:a")
+    cancelled = appointments.appointment_book(card=make_card(), branch=branch, starts_at=local(second, 11),
+                                              actor="staff:a")
+    appointments.appointment_cancel(appointment_id=cancelled.id, actor="staff:a", reason="")
+    today = timezone.localdate()
+
+    def read(days: int) -> tuple[int, dict]:
+        with CaptureQueriesContext(connection) as queries:
+            slots = selectors.branch_slots_by_day(branch=Branch.objects.get(id=branch.id), first_day=today, days=days)
+        return len(queries), slots
+
+    one, _ = read(1)
+    fourteen, slots = read(14)
+    assert fourteen == one <= 4
+    assert list(slots) == [today + timedelta(days=n) for n in range(14)]
+    on_first = {s["starts_at"]: s for s in slots[first]}
+    on_second = {s["starts_at"]: s for s in slots[second]}
+    assert (on_first[local(first, 10)]["booked"], on_first[local(first, 10)]["free"]) == (1, 1)
+    assert (on_second[local(second, 9, 30)]["booked"], on_second[local(second, 9, 30)]["free"]) == (2, 0)
+    assert (on_second[local(second, 11)]["booked"], on_second[local(second, 11)]["free"]) == (0, 2)
+    assert on_second[local(second, 10)]["booked"] == 0  # the first day's booking stays on its day
+    for day, listed in slots.items():  # the same as the one-day reading the console board shows
+        assert listed == selectors.branch_slots(branch=branch, day=day), day

@@ -151,6 +151,40 @@ def test_search_by_a_reference_read_out_a_label_code_or_part_of_the_name(staff_c
     assert found("Wong") == set()
 
 
+def test_a_name_search_and_the_case_page_show_the_same_masked_details_as_before(staff_client, make_card):
+    client, _ = staff_client("agent")
+    card = make_card("OCTO", holder_name="Chan Tai Man", phone="+85261234567", email="chan.tm@example.test")
+    case = case_in_state(card, "submitted")
+
+    results = client.post("/console/cases/", {"q": "tai man"}).content.decode().split("</form>", 1)[1]
+    page = client.get(f"/console/cases/{case.reference}/").content.decode()
+    for shown in (results, page):
+        assert case.reference in shown and "Chan Tai Man" in shown and "•••• " + card.number[-4:] in shown
+        assert card.number not in shown and card.number[:-4] not in shown
+        assert "61234567" not in shown.replace(" ", "") and "chan.tm@" not in shown.lower()
+        assert HKID not in shown and "A123456(3)" not in shown and "123456" not in shown
+    assert "Showing the" not in results  # every match is listed: nothing to narrow
+
+
+def test_a_name_search_matching_many_cases_says_how_many_it_shows_of_how_many(staff_client, make_card,
+                                                                               monkeypatch):
+    from closeout.console import selectors
+
+    monkeypatch.setattr(selectors, "SEARCH_LIMIT", 3)
+    client, _ = staff_client("agent")
+    cases = [case_in_state(make_card("OCTO", holder_name=f"Chan Tai Man {n}"), "submitted") for n in range(5)]
+    case_in_state(make_card("OCTO", holder_name="Wong Siu Ming"), "submitted")
+
+    page = client.post("/console/cases/", {"q": "chan tai"}).content.decode()
+    results = page.split("</form>", 1)[1]
+    assert "Showing the 3 newest of 5 matching cases" in results and "narrow the search" in results
+    assert [c.reference in results for c in cases] == [False, False, True, True, True]
+    chinese = client.post("/console/cases/", {"q": "chan tai"}, HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    assert "5 宗" in chinese and "最新的 3 宗" in chinese
+    few = client.post("/console/cases/", {"q": "Chan Tai Man 4"}).content.decode()
+    assert cases[4].reference in few and "Showing the" not in few
+
+
 def test_case_page_masks_the_id_and_shows_the_timeline(staff_client, make_card):
     client, _ = staff_client("agent")
     case = case_in_state(make_card("OCTO"), "submitted")

@@ -83,3 +83,26 @@ def test_a_case_opened_before_dawn_is_due_counted_from_the_local_day(make_card, 
     assert case.sla_due_date == expected
     assert expected != calendars.add_working_days(date(2026, 12, 2), product.sla_working_days, product.calendar)
     assert services.sla_due(product, dawn) == expected
+
+
+def test_the_csv_gives_times_in_hong_kong_time_and_states_in_the_readers_words(staff_client, make_card):
+    """A case opened at 02:30 in Hong Kong (18:30 UTC the day before) is listed on the local day,
+    with its offset; the state keeps its code for machines and gains a label for people."""
+    from datetime import datetime
+
+    client, _ = staff_client("supervisor")
+    case = case_in_state(make_card("OCTO"), "submitted")
+    ClosureCase.objects.filter(id=case.id).update(created_at=datetime(2026, 12, 2, 18, 30, 5, tzinfo=UTC))
+
+    export = client.get("/console/sla.csv", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    header = next(csv.reader(io.StringIO(export)))
+    assert header[:9] == ["reference", "product", "channel", "state", "created_at", "sla_due_date",
+                          "age_working_days", "working_days_left", "sla_status"]  # the columns machines read
+    row = next(csv.DictReader(io.StringIO(export)))
+    assert row["created_at"] == "2026-12-03T02:30:05+08:00"
+    assert datetime.fromisoformat(row["created_at"]) == datetime(2026, 12, 2, 18, 30, 5, tzinfo=UTC)
+    assert (row["state"], row["state_label"]) == ("submitted", "已提交")
+
+    english = next(csv.DictReader(io.StringIO(client.get("/console/sla.csv", HTTP_ACCEPT_LANGUAGE="en")
+                                              .content.decode())))
+    assert (english["state"], english["state_label"]) == ("submitted", "Submitted")

@@ -729,3 +729,33 @@ def test_the_code_page_hint_has_no_space_after_a_chinese_full_stop(make_card, cl
         assert ". The code is valid" in hint
     else:
         assert "。 " not in hint and hint.count("。") == 2
+
+
+def test_the_branch_page_reads_two_weeks_in_as_many_queries_as_two_days(visitor, make_card, branch, monkeypatch):
+    """Opening hours, counters and bookings are read once for all the days the page lists, not
+    once a day."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from closeout.appointments import services as appointments
+    from closeout.portal import selectors as portal_selectors
+    from tests.integration.test_console_support import local, next_working_day
+
+    day = next_working_day()
+    for _ in range(2):  # both counters: that slot is not offered
+        appointments.appointment_book(card=make_card("YKT"), branch=branch, starts_at=local(day, 10), actor="staff:a")
+    visitor.sign_in(make_card("YKT", balance=5000))
+
+    def shown(days: int) -> tuple[int, str]:
+        monkeypatch.setattr(portal_selectors, "BOOKING_DAYS", days)
+        with CaptureQueriesContext(connection) as queries:
+            page = visitor.get(f"branch/?branch=HK-CEN&day={day.isoformat()}")
+        assert page.status_code == 200
+        return len(queries), page.content.decode()
+
+    shown(1)  # the session settles
+    few, _ = shown(2)
+    many, page = shown(14)
+    assert many == few
+    assert _slot_on(page, day) and f'value="{local(day, 10).isoformat()}"' not in page
+    assert f'value="{local(day, 10, 30).isoformat()}"' in page

@@ -234,23 +234,50 @@ def test_counter_visit_checks_id_takes_the_card_and_the_customer_confirms(staff_
     assert case.reference in latin and "HKID" in latin and "Cut through chip" in latin and "hkid" not in latin
 
 
-def test_the_counter_speaks_the_clerks_language_to_the_customer(staff_client, make_card, branch):
+def test_the_counter_speaks_the_customers_language_to_the_customer(staff_client, make_card, branch):
+    """The clerk works in simplified Chinese; the customer's case is in traditional Chinese: the
+    screen turned towards the customer and the receipt speak the customer's, the clerk's own
+    controls the clerk's."""
     client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
     case = case_in_state(make_card("OCTO"), "awaiting_return")
+    ClosureCase.objects.filter(id=case.id).update(language="zh-hant")
+    hans = {"HTTP_ACCEPT_LANGUAGE": "zh-hans"}
+    start = client.get("/console/counter/", **hans).content.decode()
+    assert "中环营业厅" in start and "Central" not in start
+    started = client.post("/console/counter/", {"reference": case.reference, "id_type": "hkid", "id_number": HKID,
+                                                "original_seen": "on", "photo_matches": "on"}, **hans)
+    visit_url = started["Location"]
+    client.post(visit_url, {"method": "PUNCH"}, **hans)
+    screen = client.get(visit_url + "confirm", **hans).content.decode()
+    customer = screen.split('class="customer-screen"', 1)[1]
+    assert "請確認" in customer and "您的卡片已交回並銷毀（晶片打孔）。" in customer
+    assert "请确认" not in customer and "Chip punched" not in customer
+    assert "退出登录" in screen  # the clerk's sign-out stays in the clerk's language
+    confirmed = client.post(visit_url + "confirm", {"confirm": "yes"}, follow=True, **hans).content.decode()
+    assert "已確認，謝謝。" in confirmed and "謝謝，註銷已記錄。" in confirmed and "谢谢" not in confirmed
+    pdf = client.get(visit_url + "receipt.pdf", **hans)
+    text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    assert "中環客務中心" in text and "中环营业厅" not in text and "Central" not in text
+    assert "註銷收據" in text and "注销回执" not in text
+    assert "（原付款方式退回）" in text  # how the refund comes back
+
+
+def test_an_english_speaking_customer_gets_english_from_a_chinese_speaking_clerk(staff_client, make_card, branch):
+    client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")  # the case is in English
     hant = {"HTTP_ACCEPT_LANGUAGE": "zh-hant"}
-    start = client.get("/console/counter/", **hant).content.decode()
-    assert "中環客務中心" in start and "Central" not in start
     started = client.post("/console/counter/", {"reference": case.reference, "id_type": "hkid", "id_number": HKID,
                                                 "original_seen": "on", "photo_matches": "on"}, **hant)
     visit_url = started["Location"]
-    client.post(visit_url, {"method": "PUNCH"}, **hant)
+    client.post(visit_url, {"method": "CUT"}, **hant)
     screen = client.get(visit_url + "confirm", **hant).content.decode()
-    assert "您的卡片已交回並銷毀（晶片打孔）。" in screen and "Chip punched" not in screen
+    customer = screen.split('class="customer-screen"', 1)[1]
+    assert "I confirm that I want to close this card" in customer and "請確認" not in customer
+    assert "登出" in screen
     client.post(visit_url + "confirm", {"confirm": "yes"}, **hant)
-    pdf = client.get(visit_url + "receipt.pdf", **hant)
-    text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
-    assert "中環客務中心" in text and "Central" not in text
-    assert "（原付款方式退回）" in text  # how the refund comes back
+    text = PdfReader(io.BytesIO(client.get(visit_url + "receipt.pdf", **hant).content)).pages[0].extract_text()
+    assert "Closure receipt" in text and "Central" in text and "Cut through chip" in text
+    assert "註銷收據" not in text and "中環客務中心" not in text
 
 
 def test_the_counter_receipt_tells_a_cash_customer_to_collect_the_refund(staff_client, make_card, branch):

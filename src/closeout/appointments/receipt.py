@@ -1,5 +1,5 @@
 """The printable counter receipt (PDF, ReportLab) with the case reference, in the customer's
-language with English beside it."""
+language (the case's, not the clerk's)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from closeout.identity import documents
 from closeout.portal.labels import DESTINATION_LABELS
 
 
-def counter_receipt_pdf(*, visit: CounterVisit, language: str = "en") -> bytes:
-    """Return the receipt of a counter visit as PDF bytes."""
+def counter_receipt_pdf(*, visit: CounterVisit, language: str | None = None) -> bytes:
+    """Return the receipt of a counter visit as PDF bytes, in `language` (default: the case's)."""
     case = visit.case
+    language = language or case.language or "en"
     card = case.card
     destruction = getattr(card, "destruction", None)
     with translation.override(language):

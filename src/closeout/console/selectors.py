@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import date, timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from closeout.cards.models import Card
@@ -38,13 +39,21 @@ def _row(case: ClosureCase) -> dict:
     }
 
 
-def case_search(*, query: str) -> list[dict]:
+def case_search(*, query: str) -> dict:
     """Find cases by reference (as printed, or read out without its dashes), return label code,
     card number, phone number (local or with country code), email address or part of the
-    holder's name; an unusable query finds nothing."""
-    query = " ".join((query or "").split())
+    holder's name; an unusable query finds nothing. Return the newest `SEARCH_LIMIT` as `rows`
+    and how many match in all as `total`, so a page can ask for a narrower search when a short
+    name matches more than it lists."""
+    found = _cases_matching(" ".join((query or "").split()))
+    rows = [_row(case) for case in found[:SEARCH_LIMIT]]
+    total = found.count() if len(rows) == SEARCH_LIMIT else len(rows)  # counted only when cut short
+    return {"rows": rows, "total": total}
+
+
+def _cases_matching(query: str) -> QuerySet[ClosureCase]:
     if not query:
-        return []
+        return ClosureCase.objects.none()
     cases = ClosureCase.objects.select_related("card__holder", "card__product").order_by("-created_at")
     compact = documents.without_separators(query).upper()
     if read_out := COMPACT_REFERENCE.match(compact):
@@ -53,7 +62,7 @@ def case_search(*, query: str) -> list[dict]:
         found = cases.filter(return_label__code=compact)
     elif "@" not in query and any(ch.isalpha() for ch in query.replace("+", "")):
         if len(query) < 2:
-            return []
+            return cases.none()
         found = cases.filter(card__holder__name__icontains=query)
     else:
         digits = documents.without_separators(query)
@@ -67,15 +76,15 @@ def case_search(*, query: str) -> list[dict]:
             try:
                 email = documents.normalize_email(query)
             except documents.InvalidDocument:
-                return []
+                return cases.none()
             found = cases.filter(card__holder__email_hash=vault.lookup_hash("email", email))
         else:  # a local number (8 digits or fewer, no "+") in the operator's country, or with its code
             try:
                 phone = documents.normalize_phone(query, local_country=settings.PHONE_COUNTRY_CODE)
             except documents.InvalidDocument:
-                return []
+                return cases.none()
             found = cases.filter(card__holder__phone_hash=vault.lookup_hash("phone", phone))
-    return [_row(case) for case in found[:SEARCH_LIMIT]]
+    return found
 
 
 # What people did on a case without changing its state, from its audit trail: the timeline's kind

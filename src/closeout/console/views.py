@@ -8,6 +8,7 @@ import time
 from datetime import date, datetime
 
 import django_otp
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.http import Http404, HttpResponse
@@ -46,6 +47,15 @@ SIGN_IN_WINDOW = 5 * 60
 
 def _language() -> str:
     return translation.get_language() or "en"
+
+
+CUSTOMER_LANGUAGES = frozenset(code for code, _name in settings.LANGUAGES)
+
+
+def _customer_language(case: ClosureCase) -> str:
+    """The language of the case, which the customer chose: what the counter screen turned towards
+    them and their receipt speak, whatever the clerk reads the console in."""
+    return case.language if case.language in CUSTOMER_LANGUAGES else "en"
 
 
 # --- sign in / out ----------------------------------------------------------------------------
@@ -577,18 +587,20 @@ def counter_confirm(request, visit_id: int):
     visit = _visit_or_404(request, visit_id)
     if request.method == "POST" and request.POST.get("confirm") == "yes":
         visit = appointments.counter_customer_confirm(visit_id=visit.id, clerk=request.staff.actor)
-        messages.success(request, _("Thank you. The closure is recorded."))
+        with translation.override(_customer_language(visit.case)):  # thanks the customer, on their screen
+            messages.success(request, _("Thank you. The closure is recorded."))
         return redirect("console:counter_confirm", visit_id=visit.id)
     visit.case.refresh_from_db()
     return render(request, "console/counter_confirm.html", {
         "visit": visit, "case": visit.case, "card_masked": documents.mask_card_number(visit.case.card.number),
-        "destruction": getattr(visit.case.card, "destruction", None)})
+        "destruction": getattr(visit.case.card, "destruction", None),
+        "customer_language": _customer_language(visit.case)})
 
 
 @staff_view("counter.serve")
 def counter_receipt(request, visit_id: int):
     visit = _visit_or_404(request, visit_id)
-    pdf = receipt.counter_receipt_pdf(visit=visit, language=_language())
+    pdf = receipt.counter_receipt_pdf(visit=visit, language=_customer_language(visit.case))
     response = HttpResponse(pdf, content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="{visit.case.reference}-receipt.pdf"'
     return response
@@ -756,16 +768,20 @@ def sla(request):
 
 @staff_view("sla.view")
 def sla_csv(request):
+    """The open cases for a spreadsheet: the columns machines read first, unchanged (codes, ISO
+    times), then the state in the reader's words. Times are the operator's local time with its
+    offset (2026-12-03T02:30:05+08:00), so the day a case was opened is the branches' day."""
     board = selectors.sla_board()
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="closeout-sla.csv"'
     writer = csv.writer(response)
     writer.writerow(["reference", "product", "channel", "state", "created_at", "sla_due_date",
-                     "age_working_days", "working_days_left", "sla_status"])
+                     "age_working_days", "working_days_left", "sla_status", "state_label"])
     for row in board["rows"]:
         writer.writerow([row["reference"], row["product"], row["channel"], row["state"],
-                         row["created_at"].isoformat(), row["sla_due_date"] or "", row["age_working_days"],
-                         row["working_days_left"], row["status"]])
+                         timezone.localtime(row["created_at"]).isoformat(timespec="seconds"),
+                         row["sla_due_date"] or "", row["age_working_days"], row["working_days_left"], row["status"],
+                         labels.label(labels.STATE_LABELS, row["state"])])
     return response
 
 

@@ -275,8 +275,6 @@ def card_appointment(card: Card) -> dict | None:
 def branch_booking(card: Card, *, branch_code: str = "", day: str = "") -> dict:
     """The branches, the days of the next two weeks with a free counter at the chosen branch, and
     the free slots of the chosen day (the first such day unless one is asked for)."""
-    from datetime import timedelta
-
     from closeout.appointments import selectors as appointments
 
     current = card_appointment(card)
@@ -286,12 +284,11 @@ def branch_booking(card: Card, *, branch_code: str = "", day: str = "") -> dict:
               or (branches[0] if branches else None))
     days = []
     if branch is not None:
-        today = local_today()
-        for offset in range(BOOKING_DAYS):
-            free = [s for s in appointments.branch_slots(branch=branch, day=today + timedelta(days=offset))
-                    if s["free"]]
+        by_day = appointments.branch_slots_by_day(branch=branch, first_day=local_today(), days=BOOKING_DAYS)
+        for listed_day, slots in by_day.items():
+            free = [s for s in slots if s["free"]]
             if free:
-                days.append({"day": today + timedelta(days=offset), "slots": free})
+                days.append({"day": listed_day, "slots": free})
     chosen = next((d for d in days if d["day"].isoformat() == day), days[0] if days else None)
     return {
         "current": current,
