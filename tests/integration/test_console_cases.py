@@ -148,6 +148,7 @@ def test_search_by_a_reference_read_out_a_label_code_or_part_of_the_name(staff_c
     for query in (f"cl{year}{seq}", f"CL {year} {seq}", label.code, "tai  man", "chan tai"):
         assert found(query) == {case.reference}, query
     assert found("小明") == {other.reference}
+    assert found("陈小明") == {other.reference}  # registered in traditional script, typed in simplified
     assert found("Wong") == set()
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from closeout.cards.models import Card
@@ -63,7 +63,11 @@ def _cases_matching(query: str) -> QuerySet[ClosureCase]:
     elif "@" not in query and any(ch.isalpha() for ch in query.replace("+", "")):
         if len(query) < 2:
             return cases.none()
-        found = cases.filter(card__holder__name__icontains=query)
+        # In either Chinese script: a clerk types 陳大文 for a holder registered as 陈大文.
+        spelled = Q()
+        for spelling in documents.name_spellings(query):
+            spelled |= Q(card__holder__name__icontains=spelling)
+        found = cases.filter(spelled)
     else:
         digits = documents.without_separators(query)
         try:

@@ -121,12 +121,31 @@ def _to_simplified():
     return opencc.OpenCC("t2s")
 
 
+@functools.cache
+def _to_traditional():
+    import opencc
+
+    return opencc.OpenCC("s2hk")
+
+
+def name_spellings(text: str) -> set[str]:
+    """`text` as typed and, when it holds Chinese characters, in both scripts: what to look for
+    when a name may have been registered in the other one."""
+    if not _has_han(text):
+        return {text}
+    return {text, _to_simplified().convert(text), _to_traditional().convert(text)}
+
+
+def _has_han(text: str) -> bool:
+    return any("\u3400" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff" for char in text)
+
+
 def _name_parts(name: str) -> list[str]:
     """A name's parts, case-folded, full-width letters read as ASCII, Chinese characters in their
     simplified forms (a Hong Kong clerk types 陳大文 for a holder registered as 陈大文), without
     the commas, dots, hyphens and middle dots people write between them ("CHAN, Tai-man")."""
     text = unicodedata.normalize("NFKC", half_width(name))
-    if any("\u3400" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff" for char in text):
+    if _has_han(text):
         text = _to_simplified().convert(text)
     return re.sub(r"[,.\-·・'’]", " ", text).casefold().split()
 
