@@ -24,9 +24,8 @@ def totp_code(device, steps_ahead: int = 0) -> str:
 
 
 def make_staff(role: str, email: str | None = None, branch_code: str = ""):
-    from closeout.console.services import staff_create
-
     from closeout.appointments.models import Branch
+    from closeout.console.services import staff_create
 
     email = email or f"{role}-{next(_emails)}@staff.example.test"
     if role == "branch_clerk" and not branch_code:
