@@ -164,6 +164,10 @@ HEARTBEAT_STALE_SEC = float(os.environ.get("CLOSEOUT_HEARTBEAT_STALE_SEC", "30")
 WORKER_DRAIN_SEC = int(os.environ.get("CLOSEOUT_WORKER_DRAIN_SEC", "10"))
 # When set, /metrics wants `Authorization: Bearer <token>`.
 METRICS_TOKEN = os.environ.get("CLOSEOUT_METRICS_TOKEN", "")
+# Which API keys may ask for authorizations: "partner" (any key) or "operator" (operator-scope keys
+# only: the operator's own gates, readers and tills). An authorization answers whether a card
+# exists and covers an amount, so where partners hold keys, production sets "operator".
+AUTHORIZATIONS_SCOPE = os.environ.get("CLOSEOUT_AUTHORIZATIONS_SCOPE", "partner")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},

@@ -358,3 +358,34 @@ def test_a_product_that_takes_no_partner_closures_refuses_them_and_the_card_keep
     assert "partner_api" in response.json()["detail"]
     card.refresh_from_db()
     assert card.status == "active" and not ClosureCase.objects.exists()
+
+
+def test_a_partner_key_cannot_get_round_a_products_channels_by_naming_another(client_for, key, make_card):
+    """The product takes web requests but no partner ones: a partner key naming `web` is still a
+    partner's request. An operator-scope key (the operator's own IVR or CRM) may name the channel."""
+    card = make_card("YKT", balance=12345)
+    card.product.allowed_channels = ["web", "phone", "branch"]
+    card.product.save()
+
+    refused = client_for("/api/v1/closures", body_for(card) | {"channel": "web"}, key=key)
+
+    assert refused.status_code == 422 and refused.json()["type"].endswith("channel-not-allowed")
+    assert "partner_api" in refused.json()["detail"] and not ClosureCase.objects.exists()
+    operator = apikey_create(name="ivr", scope="operator")[1]
+    accepted = client_for("/api/v1/closures", body_for(card) | {"channel": "phone"}, key=operator, idem="idem-2")
+    assert accepted.status_code == 201 and ClosureCase.objects.get().channel == "phone"
+
+
+def test_an_operator_can_keep_authorizations_to_its_own_keys(client_for, key, make_card, settings):
+    """An authorization says whether a card exists and covers an amount: with
+    CLOSEOUT_AUTHORIZATIONS_SCOPE=operator a partner key cannot probe balances."""
+    card = make_card("YKT", balance=12345)
+    ask = {"card_number": card.number, "amount": 100, "currency": "CNY"}
+    assert client_for("/api/v1/authorizations", ask, key=key, idem=None).json()["decision"] == "approved"
+
+    settings.AUTHORIZATIONS_SCOPE = "operator"
+    refused = client_for("/api/v1/authorizations", ask, key=key, idem=None)
+    assert refused.status_code == 403 and refused["Content-Type"] == "application/problem+json"
+    assert "operator-scope" in refused.json()["detail"] and card.number not in refused.content.decode()
+    operator = apikey_create(name="gates", scope="operator")[1]
+    assert client_for("/api/v1/authorizations", ask, key=operator, idem=None).json()["decision"] == "approved"

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from ninja import Header
@@ -173,6 +174,11 @@ def _create(request, payload: schemas.ClosureIn, remember) -> HttpResponse:
             identity.identity_attempt_void(attempt)
             raise
         identity.identity_attempt_void(attempt)
+        if request.auth.scope != ApiKey.Scope.OPERATOR and not services.channel_allowed(
+                card.product, ClosureCase.Channel.PARTNER_API):
+            # A partner's request is a partner_api request whatever channel it names (its app may
+            # relay what a customer said on the phone): a product that takes none refuses it.
+            raise services.ChannelNotAllowed(ClosureCase.Channel.PARTNER_API)
         with transaction.atomic():
             case = services.closure_request(
                 card=card, channel=payload.channel, requester=_client(request), reason=payload.reason,
@@ -255,6 +261,8 @@ def closure_card_received(request, reference: str, payload: schemas.CardReceived
 
 @api.post("/authorizations", response={200: schemas.AuthorizationOut, **PROBLEMS}, summary="Authorize a charge")
 def authorization(request, payload: schemas.AuthorizationIn):
+    if settings.AUTHORIZATIONS_SCOPE == ApiKey.Scope.OPERATOR and request.auth.scope != ApiKey.Scope.OPERATOR:
+        return problem(403, "forbidden", "Forbidden", "Authorizations need an operator-scope API key here.")
     currency = payload.currency.upper()
     try:
         exponent(currency)
