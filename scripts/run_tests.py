@@ -22,7 +22,7 @@ def postgres_up() -> bool:
 
 def run(label: str, env: dict, extra: list[str]) -> int:
     print(f"\n=== test suite on {label} ===", flush=True)
-    command = [sys.executable, "-m", "pytest", *extra, *sys.argv[1:]]
+    command = [sys.executable, "-m", "pytest", "--durations=15", *extra, *sys.argv[1:]]
     return subprocess.call(command, env=env)
 
 
