@@ -11,6 +11,7 @@ import pytest
 from closeout.identity import rules
 from closeout.identity import services as otp
 from closeout.identity.models import OtpChallenge
+from closeout.identity.selectors import code_sent_to
 from closeout.integrations.sms.models import SimSmsMessage
 from closeout.notifications.models import Notice
 from tests.fixtures import HKID, card_number
@@ -157,6 +158,37 @@ def test_the_code_goes_by_email_when_chosen_and_falls_back_when_the_contact_is_m
         _request(no_phone, channel="sms")
     assert list(Notice.objects.order_by("id").values_list("channel", "card_id")) == [
         ("email", with_email.id), ("email", no_phone.id)]
+
+
+@pytest.mark.parametrize(("product", "chosen", "phone", "sent"), [
+    ("TSIM", "sms", "+85291234567", [("email", "h•••@example.test"), ("sms", "+852••••••67")]),
+    ("TSIM", "email", "+85291234567", [("email", "h•••@example.test")]),
+    ("ESIM", "sms", "", [("email", "h•••@example.test")]),
+    ("YKT", "sms", "+85291234567", [("sms", "+852••••••67")]),
+])
+def test_a_sim_code_always_goes_to_the_email_address_never_only_to_the_phone(make_card, product, chosen, phone,
+                                                                             sent):
+    """The phone on file of a SIM may be the SIM being closed: out of the customer's phone, abroad
+    or already out of service."""
+    card = make_card(product, phone=phone, **({"physical": False} if product == "ESIM" else {}))
+    with mock.patch("closeout.notifications.services._deliver"):
+        challenge = _request(card, channel=chosen)
+    assert sorted(Notice.objects.values_list("channel", flat=True)) == [channel for channel, _ in sent]
+    where = code_sent_to(public_id=challenge.public_id)
+    assert (where.email, where.sms) == (dict(sent).get("email", ""), dict(sent).get("sms", ""))
+    assert where.sim_by_email == (product != "YKT" and chosen == "sms")
+
+
+def test_a_sim_holder_without_an_email_address_gets_the_code_by_sms(make_card):
+    card = make_card("TSIM", email="")
+    challenge = _request(card, channel="email")
+    assert SimSmsMessage.objects.count() == 1
+    assert code_sent_to(public_id=challenge.public_id).sms == "+852••••••67"
+
+
+def test_where_the_code_went_is_not_said_when_the_details_matched_no_card(make_card):
+    challenge = _request(make_card("TSIM"), id_number="C6681539")  # valid, not the holder's
+    assert not code_sent_to(public_id=challenge.public_id)
 
 
 def test_blocked_until_never_allows_more_than_the_limit_in_any_window():

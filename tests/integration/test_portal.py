@@ -728,4 +728,31 @@ def test_the_code_page_hint_has_no_space_after_a_chinese_full_stop(make_card, cl
     if language == "en":
         assert ". The code is valid" in hint
     else:
-        assert "。 " not in hint and hint.count("。") == 2
+        # A SIM's code sent by SMS also went by email: one sentence more says why.
+        assert "。 " not in hint and hint.count("。") == (3 if channel == "sms" else 2)
+
+
+@pytest.mark.parametrize("language,expected", [
+    ("en", ["We have sent a 6-digit code to h•••@example.test and by SMS to +852••••••67.",
+            "the SIM you are closing may no longer be in your phone"]),
+    ("zh-hans", ["我们已将 6 位验证码发送至 h•••@example.test，并以短信发送至 +852••••••67。", "SIM 卡可能已不在手机中"]),
+    ("zh-hant", ["我們已將 6 位驗證碼發送至 h•••@example.test，並以短訊發送至 +852••••••67。", "SIM 卡可能已不在手機內"]),
+])
+def test_a_travel_sims_code_goes_by_email_too_and_the_code_page_says_where(make_card, client, language, expected):
+    """The phone on file may be the SIM being closed: the code also goes to the email address."""
+    visitor = Visitor(client, language)
+    card = make_card("TSIM", balance=2000)
+    visitor.post("", {"card_number": card.number, "id_type": "hkid", "id_number": HKID, "channel": "sms"})
+    hint = visitor.get("code/").content.decode().split('id="code-hint">')[1].split("</p>")[0]
+
+    assert sorted(Notice.objects.filter(template="otp", card=card).values_list("channel", flat=True)) == [
+        "email", "sms"]
+    assert [words for words in expected if words not in hint] == []
+
+
+def test_the_code_page_names_no_contact_when_the_details_matched_no_card(make_card, client):
+    visitor = Visitor(client)
+    card = make_card("TSIM", balance=2000)
+    visitor.post("", {"card_number": card.number, "id_type": "hkid", "id_number": "C6681539", "channel": "sms"})
+    hint = visitor.get("code/").content.decode().split('id="code-hint">')[1].split("</p>")[0]
+    assert "If the details you entered match a card" in hint and "•" not in hint

@@ -3,7 +3,9 @@
 A code is a low-assurance confirmation bound to one card: it lets the browser session that asked
 for it act on that card's closure, nothing else. Every answer is the same whether or not the card
 exists or the ID document matches; throttles count the card number as typed, so an unknown number
-is throttled exactly like a known one.
+is throttled exactly like a known one. Only the code page, once a code was sent, names the masked
+contact it went to (the customer must know where to look): the send throttle bounds how many ID
+documents one card number can be tried with that way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 from django.db import transaction
 
 from closeout.cards.models import Card
+from closeout.catalog.models import Product
 from closeout.common import clock
 from closeout.identity import documents, rules, vault
 from closeout.identity.models import OtpChallenge, OtpEvent
@@ -104,8 +107,7 @@ def otp_request(*, card_number: str, id_type: str, id_number: str, channel: str,
                 language: str) -> OtpChallenge:
     """Create a challenge and, when the card and ID document match, send its code.
 
-    The code goes to the chosen channel on file, or to the other one when the holder has no such
-    contact. Nothing in the result says whether a code was sent.
+    The code goes where `code_channels` says. Nothing in the result says whether a code was sent.
 
     :raises documents.InvalidDocument: for a malformed card or ID number.
     :raises CodeSendThrottled: when this card number or client address asked too often, or is
@@ -141,7 +143,7 @@ def otp_request(*, card_number: str, id_type: str, id_number: str, channel: str,
             if card is not None and card.holder.data_key:
                 # Delivered after commit, outside the transaction; the code itself is never stored.
                 notice_send_holder(
-                    holder=card.holder, template="otp", language=language, channels=_channels(card, channel),
+                    holder=card.holder, template="otp", language=language, channels=code_channels(card, channel),
                     context={"minutes": int(rules.CODE_TTL.total_seconds() // 60)}, secrets={"code": code},
                     card=card,
                 )
@@ -150,9 +152,18 @@ def otp_request(*, card_number: str, id_type: str, id_number: str, channel: str,
     return challenge
 
 
-def _channels(card: Card, wanted: str) -> tuple[str, ...]:
+def code_channels(card: Card, wanted: str) -> tuple[str, ...]:
+    """Where a card's code goes: the channel the customer chose, or the other one when the holder
+    has no such contact.
+
+    A SIM's (or eSIM's) code always goes to the email address on file too: the phone number on
+    file may be the very SIM being closed, switched off, left at home or already out of service.
+    Only a holder with no email address gets it by SMS alone.
+    """
     holder = card.holder
     have = {"email": bool(holder.email_encrypted), "sms": bool(holder.phone_encrypted)}
+    if card.product.kind != Product.Kind.STORED_VALUE and have["email"]:
+        return ("email", "sms") if wanted == "sms" and have["sms"] else ("email",)
     if have.get(wanted):
         return (wanted,)
     other = "email" if wanted == "sms" else "sms"

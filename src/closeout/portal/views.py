@@ -21,6 +21,7 @@ from closeout.closures import states
 from closeout.closures.models import ClosureCase
 from closeout.common import clock
 from closeout.identity import documents
+from closeout.identity import selectors as identity
 from closeout.identity import services as otp
 from closeout.portal import return_label, selectors, services
 from closeout.portal.forms import CheckForm, CodeForm, ConfirmForm, SignInForm
@@ -114,6 +115,7 @@ def code(request):
             return redirect("portal:account")
     return render(request, "portal/code.html", {
         "form": form, "error": error, "channel": request.session.get("portal_channel", "sms"),
+        "sent_to": identity.code_sent_to(public_id=public_id),
     })
 
 
