@@ -756,3 +756,31 @@ def test_the_code_page_names_no_contact_when_the_details_matched_no_card(make_ca
     visitor.post("", {"card_number": card.number, "id_type": "hkid", "id_number": "C6681539", "channel": "sms"})
     hint = visitor.get("code/").content.decode().split('id="code-hint">')[1].split("</p>")[0]
     assert "If the details you entered match a card" in hint and "•" not in hint
+
+
+def test_a_new_code_keeps_the_customer_on_the_code_page_of_the_same_sign_in(make_card, client):
+    from datetime import timedelta
+    from unittest import mock
+
+    from closeout.common import clock
+
+    visitor = Visitor(client, "zh-hant")
+    card = make_card("YKT")
+    visitor.post("", {"card_number": card.number, "id_type": "hkid", "id_number": HKID, "channel": "sms"})
+    first_code = re.search(r"\d{6}", SimSmsMessage.objects.latest("id").body)[0]
+
+    too_soon = visitor.post("code/new/", {})
+    assert too_soon.final_url == visitor.url("code/") and "秒後可再次索取" in too_soon.content.decode()
+    assert SimSmsMessage.objects.count() == 1
+
+    with mock.patch("closeout.common.clock.now", return_value=clock.now() + timedelta(minutes=1)):
+        page = visitor.post("code/new/", {})
+    assert page.final_url == visitor.url("code/") and visitor.url("") not in visitor.urls[1:]
+    assert "我們已向你發送新的驗證碼" in page.content.decode()
+    assert 'id="id_card_number"' not in page.content.decode()  # nothing to type again
+    new_code = re.search(r"\d{6}", SimSmsMessage.objects.latest("id").body)[0]
+    assert SimSmsMessage.objects.count() == 2
+
+    if new_code != first_code:  # the code sent before no longer works
+        assert "驗證碼不正確" in visitor.post("code/", {"code": first_code}).content.decode()
+    assert visitor.post("code/", {"code": new_code}).final_url == visitor.url("account/")

@@ -10,7 +10,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -117,6 +117,35 @@ def code(request):
         "form": form, "error": error, "channel": request.session.get("portal_channel", "sms"),
         "sent_to": identity.code_sent_to(public_id=public_id),
     })
+
+
+@require_POST
+def code_resend(request):
+    """A new code for the pending sign-in, sent where the last one went; back to the code page."""
+    public_id = request.session.get(SESSION_OTP)
+    if not public_id:
+        return redirect("portal:home")
+    try:
+        challenge = otp.otp_resend(public_id=public_id, client_address=_client(request),
+                                   language=translation.get_language())
+    except otp.SignInNotPending:
+        request.session.pop(SESSION_OTP, None)
+        messages.info(request, _("Please enter your details again to get a new code."))
+        return redirect("portal:home")
+    except otp.ResendTooSoon as exc:
+        seconds = max(1, math.ceil((exc.until - clock.now()).total_seconds()))
+        messages.error(request, ngettext("We have just sent a code. You can ask for a new one in %(seconds)s second.",
+                                         "We have just sent a code. You can ask for a new one in %(seconds)s seconds.",
+                                         seconds) % {"seconds": seconds})
+    except otp.CodeSendThrottled as exc:
+        minutes = _minutes_until(exc.until)
+        messages.error(request, ngettext("Too many codes were requested. Please try again in %(minutes)s minute.",
+                                         "Too many codes were requested. Please try again in %(minutes)s minutes.",
+                                         minutes) % {"minutes": minutes})
+    else:
+        request.session[SESSION_OTP] = challenge.public_id
+        messages.success(request, _("We have sent you a new code. The code we sent before no longer works."))
+    return redirect("portal:code")
 
 
 @signed_in
