@@ -535,3 +535,74 @@ def test_a_traveller_is_told_to_delete_the_esim_on_a_phone_in_hong_kong_time(ope
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     assert_page_ok(page, "zh-hant")
     shot(page, "zh-hant-phone-esim-delete")
+
+
+def _submit(page, selector="form[data-once] button[type=submit]"):
+    with page.expect_navigation():
+        page.click(selector)
+
+
+def _back(page) -> bool:
+    """Press Back; False when there is nothing to go back to. Back must show a page of the portal,
+    never the browser's "Confirm form resubmission" (net::ERR_CACHE_MISS in Chromium)."""
+    try:
+        response = page.go_back(wait_until="load")
+    except PlaywrightError as exc:
+        raise AssertionError(f"Back failed: {exc}") from None
+    if response is None and not page.url.startswith("chrome-error:"):
+        return False
+    assert not page.url.startswith("chrome-error:"), "Back showed the browser's resubmission page"
+    assert "ERR_CACHE_MISS" not in page.content()
+    assert page.locator("header.top .brand").count() == 1, page.url  # a page of ours
+    return True
+
+
+def test_back_after_a_form_error_never_asks_to_resubmit(open_page, make_card):
+    """Each step of the journey refused once, then done right; Back then walks the steps again."""
+    from closeout.closures.models import ClosureCase
+
+    card = make_card("YKT")
+    page = open_page("en")
+    page.goto("/en/")
+    page.fill("#id_card_number", card.number)
+    page.select_option("#id_id_type", "hkid")
+    page.fill("#id_id_number", "A1234")  # not a valid HKID
+    _submit(page)
+    assert page.locator("#id_id_number-error").count() == 1
+    assert page.input_value("#id_card_number") == card.number  # what was typed is kept
+    page.fill("#id_id_number", HKID)
+    _submit(page)
+    assert page.url.endswith("/en/code/")
+
+    right = latest_sms_code(page)
+    page.fill("#id_code", f"{(int(right) + 1) % 10**6:06d}")
+    _submit(page)
+    assert page.locator("#code-error").count() == 1 and page.url.endswith("/en/code/")
+    page.fill("#id_code", right)
+    _submit(page)
+    assert page.url.endswith("/en/account/")
+
+    page.click("#to-quote")
+    page.wait_for_url("**/en/quote/")
+    page.check("input[name=destination][value=bank]")
+    page.fill("#id_bank_code", "4")  # too short
+    page.fill("#id_account_number", "123456789001")
+    _submit(page, "#submit-closure")
+    assert page.locator("#form-error").count() == 1 and page.url.endswith("/en/quote/")
+    assert page.is_checked("input[name=destination][value=bank]")
+    assert page.input_value("#id_account_number") == "123456789001"
+    page.fill("#id_bank_code", "004")
+    page.check("#id_consent")
+    _submit(page, "#submit-closure")
+    page.wait_for_selector("#receipt")
+    reference = ClosureCase.objects.get(card=card).reference
+
+    seen = []
+    for _ in range(12):
+        if not _back(page):
+            break
+        seen.append(page.url.removeprefix(page.url.split("/en/")[0]))
+    # The quote and account pages send an open case to its page; the code page of a finished
+    # sign-in sends to the start; nothing asks to send a form again.
+    assert seen[-1] == "/en/" and f"/en/case/{reference}/" in seen, seen
+    assert ClosureCase.objects.filter(card=card).count() == 1

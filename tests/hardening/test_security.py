@@ -308,7 +308,8 @@ def test_known_and_unknown_cards_get_the_same_portal_page(client, make_card):
     unknown = _unknown_card_like(card.number)
 
     def page(number):
-        response = Client().post("/en/", {"card_number": number, "id_type": "hkid", "id_number": OTHER_HKID})
+        response = Client().post("/en/", {"card_number": number, "id_type": "hkid", "id_number": OTHER_HKID},
+                                 follow=True)
         html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", response.content.decode())
         return response.status_code, html.replace(number, "<the number typed>")
 

@@ -159,6 +159,74 @@ def test_the_code_goes_by_email_when_chosen_and_falls_back_when_the_contact_is_m
         ("email", with_email.id), ("email", no_phone.id)]
 
 
+@pytest.mark.parametrize(("product", "chosen", "phone", "sent"), [
+    ("TSIM", "sms", "+85291234567", ["email", "sms"]),
+    ("TSIM", "email", "+85291234567", ["email"]),
+    ("ESIM", "sms", "", ["email"]),
+    ("YKT", "sms", "+85291234567", ["sms"]),
+])
+def test_a_sim_code_always_goes_to_the_email_address_never_only_to_the_phone(make_card, product, chosen, phone,
+                                                                             sent):
+    """The phone on file of a SIM may be the SIM being closed: out of the customer's phone, abroad
+    or already out of service."""
+    card = make_card(product, phone=phone, **({"physical": False} if product == "ESIM" else {}))
+    with mock.patch("closeout.notifications.services._deliver"):
+        challenge = _request(card, channel=chosen)
+    assert sorted(Notice.objects.values_list("channel", flat=True)) == sent
+    assert challenge.card == card
+
+
+def test_a_sim_holder_without_an_email_address_gets_the_code_by_sms(make_card):
+    card = make_card("TSIM", email="")
+    _request(card, channel="email")
+    assert SimSmsMessage.objects.count() == 1 and not Notice.objects.filter(channel="email").exists()
+
+
+def _resend(challenge, *, client="198.51.100.7"):
+    return otp.otp_resend(public_id=challenge.public_id, client_address=client, language="en")
+
+
+def test_a_new_code_for_the_same_sign_in_goes_to_the_same_contact_and_replaces_the_old_one(make_card):
+    card = make_card("TSIM")
+    first = _request(card)
+    old_code = _code()
+    with _later(1):
+        second = _resend(first)
+        assert SimSmsMessage.objects.count() == 2 and Notice.objects.filter(channel="email").count() == 2
+        new_code = _code()
+        with pytest.raises(otp.CodeExpired):
+            otp.otp_verify(public_id=first.public_id, code=old_code, client_address="198.51.100.7")
+        assert otp.otp_verify(public_id=second.public_id, code=new_code, client_address="198.51.100.7").card == card
+    with _later(2), pytest.raises(otp.SignInNotPending):
+        _resend(second)  # signed in: nothing is pending any more
+
+
+def test_a_new_code_waits_a_minute_after_the_last_one(make_card):
+    first = _request(make_card("YKT"))
+    with _later(0.5), pytest.raises(otp.ResendTooSoon) as exc:
+        _resend(first)
+    assert exc.value.until == OtpChallenge.objects.get(id=first.id).created_at + timedelta(minutes=1)
+    assert SimSmsMessage.objects.count() == 1 and OtpChallenge.objects.count() == 1
+
+
+def test_new_codes_count_towards_the_three_sends_an_hour_of_the_card(make_card):
+    challenge = _request(make_card("YKT"))
+    for minute in (2, 4):
+        with _later(minute):
+            challenge = _resend(challenge)
+    with _later(6), pytest.raises(otp.CodeSendThrottled):
+        _resend(challenge)
+    assert SimSmsMessage.objects.count() == 3
+
+
+def test_a_new_code_for_details_that_matched_no_card_sends_nothing_and_answers_the_same(make_card):
+    first = _request(make_card("YKT"), id_number="C6681539")
+    with _later(1):
+        second = _resend(first)
+    assert second.card is None and second.public_id != first.public_id
+    assert SimSmsMessage.objects.count() == 0 and Notice.objects.count() == 0
+
+
 def test_blocked_until_never_allows_more_than_the_limit_in_any_window():
     from hypothesis import given
     from hypothesis import strategies as st

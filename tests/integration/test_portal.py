@@ -444,13 +444,13 @@ def test_signed_in_pages_are_not_cached(visitor, make_card):
 
 def test_the_calculator_explains_the_policy_without_any_balance(client, make_card):
     card = make_card("OCTO", balance=98765)
-    page = client.post("/en/check/", {"card_number": card.number}).content.decode()
+    page = client.post("/en/check/", {"card_number": card.number}, follow=True).content.decode()
     assert "Stored-value card" in page and "HK$50.00 is refunded" in page
     assert "Handling fee: HK$11.00, charged when the card is returned within 90 days of issue" in page
     assert "987.65" not in page and "98,765" not in page
-    sim = client.post("/zh-hans/check/", {"card_number": "8985201000000000001"}).content.decode()
+    sim = client.post("/zh-hans/check/", {"card_number": "8985201000000000001"}, follow=True).content.decode()
     assert "远游卡" in sim and "按比例退款" in sim and "10%" in sim
-    bad = client.post("/en/check/", {"card_number": "8101000000000002"}).content.decode()
+    bad = client.post("/en/check/", {"card_number": "8101000000000002"}, follow=True).content.decode()
     assert '<p class="error" role="alert">This card number is not valid' in bad and 'id="policy"' not in bad
 
 
@@ -458,9 +458,9 @@ def test_the_calculator_explains_the_policy_without_any_balance(client, make_car
                                             ("zh-hant", "請從手機刪除 eSIM"), ("zh-hans", "请从手机删除 eSIM")])
 def test_the_calculator_tells_an_esim_holder_the_phone_must_delete_it(client, make_card, language, words):
     esim = make_card("ESIM", physical=False)
-    page = client.post(f"/{language}/check/", {"card_number": esim.number}).content.decode()
+    page = client.post(f"/{language}/check/", {"card_number": esim.number}, follow=True).content.decode()
     assert 'id="esim-delete"' in page and words in page
-    sim = client.post(f"/{language}/check/", {"card_number": make_card("TSIM").number}).content.decode()
+    sim = client.post(f"/{language}/check/", {"card_number": make_card("TSIM").number}, follow=True).content.decode()
     assert 'id="esim-delete"' not in sim
 
 
@@ -504,7 +504,7 @@ def test_chinese_pages_put_a_full_width_colon_after_a_label(visitor, make_card, 
 ])
 def test_empty_and_over_long_fields_get_a_plain_message_in_the_page_language(client, language, empty, long):
     page = client.post(f"/{language}/", {"card_number": "", "id_type": "hkid", "id_number": "A" * 5000,
-                                         "channel": "sms"}).content.decode()
+                                         "channel": "sms"}, follow=True).content.decode()
     assert empty in page and long in page
     assert "变量" not in page and "Ensure this value" not in page
 
@@ -728,7 +728,8 @@ def test_the_code_page_hint_has_no_space_after_a_chinese_full_stop(make_card, cl
     if language == "en":
         assert ". The code is valid" in hint
     else:
-        assert "。 " not in hint and hint.count("。") == 2
+        # A SIM's code sent by SMS also went by email: one sentence more says why.
+        assert "。 " not in hint and hint.count("。") == (3 if channel == "sms" else 2)
 
 
 def test_the_branch_page_reads_two_weeks_in_as_many_queries_as_two_days(visitor, make_card, branch, monkeypatch):
@@ -759,3 +760,177 @@ def test_the_branch_page_reads_two_weeks_in_as_many_queries_as_two_days(visitor,
     assert many == few
     assert _slot_on(page, day) and f'value="{local(day, 10).isoformat()}"' not in page
     assert f'value="{local(day, 10, 30).isoformat()}"' in page
+
+
+@pytest.mark.parametrize("language,expected", [
+    ("en", ["by SMS to the phone number on file and to the email address on file",
+            "the SIM you are closing may no longer be in your phone"]),
+    ("zh-hans", ["SIM 卡可能已不在手机中"]),
+    ("zh-hant", ["SIM 卡可能已不在手機內"]),
+])
+def test_a_travel_sims_code_goes_by_email_too_and_the_code_page_says_so(make_card, client, language, expected):
+    """The phone on file may be the SIM being closed: the code also goes to the email address."""
+    visitor = Visitor(client, language)
+    card = make_card("TSIM", balance=2000)
+    visitor.post("", {"card_number": card.number, "id_type": "hkid", "id_number": HKID, "channel": "sms"})
+    hint = visitor.get("code/").content.decode().split('id="code-hint">')[1].split("</p>")[0]
+
+    assert sorted(Notice.objects.filter(template="otp", card=card).values_list("channel", flat=True)) == [
+        "email", "sms"]
+    assert [words for words in expected if words not in hint] == []
+
+
+def test_the_code_page_is_the_same_whether_or_not_the_details_matched_a_card(make_card, client):
+    """Naming where the code went would tell a stranger that the ID number they tried is the
+    holder's: the page reads the same either way, and names no contact."""
+    card = make_card("TSIM", balance=2000)
+    pages = []
+    for id_number in (HKID, "C6681539"):  # the holder's, then a valid one that is not
+        visitor = Visitor(Client(), "en")
+        visitor.post("", {"card_number": card.number, "id_type": "hkid", "id_number": id_number, "channel": "sms"})
+        page = visitor.get("code/").content.decode()
+        pages.append(page.split('id="code-hint">')[1].split("</p>")[0])
+    assert pages[0] == pages[1] and "•" not in pages[0]
+
+
+def test_a_new_code_keeps_the_customer_on_the_code_page_of_the_same_sign_in(make_card, client):
+    from datetime import timedelta
+    from unittest import mock
+
+    from closeout.common import clock
+
+    visitor = Visitor(client, "zh-hant")
+    card = make_card("YKT")
+    visitor.post("", {"card_number": card.number, "id_type": "hkid", "id_number": HKID, "channel": "sms"})
+    first_code = re.search(r"\d{6}", SimSmsMessage.objects.latest("id").body)[0]
+
+    too_soon = visitor.post("code/new/", {})
+    assert too_soon.final_url == visitor.url("code/") and "秒後可再次索取" in too_soon.content.decode()
+    assert SimSmsMessage.objects.count() == 1
+
+    with mock.patch("closeout.common.clock.now", return_value=clock.now() + timedelta(minutes=1)):
+        page = visitor.post("code/new/", {})
+    assert page.final_url == visitor.url("code/") and visitor.url("") not in visitor.urls[1:]
+    assert "我們已向你發送新的驗證碼" in page.content.decode()
+    assert 'id="id_card_number"' not in page.content.decode()  # nothing to type again
+    new_code = re.search(r"\d{6}", SimSmsMessage.objects.latest("id").body)[0]
+    assert SimSmsMessage.objects.count() == 2
+
+    if new_code != first_code:  # the code sent before no longer works
+        assert "驗證碼不正確" in visitor.post("code/", {"code": first_code}).content.decode()
+    assert visitor.post("code/", {"code": new_code}).final_url == visitor.url("account/")
+
+
+def _filled(page: str) -> dict:
+    """The values a page's form fields show: text inputs, the checked radio or box, the selected option."""
+    from html.parser import HTMLParser
+
+    values: dict = {}
+
+    class Fields(HTMLParser):
+        select = None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "input" and a.get("type") in ("radio", "checkbox"):
+                if "checked" in a:
+                    values[a["name"]] = a.get("value", "on")
+            elif tag == "input" and a.get("name") and a.get("type") != "hidden":
+                values[a["name"]] = a.get("value", "")
+            elif tag == "select":
+                self.select = a.get("name")
+            elif tag == "option" and self.select and "selected" in a:
+                values[self.select] = a.get("value")
+
+        def handle_endtag(self, tag):
+            if tag == "select":
+                self.select = None
+
+    Fields().feed(page.split("<main", 1)[1])
+    return values
+
+
+def _session_text(client) -> str:
+    from django.contrib.sessions.models import Session
+
+    return "".join(str(Session.objects.get(session_key=client.cookies["sessionid"].value).get_decoded().values()))
+
+
+@pytest.mark.parametrize("path,data,shown", [
+    ("", {"card_number": "8101 0000 0000 0002", "id_type": "hkid", "id_number": "Z9", "channel": "sms"},
+     ["This card number is not valid", "This ID document number is not valid", 'value="Z9"']),
+    ("check/", {"card_number": "8101000000000002"}, ["This card number is not valid", 'value="8101000000000002"']),
+])
+def test_a_refused_form_redirects_to_its_page_which_shows_the_errors_and_what_was_typed(client, path, data, shown):
+    """Post/Redirect/Get on errors too: Back or reload never asks to send the form again."""
+    response = client.post(f"/en/{path}", data)
+    assert response.status_code == 302 and response["Location"] == f"/en/{path}"
+    page = client.get(f"/en/{path}").content.decode()
+    assert [words for words in shown if words not in page] == []
+    again = client.get(f"/en/{path}").content.decode()  # shown once: a reload is a fresh page
+    assert 'class="error"' not in again
+
+
+def test_a_wrong_code_and_a_refused_quote_redirect_and_keep_no_id_or_account_number_in_clear(make_card, client):
+    visitor = Visitor(client)
+    card = make_card("YKT")
+    client.post("/en/", {"card_number": card.number, "id_type": "hkid", "id_number": HKID, "channel": "sms"})
+    wrong = client.post("/en/code/", {"code": "000000" if "000000" not in SimSmsMessage.objects.get().body
+                                      else "111111"})
+    assert wrong.status_code == 302 and wrong["Location"] == "/en/code/"
+    assert 'id="code-error"' in client.get("/en/code/").content.decode()
+    assert HKID not in _session_text(client) and card.number not in _session_text(client)
+
+    visitor.sign_in(card)
+    refused = client.post("/en/quote/", {"destination": "bank", "bank_code": "004",
+                                         "account_number": "123456789001"})  # consent not ticked
+    assert refused.status_code == 302 and refused["Location"] == "/en/quote/"
+    assert "123456789001" not in _session_text(client)
+    page = client.get("/en/quote/").content.decode()
+    assert "Please confirm that you want to close this card." in page and 'value="123456789001"' in page
+
+
+def test_the_code_page_leads_back_to_the_card_details_as_they_were_typed(make_card, client):
+    visitor = Visitor(client, "zh-hans")
+    card = make_card("YKT")
+    visitor.post("", {"card_number": card.number, "id_type": "hkid", "id_number": HKID, "channel": "email"})
+    code_page = visitor.get("code/").content.decode()
+    assert 'href="/zh-hans/" id="back-to-sign-in"' in code_page and "返回卡片资料" in code_page
+
+    home = _filled(visitor.get("").content.decode())
+    assert home == {"card_number": card.number, "id_type": "hkid", "id_number": HKID, "channel": "email"}
+
+    visitor.sign_in(card)  # signed in: the details are no longer kept
+    assert card.number not in visitor.get("").content.decode()
+
+
+def test_the_quote_page_leads_back_to_the_account_check_keeping_the_refund_destination(make_card, visitor):
+    card = make_card("YKT")
+    visitor.sign_in(card)
+    back = visitor.post("quote/", {"destination": "ewallet", "wallet_provider": "payme", "wallet_id": "98765432",
+                                   "consent": "on", "step": "back"})
+    assert back.final_url == visitor.url("account/") and not ClosureCase.objects.exists()
+
+    shown = _filled(visitor.get("quote/").content.decode())
+    assert shown["destination"] == "ewallet" and shown["wallet_provider"] == "payme"
+    assert shown["wallet_id"] == "98765432" and "consent" not in shown  # consent is given again
+    visitor.post("quote/", {"destination": "ewallet", "wallet_provider": "payme", "wallet_id": "98765432",
+                            "consent": "on"})
+    assert ClosureCase.objects.get(card=card).refund_destination["wallet_masked"] == "••••432"
+
+
+def test_a_refused_booking_redirects_back_to_the_same_branch_and_day(visitor, make_card, branch):
+    from closeout.appointments import services as appointments
+    from tests.integration.test_console_support import local, next_working_day
+
+    day = next_working_day()
+    for _ in range(2):  # both counters
+        appointments.appointment_book(card=make_card("YKT"), branch=branch, starts_at=local(day, 10), actor="staff:a")
+    visitor.sign_in(make_card("YKT", balance=5000))
+
+    response = visitor.client.post("/en/branch/", {"branch": "HK-CEN", "day": day.isoformat(),
+                                                   "starts_at": local(day, 10).isoformat()})
+    assert response.status_code == 302 and response["Location"] == f"/en/branch/?branch=HK-CEN&day={day.isoformat()}"
+    page = visitor.client.get(response["Location"]).content.decode()
+    assert "was just taken" in page and 'aria-current="date"' in page and _slot_on(page, day)
+    assert "was just taken" not in visitor.client.get(response["Location"]).content.decode()

@@ -174,6 +174,35 @@ def test_the_pdf_copy_speaks_the_language_of_the_page(client, make_card, languag
     assert "refund_destination" not in text and "47000" not in text
 
 
+AUDIT_CODES = ["closure.transition", "card.status", "suppression.added", "certificate.issued",
+               "authorization.declined", "closure.refund.scheduled", "customer:web", "staff:checker", "system ·",
+               "refund_pending", "draft", "closure_submitted", "card_closed", "active → closing",
+               "identity and card checked", "refund waits for approval"]
+
+
+@pytest.mark.parametrize(("language", "expected"), [
+    ("zh-hans", ["客户（网上自助服务）·状态变更·草稿→已提交·经网上自助服务申请",
+                 "closeout（自动）·状态变更·已提交→身份已核实·已核对身份和卡片",
+                 "卡片状态变更·使用中→注销中", "已停止推广信息·已申请注销", "已签发注销证明",
+                 "职员checker·已安排下一步：退款·退款处理中→退款处理中", "gate-4·交易已拒绝·卡片已注销"]),
+    ("zh-hant", ["客戶（網上自助服務）·狀態變更·草稿→已提交", "卡片狀態變更·使用中→註銷中",
+                 "已簽發註銷證明書", "職員checker·已安排下一步：退款", "gate-4·交易已拒絕·卡片已註銷"]),
+])
+def test_the_pdf_copy_tells_the_audit_trail_in_the_language_of_the_page(client, make_card, language, expected):
+    from closeout.cards.services import authorization_decide
+    from closeout.common.money import Money
+
+    case = close_card(make_card("YKT", balance=45000), destination=BANK)
+    authorization_decide(card_number=case.card.number, amount=Money(300, "CNY"), source="gate-4")
+    _portal_session(client, case.reference)
+    text = _pdf_text(client.get(f"/{language}/case/{case.reference}/export.pdf").content)
+    audit = "".join(text.split("审计记录" if language == "zh-hans" else "審計記錄", 1)[1].split())
+    missing = [words for words in expected if words not in audit]
+    assert missing == []
+    left_in_english = [code for code in AUDIT_CODES if "".join(code.split()) in audit]
+    assert left_in_english == []
+
+
 def _pdf_text(content: bytes) -> str:
     return "".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -100,6 +101,43 @@ MEMOS = {"closure settlement": gettext_lazy("closure settlement"), "refund paid"
          "settlement reversed": gettext_lazy("settlement reversed")}
 NOTES = {"personal data erased at the end of the retention period":
          gettext_lazy("Personal data erased at the end of the retention period.")}
+# What each audit event recorded, in the reader's words (the audit trail keeps the code).
+AUDIT_ACTIONS = {
+    "closure.transition": gettext_lazy("status changed"),
+    "closure.return_label": gettext_lazy("return label ready"),
+    "closure.refund.cash_ready": gettext_lazy("cash refund ready to collect"),
+    "closure.refund.cash_refused": gettext_lazy("cash not handed over"),
+    "closure.refund.cash_handed_over": gettext_lazy("cash handed over"),
+    "closure.note": gettext_lazy("note added by our staff"),
+    "closure.consent": gettext_lazy("your consent recorded"),
+    "card.status": gettext_lazy("card status changed"),
+    "card.charges_paid": gettext_lazy("outstanding fees paid"),
+    "card.charges_paid_twice": gettext_lazy("outstanding fees paid a second time"),
+    "card.charges_payment_declined": gettext_lazy("payment of the outstanding fees declined"),
+    "card.destroyed": gettext_lazy("card destroyed"),
+    "charge.waived": gettext_lazy("fee waived"),
+    "authorization.declined": gettext_lazy("charge declined"),
+    "guard.charge_after_closure": gettext_lazy("charge after closing found"),
+    "suppression.added": gettext_lazy("marketing stopped"),
+    "certificate.issued": gettext_lazy("closure certificate issued"),
+    "notice.resend": gettext_lazy("notice sent again"),
+    "return_label.create": gettext_lazy("return label ordered from the carrier"),
+    "return.exception": gettext_lazy("returned card set aside for a check"),
+    "return.exception_resolved": gettext_lazy("check of the returned card finished"),
+    "counter.id_checked": gettext_lazy("ID document checked at the counter"),
+    "counter.customer_confirmed": gettext_lazy("you confirmed at the counter"),
+    "holder.shredded": gettext_lazy("personal data erased"),
+}
+# The next step a `closure.<step>.scheduled` event planned.
+SCHEDULED_STEPS = {
+    "refund": gettext_lazy("refund"), "refund_status": gettext_lazy("refund status check"),
+    "settle": gettext_lazy("fee settlement"),
+}
+AUDIT_REASONS = {
+    "retention period over": gettext_lazy("the retention period is over"),
+    "ID document does not match the holder": gettext_lazy("the ID document does not match the holder"),
+}
+CHARGE_KINDS = {"purchase": gettext_lazy("purchase"), "top_up": gettext_lazy("top-up")}
 
 
 def _when(value: str | None) -> str:
@@ -196,10 +234,65 @@ def _ledger_line(posting: dict) -> str:
     return f"{_when(posting['at'])} · {memo} · {lines}"
 
 
+def _actor(actor: str) -> str:
+    """Who did it: you (by the channel), closeout itself, a member of staff, or where a charge came from."""
+    kind, _sep, rest = actor.partition(":")
+    if kind == "customer":
+        return console_labels.customer_via(console_labels.label(console_labels.CHANNEL_LABELS, rest))
+    if kind == "system":
+        return str(console_labels.SYSTEM)
+    if kind == "staff":
+        return _("staff member %(who)s") % {"who": rest}
+    if kind == "operator":
+        return _("operator %(who)s") % {"who": rest}
+    return rest or actor  # a card reader or shop: its name as the card system sent it
+
+
+def _audit_action(action: str) -> str:
+    if action in AUDIT_ACTIONS:
+        return str(AUDIT_ACTIONS[action])
+    if match := re.fullmatch(r"closure\.(\w+)\.scheduled", action):
+        step = SCHEDULED_STEPS.get(match[1], match[1])
+        return _("next step planned: %(step)s") % {"step": step}
+    return action
+
+
+def _audit_value(action: str, value: str) -> str:
+    """A state or status an event moved between, in words; anything else (a certificate number)
+    as recorded."""
+    if not value:
+        return "—"
+    if action == "card.status":
+        return str(CARD_STATUSES.get(value, value))
+    if action == "card.destroyed":
+        return console_labels.label(console_labels.DESTRUCTION_METHODS, value)
+    if action.startswith("closure.") or action == "notice.resend":
+        return labels.state_label(value)
+    return value
+
+
+def _audit_reason(action: str, reason: str) -> str:
+    """Why, in words: codes and system notes are translated; what a person wrote stays as written."""
+    if action == "authorization.declined":
+        return str(ATTEMPT_REASONS.get(reason, reason))
+    if action == "suppression.added":
+        return str(SUPPRESSION_REASONS.get(reason, reason))
+    if action == "return.exception":
+        return console_labels.label(console_labels.EXCEPTION_REASONS, reason)
+    if reason in AUDIT_REASONS:
+        return str(AUDIT_REASONS[reason])
+    if match := re.fullmatch(r"(\w+) approved by (.+)", reason):
+        source = _("the card system") if match[2] == "card system" else match[2]
+        return _("%(kind)s approved by %(source)s") % {"kind": CHARGE_KINDS.get(match[1], match[1]), "source": source}
+    return console_labels.note_label(reason)
+
+
 def _audit_line(event: dict) -> str:
-    change = f"{_plain(event['before'])} → {_plain(event['after'])}" if event["before"] or event["after"] else ""
-    parts = [f"#{event['seq']}" if event["seq"] else "", _when(event["at"]), event["actor"], event["action"],
-             change, event["reason"] or ""]
+    action = event["action"]
+    change = (f"{_audit_value(action, event['before'])} → {_audit_value(action, event['after'])}"
+              if event["before"] or event["after"] else "")
+    parts = [f"#{event['seq']}" if event["seq"] else "", _when(event["at"]), _actor(event["actor"]),
+             _audit_action(action), change, _audit_reason(action, event["reason"] or "")]
     return " · ".join(part for part in parts if part)
 
 

@@ -10,6 +10,8 @@ CODE_DIGITS = 6
 # The issue asks for 10 minutes (NIST SP 800-63B's upper bound); email can take minutes to arrive.
 CODE_TTL = timedelta(minutes=10)
 MAX_ATTEMPTS_PER_CODE = 5
+# A new code for the same sign-in at most once a minute: time for an SMS or an email to arrive.
+RESEND_AFTER = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 A code is a low-assurance confirmation bound to one card: it lets the browser session that asked
 for it act on that card's closure, nothing else. Every answer is the same whether or not the card
 exists or the ID document matches; throttles count the card number as typed, so an unknown number
-is throttled exactly like a known one.
+is throttled exactly like a known one. Only the code page, once a code was sent, names the masked
+contact it went to (the customer must know where to look): the send throttle bounds how many ID
+documents one card number can be tried with that way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 from django.db import transaction
 
 from closeout.cards.models import Card
+from closeout.catalog.models import Product
 from closeout.common import clock
 from closeout.identity import documents, rules, vault
 from closeout.identity.models import OtpChallenge, OtpEvent
@@ -29,6 +32,18 @@ class CodeSendThrottled(UnableToSendCode):
     def __init__(self, until: datetime):
         super().__init__("too many codes requested")
         self.until = until
+
+
+class ResendTooSoon(UnableToSendCode):
+    """A new code for this sign-in was asked for within a minute of the last one."""
+
+    def __init__(self, until: datetime):
+        super().__init__("a new code was sent less than a minute ago")
+        self.until = until
+
+
+class SignInNotPending(UnableToSendCode):
+    """The sign-in to send a new code for is unknown or already done: start again."""
 
 
 class UnableToVerifyCode(Exception):
@@ -100,19 +115,39 @@ def _latest(checks, now: datetime) -> datetime | None:
     return until
 
 
+def _send_blocked_until(subject: str, client: str, now: datetime) -> datetime | None:
+    """Until when no code may be sent for this card number (as typed) from this client address."""
+    return _latest((
+        (OtpEvent.Kind.SEND, "subject_hash", subject, rules.SEND_LIMITS_SUBJECT),
+        (OtpEvent.Kind.SEND, "client_hash", client, rules.SEND_LIMITS_CLIENT),
+        (OtpEvent.Kind.FAILURE, "subject_hash", subject, rules.FAILURE_LIMITS_SUBJECT),
+        (OtpEvent.Kind.FAILURE, "client_hash", client, rules.FAILURE_LIMITS_CLIENT),
+    ), now)
+
+
+def _send_code(card: Card | None, channel: str, code: str, language: str) -> None:
+    """Send the code to the card's holder; nothing for details that matched no card."""
+    from closeout.notifications.services import notice_send_holder
+
+    if card is not None and card.holder.data_key:
+        # Delivered after commit, outside the transaction; the code itself is never stored.
+        notice_send_holder(
+            holder=card.holder, template="otp", language=language, channels=code_channels(card, channel),
+            context={"minutes": int(rules.CODE_TTL.total_seconds() // 60)}, secrets={"code": code}, card=card,
+        )
+
+
 def otp_request(*, card_number: str, id_type: str, id_number: str, channel: str, client_address: str,
                 language: str) -> OtpChallenge:
     """Create a challenge and, when the card and ID document match, send its code.
 
-    The code goes to the chosen channel on file, or to the other one when the holder has no such
-    contact. Nothing in the result says whether a code was sent.
+    The code goes where `code_channels` says. Nothing in the result says whether a code was sent.
 
     :raises documents.InvalidDocument: for a malformed card or ID number.
     :raises CodeSendThrottled: when this card number or client address asked too often, or is
         locked after wrong codes.
     """
     from closeout.closures.services import IdentityNotVerified, identity_check
-    from closeout.notifications.services import notice_send_holder
 
     number = documents.normalize_card_number(card_number)
     subject, client = subject_hash(number), client_hash(client_address)
@@ -126,33 +161,72 @@ def otp_request(*, card_number: str, id_type: str, id_number: str, channel: str,
     code = f"{secrets.randbelow(10**rules.CODE_DIGITS):0{rules.CODE_DIGITS}d}"
     public_id = secrets.token_urlsafe(32)
     with transaction.atomic():
-        until = _latest((
-            (OtpEvent.Kind.SEND, "subject_hash", subject, rules.SEND_LIMITS_SUBJECT),
-            (OtpEvent.Kind.SEND, "client_hash", client, rules.SEND_LIMITS_CLIENT),
-            (OtpEvent.Kind.FAILURE, "subject_hash", subject, rules.FAILURE_LIMITS_SUBJECT),
-            (OtpEvent.Kind.FAILURE, "client_hash", client, rules.FAILURE_LIMITS_CLIENT),
-        ), now)
+        until = _send_blocked_until(subject, client, now)
         if until is None:
             challenge = OtpChallenge.objects.create(
                 public_id=public_id, card=card, subject_hash=subject, client_hash=client, channel=channel,
                 code_hash=_code_hash(public_id, code), created_at=now, expires_at=now + rules.CODE_TTL,
             )
             OtpEvent.objects.create(kind=OtpEvent.Kind.SEND, subject_hash=subject, client_hash=client, at=now)
-            if card is not None and card.holder.data_key:
-                # Delivered after commit, outside the transaction; the code itself is never stored.
-                notice_send_holder(
-                    holder=card.holder, template="otp", language=language, channels=_channels(card, channel),
-                    context={"minutes": int(rules.CODE_TTL.total_seconds() // 60)}, secrets={"code": code},
-                    card=card,
-                )
+            _send_code(card, channel, code, language)
     if until is not None:
         raise CodeSendThrottled(until)
     return challenge
 
 
-def _channels(card: Card, wanted: str) -> tuple[str, ...]:
+def otp_resend(*, public_id: str, client_address: str, language: str) -> OtpChallenge:
+    """Send a new code for a pending sign-in: to the same card and contacts, without asking for
+    the card number and ID document again. The new challenge replaces the old one, whose code
+    stops working.
+
+    A challenge whose details matched no card gets a new challenge too, and still no code, so the
+    answer stays the same. The throttles of `otp_request` count this send as well.
+
+    :raises SignInNotPending: for an unknown challenge or one whose code was used to sign in.
+    :raises ResendTooSoon: within `rules.RESEND_AFTER` of the last code.
+    :raises CodeSendThrottled: when this card number or client address asked too often, or is
+        locked after wrong codes.
+    """
+    client = client_hash(client_address)
+    now = clock.now()
+    code = f"{secrets.randbelow(10**rules.CODE_DIGITS):0{rules.CODE_DIGITS}d}"
+    new_id = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        old = (OtpChallenge.objects.select_for_update(of=("self",)).select_related("card__holder", "card__product")
+               .filter(public_id=public_id).first())
+        if old is None or old.used_at is not None:
+            raise SignInNotPending("no pending sign-in")
+        if now < old.created_at + rules.RESEND_AFTER:
+            raise ResendTooSoon(old.created_at + rules.RESEND_AFTER)
+        subject = old.subject_hash
+        until = _send_blocked_until(subject, client, now)
+        if until is None:
+            old.expires_at = min(old.expires_at, now)
+            old.save(update_fields=["expires_at"])
+            card = old.card
+            challenge = OtpChallenge.objects.create(
+                public_id=new_id, card=card, subject_hash=subject, client_hash=client, channel=old.channel,
+                code_hash=_code_hash(new_id, code), created_at=now, expires_at=now + rules.CODE_TTL,
+            )
+            OtpEvent.objects.create(kind=OtpEvent.Kind.SEND, subject_hash=subject, client_hash=client, at=now)
+            _send_code(card, old.channel, code, language)
+    if until is not None:
+        raise CodeSendThrottled(until)
+    return challenge
+
+
+def code_channels(card: Card, wanted: str) -> tuple[str, ...]:
+    """Where a card's code goes: the channel the customer chose, or the other one when the holder
+    has no such contact.
+
+    A SIM's (or eSIM's) code always goes to the email address on file too: the phone number on
+    file may be the very SIM being closed, switched off, left at home or already out of service.
+    Only a holder with no email address gets it by SMS alone.
+    """
     holder = card.holder
     have = {"email": bool(holder.email_encrypted), "sms": bool(holder.phone_encrypted)}
+    if card.product.kind != Product.Kind.STORED_VALUE and have["email"]:
+        return ("email", "sms") if wanted == "sms" and have["sms"] else ("email",)
     if have.get(wanted):
         return (wanted,)
     other = "email" if wanted == "sms" else "sms"

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 
@@ -56,3 +57,23 @@ def decrypt(wrapped_key: str | None, token: str, *, context: str) -> str:
     """
     raw = base64.b64decode(token)
     return AESGCM(_unwrap(wrapped_key)).decrypt(raw[:12], raw[12:], context.encode()).decode()
+
+
+def seal(plaintext: str, *, context: str) -> str:
+    """Encrypt short-lived data that belongs to no holder yet (what a browser typed into a form, kept
+    in its session between two requests) under a key derived from the master key."""
+    nonce = os.urandom(12)
+    sealed = AESGCM(_derived("transient")).encrypt(nonce, plaintext.encode(), context.encode())
+    return base64.b64encode(nonce + sealed).decode()
+
+
+def unseal(token: str, *, context: str) -> str:
+    """Return what `seal` sealed for `context`.
+
+    :raises ValueError: for a token not sealed here for this context (or under another master key).
+    """
+    try:
+        raw = base64.b64decode(token)
+        return AESGCM(_derived("transient")).decrypt(raw[:12], raw[12:], context.encode()).decode()
+    except (InvalidTag, ValueError) as exc:
+        raise ValueError("not sealed for this context") from exc

@@ -230,6 +230,10 @@ def product_for_number(number: str) -> Product | None:
     return max(candidates, key=lambda p: len(p.number_prefix), default=None)
 
 
+def product_by_code(code: str) -> Product | None:
+    return Product.objects.select_related("policy").filter(code=code).first() if code else None
+
+
 def policy_view(product: Product) -> dict:
     """The refund policy of a product in words, for the calculator: no card, no balance."""
     policy = product.policy.rules

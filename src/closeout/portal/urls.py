@@ -6,6 +6,7 @@ app_name = "portal"
 urlpatterns = [
     path("", views.home, name="home"),
     path("code/", views.code, name="code"),
+    path("code/new/", views.code_resend, name="code_resend"),
     path("account/", views.account, name="account"),
     path("account/pay/", views.account_pay, name="account_pay"),
     path("quote/", views.quote, name="quote"),

@@ -3,14 +3,17 @@ follow the case. Views only translate HTTP: one service or selector call each.""
 
 from __future__ import annotations
 
+import json
 import math
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -20,7 +23,7 @@ from closeout.closures import services as closures
 from closeout.closures import states
 from closeout.closures.models import ClosureCase
 from closeout.common import clock
-from closeout.identity import documents
+from closeout.identity import documents, vault
 from closeout.identity import services as otp
 from closeout.portal import return_label, selectors, services
 from closeout.portal.forms import CheckForm, CodeForm, ConfirmForm, SignInForm
@@ -30,6 +33,9 @@ SESSION_OTP = "portal_otp"
 SESSION_CARD = "portal_card_id"
 SESSION_RECEIPT = "portal_receipt"
 SESSION_CASES = "portal_cases"
+SESSION_KEPT = "portal_kept"  # a refused form, kept for the page that shows it again
+SESSION_SIGN_IN = "portal_sign_in"  # what was typed to sign in, until the code is entered
+SESSION_QUOTE_DRAFT = "portal_quote_draft"  # the refund destination typed before stepping back
 
 
 def pick_language(request):
@@ -43,6 +49,54 @@ def _client(request) -> str:
 
 def _minutes_until(when) -> int:
     return max(1, math.ceil((when - clock.now()).total_seconds() / 60))
+
+
+TYPED_FIELDS, TYPED_LENGTH = 20, 200  # far beyond any portal form: a bloated POST cannot bloat the session
+
+
+def _typed(request) -> dict:
+    """What the customer typed into the form just sent (each value cut to a length that still
+    fails the field's own limit)."""
+    fields = [(key, value) for key, value in request.POST.items() if key not in ("csrfmiddlewaretoken", "step")]
+    return {key: value[:TYPED_LENGTH] for key, value in fields[:TYPED_FIELDS]}
+
+
+def _seal(request, key: str, data: dict) -> None:
+    """Keep typed data in the session; it may hold an ID or account number, so it is kept sealed."""
+    request.session[key] = vault.seal(json.dumps(data), context=key)
+
+
+def _unseal(request, key: str, *, pop: bool = False) -> dict | None:
+    token = request.session.pop(key, None) if pop else request.session.get(key)
+    if not token:
+        return None
+    try:
+        return json.loads(vault.unseal(token, context=key))
+    except ValueError:  # sealed under another master key: as if nothing was kept
+        return None
+
+
+def _refused(request, page: str, *, typed: dict | None = None, error: dict | None = None):
+    """Redirect a refused form to its page, which shows it again with its errors.
+
+    Post/Redirect/Get on the error path too: the page the customer reads is always the answer to a
+    GET, so Back or reload never asks to send the form again.
+    """
+    request.session[SESSION_KEPT] = {"page": page, "error": error}
+    if typed is not None:
+        _seal(request, f"{SESSION_KEPT}:typed", typed)
+    else:
+        request.session.pop(f"{SESSION_KEPT}:typed", None)
+    return redirect(f"portal:{page}")
+
+
+def _kept(request, page: str) -> tuple[dict | None, dict | None]:
+    """What `_refused` kept for this page, once: (what was typed, the error)."""
+    kept = request.session.get(SESSION_KEPT)
+    if not kept or kept.get("page") != page:
+        return None, None
+    del request.session[SESSION_KEPT]
+    return _unseal(request, f"{SESSION_KEPT}:typed", pop=True), kept.get("error")
 
 
 def _session_card(request) -> Card | None:
@@ -68,9 +122,10 @@ def signed_in(view):
 @never_cache
 @require_http_methods(["GET", "POST"])
 def home(request):
-    form = SignInForm(request.POST or None)
-    error = None
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST":
+        form = SignInForm(request.POST)
+        if not form.is_valid():
+            return _refused(request, "home", typed=_typed(request))
         data = form.cleaned_data
         try:
             challenge = otp.otp_request(
@@ -78,12 +133,19 @@ def home(request):
                 channel=data["channel"], client_address=_client(request), language=translation.get_language(),
             )
         except otp.CodeSendThrottled as exc:
-            error = {"kind": "throttled", "minutes": _minutes_until(exc.until)}
-        else:
-            request.session.pop(SESSION_CARD, None)
-            request.session[SESSION_OTP] = challenge.public_id
-            request.session["portal_channel"] = data["channel"]
-            return redirect("portal:code")
+            return _refused(request, "home", typed=_typed(request),
+                            error={"kind": "throttled", "minutes": _minutes_until(exc.until)})
+        request.session.pop(SESSION_CARD, None)
+        request.session[SESSION_OTP] = challenge.public_id
+        request.session["portal_channel"] = data["channel"]
+        # What the page may say about a SIM follows from the number's issuer prefix, which anyone
+        # can read off the card, never from whether the details matched (no enumeration).
+        product = selectors.product_for_number(data["card_number"])
+        request.session["portal_sim"] = bool(product and product.kind != product.Kind.STORED_VALUE)
+        _seal(request, SESSION_SIGN_IN, _typed(request))  # for the code page's way back
+        return redirect("portal:code")
+    typed, error = _kept(request, "home")
+    form = SignInForm(typed) if typed is not None else SignInForm(initial=_unseal(request, SESSION_SIGN_IN))
     return render(request, "portal/home.html", {"form": form, "error": error})
 
 
@@ -93,28 +155,61 @@ def code(request):
     public_id = request.session.get(SESSION_OTP)
     if not public_id:
         return redirect("portal:home")
-    form = CodeForm(request.POST or None)
-    error = None
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST":
+        form = CodeForm(request.POST)
+        if not form.is_valid():
+            return _refused(request, "code", typed=_typed(request))
         try:
             verified = otp.otp_verify(public_id=public_id, code=form.cleaned_data["code"],
                                       client_address=_client(request))
         except otp.CodeWrong as exc:
-            error = {"kind": "wrong", "left": exc.attempts_left}
+            return _refused(request, "code", error={"kind": "wrong", "left": exc.attempts_left})
         except otp.CodeExpired:
-            error = {"kind": "expired"}
+            return _refused(request, "code", error={"kind": "expired"})
         except otp.CodeUsedUp:
-            error = {"kind": "used_up"}
+            return _refused(request, "code", error={"kind": "used_up"})
         except otp.VerifyLocked as exc:
-            error = {"kind": "locked", "minutes": _minutes_until(exc.until)}
-        else:
-            request.session.cycle_key()  # a new session id once signed in (no fixation)
-            request.session.pop(SESSION_OTP, None)
-            request.session[SESSION_CARD] = verified.card.id
-            return redirect("portal:account")
+            return _refused(request, "code", error={"kind": "locked", "minutes": _minutes_until(exc.until)})
+        request.session.cycle_key()  # a new session id once signed in (no fixation)
+        request.session.pop(SESSION_OTP, None)
+        request.session.pop(SESSION_SIGN_IN, None)
+        request.session[SESSION_CARD] = verified.card.id
+        return redirect("portal:account")
+    typed, error = _kept(request, "code")
+    form = CodeForm(typed) if typed is not None else CodeForm()
     return render(request, "portal/code.html", {
         "form": form, "error": error, "channel": request.session.get("portal_channel", "sms"),
+        "sim": request.session.get("portal_sim", False),
     })
+
+
+@require_POST
+def code_resend(request):
+    """A new code for the pending sign-in, sent where the last one went; back to the code page."""
+    public_id = request.session.get(SESSION_OTP)
+    if not public_id:
+        return redirect("portal:home")
+    try:
+        challenge = otp.otp_resend(public_id=public_id, client_address=_client(request),
+                                   language=translation.get_language())
+    except otp.SignInNotPending:
+        request.session.pop(SESSION_OTP, None)
+        messages.info(request, _("Please enter your details again to get a new code."))
+        return redirect("portal:home")
+    except otp.ResendTooSoon as exc:
+        seconds = max(1, math.ceil((exc.until - clock.now()).total_seconds()))
+        messages.error(request, ngettext("We have just sent a code. You can ask for a new one in %(seconds)s second.",
+                                         "We have just sent a code. You can ask for a new one in %(seconds)s seconds.",
+                                         seconds) % {"seconds": seconds})
+    except otp.CodeSendThrottled as exc:
+        minutes = _minutes_until(exc.until)
+        messages.error(request, ngettext("Too many codes were requested. Please try again in %(minutes)s minute.",
+                                         "Too many codes were requested. Please try again in %(minutes)s minutes.",
+                                         minutes) % {"minutes": minutes})
+    else:
+        request.session[SESSION_OTP] = challenge.public_id
+        messages.success(request, _("We have sent you a new code. The code we sent before no longer works."))
+    return redirect("portal:code")
 
 
 @signed_in
@@ -156,8 +251,14 @@ def quote(request, card):
     check = selectors.account_check(card)
     if not check["settled"] or not check["online"] or card.status != Card.Status.ACTIVE:
         return redirect("portal:account")
-    form = ConfirmForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and request.POST.get("step") == "back":
+        # Back to the account check; what was typed here waits for the customer's return.
+        _seal(request, SESSION_QUOTE_DRAFT, {k: v for k, v in _typed(request).items() if k != "consent"})
+        return redirect("portal:account")
+    if request.method == "POST":
+        form = ConfirmForm(request.POST)
+        if not form.is_valid():
+            return _refused(request, "quote", typed=_typed(request))
         try:
             case = services.portal_closure_request(card=card, refund_destination=form.refund_destination(),
                                                    language=translation.get_language())
@@ -167,10 +268,14 @@ def quote(request, card):
         except (services.ChargesOpen, closures.CardNotClosable, closures.ChannelNotAllowed):
             return redirect("portal:account")
         except closures.InvalidDestination:
-            form.add_error(None, _("Please check the refund destination."))
-        else:
-            request.session[SESSION_RECEIPT] = case.reference
-            return redirect("portal:case", reference=case.reference)
+            return _refused(request, "quote", typed=_typed(request), error={"kind": "destination"})
+        request.session.pop(SESSION_QUOTE_DRAFT, None)
+        request.session[SESSION_RECEIPT] = case.reference
+        return redirect("portal:case", reference=case.reference)
+    typed, error = _kept(request, "quote")
+    form = ConfirmForm(typed) if typed is not None else ConfirmForm(initial=_unseal(request, SESSION_QUOTE_DRAFT))
+    if error:
+        form.add_error(None, _("Please check the refund destination."))
     return render(request, "portal/quote.html", {"q": selectors.quote_view(card), "form": form})
 
 
@@ -193,23 +298,26 @@ def branch_visit(request, card):
     check = selectors.account_check(card)
     if not check["at_branch"] or card.status != Card.Status.ACTIVE:
         return redirect("portal:account")
-    error = None
     if request.method == "POST":
         if request.POST.get("action") == "cancel":
             if services.portal_appointment_cancel(card=card):
                 messages.success(request, _("Your appointment is cancelled."))
             return redirect("portal:account")
+        branch_code = request.POST.get("branch", "")
         try:
-            services.portal_appointment_book(card=card, branch_code=request.POST.get("branch", ""),
+            services.portal_appointment_book(card=card, branch_code=branch_code,
                                              starts_at=request.POST.get("starts_at", ""),
                                              language=translation.get_language())
         except appointments.UnableToBook as exc:
-            error = str(BOOKING_ERRORS.get(exc.code, BOOKING_ERRORS["full"]))
-        else:
-            messages.success(request, _("Your appointment is booked. We have sent you the details."))
-            return redirect("portal:account")
-    booking = selectors.branch_booking(card, branch_code=request.GET.get("branch") or request.POST.get("branch", ""),
-                                       day=request.GET.get("day", ""))
+            # Back to the same branch and day, the refusal said there (Post/Redirect/Get).
+            request.session[SESSION_KEPT] = {"page": "branch", "error": {"kind": exc.code}}
+            day = request.POST.get("day", "")
+            return redirect(f"{reverse('portal:branch')}?{urlencode({'branch': branch_code, 'day': day})}")
+        messages.success(request, _("Your appointment is booked. We have sent you the details."))
+        return redirect("portal:account")
+    kept = _kept(request, "branch")[1]
+    error = str(BOOKING_ERRORS.get(kept["kind"], BOOKING_ERRORS["full"])) if kept else None
+    booking = selectors.branch_booking(card, branch_code=request.GET.get("branch", ""), day=request.GET.get("day", ""))
     return render(request, "portal/branch.html", {"b": booking, "card": check["card"], "error": error})
 
 
@@ -267,14 +375,19 @@ def case_label(request, card, reference: str):
 @require_http_methods(["GET", "POST"])
 def check(request):
     """Check before you close: the policy of a card number's product, without signing in."""
-    form = CheckForm(request.POST or None)
-    result, unknown = None, False
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST":
+        form = CheckForm(request.POST)
+        if not form.is_valid():
+            return _refused(request, "check", typed=_typed(request))
         product = selectors.product_for_number(form.cleaned_data["card_number"])
-        if product is None:
-            unknown = True
-        else:
-            result = selectors.policy_view(product)
+        # The answer is the product's policy, not the card's: its address names the product only.
+        answer = {"product": product.code} if product is not None else {"unknown": "1"}
+        return redirect(f"{reverse('portal:check')}?{urlencode(answer)}")
+    typed = _kept(request, "check")[0]
+    form = CheckForm(typed) if typed is not None else CheckForm()
+    product = selectors.product_by_code(request.GET.get("product", "")) if typed is None else None
+    result = selectors.policy_view(product) if product is not None else None
+    unknown = typed is None and request.GET.get("unknown") == "1"
     return render(request, "portal/check.html", {"form": form, "result": result, "unknown": unknown})
 
 
