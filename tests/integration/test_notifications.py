@@ -397,3 +397,22 @@ def test_the_refunded_notice_says_how_much_went_where(make_card, language, sms, 
     assert line in text and "\n\n\n" not in text
     bodies = list(SimSmsMessage.objects.values_list("body", flat=True))
     assert any(case.reference in body and sms in body for body in bodies), bodies
+
+
+def test_the_sweep_deletes_sessions_past_their_expiry_and_keeps_live_ones(client, make_card):
+    """A portal session may hold what a customer typed into a refused form (sealed); it goes
+    once it has expired, without anyone running `clearsessions`."""
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+
+    from closeout.closures import sweeper
+    from closeout.common import clock
+
+    client.post("/en/", {"card_number": make_card().number, "id_type": "hkid", "id_number": "", "channel": "sms"})
+    live = Session.objects.get()
+    Session.objects.create(session_key="x" * 32, session_data="", expire_date=clock.now() - timedelta(minutes=1))
+
+    sweeper.sweep_once()
+
+    assert list(Session.objects.values_list("session_key", flat=True)) == [live.session_key]

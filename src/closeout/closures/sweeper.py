@@ -39,12 +39,23 @@ def _housekeeping(now) -> None:
         ("counter intakes", counter_intakes_complete),
         # Handed to the worker's notifier threads, so a relay that times out does not hold the sweep.
         ("notices left undelivered", lambda: notices_retry_due(now=now, limit=100)),
+        ("expired sessions", lambda: expired_sessions_delete(now=now)),
     ]
     for name, job in jobs:
         try:
             job()
         except Exception:  # noqa: BLE001 - the next tick retries; the cases below still matter
             log.exception("%s failed", name)
+
+
+def expired_sessions_delete(*, now, limit: int = 1000) -> int:
+    """Delete sessions past their expiry, a batch a tick: a portal session keeps what a customer
+    typed into a refused form (sealed) and the staff console's sign-in, neither of which should
+    outlive it. Django only deletes them when asked (`clearsessions`)."""
+    from django.contrib.sessions.models import Session
+
+    keys = list(Session.objects.filter(expire_date__lt=now).values_list("session_key", flat=True)[:limit])
+    return Session.objects.filter(session_key__in=keys).delete()[0] if keys else 0
 
 
 def sweep_once(now=None) -> int:
