@@ -23,7 +23,7 @@ def client_for(client):
     def post(path, body, *, key=None, idem="idem-1", **headers):
         if key:
             headers["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-        if idem:
+        if idem is not None:
             headers["HTTP_IDEMPOTENCY_KEY"] = idem
         return client.post(path, data=json.dumps(body), content_type="application/json", **headers)
 
@@ -104,17 +104,35 @@ def test_keys_are_scoped_per_client(client_for, key, make_card):
     assert response.status_code == 409
 
 
-def test_missing_idempotency_key_is_400(client_for, key, make_card):
-    response = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key, idem=None)
+@pytest.mark.parametrize("idem", [None, ""])
+def test_a_missing_or_empty_idempotency_key_is_400(client_for, key, make_card, idem):
+    response = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key, idem=idem)
     assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["type"].endswith("/idempotency-key-missing") and not ClosureCase.objects.exists()
 
 
 @pytest.mark.parametrize("idem", ["first-key,second-key", "with space", "tab\there", "ключ", "k" * 201])
 def test_two_idempotency_keys_or_one_with_spaces_are_refused_naming_the_header(client_for, key, make_card, idem):
     response = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key, idem=idem)
     assert response.status_code == 422 and response["Content-Type"] == "application/problem+json"
-    assert "Idempotency-Key" in response.content.decode() and not ClosureCase.objects.exists()
+    rule = "Idempotency-Key must be 1 to 200 visible ASCII characters, without spaces or commas."
+    assert response.json()["detail"] == rule
+    assert response.json()["errors"] == [{"field": "Idempotency-Key", "message": rule}]
+    assert "pattern" not in response.content.decode() and not ClosureCase.objects.exists()
+
+
+def test_a_200_character_idempotency_key_is_taken(client_for, key, make_card):
+    response = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key, idem="~" * 200)
+    assert response.status_code == 201
+
+
+def test_openapi_declares_the_form_of_an_idempotency_key(client):
+    operation = client.get("/api/v1/openapi.json").json()["paths"]["/api/v1/closures"]["post"]
+    header = next(p for p in operation["parameters"] if p["name"] == "Idempotency-Key")
+    assert header["required"] is True
+    assert header["schema"]["minLength"] == 1 and header["schema"]["maxLength"] == 200
+    assert header["schema"]["pattern"] == "^[\\x21-\\x2b\\x2d-\\x7e]+$"
 
 
 @pytest.mark.parametrize("auth", [None, "Bearer nope", "Bearer co_deadbeef_wrong", "Basic abc"])

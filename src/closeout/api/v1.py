@@ -12,7 +12,7 @@ from ninja import Header
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
-from closeout.api import schemas
+from closeout.api import idempotency, schemas
 from closeout.api.keys import apikey_check
 from closeout.api.models import ApiKey, IdempotencyRecord
 from closeout.api.openapi import ProblemNinjaAPI
@@ -46,7 +46,6 @@ api = ProblemNinjaAPI(
 )
 
 REFERENCE = re.compile(r"CL-[0-9]{4}-[0-9]{6,12}")
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x2b\x2d-\x7e]+$")  # visible ASCII but the comma
 PROBLEMS = {400: schemas.Problem, 401: schemas.Problem, 404: schemas.Problem, 409: schemas.Problem,
             422: schemas.Problem}
 
@@ -96,14 +95,6 @@ def _body_hash(request: HttpRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _key_problem(key: str | None) -> HttpResponse | None:
-    """A missing key is 400 (the header's form is checked with the rest of the request: 422)."""
-    if not key:
-        return problem(400, "idempotency-key-missing", "Idempotency-Key header required",
-                       "Send a unique Idempotency-Key header with every POST that creates a closure.")
-    return None
-
-
 def _replay(request, key: str, digest: str) -> HttpResponse | None:
     """The first answer given to (client, key), or a 422 when that request had another body."""
     first = IdempotencyRecord.objects.filter(client=_client(request), key=key).first()
@@ -121,7 +112,7 @@ def _replay(request, key: str, digest: str) -> HttpResponse | None:
 @api.post("/closures", response={201: schemas.ClosureCreated, **PROBLEMS, 429: schemas.Problem},
           summary="Request a closure")
 def closure_create(request, payload: schemas.ClosureIn, idempotency_key: str = Header(
-        None, alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY.pattern, max_length=200,
+        None, alias=idempotency.HEADER,
         description="One key per closure request: visible ASCII without spaces or commas, at most 200.")):
     """Open a case, or replay the answer already given to this Idempotency-Key.
 
@@ -131,7 +122,7 @@ def closure_create(request, payload: schemas.ClosureIn, idempotency_key: str = H
     a case (the card already has one, or the key is taken) and only then finds the answer to
     replay. A parallel request with the same key waits for the card and replays the same way.
     """
-    invalid = _key_problem(idempotency_key)
+    invalid = idempotency.key_problem(idempotency_key)
     if invalid:
         return invalid
     digest = _body_hash(request)
