@@ -135,6 +135,32 @@ def test_openapi_declares_the_form_of_an_idempotency_key(client):
     assert header["schema"]["pattern"] == "^[\\x21-\\x2b\\x2d-\\x7e]+$"
 
 
+@pytest.mark.parametrize("raw,detail", [
+    ('{"card_number": "8103 1136" "holder_name": "陈大文"}',
+     "The body is not valid JSON: Expecting ',' delimiter at line 1 column 29."),
+    ('{\n  "card_number": "8103113636000036",\n  "holder_name": 陈大文\n}',
+     "The body is not valid JSON: Expecting value at line 3 column 18."),
+    ('{"card_number": "8103113636000036"', "The body is not valid JSON: Expecting ',' delimiter at line 1 column 35."),
+    ('{"card_number": ' + "[" * 50_000 + "]" * 50_000 + "}",
+     "The body is not valid JSON that can be read: arrays or objects are nested too deeply."),
+])
+def test_a_body_that_is_not_json_is_400_saying_where_without_echoing_it(client, key, raw, detail):
+    response = client.post("/api/v1/closures", data=raw.encode(), content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_IDEMPOTENCY_KEY="broken")
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"].endswith("/invalid-json") and problem["title"] == "Request body is not valid JSON"
+    assert problem["detail"] == detail
+    assert "8103" not in response.content.decode() and "陈大文" not in response.content.decode()
+
+
+def test_a_body_that_is_not_utf8_is_400_naming_the_byte(client, key):
+    response = client.post("/api/v1/closures", data=b'{"holder_name": "\xe9"}', content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_IDEMPOTENCY_KEY="latin-1")
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"] == "The body is not valid JSON: it is not UTF-8 text (invalid continuation byte at byte 17)."
+
+
 @pytest.mark.parametrize("auth", [None, "Bearer nope", "Bearer co_deadbeef_wrong", "Basic abc"])
 def test_missing_or_bad_api_key_is_401(client, make_card, auth):
     headers = {"HTTP_IDEMPOTENCY_KEY": "x"}

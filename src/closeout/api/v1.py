@@ -16,7 +16,7 @@ from closeout.api import idempotency, schemas
 from closeout.api.keys import apikey_check
 from closeout.api.models import ApiKey, IdempotencyRecord
 from closeout.api.openapi import ProblemNinjaAPI
-from closeout.api.problems import field_errors_from_ninja, problem
+from closeout.api.problems import field_errors_from_ninja, problem, unreadable_json_detail
 from closeout.cards.services import authorization_decide
 from closeout.certificates.api import router as certificates_router
 from closeout.closures import selectors, services
@@ -63,6 +63,9 @@ def on_auth_error(request, exc):
 
 @api.exception_handler(HttpError)
 def on_http_error(request, exc):
+    if exc.status_code == 400 and isinstance(exc.__cause__, (ValueError, RecursionError)):
+        # ninja's "Cannot parse request body", raised from what json.loads raised
+        return problem(400, "invalid-json", "Request body is not valid JSON", unreadable_json_detail(exc.__cause__))
     return problem(exc.status_code, "http-error", str(exc) or "Error")
 
 
