@@ -245,6 +245,23 @@ def test_reading_a_closure_shows_its_timeline(client, client_for, key, make_card
     assert data["certificate"] is None
 
 
+@pytest.mark.parametrize("balance,instant", [(12345, True), (2_000_000, False)])
+def test_reading_a_closure_shows_the_quote_it_was_created_with(client, client_for, key, make_card, balance, instant):
+    created = client_for("/api/v1/closures", body_for(make_card("YKT", balance=balance)), key=key).json()
+    read = client.get(f"/api/v1/closures/{created['reference']}", HTTP_AUTHORIZATION=f"Bearer {key}").json()
+
+    assert read["quote"] == created["quote"]
+    assert read["quote"]["instant"] is instant  # the Yikatong-like product's instant-refund cap is 500.00
+
+
+def test_openapi_declares_every_field_of_the_quote(client, client_for, key, make_card):
+    created = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key).json()
+    declared = client.get("/api/v1/openapi.json").json()["components"]["schemas"]["QuoteOut"]
+
+    assert set(created["quote"]) == set(declared["properties"])
+    assert declared["properties"]["instant"]["type"] == "boolean" and "instant" in declared["required"]
+
+
 def test_another_partners_case_is_not_found(client, client_for, key, make_card):
     reference = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key).json()["reference"]
     other = apikey_create(name="partner-b")[1]
