@@ -262,6 +262,34 @@ def test_openapi_declares_every_field_of_the_quote(client, client_for, key, make
     assert declared["properties"]["instant"]["type"] == "boolean" and "instant" in declared["required"]
 
 
+def test_head_answers_like_get_without_the_body(client, client_for, key, make_card):
+    reference = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key).json()["reference"]
+    got = client.get(f"/api/v1/closures/{reference}", HTTP_AUTHORIZATION=f"Bearer {key}")
+    head = client.head(f"/api/v1/closures/{reference}", HTTP_AUTHORIZATION=f"Bearer {key}")
+
+    assert head.status_code == 200 and head.content == b""
+    assert head["Content-Type"] == got["Content-Type"] == "application/json; charset=utf-8"
+    assert head["Content-Length"] == str(len(got.content))
+    assert "frame-ancestors 'none'" in head["Content-Security-Policy"]
+    missing = client.head("/api/v1/closures/CL-2026-999999", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert missing.status_code == 404 and missing["Content-Type"] == "application/problem+json"
+    assert client.head(f"/api/v1/closures/{reference}").status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/api/v1/openapi.json", "/api/v1/certificates/keys"])
+def test_head_works_on_the_public_get_addresses(client, path):
+    response = client.head(path)
+    assert response.status_code == 200 and response.content == b""
+    assert response["Content-Length"] == str(len(client.get(path).content))
+
+
+def test_an_address_that_takes_get_lists_head_as_allowed_too(client, key):
+    posted = client.post("/api/v1/certificates/keys", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert posted.status_code == 405 and posted["Allow"] == "GET, HEAD"
+    head = client.head("/api/v1/closures", HTTP_AUTHORIZATION=f"Bearer {key}")  # POST only
+    assert head.status_code == 405 and head["Allow"] == "POST"
+
+
 def test_another_partners_case_is_not_found(client, client_for, key, make_card):
     reference = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key).json()["reference"]
     other = apikey_create(name="partner-b")[1]
