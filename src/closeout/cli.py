@@ -177,7 +177,7 @@ def _compile_messages() -> None:
 
 def _serve_command(port: int, workers: int) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "closeout.wsgi", "--bind", f"127.0.0.1:{port}", "--workers",
-            str(workers), "--worker-class", "sync", "--timeout", "60", "--access-logfile", "-",
+            str(workers), "--timeout", "60", "--access-logfile", "-",
             "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms', "--config",
             "python:closeout.gunicorn_conf"]
 
