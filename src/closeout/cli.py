@@ -126,10 +126,20 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--public-key", help="base64 Ed25519 public key (default: this installation's)")
     partner = with_data_dir(sub.add_parser("partner", help="partner apps that receive unbind webhooks"))
     partner_sub = partner.add_subparsers(dest="partner_command", required=True)
-    register = partner_sub.add_parser("register", help="register a partner and print its signing secret once")
-    register.add_argument("--code", required=True)
+    register = partner_sub.add_parser(
+        "register", help="register a partner and print its signing secret once",
+        description="Register a partner app and print its signing secret (whsec_...) once. When a card bound "
+                    "to the partner is closed, the worker sends it a card.unbind message signed with Standard "
+                    "Webhooks headers (webhook-id, webhook-timestamp, webhook-signature).",
+        epilog="Messages are posted to --url only by a worker running with CLOSEOUT_PARTNERS=http. By default "
+               "(CLOSEOUT_PARTNERS unset or 'simulator', as in `closeout demo`) the built-in simulator receives "
+               "and acknowledges every message and lists it at /sim/partners/deliveries; nothing is sent to "
+               "--url. The message body and how to verify its signature: docs/integrations.md.")
+    register.add_argument("--code", required=True, help="1-40 ASCII letters, digits, '-' or '_'; the code "
+                                                        "card bindings name the partner by")
     register.add_argument("--name", default="")
-    register.add_argument("--url", required=True, help="the partner's webhook endpoint")
+    register.add_argument("--url", required=True, help="the partner's webhook endpoint (http or https); "
+                                                       "used only with CLOSEOUT_PARTNERS=http")
     rotate = partner_sub.add_parser("rotate-secret", help="issue a new signing secret and print it once")
     rotate.add_argument("--code", required=True)
     rotate.add_argument("--grace-hours", default="24",
@@ -177,7 +187,7 @@ def _compile_messages() -> None:
 
 def _serve_command(port: int, workers: int) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "closeout.wsgi", "--bind", f"127.0.0.1:{port}", "--workers",
-            str(workers), "--worker-class", "sync", "--timeout", "60", "--access-logfile", "-",
+            str(workers), "--timeout", "60", "--access-logfile", "-",
             "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms', "--config",
             "python:closeout.gunicorn_conf"]
 
@@ -584,9 +594,10 @@ def cmd_partner(args) -> int:
     where = f"closeout partner {args.partner_command}"
     try:
         if args.partner_command == "register":
-            _, secret = partners.partner_register(code=args.code, name=args.name, endpoint_url=args.url,
-                                                  actor="operator:cli")
+            partner, secret = partners.partner_register(code=args.code, name=args.name, endpoint_url=args.url,
+                                                        actor="operator:cli")
             print(secret)
+            _partner_simulated_note(partner.endpoint_url)
         elif args.partner_command == "rotate-secret":
             return _partner_rotate(args, where)
         else:
@@ -595,6 +606,18 @@ def cmd_partner(args) -> int:
         print(f"{where}: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _partner_simulated_note(endpoint_url: str) -> None:
+    """Warn on stderr (stdout holds the secret only) that a real endpoint will get nothing while
+    the partners adapter is the simulator: unbinds would look acknowledged and the partner never
+    hear of them."""
+    from closeout.integrations import registry
+
+    if registry.simulated("partners") and "/sim/partners/" not in endpoint_url:
+        print("closeout partner register: note: CLOSEOUT_PARTNERS is not 'http' here, so unbind messages go to "
+              "the built-in simulator, not to this endpoint; run the worker with CLOSEOUT_PARTNERS=http",
+              file=sys.stderr)
 
 
 def _partner_rotate(args, where: str) -> int:

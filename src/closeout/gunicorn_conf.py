@@ -1,14 +1,21 @@
 """gunicorn settings loaded by `closeout serve`: release the DBOS client when a web worker exits,
-and write the server's own log lines (start-up, errors, one line per request) in the product's
-format, JSON by default, with access lines that can be neither forged nor read for card numbers."""
+write the server's own log lines (start-up, errors, one line per request) in the product's
+format, JSON by default, with access lines that can be neither forged nor read for card numbers,
+and answer the requests gunicorn refuses itself (over its size limits) as closeout answers."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
+from gunicorn import util
 from gunicorn.glogging import Logger
+from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
+from gunicorn.workers.sync import SyncWorker as GunicornSyncWorker
 
+from closeout.api.problems import BASE as PROBLEM_BASE
+from closeout.common.security import ALWAYS, DATA_CSP
 from closeout.common.text import ascii_digits
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -70,3 +77,56 @@ def worker_exit(server, worker):
     from closeout.closures import dispatch
 
     dispatch.reset_client()
+
+
+# gunicorn's own limits, written out because docs/reliability.md quotes them: a request over one
+# is refused while gunicorn reads it, before Django sees it. The longest address closeout makes
+# is far shorter; raising them (or 0, unlimited) would only let a client make each worker hold more.
+limit_request_line = 4094  # bytes: method, path, query and protocol
+limit_request_fields = 100  # header fields
+limit_request_field_size = 8190  # bytes, each header field
+
+
+class SyncWorker(GunicornSyncWorker):
+    """gunicorn's sync worker, answering a request over gunicorn's limits with a 414 or 431 as
+    application/problem+json with the security headers: gunicorn's own answer is a text/html page
+    without them (the request never reaches Django, so no middleware can add them)."""
+
+    def handle_error(self, req, client, addr, exc):
+        answer = limit_answer(exc, self.cfg)
+        if answer is None:
+            return super().handle_error(req, client, addr, exc)
+        self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], log_safe(str(exc)))
+        try:
+            util.write_nonblock(client, answer)
+        except Exception:  # noqa: BLE001 - the client went away: nothing left to tell it
+            self.log.debug("Failed to send error message.")
+        return None
+
+
+worker_class = "closeout.gunicorn_conf.SyncWorker"
+
+
+def limit_answer(exc: BaseException, cfg) -> bytes | None:
+    """The whole HTTP answer to a request refused for one of gunicorn's limits, or None for any
+    other error (gunicorn answers those itself)."""
+    if isinstance(exc, LimitRequestLine):
+        status, title = 414, "URI Too Long"
+        detail = f"The request line (method, address and query) may be at most {cfg.limit_request_line} bytes."
+    elif isinstance(exc, LimitRequestHeaders):
+        status, title = 431, "Request Header Fields Too Large"
+        if str(exc) == "limit request headers fields":
+            detail = f"A request may carry at most {cfg.limit_request_fields} header fields."
+        elif str(exc) == "limit request headers fields size":
+            detail = f"Each header field may be at most {cfg.limit_request_field_size} bytes."
+        else:
+            detail = "The request's header fields are too large."
+    else:
+        return None
+    slug = title.lower().replace(" ", "-")
+    body = json.dumps({"type": PROBLEM_BASE + slug, "title": title, "status": status,
+                       "detail": detail}).encode()
+    headers = {"Connection": "close", "Content-Type": "application/problem+json", "Content-Length": str(len(body)),
+               "Content-Security-Policy": DATA_CSP, **ALWAYS, "Cache-Control": "no-store"}
+    head = f"HTTP/1.1 {status} {title}\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return (head + "\r\n").encode("latin-1") + body

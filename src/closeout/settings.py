@@ -68,6 +68,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "closeout.common.security.SecurityHeaders",
+    "closeout.common.head.HeadWithoutBody",
+    "closeout.api.middleware.ApiHead",
     "closeout.api.middleware.ApiBodyGuard",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -23,7 +23,7 @@ def client_for(client):
     def post(path, body, *, key=None, idem="idem-1", **headers):
         if key:
             headers["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-        if idem:
+        if idem is not None:
             headers["HTTP_IDEMPOTENCY_KEY"] = idem
         return client.post(path, data=json.dumps(body), content_type="application/json", **headers)
 
@@ -104,17 +104,61 @@ def test_keys_are_scoped_per_client(client_for, key, make_card):
     assert response.status_code == 409
 
 
-def test_missing_idempotency_key_is_400(client_for, key, make_card):
-    response = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key, idem=None)
+@pytest.mark.parametrize("idem", [None, ""])
+def test_a_missing_or_empty_idempotency_key_is_400(client_for, key, make_card, idem):
+    response = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key, idem=idem)
     assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["type"].endswith("/idempotency-key-missing") and not ClosureCase.objects.exists()
 
 
 @pytest.mark.parametrize("idem", ["first-key,second-key", "with space", "tab\there", "ключ", "k" * 201])
 def test_two_idempotency_keys_or_one_with_spaces_are_refused_naming_the_header(client_for, key, make_card, idem):
     response = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key, idem=idem)
     assert response.status_code == 422 and response["Content-Type"] == "application/problem+json"
-    assert "Idempotency-Key" in response.content.decode() and not ClosureCase.objects.exists()
+    rule = "Idempotency-Key must be 1 to 200 visible ASCII characters, without spaces or commas."
+    assert response.json()["detail"] == rule
+    assert response.json()["errors"] == [{"field": "Idempotency-Key", "message": rule}]
+    assert "pattern" not in response.content.decode() and not ClosureCase.objects.exists()
+
+
+def test_a_200_character_idempotency_key_is_taken(client_for, key, make_card):
+    response = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key, idem="~" * 200)
+    assert response.status_code == 201
+
+
+def test_openapi_declares_the_form_of_an_idempotency_key(client):
+    operation = client.get("/api/v1/openapi.json").json()["paths"]["/api/v1/closures"]["post"]
+    header = next(p for p in operation["parameters"] if p["name"] == "Idempotency-Key")
+    assert header["required"] is True
+    assert header["schema"]["minLength"] == 1 and header["schema"]["maxLength"] == 200
+    assert header["schema"]["pattern"] == "^[\\x21-\\x2b\\x2d-\\x7e]+$"
+
+
+@pytest.mark.parametrize("raw,detail", [
+    ('{"card_number": "8103 1136" "holder_name": "陈大文"}',
+     "The body is not valid JSON: Expecting ',' delimiter at line 1 column 29."),
+    ('{\n  "card_number": "8103113636000036",\n  "holder_name": 陈大文\n}',
+     "The body is not valid JSON: Expecting value at line 3 column 18."),
+    ('{"card_number": "8103113636000036"', "The body is not valid JSON: Expecting ',' delimiter at line 1 column 35."),
+    ('{"card_number": ' + "[" * 50_000 + "]" * 50_000 + "}",
+     "The body is not valid JSON that can be read: arrays or objects are nested too deeply."),
+])
+def test_a_body_that_is_not_json_is_400_saying_where_without_echoing_it(client, key, raw, detail):
+    response = client.post("/api/v1/closures", data=raw.encode(), content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_IDEMPOTENCY_KEY="broken")
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"].endswith("/invalid-json") and problem["title"] == "Request body is not valid JSON"
+    assert problem["detail"] == detail
+    assert "8103" not in response.content.decode() and "陈大文" not in response.content.decode()
+
+
+def test_a_body_that_is_not_utf8_is_400_naming_the_byte(client, key):
+    response = client.post("/api/v1/closures", data=b'{"holder_name": "\xe9"}', content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_IDEMPOTENCY_KEY="latin-1")
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"] == "The body is not valid JSON: it is not UTF-8 text (invalid continuation byte at byte 17)."
 
 
 @pytest.mark.parametrize("auth", [None, "Bearer nope", "Bearer co_deadbeef_wrong", "Basic abc"])
@@ -199,6 +243,51 @@ def test_reading_a_closure_shows_its_timeline(client, client_for, key, make_card
     data = response.json()
     assert [item["state"] for item in data["timeline"]] == ["submitted"]
     assert data["certificate"] is None
+
+
+@pytest.mark.parametrize("balance,instant", [(12345, True), (2_000_000, False)])
+def test_reading_a_closure_shows_the_quote_it_was_created_with(client, client_for, key, make_card, balance, instant):
+    created = client_for("/api/v1/closures", body_for(make_card("YKT", balance=balance)), key=key).json()
+    read = client.get(f"/api/v1/closures/{created['reference']}", HTTP_AUTHORIZATION=f"Bearer {key}").json()
+
+    assert read["quote"] == created["quote"]
+    assert read["quote"]["instant"] is instant  # the Yikatong-like product's instant-refund cap is 500.00
+
+
+def test_openapi_declares_every_field_of_the_quote(client, client_for, key, make_card):
+    created = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key).json()
+    declared = client.get("/api/v1/openapi.json").json()["components"]["schemas"]["QuoteOut"]
+
+    assert set(created["quote"]) == set(declared["properties"])
+    assert declared["properties"]["instant"]["type"] == "boolean" and "instant" in declared["required"]
+
+
+def test_head_answers_like_get_without_the_body(client, client_for, key, make_card):
+    reference = client_for("/api/v1/closures", body_for(make_card("YKT")), key=key).json()["reference"]
+    got = client.get(f"/api/v1/closures/{reference}", HTTP_AUTHORIZATION=f"Bearer {key}")
+    head = client.head(f"/api/v1/closures/{reference}", HTTP_AUTHORIZATION=f"Bearer {key}")
+
+    assert head.status_code == 200 and head.content == b""
+    assert head["Content-Type"] == got["Content-Type"] == "application/json; charset=utf-8"
+    assert head["Content-Length"] == str(len(got.content))
+    assert "frame-ancestors 'none'" in head["Content-Security-Policy"]
+    missing = client.head("/api/v1/closures/CL-2026-999999", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert missing.status_code == 404 and missing["Content-Type"] == "application/problem+json"
+    assert client.head(f"/api/v1/closures/{reference}").status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/api/v1/openapi.json", "/api/v1/certificates/keys"])
+def test_head_works_on_the_public_get_addresses(client, path):
+    response = client.head(path)
+    assert response.status_code == 200 and response.content == b""
+    assert response["Content-Length"] == str(len(client.get(path).content))
+
+
+def test_an_address_that_takes_get_lists_head_as_allowed_too(client, key):
+    posted = client.post("/api/v1/certificates/keys", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert posted.status_code == 405 and posted["Allow"] == "GET, HEAD"
+    head = client.head("/api/v1/closures", HTTP_AUTHORIZATION=f"Bearer {key}")  # POST only
+    assert head.status_code == 405 and head["Allow"] == "POST"
 
 
 def test_another_partners_case_is_not_found(client, client_for, key, make_card):

@@ -397,6 +397,35 @@ def test_the_live_server_sends_the_headers_on_errors_too(closeout_server):
     assert "no-store" in page.headers["Cache-Control"]
 
 
+@pytest.mark.parametrize("path,headers,status,detail", [
+    ("/api/v1/closures/" + "9" * 5000, {}, 414,
+     "The request line (method, address and query) may be at most 4094 bytes."),
+    ("/en/?q=" + "x" * 5000, {}, 414, "The request line (method, address and query) may be at most 4094 bytes."),
+    ("/api/v1/openapi.json", {"X-Padding": "x" * 9000}, 431, "Each header field may be at most 8190 bytes."),
+    ("/api/v1/openapi.json", {f"X-Padding-{n}": "x" for n in range(101)}, 431,
+     "A request may carry at most 100 header fields."),
+])
+def test_requests_over_the_server_s_limits_get_a_problem_with_the_security_headers(closeout_server, path, headers,
+                                                                                  status, detail):
+    response = requests.get(closeout_server.url + path, headers=headers, timeout=30)
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json() == {"type": f"https://closeout.dev/problems/{response.reason.lower().replace(' ', '-')}",
+                               "title": response.reason, "status": status, "detail": detail}
+    assert _csp(response)["default-src"] == "'none'" and _csp(response)["frame-ancestors"] == "'none'"
+    assert response.headers["X-Content-Type-Options"] == "nosniff" and response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_the_live_server_answers_head_with_headers_only_and_logs_no_warning(closeout_server):
+    for path in ("/api/v1/openapi.json", "/api/v1/certificates/keys", "/healthz"):
+        got = requests.get(closeout_server.url + path, timeout=30)
+        head = requests.head(closeout_server.url + path, timeout=30)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["Content-Length"] == str(len(got.content))
+    assert "no-body response" not in closeout_server.log_path.read_text()
+
+
 def test_the_inline_handler_allowed_by_the_policy_is_the_one_in_the_page(client):
     """The CSP allows exactly one inline handler by hash; the page must still use that handler."""
     import base64

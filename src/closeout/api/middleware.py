@@ -44,6 +44,30 @@ class ApiBodyGuard:
         return response
 
 
+class ApiHead:
+    """Answer HEAD under the API as GET (ninja routes GET only, and answered HEAD with a 405): the
+    view runs as for GET and the server sends its headers without the body (gunicorn and Django's
+    own servers drop a HEAD answer's body, keeping the Content-Length GET would carry). An
+    address that takes GET lists HEAD in the Allow header of its 405 too."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        head = request.method == "HEAD"
+        if head:
+            request.method = "GET"
+        response = self.get_response(request)
+        if head:
+            request.method = "HEAD"  # what the server (and Django's test client) drops the body by
+        allowed = [method.strip() for method in response.headers.get("Allow", "").split(",") if method.strip()]
+        if "GET" in allowed and "HEAD" not in allowed:
+            response.headers["Allow"] = ", ".join([*allowed, "HEAD"])
+        return response
+
+
 def _as_problem(response):
     status = response.status_code
     phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"

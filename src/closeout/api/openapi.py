@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ninja import NinjaAPI
 
+from closeout.api import idempotency
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 BODY_METHODS = ("post", "put", "patch")
@@ -38,8 +40,9 @@ class ProblemNinjaAPI(NinjaAPI):
                     responses.setdefault(str(status), {
                         "description": description, "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}}})
                 for parameter in operation.get("parameters", []):
-                    if parameter.get("in") == "header" and parameter.get("name") == "Idempotency-Key":
+                    if parameter.get("in") == "header" and parameter.get("name") == idempotency.HEADER:
                         parameter["required"] = True
-                        # A missing key is 400; one of another form is 422 (v1.closure_create).
-                        parameter["schema"].update(minLength=1, maxLength=200)
+                        # The view checks the form itself (api/idempotency.py): declare it here.
+                        parameter["schema"].update(minLength=1, maxLength=idempotency.MAX_LENGTH,
+                                                   pattern=idempotency.PATTERN)
         return schema

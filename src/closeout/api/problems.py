@@ -21,6 +21,18 @@ def problem(status: int, slug: str, title: str, detail: str = "", errors: list[d
                         content_type="application/problem+json")
 
 
+def unreadable_json_detail(cause: BaseException | None) -> str:
+    """Say why a body could not be read as JSON, and where, without quoting any of it (it may hold
+    a card number or an ID document)."""
+    if isinstance(cause, json.JSONDecodeError):
+        return f"The body is not valid JSON: {cause.msg} at line {cause.lineno} column {cause.colno}."
+    if isinstance(cause, UnicodeDecodeError):
+        return f"The body is not valid JSON: it is not UTF-8 text ({cause.reason} at byte {cause.start})."
+    if isinstance(cause, RecursionError):
+        return "The body is not valid JSON that can be read: arrays or objects are nested too deeply."
+    return "The body could not be read as JSON."
+
+
 def field_errors_from_ninja(errors: list[dict]) -> list[dict]:
     """Turn pydantic errors into [{field, message}] without echoing the submitted values."""
     out = []

@@ -59,6 +59,8 @@ class QuoteOut(Schema):
     fees: list[FeeOut]
     refund: int
     uncovered: int = 0  # debts the refund could not cover: the customer pays these before closing
+    instant: bool = Field(..., description="True when the refund is at or below the product's instant-refund "
+                                           "cap, or the product has none.")
 
 
 class ClosureCreated(Schema):

@@ -13,11 +13,11 @@ from ninja import Header
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
-from closeout.api import schemas
+from closeout.api import idempotency, schemas
 from closeout.api.keys import apikey_check
 from closeout.api.models import ApiKey, IdempotencyRecord
 from closeout.api.openapi import ProblemNinjaAPI
-from closeout.api.problems import field_errors_from_ninja, problem
+from closeout.api.problems import field_errors_from_ninja, problem, unreadable_json_detail
 from closeout.cards.services import authorization_decide
 from closeout.certificates.api import router as certificates_router
 from closeout.closures import selectors, services
@@ -47,7 +47,6 @@ api = ProblemNinjaAPI(
 )
 
 REFERENCE = re.compile(r"CL-[0-9]{4}-[0-9]{6,12}")
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x2b\x2d-\x7e]+$")  # visible ASCII but the comma
 PROBLEMS = {400: schemas.Problem, 401: schemas.Problem, 404: schemas.Problem, 409: schemas.Problem,
             422: schemas.Problem}
 
@@ -65,6 +64,9 @@ def on_auth_error(request, exc):
 
 @api.exception_handler(HttpError)
 def on_http_error(request, exc):
+    if exc.status_code == 400 and isinstance(exc.__cause__, (ValueError, RecursionError)):
+        # ninja's "Cannot parse request body", raised from what json.loads raised
+        return problem(400, "invalid-json", "Request body is not valid JSON", unreadable_json_detail(exc.__cause__))
     return problem(exc.status_code, "http-error", str(exc) or "Error")
 
 
@@ -97,14 +99,6 @@ def _body_hash(request: HttpRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _key_problem(key: str | None) -> HttpResponse | None:
-    """A missing key is 400 (the header's form is checked with the rest of the request: 422)."""
-    if not key:
-        return problem(400, "idempotency-key-missing", "Idempotency-Key header required",
-                       "Send a unique Idempotency-Key header with every POST that creates a closure.")
-    return None
-
-
 def _replay(request, key: str, digest: str) -> HttpResponse | None:
     """The first answer given to (client, key), or a 422 when that request had another body."""
     first = IdempotencyRecord.objects.filter(client=_client(request), key=key).first()
@@ -122,7 +116,7 @@ def _replay(request, key: str, digest: str) -> HttpResponse | None:
 @api.post("/closures", response={201: schemas.ClosureCreated, **PROBLEMS, 429: schemas.Problem},
           summary="Request a closure")
 def closure_create(request, payload: schemas.ClosureIn, idempotency_key: str = Header(
-        None, alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY.pattern, max_length=200,
+        None, alias=idempotency.HEADER,
         description="One key per closure request: visible ASCII without spaces or commas, at most 200.")):
     """Open a case, or replay the answer already given to this Idempotency-Key.
 
@@ -132,7 +126,7 @@ def closure_create(request, payload: schemas.ClosureIn, idempotency_key: str = H
     a case (the card already has one, or the key is taken) and only then finds the answer to
     replay. A parallel request with the same key waits for the card and replays the same way.
     """
-    invalid = _key_problem(idempotency_key)
+    invalid = idempotency.key_problem(idempotency_key)
     if invalid:
         return invalid
     digest = _body_hash(request)

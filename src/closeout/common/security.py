@@ -38,6 +38,14 @@ DATA_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-ac
 PDF_CSP = "frame-ancestors 'self'"
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
 HSTS_SECONDS = 365 * 24 * 3600
+# On every answer, whatever it holds; also on those gunicorn writes itself (gunicorn_conf.py).
+ALWAYS = {
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": PERMISSIONS_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 
 
 def content_security_policy(directives: dict[str, str]) -> str:
@@ -68,11 +76,8 @@ class SecurityHeaders:
         response.headers.setdefault("Content-Security-Policy", self.policy_for(path, response))
         if request.is_secure() and self.hsts_seconds:
             response.headers.setdefault("Strict-Transport-Security", f"max-age={self.hsts_seconds}; includeSubDomains")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        for name, value in ALWAYS.items():
+            response.headers.setdefault(name, value)
         if not path.startswith(self.static_prefix):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
