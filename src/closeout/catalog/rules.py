@@ -6,7 +6,8 @@ A policy is a JSON-able dict::
       "deposit_refundable": true,
       "fees": [{"code": "handling", "kind": "flat", "amount": 1100,
                 "when": {"within_days_of_issue": 90}, "base": "total"}],
-      "instant_refund_cap": 50000,        # above this the refund needs a second approver
+      "instant_refund_cap": 50000,        # the quote's `instant`: at or below it, told as paid at once
+      "refund_approval_threshold": 50000, # above this a second person approves the refund
       "annual_refund_cap": null,
       "plan_pro_rata": {"allowed": true, "fee_bp": 1000, "minimum": 2000},
     }
