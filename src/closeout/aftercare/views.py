@@ -7,7 +7,7 @@ import json
 import uuid
 
 from django.http import Http404, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from closeout.aftercare.export import case_export
 from closeout.aftercare.guard import feed_record
@@ -21,7 +21,7 @@ SESSION_CASES = "portal_cases"  # the portal remembers the cases this browser pr
 TYPES = {"json": "application/json", "pdf": "application/pdf"}
 
 
-@require_GET
+@require_safe
 def case_export_download(request, reference: str, fmt: str):
     if fmt not in TYPES or reference not in request.session.get(SESSION_CASES, []):
         raise Http404

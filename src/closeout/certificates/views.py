@@ -5,14 +5,14 @@ from __future__ import annotations
 from django.conf import settings
 from django.shortcuts import render
 from django.utils import translation
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from closeout.catalog.models import Product
 from closeout.certificates import pdf, selectors
 from closeout.portal.labels import KIND_LABELS, fee_label
 
 
-@require_GET
+@require_safe
 def verify_page(request, certificate_id: str):
     """`?lang=` keeps the language of the page the reader came from (the QR code's link has none:
     the browser's language then)."""

@@ -120,7 +120,7 @@ def signed_in(view):
 
 
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def home(request):
     if request.method == "POST":
         form = SignInForm(request.POST)
@@ -150,7 +150,7 @@ def home(request):
 
 
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def code(request):
     public_id = request.session.get(SESSION_OTP)
     if not public_id:
@@ -242,7 +242,7 @@ def account_pay(request, card):
 
 
 @signed_in
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def quote(request, card):
     case = selectors.open_case(card)
     if case is not None:
@@ -289,7 +289,7 @@ BOOKING_ERRORS = {
 
 
 @signed_in
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def branch_visit(request, card):
     """Book, move or cancel a visit to a branch counter to close the card there."""
     case = selectors.open_case(card)
@@ -372,7 +372,7 @@ def case_label(request, card, reference: str):
 
 
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def check(request):
     """Check before you close: the policy of a card number's product, without signing in."""
     if request.method == "POST":
