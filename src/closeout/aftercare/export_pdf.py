@@ -228,8 +228,31 @@ def _quote(quote: dict) -> Iterator[tuple[str, str]]:
         yield _("Still to pay"), money(quote["uncovered"], currency)
 
 
+# The ledger's accounts in the reader's words (the ledger keeps the codes): the card's own accounts,
+# what is owed to the customer, and the operator's side of each posting.
+ACCOUNTS = {
+    "value": gettext_lazy("card balance"), "deposit": gettext_lazy("card deposit"),
+    "payable": gettext_lazy("refund owed to you"), "income:fees": gettext_lazy("fees"),
+    "income:plans": gettext_lazy("unused plan"), "income:forfeited_deposits": gettext_lazy("deposit kept"),
+    "clearing:payments": gettext_lazy("paid out by the payment provider"),
+    "clearing:top_ups": gettext_lazy("top-ups"), "cash": gettext_lazy("cash at the branch counter"),
+}
+
+
+def _account(code: str) -> str:
+    kind, _sep, rest = code.partition(":")
+    if kind == "card":
+        key = rest.rpartition(":")[2]  # card:<id>:value
+    elif kind in ("payable", "cash"):
+        key = kind
+    else:
+        key = code
+    return str(ACCOUNTS.get(key, code))
+
+
 def _ledger_line(posting: dict) -> str:
-    lines = "; ".join(f"{line['account']} {money(line['amount'], line['currency'])}" for line in posting["lines"])
+    lines = "; ".join(f"{_account(line['account'])} {money(line['amount'], line['currency'])}"
+                      for line in posting["lines"])
     memo = str(MEMOS.get(posting["memo"], posting["memo"] or posting["key"]))
     return f"{_when(posting['at'])} · {memo} · {lines}"
 
