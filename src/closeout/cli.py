@@ -487,6 +487,9 @@ def cmd_staff(args) -> int:
         print(f"cannot create staff account: {exc}", file=sys.stderr)
         return 2
     print(f"staff account {profile.user.email} ({profile.role}) created")
+    if profile.role == "branch_clerk" and not profile.branch_code:
+        print("note: this clerk has no branch and cannot serve at a counter until an admin sets one on "
+              "/console/staff/ (or create the account with --branch CODE)", file=sys.stderr)
     print(f"password (shown once): {password}")
     print(f"TOTP enrolment URI: {device.config_url}")
     if not args.no_qr:

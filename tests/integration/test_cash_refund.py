@@ -71,7 +71,7 @@ def test_only_a_clerk_of_a_branch_hands_cash_over_and_a_wrong_id_is_on_record(ma
     from closeout.audit.models import AuditEvent
 
     case = close_card(make_card("YKT", balance=45000), destination=CASH)
-    client, _ = staff_client("branch_clerk")  # a clerk whose branch has closed
+    client, _ = staff_client("branch_clerk")  # an account without a branch
     page = client.post(f"/console/cases/{case.reference}/cash", {**HAND_OVER, "branch": "HK-CEN"},
                        follow=True).content.decode()
     assert "your account has none" in page and _state(case) == states.REFUND_PENDING

@@ -137,8 +137,11 @@ def test_admin_unlocks_a_locked_account(staff_client):
 def test_admin_moves_a_clerk_whose_branch_closed_to_an_open_one(staff_client, branch):
     from closeout.audit.models import AuditEvent
 
+    from closeout.appointments.models import Branch
+
     admin, _ = staff_client("admin")
-    clerk, _, _ = make_staff("branch_clerk")  # their branch has closed
+    clerk, _, _ = make_staff("branch_clerk", branch_code="HK-OLD")
+    Branch.objects.filter(code="HK-OLD").update(active=False)  # their branch has closed
     page = admin.get("/console/staff/").content.decode()
     row = page.split(f'data-staff="{clerk.id}"')[1].split("</tr>")[0]
     assert "no open branch" in row and '<option value="HK-CEN"' in row and "HK-OLD" not in row

@@ -28,10 +28,6 @@ def make_staff(role: str, email: str | None = None, branch_code: str = ""):
     from closeout.console.services import staff_create
 
     email = email or f"{role}-{next(_emails)}@staff.example.test"
-    if role == "branch_clerk" and not branch_code:
-        # A clerk always has a branch; one "without" is a clerk whose branch has since closed.
-        Branch.objects.get_or_create(code="HK-OLD", defaults={"name": "Closed branch", "active": False})
-        return staff_create(email=email, role=role, password=PASSWORD, branch_code="HK-OLD")
     if branch_code:  # a clerk's branch exists
         Branch.objects.get_or_create(code=branch_code, defaults={"name": branch_code})
     return staff_create(email=email, role=role, password=PASSWORD, branch_code=branch_code)

@@ -196,7 +196,7 @@ def test_a_clerk_serves_only_at_the_counter_of_their_own_branch(staff_client, ma
     client.post("/console/counter/?branch=HK-MKK", form | {"branch": "HK-MKK"})
     assert CounterVisit.objects.get(case=case).branch.code == "HK-CEN"  # not the till named in the request
 
-    nobody, _ = staff_client("branch_clerk")  # a clerk whose branch has closed
+    nobody, _ = staff_client("branch_clerk")  # a clerk's account without a branch
     page = nobody.post("/console/counter/", form | {"branch": "HK-CEN"})
     assert page.status_code == 200 and "belongs to no open branch" in page.content.decode()
     assert CounterVisit.objects.filter(case=case).count() == 1

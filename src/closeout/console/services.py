@@ -49,9 +49,11 @@ def staff_create(*, email: str, role: str, password: str | None = None, branch_c
     Returns the profile, the device (its `config_url` is the enrolment URI) and the password
     (generated when none is given).
 
-    :raises UnableToCreateStaff: for an unknown role, a malformed email, an existing account, a
-        branch clerk without a branch (their counter, ID checks and cash are that branch's), or a
-        branch that does not exist.
+    A branch clerk may be created without a branch (there may be none yet); they cannot serve at
+    a counter until an admin sets one on the staff page (`staff_branch_set`).
+
+    :raises UnableToCreateStaff: for an unknown role, a malformed email, an existing account, or a
+        branch that does not exist or is closed.
     """
     if role not in roles.ROLES:
         raise UnableToCreateStaff(f"role must be one of {', '.join(roles.ROLES)}")
@@ -62,11 +64,8 @@ def staff_create(*, email: str, role: str, password: str | None = None, branch_c
     branch_code = (branch_code or "").strip()
     if branch_code and role != "branch_clerk":
         raise UnableToCreateStaff("only a branch clerk works at one branch; leave --branch out")
-    if role == roles.BRANCH_CLERK and not branch_code:
-        raise UnableToCreateStaff(f"a branch clerk serves at one branch: name it with --branch "
-                                  f"(branch codes: {_branch_codes()})")
-    if branch_code and not Branch.objects.filter(code=branch_code).exists():
-        raise UnableToCreateStaff(f"no branch {branch_code!r} (branch codes: {_branch_codes()})")
+    if branch_code and not Branch.objects.filter(code=branch_code, active=True).exists():
+        raise UnableToCreateStaff(f"no open branch {branch_code!r} (branch codes: {_branch_codes()})")
     password = password or secrets.token_urlsafe(15)
     if len(password) < 12:
         raise UnableToCreateStaff("password must have at least 12 characters")
@@ -83,20 +82,24 @@ def staff_create(*, email: str, role: str, password: str | None = None, branch_c
 
 
 def _branch_codes() -> str:
-    return ", ".join(Branch.objects.order_by("code").values_list("code", flat=True)) or "none yet"
+    return ", ".join(Branch.objects.filter(active=True).order_by("code").values_list("code", flat=True)) or "none yet"
+
+
+class UnableToSetBranch(Exception):
+    pass
 
 
 def staff_branch_set(*, staff_id: int, branch_code: str, actor: str) -> StaffProfile:
     """Move a branch clerk to another open branch (a transfer, or an account whose branch closed).
 
-    :raises UnableToCreateStaff: when the account is not a clerk's or the branch is not open.
+    :raises UnableToSetBranch: when the account is not a clerk's or the branch is not open.
     """
     with transaction.atomic():
         profile = StaffProfile.objects.select_for_update().get(id=staff_id)
         if profile.role != roles.BRANCH_CLERK:
-            raise UnableToCreateStaff("only a branch clerk works at one branch")
+            raise UnableToSetBranch("only a branch clerk works at one branch")
         if not Branch.objects.filter(code=branch_code, active=True).exists():
-            raise UnableToCreateStaff(f"no open branch {branch_code!r}")
+            raise UnableToSetBranch(f"no open branch {branch_code!r}")
         before, profile.branch_code = profile.branch_code, branch_code
         profile.save(update_fields=["branch_code"])
         audit_record(actor=actor, action="staff.branch_changed", subject=f"staff:{profile.id}",

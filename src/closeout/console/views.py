@@ -806,7 +806,7 @@ def staff_branch(request, staff_id: int):
     try:
         profile = services.staff_branch_set(staff_id=staff_id, branch_code=request.POST.get("branch", "").strip(),
                                             actor=request.staff.actor)
-    except services.UnableToCreateStaff:
+    except services.UnableToSetBranch:
         messages.error(request, _("Pick an open branch for a branch clerk."))
     else:
         messages.success(request, _("%(email)s now serves at branch %(branch)s.")
