@@ -465,6 +465,18 @@ def test_a_partner_key_cannot_get_round_a_products_channels_by_naming_another(cl
     assert accepted.status_code == 201 and ClosureCase.objects.get().channel == "phone"
 
 
+def test_a_partner_naming_the_branch_channel_is_recorded_as_the_partner_it_is(client_for, key, make_card):
+    """A partner is no branch counter: its case is not taken for one handed in at a branch (which
+    would order no return label), and the console sees what it named."""
+    card = make_card("YKT", balance=12345)
+
+    created = client_for("/api/v1/closures", body_for(card) | {"channel": "branch"}, key=key)
+
+    assert created.status_code == 201
+    case = ClosureCase.objects.get()
+    assert (case.channel, case.channel_ref) == ("partner_api", "named branch")
+
+
 def test_an_operator_can_keep_authorizations_to_its_own_keys(client_for, key, make_card, settings):
     """An authorization says whether a card exists and covers an amount: with
     CLOSEOUT_AUTHORIZATIONS_SCOPE=operator a partner key cannot probe balances."""

@@ -168,14 +168,15 @@ def _create(request, payload: schemas.ClosureIn, remember) -> HttpResponse:
             identity.identity_attempt_void(attempt)
             raise
         identity.identity_attempt_void(attempt)
-        if request.auth.scope != ApiKey.Scope.OPERATOR and not services.channel_allowed(
-                card.product, ClosureCase.Channel.PARTNER_API):
-            # A partner's request is a partner_api request whatever channel it names (its app may
-            # relay what a customer said on the phone): a product that takes none refuses it.
-            raise services.ChannelNotAllowed(ClosureCase.Channel.PARTNER_API)
+        # A partner's request is a partner_api request whatever channel it names (its app may relay
+        # what a customer said on the phone; it is no branch counter): the channel the product must
+        # take, and the one recorded. Only the operator's own systems (operator scope) name another.
+        channel, channel_ref = payload.channel, ""
+        if request.auth.scope != ApiKey.Scope.OPERATOR and channel != ClosureCase.Channel.PARTNER_API:
+            channel, channel_ref = ClosureCase.Channel.PARTNER_API, f"named {payload.channel}"
         with transaction.atomic():
             case = services.closure_request(
-                card=card, channel=payload.channel, requester=_client(request), reason=payload.reason,
+                card=card, channel=channel, channel_ref=channel_ref, requester=_client(request), reason=payload.reason,
                 refund_destination=payload.refund_destination.dict(exclude_none=True) if payload.refund_destination else {},
                 language=card.holder.language,
             )

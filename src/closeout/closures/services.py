@@ -446,7 +446,7 @@ def return_label_order(*, reference: str, workflow_id: str) -> dict | None:
     case = ClosureCase.objects.get(reference=reference)
     if case.next_action_id != workflow_id or case.state != states.AWAITING_RETURN:
         return None
-    at_branch = case.channel == "branch" or Appointment.objects.filter(
+    at_branch = case.channel == ClosureCase.Channel.BRANCH or Appointment.objects.filter(
         card_id=case.card_id, status=Appointment.Status.BOOKED).exists()
     return {"reference": reference, "handed_in": CounterVisit.objects.filter(case=case, card_taken=True).exists(),
             "at_branch": at_branch}
