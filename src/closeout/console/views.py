@@ -68,7 +68,7 @@ def _next_url(request) -> str:
     return reverse("console:home")
 
 
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 def sign_in(request):
     form = forms.SignInForm(request.POST or None)
     failed = False
@@ -88,7 +88,7 @@ def sign_in(request):
                   status=200)
 
 
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 def sign_in_code(request):
     pending = request.session.get(PENDING_KEY) or {}
     profile = StaffProfile.objects.select_related("user").filter(id=pending.get("id")).first()
@@ -316,7 +316,7 @@ def _channel_refused(channel: str) -> str:
              "another way to close it.") % {"channel": labels.label(labels.CHANNEL_LABELS, channel)}
 
 
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 @staff_view("case.open")
 def assisted_open(request):
     form = forms.AssistedIdentifyForm(request.POST or None)
@@ -358,7 +358,7 @@ DESTINATION_ERRORS = {
 }
 
 
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 @staff_view("case.open")
 def assisted_quote(request):
     pending = request.session.get(ASSISTED_KEY) or {}
@@ -530,7 +530,7 @@ def _own_branch(request) -> Branch | None:
     return Branch.objects.filter(code=code, active=True).first() if code else None
 
 
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 @staff_view("counter.serve")
 def counter_start(request):
     branch = _own_branch(request)
@@ -565,7 +565,7 @@ def counter_start(request):
                                                           "today": today})
 
 
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 @staff_view("counter.serve")
 def counter_visit(request, visit_id: int):
     visit = _visit_or_404(request, visit_id)
@@ -581,7 +581,7 @@ def counter_visit(request, visit_id: int):
         "visit": visit, "form": form, "card_masked": documents.mask_card_number(visit.case.card.number)})
 
 
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 @staff_view("counter.serve")
 def counter_confirm(request, visit_id: int):
     visit = _visit_or_404(request, visit_id)
@@ -609,7 +609,7 @@ def counter_receipt(request, visit_id: int):
 # --- warehouse --------------------------------------------------------------------------------
 
 
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 @staff_view("warehouse.checkin")
 def warehouse(request):
     form = forms.ScanForm(request.POST or None)

@@ -119,8 +119,17 @@ def signed_in(view):
     return never_cache(wrapper)
 
 
+def _signed_in_before(request) -> dict | None:
+    """The card details of the pending sign-in, for the code page's way back only, and without the
+    ID number: on a shared device the next person opening the page must not find them filled in."""
+    if not request.GET.get("back"):
+        return None
+    kept = _unseal(request, SESSION_SIGN_IN) or {}
+    return {key: value for key, value in kept.items() if key != "id_number"}
+
+
 @never_cache
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 def home(request):
     if request.method == "POST":
         form = SignInForm(request.POST)
@@ -145,12 +154,12 @@ def home(request):
         _seal(request, SESSION_SIGN_IN, _typed(request))  # for the code page's way back
         return redirect("portal:code")
     typed, error = _kept(request, "home")
-    form = SignInForm(typed) if typed is not None else SignInForm(initial=_unseal(request, SESSION_SIGN_IN))
+    form = SignInForm(typed) if typed is not None else SignInForm(initial=_signed_in_before(request))
     return render(request, "portal/home.html", {"form": form, "error": error})
 
 
 @never_cache
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 def code(request):
     public_id = request.session.get(SESSION_OTP)
     if not public_id:
@@ -242,7 +251,7 @@ def account_pay(request, card):
 
 
 @signed_in
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 def quote(request, card):
     case = selectors.open_case(card)
     if case is not None:
@@ -289,7 +298,7 @@ BOOKING_ERRORS = {
 
 
 @signed_in
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 def branch_visit(request, card):
     """Book, move or cancel a visit to a branch counter to close the card there."""
     case = selectors.open_case(card)
@@ -372,7 +381,7 @@ def case_label(request, card, reference: str):
 
 
 @never_cache
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 def check(request):
     """Check before you close: the policy of a card number's product, without signing in."""
     if request.method == "POST":
