@@ -6,6 +6,7 @@ import argparse
 import errno
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -115,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="validate and quote what is left to do (after an interrupted run: the rest); write nothing")
     bulk.add_argument("--rejects", help="where to write rejected rows (default FILE.rejects.csv)")
     bulk.add_argument("--batch-size", type=int, default=1000)
+    bulk.add_argument("--waiting", action="store_true",
+                      help="list the file's closures that wait for a payment or a waiver, and stop")
     hotlist = with_data_dir(sub.add_parser("hotlist", help="the signed hotlist for gates and readers"))
     hotlist_sub = hotlist.add_subparsers(dest="hotlist_command", required=True)
     export = hotlist_sub.add_parser("export", help="write the hotlist (and FILE.sig) as a snapshot or delta")
@@ -499,6 +502,8 @@ def cmd_bulk_close(args) -> int:
         print(f"closeout bulk-close: --reason is {len(args.reason)} characters long; at most {REASON_MAX_LENGTH} fit",
               file=sys.stderr)
         return 2
+    if args.waiting:
+        return _bulk_waiting(args, path)
     if not 1 <= args.batch_size <= 10000:
         print("closeout bulk-close: --batch-size must be between 1 and 10000", file=sys.stderr)
         return 2
@@ -507,18 +512,25 @@ def cmd_bulk_close(args) -> int:
     try:
         summary = bulk_intake(path=path, reason=args.reason, requester="operator:bulk", dry_run=args.dry_run,
                               batch_size=args.batch_size, rejects_path=Path(args.rejects) if args.rejects else None,
-                              progress=progress.advance, expect=progress.expect)
+                              progress=progress.advance, expect=progress.expect,
+                              warn=lambda text: print(f"closeout bulk-close: warning: {text}", file=sys.stderr))
     except BulkFileError as exc:
         print(f"closeout bulk-close: {path}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         progress.done()
-        print("interrupted: run the same command again to resume where it stopped", file=sys.stderr)
+        if args.dry_run:
+            print("interrupted: the dry run changed nothing and its rejects file lists only the rows read so far; "
+                  "run it again for the whole report", file=sys.stderr)
+        else:
+            print("interrupted: run the same command again to resume where it stopped", file=sys.stderr)
         return 130
     progress.done()
     _print_bulk_summary(summary)
     if summary.rejected:
         print(f"rejected rows{' (dry run)' if summary.dry_run else ''}: {summary.rejects_path}")
+    if summary.waiting:
+        _print_bulk_waiting(args, summary)
     return 0
 
 
@@ -537,6 +549,38 @@ def _print_bulk_summary(summary) -> None:
     one_case = f" ({summary.one_case} SIM/eSIM closures on the one-case path)" if summary.one_case else ""
     print(f"{rows}: {verb} {summary.created} closures in {summary.batches} batches"
           f"{one_case}, {summary.rejected} rejected; refunds (minor units): {totals}")
+
+
+def _print_bulk_waiting(args, summary) -> None:
+    """Cases whose debts the refund cannot cover stop in `verified` until the holder pays or staff
+    waive the charges: no batch moves them on, so the summary says how many and how to find them."""
+    if summary.dry_run:
+        print(f"{summary.waiting} of them would wait for a payment or a waiver: their cards owe more than the "
+              "refund covers")
+        return
+    command = " ".join(shlex.quote(part) for part in ("closeout", "bulk-close", args.file, "--reason", args.reason))
+    print(f"{summary.waiting} closures of this file wait for a payment or a waiver (their cards owe more than the "
+          f"refund covers); list them with: {command} --waiting")
+
+
+def _bulk_waiting(args, path: Path) -> int:
+    from closeout.closures.bulk import bulk_run_find, waiting_cases
+    from closeout.common.money import Money
+    from closeout.identity.documents import mask_card_number
+
+    run = bulk_run_find(path=path, reason=args.reason)
+    if run is None:
+        print(f"closeout bulk-close: {path}: no bulk-close of this file with this --reason has run", file=sys.stderr)
+        return 2
+    cases = waiting_cases(run).order_by("reference").values_list("reference", "state", "card__number", "quote")
+    count = 0
+    for reference, state, number, quote in cases.iterator():
+        count += 1
+        owed = Money(quote["uncovered"], quote["currency"]).format()
+        print(f"{reference}  {mask_card_number(number)}  owes {owed}  {state}")
+    print(f"{count} closures wait for a payment or a waiver; take the payment or waive the charges on each case's "
+          "page in the console (/console/cases/REFERENCE/)")
+    return 0
 
 
 def cmd_hotlist(args) -> int:
