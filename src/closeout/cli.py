@@ -193,6 +193,7 @@ def cmd_demo(args) -> int:
     _migrate()
     env = dict(os.environ)
     env.setdefault("CLOSEOUT_PUBLIC_URL", f"http://127.0.0.1:{args.port}")  # links in mail, certificates
+    env["CLOSEOUT_DATA_DIR"] = str(settings.DATA_DIR)  # the worker and mailbox find the data dir made here
     settings.PUBLIC_URL = env["CLOSEOUT_PUBLIC_URL"].rstrip("/")  # the demo partners' endpoints too
     created = demo_data_load()
     print(f"demo data ready ({created} new cards); try `closeout demo-data --list-json`")
@@ -440,7 +441,11 @@ def cmd_reconcile(args) -> int:
     if args.out and Path(args.out).is_dir():
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), args.out)
     partial = Path(f"{args.out}.partial") if args.out else None
-    out = partial.open("w", newline="", encoding="utf-8") if partial else None
+    try:
+        out = partial.open("w", newline="", encoding="utf-8") if partial else None
+    except OSError as exc:  # name the file asked for, not the one written on the way
+        exc.filename = args.out
+        raise
     try:
         mismatches = reconcile_run()
         for mismatch in mismatches:
@@ -697,15 +702,24 @@ def _unmigrated() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    where = "closeout"
+    try:
+        args = _parser().parse_args(argv)
+        where = f"closeout {args.command}"
+        return _main(args)
+    except KeyboardInterrupt:  # from the first moment, Django's setup included: one line, never a traceback
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(args) -> int:
     data_dir = getattr(args, "data_dir", None)
     uses_data = not _migrates(args) and not _offline(args)
-    if uses_data and data_dir and not Path(data_dir).is_dir():  # a mistyped path would start afresh
-        print(f"closeout {args.command}: {data_dir} is not a closeout data directory; create one with "
-              f"`closeout migrate --data-dir {data_dir}`", file=sys.stderr)
+    if refusal := _data_dir_refusal(args, uses_data=uses_data):
+        print(f"closeout {args.command}: {refusal}", file=sys.stderr)
         return 2
     try:
-        _setup(args)  # creates the data dir and its keys for a migrating command
+        _setup(args)  # creates the data dir and its keys for a command that may
     except OSError as exc:
         return _os_error(args, exc)
     from django.db import OperationalError
@@ -720,6 +734,54 @@ def main(argv: list[str] | None = None) -> int:
         return _os_error(args, exc)
     except OperationalError as exc:
         return _database_error(args, exc)
+
+
+# Commands that set up a data directory where there is none (the databases, the keys).
+CREATING = {"demo", "serve", "migrate"}
+KEYS = ("secret_key", "pii_key")
+
+
+def _data_dir_refusal(args, *, uses_data: bool) -> str | None:
+    """Why the command must not start: loading the settings would create a data directory with a
+    new database and new keys (or new keys beside a database) in place of the one it should use.
+
+    None when the settings are loaded already (this process set itself up), for the commands that
+    set up a data directory, and for those that need none.
+    """
+    if "closeout.settings" in sys.modules or args.command in CREATING or _offline(args):
+        return None
+    given = getattr(args, "data_dir", None)
+    named = os.environ.get("CLOSEOUT_DATA_DIR")
+    where = Path(given or named or "var").resolve()
+    migrate = f"`closeout migrate{f' --data-dir {given}' if given else ''}`"
+    if not where.is_dir():
+        if given:
+            return f"{given} is not a closeout data directory; create one with {migrate}"
+        if not named and _nothing_to_keep():
+            return None  # a server database with its keys in the environment needs no data directory
+        if named:
+            return (f"CLOSEOUT_DATA_DIR is {named}, which is not a closeout data directory; point it at yours, or "
+                    f"create one there with {migrate}")
+        return (f"no closeout data directory here: {where} does not exist (without --data-dir or "
+                f"CLOSEOUT_DATA_DIR the commands use ./var); run it where yours is, point CLOSEOUT_DATA_DIR at "
+                f"it, or create one with {migrate}")
+    if not uses_data or os.environ.get("DATABASE_URL"):
+        # staff create and demo-data set up the databases of a data directory that exists; whether
+        # a server database is set up only the server can tell.
+        return None
+    if not (where / "closeout.sqlite3").exists():
+        return f"the database in {where} is not set up; run {migrate} first"
+    for name in KEYS:  # made with the database: one missing was lost, and a new one would read nothing
+        if not os.environ.get(f"CLOSEOUT_{name.upper()}") and not (where / name).exists():
+            return (f"{where} has no {name} file and CLOSEOUT_{name.upper()} is not set; a new key could not read "
+                    f"what the old one protects: restore the file from a backup or set the variable")
+    return None
+
+
+def _nothing_to_keep() -> bool:
+    """Whether the settings would keep nothing in the data directory: the database is a server
+    and both keys come from the environment."""
+    return bool(os.environ.get("DATABASE_URL")) and all(os.environ.get(f"CLOSEOUT_{k.upper()}") for k in KEYS)
 
 
 def _database_error(args, exc: Exception) -> int:

@@ -32,8 +32,12 @@ def test_a_hotlist_that_cannot_be_written_names_the_path_and_leaves_no_temporary
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_reconcile_to_a_folder_that_does_not_exist_fails_before_it_runs(capsys, tmp_path):
-    _refused(capsys, ["reconcile", "--out", str(tmp_path / "nope" / "m.csv")], "No such file or directory")
+def test_reconcile_to_a_folder_that_does_not_exist_fails_before_it_runs_naming_the_file_asked_for(capsys, tmp_path):
+    out = tmp_path / "nope" / "m.csv"
+
+    err = _refused(capsys, ["reconcile", "--out", str(out)], f"{out}: No such file or directory")
+
+    assert ".partial" not in err
 
 
 def test_certificate_keys_to_a_folder_that_does_not_exist(capsys, tmp_path):
@@ -97,12 +101,60 @@ def test_a_mistyped_data_dir_is_refused_not_created(tmp_path):
     assert not mistyped.exists()
 
 
+@pytest.mark.parametrize("argv", [["audit", "verify"], ["apikey", "create", "--name", "x"], ["worker", "status"],
+                                  ["staff", "create", "--role", "agent", "--email", "a@staff.example.test"]])
+def test_a_command_run_where_there_is_no_data_dir_says_where_it_looked_and_creates_nothing(tmp_path, argv):
+    done = _run(tmp_path, *argv)
+
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stdout == ""
+    [line] = done.stderr.strip().splitlines()
+    assert f"no closeout data directory here: {tmp_path / 'var'} does not exist" in line
+    assert "CLOSEOUT_DATA_DIR" in line and "closeout migrate" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_data_dir_named_by_the_environment_that_does_not_exist_is_refused_not_created(tmp_path):
+    missing = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    env["CLOSEOUT_DATA_DIR"] = str(missing)
+
+    done = subprocess.run([sys.executable, "-m", "closeout.cli", "reconcile"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 2 and done.stderr.strip() == (
+        f"closeout reconcile: CLOSEOUT_DATA_DIR is {missing}, which is not a closeout data directory; point it "
+        "at yours, or create one there with `closeout migrate`")
+    assert not missing.exists()
+
+
+def test_a_data_dir_that_lost_its_pii_key_is_refused_not_given_a_new_one(tmp_path):
+    assert _run(tmp_path, "migrate").returncode == 0
+    (tmp_path / "var" / "pii_key").unlink()
+
+    done = _run(tmp_path, "apikey", "create", "--name", "x")
+
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stdout == ""
+    assert f"{tmp_path / 'var'} has no pii_key file and CLOSEOUT_PII_KEY is not set" in done.stderr
+    assert not (tmp_path / "var" / "pii_key").exists()
+
+
+def test_an_interrupt_while_the_command_starts_up_is_one_line_and_exit_130(capsys, monkeypatch):
+    def ctrl_c_during_django_setup(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_setup", ctrl_c_during_django_setup)
+
+    assert cli.main(["audit", "verify"]) == 130
+    assert capsys.readouterr().err == "closeout audit: interrupted\n"
+
+
 def test_a_data_dir_never_migrated_says_to_migrate(tmp_path):
     empty = tmp_path / "fresh"
     empty.mkdir()
     done = _run(tmp_path, "audit", "verify", "--data-dir", str(empty))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"run `closeout migrate --data-dir {empty}` first" in done.stderr
+    assert list(empty.iterdir()) == []  # no keys made for a database that is not there
 
 
 @pytest.mark.parametrize("argv", [["worker", "status"], ["reconcile"], ["audit", "verify"]])
