@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--scope", choices=["partner", "operator"], default="partner")
     revoke = apikey_sub.add_parser("revoke", help="revoke a key by its prefix (the part after co_)")
     revoke.add_argument("--prefix", required=True)
+    apikey_sub.add_parser("list", help="list the keys: prefix, scope, when created and revoked, name (never secrets)")
     audit = with_data_dir(sub.add_parser("audit", help="audit trail"))
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad event")
@@ -338,20 +339,35 @@ def cmd_demo_data(args) -> int:
 
 
 def cmd_apikey(args) -> int:
-    from closeout.api.keys import apikey_create, apikey_revoke
+    from closeout.api.keys import UnableToCreateApiKey, apikey_create, apikey_list, apikey_revoke
 
+    if args.apikey_command == "list":
+        return _apikey_list(apikey_list())
     if args.apikey_command == "revoke":
         if not apikey_revoke(prefix=args.prefix):
-            print(f"no active API key with prefix {args.prefix}", file=sys.stderr)
+            print(f"no active API key with prefix {args.prefix} (see `closeout apikey list`)", file=sys.stderr)
             return 1
         print(f"API key {args.prefix} revoked")
         return 0
-
-    if not args.name.strip():
-        print("closeout apikey create: --name must name who holds the key", file=sys.stderr)
+    try:
+        _, token = apikey_create(name=args.name, scope=args.scope)
+    except UnableToCreateApiKey as exc:
+        print(f"closeout apikey create: --name: {exc}", file=sys.stderr)
         return 2
-    _, token = apikey_create(name=args.name.strip(), scope=args.scope)
     print(token)
+    return 0
+
+
+def _apikey_list(keys: list[dict]) -> int:
+    """One key a line, in columns; the name last, as it may hold spaces. When a key was last used
+    is not recorded."""
+    def when(at) -> str:
+        return at.strftime("%Y-%m-%d %H:%M") if at else "-"
+
+    print(f"{'PREFIX':<10} {'SCOPE':<9} {'CREATED':<16} {'REVOKED':<16} NAME")
+    for key in keys:
+        print(f"{key['prefix']:<10} {key['scope']:<9} {when(key['created_at']):<16} {when(key['revoked_at']):<16} "
+              f"{key['name']}")
     return 0
 
 

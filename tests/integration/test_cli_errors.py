@@ -291,3 +291,92 @@ def test_recovering_a_worker_that_never_ran_names_the_known_ones(capsys, executo
              "worker-a")
 
     assert WorkerHeartbeat.objects.get().recovered_at is None
+
+
+# --- text that must fit its column ----------------------------------------------------------------
+
+
+def test_an_api_key_name_longer_than_its_column_is_refused_not_stored(capsys):
+    from closeout.api.models import ApiKey
+
+    _refused(capsys, ["apikey", "create", "--name", "x" * 500], "--name", "500 characters", "at most 80")
+
+    assert not ApiKey.objects.exists() and capsys.readouterr().out == ""
+    assert cli.main(["apikey", "create", "--name", "x" * 80]) == 0
+
+
+def test_a_partner_name_longer_than_its_column_is_refused_not_cut(capsys):
+    from closeout.integrations.models import Partner
+
+    _refused(capsys, ["partner", "register", "--code", "maps-app", "--name", "M" * 121,
+                      "--url", "https://maps.example/hook"], "name is 121 characters long; at most 120 fit")
+
+    assert not Partner.objects.exists()
+
+
+@pytest.mark.sqlite_only  # `staff create` migrates first (see above)
+def test_a_staff_email_longer_than_an_account_name_holds_is_refused(capsys):
+    from django.contrib.auth import get_user_model
+
+    email = "a" * 60 + "@" + "b" * 90 + ".example"
+
+    _refused(capsys, ["staff", "create", "--role", "agent", "--email", email, "--no-qr"],
+             f"email address is {len(email)} characters long", "at most 150")
+
+    assert not get_user_model().objects.filter(email=email).exists()
+
+
+@pytest.mark.sqlite_only  # `staff create` migrates first (see above)
+def test_a_branch_code_matches_in_any_case_and_is_kept_as_the_branch_spells_it(capsys):
+    from closeout.appointments.models import Branch
+    from closeout.console.models import StaffProfile
+
+    Branch.objects.get_or_create(code="HK-CEN", defaults={"name": "Central"})
+
+    assert cli.main(["staff", "create", "--role", "branch_clerk", "--email", "clerk@staff.example.test",
+                     "--branch", " hk-cen ", "--no-qr"]) == 0
+
+    assert StaffProfile.objects.get(user__email="clerk@staff.example.test").branch_code == "HK-CEN"
+
+
+# --- partners' endpoints and API keys ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["https://user:pa55word@maps.example/hook", "https://token@maps.example/hook",
+                                 "http://:pa55word@127.0.0.1:8000/hook"])
+def test_a_partner_endpoint_with_credentials_is_refused_without_repeating_them(capsys, url):
+    from closeout.integrations.models import Partner
+
+    err = _refused(capsys, ["partner", "register", "--code", "maps-app", "--url", url], "user name or password",
+                   "signature")
+
+    assert "pa55word" not in err and "token" not in err and not Partner.objects.exists()
+
+
+def test_partner_list_masks_credentials_an_endpoint_was_registered_with_before(capsys, maps_app):
+    from closeout.integrations.models import Partner
+
+    Partner.objects.filter(code="maps-app").update(endpoint_url="https://user:pa55word@maps.example/hook")
+
+    assert cli.main(["partner", "list"]) == 0
+
+    out = capsys.readouterr().out
+    assert "pa55word" not in out and "https://***@maps.example/hook" in out
+
+
+def test_apikey_list_shows_each_key_by_prefix_and_never_its_secret(capsys):
+    from closeout.api.keys import apikey_create, apikey_revoke
+
+    partner, partner_token = apikey_create(name="Maps app (prod)")
+    operator, operator_token = apikey_create(name="warehouse", scope="operator")
+    apikey_revoke(prefix=partner.prefix)
+
+    assert cli.main(["apikey", "list"]) == 0
+
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["PREFIX", "SCOPE", "CREATED", "REVOKED", "NAME"]
+    assert [row.split()[:2] for row in rows] == [[partner.prefix, "partner"], [operator.prefix, "operator"]]
+    assert rows[0].endswith("Maps app (prod)") and rows[1].split()[-2:] == ["-", "warehouse"]
+    assert partner.created_at.strftime("%Y-%m-%d") in rows[0]
+    for token in (partner_token, operator_token):
+        assert token.split("_", 2)[2] not in "\n".join(rows)
