@@ -579,7 +579,10 @@ def _print_bulk_waiting(args, summary) -> None:
         print(f"{summary.waiting} of them would wait for a payment or a waiver: their cards owe more than the "
               "refund covers")
         return
-    command = " ".join(shlex.quote(part) for part in ("closeout", "bulk-close", args.file, "--reason", args.reason))
+    parts = ["closeout", "bulk-close", args.file, "--reason", args.reason]
+    if getattr(args, "data_dir", None):
+        parts += ["--data-dir", args.data_dir]
+    command = " ".join(shlex.quote(part) for part in parts)
     print(f"{summary.waiting} closures of this file wait for a payment or a waiver (their cards owe more than the "
           f"refund covers); list them with: {command} --waiting")
 
