@@ -339,6 +339,19 @@ def test_a_branch_code_matches_in_any_case_and_is_kept_as_the_branch_spells_it(c
     assert StaffProfile.objects.get(user__email="clerk@staff.example.test").branch_code == "HK-CEN"
 
 
+def test_staff_accounts_take_a_branch_in_any_case_and_refuse_an_email_too_long_on_either_database():
+    from closeout.appointments.models import Branch
+    from closeout.console.services import UnableToCreateStaff, staff_create
+
+    Branch.objects.get_or_create(code="HK-CEN", defaults={"name": "Central"})
+    with pytest.raises(UnableToCreateStaff, match="at most 150"):
+        staff_create(email="a" * 60 + "@" + "b" * 90 + ".example", role="agent")
+
+    profile, _, _ = staff_create(email="clerk@staff.example.test", role="branch_clerk", branch_code="hk-Cen")
+
+    assert profile.branch_code == "HK-CEN"
+
+
 # --- partners' endpoints and API keys ------------------------------------------------------------
 
 
