@@ -6,6 +6,7 @@ import argparse
 import errno
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--scope", choices=["partner", "operator"], default="partner")
     revoke = apikey_sub.add_parser("revoke", help="revoke a key by its prefix (the part after co_)")
     revoke.add_argument("--prefix", required=True)
+    apikey_sub.add_parser("list", help="list the keys: prefix, scope, when created and revoked, name (never secrets)")
     audit = with_data_dir(sub.add_parser("audit", help="audit trail"))
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad event")
@@ -115,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="validate and quote what is left to do (after an interrupted run: the rest); write nothing")
     bulk.add_argument("--rejects", help="where to write rejected rows (default FILE.rejects.csv)")
     bulk.add_argument("--batch-size", type=int, default=1000)
+    bulk.add_argument("--waiting", action="store_true",
+                      help="list the file's closures that wait for a payment or a waiver, and stop")
     hotlist = with_data_dir(sub.add_parser("hotlist", help="the signed hotlist for gates and readers"))
     hotlist_sub = hotlist.add_subparsers(dest="hotlist_command", required=True)
     export = hotlist_sub.add_parser("export", help="write the hotlist (and FILE.sig) as a snapshot or delta")
@@ -200,6 +204,7 @@ def cmd_demo(args) -> int:
     _migrate()
     env = dict(os.environ)
     env.setdefault("CLOSEOUT_PUBLIC_URL", f"http://127.0.0.1:{args.port}")  # links in mail, certificates
+    env["CLOSEOUT_DATA_DIR"] = str(settings.DATA_DIR)  # the worker and mailbox find the data dir made here
     settings.PUBLIC_URL = env["CLOSEOUT_PUBLIC_URL"].rstrip("/")  # the demo partners' endpoints too
     created = demo_data_load()
     print(f"demo data ready ({created} new cards); try `closeout demo-data --list-json`")
@@ -344,20 +349,35 @@ def cmd_demo_data(args) -> int:
 
 
 def cmd_apikey(args) -> int:
-    from closeout.api.keys import apikey_create, apikey_revoke
+    from closeout.api.keys import UnableToCreateApiKey, apikey_create, apikey_list, apikey_revoke
 
+    if args.apikey_command == "list":
+        return _apikey_list(apikey_list())
     if args.apikey_command == "revoke":
         if not apikey_revoke(prefix=args.prefix):
-            print(f"no active API key with prefix {args.prefix}", file=sys.stderr)
+            print(f"no active API key with prefix {args.prefix} (see `closeout apikey list`)", file=sys.stderr)
             return 1
         print(f"API key {args.prefix} revoked")
         return 0
-
-    if not args.name.strip():
-        print("closeout apikey create: --name must name who holds the key", file=sys.stderr)
+    try:
+        _, token = apikey_create(name=args.name, scope=args.scope)
+    except UnableToCreateApiKey as exc:
+        print(f"closeout apikey create: --name: {exc}", file=sys.stderr)
         return 2
-    _, token = apikey_create(name=args.name.strip(), scope=args.scope)
     print(token)
+    return 0
+
+
+def _apikey_list(keys: list[dict]) -> int:
+    """One key a line, in columns; the name last, as it may hold spaces. When a key was last used
+    is not recorded."""
+    def when(at) -> str:
+        return at.strftime("%Y-%m-%d %H:%M") if at else "-"
+
+    print(f"{'PREFIX':<10} {'SCOPE':<9} {'CREATED':<16} {'REVOKED':<16} NAME")
+    for key in keys:
+        print(f"{key['prefix']:<10} {key['scope']:<9} {when(key['created_at']):<16} {when(key['revoked_at']):<16} "
+              f"{key['name']}")
     return 0
 
 
@@ -447,7 +467,11 @@ def cmd_reconcile(args) -> int:
     if args.out and Path(args.out).is_dir():
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), args.out)
     partial = Path(f"{args.out}.partial") if args.out else None
-    out = partial.open("w", newline="", encoding="utf-8") if partial else None
+    try:
+        out = partial.open("w", newline="", encoding="utf-8") if partial else None
+    except OSError as exc:  # name the file asked for, not the one written on the way
+        exc.filename = args.out
+        raise
     try:
         mismatches = reconcile_run()
         for mismatch in mismatches:
@@ -512,6 +536,8 @@ def cmd_bulk_close(args) -> int:
         print(f"closeout bulk-close: --reason is {len(args.reason)} characters long; at most {REASON_MAX_LENGTH} fit",
               file=sys.stderr)
         return 2
+    if args.waiting:
+        return _bulk_waiting(args, path)
     if not 1 <= args.batch_size <= 10000:
         print("closeout bulk-close: --batch-size must be between 1 and 10000", file=sys.stderr)
         return 2
@@ -520,18 +546,25 @@ def cmd_bulk_close(args) -> int:
     try:
         summary = bulk_intake(path=path, reason=args.reason, requester="operator:bulk", dry_run=args.dry_run,
                               batch_size=args.batch_size, rejects_path=Path(args.rejects) if args.rejects else None,
-                              progress=progress.advance, expect=progress.expect)
+                              progress=progress.advance, expect=progress.expect,
+                              warn=lambda text: print(f"closeout bulk-close: warning: {text}", file=sys.stderr))
     except BulkFileError as exc:
         print(f"closeout bulk-close: {path}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         progress.done()
-        print("interrupted: run the same command again to resume where it stopped", file=sys.stderr)
+        if args.dry_run:
+            print("interrupted: the dry run changed nothing and its rejects file lists only the rows read so far; "
+                  "run it again for the whole report", file=sys.stderr)
+        else:
+            print("interrupted: run the same command again to resume where it stopped", file=sys.stderr)
         return 130
     progress.done()
     _print_bulk_summary(summary)
     if summary.rejected:
         print(f"rejected rows{' (dry run)' if summary.dry_run else ''}: {summary.rejects_path}")
+    if summary.waiting:
+        _print_bulk_waiting(args, summary)
     return 0
 
 
@@ -550,6 +583,41 @@ def _print_bulk_summary(summary) -> None:
     one_case = f" ({summary.one_case} SIM/eSIM closures on the one-case path)" if summary.one_case else ""
     print(f"{rows}: {verb} {summary.created} closures in {summary.batches} batches"
           f"{one_case}, {summary.rejected} rejected; refunds (minor units): {totals}")
+
+
+def _print_bulk_waiting(args, summary) -> None:
+    """Cases whose debts the refund cannot cover stop in `verified` until the holder pays or staff
+    waive the charges: no batch moves them on, so the summary says how many and how to find them."""
+    if summary.dry_run:
+        print(f"{summary.waiting} of them would wait for a payment or a waiver: their cards owe more than the "
+              "refund covers")
+        return
+    parts = ["closeout", "bulk-close", args.file, "--reason", args.reason]
+    if getattr(args, "data_dir", None):
+        parts += ["--data-dir", args.data_dir]
+    command = " ".join(shlex.quote(part) for part in parts)
+    print(f"{summary.waiting} closures of this file wait for a payment or a waiver (their cards owe more than the "
+          f"refund covers); list them with: {command} --waiting")
+
+
+def _bulk_waiting(args, path: Path) -> int:
+    from closeout.closures.bulk import bulk_run_find, waiting_cases
+    from closeout.common.money import Money
+    from closeout.identity.documents import mask_card_number
+
+    run = bulk_run_find(path=path, reason=args.reason)
+    if run is None:
+        print(f"closeout bulk-close: {path}: no bulk-close of this file with this --reason has run", file=sys.stderr)
+        return 2
+    cases = waiting_cases(run).order_by("reference").values_list("reference", "state", "card__number", "quote")
+    count = 0
+    for reference, state, number, quote in cases.iterator():
+        count += 1
+        owed = Money(quote["uncovered"], quote["currency"]).format()
+        print(f"{reference}  {mask_card_number(number)}  owes {owed}  {state}")
+    print(f"{count} closures wait for a payment or a waiver; take the payment or waive the charges on each case's "
+          "page in the console (/console/cases/REFERENCE/)")
+    return 0
 
 
 def cmd_hotlist(args) -> int:
@@ -679,15 +747,24 @@ def _unmigrated() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    where = "closeout"
+    try:
+        args = _parser().parse_args(argv)
+        where = f"closeout {args.command}"
+        return _main(args)
+    except KeyboardInterrupt:  # from the first moment, Django's setup included: one line, never a traceback
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(args) -> int:
     data_dir = getattr(args, "data_dir", None)
     uses_data = not _migrates(args) and not _offline(args)
-    if uses_data and data_dir and not Path(data_dir).is_dir():  # a mistyped path would start afresh
-        print(f"closeout {args.command}: {data_dir} is not a closeout data directory; create one with "
-              f"`closeout migrate --data-dir {data_dir}`", file=sys.stderr)
+    if refusal := _data_dir_refusal(args, uses_data=uses_data):
+        print(f"closeout {args.command}: {refusal}", file=sys.stderr)
         return 2
     try:
-        _setup(args)  # creates the data dir and its keys for a migrating command
+        _setup(args)  # creates the data dir and its keys for a command that may
     except OSError as exc:
         return _os_error(args, exc)
     from django.db import OperationalError
@@ -702,6 +779,54 @@ def main(argv: list[str] | None = None) -> int:
         return _os_error(args, exc)
     except OperationalError as exc:
         return _database_error(args, exc)
+
+
+# Commands that set up a data directory where there is none (the databases, the keys).
+CREATING = {"demo", "serve", "migrate"}
+KEYS = ("secret_key", "pii_key")
+
+
+def _data_dir_refusal(args, *, uses_data: bool) -> str | None:
+    """Why the command must not start: loading the settings would create a data directory with a
+    new database and new keys (or new keys beside a database) in place of the one it should use.
+
+    None when the settings are loaded already (this process set itself up), for the commands that
+    set up a data directory, and for those that need none.
+    """
+    if "closeout.settings" in sys.modules or args.command in CREATING or _offline(args):
+        return None
+    given = getattr(args, "data_dir", None)
+    named = os.environ.get("CLOSEOUT_DATA_DIR")
+    where = Path(given or named or "var").resolve()
+    migrate = f"`closeout migrate{f' --data-dir {given}' if given else ''}`"
+    if not where.is_dir():
+        if given:
+            return f"{given} is not a closeout data directory; create one with {migrate}"
+        if not named and _nothing_to_keep():
+            return None  # a server database with its keys in the environment needs no data directory
+        if named:
+            return (f"CLOSEOUT_DATA_DIR is {named}, which is not a closeout data directory; point it at yours, or "
+                    f"create one there with {migrate}")
+        return (f"no closeout data directory here: {where} does not exist (without --data-dir or "
+                f"CLOSEOUT_DATA_DIR the commands use ./var); run it where yours is, point CLOSEOUT_DATA_DIR at "
+                f"it, or create one with {migrate}")
+    if not uses_data or os.environ.get("DATABASE_URL"):
+        # staff create and demo-data set up the databases of a data directory that exists; whether
+        # a server database is set up only the server can tell.
+        return None
+    if not (where / "closeout.sqlite3").exists():
+        return f"the database in {where} is not set up; run {migrate} first"
+    for name in KEYS:  # made with the database: one missing was lost, and a new one would read nothing
+        if not os.environ.get(f"CLOSEOUT_{name.upper()}") and not (where / name).exists():
+            return (f"{where} has no {name} file and CLOSEOUT_{name.upper()} is not set; a new key could not read "
+                    f"what the old one protects: restore the file from a backup or set the variable")
+    return None
+
+
+def _nothing_to_keep() -> bool:
+    """Whether the settings would keep nothing in the data directory: the database is a server
+    and both keys come from the environment."""
+    return bool(os.environ.get("DATABASE_URL")) and all(os.environ.get(f"CLOSEOUT_{k.upper()}") for k in KEYS)
 
 
 def _database_error(args, exc: Exception) -> int:

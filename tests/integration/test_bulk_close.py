@@ -295,8 +295,9 @@ def test_a_second_run_of_the_same_file_at_once_stops_the_first_without_miscounti
     other = {}
 
     def another_run_after_the_first_batch(n):
-        if not other:  # the second run starts while the first is between batches
-            other["summary"] = bulk.bulk_intake(path=path, reason="dormant", requester="operator:b", batch_size=3)
+        if not other:  # the second run starts while the first is between batches, with rejects of its own
+            other["summary"] = bulk.bulk_intake(path=path, reason="dormant", requester="operator:b", batch_size=3,
+                                                rejects_path=tmp_path / "b.rejects.csv")
 
     with pytest.raises(bulk.BulkRunBusy, match="another bulk-close of this file"):
         bulk.bulk_intake(path=path, reason="dormant", requester="operator:a", batch_size=3,
@@ -308,6 +309,76 @@ def test_a_second_run_of_the_same_file_at_once_stops_the_first_without_miscounti
     assert ClosureCase.objects.count() == 7 == ClosureCase.objects.values("card").distinct().count()
     rejects = (tmp_path / "d.rejects.csv").read_text(encoding="utf-8").splitlines()
     assert rejects == ["line,card_number,field,message"]
+
+
+def test_a_second_run_of_the_same_file_at_once_is_refused_and_leaves_the_first_runs_rejects_alone(
+        make_card, tmp_path, capsys):
+    cards = [make_card("YKT", balance=500) for _ in range(4)]
+    path = write_csv(tmp_path / "d.csv", ["bad-1", cards[0].number, cards[1].number,  # lines 2-4
+                                          "bad-5", cards[2].number, cards[3].number])  # lines 5-7
+    rejects_file = tmp_path / "d.rejects.csv"
+    seen = {}
+
+    def another_run_after_the_first_batch(n):
+        if not seen:
+            seen["before"] = rejects_file.read_bytes()
+            seen["exit"] = cli.main(["bulk-close", str(path), "--reason", "dormant", "--batch-size", "3"])
+            seen["after"] = rejects_file.read_bytes()
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:a", batch_size=3,
+                               progress=another_run_after_the_first_batch)
+
+    [error] = capsys.readouterr().err.splitlines()
+    assert seen["exit"] == 2 and "another bulk-close is running" in error and str(rejects_file) in error
+    assert seen["after"] == seen["before"] != b""
+    assert (summary.created, summary.rejected) == (4, 2)
+    assert [r["line"] for r in rejects(rejects_file)] == ["2", "5"]  # the first run's file holds both
+    assert BulkRun.objects.get().rejected_count == 2 and ClosureCase.objects.count() == 4
+
+
+def _interrupted_run_with_rejects(make_card, tmp_path):
+    """A file whose first run stopped after two batches (lines 2-7), which rejected lines 3, 4 and 7."""
+    cards = [make_card("YKT", balance=500) for _ in range(5)]
+    closed = make_card("YKT")
+    Card.objects.filter(id=closed.id).update(status="closed")
+    path = write_csv(tmp_path / "d.csv", [cards[0].number, "12345", closed.number, cards[1].number,  # lines 2-5
+                                          cards[2].number, cards[0].number,  # lines 6-7: line 7 repeats line 2
+                                          cards[3].number, "bad", cards[4].number])  # lines 8-10
+    with pytest.raises(KeyboardInterrupt):
+        bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=3,
+                         progress=_interrupted_after(2))
+    return path, tmp_path / "d.rejects.csv"
+
+
+def test_a_resumed_run_whose_rejects_file_was_deleted_writes_the_earlier_rejects_back(make_card, tmp_path, capsys):
+    path, rejects_file = _interrupted_run_with_rejects(make_card, tmp_path)
+    before = rejects_file.read_text(encoding="utf-8")
+    rejects_file.unlink()
+
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant", "--batch-size", "3"]) == 0
+
+    assert rejects_file.read_text(encoding="utf-8").startswith(before)  # the header, then the same rejects
+    assert [(r["line"], r["message"]) for r in rejects(rejects_file)] == [
+        ("3", "Card number must be 16 digits, or 19-20 digits for a SIM card."), ("4", "the card is closed"),
+        ("7", "the card appears earlier in the file"),
+        ("9", "Card number must be 16 digits, or 19-20 digits for a SIM card.")]
+    [warning] = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert f"{rejects_file} has none of the 3 rejects earlier runs wrote for lines 2 to 7" in warning
+    assert BulkRun.objects.get().rejected_count == 4 and ClosureCase.objects.count() == 5
+
+
+def test_a_resumed_run_whose_rejects_file_lost_some_rows_says_how_many_and_keeps_the_rest(make_card, tmp_path,
+                                                                                          capsys):
+    path, rejects_file = _interrupted_run_with_rejects(make_card, tmp_path)
+    header, first, *_ = rejects_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    rejects_file.write_text(header + first, encoding="utf-8")  # someone struck out the rows they fixed
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test", batch_size=3,
+                               warn=print)
+
+    assert summary.rejects_missing == 2 and summary.rejects_found_again == 0
+    assert "holds 1 of the 3 rejects earlier runs wrote for lines 2 to 7" in capsys.readouterr().out
+    assert [r["line"] for r in rejects(rejects_file)] == ["3", "9"]
 
 
 def test_a_number_with_bytes_that_are_not_utf8_is_rejected_as_such(make_card, tmp_path):
@@ -577,3 +648,97 @@ def test_a_slow_payment_provider_holds_up_only_the_refund_files(dbos_worker, mak
 
     wait_for(lambda: ClosureCase.objects.filter(state=states.CLOSED).count() == 9, timeout=90)
     assert SimRefund.objects.count() == 9
+
+
+@pytest.mark.parametrize("header", ["Card Number", " CARD_NUMBER ", "card-number", "CardNumber"])
+def test_the_card_number_column_may_be_named_as_people_write_it(make_card, tmp_path, header):
+    card = make_card("YKT", balance=500)
+    path = tmp_path / "d.csv"
+    path.write_text(f"Note,{header}\ndormant,{card.number}\n", encoding="utf-8")
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+
+    assert (summary.created, summary.rejected) == (1, 0)
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_a_file_separated_by_semicolons_or_tabs_is_read_by_its_columns(make_card, tmp_path, delimiter):
+    cards = [make_card("YKT", balance=500) for _ in range(2)]
+    path = tmp_path / "d.csv"
+    path.write_text(f"Note{delimiter}Card Number\n"
+                    f"dormant, since 2019{delimiter}{cards[0].number}\n"
+                    f"x{delimiter}12345\n"
+                    f'"two{delimiter}lines\nhere"{delimiter}{cards[1].number}\n', encoding="utf-8")
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+
+    assert (summary.created, summary.rejected) == (2, 1)
+    assert [(r["line"], r["card_number"]) for r in rejects(summary.rejects_path)] == [("3", "12345")]
+
+
+@pytest.mark.parametrize("first_line,found", [
+    ("Card No,Amount", "found: Card No, Amount"),
+    ("卡号;金额", "found: 卡号, 金额"),
+    ("8103000000000001", "found: 8103000000000001); the first line holds data: add a header line"),
+])
+def test_a_header_without_a_card_number_column_names_the_columns_it_has(tmp_path, capsys, first_line, found):
+    path = tmp_path / "d.csv"
+    path.write_text(f"{first_line}\n8103000000000001\n", encoding="utf-8")
+    before = {p.name for p in tmp_path.iterdir()}
+
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant"]) == 2
+
+    [error] = capsys.readouterr().err.splitlines()
+    assert "line 1: the header must have a card_number column" in error and found in error, error
+    assert {p.name for p in tmp_path.iterdir()} == before and not BulkRun.objects.exists()
+
+
+def test_a_number_a_spreadsheet_turned_into_scientific_notation_is_rejected_as_such(make_card, tmp_path):
+    card = make_card("YKT", balance=500)
+    path = write_csv(tmp_path / "d.csv", ["8.10105783086271E+15", card.number, "8,10105783086271e15"])
+
+    summary = bulk.bulk_intake(path=path, reason="dormant", requester="operator:test")
+
+    assert (summary.created, summary.rejected) == (1, 2)
+    first, second = rejects(summary.rejects_path)
+    assert (first["line"], first["field"], first["card_number"]) == ("2", "card_number", "8.10105783086271E+15")
+    assert first["message"].startswith("a spreadsheet turned the card number into scientific notation")
+    assert "column formatted as text" in first["message"] and second["line"] == "4"
+
+
+def test_interrupting_a_dry_run_does_not_offer_to_resume_it(make_card, tmp_path, monkeypatch, capsys):
+    path = write_csv(tmp_path / "d.csv", [make_card("YKT", balance=500).number for _ in range(3)])
+
+    def ctrl_c(self, n):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Progress, "advance", ctrl_c)
+
+    assert cli.main(["bulk-close", str(path), "--reason", "dormant", "--batch-size", "1", "--dry-run"]) == 130
+
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "resume" not in error and "the dry run changed nothing" in error
+
+
+def test_the_summary_counts_the_closures_that_wait_for_a_payment_and_says_how_to_list_them(make_card, tmp_path,
+                                                                                          capsys):
+    plain = make_card("YKT", balance=500)
+    indebted = [make_card("YKT", balance=100, charges=[("overdraft", 9000)]) for _ in range(2)]
+    path = write_csv(tmp_path / "d.csv", [plain.number, *[c.number for c in indebted]])
+    command = ["bulk-close", str(path), "--reason", "dormant 3 years"]
+
+    assert cli.main([*command, "--dry-run"]) == 0
+    assert "2 of them would wait for a payment or a waiver" in capsys.readouterr().out
+    assert cli.main(command) == 0
+    out = capsys.readouterr().out
+    assert "2 closures of this file wait for a payment or a waiver" in out
+    assert f"list them with: closeout bulk-close {path} --reason 'dormant 3 years' --waiting" in out
+    run_batches_inline()
+
+    assert cli.main([*command, "--waiting"]) == 0
+
+    listed = capsys.readouterr().out.splitlines()
+    references = sorted(ClosureCase.objects.filter(card__in=indebted).values_list("reference", flat=True))
+    assert [line.split()[0] for line in listed[:-1]] == references
+    assert all("owes CNY 69.00  verified" in line and plain.number[-4:] not in line for line in listed[:-1])
+    assert listed[-1].startswith("2 closures wait for a payment or a waiver")

@@ -32,8 +32,12 @@ def test_a_hotlist_that_cannot_be_written_names_the_path_and_leaves_no_temporary
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_reconcile_to_a_folder_that_does_not_exist_fails_before_it_runs(capsys, tmp_path):
-    _refused(capsys, ["reconcile", "--out", str(tmp_path / "nope" / "m.csv")], "No such file or directory")
+def test_reconcile_to_a_folder_that_does_not_exist_fails_before_it_runs_naming_the_file_asked_for(capsys, tmp_path):
+    out = tmp_path / "nope" / "m.csv"
+
+    err = _refused(capsys, ["reconcile", "--out", str(out)], f"{out}: No such file or directory")
+
+    assert ".partial" not in err
 
 
 def test_certificate_keys_to_a_folder_that_does_not_exist(capsys, tmp_path):
@@ -98,12 +102,60 @@ def test_a_mistyped_data_dir_is_refused_not_created(tmp_path):
     assert not mistyped.exists()
 
 
+@pytest.mark.parametrize("argv", [["audit", "verify"], ["apikey", "create", "--name", "x"], ["worker", "status"],
+                                  ["staff", "create", "--role", "agent", "--email", "a@staff.example.test"]])
+def test_a_command_run_where_there_is_no_data_dir_says_where_it_looked_and_creates_nothing(tmp_path, argv):
+    done = _run(tmp_path, *argv)
+
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stdout == ""
+    [line] = done.stderr.strip().splitlines()
+    assert f"no closeout data directory here: {tmp_path / 'var'} does not exist" in line
+    assert "CLOSEOUT_DATA_DIR" in line and "closeout migrate" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_data_dir_named_by_the_environment_that_does_not_exist_is_refused_not_created(tmp_path):
+    missing = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    env["CLOSEOUT_DATA_DIR"] = str(missing)
+
+    done = subprocess.run([sys.executable, "-m", "closeout.cli", "reconcile"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 2 and done.stderr.strip() == (
+        f"closeout reconcile: CLOSEOUT_DATA_DIR is {missing}, which is not a closeout data directory; point it "
+        "at yours, or create one there with `closeout migrate`")
+    assert not missing.exists()
+
+
+def test_a_data_dir_that_lost_its_pii_key_is_refused_not_given_a_new_one(tmp_path):
+    assert _run(tmp_path, "migrate").returncode == 0
+    (tmp_path / "var" / "pii_key").unlink()
+
+    done = _run(tmp_path, "apikey", "create", "--name", "x")
+
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stdout == ""
+    assert f"{tmp_path / 'var'} has no pii_key file and CLOSEOUT_PII_KEY is not set" in done.stderr
+    assert not (tmp_path / "var" / "pii_key").exists()
+
+
+def test_an_interrupt_while_the_command_starts_up_is_one_line_and_exit_130(capsys, monkeypatch):
+    def ctrl_c_during_django_setup(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_setup", ctrl_c_during_django_setup)
+
+    assert cli.main(["audit", "verify"]) == 130
+    assert capsys.readouterr().err == "closeout audit: interrupted\n"
+
+
 def test_a_data_dir_never_migrated_says_to_migrate(tmp_path):
     empty = tmp_path / "fresh"
     empty.mkdir()
     done = _run(tmp_path, "audit", "verify", "--data-dir", str(empty))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"run `closeout migrate --data-dir {empty}` first" in done.stderr
+    assert list(empty.iterdir()) == []  # no keys made for a database that is not there
 
 
 @pytest.mark.parametrize("argv", [["worker", "status"], ["reconcile"], ["audit", "verify"]])
@@ -240,3 +292,105 @@ def test_recovering_a_worker_that_never_ran_names_the_known_ones(capsys, executo
              "worker-a")
 
     assert WorkerHeartbeat.objects.get().recovered_at is None
+
+
+# --- text that must fit its column ----------------------------------------------------------------
+
+
+def test_an_api_key_name_longer_than_its_column_is_refused_not_stored(capsys):
+    from closeout.api.models import ApiKey
+
+    _refused(capsys, ["apikey", "create", "--name", "x" * 500], "--name", "500 characters", "at most 80")
+
+    assert not ApiKey.objects.exists() and capsys.readouterr().out == ""
+    assert cli.main(["apikey", "create", "--name", "x" * 80]) == 0
+
+
+def test_a_partner_name_longer_than_its_column_is_refused_not_cut(capsys):
+    from closeout.integrations.models import Partner
+
+    _refused(capsys, ["partner", "register", "--code", "maps-app", "--name", "M" * 121,
+                      "--url", "https://maps.example/hook"], "name is 121 characters long; at most 120 fit")
+
+    assert not Partner.objects.exists()
+
+
+@pytest.mark.sqlite_only  # `staff create` migrates first (see above)
+def test_a_staff_email_longer_than_an_account_name_holds_is_refused(capsys):
+    from django.contrib.auth import get_user_model
+
+    email = "a" * 60 + "@" + "b" * 90 + ".example"
+
+    _refused(capsys, ["staff", "create", "--role", "agent", "--email", email, "--no-qr"],
+             f"email address is {len(email)} characters long", "at most 150")
+
+    assert not get_user_model().objects.filter(email=email).exists()
+
+
+@pytest.mark.sqlite_only  # `staff create` migrates first (see above)
+def test_a_branch_code_matches_in_any_case_and_is_kept_as_the_branch_spells_it(capsys):
+    from closeout.appointments.models import Branch
+    from closeout.console.models import StaffProfile
+
+    Branch.objects.get_or_create(code="HK-CEN", defaults={"name": "Central"})
+
+    assert cli.main(["staff", "create", "--role", "branch_clerk", "--email", "clerk@staff.example.test",
+                     "--branch", " hk-cen ", "--no-qr"]) == 0
+
+    assert StaffProfile.objects.get(user__email="clerk@staff.example.test").branch_code == "HK-CEN"
+
+
+def test_staff_accounts_take_a_branch_in_any_case_and_refuse_an_email_too_long_on_either_database():
+    from closeout.appointments.models import Branch
+    from closeout.console.services import UnableToCreateStaff, staff_create
+
+    Branch.objects.get_or_create(code="HK-CEN", defaults={"name": "Central"})
+    with pytest.raises(UnableToCreateStaff, match="at most 150"):
+        staff_create(email="a" * 60 + "@" + "b" * 90 + ".example", role="agent")
+
+    profile, _, _ = staff_create(email="clerk@staff.example.test", role="branch_clerk", branch_code="hk-Cen")
+
+    assert profile.branch_code == "HK-CEN"
+
+
+# --- partners' endpoints and API keys ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["https://user:pa55word@maps.example/hook", "https://token@maps.example/hook",
+                                 "http://:pa55word@127.0.0.1:8000/hook"])
+def test_a_partner_endpoint_with_credentials_is_refused_without_repeating_them(capsys, url):
+    from closeout.integrations.models import Partner
+
+    err = _refused(capsys, ["partner", "register", "--code", "maps-app", "--url", url], "user name or password",
+                   "signature")
+
+    assert "pa55word" not in err and "token" not in err and not Partner.objects.exists()
+
+
+def test_partner_list_masks_credentials_an_endpoint_was_registered_with_before(capsys, maps_app):
+    from closeout.integrations.models import Partner
+
+    Partner.objects.filter(code="maps-app").update(endpoint_url="https://user:pa55word@maps.example/hook")
+
+    assert cli.main(["partner", "list"]) == 0
+
+    out = capsys.readouterr().out
+    assert "pa55word" not in out and "https://***@maps.example/hook" in out
+
+
+def test_apikey_list_shows_each_key_by_prefix_and_never_its_secret(capsys):
+    from closeout.api.keys import apikey_create, apikey_revoke
+
+    partner, partner_token = apikey_create(name="Maps app (prod)")
+    operator, operator_token = apikey_create(name="warehouse", scope="operator")
+    apikey_revoke(prefix=partner.prefix)
+
+    assert cli.main(["apikey", "list"]) == 0
+
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["PREFIX", "SCOPE", "CREATED", "REVOKED", "NAME"]
+    assert [row.split()[:2] for row in rows] == [[partner.prefix, "partner"], [operator.prefix, "operator"]]
+    assert rows[0].endswith("Maps app (prod)") and rows[1].split()[-2:] == ["-", "warehouse"]
+    assert partner.created_at.strftime("%Y-%m-%d") in rows[0]
+    for token in (partner_token, operator_token):
+        assert token.split("_", 2)[2] not in "\n".join(rows)

@@ -898,7 +898,7 @@ def test_the_code_page_leads_back_to_the_card_details_as_they_were_typed(make_ca
     assert 'href="/zh-hans/?back=1" id="back-to-sign-in"' in code_page and "返回卡片资料" in code_page
 
     home = _filled(visitor.get("?back=1").content.decode())
-    assert home == {"card_number": card.number, "id_type": "hkid", "channel": "email"}  # the ID is typed again
+    assert home == {"card_number": card.number, "id_type": "hkid", "id_number": "", "channel": "email"}  # typed again
     assert card.number not in visitor.get("").content.decode()  # the next person at a shared device
 
     visitor.sign_in(card)  # signed in: the details are no longer kept

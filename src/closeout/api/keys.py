@@ -9,8 +9,23 @@ import time
 
 from closeout.api.models import ApiKey
 
+NAME_MAX_LENGTH = ApiKey._meta.get_field("name").max_length
+
+
+class UnableToCreateApiKey(ValueError):
+    """The key's name is blank or does not fit (a database would refuse it, or cut it)."""
+
 
 def apikey_create(*, name: str, scope: str = ApiKey.Scope.PARTNER) -> tuple[ApiKey, str]:
+    """Create a key; return it with its token, which is shown only now.
+
+    :raises UnableToCreateApiKey: for a blank name or one longer than NAME_MAX_LENGTH.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise UnableToCreateApiKey("a key needs a name saying who holds it")
+    if len(name) > NAME_MAX_LENGTH:
+        raise UnableToCreateApiKey(f"the name is {len(name)} characters long; at most {NAME_MAX_LENGTH} fit")
     prefix = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
     key = ApiKey.objects.create(
@@ -51,3 +66,9 @@ def apikey_revoke(*, prefix: str) -> int:
     for cache_key in [k for k in _verified if k.startswith(f"{prefix}:")]:
         _verified.pop(cache_key, None)
     return count
+
+
+def apikey_list() -> list[dict]:
+    """Every key, oldest first, by what tells them apart (never the secret or its hash)."""
+    return list(ApiKey.objects.order_by("created_at", "id").values("name", "prefix", "scope", "created_at",
+                                                                    "revoked_at"))

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
+import fcntl
 import hashlib
 import itertools
 import os
@@ -24,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
+from typing import TextIO
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q, Sum
@@ -47,7 +50,7 @@ from closeout.common import calendars, clock
 from closeout.common.fastinsert import allocate_ids, among, insert_rows, update_by_ids, update_columns
 from closeout.common.money import Money
 from closeout.common.text import ascii_digits
-from closeout.identity.documents import InvalidDocument, normalize_card_number
+from closeout.identity.documents import InvalidDocument, normalize_card_number, without_separators
 from closeout.integrations.card_system.hotlist import hotlist_reserve
 from closeout.ledger import services as ledger
 from closeout.ledger.models import Account, Line, Posting
@@ -94,6 +97,11 @@ class IntakeSummary:
     dry_run: bool = False
     one_case: int = 0  # of `created`: SIM and eSIM cards, which go the one-case path
     rejects_path: Path | None = None
+    # Cases that owe more than their refund covers and wait for a payment or a waiver: for a run,
+    # all of the file's that still do; for a dry run, those it would open.
+    waiting: int = 0
+    rejects_missing: int = 0  # rejects of earlier runs the rejects file no longer holds
+    rejects_found_again: int = 0  # of those, how many this run wrote back
 
 
 # --- plain rows --------------------------------------------------------------------------------
@@ -196,7 +204,7 @@ def _until_end(lines: Iterator[str], ended: list[bool]) -> Iterator[str]:
     ended.append(True)
 
 
-def _records(path: Path) -> Iterator[tuple[int, int, list[str] | _Unreadable]]:
+def _records(path: Path, delimiter: str = ",") -> Iterator[tuple[int, int, list[str] | _Unreadable]]:
     """Yield (first line, last line, cells) for every CSV record, the header included, streaming.
 
     The first line is where the record starts: a quoted field may hold line breaks. A quoted field
@@ -212,9 +220,9 @@ def _records(path: Path) -> Iterator[tuple[int, int, list[str] | _Unreadable]]:
                 line = next(lines)
                 skip += 1
                 # Read alone, the line ends inside the quoted field, which is its last cell.
-                yield skip, skip, _Unreadable(unclosed, next(csv.reader([line])))
+                yield skip, skip, _Unreadable(unclosed, next(csv.reader([line], delimiter=delimiter)))
             ended: list[bool] = []
-            reader = csv.reader(_until_end(lines, ended))
+            reader = csv.reader(_until_end(lines, ended), delimiter=delimiter)
             last = skip
             while True:
                 first = last + 1
@@ -243,27 +251,28 @@ def _unclosed_reason(error: str, name: str) -> str:
     return f"the quote that opens {name} is never closed"
 
 
-def _bad_row(record: _Unreadable, names: list[str], column: int) -> BadRow:
+def _bad_row(record: _Unreadable, names: list[str], column: int, delimiter: str) -> BadRow:
     if record.cells is None:
         return BadRow(f"the row cannot be read as CSV ({record.error})")
     at = len(record.cells) - 1
     # The field that never closes runs to the end of its line: its value holds the other columns.
-    value = record.cells[column].rstrip("\r\n").split(",", 1)[0] if column < len(record.cells) else ""
+    value = record.cells[column].rstrip("\r\n").split(delimiter, 1)[0] if column < len(record.cells) else ""
     # A quoted field opening on the row's first line that never closes (or not before the reader
     # gives up on it): the csv module would have taken every line below into that one field.
     return BadRow(_unclosed_reason(record.error, "this field") + "; the lines below were read as rows of their own",
                   field=_column_name(names, at), value=value)
 
 
-# A line inside a quoted field that reads like a row of its own: a card number, then the next column.
-_ROW_LIKE = re.compile(r"^\s*[0-9]{8,19}\s*(,|$)")
+def _row_like(delimiter: str) -> re.Pattern:
+    """A line inside a quoted field that reads like a row of its own: a card number, then the next column."""
+    return re.compile(rf"^\s*[0-9]{{8,19}}\s*({re.escape(delimiter)}|$)")
 
 
-def _swallowed_row(cells: list[str], names: list[str]) -> BadRow | None:
+def _swallowed_row(cells: list[str], names: list[str], row_like: re.Pattern) -> BadRow | None:
     """A row over several lines whose quoted field holds lines that look like rows of their own: two
     stray quotes took those cards into one field, where they would be neither closed nor rejected."""
     for at, cell in enumerate(cells):
-        if any(_ROW_LIKE.match(inner) for inner in cell.splitlines()[1:]):
+        if any(row_like.match(inner) for inner in cell.splitlines()[1:]):
             return BadRow("a quoted field here runs over lines that look like rows of their own (a card number "
                           "first): check the quotes; none of those cards is closed", field=_column_name(names, at))
     return None
@@ -296,19 +305,61 @@ def _missing_card_number(cells: list[str], column: int, name: str, line: int) ->
     return None
 
 
-def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, str]]:
-    """Yield (line, last line, raw card number) one row at a time, never the whole file.
+# Spreadsheets in many locales save "CSV" with semicolons, and "text" exports use tabs.
+DELIMITERS = (",", ";", "\t")
+# What a spreadsheet makes of a long number in a cell formatted as a number: 8.10105783086271E+15.
+_SCIENTIFIC = re.compile(r"[0-9](?:[.,][0-9]+)?[eE]\+?[0-9]{1,3}")
 
-    `line` is the line the row starts on (what rejects name), `last` the one it ends on (what a
-    resumed run reads after): they differ when a quoted field holds a line break. A row the CSV
-    reader cannot parse (an oversized field, a quote that never closes) comes out as a `BadRow` and
-    is rejected like any other bad row, as is a row without a card number; blank rows are skipped.
+
+def _is_card_number_column(name: str) -> bool:
+    """`card_number` as people write it: `Card Number`, `CARD-NUMBER`, `cardnumber`."""
+    return re.sub(r"[\s_-]+", "", name.strip().lower()) == "cardnumber"
+
+
+def _first_line(path: Path) -> str:
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        return handle.readline()
+
+
+def _header_cells(line: str, delimiter: str) -> list[str]:
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return []
+
+
+def _delimiter(path: Path) -> str:
+    """The delimiter whose header has a card number column (a comma when none has)."""
+    line = _first_line(path)
+    for delimiter in DELIMITERS:
+        if any(_is_card_number_column(cell) for cell in _header_cells(line, delimiter)):
+            return delimiter
+    return ","
+
+
+def _no_card_number_column(path: Path) -> BulkFileError:
+    """Say which columns the header has, split the way that finds the most of them, so that a
+    header named otherwise (`card no`) or a first line of data reads as what it is."""
+    line = _first_line(path)
+    cells = max((_header_cells(line, d) for d in DELIMITERS), key=len)
+    found = [cell.strip()[:40] for cell in cells if cell.strip()]
+    listed = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+    hint = ""
+    if found and ascii_digits(without_separators(found[0])):
+        hint = "; the first line holds data: add a header line above it naming the card_number column"
+    return BulkFileError(f"line 1: the header must have a card_number column (found: {listed or 'nothing'}){hint}")
+
+
+def _header(path: Path) -> tuple[Iterator[tuple[int, int, list[str] | _Unreadable]], str, list[str], int]:
+    """Read the header: return the records after it, the delimiter, the column names (lower case)
+    and the card number column.
 
     :raises BulkFileError: when the file is not UTF-8 or the header cannot be read or has no
-        card_number column.
+        card_number column, or has it twice.
     """
     _refuse_other_encodings(path)
-    records = _records(path)
+    delimiter = _delimiter(path)
+    records = _records(path, delimiter)
     _, _, header = next(records, (1, 1, []))
     if isinstance(header, _Unreadable):
         if header.cells is None:
@@ -316,23 +367,42 @@ def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, st
         name = f"column {len(header.cells)}"  # by position: the rest of the line may be anything
         raise BulkFileError(f"line 1: the header cannot be read ({_unclosed_reason(header.error, name)})")
     names = [h.strip().lower() for h in header]
-    if "card_number" not in names:
+    columns = [at for at, name in enumerate(names) if _is_card_number_column(name)]
+    if not columns:
         if any("\ufffd" in name or "\x00" in name for name in names):
             raise BulkFileError("line 1: the header is not UTF-8 text; save the file as UTF-8 (CSV UTF-8)")
-        raise BulkFileError("line 1: the header must have a card_number column")
-    if names.count("card_number") > 1:
-        twice = " and ".join(str(i + 1) for i, name in enumerate(names) if name == "card_number")
+        raise _no_card_number_column(path)
+    if len(columns) > 1:
+        twice = " and ".join(str(at + 1) for at in columns)
         raise BulkFileError(f"line 1: the header has a card_number column twice (columns {twice}); keep one")
-    column = names.index("card_number")
+    return records, delimiter, names, columns[0]
+
+
+def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, str]]:
+    """Yield (line, last line, raw card number) one row at a time, never the whole file.
+
+    `line` is the line the row starts on (what rejects name), `last` the one it ends on (what a
+    resumed run reads after): they differ when a quoted field holds a line break. A row the CSV
+    reader cannot parse (an oversized field, a quote that never closes) comes out as a `BadRow` and
+    is rejected like any other bad row, as is a row without a card number or with one a spreadsheet
+    turned into scientific notation; blank rows are skipped. Columns may be separated by commas,
+    semicolons or tabs, and the card number column named in any case with spaces, hyphens or
+    underscores (`Card Number`).
+
+    :raises BulkFileError: when the file is not UTF-8 or the header cannot be read or has no
+        card_number column.
+    """
+    records, delimiter, names, column = _header(path)
+    row_like = _row_like(delimiter)
     for line, last, cells in records:
         if last <= after_line:
             continue
         if isinstance(cells, _Unreadable):
-            yield line, last, _bad_row(cells, names, column)
+            yield line, last, _bad_row(cells, names, column, delimiter)
             continue
         if not any(cell.strip() for cell in cells):
             continue
-        if last > line and (swallowed := _swallowed_row(cells, names)):
+        if last > line and (swallowed := _swallowed_row(cells, names, row_like)):
             yield line, last, swallowed
             continue
         if missing := _missing_card_number(cells, column, names[column], line):
@@ -341,6 +411,12 @@ def read_rows(path: Path, *, after_line: int = 0) -> Iterator[tuple[int, int, st
         value = cells[column]
         if "\ufffd" in value:  # what the decoder put in place of bytes that are not UTF-8
             yield line, last, BadText("the card number is not valid UTF-8 text (save the file as UTF-8)")
+            continue
+        if _SCIENTIFIC.fullmatch(value.strip()):
+            yield line, last, BadRow(
+                f"a spreadsheet turned the card number into scientific notation ({value.strip()}), which drops "
+                "its last digits: take the numbers from their source again into a column formatted as text",
+                field=names[column], value=value.strip())
             continue
         yield line, last, value
 
@@ -363,23 +439,99 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _rejects_trim(path: Path, *, after_line: int) -> None:
-    """Keep the rejects of the lines a resumed run will not read again (streaming).
+REJECTS_HEADER = ("line", "card_number", "field", "message")
+
+
+def _rejects_lock(path: Path) -> TextIO:
+    """Open the rejects file for appending, unchanged, and hold it for this run alone until closed.
+
+    A second `bulk-close` of the same file started while the first runs would otherwise cut the
+    first's rejects and write its own among them; it is refused before it changes anything.
+
+    :raises BulkRunBusy: when another bulk-close holds the file.
+    """
+    out = path.open("a", newline="", encoding="utf-8")
+    try:
+        fcntl.flock(out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        out.close()
+        raise BulkRunBusy(f"another bulk-close is running and writing {path}; let it finish (or stop it), "
+                          "then run this command again to resume where it stopped") from None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP):
+            out.close()
+            raise
+        # A file system without locks: runs of one file still cannot both commit a batch.
+    return out
+
+
+def _rejects_cut(out: TextIO, path: Path, *, after_line: int) -> int:
+    """Keep the header and the rejects of the lines a resumed run will not read again; return how
+    many rejects that is.
 
     A batch's rejects are written before its transaction commits, so that a crash between the two
     cannot lose them; rejects of lines past `after_line` belong to a batch that never committed
-    and are read again."""
-    if not path.exists():
-        return
-    kept = path.with_name(path.name + ".tmp")
-    with path.open(newline="", encoding="utf-8") as source, kept.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        for row in csv.reader(source):
-            if row and (row[0] == "line" or (ascii_digits(row[0]) and int(row[0]) <= after_line)):
-                writer.writerow(row)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(kept, path)
+    and are read again. Rejects are written in line order, so those kept are the start of the file,
+    which is cut in place (streaming): the file stays the one this run holds.
+    """
+    end = kept = consumed = 0
+    with path.open("rb") as source:
+
+        def lines() -> Iterator[str]:
+            nonlocal consumed
+            for raw in source:
+                consumed += len(raw)
+                yield raw.decode("utf-8", errors="replace")
+
+        try:
+            for row in csv.reader(lines()):
+                if row and row[0] != REJECTS_HEADER[0]:
+                    if not (ascii_digits(row[0]) and int(row[0]) <= after_line):
+                        break
+                    kept += 1
+                end = consumed
+        except csv.Error:  # a row cut short by a crash: it belongs to the batch that did not commit
+            pass
+    out.flush()
+    os.ftruncate(out.fileno(), end)
+    return kept
+
+
+def _rejects_found_again(path: Path, *, after_line: int, taken: set[int], batch_size: int) -> Iterator[Reject]:
+    """The rejects of the lines up to `after_line` again, in line order, for a resumed run whose
+    rejects file is gone.
+
+    Which rows were rejected is certain: the run took the first row of each card in `taken` and
+    rejected every other row it read. Their reasons are found the way the intake finds them; the
+    reasons about a card (no such card, not active, closing already) as they stand now.
+    """
+    scratch, seen, pending = IntakeSummary(dry_run=True), set(), []
+
+    def check() -> list[Reject]:
+        with transaction.atomic():
+            found = {r.line: r for r in _intake_batch(None, 0, pending, scratch, seen)}
+        again = [found.get(line) or Reject(line, raw[:32], "card_number", "rejected by an earlier run, for a "
+                                           "reason the card no longer has (it would be taken now)")
+                 for line, raw in pending]
+        pending.clear()
+        return again
+
+    for line, last, raw in read_rows(path):
+        if last > after_line:
+            break
+        if not isinstance(raw, BadRow):
+            try:
+                key = _seen_key(normalize_card_number(raw))
+            except InvalidDocument:
+                key = None
+            if key in taken and key not in seen:
+                seen.add(key)  # the row the run took; a later row of the card is a repeat
+                continue
+        pending.append((line, raw))
+        if len(pending) >= batch_size:
+            yield from check()
+    if pending:
+        yield from check()
 
 
 def _seen_key(card_number: str) -> int:
@@ -579,6 +731,8 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
     rejects.sort(key=attrgetter("line"))
     for card in accepted + [c for _, c in one_case]:
         summary.refund_total[card.product.currency] += quotes[card.id].refund.minor
+        if run is None and quotes[card.id].uncovered.minor:  # a run counts its waiting cases at the end
+            summary.waiting += 1
     summary.created += len(accepted) + len(one_case)
     summary.one_case += len(one_case)
     if not accepted:
@@ -616,7 +770,8 @@ def _intake_batch(run: BulkRun | None, number: int, rows: list[tuple[int, str]],
 
 def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = False, batch_size: int = 1000,
                 rejects_path: Path | None = None, progress: Callable[[int], None] | None = None,
-                expect: Callable[[int], None] | None = None) -> IntakeSummary:
+                expect: Callable[[int], None] | None = None, warn: Callable[[str], None] | None = None,
+                ) -> IntakeSummary:
     """Create closure cases for every valid row of a CSV, in batches; resumable by file + reason.
 
     Stored-value cards are closed in batches; SIM and eSIM cards are requested one by one through
@@ -627,46 +782,40 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
     given, once beforehand with the number of rows this call will read (`count_rows`: one more
     streaming pass over the file), so that a progress bar ends at exactly that count. A run resumes
     after the lines an earlier run of the same file and reason committed, and a dry run reads from
-    there too; `done_*` say what the earlier runs did.
+    there too; `done_*` say what the earlier runs did. A resumed run whose rejects file is gone
+    writes the earlier rejects again; one whose file lost some of them keeps it as it is; `warn`
+    is told either, before the run goes on.
 
     :raises BulkReasonTooLong: when the reason is longer than `REASON_MAX_LENGTH`.
     :raises BulkFileError: when the file is not a bulk-closure CSV.
+    :raises BulkRunBusy: when another bulk-close writes the same rejects file, or moved the run on.
     """
     if len(reason) > REASON_MAX_LENGTH:
         raise BulkReasonTooLong(f"the reason is {len(reason)} characters long; at most {REASON_MAX_LENGTH} fit")
     if rejects_path is not None and rejects_path.resolve() == path.resolve():
         raise BulkFileError("the rejects file must not be the input file (it would overwrite it)")
+    _header(path)[0].close()  # a file that is not a bulk-closure CSV leaves the rejects file alone
     summary = IntakeSummary(dry_run=dry_run)
-    fingerprint = file_fingerprint(path, reason)
-    run = None
-    if dry_run:
-        earlier = BulkRun.objects.filter(fingerprint=fingerprint).first()
-    else:
-        run, _ = BulkRun.objects.get_or_create(
-            fingerprint=fingerprint,
-            defaults=dict(source=path.name[:255], reason=reason, requester=requester, created_at=clock.now()),
-        )
-        earlier = run
-    if earlier is not None and earlier.lines_done:
-        _resume_from(earlier, summary)
-    if expect:
-        expect(count_rows(path, after_line=summary.resumed_after))
     # A dry run keeps its rejects apart: the real run's file may belong to an interrupted run.
     rejects_path = rejects_path or path.with_name(path.stem + (".dry-run" if dry_run else "") + ".rejects.csv")
     summary.rejects_path = rejects_path
-    mode = "a" if summary.resumed_after and not dry_run else "w"
-    if mode == "a":
-        _rejects_trim(rejects_path, after_line=summary.resumed_after)
-    seen: set[int] = {
-        _seen_key(number) for number in
-        ClosureCase.objects.filter(Q(bulk_batch__run=earlier) | Q(channel=ClosureCase.Channel.BULK,
-                                                                  channel_ref=_run_ref(earlier)))
-        .values_list("card__number", flat=True).iterator()
-    } if summary.resumed_after else set()
-    with rejects_path.open(mode, newline="", encoding="utf-8") as out:
+    with _rejects_lock(rejects_path) as out:
+        run, earlier = _run_for(path, reason, requester, dry_run=dry_run)
+        if earlier is not None and earlier.lines_done:
+            _resume_from(earlier, summary)
+        if expect:
+            expect(count_rows(path, after_line=summary.resumed_after))
+        seen: set[int] = {
+            _seen_key(number) for number in _run_cases(earlier).values_list("card__number", flat=True).iterator()
+        } if summary.resumed_after else set()
+        if run is not None and summary.resumed_after:
+            _rejects_resume(out, path, run, summary, seen=seen, batch_size=batch_size, warn=warn)
+        else:
+            out.flush()
+            os.ftruncate(out.fileno(), 0)
         writer = csv.writer(out)
-        if mode == "w":
-            writer.writerow(["line", "card_number", "field", "message"])
+        if not os.fstat(out.fileno()).st_size:
+            writer.writerow(REJECTS_HEADER)
         pending: list[tuple[int, str]] = []
         number = _last_batch_number(run) if run else 0
         done = last = summary.resumed_after
@@ -685,10 +834,7 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
                     raise BulkRunBusy("another bulk-close of this file and reason is running or ran meanwhile; "
                                       "run the command again once it has stopped to resume")
                 rejects = _intake_batch(run, number, pending, summary, seen)
-                for r in rejects:  # on disk before the commit: a resume trims what did not commit
-                    writer.writerow([r.line, _cell(r.card_number), r.field, r.message])
-                out.flush()
-                os.fsync(out.fileno())
+                _rejects_write(writer, out, rejects)  # before the commit: a resume cuts what did not commit
                 if run is not None:
                     run.lines_done = done = through
                     run.created_count += summary.created - created_before
@@ -707,7 +853,79 @@ def bulk_intake(*, path: Path, reason: str, requester: str, dry_run: bool = Fals
         flush(last)
     if run is not None:
         BulkRun.objects.filter(id=run.id).update(finished_at=clock.now())
+        summary.waiting = waiting_cases(run).count()
     return summary
+
+
+def _run_for(path: Path, reason: str, requester: str, *, dry_run: bool) -> tuple[BulkRun | None, BulkRun | None]:
+    """The run this call continues (None for a dry run) and the earlier run of the file, if any."""
+    fingerprint = file_fingerprint(path, reason)
+    if dry_run:
+        return None, BulkRun.objects.filter(fingerprint=fingerprint).first()
+    run, _ = BulkRun.objects.get_or_create(
+        fingerprint=fingerprint,
+        defaults=dict(source=path.name[:255], reason=reason, requester=requester, created_at=clock.now()),
+    )
+    return run, run
+
+
+def _run_cases(run: BulkRun):
+    """The run's cases: in its batches, and those that took the one-case path."""
+    return ClosureCase.objects.filter(Q(bulk_batch__run=run) | Q(channel=ClosureCase.Channel.BULK,
+                                                                 channel_ref=_run_ref(run)))
+
+
+def waiting_cases(run: BulkRun):
+    """The run's open cases whose debts are more than their refund covers: they wait in `verified`
+    (or will, once settled) for the holder's payment or a waiver, and no batch moves them on."""
+    return _run_cases(run).filter(state__in=(states.SUBMITTED, states.VERIFIED), quote__uncovered__gt=0)
+
+
+def bulk_run_find(*, path: Path, reason: str) -> BulkRun | None:
+    """The run of this file with this reason, if one started."""
+    return BulkRun.objects.filter(fingerprint=file_fingerprint(path, reason)).first()
+
+
+def _rejects_write(writer, out: TextIO, rejects: list[Reject]) -> None:
+    for r in rejects:
+        writer.writerow([r.line, _cell(r.card_number), r.field, r.message])
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def _rejects_resume(out: TextIO, path: Path, run: BulkRun, summary: IntakeSummary, *, seen: set[int],
+                    batch_size: int, warn: Callable[[str], None] | None) -> None:
+    """Keep the rejects of the lines done; write them again when the file lost them all (deleted,
+    emptied), and only say so when it lost some (someone may have struck out the rows they fixed)."""
+    rejects_path = summary.rejects_path
+    kept = _rejects_cut(out, rejects_path, after_line=summary.resumed_after)
+    missing = run.rejected_count - kept
+    if missing <= 0:
+        return
+    summary.rejects_missing = missing
+    done = f"lines 2 to {summary.resumed_after}"
+    if kept:
+        if warn:
+            warn(f"{rejects_path} holds {kept} of the {run.rejected_count} rejects earlier runs wrote for {done}; "
+                 f"the other {missing} are not written again (move the file away and run the command again to "
+                 "have them all found again)")
+        return
+    if warn:
+        warn(f"{rejects_path} has none of the {run.rejected_count} rejects earlier runs wrote for {done}: "
+             "reading those lines again to write them back (reasons about a card as they stand now)")
+    out.flush()
+    os.ftruncate(out.fileno(), 0)
+    writer = csv.writer(out)
+    writer.writerow(REJECTS_HEADER)
+    again: list[Reject] = []
+    for reject in _rejects_found_again(path, after_line=summary.resumed_after, taken=seen, batch_size=batch_size):
+        again.append(reject)
+        if len(again) >= batch_size:
+            _rejects_write(writer, out, again)
+            summary.rejects_found_again += len(again)
+            again.clear()
+    _rejects_write(writer, out, again)
+    summary.rejects_found_again += len(again)
 
 
 def _resume_from(run: BulkRun, summary: IntakeSummary) -> None:

@@ -42,6 +42,10 @@ class UnableToSignIn(Exception):
     """Wrong email, password or code, or a locked account: one error so nothing is revealed."""
 
 
+# The account's user name is its email address, and a user name holds fewer characters than an email.
+EMAIL_MAX_LENGTH = get_user_model()._meta.get_field("username").max_length
+
+
 def staff_create(*, email: str, role: str, password: str | None = None, branch_code: str = "",
                  actor: str = "cli") -> tuple[StaffProfile, TOTPDevice, str]:
     """Create a staff account with an argon2 password and an unconfirmed TOTP device.
@@ -61,11 +65,17 @@ def staff_create(*, email: str, role: str, password: str | None = None, branch_c
         email = documents.normalize_email(email)
     except documents.InvalidDocument:
         raise UnableToCreateStaff("email address is not valid")
-    branch_code = (branch_code or "").strip()
-    if branch_code and role != "branch_clerk":
+    if len(email) > EMAIL_MAX_LENGTH:
+        raise UnableToCreateStaff(f"email address is {len(email)} characters long; a staff account's holds at "
+                                  f"most {EMAIL_MAX_LENGTH}")
+    typed = (branch_code or "").strip()
+    if typed and role != "branch_clerk":
         raise UnableToCreateStaff("only a branch clerk works at one branch; leave --branch out")
-    if branch_code and not Branch.objects.filter(code=branch_code, active=True).exists():
-        raise UnableToCreateStaff(f"no open branch {branch_code!r} (branch codes: {_branch_codes()})")
+    # Codes are written in capitals; hk-cen is HK-CEN, kept as the branch spells it.
+    branch_code = (Branch.objects.filter(code__iexact=typed, active=True).values_list("code", flat=True).first()
+                   if typed else "")
+    if typed and branch_code is None:
+        raise UnableToCreateStaff(f"no open branch {typed!r} (branch codes: {_branch_codes()})")
     password = password or secrets.token_urlsafe(15)
     if len(password) < 12:
         raise UnableToCreateStaff("password must have at least 12 characters")
@@ -74,7 +84,7 @@ def staff_create(*, email: str, role: str, password: str | None = None, branch_c
         if users.objects.filter(username=email).exists():
             raise UnableToCreateStaff("a staff account with this email already exists")
         user = users.objects.create_user(username=email, email=email, password=password)
-        profile = StaffProfile.objects.create(user=user, role=role, branch_code=branch_code[:20],
+        profile = StaffProfile.objects.create(user=user, role=role, branch_code=branch_code,
                                               created_at=clock.now())
         device = TOTPDevice.objects.create(user=user, name="console", confirmed=True)
         audit_record(actor=actor, action="staff.created", subject=f"staff:{profile.id}", after=role)

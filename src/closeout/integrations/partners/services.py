@@ -69,9 +69,37 @@ def _check_url(url: str) -> str:
         raise UnableToRegisterPartner("endpoint must be an http(s) URL with a host") from exc
     if not host:
         raise UnableToRegisterPartner("endpoint must be an http(s) URL with a host")
+    if "@" in urlsplit(url).netloc:
+        # Not echoed: the text before the @ is a password. A partner checks the message's signature.
+        raise UnableToRegisterPartner("endpoint must not hold a user name or password (user:password@host): "
+                                      "partners check each webhook's signature, made with the secret printed "
+                                      "at registration")
     if _is_metadata_host(host):
         raise UnableToRegisterPartner(f"endpoint host {host} is a link-local or cloud metadata address")
     return url
+
+
+NAME_MAX_LENGTH = Partner._meta.get_field("name").max_length
+
+
+def _check_name(name: str) -> str:
+    """Return the partner's name as it is kept, whole: a name cut short could be another partner's.
+
+    :raises UnableToRegisterPartner: for a name longer than NAME_MAX_LENGTH.
+    """
+    name = (name or "").strip()
+    if len(name) > NAME_MAX_LENGTH:
+        raise UnableToRegisterPartner(f"name is {len(name)} characters long; at most {NAME_MAX_LENGTH} fit")
+    return name
+
+
+def without_credentials(url: str) -> str:
+    """The URL with any user name and password before its host masked, for listings of partners
+    registered before such endpoints were refused."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 # Metadata services reached by name or by an address outside the link-local ranges (AWS's IPv6 one).
@@ -119,13 +147,14 @@ def partner_register(*, code: str, name: str, endpoint_url: str, actor: str) -> 
     code = (code or "").strip().lower()
     if not CODE_PATTERN.fullmatch(code):
         raise UnableToRegisterPartner("code must be 1-40 ASCII letters, digits, '-' or '_'")
+    name = _check_name(name)
     endpoint_url = _check_url(endpoint_url)
     secret = signing.new_secret()
     now = clock.now()
     with transaction.atomic():
         if Partner.objects.filter(code=code).exists():
             raise UnableToRegisterPartner(f"partner {code} is already registered")
-        partner = Partner.objects.create(code=code, name=(name or code)[:120], endpoint_url=endpoint_url,
+        partner = Partner.objects.create(code=code, name=name or code, endpoint_url=endpoint_url,
                                          created_at=now)
         PartnerSecret.objects.create(partner=partner, sealed=_seal(code, secret), hint=secret[-4:], created_at=now)
         audit_record(actor=actor, action="partner.register", subject=f"partner:{code}", after="active",
@@ -146,7 +175,7 @@ def partner_update(*, code: str, actor: str, name: str | None = None, endpoint_u
             raise PartnerNotFound(code)
         before = {"name": partner.name, "endpoint": partner.endpoint_url, "active": partner.active}
         if name is not None:
-            partner.name = name[:120]
+            partner.name = _check_name(name) or partner.code
         if endpoint_url is not None:
             partner.endpoint_url = _check_url(endpoint_url)
         if active is not None:
@@ -198,7 +227,7 @@ def partner_list() -> list[dict]:
     out = []
     for partner in Partner.objects.order_by("code").prefetch_related("secrets"):
         out.append({
-            "code": partner.code, "name": partner.name, "endpoint_url": partner.endpoint_url,
+            "code": partner.code, "name": partner.name, "endpoint_url": without_credentials(partner.endpoint_url),
             "active": partner.active, "created_at": partner.created_at,
             "secrets": [{"hint": s.hint, "created_at": s.created_at, "expires_at": s.expires_at,
                          "valid": s.expires_at is None or s.expires_at > now}
