@@ -135,9 +135,8 @@ def test_admin_unlocks_a_locked_account(staff_client):
 
 
 def test_admin_moves_a_clerk_whose_branch_closed_to_an_open_one(staff_client, branch):
-    from closeout.audit.models import AuditEvent
-
     from closeout.appointments.models import Branch
+    from closeout.audit.models import AuditEvent
 
     admin, _ = staff_client("admin")
     clerk, _, _ = make_staff("branch_clerk", branch_code="HK-OLD")
