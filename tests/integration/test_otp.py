@@ -209,6 +209,18 @@ def test_a_new_code_waits_a_minute_after_the_last_one(make_card):
     assert SimSmsMessage.objects.count() == 1 and OtpChallenge.objects.count() == 1
 
 
+def test_a_replaced_challenge_starts_no_new_wait(make_card):
+    """Resending from the challenge a resend already replaced (a second tab, a double click) is
+    held to the minute after the last code, not after that old challenge."""
+    first = _request(make_card("YKT"))
+    with _later(1.5):
+        second = _resend(first)
+    with _later(2), pytest.raises(otp.ResendTooSoon) as exc:
+        _resend(first)
+    assert exc.value.until == OtpChallenge.objects.get(id=second.id).created_at + timedelta(minutes=1)
+    assert SimSmsMessage.objects.count() == 2
+
+
 def test_new_codes_count_towards_the_three_sends_an_hour_of_the_card(make_card):
     challenge = _request(make_card("YKT"))
     for minute in (2, 4):

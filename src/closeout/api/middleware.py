@@ -46,9 +46,9 @@ class ApiBodyGuard:
 
 class ApiHead:
     """Answer HEAD under the API as GET (ninja routes GET only, and answered HEAD with a 405): the
-    view runs as for GET and the server sends its headers without the body (gunicorn and Django's
-    own servers drop a HEAD answer's body, keeping the Content-Length GET would carry). An
-    address that takes GET lists HEAD in the Allow header of its 405 too."""
+    view runs as for GET, and `common.head.HeadWithoutBody` drops the body while keeping the
+    Content-Length GET would carry. An address that takes GET lists HEAD in the Allow header of its
+    405 too."""
 
     def __init__(self, get_response):
         self.get_response = get_response

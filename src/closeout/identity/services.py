@@ -3,9 +3,8 @@
 A code is a low-assurance confirmation bound to one card: it lets the browser session that asked
 for it act on that card's closure, nothing else. Every answer is the same whether or not the card
 exists or the ID document matches; throttles count the card number as typed, so an unknown number
-is throttled exactly like a known one. Only the code page, once a code was sent, names the masked
-contact it went to (the customer must know where to look): the send throttle bounds how many ID
-documents one card number can be tried with that way.
+is throttled exactly like a known one. The code page names no contact either ("if the details
+match a card, we have sent a code to the phone number on file").
 """
 
 from __future__ import annotations
@@ -196,9 +195,14 @@ def otp_resend(*, public_id: str, client_address: str, language: str) -> OtpChal
                .filter(public_id=public_id).first())
         if old is None or old.used_at is not None:
             raise SignInNotPending("no pending sign-in")
-        if now < old.created_at + rules.RESEND_AFTER:
-            raise ResendTooSoon(old.created_at + rules.RESEND_AFTER)
         subject = old.subject_hash
+        # The last code sent for these details, not this challenge's: a challenge already replaced
+        # (or a second request racing this one, which waits on the lock above) starts no new wait.
+        last = (OtpEvent.objects.filter(kind=OtpEvent.Kind.SEND, subject_hash=subject)
+                .order_by("-at").values_list("at", flat=True).first())
+        last = max(filter(None, (last, old.created_at)))
+        if now < last + rules.RESEND_AFTER:
+            raise ResendTooSoon(last + rules.RESEND_AFTER)
         until = _send_blocked_until(subject, client, now)
         if until is None:
             old.expires_at = min(old.expires_at, now)
