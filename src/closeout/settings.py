@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("CLOSEOUT_DATA_DIR", "var")).resolve()
@@ -169,7 +170,10 @@ METRICS_TOKEN = os.environ.get("CLOSEOUT_METRICS_TOKEN", "")
 # Which API keys may ask for authorizations: "partner" (any key) or "operator" (operator-scope keys
 # only: the operator's own gates, readers and tills). An authorization answers whether a card
 # exists and covers an amount, so where partners hold keys, production sets "operator".
-AUTHORIZATIONS_SCOPE = os.environ.get("CLOSEOUT_AUTHORIZATIONS_SCOPE", "partner")
+AUTHORIZATIONS_SCOPE = os.environ.get("CLOSEOUT_AUTHORIZATIONS_SCOPE", "partner").strip().lower()
+if AUTHORIZATIONS_SCOPE not in ("partner", "operator"):  # a typo must not leave the door open
+    raise ImproperlyConfigured(f"CLOSEOUT_AUTHORIZATIONS_SCOPE must be partner or operator, "
+                               f"not {AUTHORIZATIONS_SCOPE!r}")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},

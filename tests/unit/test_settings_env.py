@@ -31,3 +31,23 @@ def test_the_documented_mail_variables_are_the_ones_used(tmp_path):
     chosen = _mail_settings(tmp_path, CLOSEOUT_SMTP_HOST="mail.example.test", CLOSEOUT_SMTP_PORT="2525",
                             CLOSEOUT_MAIL_FROM="Octopus Cards <closing@example.test>")
     assert chosen == ["mail.example.test", 2525, "Octopus Cards <closing@example.test>"]
+
+
+PRINT_SCOPE = """
+import django
+from django.conf import settings
+django.setup()
+print(settings.AUTHORIZATIONS_SCOPE)
+"""
+
+
+def test_the_authorizations_scope_is_read_forgivingly_and_a_typo_stops_the_start(tmp_path):
+    environ = dict(os.environ, DJANGO_SETTINGS_MODULE="closeout.settings", CLOSEOUT_DATA_DIR=str(tmp_path))
+
+    def start(value: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", PRINT_SCOPE], env={**environ, "CLOSEOUT_AUTHORIZATIONS_SCOPE": value},
+                              capture_output=True, text=True, timeout=60)
+
+    assert start(" Operator ").stdout.strip().splitlines()[-1] == "operator"
+    refused = start("operators")
+    assert refused.returncode != 0 and "must be partner or operator" in refused.stderr

@@ -254,7 +254,8 @@ def closure_card_received(request, reference: str, payload: schemas.CardReceived
     return 200, selectors.case_public(case)
 
 
-@api.post("/authorizations", response={200: schemas.AuthorizationOut, **PROBLEMS}, summary="Authorize a charge")
+@api.post("/authorizations", response={200: schemas.AuthorizationOut, **PROBLEMS, 403: schemas.Problem},
+          summary="Authorize a charge")
 def authorization(request, payload: schemas.AuthorizationIn):
     if settings.AUTHORIZATIONS_SCOPE == ApiKey.Scope.OPERATOR and request.auth.scope != ApiKey.Scope.OPERATOR:
         return problem(403, "forbidden", "Forbidden", "Authorizations need an operator-scope API key here.")
