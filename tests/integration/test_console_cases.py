@@ -150,6 +150,22 @@ def test_search_by_a_reference_read_out_a_label_code_or_part_of_the_name(staff_c
     assert found("小明") == {other.reference}
     assert found("陈小明") == {other.reference}  # registered in traditional script, typed in simplified
     assert found("Wong") == set()
+    short = client.post("/console/cases/", {"q": "ch"}).content.decode()
+    assert 'id="search-too-short"' in short and case.reference not in short  # would list holders
+
+
+def test_a_look_up_by_name_is_on_record_without_the_name(staff_client, make_card):
+    from closeout.audit.models import AuditEvent
+
+    client, agent = staff_client("agent")
+    case = case_in_state(make_card("OCTO", holder_name="Chan Tai Man"), "submitted")
+    client.post("/console/cases/", {"q": case.reference})  # not by name: nothing to record
+
+    client.post("/console/cases/", {"q": "Tai Man"})
+
+    event = AuditEvent.objects.get(action="case.searched_by_name")
+    assert event.actor == agent.actor and event.data == {"shown": [case.reference], "matches": 1}
+    assert "Tai" not in str(event.data) + event.reason + event.before + event.after
 
 
 def test_a_name_search_and_the_case_page_show_the_same_masked_details_as_before(staff_client, make_card):

@@ -44,14 +44,32 @@ def case_search(*, query: str) -> dict:
     card number, phone number (local or with country code), email address or part of the
     holder's name; an unusable query finds nothing. Return the newest `SEARCH_LIMIT` as `rows`
     and how many match in all as `total`, so a page can ask for a narrower search when a short
-    name matches more than it lists."""
-    found = _cases_matching(" ".join((query or "").split()))
+    name matches more than it lists. `by_name` says the query was read as a name (the page records
+    such a look-up); `too_short` that it was a name too short to search by."""
+    query = " ".join((query or "").split())
+    by_name = _is_name(query)
+    if by_name and not _long_enough(query):
+        return {"rows": [], "total": 0, "by_name": True, "too_short": True}
+    found = _cases_matching(query, by_name=by_name)
     rows = [_row(case) for case in found[:SEARCH_LIMIT]]
     total = found.count() if len(rows) == SEARCH_LIMIT else len(rows)  # counted only when cut short
-    return {"rows": rows, "total": total}
+    return {"rows": rows, "total": total, "by_name": by_name, "too_short": False}
 
 
-def _cases_matching(query: str) -> QuerySet[ClosureCase]:
+def _is_name(query: str) -> bool:
+    compact = documents.without_separators(query).upper()
+    return bool(query) and "@" not in query and any(ch.isalpha() for ch in query.replace("+", "")) and not (
+        COMPACT_REFERENCE.match(compact) or LABEL.match(compact))
+
+
+def _long_enough(name: str) -> bool:
+    """Two Chinese characters or three letters at least: a shorter fragment would list holders
+    rather than find one."""
+    letters = [ch for ch in name if ch.isalpha()]
+    return len(letters) >= (2 if documents.has_han(name) else 3)
+
+
+def _cases_matching(query: str, *, by_name: bool) -> QuerySet[ClosureCase]:
     if not query:
         return ClosureCase.objects.none()
     cases = ClosureCase.objects.select_related("card__holder", "card__product").order_by("-created_at")
@@ -60,9 +78,7 @@ def _cases_matching(query: str) -> QuerySet[ClosureCase]:
         found = cases.filter(reference=f"CL-{read_out[1]}-{read_out[2]}")
     elif LABEL.match(compact):
         found = cases.filter(return_label__code=compact)
-    elif "@" not in query and any(ch.isalpha() for ch in query.replace("+", "")):
-        if len(query) < 2:
-            return cases.none()
+    elif by_name:
         # In either Chinese script: a clerk types 陳大文 for a holder registered as 陈大文.
         spelled = Q()
         for spelling in documents.name_spellings(query):

@@ -185,6 +185,13 @@ def staff_unlock(*, staff_id: int, actor: str) -> StaffProfile:
     return profile
 
 
+def name_search_record(*, actor: str, references: list[str], total: int) -> None:
+    """Put a look-up by a holder's name on record: who looked, and which cases they were shown.
+    The name typed is not kept (it is personal data the audit trail would keep for good)."""
+    audit_record(actor=actor, action="case.searched_by_name", subject=actor,
+                 data={"shown": references, "matches": total})
+
+
 # --- notes, notices, waivers ----------------------------------------------------------------
 
 

@@ -153,6 +153,9 @@ def search(request):
     results = None
     if form.is_valid() and form.cleaned_data["q"]:
         results = selectors.case_search(query=form.cleaned_data["q"])
+        if results["by_name"] and not results["too_short"]:
+            services.name_search_record(actor=request.staff.actor, total=results["total"],
+                                        references=[row["reference"] for row in results["rows"]])
     return render(request, "console/search.html", {"form": form, "results": results})
 
 

@@ -131,12 +131,12 @@ def _to_traditional():
 def name_spellings(text: str) -> set[str]:
     """`text` as typed and, when it holds Chinese characters, in both scripts: what to look for
     when a name may have been registered in the other one."""
-    if not _has_han(text):
+    if not has_han(text):
         return {text}
     return {text, _to_simplified().convert(text), _to_traditional().convert(text)}
 
 
-def _has_han(text: str) -> bool:
+def has_han(text: str) -> bool:
     return any("\u3400" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff" for char in text)
 
 
@@ -145,7 +145,7 @@ def _name_parts(name: str) -> list[str]:
     simplified forms (a Hong Kong clerk types 陳大文 for a holder registered as 陈大文), without
     the commas, dots, hyphens and middle dots people write between them ("CHAN, Tai-man")."""
     text = unicodedata.normalize("NFKC", half_width(name))
-    if _has_han(text):
+    if has_han(text):
         text = _to_simplified().convert(text)
     return re.sub(r"[,.\-·・'’]", " ", text).casefold().split()
 
