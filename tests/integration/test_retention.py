@@ -185,9 +185,9 @@ AUDIT_CODES = ["closure.transition", "card.status", "suppression.added", "certif
     ("zh-hans", ["客户（网上自助服务）·状态变更·草稿→已提交·经网上自助服务申请",
                  "closeout（自动）·状态变更·已提交→身份已核实·已核对身份和卡片",
                  "卡片状态变更·使用中→注销中", "已停止推广信息·已申请注销", "已签发注销证明",
-                 "职员checker·已安排下一步：退款·退款处理中→退款处理中", "gate-4·交易已拒绝·卡片已注销"]),
+                 "我们的职员·已安排下一步：退款·退款处理中→退款处理中", "gate-4·交易已拒绝·卡片已注销"]),
     ("zh-hant", ["客戶（網上自助服務）·狀態變更·草稿→已提交", "卡片狀態變更·使用中→註銷中",
-                 "已簽發註銷證明書", "職員checker·已安排下一步：退款", "gate-4·交易已拒絕·卡片已註銷"]),
+                 "已簽發註銷證明書", "我們的職員·已安排下一步：退款", "gate-4·交易已拒絕·卡片已註銷"]),
 ])
 def test_the_pdf_copy_tells_the_audit_trail_in_the_language_of_the_page(client, make_card, language, expected):
     from closeout.cards.services import authorization_decide
@@ -202,6 +202,7 @@ def test_the_pdf_copy_tells_the_audit_trail_in_the_language_of_the_page(client, 
     assert missing == []
     left_in_english = [code for code in AUDIT_CODES if "".join(code.split()) in audit]
     assert left_in_english == []
+    assert "checker" not in audit  # our staff, never named or addressed
 
 
 def _pdf_text(content: bytes) -> str:

@@ -21,6 +21,7 @@ from closeout.catalog.models import Product
 from closeout.certificates.pdf import ACCENT, MUTED, draw_text, text_width
 from closeout.common.templatetags.closeout import colon, money
 from closeout.console import labels as console_labels
+from closeout.console.templatetags.console_labels import actor_label
 from closeout.portal import labels
 
 SECTIONS = {
@@ -258,14 +259,15 @@ def _ledger_line(posting: dict) -> str:
 
 
 def _actor(actor: str) -> str:
-    """Who did it: you (by the channel), closeout itself, a member of staff, or where a charge came from."""
+    """Who did it, as the console says it for you (by the channel) and closeout itself; our staff
+    without their names or addresses, a request through the API, or where a charge came from."""
     kind, _sep, rest = actor.partition(":")
-    if kind == "customer":
-        return console_labels.customer_via(console_labels.label(console_labels.CHANNEL_LABELS, rest))
-    if kind == "system":
-        return str(console_labels.SYSTEM)
+    if kind == "customer" or actor == "system":
+        return actor_label(actor)
     if kind == "staff":
-        return _("staff member %(who)s") % {"who": rest}
+        return _("our staff")
+    if kind == "api":
+        return _("a request through our API")
     if kind == "operator":
         return _("operator %(who)s") % {"who": rest}
     return rest or actor  # a card reader or shop: its name as the card system sent it
