@@ -160,13 +160,7 @@ def test_a_customer_downloads_everything_held_about_their_case(client, make_card
                  "身份已核實·已核對身份及卡片", "所有時間均為香港時間（UTC+8）", "已退款·已退款CN¥470.00"]),
 ])
 def test_the_pdf_copy_speaks_the_language_of_the_page(client, make_card, language, expected):
-    from closeout.cards.services import authorization_decide
-    from closeout.common.money import Money
-
-    case = close_card(make_card("YKT", balance=45000), destination=BANK)
-    authorization_decide(card_number=case.card.number, amount=Money(300, "CNY"), source="gate-4")
-    _portal_session(client, case.reference)
-    text = _pdf_text(client.get(f"/{language}/case/{case.reference}/export.pdf").content)
+    case, text = _closed_case_export(client, make_card, language)
     flat = "".join(text.split())  # the text layer breaks lines where Chinese and Latin fonts meet
     missing = [words for words in expected if words not in flat]
     assert missing == []
@@ -190,19 +184,24 @@ AUDIT_CODES = ["closure.transition", "card.status", "suppression.added", "certif
                  "已簽發註銷證明書", "我們的職員·已安排下一步：退款", "gate-4·交易已拒絕·卡片已註銷"]),
 ])
 def test_the_pdf_copy_tells_the_audit_trail_in_the_language_of_the_page(client, make_card, language, expected):
-    from closeout.cards.services import authorization_decide
-    from closeout.common.money import Money
-
-    case = close_card(make_card("YKT", balance=45000), destination=BANK)
-    authorization_decide(card_number=case.card.number, amount=Money(300, "CNY"), source="gate-4")
-    _portal_session(client, case.reference)
-    text = _pdf_text(client.get(f"/{language}/case/{case.reference}/export.pdf").content)
+    _, text = _closed_case_export(client, make_card, language)
     audit = "".join(text.split("审计记录" if language == "zh-hans" else "審計記錄", 1)[1].split())
     missing = [words for words in expected if words not in audit]
     assert missing == []
     left_in_english = [code for code in AUDIT_CODES if "".join(code.split()) in audit]
     assert left_in_english == []
     assert "checker" not in audit  # our staff, never named or addressed
+
+
+def _closed_case_export(client, make_card, language: str):
+    """A closed card's case, a gate's charge tried after it, and the text of its PDF copy."""
+    from closeout.cards.services import authorization_decide
+    from closeout.common.money import Money
+
+    case = close_card(make_card("YKT", balance=45000), destination=BANK)
+    authorization_decide(card_number=case.card.number, amount=Money(300, "CNY"), source="gate-4")
+    _portal_session(client, case.reference)
+    return case, _pdf_text(client.get(f"/{language}/case/{case.reference}/export.pdf").content)
 
 
 def _pdf_text(content: bytes) -> str:
