@@ -9,3 +9,6 @@ os.environ.setdefault("CLOSEOUT_DISPATCH", "0")
 os.environ.setdefault("CLOSEOUT_SWEEP_SCHEDULE", "* * * * * *")
 
 from closeout.settings import *  # noqa: E402,F403
+
+if not IS_SQLITE:  # noqa: F405
+    DATABASES["default"]["ENGINE"] = "tests.postgresql_flush"  # noqa: F405
