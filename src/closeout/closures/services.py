@@ -1072,9 +1072,24 @@ def closure_resume(*, reference: str, actor: str, note: str = "") -> ClosureCase
         key = f"resume:{case.updated_at.isoformat()}"
         if case.resume_to == states.REFUND_PENDING:
             _enter_refund_pending(case, actor=actor, key=key, note=note or "resumed")
+        elif case.resume_to == states.DEACTIVATING:
+            _transition(case, states.DEACTIVATING, actor=actor, key=key, note=note or "resumed",
+                        action=_deactivation_step_left(case))
         else:
             _transition(case, case.resume_to, actor=actor, key=key, note=note or "resumed")
         return case
+
+
+def _deactivation_step_left(case: ClosureCase) -> str:
+    """The deactivation action a resumed case still needs: the card system's (blocking a card,
+    taking a SIM's number out of service) until it has answered, then an eSIM's profile release.
+
+    The state alone does not say which: `deactivating` spans all three for an eSIM.
+    """
+    card = Card.objects.select_related("product").get(id=case.card_id)
+    if card.product.kind == "esim" and card.status == Card.Status.BLOCKED:
+        return "release_profile"  # the number is out of service already (`closure_deactivated`)
+    return _deactivation_action(case)
 
 
 def closure_settle_again(*, reference: str, actor: str, note: str) -> ClosureCase:
