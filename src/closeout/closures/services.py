@@ -503,6 +503,29 @@ def _post_settlement(case: ClosureCase, card: Card, quote: rules.Quote, balances
                        subject=case.reference)
 
 
+def refund_key(reference: str, attempt: int = 1) -> str:
+    """The idempotency key of a case's refund: `<reference>:refund`, and `<reference>:refund:<n>`
+    for the n-th request after the provider declined the ones before (`closure_resume`)."""
+    return f"{reference}:refund" if attempt == 1 else f"{reference}:refund:{attempt}"
+
+
+def refund_key_parts(key: str) -> tuple[str, int] | None:
+    """(reference, attempt) of a refund idempotency key, or None for a key that is no refund's."""
+    head, _, last = key.rpartition(":")
+    if last == "refund":
+        return head, 1
+    reference, _, word = head.rpartition(":")
+    if word == "refund" and last.isascii() and last.isdigit() and int(last) > 1:
+        return reference, int(last)
+    return None
+
+
+def current_refund_key(case: ClosureCase) -> str:
+    """The key the case's refund is asked (or polled) under now."""
+    refund = Refund.objects.filter(case=case).only("idempotency_key").first()
+    return refund.idempotency_key if refund else refund_key(case.reference)
+
+
 def refund_order(*, reference: str, workflow_id: str) -> dict | None:
     """Return what the refund step must send, or None when the case no longer waits for it."""
     case = ClosureCase.objects.select_related("card").get(reference=reference)
@@ -512,7 +535,7 @@ def refund_order(*, reference: str, workflow_id: str) -> dict | None:
             case=case, decision=RefundApproval.Decision.APPROVED).exists():
         return None  # never pay a refund that needs a second person before it has one
     return {
-        "idempotency_key": f"{reference}:refund",
+        "idempotency_key": current_refund_key(case),
         "amount": case.quote["refund"],
         "currency": case.quote["currency"],
         "destination": case.refund_destination,
@@ -531,7 +554,7 @@ def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
     (a cash refund sent to the provider by an earlier version was paid by it)."""
     with transaction.atomic():
         case = _lock(reference)
-        if case.state != states.REFUND_PENDING:
+        if case.state != states.REFUND_PENDING or _answers_an_earlier_request(case, result):
             return case.state
         if result["status"] == CASH_READY_STATUS:
             if not _paid_in_cash(case):
@@ -541,7 +564,7 @@ def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
         refund, _ = Refund.objects.get_or_create(
             case=case,
             defaults=dict(
-                idempotency_key=f"{reference}:refund", amount_minor=case.quote["refund"],
+                idempotency_key=result.get("idempotency_key") or refund_key(reference), amount_minor=case.quote["refund"],
                 currency=case.quote["currency"], destination_type=case.refund_destination.get("type", "original"),
                 provider_ref=result.get("provider_ref", ""), status=result["status"], created_at=clock.now(),
             ),
@@ -560,6 +583,38 @@ def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
             return states.FAILED
         _refund_paid(case, refund, paid_from=ledger.CLEARING, actor="system", key=workflow_id)
         return case.state
+
+
+def _answers_an_earlier_request(case: ClosureCase, result: dict) -> bool:
+    """Whether `result` (naming its idempotency key, as the workflow and the webhooks do) answers a
+    refund request the provider declined before the case asked again: the provider's late word on
+    that one must not park the request now under way."""
+    key = result.get("idempotency_key")
+    return bool(key) and key != current_refund_key(case)
+
+
+def _refund_ask_again(case: ClosureCase, *, actor: str) -> None:
+    """Before a resumed refund: when the provider declined the last request, ask under a new key.
+
+    The provider answers a key it has seen with its first answer, so the declined request's key
+    would only be declined again. A request the provider itself says failed moved no money; one
+    that failed without its word (no answer, no provider reference) may still be paid by it, and
+    keeps its key.
+    """
+    refund = Refund.objects.select_for_update().filter(case=case).first()
+    if refund is None or refund.status != Refund.Status.FAILED or not refund.provider_ref:
+        return
+    declined = refund.idempotency_key
+    _, attempt = refund_key_parts(declined) or (case.reference, 1)
+    refund.idempotency_key = refund_key(case.reference, attempt + 1)
+    audit_record(actor=actor, action="closure.refund.retried", subject=case.reference, before=refund.status,
+                 after=Refund.Status.PENDING, reason=refund.failure_reason,
+                 data={"declined": declined, "provider_ref": refund.provider_ref,
+                       "idempotency_key": refund.idempotency_key})
+    refund.status = Refund.Status.PENDING
+    refund.provider_ref = refund.failure_reason = ""
+    refund.created_at = clock.now()
+    refund.save()
 
 
 def _refund_paid(case: ClosureCase, refund: Refund, *, paid_from: str, actor: str, key: str) -> None:
@@ -1071,6 +1126,7 @@ def closure_resume(*, reference: str, actor: str, note: str = "") -> ClosureCase
             raise states.IllegalTransition(case.state, case.resume_to or "?")
         key = f"resume:{case.updated_at.isoformat()}"
         if case.resume_to == states.REFUND_PENDING:
+            _refund_ask_again(case, actor=actor)
             _enter_refund_pending(case, actor=actor, key=key, note=note or "resumed")
         elif case.resume_to == states.DEACTIVATING:
             _transition(case, states.DEACTIVATING, actor=actor, key=key, note=note or "resumed",
