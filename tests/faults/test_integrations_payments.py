@@ -229,3 +229,44 @@ def test_forged_stale_and_replayed_webhooks_move_nothing(client, make_card):
     assert (first.json(), replay.json()) == ({"outcome": "amount_mismatch"}, {"outcome": "duplicate"})
     assert _case(case.reference).state == states.SUBMITTED
     assert not Refund.objects.exists()
+
+
+def test_a_refund_the_provider_holds_pending_is_polled_ever_less_often_and_shows_its_age(
+        client, make_card, settings, monkeypatch):
+    # A bank transfer may stay pending for days. Polled every 5 s with an event and an audit
+    # record each time, it wrote thousands a day to the case's timeline and the audit chain, and
+    # each poll made the case look freshly moved; nothing said how long the provider had held it.
+    from closeout.common import clock
+
+    settings.CLOSEOUT_DISPATCH = False
+    case = _open(make_card)
+    ClosureCase.objects.filter(id=case.id).update(state=states.REFUND_PENDING, next_action="refund",
+                                                  next_action_id=f"{case.reference}:refund")
+    pending = {"status": "pending", "provider_ref": "re_1", "idempotency_key": f"{case.reference}:refund"}
+    services.refund_record(reference=case.reference, workflow_id=f"{case.reference}:refund", result=pending)
+    asked = _case(case.reference)
+    assert asked.next_action == "refund_status"
+
+    waits = []
+    for _ in range(12):  # each poll answers "still pending" when it falls due
+        polled = _case(case.reference)
+        waits.append((polled.next_action_due_at - (clock.now())).total_seconds())
+        due = polled.next_action_due_at
+        monkeypatch.setattr(clock, "now", lambda at=due: at)
+        services.refund_record(reference=case.reference, workflow_id=polled.next_action_id, result=pending)
+        # The same answer recorded twice (a step run again) schedules nothing more.
+        again = _case(case.reference).next_action_id
+        services.refund_record(reference=case.reference, workflow_id=polled.next_action_id, result=pending)
+        assert _case(case.reference).next_action_id == again
+
+    assert waits[0] <= 5 and waits == sorted(waits) and waits[-1] == 3600
+    held = _case(case.reference)
+    assert held.state == states.REFUND_PENDING and held.next_action == "refund_status"
+    assert held.updated_at == asked.updated_at  # polling is not moving: the case's age shows
+    assert held.events.filter(note="refund accepted, waiting for settlement").count() == 1
+    assert AuditEvent.objects.filter(subject=case.reference, action="closure.refund_status.scheduled").count() == 1
+
+    metrics = client.get("/metrics").content.decode()
+    age = next(float(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith("closeout_refund_oldest_pending_seconds "))
+    assert age == (clock.now() - Refund.objects.get(case=held).created_at).total_seconds() > 3600

@@ -52,6 +52,7 @@ def return_deadline(start, calendar: str):
         deadline += timedelta(days=1)
     return deadline
 REFUND_POLL = timedelta(seconds=5)
+REFUND_POLL_CAP = timedelta(hours=1)
 DESTINATION_TYPES = ("original", "bank", "ewallet", "cash")
 ATTENTION_ESIM = "eSIM profile not deleted in time"
 UNBIND_ROUNDS = 12  # unbind attempts per partner before staff look at it (again after each resume)
@@ -736,9 +737,21 @@ def _wait_without_action(case: ClosureCase, *, key: str, note: str, audit_action
 
 
 def _wait_for_settlement(case: ClosureCase, workflow_id: str) -> None:
-    """Keep the case in refund_pending and schedule a status poll (the webhook may come first)."""
-    _schedule_action(case, "refund_status", key=f"{workflow_id}:pending", actor="system",
-                     note="refund accepted, waiting for settlement", due_in=REFUND_POLL)
+    """Keep the case in refund_pending and poll the provider until the refund settles (its webhook
+    may come first): soon at first, then ever less often, an hour apart at most.
+
+    The wait is told (timeline and audit) once, when the provider first answers `pending`; a poll
+    that finds it still pending only sets the next one, so a refund held for days neither fills
+    the timeline nor makes the case look freshly moved (`closeout_case_oldest_unchanged_seconds`).
+    """
+    if case.next_action != "refund_status":
+        _schedule_action(case, "refund_status", key=f"{workflow_id}:pending", actor="system",
+                         note="refund accepted, waiting for settlement", due_in=REFUND_POLL)
+    elif case.next_action_id == workflow_id:  # not a poll's answer recorded again
+        now = clock.now()
+        case.next_action_id = _workflow_id(case, "refund_status")
+        case.next_action_due_at = now + min(max(REFUND_POLL, now - case.updated_at), REFUND_POLL_CAP)
+        case.save(update_fields=["next_action_id", "next_action_due_at", "action_runs"])
 
 
 def _schedule_action(case: ClosureCase, action: str, *, key: str, actor: str, note: str,

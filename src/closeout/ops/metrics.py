@@ -11,7 +11,7 @@ import os
 from collections import Counter
 
 from django.db import Error as DatabaseError
-from django.db.models import Count, Min, Sum
+from django.db.models import Count, Min, Q, Sum
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -91,11 +91,25 @@ class DatabaseCollector:
             "closeout_refund_amount_minor",
             "Sum of the amounts of refunds currently recorded, in minor units, by currency and status.",
             labels=["currency", "status"])
-        for row in Refund.objects.values("currency", "status").annotate(n=Count("id"), total=Sum("amount_minor")).order_by():
+        # How long the payment provider has held a refund pending (one it gave a reference for; a
+        # cash refund waiting at a counter waits for the customer): polled ever less often, such a
+        # case shows nowhere else, as `refund_pending` also holds refunds waiting for approval.
+        held = GaugeMetricFamily(
+            "closeout_refund_oldest_pending_seconds",
+            "Seconds since the oldest refund the payment provider still holds pending was asked (0: none).")
+        first_held = None
+        for row in (Refund.objects.values("currency", "status")
+                    .annotate(n=Count("id"), total=Sum("amount_minor"),
+                              first=Min("created_at", filter=Q(status=Refund.Status.PENDING) & ~Q(provider_ref="")))
+                    .order_by()):
             refunds.add_metric([row["currency"], row["status"]], row["n"])
             amounts.add_metric([row["currency"], row["status"]], row["total"] or 0)
+            if row["first"] is not None:
+                first_held = min(first_held or row["first"], row["first"])
+        held.add_metric([], max(0.0, (now - (first_held or now)).total_seconds()))
         yield refunds
         yield amounts
+        yield held
 
         # Undelivered notices only (a partial index holds just those): a mail relay or SMS gateway
         # that is down shows as these growing and getting old. A notice whose attempts are spent is
