@@ -224,7 +224,8 @@ def unbind_deliver_step(reference: str, partner: str) -> dict:
     answer = result.as_json()
     if 300 <= result.status_code < 400:
         # Redirects are not followed: a message signed for one address goes only there, and the
-        # new address would escape the endpoint check. The partner's registration needs updating.
+        # new address would escape the endpoint check. The partner's registration needs updating
+        # (`closeout partner update`), then the case resuming.
         answer |= {"refused": True, "error": f"partner {partner} answered {result.status_code}: its endpoint "
                                              "moved (redirects are not followed); update its endpoint URL"}
     elif 400 <= result.status_code < 500 and result.status_code not in RETRIED_4XX:
