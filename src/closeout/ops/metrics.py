@@ -54,14 +54,17 @@ class DatabaseCollector:
             "closeout_case_oldest_unchanged_seconds",
             "Seconds since the least recently changed open case in each state last changed (0: none in it).",
             labels=["state"])
+        # A case that waits in `verified` for its holder to pay what the refund cannot cover (or
+        # for a waiver) waits for a person, possibly for days: counted, but it does not age the state.
+        for_payment = Q(state=states.VERIFIED, next_action="", quote__uncovered__gt=0)
         counts, firsts = {}, {}
-        for state, n, first in (ClosureCase.objects.values_list("state").annotate(n=Count("id"), first=Min("updated_at"))
-                                .order_by()):
+        for state, n, first in (ClosureCase.objects.values_list("state")
+                                .annotate(n=Count("id"), first=Min("updated_at", filter=~for_payment)).order_by()):
             counts[state], firsts[state] = n, first
         for state in states.ALL:
             cases.add_metric([state], counts.get(state, 0))
             if state not in states.TERMINAL:
-                oldest.add_metric([state], max(0.0, (now - firsts.get(state, now)).total_seconds()))
+                oldest.add_metric([state], max(0.0, (now - (firsts.get(state) or now)).total_seconds()))
         yield cases
         yield oldest
 
