@@ -148,6 +148,13 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("--code", required=True)
     rotate.add_argument("--grace-hours", default="24",
                         help="whole hours the old secret keeps signing, 0 (stops at once) to 720 (default 24)")
+    update = partner_sub.add_parser(
+        "update", help="give a partner a new endpoint or name (e.g. one whose endpoint answered a redirect)",
+        epilog="A case sent to staff because a partner's endpoint moved (a 3xx answer: redirects are not "
+               "followed) is resumed from the console once its new endpoint is set here.")
+    update.add_argument("--code", required=True)
+    update.add_argument("--url", help="the partner's new webhook endpoint (http or https)")
+    update.add_argument("--name")
     partner_sub.add_parser("list", help="list partners (secrets shown by their last characters)")
     _data_dir_everywhere(sub)
     return parser
@@ -671,6 +678,8 @@ def cmd_partner(args) -> int:
             _partner_simulated_note(partner.endpoint_url)
         elif args.partner_command == "rotate-secret":
             return _partner_rotate(args, where)
+        elif args.partner_command == "update":
+            return _partner_update(args, where)
         else:
             print(json.dumps(partners.partner_list(), default=str, indent=2))
     except partners.UnableToRegisterPartner as exc:
@@ -689,6 +698,30 @@ def _partner_simulated_note(endpoint_url: str) -> None:
         print("closeout partner register: note: CLOSEOUT_PARTNERS is not 'http' here, so unbind messages go to "
               "the built-in simulator, not to this endpoint; run the worker with CLOSEOUT_PARTNERS=http",
               file=sys.stderr)
+
+
+def _partner_update(args, where: str) -> int:
+    from closeout.integrations.partners import services as partners
+
+    if args.url is None and args.name is None:
+        print(f"{where}: name what to change: --url, --name or both", file=sys.stderr)
+        return 2
+    before = next((p for p in partners.partner_list() if p["code"] == args.code.strip().lower()), None)
+    try:
+        partner = partners.partner_update(code=args.code.strip().lower(), actor="operator:cli", endpoint_url=args.url,
+                                          name=args.name)
+    except partners.PartnerNotFound as exc:
+        codes = [p["code"] for p in partners.partner_list()]
+        print(f"{where}: {exc}; registered partners: {', '.join(codes) or 'none'}", file=sys.stderr)
+        return 2
+    changes = []
+    if args.url is not None:
+        changes.append(f"endpoint {partner.endpoint_url} (was {before['endpoint_url']})")
+        _partner_simulated_note(partner.endpoint_url)
+    if args.name is not None:
+        changes.append(f"name {partner.name} (was {before['name']})")
+    print(f"partner {partner.code}: {'; '.join(changes)}")
+    return 0
 
 
 def _partner_rotate(args, where: str) -> int:

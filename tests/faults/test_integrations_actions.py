@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from closeout.aftercare.reconcile import reconcile_run
 from closeout.closures import services, states
 from closeout.closures.models import ClosureCase
 from closeout.integrations.models import (
@@ -88,6 +89,24 @@ def test_a_card_system_refusal_parks_the_case_at_once_naming_it_and_a_resume_blo
     assert SimRefund.objects.count() == 1
 
 
+def test_a_travel_sim_whose_number_the_card_system_refused_is_taken_out_of_service_on_resume(
+        dbos_worker, make_card):
+    # A SIM is closed by taking its number out of service, not by blocking it like a stored-value
+    # card: resuming must run the SIM's own action, or the number stays live behind a closed case.
+    SimFault.objects.create(system="card_system", operation="deactivate_number", mode="decline")
+    card = make_card("TSIM", balance=0, plan_days_left=8)
+    case = services.closure_request(card=card, channel="web", requester="customer:web")
+    wait_for(lambda: _case(case.reference).state == states.FAILED)
+    assert _case(case.reference).attention_reason.startswith("deactivate_number failed")
+
+    services.closure_resume(reference=case.reference, actor="staff:lee", note="card system fixed")
+    wait_for(lambda: _case(case.reference).state == states.CLOSED)
+
+    assert SimNumberDeactivation.objects.get().iccid == card.number
+    assert not SimCardBlock.objects.exists()
+    assert reconcile_run(references=[case.reference]) == []
+
+
 def test_number_deactivation_timeouts_are_retried_under_one_key(dbos_worker, make_card):
     SimFault.objects.create(system="card_system", operation="deactivate_number", mode="timeout", remaining=2)
     card = make_card("TSIM", balance=0, plan_days_left=8)
@@ -115,6 +134,10 @@ def test_an_smdp_outage_parks_the_esim_case_and_a_resume_releases_it_once(dbos_w
 
     assert SimRefund.objects.count() == 1
     assert smdp.SimEsimProfile.objects.get(iccid=card.number).state == "UNAVAILABLE"
+    # The resume asked the SM-DP+ again; the number, out of service already, was left alone.
+    assert SimNumberDeactivation.objects.get().request_count == 1
+    assert not SimCardBlock.objects.exists()
+    assert reconcile_run(references=[case.reference]) == []
 
 
 def test_duplicated_and_delayed_deletion_notices_close_the_case_once(dbos_worker, make_card):

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from closeout.aftercare.reconcile import reconcile_run
+from closeout.audit.models import AuditEvent
 from closeout.closures import services, states
 from closeout.closures.models import ClosureCase, Refund
 from closeout.integrations import crypto
@@ -95,23 +97,70 @@ def test_a_5xx_before_the_money_moved_is_retried_with_the_same_key(dbos_worker, 
     assert SimRefund.objects.get().request_count == 1
 
 
-def test_a_declined_refund_goes_to_staff_with_the_reason_and_a_resume_never_pays_under_a_new_key(
+def test_a_declined_refund_goes_to_staff_with_the_reason_and_a_resume_asks_the_provider_afresh_once(
         dbos_worker, make_card):
+    # The provider answers a key it has seen with its first answer: resumed under the declined
+    # refund's key, the refund would be declined again forever. A declined refund moved no money,
+    # so the resume asks for a new one, under a key of its own, and pays exactly once.
     SimFault.objects.create(system="payments", operation="refund", mode="decline")
     case = _open(make_card)
     wait_for(lambda: _case(case.reference).state == states.FAILED)
     assert any("destination account closed" in n for n in _case(case.reference).events.values_list("note", flat=True))
-    assert Refund.objects.get(case__reference=case.reference).failure_reason == "destination account closed"
+    declined = Refund.objects.get(case__reference=case.reference)
+    assert declined.failure_reason == "destination account closed"
 
+    services.closure_resume(reference=case.reference, actor="staff:lee", note="customer says the account is open")
+    wait_for(lambda: _case(case.reference).state == states.CLOSED)
+
+    by_key = dict(SimRefund.objects.values_list("idempotency_key", "status"))
+    assert by_key == {f"{case.reference}:refund": "failed", f"{case.reference}:refund:2": "succeeded"}
+    assert SimRefund.objects.get(idempotency_key=f"{case.reference}:refund").request_count == 1
+    refund = Refund.objects.get(case__reference=case.reference)
+    assert (refund.idempotency_key, refund.status) == (f"{case.reference}:refund:2", "succeeded")
+    assert refund.provider_ref == SimRefund.objects.get(status="succeeded").provider_ref
+    assert Posting.objects.filter(key=f"{case.reference}:refund").count() == 1
+    retried = AuditEvent.objects.get(action="closure.refund.retried", subject=case.reference)
+    assert retried.actor == "staff:lee" and retried.data["declined"] == f"{case.reference}:refund"
+    assert reconcile_run(references=[case.reference]) == []  # a declined attempt is no second refund
+
+
+def test_a_late_failure_webhook_of_a_declined_refund_does_not_stop_its_retry(client, make_card, settings):
+    settings.CLOSEOUT_DISPATCH = False  # the steps are run by hand, in the order a slow webhook allows
+    case = _open(make_card)
+    ClosureCase.objects.filter(id=case.id).update(state=states.REFUND_PENDING, next_action="refund",
+                                                  next_action_id=f"{case.reference}:refund")
+    services.refund_record(reference=case.reference, workflow_id=f"{case.reference}:refund",
+                           result={"status": "failed", "provider_ref": "re_1", "failure_reason": "card expired",
+                                   "idempotency_key": f"{case.reference}:refund"})
     services.closure_resume(reference=case.reference, actor="staff:lee")
-    resumed = _case(case.reference).updated_at
-    # Failed again: by the resumed attempt (same key, the provider repeats its answer) or by the
-    # provider's late failure webhook for that same refund, whichever comes first.
-    wait_for(lambda: _case(case.reference).state == states.FAILED
-             and _case(case.reference).events.filter(at__gt=resumed, to_state=states.FAILED).exists())
 
-    assert SimRefund.objects.count() == 1 and SimRefund.objects.get().status == "failed"
-    assert not Posting.objects.filter(key=f"{case.reference}:refund").exists()
+    # The provider's webhook for the declined refund arrives only now, while the new one is asked.
+    body, headers = _signed_event(case.reference, amount=case.quote["refund"], status="failed")
+    answer = client.post("/webhooks/payments", body, content_type="application/json", **headers)
+
+    assert answer.json() == {"outcome": "ignored"}
+    assert _case(case.reference).state == states.REFUND_PENDING  # still asking, not parked again
+    order = services.refund_order(reference=case.reference, workflow_id=_case(case.reference).next_action_id)
+    assert order["idempotency_key"] == f"{case.reference}:refund:2"
+    services.refund_record(reference=case.reference, workflow_id=_case(case.reference).next_action_id,
+                           result={"status": "succeeded", "provider_ref": "re_2",
+                                   "idempotency_key": order["idempotency_key"]})
+    assert _case(case.reference).state == states.DEACTIVATING
+    assert Posting.objects.filter(key=f"{case.reference}:refund").count() == 1
+
+
+def test_a_refund_failed_without_the_provider_s_word_is_resumed_under_its_own_key(client, make_card, settings):
+    # "No answer" is not "declined": the provider may hold that refund, so a new key could pay twice.
+    settings.CLOSEOUT_DISPATCH = False
+    case = _open(make_card)
+    ClosureCase.objects.filter(id=case.id).update(state=states.REFUND_PENDING, next_action="refund",
+                                                  next_action_id=f"{case.reference}:refund")
+    services.refund_record(reference=case.reference, workflow_id=f"{case.reference}:refund",
+                           result={"status": "failed", "failure_reason": "no answer in refund file"})
+    services.closure_resume(reference=case.reference, actor="staff:lee")
+
+    order = services.refund_order(reference=case.reference, workflow_id=_case(case.reference).next_action_id)
+    assert order["idempotency_key"] == f"{case.reference}:refund"
 
 
 def test_duplicated_settlement_webhooks_settle_the_refund_once(dbos_worker, make_card):
@@ -180,3 +229,44 @@ def test_forged_stale_and_replayed_webhooks_move_nothing(client, make_card):
     assert (first.json(), replay.json()) == ({"outcome": "amount_mismatch"}, {"outcome": "duplicate"})
     assert _case(case.reference).state == states.SUBMITTED
     assert not Refund.objects.exists()
+
+
+def test_a_refund_the_provider_holds_pending_is_polled_ever_less_often_and_shows_its_age(
+        client, make_card, settings, monkeypatch):
+    # A bank transfer may stay pending for days. Polled every 5 s with an event and an audit
+    # record each time, it wrote thousands a day to the case's timeline and the audit chain, and
+    # each poll made the case look freshly moved; nothing said how long the provider had held it.
+    from closeout.common import clock
+
+    settings.CLOSEOUT_DISPATCH = False
+    case = _open(make_card)
+    ClosureCase.objects.filter(id=case.id).update(state=states.REFUND_PENDING, next_action="refund",
+                                                  next_action_id=f"{case.reference}:refund")
+    pending = {"status": "pending", "provider_ref": "re_1", "idempotency_key": f"{case.reference}:refund"}
+    services.refund_record(reference=case.reference, workflow_id=f"{case.reference}:refund", result=pending)
+    asked = _case(case.reference)
+    assert asked.next_action == "refund_status"
+
+    waits = []
+    for _ in range(12):  # each poll answers "still pending" when it falls due
+        polled = _case(case.reference)
+        waits.append((polled.next_action_due_at - (clock.now())).total_seconds())
+        due = polled.next_action_due_at
+        monkeypatch.setattr(clock, "now", lambda at=due: at)
+        services.refund_record(reference=case.reference, workflow_id=polled.next_action_id, result=pending)
+        # The same answer recorded twice (a step run again) schedules nothing more.
+        again = _case(case.reference).next_action_id
+        services.refund_record(reference=case.reference, workflow_id=polled.next_action_id, result=pending)
+        assert _case(case.reference).next_action_id == again
+
+    assert waits[0] <= 5 and waits == sorted(waits) and waits[-1] == 3600
+    held = _case(case.reference)
+    assert held.state == states.REFUND_PENDING and held.next_action == "refund_status"
+    assert held.updated_at == asked.updated_at  # polling is not moving: the case's age shows
+    assert held.events.filter(note="refund accepted, waiting for settlement").count() == 1
+    assert AuditEvent.objects.filter(subject=case.reference, action="closure.refund_status.scheduled").count() == 1
+
+    metrics = client.get("/metrics").content.decode()
+    age = next(float(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith("closeout_refund_oldest_pending_seconds "))
+    assert age == (clock.now() - Refund.objects.get(case=held).created_at).total_seconds() > 3600

@@ -38,3 +38,27 @@ def test_no_warning_when_messages_go_where_the_endpoint_says(capsys, monkeypatch
     assert cli.main(["partner", "register", "--code", "maps-app", "--url", url]) == 0
 
     assert capsys.readouterr().err == ""
+
+
+def test_a_partner_whose_endpoint_moved_gets_its_new_one_from_the_command_line(capsys):
+    # A partner that answers 308 sends its cases to staff with "update its endpoint URL"; there was
+    # no command to do it with, only `register`, which refuses a code already taken.
+    from closeout.audit.models import AuditEvent
+    from closeout.integrations.models import Partner
+
+    assert cli.main(["partner", "register", "--code", "maps-app", "--url", "https://maps.example/hook"]) == 0
+    capsys.readouterr()
+
+    assert cli.main(["partner", "update", "--code", "maps-app", "--url", "https://maps.example/v2/hook"]) == 0
+    assert capsys.readouterr().out == (
+        "partner maps-app: endpoint https://maps.example/v2/hook (was https://maps.example/hook)\n")
+    assert Partner.objects.get(code="maps-app").endpoint_url == "https://maps.example/v2/hook"
+    event = AuditEvent.objects.get(action="partner.update", subject="partner:maps-app")
+    assert event.actor == "operator:cli" and event.data["after"]["endpoint"] == "https://maps.example/v2/hook"
+
+    assert cli.main(["partner", "update", "--code", "maps-app", "--url", "http://169.254.169.254/hook"]) == 2
+    assert cli.main(["partner", "update", "--code", "map-app", "--url", "https://maps.example/v3/hook"]) == 2
+    err = capsys.readouterr().err
+    assert "link-local" in err or "metadata" in err
+    assert "registered partners: maps-app" in err
+    assert Partner.objects.get(code="maps-app").endpoint_url == "https://maps.example/v2/hook"

@@ -245,6 +245,42 @@ def test_dbos_warnings_are_json_lines_with_the_case(settings):
         assert "[CL-2026-000077]" in line
 
 
+def test_requests_about_a_case_are_logged_under_its_reference(client, make_card, settings, json_log):
+    # `jq 'select(.case == "CL-…")'` tells a case's story: the partner's refused card-received and
+    # the staff's visits to the case page belong to it, though no workflow is running then.
+    from closeout.api.keys import apikey_create
+
+    settings.CLOSEOUT_DISPATCH = False
+    case = services.closure_request(card=make_card("YKT", balance=500), channel="web", requester="customer:web")
+    _, secret = apikey_create(name="ops", scope="operator")
+    answer = client.post(f"/api/v1/closures/{case.reference}/card-received", content_type="application/json",
+                         HTTP_AUTHORIZATION=f"Bearer {secret}", HTTP_IDEMPOTENCY_KEY="k-1", data={})
+    assert answer.status_code == 409  # the card was never asked for
+    access = logging.getLogger("gunicorn.access").makeRecord(
+        "gunicorn.access", logging.INFO, __file__, 1, "%s %s -> %s", ("GET", f"/console/cases/{case.reference}/", 200),
+        None, extra={"path": f"/console/cases/{case.reference}/", "status": 200})  # as gunicorn_conf writes it
+
+    refused = [e for e in json_log() if e["logger"] == "django.request"]
+    assert refused and refused[0]["case"] == case.reference
+    assert json.loads(JsonFormatter().format(access))["case"] == case.reference
+
+
+def test_a_failed_step_is_logged_with_what_the_system_answered(json_log):
+    # "step refund error" alone sent the on-call engineer to the DBOS traceback lines for the why.
+    from closeout.integrations.errors import TransientError
+    from closeout.integrations.payments.simulator import SimulatedPaymentProvider
+
+    with pytest.raises(TransientError), observe.case_context("CL-2026-000051", "CL-2026-000051:refund"), \
+            observe.step(SimulatedPaymentProvider.refund):
+        raise TransientError("payment provider answered 503")
+
+    [line] = [e for e in json_log() if e.get("step") == "refund"]
+    assert (line["case"], line["system"], line["outcome"], line["level"]) == (
+        "CL-2026-000051", "payments", "error", "WARNING")
+    assert line["error"] == "payment provider answered 503"
+    assert line["msg"] == "step refund error: payment provider answered 503"
+
+
 def test_a_notice_that_fails_is_logged_with_its_case_and_where_it_was_going(make_card, settings, json_log):
     # "notice 75 (receipt by email) failed: ConnectionRefusedError" named neither the case nor the relay.
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"

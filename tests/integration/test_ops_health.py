@@ -208,6 +208,30 @@ def test_metrics_show_cases_stuck_by_state_and_age_and_overdue_actions(client, m
     assert _sample(families, "closeout_case_oldest_unchanged_seconds", state="submitted") == 0
 
 
+def test_a_case_waiting_for_the_customer_to_pay_its_fees_is_no_stuck_case(client, make_card):
+    # CaseNotMoving pages on `verified` cases unchanged for an hour. One whose debts the refund
+    # cannot cover waits there for the holder's payment or a staff waiver, for days if need be: it
+    # kept the alert firing, and hid a case whose settle step nobody ran.
+    from closeout.closures import services as closures
+    from closeout.closures import states
+    from closeout.closures.models import ClosureCase
+
+    now = clock.now()
+    owing = closures.closure_request(card=make_card("YKT", balance=500, charges=[("overdraft", 5000)]),
+                                     channel="web", requester="customer:web")
+    for step in (closures.closure_verify, closures.closure_settle):
+        step(reference=owing.reference, workflow_id=ClosureCase.objects.get(id=owing.id).next_action_id)
+    waiting = ClosureCase.objects.get(id=owing.id)
+    assert (waiting.state, waiting.next_action, waiting.quote["uncovered"] > 0) == (states.VERIFIED, "", True)
+    ClosureCase.objects.filter(id=owing.id).update(updated_at=now - timedelta(hours=30))
+    assert _sample(_families(client), "closeout_case_oldest_unchanged_seconds", state="verified") == 0
+
+    stuck = closures.closure_request(card=make_card("YKT", balance=500), channel="web", requester="customer:web")
+    ClosureCase.objects.filter(id=stuck.id).update(state=states.VERIFIED, next_action="settle",
+                                                   updated_at=now - timedelta(hours=2), next_action_due_at=now)
+    assert 7200 <= _sample(_families(client), "closeout_case_oldest_unchanged_seconds", state="verified") < 7300
+
+
 def test_every_action_a_workflow_runs_is_listed_for_the_metrics():
     from closeout.closures import states, workflow
 

@@ -92,7 +92,8 @@ def check_ledger(case: ClosureCase) -> list[Mismatch]:
 @reconcile_check
 def check_payment_provider(case: ClosureCase) -> list[Mismatch]:
     """Exactly one refund at the provider, succeeded, for the amount and currency recorded, read
-    from the provider's own records (a refund handed over in cash is the till's, not the provider's)."""
+    from the provider's own records (a refund handed over in cash is the till's, not the provider's).
+    Requests the provider declined before a resumed case asked again moved no money and do not count."""
     ref = case.reference
     refund = Refund.objects.filter(case=case).first()
     amount = refund.amount_minor if refund else case.quote.get("refund", 0)
@@ -104,6 +105,8 @@ def check_payment_provider(case: ClosureCase) -> list[Mismatch]:
         provider.refunds_of(reference=ref, destination=case.refund_destination)) or "answered")
     if seen != "answered":
         return [Mismatch(ref, "payment_provider", "the provider's refund records", seen)]
+    current = refund.idempotency_key if refund is not None else ""
+    rows = [row for row in rows if row.status != "failed" or row.idempotency_key == current]
     if len(rows) != 1:
         return [Mismatch(ref, "payment_provider", "1 refund at the provider", f"{len(rows)} refunds")]
     row = rows[0]

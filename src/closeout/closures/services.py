@@ -52,6 +52,7 @@ def return_deadline(start, calendar: str):
         deadline += timedelta(days=1)
     return deadline
 REFUND_POLL = timedelta(seconds=5)
+REFUND_POLL_CAP = timedelta(hours=1)
 DESTINATION_TYPES = ("original", "bank", "ewallet", "cash")
 ATTENTION_ESIM = "eSIM profile not deleted in time"
 UNBIND_ROUNDS = 12  # unbind attempts per partner before staff look at it (again after each resume)
@@ -503,6 +504,29 @@ def _post_settlement(case: ClosureCase, card: Card, quote: rules.Quote, balances
                        subject=case.reference)
 
 
+def refund_key(reference: str, attempt: int = 1) -> str:
+    """The idempotency key of a case's refund: `<reference>:refund`, and `<reference>:refund:<n>`
+    for the n-th request after the provider declined the ones before (`closure_resume`)."""
+    return f"{reference}:refund" if attempt == 1 else f"{reference}:refund:{attempt}"
+
+
+def refund_key_parts(key: str) -> tuple[str, int] | None:
+    """(reference, attempt) of a refund idempotency key, or None for a key that is no refund's."""
+    head, _, last = key.rpartition(":")
+    if last == "refund":
+        return head, 1
+    reference, _, word = head.rpartition(":")
+    if word == "refund" and last.isascii() and last.isdigit() and int(last) > 1:
+        return reference, int(last)
+    return None
+
+
+def current_refund_key(case: ClosureCase) -> str:
+    """The key the case's refund is asked (or polled) under now."""
+    refund = Refund.objects.filter(case=case).only("idempotency_key").first()
+    return refund.idempotency_key if refund else refund_key(case.reference)
+
+
 def refund_order(*, reference: str, workflow_id: str) -> dict | None:
     """Return what the refund step must send, or None when the case no longer waits for it."""
     case = ClosureCase.objects.select_related("card").get(reference=reference)
@@ -512,7 +536,7 @@ def refund_order(*, reference: str, workflow_id: str) -> dict | None:
             case=case, decision=RefundApproval.Decision.APPROVED).exists():
         return None  # never pay a refund that needs a second person before it has one
     return {
-        "idempotency_key": f"{reference}:refund",
+        "idempotency_key": current_refund_key(case),
         "amount": case.quote["refund"],
         "currency": case.quote["currency"],
         "destination": case.refund_destination,
@@ -531,7 +555,7 @@ def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
     (a cash refund sent to the provider by an earlier version was paid by it)."""
     with transaction.atomic():
         case = _lock(reference)
-        if case.state != states.REFUND_PENDING:
+        if case.state != states.REFUND_PENDING or _answers_an_earlier_request(case, result):
             return case.state
         if result["status"] == CASH_READY_STATUS:
             if not _paid_in_cash(case):
@@ -541,7 +565,7 @@ def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
         refund, _ = Refund.objects.get_or_create(
             case=case,
             defaults=dict(
-                idempotency_key=f"{reference}:refund", amount_minor=case.quote["refund"],
+                idempotency_key=result.get("idempotency_key") or refund_key(reference), amount_minor=case.quote["refund"],
                 currency=case.quote["currency"], destination_type=case.refund_destination.get("type", "original"),
                 provider_ref=result.get("provider_ref", ""), status=result["status"], created_at=clock.now(),
             ),
@@ -560,6 +584,38 @@ def refund_record(*, reference: str, workflow_id: str, result: dict) -> str:
             return states.FAILED
         _refund_paid(case, refund, paid_from=ledger.CLEARING, actor="system", key=workflow_id)
         return case.state
+
+
+def _answers_an_earlier_request(case: ClosureCase, result: dict) -> bool:
+    """Whether `result` (naming its idempotency key, as the workflow and the webhooks do) answers a
+    refund request the provider declined before the case asked again: the provider's late word on
+    that one must not park the request now under way."""
+    key = result.get("idempotency_key")
+    return bool(key) and key != current_refund_key(case)
+
+
+def _refund_ask_again(case: ClosureCase, *, actor: str) -> None:
+    """Before a resumed refund: when the provider declined the last request, ask under a new key.
+
+    The provider answers a key it has seen with its first answer, so the declined request's key
+    would only be declined again. A request the provider itself says failed moved no money; one
+    that failed without its word (no answer, no provider reference) may still be paid by it, and
+    keeps its key.
+    """
+    refund = Refund.objects.select_for_update().filter(case=case).first()
+    if refund is None or refund.status != Refund.Status.FAILED or not refund.provider_ref:
+        return
+    declined = refund.idempotency_key
+    _, attempt = refund_key_parts(declined) or (case.reference, 1)
+    refund.idempotency_key = refund_key(case.reference, attempt + 1)
+    audit_record(actor=actor, action="closure.refund.retried", subject=case.reference, before=refund.status,
+                 after=Refund.Status.PENDING, reason=refund.failure_reason,
+                 data={"declined": declined, "provider_ref": refund.provider_ref,
+                       "idempotency_key": refund.idempotency_key})
+    refund.status = Refund.Status.PENDING
+    refund.provider_ref = refund.failure_reason = ""
+    refund.created_at = clock.now()
+    refund.save()
 
 
 def _refund_paid(case: ClosureCase, refund: Refund, *, paid_from: str, actor: str, key: str) -> None:
@@ -681,9 +737,21 @@ def _wait_without_action(case: ClosureCase, *, key: str, note: str, audit_action
 
 
 def _wait_for_settlement(case: ClosureCase, workflow_id: str) -> None:
-    """Keep the case in refund_pending and schedule a status poll (the webhook may come first)."""
-    _schedule_action(case, "refund_status", key=f"{workflow_id}:pending", actor="system",
-                     note="refund accepted, waiting for settlement", due_in=REFUND_POLL)
+    """Keep the case in refund_pending and poll the provider until the refund settles (its webhook
+    may come first): soon at first, then ever less often, an hour apart at most.
+
+    The wait is told (timeline and audit) once, when the provider first answers `pending`; a poll
+    that finds it still pending only sets the next one, so a refund held for days neither fills
+    the timeline nor makes the case look freshly moved (`closeout_case_oldest_unchanged_seconds`).
+    """
+    if case.next_action != "refund_status":
+        _schedule_action(case, "refund_status", key=f"{workflow_id}:pending", actor="system",
+                         note="refund accepted, waiting for settlement", due_in=REFUND_POLL)
+    elif case.next_action_id == workflow_id:  # not a poll's answer recorded again
+        now = clock.now()
+        case.next_action_id = _workflow_id(case, "refund_status")
+        case.next_action_due_at = now + min(max(REFUND_POLL, now - case.updated_at), REFUND_POLL_CAP)
+        case.save(update_fields=["next_action_id", "next_action_due_at", "action_runs"])
 
 
 def _schedule_action(case: ClosureCase, action: str, *, key: str, actor: str, note: str,
@@ -1071,10 +1139,26 @@ def closure_resume(*, reference: str, actor: str, note: str = "") -> ClosureCase
             raise states.IllegalTransition(case.state, case.resume_to or "?")
         key = f"resume:{case.updated_at.isoformat()}"
         if case.resume_to == states.REFUND_PENDING:
+            _refund_ask_again(case, actor=actor)
             _enter_refund_pending(case, actor=actor, key=key, note=note or "resumed")
+        elif case.resume_to == states.DEACTIVATING:
+            _transition(case, states.DEACTIVATING, actor=actor, key=key, note=note or "resumed",
+                        action=_deactivation_step_left(case))
         else:
             _transition(case, case.resume_to, actor=actor, key=key, note=note or "resumed")
         return case
+
+
+def _deactivation_step_left(case: ClosureCase) -> str:
+    """The deactivation action a resumed case still needs: the card system's (blocking a card,
+    taking a SIM's number out of service) until it has answered, then an eSIM's profile release.
+
+    The state alone does not say which: `deactivating` spans all three for an eSIM.
+    """
+    card = Card.objects.select_related("product").get(id=case.card_id)
+    if card.product.kind == "esim" and card.status == Card.Status.BLOCKED:
+        return "release_profile"  # the number is out of service already (`closure_deactivated`)
+    return _deactivation_action(case)
 
 
 def closure_settle_again(*, reference: str, actor: str, note: str) -> ClosureCase:

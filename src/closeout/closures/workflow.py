@@ -112,7 +112,8 @@ def refund_call_step(order: dict) -> dict:
         amount=Money(order["amount"], order["currency"]),
         destination=order["destination"],
     )
-    return result.as_json()
+    # The key says which request the answer is for: a declined one's late answer moves nothing.
+    return result.as_json() | {"idempotency_key": order["idempotency_key"]}
 
 
 @DBOS.step(name="closeout.refund_status_call", **RETRY)
@@ -120,10 +121,12 @@ def refund_status_call_step(reference: str) -> dict:
     @observe.calls("payments", "refund_status")
     def status():
         refund = services.Refund.objects.filter(case__reference=reference).first()
-        return registry.port("payments").refund_status(
-            idempotency_key=f"{reference}:refund", provider_ref=refund.provider_ref if refund else "")
+        key = refund.idempotency_key if refund else services.refund_key(reference)
+        answer = registry.port("payments").refund_status(idempotency_key=key,
+                                                         provider_ref=refund.provider_ref if refund else "")
+        return answer.as_json() | {"idempotency_key": key}
 
-    return _db(status).as_json()
+    return _db(status)
 
 
 @DBOS.step(name="closeout.refund_record")
@@ -221,7 +224,8 @@ def unbind_deliver_step(reference: str, partner: str) -> dict:
     answer = result.as_json()
     if 300 <= result.status_code < 400:
         # Redirects are not followed: a message signed for one address goes only there, and the
-        # new address would escape the endpoint check. The partner's registration needs updating.
+        # new address would escape the endpoint check. The partner's registration needs updating
+        # (`closeout partner update`), then the case resuming.
         answer |= {"refused": True, "error": f"partner {partner} answered {result.status_code}: its endpoint "
                                              "moved (redirects are not followed); update its endpoint URL"}
     elif 400 <= result.status_code < 500 and result.status_code not in RETRIED_4XX:

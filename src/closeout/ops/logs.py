@@ -51,13 +51,27 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
+_REFERENCE_IN_PATH = re.compile(r"/(CL-\d{4}-\d+)(?=[/?]|$)")
+
+
+def _requested_case(record: logging.LogRecord) -> str | None:
+    """The case a request's address names: gunicorn's access lines carry `path`, Django's
+    `django.request` lines (a 4xx, a 5xx) the request itself. A partner's refused call or a staff
+    member's visit to a case page is part of that case's story."""
+    request = getattr(record, "request", None)
+    path = getattr(record, "path", None) or getattr(request, "path", None)
+    found = _REFERENCE_IN_PATH.search(path) if isinstance(path, str) else None
+    return found.group(1) if found else None
+
+
 class CaseContextFilter(logging.Filter):
     """Attach `case` and `workflow_id` to every record (None outside a case); a record logged with
     its own (`extra={"case": …}`) keeps them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         workflow_id = getattr(record, "workflow_id", None) or observe.current_workflow() or observe._dbos_workflow_id()
-        record.case = getattr(record, "case", None) or observe.current_case() or observe.reference_of(workflow_id)
+        record.case = (getattr(record, "case", None) or observe.current_case() or observe.reference_of(workflow_id)
+                       or _requested_case(record))
         record.workflow_id = workflow_id
         return True
 

@@ -11,7 +11,7 @@ import os
 from collections import Counter
 
 from django.db import Error as DatabaseError
-from django.db.models import Count, Min, Sum
+from django.db.models import Count, Min, Q, Sum
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -54,14 +54,17 @@ class DatabaseCollector:
             "closeout_case_oldest_unchanged_seconds",
             "Seconds since the least recently changed open case in each state last changed (0: none in it).",
             labels=["state"])
+        # A case that waits in `verified` for its holder to pay what the refund cannot cover (or
+        # for a waiver) waits for a person, possibly for days: counted, but it does not age the state.
+        for_payment = Q(state=states.VERIFIED, next_action="", quote__uncovered__gt=0)
         counts, firsts = {}, {}
-        for state, n, first in (ClosureCase.objects.values_list("state").annotate(n=Count("id"), first=Min("updated_at"))
-                                .order_by()):
+        for state, n, first in (ClosureCase.objects.values_list("state")
+                                .annotate(n=Count("id"), first=Min("updated_at", filter=~for_payment)).order_by()):
             counts[state], firsts[state] = n, first
         for state in states.ALL:
             cases.add_metric([state], counts.get(state, 0))
             if state not in states.TERMINAL:
-                oldest.add_metric([state], max(0.0, (now - firsts.get(state, now)).total_seconds()))
+                oldest.add_metric([state], max(0.0, (now - (firsts.get(state) or now)).total_seconds()))
         yield cases
         yield oldest
 
@@ -91,11 +94,25 @@ class DatabaseCollector:
             "closeout_refund_amount_minor",
             "Sum of the amounts of refunds currently recorded, in minor units, by currency and status.",
             labels=["currency", "status"])
-        for row in Refund.objects.values("currency", "status").annotate(n=Count("id"), total=Sum("amount_minor")).order_by():
+        # How long the payment provider has held a refund pending (one it gave a reference for; a
+        # cash refund waiting at a counter waits for the customer): polled ever less often, such a
+        # case shows nowhere else, as `refund_pending` also holds refunds waiting for approval.
+        held = GaugeMetricFamily(
+            "closeout_refund_oldest_pending_seconds",
+            "Seconds since the oldest refund the payment provider still holds pending was asked (0: none).")
+        first_held = None
+        for row in (Refund.objects.values("currency", "status")
+                    .annotate(n=Count("id"), total=Sum("amount_minor"),
+                              first=Min("created_at", filter=Q(status=Refund.Status.PENDING) & ~Q(provider_ref="")))
+                    .order_by()):
             refunds.add_metric([row["currency"], row["status"]], row["n"])
             amounts.add_metric([row["currency"], row["status"]], row["total"] or 0)
+            if row["first"] is not None:
+                first_held = min(first_held or row["first"], row["first"])
+        held.add_metric([], max(0.0, (now - (first_held or now)).total_seconds()))
         yield refunds
         yield amounts
+        yield held
 
         # Undelivered notices only (a partial index holds just those): a mail relay or SMS gateway
         # that is down shows as these growing and getting old. A notice whose attempts are spent is

@@ -102,23 +102,30 @@ def step(fn):
     name = getattr(fn, "__name__", "step")
     started = time.perf_counter()
     outcome = "ok"
+    error = ""
     reference = reference_of(workflow_id) or current_case()
     with case_context(reference, workflow_id):
         try:
             yield
         except AdapterError as exc:
-            outcome = "error"
+            outcome, error = "error", _said(exc)
             kind = "permanent" if isinstance(exc, PermanentError) else "transient"
             ADAPTER_ERRORS.labels(system=_system_of(fn), call=name, kind=kind).inc()
             raise
-        except BaseException:
-            outcome = "error"
+        except BaseException as exc:
+            outcome, error = "error", _said(exc)
             raise
         finally:
             elapsed = time.perf_counter() - started
             STEP_SECONDS.labels(step=name, system=_system_of(fn), outcome=outcome).observe(elapsed)
             # A case's steps are its story; the others (the sweep every few seconds) only noise.
             level = logging.WARNING if outcome == "error" else logging.INFO if reference else logging.DEBUG
-            steps_log.log(level, "step %s %s", name, outcome,
-                          extra={"step": name, "system": _system_of(fn), "outcome": outcome,
-                                 "duration_ms": round(elapsed * 1000, 1)})
+            extra = {"step": name, "system": _system_of(fn), "outcome": outcome, "duration_ms": round(elapsed * 1000, 1)}
+            if error:  # what the system answered, on the line the runbook's query finds
+                steps_log.log(level, "step %s error: %s", name, error, extra=extra | {"error": error})
+            else:
+                steps_log.log(level, "step %s %s", name, outcome, extra=extra)
+
+
+def _said(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__)[:200]

@@ -3,7 +3,8 @@
 Refunds go back to the original payment (a PaymentIntent `pi_…` or Charge `ch_…` named in the
 destination as `payment_ref`); Stripe has no refund to a bank account or e-wallet the customer
 names afterwards, so those destinations are refused (the case goes to staff, who pay it another
-way). Every call carries the Idempotency-Key `<reference>:refund`; Stripe forgets keys after 24 h,
+way). Every call carries the Idempotency-Key `<reference>:refund` (`<reference>:refund:2`, … when staff
+resume a case whose refund Stripe declined); Stripe forgets keys after 24 h,
 so before creating a refund the adapter also looks for one carrying the key in its metadata.
 Settlement comes by `refund.*` webhooks signed with the endpoint secret, checked by the SDK.
 """

@@ -49,21 +49,24 @@ def payment_webhook_receive(*, body: bytes, headers: Mapping[str, str]) -> str:
 
 
 def _apply(event) -> str:
-    reference, _, step = event.idempotency_key.rpartition(":")
-    if step != "refund":
+    parts = services.refund_key_parts(event.idempotency_key)
+    if parts is None:
         return "ignored"
+    reference = parts[0]
     case = ClosureCase.objects.filter(reference=reference).first()
     if case is None:
         return "unknown_case"
     if event.result.status not in FINAL:
         return "ignored"
+    if event.idempotency_key != services.current_refund_key(case):
+        return "ignored"  # about a request declined before the case asked again (`closure_resume`)
     quote = case.quote or {}
     if event.amount is not None and (event.amount.minor, event.amount.currency) != (
             quote.get("refund"), quote.get("currency")):
         log.warning("refund webhook for %s carries another amount; left for staff", reference)
         return "amount_mismatch"
     services.refund_record(reference=reference, workflow_id=f"{reference}:webhook:{event.event_id[-24:]}",
-                           result=event.result.as_json())
+                           result=event.result.as_json() | {"idempotency_key": event.idempotency_key})
     return "applied"
 
 
