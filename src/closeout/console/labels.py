@@ -38,6 +38,11 @@ def customer_via(channel: str) -> str:
     return gettext("Customer (%(channel)s)") % {"channel": channel}
 
 
+def api_key(prefix: str) -> str:
+    """A request made with an API key, named by the key's prefix as `closeout apikey list` shows it."""
+    return gettext("API key %(prefix)s") % {"prefix": prefix}
+
+
 def label(labels: dict, code: str) -> str:
     """The label of a code, or the code itself for one this build does not know."""
     return str(labels.get(code, code))

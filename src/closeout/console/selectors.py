@@ -187,6 +187,7 @@ def case_detail(*, reference: str) -> dict | None:
     if case is None:
         return None
     card = case.card
+    approval = RefundApproval.objects.filter(case=case).first()
     return {
         "case": case,
         "row": _row(case),
@@ -199,7 +200,8 @@ def case_detail(*, reference: str) -> dict | None:
         "actions": case_actions(case),
         "assisted": getattr(case, "assisted_check", None),
         "sla": case_sla(case, today=timezone_date(clock.now())),
-        "approval": RefundApproval.objects.filter(case=case).first(),
+        "approval": approval,
+        "approval_version": closures.approval_version(case, approval) if approval else "",
         "cash_refund": closures.cash_awaiting_collection(case),
     }
 
@@ -268,14 +270,17 @@ def card_open_case(card: Card) -> ClosureCase | None:
 
 
 def refund_approvals_waiting() -> list[dict]:
-    """Refunds waiting for a second person, oldest first."""
+    """Refunds waiting for a second person, oldest first, with what the approver decides on: the
+    holder and card, how the refund adds up, where it goes (masked), who asked and when, and the
+    version of all that their decision answers."""
     waiting = (RefundApproval.objects.filter(decision=RefundApproval.Decision.PENDING,
                                              case__state=states.REFUND_PENDING)
                .select_related("case__card__holder", "case__card__product").order_by("requested_at", "id"))
     return [
         _row(a.case) | {
             "approval": a, "refund": a.case.quote.get("refund", 0), "currency": a.case.quote.get("currency", ""),
-            "destination": a.case.refund_destination,
+            "quote": a.case.quote, "destination": a.case.refund_destination,
+            "version": closures.approval_version(a.case, a),
         }
         for a in waiting
     ]

@@ -28,13 +28,14 @@ from closeout.appointments.models import Appointment, Branch, CounterVisit
 from closeout.cards.models import Card
 from closeout.closures import services as closures
 from closeout.closures import states
-from closeout.closures.models import ClosureCase
+from closeout.closures.models import ClosureCase, RefundApproval
 from closeout.common import clock
 from closeout.common.templatetags.closeout import money
 from closeout.common.text import ascii_digits
 from closeout.console import forms, labels, roles, rules, selectors, services
 from closeout.console.access import SEEN_KEY, staff_view
 from closeout.console.models import StaffProfile
+from closeout.console.templatetags.console_labels import actor_label
 from closeout.identity import documents
 from closeout.returns import selectors as return_selectors
 from closeout.returns import services as returns
@@ -719,20 +720,38 @@ def refunds(request):
 
 
 def _decide(request, reference: str, decide, ok: str, **kwargs):
+    """Record the approver's decision on the refund they read (the page's `seen` version), and say
+    what came of it: theirs, another approver's made first, or why none was made."""
     if not ClosureCase.objects.filter(reference=reference).exists():
         raise Http404
+    actor = request.staff.actor
     try:
-        decide(reference=reference, approver=request.staff.actor, **kwargs)
-    except closures.UnableToApprove as exc:
-        if "requested" in str(exc):
-            messages.error(request, _("You requested this refund, so another approver must decide it."))
-        else:
-            messages.error(request, _("This refund is not waiting for a decision."))
+        decide(reference=reference, approver=actor, seen=request.POST.get("seen", ""), **kwargs)
+    except closures.OwnRefundRequest:
+        messages.error(request, _("You requested this refund, so another approver must decide it."))
+    except closures.ApprovalOutdated:
+        messages.error(request, _("This refund changed since your page was shown (its amount, where it goes, or it "
+                                  "was asked for again). Nothing was decided: read it again, then decide."))
+    except closures.UnableToApprove:
+        messages.error(request, _decided_by_someone_else(reference)
+                       or _("This refund is not waiting for a decision."))
     else:
-        messages.success(request, ok)
+        messages.success(request, _decided_by_someone_else(reference, actor) or ok)
     if request.POST.get("back") == "case":
         return _case_redirect(reference)
     return redirect("console:refunds")
+
+
+def _decided_by_someone_else(reference: str, actor: str = "") -> str:
+    """Who decided the refund before this approver did, and when; empty when nobody else did."""
+    approval = RefundApproval.objects.filter(case__reference=reference).exclude(decision="").first()
+    if approval is None or approval.decided_by == actor:
+        return ""
+    words = {"who": actor_label(approval.decided_by),
+             "time": timezone.localtime(approval.decided_at).strftime("%Y-%m-%d %H:%M")}
+    if approval.decision == RefundApproval.Decision.APPROVED:
+        return _("%(who)s already approved this refund at %(time)s. Nothing else was done.") % words
+    return _("%(who)s already rejected this refund at %(time)s. Nothing else was done.") % words
 
 
 @require_POST
