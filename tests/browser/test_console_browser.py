@@ -211,3 +211,42 @@ def test_console_speaks_traditional_chinese(page, live_server):
     page.wait_for_load_state()
     shot(page, "home-zh-hant")
     assert "員工控制台" in page.content()
+
+
+def _posts_to(page, ending: str) -> list:
+    sent = []
+    page.on("request", lambda request: sent.append(request.url)
+            if request.method == "POST" and request.url.endswith(ending) else None)
+    return sent
+
+
+def test_a_double_click_on_approve_sends_one_decision(page, live_server, make_card):
+    case = case_in_state(make_card("YKT", balance=90000), "refund_pending")
+    sign_in(page, live_server, "refund_approver")
+    page.get_by_role("link", name="Refunds to approve").click()
+    sent = _posts_to(page, "/approve")
+
+    page.locator(f"tr[data-reference='{case.reference}']").get_by_role("button", name="Approve refund").dblclick()
+
+    page.get_by_text("The refund is approved").wait_for()
+    assert len(sent) == 1, sent
+    assert len(page.dialogs) == 1  # asked once, not once per click
+
+
+def test_a_scanners_second_enter_checks_the_card_in_once(page, live_server, make_card):
+    from closeout.returns.models import CheckIn
+    from closeout.returns.services import return_label_issue
+
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = return_label_issue(reference=case.reference)
+    sign_in(page, live_server, "warehouse")
+    page.get_by_role("link", name="Warehouse check-in").click()
+    sent = _posts_to(page, "/console/warehouse/")
+
+    page.keyboard.type(label.code)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+
+    page.get_by_text(f"Received: case {case.reference}").wait_for()
+    assert len(sent) == 1, sent
+    assert CheckIn.objects.filter(case=case).count() == 1

@@ -171,3 +171,15 @@ def test_approving_twice_in_a_row_says_approved_both_times(staff_client, make_ca
 
     assert all("The refund is approved and will be paid" in a.content.decode() for a in answers)
     assert RefundApproval.objects.get(case=case).decision == "approved"
+
+
+def test_rejecting_twice_in_a_row_says_it_was_already_rejected_not_that_nothing_waits(staff_client, make_card):
+    case = _waiting(make_card)
+    approver, _ = staff_client("refund_approver")
+    data = {"reason": "account holder name differs", "seen": _seen(approver, case.reference)}
+
+    approver.post(f"/console/refunds/{case.reference}/reject", data)
+    again = approver.post(f"/console/refunds/{case.reference}/reject", data, follow=True).content.decode()
+
+    assert "You already rejected this refund at" in again and "not waiting for a decision" not in again
+    assert ClosureCase.objects.get(id=case.id).state == states.ON_HOLD

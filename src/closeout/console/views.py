@@ -733,25 +733,29 @@ def _decide(request, reference: str, decide, ok: str, **kwargs):
         messages.error(request, _("This refund changed since your page was shown (its amount, where it goes, or it "
                                   "was asked for again). Nothing was decided: read it again, then decide."))
     except closures.UnableToApprove:
-        messages.error(request, _decided_by_someone_else(reference)
+        messages.error(request, _decided_before(reference, actor, mine_too=True)
                        or _("This refund is not waiting for a decision."))
     else:
-        messages.success(request, _decided_by_someone_else(reference, actor) or ok)
+        messages.success(request, _decided_before(reference, actor) or ok)
     if request.POST.get("back") == "case":
         return _case_redirect(reference)
     return redirect("console:refunds")
 
 
-def _decided_by_someone_else(reference: str, actor: str = "") -> str:
-    """Who decided the refund before this approver did, and when; empty when nobody else did."""
+def _decided_before(reference: str, actor: str, *, mine_too: bool = False) -> str:
+    """Who decided the refund before this request, and when (this approver too with `mine_too`,
+    e.g. a second click); empty when nobody else did."""
     approval = RefundApproval.objects.filter(case__reference=reference).exclude(decision="").first()
-    if approval is None or approval.decided_by == actor:
+    if approval is None or (approval.decided_by == actor and not mine_too):
         return ""
     words = {"who": actor_label(approval.decided_by),
              "time": timezone.localtime(approval.decided_at).strftime("%Y-%m-%d %H:%M")}
-    if approval.decision == RefundApproval.Decision.APPROVED:
-        return _("%(who)s already approved this refund at %(time)s. Nothing else was done.") % words
-    return _("%(who)s already rejected this refund at %(time)s. Nothing else was done.") % words
+    approved = approval.decision == RefundApproval.Decision.APPROVED
+    if approval.decided_by == actor:
+        return (_("You already approved this refund at %(time)s. Nothing else was done.") if approved
+                else _("You already rejected this refund at %(time)s. Nothing else was done.")) % words
+    return (_("%(who)s already approved this refund at %(time)s. Nothing else was done.") if approved
+            else _("%(who)s already rejected this refund at %(time)s. Nothing else was done.")) % words
 
 
 @require_POST
