@@ -387,3 +387,33 @@ def test_the_refund_is_due_within_the_working_days_after_the_card_arrives(make_c
     product = card.product
     arrived = calendars.add_working_days(clock.now().date(), product.sla_working_days, product.calendar)
     assert ClosureCase.objects.get(id=case.id).sla_due_date == arrived
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_envelope_scanned_at_two_desks_at_once_is_received_once_and_destroyed_in_one_batch(make_card):
+    from tests.hardening.test_concurrency import kinds, race
+
+    cards = [make_card("OCTO") for _ in range(2)]
+    cases = [case_in_state(card, "awaiting_return") for card in cards]
+    label = returns.return_label_issue(reference=cases[0].reference)
+
+    outcomes = race(6, lambda i: returns.return_check_in(code=label.code, actor=f"staff:desk{i % 2}"))
+
+    assert all(isinstance(o, CheckIn) for o in outcomes), kinds(outcomes)
+    assert CheckIn.objects.filter(case=cases[0]).count() == 1
+    assert sum(not getattr(o, "again", False) for o in outcomes) == 1  # one desk is told it is new
+    returns.return_check_in(code=cards[1].number, actor="staff:desk0")
+    batch = [c.id for c in CheckIn.objects.filter(outcome=CheckIn.Outcome.RECEIVED)]
+    assert len(returns.destruction_batch(checkin_ids=batch, method="SHRED", batch="B-1", actor="staff:desk0")) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_card_nobody_waits_for_scanned_at_two_desks_at_once_is_queued_once(make_card):
+    from tests.hardening.test_concurrency import kinds, race
+
+    card = make_card("OCTO")
+
+    outcomes = race(6, lambda i: returns.return_check_in(code=card.number, actor=f"staff:desk{i % 2}"))
+
+    assert all(isinstance(o, CheckIn) for o in outcomes), kinds(outcomes)
+    assert ReturnException.objects.filter(card_number=card.number).count() == 1

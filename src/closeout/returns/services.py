@@ -117,23 +117,22 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
                     or ClosureCase.objects.filter(card=card).order_by("-created_at").first())
     if card is not None and inner and inner != card.number:  # the card in the envelope is another one
         reason = ReturnException.Reason.MISMATCH
-    if reason is None and case is not None:
-        earlier = CheckIn.objects.filter(case=case, outcome=CheckIn.Outcome.RECEIVED).first()
-        if earlier is not None:
-            earlier.again = True  # the scanner is told it was received before, not that it is new
-            return earlier
-        if case.state != states.AWAITING_RETURN:
-            reason = ReturnException.Reason.NOT_EXPECTED
     if case is None and reason is None:
         reason = ReturnException.Reason.NOT_EXPECTED
-    if reason is not None:
-        queued = ReturnException.objects.select_related("checkin__case").filter(
-            resolved_at__isnull=True, reason=reason, scanned_code=code[:40],
-            card_number=(inner or (card.number if card else ""))[:20]).first()
-        if queued is not None:  # the same card scanned again while it waits in the queue
-            queued.checkin.again = True
-            return queued.checkin
+    # Two scans of one envelope at once (a second Enter, two desks) wait for each other here, so
+    # the second finds the first's check-in instead of recording the card again.
     with transaction.atomic():
+        if case is not None:
+            case = ClosureCase.objects.select_for_update(of=("self",)).select_related("card").get(id=case.id)
+        elif card is not None:
+            Card.objects.select_for_update().filter(id=card.id).first()
+        earlier = _earlier_check_in(case=case, card=card, code=code, inner=inner, reason=reason)
+        if earlier is None and reason is None and case.state != states.AWAITING_RETURN:
+            reason = ReturnException.Reason.NOT_EXPECTED
+            earlier = _earlier_check_in(case=case, card=card, code=code, inner=inner, reason=reason)
+        if earlier is not None:
+            earlier.again = True  # the scanner is told it was scanned before, not that it is new
+            return earlier
         outcome = CheckIn.Outcome.EXCEPTION if reason else CheckIn.Outcome.RECEIVED
         checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code), case=case,
                                          card=card, outcome=outcome)
@@ -145,6 +144,18 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
         else:
             closures.closure_card_received(reference=case.reference, actor=actor, note="card checked in at the warehouse")
     return checkin
+
+
+def _earlier_check_in(*, case: ClosureCase | None, card: Card | None, code: str, inner: str,
+                      reason: str | None) -> CheckIn | None:
+    """The check-in of this card made before: the one that received it for its case, or the one
+    that put this same scan in the exception queue where it still waits."""
+    if reason is None:
+        return CheckIn.objects.filter(case=case, outcome=CheckIn.Outcome.RECEIVED).first()
+    queued = ReturnException.objects.select_related("checkin__case").filter(
+        resolved_at__isnull=True, reason=reason, scanned_code=code[:40],
+        card_number=(inner or (card.number if card else ""))[:20]).first()
+    return queued.checkin if queued is not None else None
 
 
 def return_exception_resolve(*, exception_id: int, actor: str, resolution: str, reference: str = "") -> ReturnException:
