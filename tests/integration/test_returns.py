@@ -96,7 +96,7 @@ def test_scanning_a_queued_card_again_queues_it_once(staff_client, make_card):
     label = returns.return_label_issue(reference=case.reference)
     closures.closure_withdraw(reference=case.reference, actor="customer:web")
     first = client.post("/console/warehouse/", {"code": label.code, "card_number": ""}, follow=True).content.decode()
-    assert "No case is waiting for this card" in first
+    assert f"Case {case.reference} (Withdrawn) is not waiting for this card" in first
     again = client.post("/console/warehouse/", {"code": label.code, "card_number": ""}, follow=True).content.decode()
     assert "Already in the exception queue since" in again
     unknown = "RL20260000003"
@@ -417,3 +417,39 @@ def test_a_card_nobody_waits_for_scanned_at_two_desks_at_once_is_queued_once(mak
 
     assert all(isinstance(o, CheckIn) for o in outcomes), kinds(outcomes)
     assert ReturnException.objects.filter(card_number=card.number).count() == 1
+
+
+def test_a_card_whose_closure_was_withdrawn_is_named_with_its_case_and_kept_not_destroyed(staff_client, make_card):
+    client, _ = staff_client("warehouse")
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    label = returns.return_label_issue(reference=case.reference)
+    closures.closure_withdraw(reference=case.reference, actor="customer:web")
+
+    said = client.post("/console/warehouse/", {"code": label.code}, follow=True).content.decode()
+
+    assert f"Case {case.reference} (Withdrawn) is not waiting for this card" in said
+    assert "This card is in use: keep it for the customer, do not destroy it." in said
+    assert f"d-{CheckIn.objects.get(card=card).id}" not in said  # not offered for destruction
+    queue = client.get("/console/warehouse/exceptions/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert 'data-case-state="withdrawn">已撤回<' in queue and "data-card-in-use" in queue
+    assert f'href="/console/cases/{case.reference}/"' not in queue  # the warehouse cannot open cases
+
+
+def test_a_card_of_a_closed_case_is_named_with_its_case_and_not_called_in_use(staff_client, make_card):
+    client, _ = staff_client("supervisor")
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    returns.return_check_in(code=card.number, actor="staff:wh")
+    ClosureCase.objects.filter(id=case.id).update(state=states.CLOSED)
+    card.refresh_from_db()
+    assert card.status != "active"
+    ReturnException.objects.all().delete()
+    CheckIn.objects.all().delete()
+    checkin = returns.return_check_in(code=card.number, actor="staff:wh")
+
+    queue = client.get("/console/warehouse/exceptions/").content.decode()
+
+    assert checkin.exception.reason == ReturnException.Reason.NOT_EXPECTED
+    assert 'data-case-state="closed">Closed<' in queue and "data-card-in-use" not in queue
+    assert f'href="/console/cases/{case.reference}/"' in queue

@@ -105,6 +105,8 @@ TIMELINE_KINDS = {"note": pgettext_lazy("timeline", "note"), "notice": pgettext_
                   "exception_resolved": pgettext_lazy("timeline", "return exception resolved")}
 CHARGE_SETTLED = {"paid": pgettext_lazy("charge", "paid"), "waived": pgettext_lazy("charge", "waived"),
                   "deducted": pgettext_lazy("charge", "deducted from the refund")}
+# A returned card that still works: its closure was withdrawn or refused, or never asked for.
+CARD_IN_USE = _("This card is in use: keep it for the customer, do not destroy it.")
 EXCEPTION_REASONS = {"UNKNOWN": _("Unknown label or card"), "MISMATCH": _("Card does not match the label"),
                      "NOT_EXPECTED": _("No case is waiting for this card")}
 

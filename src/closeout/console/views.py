@@ -643,7 +643,7 @@ def warehouse(request):
             elif checkin.outcome == checkin.Outcome.RECEIVED:
                 messages.success(request, _("Received: case %(reference)s.") % {"reference": checkin.case.reference})
             else:
-                messages.warning(request, _exception_message(checkin.exception.reason))
+                messages.warning(request, _exception_message(checkin))
         return redirect("console:warehouse")
     return _warehouse_page(request, form)
 
@@ -658,12 +658,23 @@ def _warehouse_page(request, form):
     })
 
 
-def _exception_message(reason: str) -> str:
+def _exception_message(checkin) -> str:
+    """Why the scan went to the exception queue: for a case that does not wait for the card, the
+    case and its state; and a card still in use (its closure withdrawn or refused, or never asked
+    for) is to be kept for the customer, never destroyed with the others."""
     reasons = ReturnException.Reason
-    return {
-        reasons.UNKNOWN: _("Unknown label or card: it went to the exception queue."),
-        reasons.MISMATCH: _("The card does not match the label: it went to the exception queue."),
-    }.get(reason, _("No case is waiting for this card: it went to the exception queue."))
+    reason, case = checkin.exception.reason, checkin.case
+    if reason == reasons.NOT_EXPECTED and case is not None:
+        said = _("Case %(reference)s (%(state)s) is not waiting for this card: it went to the exception queue.") % {
+            "reference": case.reference, "state": labels.label(labels.STATE_LABELS, case.state)}
+    else:
+        said = {
+            reasons.UNKNOWN: _("Unknown label or card: it went to the exception queue."),
+            reasons.MISMATCH: _("The card does not match the label: it went to the exception queue."),
+        }.get(reason, _("No case is waiting for this card: it went to the exception queue."))
+    if checkin.card is not None and checkin.card.status == Card.Status.ACTIVE:
+        said += " " + str(labels.CARD_IN_USE)
+    return said
 
 
 @require_POST
@@ -690,7 +701,8 @@ def warehouse_destroy(request):
 def exceptions(request):
     # One form per row, each with its own field ids, so every label points at its own row's field.
     items = [(item, forms.ResolveForm(auto_id=f"id_%s_{item.id}")) for item in return_selectors.open_exceptions()]
-    return render(request, "console/exceptions.html", {"items": items})
+    return render(request, "console/exceptions.html", {"items": items, "card_in_use": labels.CARD_IN_USE,
+                                                       "can_view_case": roles.can(request.staff.role, "case.view")})
 
 
 @require_POST

@@ -11,7 +11,7 @@ def received_not_destroyed() -> list[CheckIn]:
 
 
 def open_exceptions() -> list[ReturnException]:
-    return list(ReturnException.objects.select_related("checkin", "case").filter(resolved_at__isnull=True)
+    return list(ReturnException.objects.select_related("checkin__card", "case").filter(resolved_at__isnull=True)
                 .order_by("checkin__at"))
 
 
