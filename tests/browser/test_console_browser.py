@@ -213,6 +213,14 @@ def test_console_speaks_traditional_chinese(page, live_server):
     assert "員工控制台" in page.content()
 
 
+def _open_scanning(page):
+    """Open the warehouse page the way the worker does, and wait until the scan field has the cursor."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Warehouse check-in").click()
+    expect(page.get_by_label("Return label code or card number")).to_be_focused()
+
+
 def _posts_to(page, ending: str) -> list:
     sent = []
     page.on("request", lambda request: sent.append(request.url)
@@ -240,7 +248,7 @@ def test_a_scanners_second_enter_checks_the_card_in_once(page, live_server, make
     case = case_in_state(make_card("OCTO"), "awaiting_return")
     label = return_label_issue(reference=case.reference)
     sign_in(page, live_server, "warehouse")
-    page.get_by_role("link", name="Warehouse check-in").click()
+    _open_scanning(page)
     sent = _posts_to(page, "/console/warehouse/")
 
     page.keyboard.type(label.code)
@@ -250,3 +258,74 @@ def test_a_scanners_second_enter_checks_the_card_in_once(page, live_server, make
     page.get_by_text(f"Received: case {case.reference}").wait_for()
     assert len(sent) == 1, sent
     assert CheckIn.objects.filter(case=case).count() == 1
+
+
+# Records each beep the page plays: its frequency, so a test can tell the answers apart by ear.
+RECORD_TONES = """
+window.tones = [];
+const start = OscillatorNode.prototype.start;
+OscillatorNode.prototype.start = function (...args) {
+  window.tones.push(this.frequency.value);
+  return start.apply(this, args);
+};
+"""
+
+
+def test_scans_in_quick_succession_all_go_in_and_each_answer_is_seen_and_heard(page, live_server, make_card):
+    from closeout.returns.models import CheckIn
+    from closeout.returns.services import return_label_issue
+
+    cases = [case_in_state(make_card("OCTO"), "awaiting_return") for _ in range(3)]
+    labels = [return_label_issue(reference=case.reference).code for case in cases]
+    page.add_init_script(RECORD_TONES)
+    sign_in(page, live_server, "warehouse")
+    _open_scanning(page)
+    scan_field = page.get_by_label("Return label code or card number")
+
+    for code in labels:  # envelope after envelope, without waiting for the screen
+        page.keyboard.type(code)
+        page.keyboard.press("Enter")
+    page.locator("td[data-outcome=RECEIVED]").nth(2).wait_for()
+
+    assert CheckIn.objects.filter(outcome="RECEIVED").count() == 3
+    assert scan_field.evaluate("field => field === document.activeElement && field.value === ''")
+    answer = page.locator(".messages li")
+    assert answer.get_attribute("data-kind") == "scan-ok" and cases[2].reference in answer.inner_text()
+    shot(page, "warehouse-received")
+
+    page.keyboard.type(labels[0])  # the same envelope again
+    page.keyboard.press("Enter")
+    page.get_by_text("Nothing changed").wait_for()
+    again_colour = answer.evaluate("item => getComputedStyle(item).backgroundColor")
+    page.keyboard.type("RL20260000003")  # nobody's label
+    page.keyboard.press("Enter")
+    page.get_by_text("Unknown label or card").wait_for()
+    queued_colour = answer.evaluate("item => getComputedStyle(item).backgroundColor")
+    shot(page, "warehouse-exception")
+    page.keyboard.type("RL20260000000")  # a digit misread
+    page.keyboard.press("Enter")
+    page.get_by_text("scan it again").wait_for()
+    page.wait_for_timeout(100)
+
+    tones = page.evaluate("window.tones")
+    assert tones == [880] * 3 + [660, 660] + [220] + [200] * 3, tones
+    assert len({again_colour, queued_colour, answer.evaluate("item => getComputedStyle(item).backgroundColor")}) == 3
+    assert scan_field.evaluate("field => field === document.activeElement")
+
+
+def test_a_reference_typed_from_a_torn_envelope_asks_for_the_card_number_without_the_mouse(page, live_server,
+                                                                                           make_card):
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    sign_in(page, live_server, "warehouse")
+    _open_scanning(page)
+
+    page.keyboard.type(case.reference)
+    page.keyboard.press("Enter")
+    page.get_by_text("also scan or type the card number").wait_for()
+    assert page.get_by_label("Return label code or card number").input_value() == case.reference
+    page.keyboard.type(card.number)  # the cursor waits in the card number field
+    page.keyboard.press("Enter")
+
+    page.get_by_text(f"Received: case {case.reference}").wait_for()
+    assert ClosureCase.objects.get(id=case.id).state == states.REFUND_PENDING

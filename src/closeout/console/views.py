@@ -613,6 +613,11 @@ def counter_receipt(request, visit_id: int):
 # --- warehouse --------------------------------------------------------------------------------
 
 
+# What a scan came to, as the warehouse page shows it and console.js sounds it: a card received,
+# one scanned before (nothing changed), one put in the exception queue, or a scan to do again.
+SCAN_OK, SCAN_AGAIN, SCAN_EXCEPTION, SCAN_ERROR = "scan-ok", "scan-again", "scan-exception", "scan-error"
+
+
 @require_http_methods(["GET", "POST"])
 @staff_view("warehouse.checkin")
 def warehouse(request):
@@ -623,27 +628,28 @@ def warehouse(request):
                                               card_number=form.cleaned_data["card_number"])
         except returns.ReferenceNeedsCard:
             # The typed reference stays; the cursor waits in the card number field.
-            messages.error(request, _("With a case reference, also scan or type the card number."))
+            messages.error(request, _("With a case reference, also scan or type the card number."), extra_tags=SCAN_ERROR)
             del form.fields["code"].widget.attrs["autofocus"]
             form.fields["card_number"].widget.attrs["autofocus"] = True
             return _warehouse_page(request, form)
         except returns.MisreadCode:
             messages.error(request, _("This is no label code or card number we issue (a digit was misread or "
-                                      "mistyped): scan it again or type it."))
+                                      "mistyped): scan it again or type it."), extra_tags=SCAN_ERROR)
         except returns.UnableToCheckIn:
-            messages.error(request, _("Nothing was scanned."))
+            messages.error(request, _("Nothing was scanned."), extra_tags=SCAN_ERROR)
         else:
             if getattr(checkin, "again", False) and checkin.outcome == checkin.Outcome.EXCEPTION:
                 messages.info(request, _("Already in the exception queue since %(date)s. Nothing changed.") % {
-                    "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M")})
+                    "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M")}, extra_tags=SCAN_AGAIN)
             elif getattr(checkin, "again", False):
                 messages.info(request, _("Already received on %(date)s: case %(reference)s. Nothing changed.") % {
                     "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M"),
-                    "reference": checkin.case.reference})
+                    "reference": checkin.case.reference}, extra_tags=SCAN_AGAIN)
             elif checkin.outcome == checkin.Outcome.RECEIVED:
-                messages.success(request, _("Received: case %(reference)s.") % {"reference": checkin.case.reference})
+                messages.success(request, _("Received: case %(reference)s.") % {"reference": checkin.case.reference},
+                                 extra_tags=SCAN_OK)
             else:
-                messages.warning(request, _exception_message(checkin))
+                messages.warning(request, _exception_message(checkin), extra_tags=SCAN_EXCEPTION)
         return redirect("console:warehouse")
     return _warehouse_page(request, form)
 
