@@ -17,6 +17,7 @@ from closeout.common import calendars, clock
 from closeout.console import rules
 from closeout.console.models import CaseNote
 from closeout.identity import documents, vault
+from closeout.returns.models import ReturnException
 from closeout.returns.services import LABEL
 from closeout.returns.services import REFERENCE as COMPACT_REFERENCE
 
@@ -242,6 +243,10 @@ def sla_board(*, today: date | None = None) -> dict:
     )
     return {
         "rows": rows,
+        # Work waiting on people, beside the clocks it holds up.
+        "exceptions_open": ReturnException.objects.filter(resolved_at__isnull=True).count(),
+        "approvals_waiting": RefundApproval.objects.filter(decision=RefundApproval.Decision.PENDING,
+                                                           case__state=states.REFUND_PENDING).count(),
         "breached": [r for r in rows if r["status"] == rules.BREACHED],
         "at_risk": [r for r in rows if r["status"] == rules.AT_RISK],
         "attention": [r for r in rows if r["state"] == states.FAILED],

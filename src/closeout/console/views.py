@@ -807,17 +807,25 @@ def sla(request):
         rules.bar_chart_svg(title=_("Age of open cases (working days)"), bars=board["ages"]),
         rules.bar_chart_svg(title=_("Refunds per day (last 14 days)"), bars=board["refunds_per_day"]),
     ]
-    return render(request, "console/sla.html", board | {"charts": [mark_safe(svg) for svg in charts]})  # noqa: S308 - escaped by bar_chart_svg
+    role = request.staff.role
+    return render(request, "console/sla.html", board | {
+        "charts": [mark_safe(svg) for svg in charts],  # noqa: S308 - escaped by bar_chart_svg
+        "can_see_exceptions": roles.can(role, "warehouse.exceptions"),
+        "can_see_approvals": roles.can(role, "refund.approve")})
 
 
 @staff_view("sla.view")
 def sla_csv(request):
     """The open cases for a spreadsheet: the columns machines read first, unchanged (codes, ISO
     times), then the state in the reader's words. Times are the operator's local time with its
-    offset (2026-12-03T02:30:05+08:00), so the day a case was opened is the branches' day."""
+    offset (2026-12-03T02:30:05+08:00), so the day a case was opened is the branches' day. UTF-8
+    with a byte order mark, without which Excel reads the Chinese labels in the PC's code page;
+    the file is named by the local time of the export, so a day's exports do not overwrite."""
     board = selectors.sla_board()
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="closeout-sla.csv"'
+    stamp = timezone.localtime(clock.now()).strftime("%Y-%m-%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="closeout-sla-{stamp}.csv"'
+    response.write("\ufeff")  # the byte order mark by which a spreadsheet reads the Chinese text as UTF-8
     writer = csv.writer(response)
     writer.writerow(["reference", "product", "channel", "state", "created_at", "sla_due_date",
                      "age_working_days", "working_days_left", "sla_status", "state_label"])
