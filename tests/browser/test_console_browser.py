@@ -137,8 +137,11 @@ def test_warehouse_checks_in_a_returned_card(page, live_server, make_card):
     page.get_by_label("Return label code or card number").fill("RL20260000003")  # right, but nobody's label
     page.get_by_role("button", name="Check in").click()
     page.get_by_text("Unknown label or card").wait_for()
+    witness, device, _ = make_staff("warehouse")  # a second person watches the batch go into the shredder
+    page.get_by_label("Witness: another staff member's email").fill(witness.user.email)
+    page.get_by_label("Witness's code from their authenticator app").fill(totp_code(device))
     page.get_by_role("button", name="Record destruction").click()
-    page.get_by_text("1 card recorded as destroyed").wait_for()
+    page.get_by_text(f"1 card recorded as destroyed, witnessed by {witness.user.email}").wait_for()
     shot(page, "warehouse")
     assert ClosureCase.objects.get(id=case.id).state == states.REFUND_PENDING
 

@@ -141,14 +141,28 @@ def test_destruction_is_recorded_once_with_who_when_method_and_batch(make_card):
     checkin = returns.return_check_in(code=card.number, actor="staff:wh")
 
     [record] = returns.destruction_batch(checkin_ids=[checkin.id], method="SHRED", batch="WH-2026-11-02",
-                                         actor="staff:wh")
+                                         actor="staff:wh", witness="staff:lead")
 
     assert (record.card, record.case, record.method, record.batch, record.destroyed_by, record.place) == (
         card, case, "SHRED", "WH-2026-11-02", "staff:wh", "warehouse")
-    assert record.destroyed_at is not None
+    assert record.witnessed_by == "staff:lead" and record.destroyed_at is not None
     with pytest.raises(returns.UnableToDestroy):
-        returns.destruction_batch(checkin_ids=[checkin.id], method="SHRED", batch="again", actor="staff:wh")
-    assert AuditEvent.objects.filter(action="card.destroyed").count() == 1
+        returns.destruction_batch(checkin_ids=[checkin.id], method="SHRED", batch="again", actor="staff:wh",
+                                  witness="staff:lead")
+    [event] = AuditEvent.objects.filter(action="card.destroyed")
+    assert event.data["witness"] == "staff:lead"
+
+
+def test_nobody_destroys_a_batch_alone(make_card):
+    card = make_card("OCTO")
+    case_in_state(card, "awaiting_return")
+    checkin = returns.return_check_in(code=card.number, actor="staff:wh")
+
+    for witness in ("", "staff:wh"):
+        with pytest.raises(returns.UnableToDestroy):
+            returns.destruction_batch(checkin_ids=[checkin.id], method="SHRED", batch="B-1", actor="staff:wh",
+                                      witness=witness)
+    assert not Destruction.objects.exists()
 
 
 def test_warehouse_scans_and_destroys_from_the_console(staff_client, make_card):
@@ -166,8 +180,13 @@ def test_warehouse_scans_and_destroys_from_the_console(staff_client, make_card):
     misread = client.post("/console/warehouse/", {"code": "RL20261234560"}, follow=True).content.decode()
     assert "scan it again" in misread
     checkin = CheckIn.objects.get(case=case)
-    client.post("/console/warehouse/destroy", {"checkin": [checkin.id], "method": "PUNCH", "batch": "B-7"})
-    assert Destruction.objects.get(card=card).destroyed_by == clerk.actor
+    witness, device, _ = support.make_staff("warehouse")
+    destroyed = client.post("/console/warehouse/destroy", {
+        "checkin": [checkin.id], "method": "PUNCH", "batch": "B-7", "witness_email": witness.user.email,
+        "witness_code": support.totp_code(device)}, follow=True).content.decode()
+    assert f"1 card recorded as destroyed, witnessed by {witness.user.email}." in destroyed
+    assert (Destruction.objects.get(card=card).destroyed_by, Destruction.objects.get(card=card).witnessed_by) == (
+        clerk.actor, witness.actor)
     assert "RL20261234569" in client.get("/console/warehouse/exceptions/").content.decode()
     scans = client.get("/console/warehouse/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
     assert 'data-outcome="RECEIVED">已收到<' in scans  # the scan's outcome, not the portal's "time received"
@@ -404,7 +423,8 @@ def test_one_envelope_scanned_at_two_desks_at_once_is_received_once_and_destroye
     assert sum(not getattr(o, "again", False) for o in outcomes) == 1  # one desk is told it is new
     returns.return_check_in(code=cards[1].number, actor="staff:desk0")
     batch = [c.id for c in CheckIn.objects.filter(outcome=CheckIn.Outcome.RECEIVED)]
-    assert len(returns.destruction_batch(checkin_ids=batch, method="SHRED", batch="B-1", actor="staff:desk0")) == 2
+    assert len(returns.destruction_batch(checkin_ids=batch, method="SHRED", batch="B-1", actor="staff:desk0",
+                                         witness="staff:desk1")) == 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -453,3 +473,25 @@ def test_a_card_of_a_closed_case_is_named_with_its_case_and_not_called_in_use(st
     assert checkin.exception.reason == ReturnException.Reason.NOT_EXPECTED
     assert 'data-case-state="closed">Closed<' in queue and "data-card-in-use" not in queue
     assert f'href="/console/cases/{case.reference}/"' in queue
+
+
+@pytest.mark.parametrize("who", ["themself", "wrong code", "nobody"])
+def test_a_destruction_without_a_real_second_person_records_nothing(staff_client, make_card, who):
+    client, clerk = staff_client("warehouse")
+    card = make_card("OCTO")
+    case_in_state(card, "awaiting_return")
+    checkin = returns.return_check_in(code=card.number, actor=clerk.actor)
+    witness, device, _ = support.make_staff("supervisor")
+    email, code = {"themself": (clerk.user.email, "123456"),
+                   "wrong code": (witness.user.email, f"{(int(support.totp_code(device)) + 1) % 10**6:06d}"),
+                   "nobody": ("nobody@staff.example.test", support.totp_code(device))}[who]
+
+    page = client.post("/console/warehouse/destroy", {"checkin": [checkin.id], "method": "SHRED", "batch": "B-1",
+                                                      "witness_email": email, "witness_code": code},
+                       follow=True).content.decode()
+
+    assert "The witness must be another member of staff" in page and "Nothing was recorded" in page
+    assert not Destruction.objects.exists()
+    if who == "wrong code":
+        witness.refresh_from_db()
+        assert witness.failed_logins == 1  # towards their lockout, as a wrong code at sign-in

@@ -147,6 +147,9 @@ class DestroyForm(ConsoleForm):
         (Destruction.Method.SHRED, _("Shredded")), (Destruction.Method.PUNCH, _("Chip punched")),
         (Destruction.Method.CUT, _("Cut through chip")), (Destruction.Method.INCINERATE, _("Incinerated"))])
     batch = forms.CharField(label=_("Batch"), max_length=40)
+    witness_email = forms.EmailField(label=_("Witness: another staff member's email"), max_length=254)
+    witness_code = forms.CharField(label=_("Witness's code from their authenticator app"), max_length=8,
+                                   widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}))
 
 
 class ResolveForm(ConsoleForm):

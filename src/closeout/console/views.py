@@ -686,20 +686,31 @@ def _exception_message(checkin) -> str:
 @require_POST
 @staff_view("warehouse.destroy")
 def warehouse_destroy(request):
+    """Record a batch of received cards as destroyed, watched by a second member of staff who
+    proves they are there with their own authenticator code."""
     form = forms.DestroyForm(request.POST)
     ids = [int(value) for value in request.POST.getlist("checkin") if ascii_digits(value)]
     if not form.is_valid():
-        messages.error(request, _("Choose a method and a batch."))
+        messages.error(request, _("Choose a method and a batch, and name the witness with their code."))
+        return redirect("console:warehouse")
+    data = form.cleaned_data
+    try:
+        witness = services.staff_witness_confirm(email=data["witness_email"], code=data["witness_code"],
+                                                 actor=request.staff.actor)
+    except services.UnableToWitness:
+        messages.error(request, _("The witness must be another member of staff, with the current code from their "
+                                  "authenticator app. Nothing was recorded."))
         return redirect("console:warehouse")
     try:
-        records = returns.destruction_batch(checkin_ids=ids, method=form.cleaned_data["method"],
-                                            batch=form.cleaned_data["batch"], actor=request.staff.actor)
+        records = returns.destruction_batch(checkin_ids=ids, method=data["method"], batch=data["batch"],
+                                            actor=request.staff.actor, witness=witness.actor)
     except returns.UnableToDestroy:
         messages.error(request, _("Select at least one received card that was not destroyed yet."))
     else:
-        messages.success(request, ngettext("%(count)d card recorded as destroyed.",
-                                           "%(count)d cards recorded as destroyed.", len(records))
-                         % {"count": len(records)})
+        messages.success(request, ngettext("%(count)d card recorded as destroyed, witnessed by %(witness)s.",
+                                           "%(count)d cards recorded as destroyed, witnessed by %(witness)s.",
+                                           len(records))
+                         % {"count": len(records), "witness": witness.user.email})
     return redirect("console:warehouse")
 
 

@@ -190,8 +190,8 @@ def return_exception_resolve(*, exception_id: int, actor: str, resolution: str, 
 
 
 def card_destruction_record(*, card: Card, method: str, batch: str, place: str, actor: str,
-                            case: ClosureCase | None = None) -> Destruction:
-    """Record that a physical card was destroyed (once per card).
+                            case: ClosureCase | None = None, witness: str = "") -> Destruction:
+    """Record that a physical card was destroyed (once per card), and by whom it was witnessed.
 
     :raises UnableToDestroy: for an unknown method, an empty batch or a card already destroyed.
     """
@@ -204,23 +204,29 @@ def card_destruction_record(*, card: Card, method: str, batch: str, place: str, 
         if Destruction.objects.filter(card=card).exists():
             raise UnableToDestroy("this card was already destroyed")
         record = Destruction.objects.create(card=card, case=case, method=method, batch=batch[:40],
-                                            place=place[:60], destroyed_by=actor, destroyed_at=clock.now())
+                                            place=place[:60], destroyed_by=actor, witnessed_by=witness,
+                                            destroyed_at=clock.now())
         audit_record(actor=actor, action="card.destroyed", subject=f"card:{card.id}", after=method,
-                     reason=batch[:40], data={"case": case.reference if case else "", "place": place[:60]})
+                     reason=batch[:40], data={"case": case.reference if case else "", "place": place[:60],
+                                              "witness": witness})
     return record
 
 
-def destruction_batch(*, checkin_ids: list[int], method: str, batch: str, actor: str) -> list[Destruction]:
-    """Destroy the cards of received check-ins in one batch.
+def destruction_batch(*, checkin_ids: list[int], method: str, batch: str, actor: str,
+                      witness: str) -> list[Destruction]:
+    """Destroy the cards of received check-ins in one batch, watched by a second member of staff.
 
-    :raises UnableToDestroy: when one of them cannot be recorded (none are then recorded).
+    :raises UnableToDestroy: without a witness other than `actor`, or when one of the cards cannot
+        be recorded (none are then recorded).
     """
+    if not witness or witness == actor:
+        raise UnableToDestroy("a second member of staff witnesses the destruction")
     with transaction.atomic():
         records = []
         for checkin in CheckIn.objects.select_related("card", "case").filter(
                 id__in=checkin_ids, outcome=CheckIn.Outcome.RECEIVED).order_by("id"):
             records.append(card_destruction_record(card=checkin.card, case=checkin.case, method=method, batch=batch,
-                                                   place="warehouse", actor=actor))
+                                                   place="warehouse", actor=actor, witness=witness))
         if not records:
             raise UnableToDestroy("select at least one received card")
     return records
