@@ -332,3 +332,21 @@ def test_a_reference_typed_from_a_torn_envelope_asks_for_the_card_number_without
 
     page.get_by_text(f"Received: case {case.reference}").wait_for()
     assert ClosureCase.objects.get(id=case.id).state == states.REFUND_PENDING
+
+
+def test_staff_sign_in_with_the_keyboard_alone(page, live_server):
+    from playwright.sync_api import expect
+
+    profile, device, _ = make_staff("warehouse")
+    page.goto(f"{live_server.url}/console/")
+
+    expect(page.get_by_label("Email")).to_be_focused()
+    page.keyboard.type(profile.user.email)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Code from your authenticator app")).to_be_focused()
+    page.keyboard.type(totp_code(device))
+    page.keyboard.press("Enter")
+
+    page.get_by_role("heading", name="Staff console").wait_for()
