@@ -495,3 +495,19 @@ def test_a_destruction_without_a_real_second_person_records_nothing(staff_client
     if who == "wrong code":
         witness.refresh_from_db()
         assert witness.failed_logins == 1  # towards their lockout, as a wrong code at sign-in
+
+
+def test_the_exception_queue_names_the_card_inside_a_wrong_envelope_and_the_case_waiting_for_it(staff_client,
+                                                                                               make_card):
+    client, _ = staff_client("supervisor")
+    labelled = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = returns.return_label_issue(reference=labelled.reference)
+    other_card = make_card("OCTO")
+    other = case_in_state(other_card, "awaiting_return")
+    returns.return_check_in(code=label.code, card_number=other_card.number, actor="staff:wh")
+
+    queue = client.get("/console/warehouse/exceptions/").content.decode()
+
+    inside = queue.split("data-inside>")[1].split("</span>")[0]
+    assert f"Card inside: •••• {other_card.number[-4:]}" in inside and f"case {other.reference} waits for it" in inside
+    assert other_card.number not in queue
