@@ -450,6 +450,8 @@ def test_a_card_whose_closure_was_withdrawn_is_named_with_its_case_and_kept_not_
 
     assert f"Case {case.reference} (Withdrawn) is not waiting for this card" in said
     assert "This card is in use: keep it for the customer, do not destroy it." in said
+    again = client.post("/console/warehouse/", {"code": label.code}, follow=True).content.decode()
+    assert "Already in the exception queue" in again and "do not destroy it" in again
     assert f"d-{CheckIn.objects.get(card=card).id}" not in said  # not offered for destruction
     queue = client.get("/console/warehouse/exceptions/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert 'data-case-state="withdrawn">已撤回<' in queue and "data-card-in-use" in queue

@@ -639,8 +639,9 @@ def warehouse(request):
             messages.error(request, _("Nothing was scanned."), extra_tags=SCAN_ERROR)
         else:
             if getattr(checkin, "again", False) and checkin.outcome == checkin.Outcome.EXCEPTION:
-                messages.info(request, _("Already in the exception queue since %(date)s. Nothing changed.") % {
-                    "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M")}, extra_tags=SCAN_AGAIN)
+                said = _("Already in the exception queue since %(date)s. Nothing changed.") % {
+                    "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M")}
+                messages.info(request, f"{said} {_card_in_use(checkin)}".strip(), extra_tags=SCAN_AGAIN)
             elif getattr(checkin, "again", False):
                 messages.info(request, _("Already received on %(date)s: case %(reference)s. Nothing changed.") % {
                     "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M"),
@@ -678,9 +679,13 @@ def _exception_message(checkin) -> str:
             reasons.UNKNOWN: _("Unknown label or card: it went to the exception queue."),
             reasons.MISMATCH: _("The card does not match the label: it went to the exception queue."),
         }.get(reason, _("No case is waiting for this card: it went to the exception queue."))
-    if checkin.card is not None and checkin.card.status == Card.Status.ACTIVE:
-        said += " " + str(labels.CARD_IN_USE)
-    return said
+    return f"{said} {_card_in_use(checkin)}".strip()
+
+
+def _card_in_use(checkin) -> str:
+    """The warning for a scanned card that still works, or nothing."""
+    in_use = checkin.card is not None and checkin.card.status == Card.Status.ACTIVE
+    return str(labels.CARD_IN_USE) if in_use else ""
 
 
 @require_POST
