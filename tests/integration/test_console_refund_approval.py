@@ -183,3 +183,16 @@ def test_rejecting_twice_in_a_row_says_it_was_already_rejected_not_that_nothing_
 
     assert "You already rejected this refund at" in again and "not waiting for a decision" not in again
     assert ClosureCase.objects.get(id=case.id).state == states.ON_HOLD
+
+
+def test_the_home_page_says_how_many_refunds_wait_for_the_approver(staff_client, make_card):
+    for _ in range(2):
+        _waiting(make_card)
+    approver, _ = staff_client("refund_approver")
+    agent, _ = staff_client("agent")
+
+    home = approver.get("/console/").content.decode()
+
+    link = home.split('data-action="refund.approve"')[1].split("</li>")[0]
+    assert 'data-waiting="2">(2)</strong>' in link
+    assert "data-waiting" not in agent.get("/console/").content.decode()  # works neither queue

@@ -241,12 +241,12 @@ def sla_board(*, today: date | None = None) -> dict:
         timezone_date(r) for r in Refund.objects.filter(settled_at__date__gte=since, status="succeeded")
         .values_list("settled_at", flat=True)
     )
+    waiting = queues_waiting(actions={"warehouse.exceptions", "refund.approve"})
     return {
         "rows": rows,
         # Work waiting on people, beside the clocks it holds up.
-        "exceptions_open": ReturnException.objects.filter(resolved_at__isnull=True).count(),
-        "approvals_waiting": RefundApproval.objects.filter(decision=RefundApproval.Decision.PENDING,
-                                                           case__state=states.REFUND_PENDING).count(),
+        "exceptions_open": waiting["warehouse.exceptions"],
+        "approvals_waiting": waiting["refund.approve"],
         "breached": [r for r in rows if r["status"] == rules.BREACHED],
         "at_risk": [r for r in rows if r["status"] == rules.AT_RISK],
         "attention": [r for r in rows if r["state"] == states.FAILED],
@@ -255,6 +255,17 @@ def sla_board(*, today: date | None = None) -> dict:
         "refunds_per_day": [((since + timedelta(days=i)).isoformat()[5:], refunds.get(since + timedelta(days=i), 0))
                             for i in range(14)],
     }
+
+
+def queues_waiting(*, actions: set[str]) -> dict[str, int]:
+    """How many items wait in each queue named by the console action that works it (return
+    exceptions, refunds to approve), for the actions asked about."""
+    counts = {
+        "warehouse.exceptions": lambda: ReturnException.objects.filter(resolved_at__isnull=True).count(),
+        "refund.approve": lambda: RefundApproval.objects.filter(decision=RefundApproval.Decision.PENDING,
+                                                                case__state=states.REFUND_PENDING).count(),
+    }
+    return {action: count() for action, count in counts.items() if action in actions}
 
 
 def timezone_date(moment) -> date:

@@ -143,7 +143,11 @@ def home(request):
             ("staff.manage", "console:staff", _("Staff accounts")),
         ) if roles.can(role, action)
     ]
-    return render(request, "console/home.html", {"menu": menu, "role_label": roles.ROLE_LABELS[role]})
+    # How many wait, beside the queues this person works: the morning's first look.
+    waiting = selectors.queues_waiting(actions={action for action, _url, _label in menu})
+    return render(request, "console/home.html", {"menu": [(action, url, label, waiting.get(action))
+                                                           for action, url, label in menu],
+                                                 "role_label": roles.ROLE_LABELS[role]})
 
 
 @staff_view("case.search")
