@@ -137,8 +137,11 @@ def test_warehouse_checks_in_a_returned_card(page, live_server, make_card):
     page.get_by_label("Return label code or card number").fill("RL20260000003")  # right, but nobody's label
     page.get_by_role("button", name="Check in").click()
     page.get_by_text("Unknown label or card").wait_for()
+    witness, device, _ = make_staff("warehouse")  # a second person watches the batch go into the shredder
+    page.get_by_label("Witness: another staff member's email").fill(witness.user.email)
+    page.get_by_label("Witness's code from their authenticator app").fill(totp_code(device))
     page.get_by_role("button", name="Record destruction").click()
-    page.get_by_text("1 card recorded as destroyed").wait_for()
+    page.get_by_text(f"1 card recorded as destroyed, witnessed by {witness.user.email}").wait_for()
     shot(page, "warehouse")
     assert ClosureCase.objects.get(id=case.id).state == states.REFUND_PENDING
 
@@ -211,3 +214,139 @@ def test_console_speaks_traditional_chinese(page, live_server):
     page.wait_for_load_state()
     shot(page, "home-zh-hant")
     assert "員工控制台" in page.content()
+
+
+def _open_scanning(page):
+    """Open the warehouse page the way the worker does, and wait until the scan field has the cursor."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Warehouse check-in").click()
+    expect(page.get_by_label("Return label code or card number")).to_be_focused()
+
+
+def _posts_to(page, ending: str) -> list:
+    sent = []
+    page.on("request", lambda request: sent.append(request.url)
+            if request.method == "POST" and request.url.endswith(ending) else None)
+    return sent
+
+
+def test_a_double_click_on_approve_sends_one_decision(page, live_server, make_card):
+    case = case_in_state(make_card("YKT", balance=90000), "refund_pending")
+    sign_in(page, live_server, "refund_approver")
+    page.get_by_role("link", name="Refunds to approve").click()
+    sent = _posts_to(page, "/approve")
+
+    page.locator(f"tr[data-reference='{case.reference}']").get_by_role("button", name="Approve refund").dblclick()
+
+    page.get_by_text("The refund is approved").wait_for()
+    assert len(sent) == 1, sent
+    assert len(page.dialogs) == 1  # asked once, not once per click
+
+
+def test_a_scanners_second_enter_checks_the_card_in_once(page, live_server, make_card):
+    from closeout.returns.models import CheckIn
+    from closeout.returns.services import return_label_issue
+
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = return_label_issue(reference=case.reference)
+    sign_in(page, live_server, "warehouse")
+    _open_scanning(page)
+    sent = _posts_to(page, "/console/warehouse/")
+
+    page.keyboard.type(label.code)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+
+    page.get_by_text(f"Received: case {case.reference}").wait_for()
+    assert len(sent) == 1, sent
+    assert CheckIn.objects.filter(case=case).count() == 1
+
+
+# Records each beep the page plays: its frequency, so a test can tell the answers apart by ear.
+RECORD_TONES = """
+window.tones = [];
+const start = OscillatorNode.prototype.start;
+OscillatorNode.prototype.start = function (...args) {
+  window.tones.push(this.frequency.value);
+  return start.apply(this, args);
+};
+"""
+
+
+def test_scans_in_quick_succession_all_go_in_and_each_answer_is_seen_and_heard(page, live_server, make_card):
+    from closeout.returns.models import CheckIn
+    from closeout.returns.services import return_label_issue
+
+    cases = [case_in_state(make_card("OCTO"), "awaiting_return") for _ in range(3)]
+    labels = [return_label_issue(reference=case.reference).code for case in cases]
+    page.add_init_script(RECORD_TONES)
+    sign_in(page, live_server, "warehouse")
+    _open_scanning(page)
+    scan_field = page.get_by_label("Return label code or card number")
+
+    for code in labels:  # envelope after envelope, without waiting for the screen
+        page.keyboard.type(code)
+        page.keyboard.press("Enter")
+    page.locator("td[data-outcome=RECEIVED]").nth(2).wait_for()
+
+    assert CheckIn.objects.filter(outcome="RECEIVED").count() == 3
+    assert scan_field.evaluate("field => field === document.activeElement && field.value === ''")
+    answer = page.locator(".messages li")
+    assert answer.get_attribute("data-kind") == "scan-ok" and cases[2].reference in answer.inner_text()
+    shot(page, "warehouse-received")
+
+    page.keyboard.type(labels[0])  # the same envelope again
+    page.keyboard.press("Enter")
+    page.get_by_text("Nothing changed").wait_for()
+    again_colour = answer.evaluate("item => getComputedStyle(item).backgroundColor")
+    page.keyboard.type("RL20260000003")  # nobody's label
+    page.keyboard.press("Enter")
+    page.get_by_text("Unknown label or card").wait_for()
+    queued_colour = answer.evaluate("item => getComputedStyle(item).backgroundColor")
+    shot(page, "warehouse-exception")
+    page.keyboard.type("RL20260000000")  # a digit misread
+    page.keyboard.press("Enter")
+    page.get_by_text("scan it again").wait_for()
+    page.wait_for_timeout(100)
+
+    tones = page.evaluate("window.tones")
+    assert tones == [880] * 3 + [660, 660] + [220] + [200] * 3, tones
+    assert len({again_colour, queued_colour, answer.evaluate("item => getComputedStyle(item).backgroundColor")}) == 3
+    assert scan_field.evaluate("field => field === document.activeElement")
+
+
+def test_a_reference_typed_from_a_torn_envelope_asks_for_the_card_number_without_the_mouse(page, live_server,
+                                                                                           make_card):
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    sign_in(page, live_server, "warehouse")
+    _open_scanning(page)
+
+    page.keyboard.type(case.reference)
+    page.keyboard.press("Enter")
+    page.get_by_text("also scan or type the card number").wait_for()
+    assert page.get_by_label("Return label code or card number").input_value() == case.reference
+    page.keyboard.type(card.number)  # the cursor waits in the card number field
+    page.keyboard.press("Enter")
+
+    page.get_by_text(f"Received: case {case.reference}").wait_for()
+    assert ClosureCase.objects.get(id=case.id).state == states.REFUND_PENDING
+
+
+def test_staff_sign_in_with_the_keyboard_alone(page, live_server):
+    from playwright.sync_api import expect
+
+    profile, device, _ = make_staff("warehouse")
+    page.goto(f"{live_server.url}/console/")
+
+    expect(page.get_by_label("Email")).to_be_focused()
+    page.keyboard.type(profile.user.email)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Code from your authenticator app")).to_be_focused()
+    page.keyboard.type(totp_code(device))
+    page.keyboard.press("Enter")
+
+    page.get_by_role("heading", name="Staff console").wait_for()

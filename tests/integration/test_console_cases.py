@@ -66,7 +66,7 @@ def test_the_case_page_says_where_the_refund_goes(staff_client, make_card):
                                          "consent_ref": "CALL-2026-0042", "consent": "on"})
     case = ClosureCase.objects.get(card=card)
     page = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
-    assert "（銀行戶口 ••••9012）" in page and "123456789012" not in page
+    assert "（銀行戶口 004 ••••9012）" in page and "123456789012" not in page
 
 
 def test_a_wrong_id_gets_one_answer_and_the_id_is_never_shown(staff_client, make_card):

@@ -40,7 +40,7 @@ def test_breached_at_risk_and_needs_attention_queues_and_csv(staff_client, make_
 
     export = client.get("/console/sla.csv")
     assert export["Content-Type"].startswith("text/csv")
-    rows = {row["reference"]: row for row in csv.DictReader(io.StringIO(export.content.decode()))}
+    rows = {row["reference"]: row for row in csv.DictReader(io.StringIO(export.content.decode("utf-8-sig")))}
     assert rows[late.reference]["sla_status"] == "breached"
     assert rows[fine.reference]["sla_status"] == "on_track"
     assert "holder" not in ",".join(rows[late.reference]) and late.card.number not in export.content.decode()
@@ -94,7 +94,7 @@ def test_the_csv_gives_times_in_hong_kong_time_and_states_in_the_readers_words(s
     case = case_in_state(make_card("OCTO"), "submitted")
     ClosureCase.objects.filter(id=case.id).update(created_at=datetime(2026, 12, 2, 18, 30, 5, tzinfo=UTC))
 
-    export = client.get("/console/sla.csv", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    export = client.get("/console/sla.csv", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode("utf-8-sig")
     header = next(csv.reader(io.StringIO(export)))
     assert header[:9] == ["reference", "product", "channel", "state", "created_at", "sla_due_date",
                           "age_working_days", "working_days_left", "sla_status"]  # the columns machines read
@@ -104,5 +104,42 @@ def test_the_csv_gives_times_in_hong_kong_time_and_states_in_the_readers_words(s
     assert (row["state"], row["state_label"]) == ("submitted", "已提交")
 
     english = next(csv.DictReader(io.StringIO(client.get("/console/sla.csv", HTTP_ACCEPT_LANGUAGE="en")
-                                              .content.decode())))
+                                              .content.decode("utf-8-sig"))))
     assert (english["state"], english["state_label"]) == ("submitted", "Submitted")
+
+
+def test_the_csv_opens_in_a_spreadsheet_with_its_chinese_intact_and_is_named_by_when_it_was_taken(
+        staff_client, make_card, monkeypatch):
+    """Excel reads a CSV without a byte order mark in the PC's code page (GBK, Big5): 已提交 came
+    out as mojibake. Each export is named by its local time, so the day's exports do not overwrite."""
+    from datetime import datetime
+
+    from closeout.common import clock
+
+    monkeypatch.setattr(clock, "now", lambda: datetime(2026, 12, 3, 1, 5, tzinfo=UTC))  # 09:05 in Hong Kong
+    client, _ = staff_client("supervisor")
+    case_in_state(make_card("OCTO"), "submitted")
+
+    export = client.get("/console/sla.csv", HTTP_ACCEPT_LANGUAGE="zh-hant")
+
+    assert export.content.startswith("\ufeff".encode())
+    assert "已提交" in export.content.decode("utf-8-sig")
+    assert export["Content-Disposition"] == 'attachment; filename="closeout-sla-2026-12-03-0905.csv"'
+
+
+def test_the_dashboard_counts_the_return_exceptions_and_refunds_waiting_on_people(staff_client, make_card):
+    from closeout.returns import services as returns
+
+    client, _ = staff_client("supervisor")
+    for code in ("RL20260000003", "RL20260000011"):
+        returns.return_check_in(code=code, actor="staff:wh")
+    case_in_state(make_card("YKT", balance=90000), "refund_pending")  # above the approval threshold
+
+    page = client.get("/console/sla/").content.decode()
+
+    exceptions = page.split('data-queue="exceptions">')[1].split("</span>")[0]
+    approvals = page.split('data-queue="approvals">')[1].split("</span>")[0]
+    assert 'href="/console/warehouse/exceptions/"' in exceptions and "<strong>2</strong>" in exceptions
+    assert 'href="/console/refunds/"' in approvals and "<strong>1</strong>" in approvals
+    admin, _ = staff_client("admin")  # reads the dashboard, works neither queue
+    assert 'href="/console/refunds/"' not in admin.get("/console/sla/").content.decode()

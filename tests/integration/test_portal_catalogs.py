@@ -64,3 +64,12 @@ def test_the_compiled_catalogs_are_in_effect(language, expected):
     with translation.override(language):
         assert translation.gettext("Refund destination") == expected
         assert translation.gettext("Close your card") != "Close your card" or language == "en"
+
+
+def test_the_console_names_an_approval_and_an_email_the_same_way_everywhere():
+    """The approver's buttons say 批准 and the case page 电子邮件: a timeline note said 批核, and the
+    search field 电邮 (Hong Kong usage), in the other script's words."""
+    hans = [m.string for m in catalogs.read("console", "zh_Hans") if m.id]
+    hant = [m.string for m in catalogs.read("console", "zh_Hant") if m.id]
+    assert not [s for s in hans if "电邮" in str(s)]
+    assert not [s for s in hant if "批核" in str(s)]

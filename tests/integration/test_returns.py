@@ -96,7 +96,7 @@ def test_scanning_a_queued_card_again_queues_it_once(staff_client, make_card):
     label = returns.return_label_issue(reference=case.reference)
     closures.closure_withdraw(reference=case.reference, actor="customer:web")
     first = client.post("/console/warehouse/", {"code": label.code, "card_number": ""}, follow=True).content.decode()
-    assert "No case is waiting for this card" in first
+    assert f"Case {case.reference} (Withdrawn) is not waiting for this card" in first
     again = client.post("/console/warehouse/", {"code": label.code, "card_number": ""}, follow=True).content.decode()
     assert "Already in the exception queue since" in again
     unknown = "RL20260000003"
@@ -141,14 +141,28 @@ def test_destruction_is_recorded_once_with_who_when_method_and_batch(make_card):
     checkin = returns.return_check_in(code=card.number, actor="staff:wh")
 
     [record] = returns.destruction_batch(checkin_ids=[checkin.id], method="SHRED", batch="WH-2026-11-02",
-                                         actor="staff:wh")
+                                         actor="staff:wh", witness="staff:lead")
 
     assert (record.card, record.case, record.method, record.batch, record.destroyed_by, record.place) == (
         card, case, "SHRED", "WH-2026-11-02", "staff:wh", "warehouse")
-    assert record.destroyed_at is not None
+    assert record.witnessed_by == "staff:lead" and record.destroyed_at is not None
     with pytest.raises(returns.UnableToDestroy):
-        returns.destruction_batch(checkin_ids=[checkin.id], method="SHRED", batch="again", actor="staff:wh")
-    assert AuditEvent.objects.filter(action="card.destroyed").count() == 1
+        returns.destruction_batch(checkin_ids=[checkin.id], method="SHRED", batch="again", actor="staff:wh",
+                                  witness="staff:lead")
+    [event] = AuditEvent.objects.filter(action="card.destroyed")
+    assert event.data["witness"] == "staff:lead"
+
+
+def test_nobody_destroys_a_batch_alone(make_card):
+    card = make_card("OCTO")
+    case_in_state(card, "awaiting_return")
+    checkin = returns.return_check_in(code=card.number, actor="staff:wh")
+
+    for witness in ("", "staff:wh"):
+        with pytest.raises(returns.UnableToDestroy):
+            returns.destruction_batch(checkin_ids=[checkin.id], method="SHRED", batch="B-1", actor="staff:wh",
+                                      witness=witness)
+    assert not Destruction.objects.exists()
 
 
 def test_warehouse_scans_and_destroys_from_the_console(staff_client, make_card):
@@ -166,8 +180,13 @@ def test_warehouse_scans_and_destroys_from_the_console(staff_client, make_card):
     misread = client.post("/console/warehouse/", {"code": "RL20261234560"}, follow=True).content.decode()
     assert "scan it again" in misread
     checkin = CheckIn.objects.get(case=case)
-    client.post("/console/warehouse/destroy", {"checkin": [checkin.id], "method": "PUNCH", "batch": "B-7"})
-    assert Destruction.objects.get(card=card).destroyed_by == clerk.actor
+    witness, device, _ = support.make_staff("warehouse")
+    destroyed = client.post("/console/warehouse/destroy", {
+        "checkin": [checkin.id], "method": "PUNCH", "batch": "B-7", "witness_email": witness.user.email,
+        "witness_code": support.totp_code(device)}, follow=True).content.decode()
+    assert f"1 card recorded as destroyed, witnessed by {witness.user.email}." in destroyed
+    assert (Destruction.objects.get(card=card).destroyed_by, Destruction.objects.get(card=card).witnessed_by) == (
+        clerk.actor, witness.actor)
     assert "RL20261234569" in client.get("/console/warehouse/exceptions/").content.decode()
     scans = client.get("/console/warehouse/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
     assert 'data-outcome="RECEIVED">已收到<' in scans  # the scan's outcome, not the portal's "time received"
@@ -387,3 +406,110 @@ def test_the_refund_is_due_within_the_working_days_after_the_card_arrives(make_c
     product = card.product
     arrived = calendars.add_working_days(clock.now().date(), product.sla_working_days, product.calendar)
     assert ClosureCase.objects.get(id=case.id).sla_due_date == arrived
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_envelope_scanned_at_two_desks_at_once_is_received_once_and_destroyed_in_one_batch(make_card):
+    from tests.hardening.test_concurrency import kinds, race
+
+    cards = [make_card("OCTO") for _ in range(2)]
+    cases = [case_in_state(card, "awaiting_return") for card in cards]
+    label = returns.return_label_issue(reference=cases[0].reference)
+
+    outcomes = race(6, lambda i: returns.return_check_in(code=label.code, actor=f"staff:desk{i % 2}"))
+
+    assert all(isinstance(o, CheckIn) for o in outcomes), kinds(outcomes)
+    assert CheckIn.objects.filter(case=cases[0]).count() == 1
+    assert sum(not getattr(o, "again", False) for o in outcomes) == 1  # one desk is told it is new
+    returns.return_check_in(code=cards[1].number, actor="staff:desk0")
+    batch = [c.id for c in CheckIn.objects.filter(outcome=CheckIn.Outcome.RECEIVED)]
+    assert len(returns.destruction_batch(checkin_ids=batch, method="SHRED", batch="B-1", actor="staff:desk0",
+                                         witness="staff:desk1")) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_card_nobody_waits_for_scanned_at_two_desks_at_once_is_queued_once(make_card):
+    from tests.hardening.test_concurrency import kinds, race
+
+    card = make_card("OCTO")
+
+    outcomes = race(6, lambda i: returns.return_check_in(code=card.number, actor=f"staff:desk{i % 2}"))
+
+    assert all(isinstance(o, CheckIn) for o in outcomes), kinds(outcomes)
+    assert ReturnException.objects.filter(card_number=card.number).count() == 1
+
+
+def test_a_card_whose_closure_was_withdrawn_is_named_with_its_case_and_kept_not_destroyed(staff_client, make_card):
+    client, _ = staff_client("warehouse")
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    label = returns.return_label_issue(reference=case.reference)
+    closures.closure_withdraw(reference=case.reference, actor="customer:web")
+
+    said = client.post("/console/warehouse/", {"code": label.code}, follow=True).content.decode()
+
+    assert f"Case {case.reference} (Withdrawn) is not waiting for this card" in said
+    assert "This card is in use: keep it for the customer, do not destroy it." in said
+    again = client.post("/console/warehouse/", {"code": label.code}, follow=True).content.decode()
+    assert "Already in the exception queue" in again and "do not destroy it" in again
+    assert f"d-{CheckIn.objects.get(card=card).id}" not in said  # not offered for destruction
+    queue = client.get("/console/warehouse/exceptions/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert 'data-case-state="withdrawn">已撤回<' in queue and "data-card-in-use" in queue
+    assert f'href="/console/cases/{case.reference}/"' not in queue  # the warehouse cannot open cases
+
+
+def test_a_card_of_a_closed_case_is_named_with_its_case_and_not_called_in_use(staff_client, make_card):
+    client, _ = staff_client("supervisor")
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    returns.return_check_in(code=card.number, actor="staff:wh")
+    ClosureCase.objects.filter(id=case.id).update(state=states.CLOSED)
+    card.refresh_from_db()
+    assert card.status != "active"
+    ReturnException.objects.all().delete()
+    CheckIn.objects.all().delete()
+    checkin = returns.return_check_in(code=card.number, actor="staff:wh")
+
+    queue = client.get("/console/warehouse/exceptions/").content.decode()
+
+    assert checkin.exception.reason == ReturnException.Reason.NOT_EXPECTED
+    assert 'data-case-state="closed">Closed<' in queue and "data-card-in-use" not in queue
+    assert f'href="/console/cases/{case.reference}/"' in queue
+
+
+@pytest.mark.parametrize("who", ["themself", "wrong code", "nobody"])
+def test_a_destruction_without_a_real_second_person_records_nothing(staff_client, make_card, who):
+    client, clerk = staff_client("warehouse")
+    card = make_card("OCTO")
+    case_in_state(card, "awaiting_return")
+    checkin = returns.return_check_in(code=card.number, actor=clerk.actor)
+    witness, device, _ = support.make_staff("supervisor")
+    email, code = {"themself": (clerk.user.email, "123456"),
+                   "wrong code": (witness.user.email, f"{(int(support.totp_code(device)) + 1) % 10**6:06d}"),
+                   "nobody": ("nobody@staff.example.test", support.totp_code(device))}[who]
+
+    page = client.post("/console/warehouse/destroy", {"checkin": [checkin.id], "method": "SHRED", "batch": "B-1",
+                                                      "witness_email": email, "witness_code": code},
+                       follow=True).content.decode()
+
+    assert "The witness must be another member of staff" in page and "Nothing was recorded" in page
+    assert not Destruction.objects.exists()
+    if who == "wrong code":
+        witness.refresh_from_db()
+        assert witness.failed_logins == 1  # towards their lockout, as a wrong code at sign-in
+
+
+def test_the_exception_queue_names_the_card_inside_a_wrong_envelope_and_the_case_waiting_for_it(staff_client,
+                                                                                               make_card):
+    client, _ = staff_client("supervisor")
+    labelled = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = returns.return_label_issue(reference=labelled.reference)
+    other_card = make_card("OCTO")
+    other = case_in_state(other_card, "awaiting_return")
+    returns.return_check_in(code=label.code, card_number=other_card.number, actor="staff:wh")
+
+    queue = client.get("/console/warehouse/exceptions/").content.decode()
+
+    inside = queue.split("data-inside>")[1].split("</span>")[0]
+    assert f"Card inside: •••• {other_card.number[-4:]}" in inside and f"case {other.reference} waits for it" in inside
+    assert other_card.number not in queue

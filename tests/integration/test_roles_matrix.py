@@ -3,6 +3,8 @@ maker-checker: nobody approves a refund they requested themself."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 from django.urls import get_resolver
@@ -184,7 +186,9 @@ def test_nobody_approves_a_refund_they_requested_themself(make_card):
     checker, checker_device, _ = make_staff("refund_approver")
     checker_client = sign_in(Client(), checker, checker_device)
     assert f"/console/refunds/{case.reference}/approve" in checker_client.get("/console/refunds/").content.decode()
-    approved = checker_client.post(f"/console/refunds/{case.reference}/approve", {"note": "destination checked"},
+    seen = re.search(r'name="seen" value="([0-9a-f]+)"', checker_client.get("/console/refunds/").content.decode())[1]
+    approved = checker_client.post(f"/console/refunds/{case.reference}/approve", {"note": "destination checked",
+                                                                                  "seen": seen},
                                    follow=True)
     assert "approved" in approved.content.decode()
     approval = RefundApproval.objects.get(case=case)

@@ -4,7 +4,9 @@ the action is handed to the workflow engine only after commit."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import logging
 import re
 from datetime import date, datetime, timedelta
@@ -117,6 +119,15 @@ class UnableToHandOver(Exception):
 
 class UnableToApprove(Exception):
     """The refund cannot be approved or rejected by this person or in this state."""
+
+
+class OwnRefundRequest(UnableToApprove):
+    """The approver asked for this refund: they opened the case or put the refund back in the queue."""
+
+
+class ApprovalOutdated(UnableToApprove):
+    """The refund is not the one the approver read: its amount or destination changed, or it was
+    asked for again (after a rejection) since their page was shown."""
 
 
 class UnableToOverride(Exception):
@@ -802,29 +813,45 @@ def _enter_refund_pending(case: ClosureCase, *, actor: str, key: str, note: str 
         return
     _transition(case, states.REFUND_PENDING, actor=actor, key=key, note="refund waits for approval", action="",
                 data={"approval": reason})
+    # Staff who resume a rejected refund ask for it again: a second person must decide it anew.
     RefundApproval.objects.update_or_create(
-        case=case, defaults=dict(requested_by=case.requester, requested_at=clock.now(), reason=reason,
+        case=case, defaults=dict(requested_by=case.requester if actor == "system" else actor,
+                                 requested_at=clock.now(), reason=reason,
                                  decision="", decided_by="", decided_at=None, note=""),
     )
 
 
-def _locked_approval(reference: str, approver: str) -> tuple[ClosureCase, RefundApproval]:
+def approval_version(case: ClosureCase, approval: RefundApproval) -> str:
+    """Return a short digest of what an approver decides on: the amount, the destination (its
+    sealed account too) and the request being answered. A page carries it with the decision so
+    one made on what the approver read before a change is refused, not applied to the new refund."""
+    seen = [case.quote.get("refund"), case.quote.get("currency"), case.refund_destination,
+            case.refund_destination_sealed, approval.requested_by, approval.requested_at.isoformat()]
+    return hashlib.sha256(json.dumps(seen, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _locked_approval(reference: str, approver: str, seen: str | None) -> tuple[ClosureCase, RefundApproval]:
     case = _lock(reference)
     approval = RefundApproval.objects.select_for_update().filter(case=case).first()
     if approval is None:
         raise UnableToApprove("this refund does not need approval")
-    if approver == approval.requested_by:
-        raise UnableToApprove("the person who requested a refund cannot approve or reject it")
+    if approver in (approval.requested_by, case.requester):
+        raise OwnRefundRequest("the person who requested a refund cannot approve or reject it")
+    if seen is not None and seen != approval_version(case, approval):
+        raise ApprovalOutdated("the refund changed since the approver read it")
     return case, approval
 
 
-def refund_approve(*, reference: str, approver: str, note: str = "") -> ClosureCase:
-    """Approve a waiting refund and start it. Approving twice is harmless.
+def refund_approve(*, reference: str, approver: str, note: str = "", seen: str | None = None) -> ClosureCase:
+    """Approve a waiting refund and start it. Approving twice is harmless. `seen` is the
+    `approval_version` the approver read; None skips that check.
 
-    :raises UnableToApprove: for the requester themself, a decided refund or a case not waiting.
+    :raises OwnRefundRequest: for the person who asked for the refund.
+    :raises ApprovalOutdated: when the refund changed since `seen`.
+    :raises UnableToApprove: for a rejected refund or a case not waiting.
     """
     with transaction.atomic():
-        case, approval = _locked_approval(reference, approver)
+        case, approval = _locked_approval(reference, approver, seen)
         if approval.decision == RefundApproval.Decision.APPROVED:
             return case
         if approval.decision or case.state != states.REFUND_PENDING:
@@ -837,13 +864,15 @@ def refund_approve(*, reference: str, approver: str, note: str = "") -> ClosureC
         return case
 
 
-def refund_reject(*, reference: str, approver: str, reason: str) -> ClosureCase:
+def refund_reject(*, reference: str, approver: str, reason: str, seen: str | None = None) -> ClosureCase:
     """Reject a waiting refund: the case goes on hold for staff to fix the destination or reject it.
 
-    :raises UnableToApprove: for the requester themself or a refund not waiting for a decision.
+    :raises OwnRefundRequest: for the person who asked for the refund.
+    :raises ApprovalOutdated: when the refund changed since `seen` (its `approval_version`).
+    :raises UnableToApprove: for a refund not waiting for a decision.
     """
     with transaction.atomic():
-        case, approval = _locked_approval(reference, approver)
+        case, approval = _locked_approval(reference, approver, seen)
         if approval.decision or case.state != states.REFUND_PENDING:
             raise UnableToApprove(f"the refund is not waiting for approval (case is {case.state})")
         approval.decision, approval.decided_by, approval.decided_at = "rejected", approver, clock.now()

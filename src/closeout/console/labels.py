@@ -38,6 +38,11 @@ def customer_via(channel: str) -> str:
     return gettext("Customer (%(channel)s)") % {"channel": channel}
 
 
+def api_key(prefix: str) -> str:
+    """A request made with an API key, named by the key's prefix as `closeout apikey list` shows it."""
+    return gettext("API key %(prefix)s") % {"prefix": prefix}
+
+
 def label(labels: dict, code: str) -> str:
     """The label of a code, or the code itself for one this build does not know."""
     return str(labels.get(code, code))
@@ -100,6 +105,8 @@ TIMELINE_KINDS = {"note": pgettext_lazy("timeline", "note"), "notice": pgettext_
                   "exception_resolved": pgettext_lazy("timeline", "return exception resolved")}
 CHARGE_SETTLED = {"paid": pgettext_lazy("charge", "paid"), "waived": pgettext_lazy("charge", "waived"),
                   "deducted": pgettext_lazy("charge", "deducted from the refund")}
+# A returned card that still works: its closure was withdrawn or refused, or never asked for.
+CARD_IN_USE = _("This card is in use: keep it for the customer, do not destroy it.")
 EXCEPTION_REASONS = {"UNKNOWN": _("Unknown label or card"), "MISMATCH": _("Card does not match the label"),
                      "NOT_EXPECTED": _("No case is waiting for this card")}
 

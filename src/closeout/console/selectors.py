@@ -17,6 +17,7 @@ from closeout.common import calendars, clock
 from closeout.console import rules
 from closeout.console.models import CaseNote
 from closeout.identity import documents, vault
+from closeout.returns.models import ReturnException
 from closeout.returns.services import LABEL
 from closeout.returns.services import REFERENCE as COMPACT_REFERENCE
 
@@ -187,6 +188,7 @@ def case_detail(*, reference: str) -> dict | None:
     if case is None:
         return None
     card = case.card
+    approval = RefundApproval.objects.filter(case=case).first()
     return {
         "case": case,
         "row": _row(case),
@@ -199,7 +201,8 @@ def case_detail(*, reference: str) -> dict | None:
         "actions": case_actions(case),
         "assisted": getattr(case, "assisted_check", None),
         "sla": case_sla(case, today=timezone_date(clock.now())),
-        "approval": RefundApproval.objects.filter(case=case).first(),
+        "approval": approval,
+        "approval_version": closures.approval_version(case, approval) if approval else "",
         "cash_refund": closures.cash_awaiting_collection(case),
     }
 
@@ -238,8 +241,12 @@ def sla_board(*, today: date | None = None) -> dict:
         timezone_date(r) for r in Refund.objects.filter(settled_at__date__gte=since, status="succeeded")
         .values_list("settled_at", flat=True)
     )
+    waiting = queues_waiting(actions={"warehouse.exceptions", "refund.approve"})
     return {
         "rows": rows,
+        # Work waiting on people, beside the clocks it holds up.
+        "exceptions_open": waiting["warehouse.exceptions"],
+        "approvals_waiting": waiting["refund.approve"],
         "breached": [r for r in rows if r["status"] == rules.BREACHED],
         "at_risk": [r for r in rows if r["status"] == rules.AT_RISK],
         "attention": [r for r in rows if r["state"] == states.FAILED],
@@ -248,6 +255,17 @@ def sla_board(*, today: date | None = None) -> dict:
         "refunds_per_day": [((since + timedelta(days=i)).isoformat()[5:], refunds.get(since + timedelta(days=i), 0))
                             for i in range(14)],
     }
+
+
+def queues_waiting(*, actions: set[str]) -> dict[str, int]:
+    """How many items wait in each queue named by the console action that works it (return
+    exceptions, refunds to approve), for the actions asked about."""
+    counts = {
+        "warehouse.exceptions": lambda: ReturnException.objects.filter(resolved_at__isnull=True).count(),
+        "refund.approve": lambda: RefundApproval.objects.filter(decision=RefundApproval.Decision.PENDING,
+                                                                case__state=states.REFUND_PENDING).count(),
+    }
+    return {action: count() for action, count in counts.items() if action in actions}
 
 
 def timezone_date(moment) -> date:
@@ -268,14 +286,17 @@ def card_open_case(card: Card) -> ClosureCase | None:
 
 
 def refund_approvals_waiting() -> list[dict]:
-    """Refunds waiting for a second person, oldest first."""
+    """Refunds waiting for a second person, oldest first, with what the approver decides on: the
+    holder and card, how the refund adds up, where it goes (masked), who asked and when, and the
+    version of all that their decision answers."""
     waiting = (RefundApproval.objects.filter(decision=RefundApproval.Decision.PENDING,
                                              case__state=states.REFUND_PENDING)
                .select_related("case__card__holder", "case__card__product").order_by("requested_at", "id"))
     return [
         _row(a.case) | {
             "approval": a, "refund": a.case.quote.get("refund", 0), "currency": a.case.quote.get("currency", ""),
-            "destination": a.case.refund_destination,
+            "quote": a.case.quote, "destination": a.case.refund_destination,
+            "version": closures.approval_version(a.case, a),
         }
         for a in waiting
     ]

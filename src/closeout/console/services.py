@@ -162,17 +162,46 @@ def staff_sign_in_code(*, profile: StaffProfile, code: str) -> TOTPDevice:
     profile.refresh_from_db()
     if _locked(profile) or not profile.user.is_active:
         raise UnableToSignIn()
-    code = re.sub(r"\s", "", documents.half_width(code))
-    with transaction.atomic():
-        device = TOTPDevice.objects.select_for_update().filter(user=profile.user, confirmed=True).first()
-        verified = bool(device) and ascii_digits(code) and len(code) == 6 and device.verify_token(code)
-    if not verified:
+    device = _code_verified(profile, code)
+    if device is None:
         _count_failure(profile, "code")
         raise UnableToSignIn()
     with transaction.atomic():
         StaffProfile.objects.filter(id=profile.id).update(failed_logins=0, locked_until=None)
         audit_record(actor=profile.actor, action="staff.signed_in", subject=f"staff:{profile.id}")
     return device
+
+
+def _code_verified(profile: StaffProfile, code: str) -> TOTPDevice | None:
+    """The profile's authenticator device when `code` is its current code, used once; else None."""
+    code = re.sub(r"\s", "", documents.half_width(code or ""))
+    with transaction.atomic():
+        device = TOTPDevice.objects.select_for_update().filter(user=profile.user, confirmed=True).first()
+        verified = bool(device) and ascii_digits(code) and len(code) == 6 and device.verify_token(code)
+    return device if verified else None
+
+
+class UnableToWitness(Exception):
+    """The witness is not another active member of staff, or their code is wrong: one error, as at
+    sign-in, so nothing is revealed about the accounts."""
+
+
+def staff_witness_confirm(*, email: str, code: str, actor: str) -> StaffProfile:
+    """Check that a second member of staff watches what `actor` records (cards destroyed): another
+    active, unlocked account, present with the current code of their own authenticator app. A
+    wrong code counts towards their lockout, as at sign-in.
+
+    :raises UnableToWitness: for an unknown, inactive or locked account, the actor themself, or a
+        wrong or used code.
+    """
+    email = (email or "").strip().lower()[:254]
+    profile = StaffProfile.objects.select_related("user").filter(user__username=email).first()
+    if profile is None or profile.actor == actor or _locked(profile) or not profile.user.is_active:
+        raise UnableToWitness()
+    if _code_verified(profile, code) is None:
+        _count_failure(profile, "witness code")
+        raise UnableToWitness()
+    return profile
 
 
 def staff_unlock(*, staff_id: int, actor: str) -> StaffProfile:

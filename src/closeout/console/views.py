@@ -28,13 +28,14 @@ from closeout.appointments.models import Appointment, Branch, CounterVisit
 from closeout.cards.models import Card
 from closeout.closures import services as closures
 from closeout.closures import states
-from closeout.closures.models import ClosureCase
+from closeout.closures.models import ClosureCase, RefundApproval
 from closeout.common import clock
 from closeout.common.templatetags.closeout import money
 from closeout.common.text import ascii_digits
 from closeout.console import forms, labels, roles, rules, selectors, services
 from closeout.console.access import SEEN_KEY, staff_view
 from closeout.console.models import StaffProfile
+from closeout.console.templatetags.console_labels import actor_label
 from closeout.identity import documents
 from closeout.returns import selectors as return_selectors
 from closeout.returns import services as returns
@@ -142,7 +143,11 @@ def home(request):
             ("staff.manage", "console:staff", _("Staff accounts")),
         ) if roles.can(role, action)
     ]
-    return render(request, "console/home.html", {"menu": menu, "role_label": roles.ROLE_LABELS[role]})
+    # How many wait, beside the queues this person works: the morning's first look.
+    waiting = selectors.queues_waiting(actions={action for action, _url, _label in menu})
+    return render(request, "console/home.html", {"menu": [(action, url, label, waiting.get(action))
+                                                           for action, url, label in menu],
+                                                 "role_label": roles.ROLE_LABELS[role]})
 
 
 @staff_view("case.search")
@@ -612,6 +617,11 @@ def counter_receipt(request, visit_id: int):
 # --- warehouse --------------------------------------------------------------------------------
 
 
+# What a scan came to, as the warehouse page shows it and console.js sounds it: a card received,
+# one scanned before (nothing changed), one put in the exception queue, or a scan to do again.
+SCAN_OK, SCAN_AGAIN, SCAN_EXCEPTION, SCAN_ERROR = "scan-ok", "scan-again", "scan-exception", "scan-error"
+
+
 @require_http_methods(["GET", "POST"])
 @staff_view("warehouse.checkin")
 def warehouse(request):
@@ -622,27 +632,29 @@ def warehouse(request):
                                               card_number=form.cleaned_data["card_number"])
         except returns.ReferenceNeedsCard:
             # The typed reference stays; the cursor waits in the card number field.
-            messages.error(request, _("With a case reference, also scan or type the card number."))
+            messages.error(request, _("With a case reference, also scan or type the card number."), extra_tags=SCAN_ERROR)
             del form.fields["code"].widget.attrs["autofocus"]
             form.fields["card_number"].widget.attrs["autofocus"] = True
             return _warehouse_page(request, form)
         except returns.MisreadCode:
             messages.error(request, _("This is no label code or card number we issue (a digit was misread or "
-                                      "mistyped): scan it again or type it."))
+                                      "mistyped): scan it again or type it."), extra_tags=SCAN_ERROR)
         except returns.UnableToCheckIn:
-            messages.error(request, _("Nothing was scanned."))
+            messages.error(request, _("Nothing was scanned."), extra_tags=SCAN_ERROR)
         else:
             if getattr(checkin, "again", False) and checkin.outcome == checkin.Outcome.EXCEPTION:
-                messages.info(request, _("Already in the exception queue since %(date)s. Nothing changed.") % {
-                    "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M")})
+                said = _("Already in the exception queue since %(date)s. Nothing changed.") % {
+                    "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M")}
+                messages.info(request, f"{said} {_card_in_use(checkin)}".strip(), extra_tags=SCAN_AGAIN)
             elif getattr(checkin, "again", False):
                 messages.info(request, _("Already received on %(date)s: case %(reference)s. Nothing changed.") % {
                     "date": timezone.localtime(checkin.at).strftime("%Y-%m-%d %H:%M"),
-                    "reference": checkin.case.reference})
+                    "reference": checkin.case.reference}, extra_tags=SCAN_AGAIN)
             elif checkin.outcome == checkin.Outcome.RECEIVED:
-                messages.success(request, _("Received: case %(reference)s.") % {"reference": checkin.case.reference})
+                messages.success(request, _("Received: case %(reference)s.") % {"reference": checkin.case.reference},
+                                 extra_tags=SCAN_OK)
             else:
-                messages.warning(request, _exception_message(checkin.exception.reason))
+                messages.warning(request, _exception_message(checkin), extra_tags=SCAN_EXCEPTION)
         return redirect("console:warehouse")
     return _warehouse_page(request, form)
 
@@ -657,31 +669,57 @@ def _warehouse_page(request, form):
     })
 
 
-def _exception_message(reason: str) -> str:
+def _exception_message(checkin) -> str:
+    """Why the scan went to the exception queue: for a case that does not wait for the card, the
+    case and its state; and a card still in use (its closure withdrawn or refused, or never asked
+    for) is to be kept for the customer, never destroyed with the others."""
     reasons = ReturnException.Reason
-    return {
-        reasons.UNKNOWN: _("Unknown label or card: it went to the exception queue."),
-        reasons.MISMATCH: _("The card does not match the label: it went to the exception queue."),
-    }.get(reason, _("No case is waiting for this card: it went to the exception queue."))
+    reason, case = checkin.exception.reason, checkin.case
+    if reason == reasons.NOT_EXPECTED and case is not None:
+        said = _("Case %(reference)s (%(state)s) is not waiting for this card: it went to the exception queue.") % {
+            "reference": case.reference, "state": labels.label(labels.STATE_LABELS, case.state)}
+    else:
+        said = {
+            reasons.UNKNOWN: _("Unknown label or card: it went to the exception queue."),
+            reasons.MISMATCH: _("The card does not match the label: it went to the exception queue."),
+        }.get(reason, _("No case is waiting for this card: it went to the exception queue."))
+    return f"{said} {_card_in_use(checkin)}".strip()
+
+
+def _card_in_use(checkin) -> str:
+    """The warning for a scanned card that still works, or nothing."""
+    in_use = checkin.card is not None and checkin.card.status == Card.Status.ACTIVE
+    return str(labels.CARD_IN_USE) if in_use else ""
 
 
 @require_POST
 @staff_view("warehouse.destroy")
 def warehouse_destroy(request):
+    """Record a batch of received cards as destroyed, watched by a second member of staff who
+    proves they are there with their own authenticator code."""
     form = forms.DestroyForm(request.POST)
     ids = [int(value) for value in request.POST.getlist("checkin") if ascii_digits(value)]
     if not form.is_valid():
-        messages.error(request, _("Choose a method and a batch."))
+        messages.error(request, _("Choose a method and a batch, and name the witness with their code."))
+        return redirect("console:warehouse")
+    data = form.cleaned_data
+    try:
+        witness = services.staff_witness_confirm(email=data["witness_email"], code=data["witness_code"],
+                                                 actor=request.staff.actor)
+    except services.UnableToWitness:
+        messages.error(request, _("The witness must be another member of staff, with the current code from their "
+                                  "authenticator app. Nothing was recorded."))
         return redirect("console:warehouse")
     try:
-        records = returns.destruction_batch(checkin_ids=ids, method=form.cleaned_data["method"],
-                                            batch=form.cleaned_data["batch"], actor=request.staff.actor)
+        records = returns.destruction_batch(checkin_ids=ids, method=data["method"], batch=data["batch"],
+                                            actor=request.staff.actor, witness=witness.actor)
     except returns.UnableToDestroy:
         messages.error(request, _("Select at least one received card that was not destroyed yet."))
     else:
-        messages.success(request, ngettext("%(count)d card recorded as destroyed.",
-                                           "%(count)d cards recorded as destroyed.", len(records))
-                         % {"count": len(records)})
+        messages.success(request, ngettext("%(count)d card recorded as destroyed, witnessed by %(witness)s.",
+                                           "%(count)d cards recorded as destroyed, witnessed by %(witness)s.",
+                                           len(records))
+                         % {"count": len(records), "witness": witness.user.email})
     return redirect("console:warehouse")
 
 
@@ -689,7 +727,8 @@ def warehouse_destroy(request):
 def exceptions(request):
     # One form per row, each with its own field ids, so every label points at its own row's field.
     items = [(item, forms.ResolveForm(auto_id=f"id_%s_{item.id}")) for item in return_selectors.open_exceptions()]
-    return render(request, "console/exceptions.html", {"items": items})
+    return render(request, "console/exceptions.html", {"items": items, "card_in_use": labels.CARD_IN_USE,
+                                                       "can_view_case": roles.can(request.staff.role, "case.view")})
 
 
 @require_POST
@@ -719,20 +758,42 @@ def refunds(request):
 
 
 def _decide(request, reference: str, decide, ok: str, **kwargs):
+    """Record the approver's decision on the refund they read (the page's `seen` version), and say
+    what came of it: theirs, another approver's made first, or why none was made."""
     if not ClosureCase.objects.filter(reference=reference).exists():
         raise Http404
+    actor = request.staff.actor
     try:
-        decide(reference=reference, approver=request.staff.actor, **kwargs)
-    except closures.UnableToApprove as exc:
-        if "requested" in str(exc):
-            messages.error(request, _("You requested this refund, so another approver must decide it."))
-        else:
-            messages.error(request, _("This refund is not waiting for a decision."))
+        decide(reference=reference, approver=actor, seen=request.POST.get("seen", ""), **kwargs)
+    except closures.OwnRefundRequest:
+        messages.error(request, _("You requested this refund, so another approver must decide it."))
+    except closures.ApprovalOutdated:
+        messages.error(request, _("This refund changed since your page was shown (its amount, where it goes, or it "
+                                  "was asked for again). Nothing was decided: read it again, then decide."))
+    except closures.UnableToApprove:
+        messages.error(request, _decided_before(reference, actor, mine_too=True)
+                       or _("This refund is not waiting for a decision."))
     else:
-        messages.success(request, ok)
+        messages.success(request, _decided_before(reference, actor) or ok)
     if request.POST.get("back") == "case":
         return _case_redirect(reference)
     return redirect("console:refunds")
+
+
+def _decided_before(reference: str, actor: str, *, mine_too: bool = False) -> str:
+    """Who decided the refund before this request, and when (this approver too with `mine_too`,
+    e.g. a second click); empty when nobody else did."""
+    approval = RefundApproval.objects.filter(case__reference=reference).exclude(decision="").first()
+    if approval is None or (approval.decided_by == actor and not mine_too):
+        return ""
+    words = {"who": actor_label(approval.decided_by),
+             "time": timezone.localtime(approval.decided_at).strftime("%Y-%m-%d %H:%M")}
+    approved = approval.decision == RefundApproval.Decision.APPROVED
+    if approval.decided_by == actor:
+        return (_("You already approved this refund at %(time)s. Nothing else was done.") if approved
+                else _("You already rejected this refund at %(time)s. Nothing else was done.")) % words
+    return (_("%(who)s already approved this refund at %(time)s. Nothing else was done.") if approved
+            else _("%(who)s already rejected this refund at %(time)s. Nothing else was done.")) % words
 
 
 @require_POST
@@ -766,17 +827,25 @@ def sla(request):
         rules.bar_chart_svg(title=_("Age of open cases (working days)"), bars=board["ages"]),
         rules.bar_chart_svg(title=_("Refunds per day (last 14 days)"), bars=board["refunds_per_day"]),
     ]
-    return render(request, "console/sla.html", board | {"charts": [mark_safe(svg) for svg in charts]})  # noqa: S308 - escaped by bar_chart_svg
+    role = request.staff.role
+    return render(request, "console/sla.html", board | {
+        "charts": [mark_safe(svg) for svg in charts],  # noqa: S308 - escaped by bar_chart_svg
+        "can_see_exceptions": roles.can(role, "warehouse.exceptions"),
+        "can_see_approvals": roles.can(role, "refund.approve")})
 
 
 @staff_view("sla.view")
 def sla_csv(request):
     """The open cases for a spreadsheet: the columns machines read first, unchanged (codes, ISO
     times), then the state in the reader's words. Times are the operator's local time with its
-    offset (2026-12-03T02:30:05+08:00), so the day a case was opened is the branches' day."""
+    offset (2026-12-03T02:30:05+08:00), so the day a case was opened is the branches' day. UTF-8
+    with a byte order mark, without which Excel reads the Chinese labels in the PC's code page;
+    the file is named by the local time of the export, so a day's exports do not overwrite."""
     board = selectors.sla_board()
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="closeout-sla.csv"'
+    stamp = timezone.localtime(clock.now()).strftime("%Y-%m-%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="closeout-sla-{stamp}.csv"'
+    response.write("\ufeff")  # the byte order mark by which a spreadsheet reads the Chinese text as UTF-8
     writer = csv.writer(response)
     writer.writerow(["reference", "product", "channel", "state", "created_at", "sla_due_date",
                      "age_working_days", "working_days_left", "sla_status", "state_label"])

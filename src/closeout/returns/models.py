@@ -49,7 +49,8 @@ class ReturnException(models.Model):
 
 
 class Destruction(models.Model):
-    """The record that a physical card was destroyed: who, when, how, in which batch, where."""
+    """The record that a physical card was destroyed: who, when, how, in which batch, where, and
+    the second member of staff who watched it at the warehouse (at a counter, the customer does)."""
 
     class Method(models.TextChoices):
         SHRED = "SHRED", "Shredded"
@@ -64,6 +65,7 @@ class Destruction(models.Model):
     batch = models.CharField(max_length=40)
     place = models.CharField(max_length=60)
     destroyed_by = models.CharField(max_length=120)
+    witnessed_by = models.CharField(max_length=120, blank=True)
     destroyed_at = models.DateTimeField()
 
     class Meta:

@@ -117,23 +117,22 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
                     or ClosureCase.objects.filter(card=card).order_by("-created_at").first())
     if card is not None and inner and inner != card.number:  # the card in the envelope is another one
         reason = ReturnException.Reason.MISMATCH
-    if reason is None and case is not None:
-        earlier = CheckIn.objects.filter(case=case, outcome=CheckIn.Outcome.RECEIVED).first()
-        if earlier is not None:
-            earlier.again = True  # the scanner is told it was received before, not that it is new
-            return earlier
-        if case.state != states.AWAITING_RETURN:
-            reason = ReturnException.Reason.NOT_EXPECTED
     if case is None and reason is None:
         reason = ReturnException.Reason.NOT_EXPECTED
-    if reason is not None:
-        queued = ReturnException.objects.select_related("checkin__case").filter(
-            resolved_at__isnull=True, reason=reason, scanned_code=code[:40],
-            card_number=(inner or (card.number if card else ""))[:20]).first()
-        if queued is not None:  # the same card scanned again while it waits in the queue
-            queued.checkin.again = True
-            return queued.checkin
+    # Two scans of one envelope at once (a second Enter, two desks) wait for each other here, so
+    # the second finds the first's check-in instead of recording the card again.
     with transaction.atomic():
+        if case is not None:
+            case = ClosureCase.objects.select_for_update(of=("self",)).select_related("card").get(id=case.id)
+        elif card is not None:
+            Card.objects.select_for_update().filter(id=card.id).first()
+        earlier = _earlier_check_in(case=case, card=card, code=code, inner=inner, reason=reason)
+        if earlier is None and reason is None and case.state != states.AWAITING_RETURN:
+            reason = ReturnException.Reason.NOT_EXPECTED
+            earlier = _earlier_check_in(case=case, card=card, code=code, inner=inner, reason=reason)
+        if earlier is not None:
+            earlier.again = True  # the scanner is told it was scanned before, not that it is new
+            return earlier
         outcome = CheckIn.Outcome.EXCEPTION if reason else CheckIn.Outcome.RECEIVED
         checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code), case=case,
                                          card=card, outcome=outcome)
@@ -145,6 +144,18 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
         else:
             closures.closure_card_received(reference=case.reference, actor=actor, note="card checked in at the warehouse")
     return checkin
+
+
+def _earlier_check_in(*, case: ClosureCase | None, card: Card | None, code: str, inner: str,
+                      reason: str | None) -> CheckIn | None:
+    """The check-in of this card made before: the one that received it for its case, or the one
+    that put this same scan in the exception queue where it still waits."""
+    if reason is None:
+        return CheckIn.objects.filter(case=case, outcome=CheckIn.Outcome.RECEIVED).first()
+    queued = ReturnException.objects.select_related("checkin__case").filter(
+        resolved_at__isnull=True, reason=reason, scanned_code=code[:40],
+        card_number=(inner or (card.number if card else ""))[:20]).first()
+    return queued.checkin if queued is not None else None
 
 
 def return_exception_resolve(*, exception_id: int, actor: str, resolution: str, reference: str = "") -> ReturnException:
@@ -179,8 +190,8 @@ def return_exception_resolve(*, exception_id: int, actor: str, resolution: str, 
 
 
 def card_destruction_record(*, card: Card, method: str, batch: str, place: str, actor: str,
-                            case: ClosureCase | None = None) -> Destruction:
-    """Record that a physical card was destroyed (once per card).
+                            case: ClosureCase | None = None, witness: str = "") -> Destruction:
+    """Record that a physical card was destroyed (once per card), and by whom it was witnessed.
 
     :raises UnableToDestroy: for an unknown method, an empty batch or a card already destroyed.
     """
@@ -193,23 +204,29 @@ def card_destruction_record(*, card: Card, method: str, batch: str, place: str, 
         if Destruction.objects.filter(card=card).exists():
             raise UnableToDestroy("this card was already destroyed")
         record = Destruction.objects.create(card=card, case=case, method=method, batch=batch[:40],
-                                            place=place[:60], destroyed_by=actor, destroyed_at=clock.now())
+                                            place=place[:60], destroyed_by=actor, witnessed_by=witness,
+                                            destroyed_at=clock.now())
         audit_record(actor=actor, action="card.destroyed", subject=f"card:{card.id}", after=method,
-                     reason=batch[:40], data={"case": case.reference if case else "", "place": place[:60]})
+                     reason=batch[:40], data={"case": case.reference if case else "", "place": place[:60],
+                                              "witness": witness})
     return record
 
 
-def destruction_batch(*, checkin_ids: list[int], method: str, batch: str, actor: str) -> list[Destruction]:
-    """Destroy the cards of received check-ins in one batch.
+def destruction_batch(*, checkin_ids: list[int], method: str, batch: str, actor: str,
+                      witness: str) -> list[Destruction]:
+    """Destroy the cards of received check-ins in one batch, watched by a second member of staff.
 
-    :raises UnableToDestroy: when one of them cannot be recorded (none are then recorded).
+    :raises UnableToDestroy: without a witness other than `actor`, or when one of the cards cannot
+        be recorded (none are then recorded).
     """
+    if not witness or witness == actor:
+        raise UnableToDestroy("a second member of staff witnesses the destruction")
     with transaction.atomic():
         records = []
         for checkin in CheckIn.objects.select_related("card", "case").filter(
                 id__in=checkin_ids, outcome=CheckIn.Outcome.RECEIVED).order_by("id"):
             records.append(card_destruction_record(card=checkin.card, case=checkin.case, method=method, batch=batch,
-                                                   place="warehouse", actor=actor))
+                                                   place="warehouse", actor=actor, witness=witness))
         if not records:
             raise UnableToDestroy("select at least one received card")
     return records

@@ -1,6 +1,6 @@
 """Codes in the staff member's words in console templates: `{{ case.state|state_label }}`,
 `|channel_label`, `|id_type_label`, `|timeline_kind`, `|settled_label`, `|exception_reason`,
-`|destination_label`, `|destruction_method`, `|appointment_status` (a table each), and `|note_label`, `|fee_label`, `|charge_label`, `|actor_label`."""
+`|destination_label`, `|destruction_method`, `|appointment_status` (a table each), and `|note_label`, `|fee_label`, `|charge_label`, `|actor_label`, `|destination_detail`."""
 
 from __future__ import annotations
 
@@ -57,4 +57,16 @@ def actor_label(actor: str) -> str:
         return str(labels.SYSTEM)
     if kind == "staff":
         return rest  # their email, as the case page names the staff member who checked the identity
+    if kind == "api":
+        return labels.api_key(rest)
     return actor
+
+
+@register.filter
+def destination_detail(destination: dict) -> str:
+    """Where a refund goes, masked but recognisable: the bank's code and the account's last
+    digits, or the e-wallet's provider and the wallet's last characters."""
+    destination = destination or {}
+    parts = [destination.get("bank_code", ""), destination.get("account_masked", ""),
+             destination.get("provider", ""), destination.get("wallet_masked", "")]
+    return " ".join(part for part in parts if part)

@@ -1,7 +1,142 @@
 // A console form whose effect cannot be undone (data-confirm="question") asks before it is sent.
+// A form is sent once: a double click, or a scanner's second Enter, while the page is still on
+// its way is dropped instead of deciding, destroying or checking in a second time.
 document.addEventListener("submit", (event) => {
-  const question = event.target.dataset.confirm;
+  const form = event.target;
+  if (form.dataset.sending) {
+    event.preventDefault();
+    return;
+  }
+  const question = form.dataset.confirm;
   if (question && !window.confirm(question)) {
     event.preventDefault();
+    return;
   }
+  form.dataset.sending = "yes";
+  form.setAttribute("aria-busy", "true");
+  // An answer that never comes (the network dropped it) must not block the form for good.
+  window.setTimeout(() => ready(form), 10000);
 });
+
+function ready(form) {
+  delete form.dataset.sending;
+  form.removeAttribute("aria-busy");
+}
+
+// Back to a page kept in the browser's history: its forms can be sent again.
+window.addEventListener("pageshow", () => {
+  document.querySelectorAll("form[data-sending]").forEach(ready);
+});
+
+// --- warehouse scanning -----------------------------------------------------------------------
+// A scan is sent without leaving the page: the field is emptied at once and keeps the cursor, so
+// the scanner's next code goes straight in (none is lost while a page loads), scans are sent one
+// after the other in the order they were made, and each answer is shown and heard: one high beep
+// for a card received, two for one scanned before, a low tone for the exception queue, three low
+// beeps for a scan to do again. Without scripts the form is sent as a page, as before.
+const TONES = { // [frequency in Hz, length in ms] of each beep
+  "scan-ok": [[880, 120]],
+  "scan-again": [[660, 90], [660, 90]],
+  "scan-exception": [[220, 450]],
+  "scan-error": [[200, 110], [200, 110], [200, 110]],
+};
+let audio = null;
+
+// Browsers let a page make a sound only after a key press or a click on it: a scanner's keys count.
+function hearing() {
+  if (!audio && window.AudioContext) {
+    audio = new AudioContext();
+  }
+  if (audio && audio.state === "suspended") {
+    audio.resume();
+  }
+}
+document.addEventListener("keydown", hearing);
+document.addEventListener("pointerdown", hearing);
+
+function sound(kind) {
+  const tones = TONES[kind];
+  hearing();
+  if (!tones || !audio) {
+    return;
+  }
+  let at = audio.currentTime;
+  for (const [frequency, length] of tones) {
+    const oscillator = audio.createOscillator();
+    const gain = audio.createGain();
+    oscillator.type = kind === "scan-ok" ? "sine" : "square";
+    oscillator.frequency.value = frequency;
+    gain.gain.value = 0.2;
+    oscillator.connect(gain).connect(audio.destination);
+    oscillator.start(at);
+    oscillator.stop(at + length / 1000);
+    at += (length + 80) / 1000;
+  }
+}
+
+function scanKind(root) {
+  const answer = root.querySelector(".messages [data-kind^='scan-']");
+  return answer ? answer.dataset.kind : "";
+}
+
+let scans = Promise.resolve();
+
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!form.matches("form[data-scan-form]") || !window.fetch || !window.DOMParser) {
+    return;
+  }
+  event.preventDefault();
+  event.stopPropagation(); // sent here, not as a page: the form stays ready for the next scan
+  const body = new FormData(form);
+  const url = form.action;
+  form.elements.code.value = "";
+  form.elements.card_number.value = "";
+  form.elements.code.focus();
+  scans = scans.then(() => sendScan(url, body)).catch(() => showScanFailure());
+}, true);
+
+async function sendScan(url, body) {
+  const answer = await fetch(url, { method: "POST", body, credentials: "same-origin" });
+  const page = new DOMParser().parseFromString(await answer.text(), "text/html");
+  const lists = page.getElementById("warehouse-lists");
+  if (!answer.ok || !lists) { // signed out meanwhile, or the server failed: show its page
+    window.location.assign(answer.url);
+    return;
+  }
+  const main = document.querySelector("main");
+  main.querySelectorAll(".messages").forEach((old) => old.remove());
+  const told = page.querySelector("main .messages");
+  if (told) {
+    main.prepend(document.importNode(told, true));
+  }
+  document.getElementById("warehouse-lists").replaceWith(document.importNode(lists, true));
+  const form = document.querySelector("form[data-scan-form]");
+  const asked = page.querySelector("form[data-scan-form]");
+  if (asked.querySelector(".errorlist")) { // the server's word on the form itself (e.g. far too long)
+    form.replaceWith(document.importNode(asked, true));
+    document.querySelector("form[data-scan-form] [autofocus]").focus();
+  } else if (asked.elements.code.value) { // a typed reference: it stays, the card number is asked for
+    form.elements.code.value = asked.elements.code.value;
+    form.elements.card_number.focus();
+  }
+  sound(scanKind(document));
+}
+
+function showScanFailure() {
+  const main = document.querySelector("main");
+  main.querySelectorAll(".messages").forEach((old) => old.remove());
+  const list = document.createElement("ul");
+  list.className = "messages";
+  const item = document.createElement("li");
+  item.className = "error";
+  item.dataset.kind = "scan-error";
+  item.setAttribute("role", "status");
+  item.textContent = document.querySelector("form[data-scan-form]").dataset.failed;
+  list.append(item);
+  main.prepend(list);
+  sound("scan-error");
+}
+
+// A page that opens with a scan's answer (sent without scripts' help) sounds it too.
+document.addEventListener("DOMContentLoaded", () => sound(scanKind(document)));
