@@ -452,7 +452,7 @@ def test_the_language_picker_keeps_the_page(open_page):
     page.select_option("#lang-select", "zh-hant")
     page.click(".lang button")
     page.wait_for_url("**/zh-hant/check/")
-    assert page.get_attribute("html", "lang") == "zh-hant"
+    assert page.get_attribute("html", "lang") == "zh-Hant"
     assert_page_ok(page, "zh-hant")
 
 

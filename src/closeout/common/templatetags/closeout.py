@@ -56,3 +56,10 @@ def semicolon() -> str:
 def sentence_space() -> str:
     """What goes between two sentences: nothing after a Chinese full stop, a space in English."""
     return "" if _chinese() else " "
+
+
+@register.filter
+def language_tag(code: str) -> str:
+    """The BCP 47 tag of a language code ("zh-hant" is "zh-Hant"): screen readers pick their voice,
+    and browsers their Chinese font, by the script written as BCP 47 spells it."""
+    return translation.to_locale(code).replace("_", "-")
