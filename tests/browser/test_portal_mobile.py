@@ -1,5 +1,6 @@
 """The portal in a phone's browser and with a screen reader: each page names its language as
-screen readers expect it. Screenshots go to test-results/portal/ (mobile-*.png)."""
+screen readers expect it, and the language picker takes one tap. Screenshots go to
+test-results/portal/ (mobile-*.png)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ DEVICES = {
 }
 LOCALES = {"en": "en-GB", "zh-hans": "zh-CN", "zh-hant": "zh-HK"}
 HTML_LANG = {"en": "en", "zh-hans": "zh-Hans", "zh-hant": "zh-Hant"}
-
+TAP = 44  # px, the smallest target a thumb hits reliably (WCAG 2.5.5)
 
 
 @pytest.fixture
@@ -56,3 +57,20 @@ def test_each_page_names_its_language_as_screen_readers_expect(device, language)
     for path in (f"/{language}/", f"/{language}/check/", f"/{language}/no-such-page/"):
         page.goto(path)
         assert page.get_attribute("html", "lang") == HTML_LANG[language], path
+
+
+def test_the_language_picker_takes_one_tap_on_a_phone(device):
+    page = device("zh-hant")
+    page.goto("/zh-hant/check/")
+    picker = page.locator("header form.lang button[name=language]")
+    assert picker.count() == 3
+    assert page.evaluate("""() => [...document.querySelectorAll('header form.lang button[name=language]')]
+        .map(b => [b.value, b.getAttribute('lang'), b.getAttribute('aria-current')])""") == [
+        ["zh-hans", "zh-Hans", None], ["zh-hant", "zh-Hant", "true"], ["en", "en", None]]
+    for box in (picker.nth(i).bounding_box() for i in range(3)):
+        assert box["height"] >= TAP and box["width"] >= TAP
+    shot(page, "zh-hant-phone-language-picker")
+    page.tap("header form.lang button[value=en]")
+    page.wait_for_url("**/en/check/")
+    assert page.get_attribute("html", "lang") == "en"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

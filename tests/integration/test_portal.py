@@ -111,7 +111,7 @@ def test_a_wrong_address_gets_a_page_in_the_readers_language_with_a_way_back(cli
     page = response.content.decode()
     assert response.status_code == 404 and heading in page and f'href="/{language}/"' in page
     # Each language is offered in its own words.
-    assert ">简体中文</option>" in page and ">繁體中文</option>" in page and ">English</option>" in page
+    assert ">简体中文</button>" in page and ">繁體中文</button>" in page and ">English</button>" in page
 
 
 def test_the_root_picks_the_language_from_accept_language(client):
