@@ -567,7 +567,7 @@ def test_back_after_a_form_error_never_asks_to_resubmit(open_page, make_card):
     page.select_option("#id_id_type", "hkid")
     page.fill("#id_id_number", "A1234")  # not a valid HKID
     _submit(page)
-    assert page.locator("#id_id_number-error").count() == 1
+    assert page.locator("#id_id_number_error").count() == 1
     assert page.input_value("#id_card_number") == card.number  # what was typed is kept
     page.fill("#id_id_number", HKID)
     _submit(page)

@@ -1,6 +1,7 @@
 """The portal in a phone's browser and with a screen reader: each page names its language as
-screen readers expect it, and the language picker takes one tap. Screenshots go to
-test-results/portal/ (mobile-*.png)."""
+screen readers expect it, the language picker takes one tap, and a refused form says what is wrong
+where a screen reader reads it and puts the focus on it. Screenshots go to test-results/portal/
+(mobile-*.png)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from tests.browser.test_portal import (  # noqa: F401 - fixtures
     _catalogs_compiled,
     _dispatch_off,
     chromium,
+    latest_sms_code,
 )
+from tests.fixtures import HKID
 
 pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only, pytest.mark.django_db(transaction=True)]
 
@@ -24,6 +27,7 @@ DEVICES = {
 }
 LOCALES = {"en": "en-GB", "zh-hans": "zh-CN", "zh-hant": "zh-HK"}
 HTML_LANG = {"en": "en", "zh-hans": "zh-Hans", "zh-hant": "zh-Hant"}
+ERROR_TITLE = {"en": "Error: ", "zh-hans": "错误：", "zh-hant": "錯誤："}
 TAP = 44  # px, the smallest target a thumb hits reliably (WCAG 2.5.5)
 
 
@@ -47,6 +51,22 @@ def device(chromium, live_server):  # noqa: F811
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"mobile-{name}.png"), full_page=True)
+
+
+def _submit(page, selector="main form[data-once] button[type=submit]"):
+    with page.expect_navigation():
+        page.click(selector)
+
+
+def _sign_in(page, card, language):
+    page.goto(f"/{language}/")
+    page.fill("#id_card_number", card.number)
+    page.select_option("#id_id_type", "hkid")
+    page.fill("#id_id_number", HKID)
+    _submit(page)
+    page.fill("#id_code", latest_sms_code(page))
+    _submit(page)
+    assert page.url.endswith(f"/{language}/account/")
 
 
 @pytest.mark.parametrize("language", ["zh-hant", "zh-hans", "en"])
@@ -74,3 +94,78 @@ def test_the_language_picker_takes_one_tap_on_a_phone(device):
     page.wait_for_url("**/en/check/")
     assert page.get_attribute("html", "lang") == "en"
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def _described(page, selector: str) -> str:
+    """The text a screen reader reads after the field's label: what aria-describedby points at."""
+    return page.evaluate("""s => (document.querySelector(s).getAttribute('aria-describedby') || '').split(/\\s+/)
+        .filter(Boolean).map(id => { const e = document.getElementById(id); return e ? e.textContent : '#MISSING:' + id; })
+        .join(' ')""", selector)
+
+
+def _focused(page) -> str:
+    return page.evaluate("document.activeElement.id")
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hant"])
+def test_a_refused_form_puts_the_focus_on_what_is_wrong_and_says_why(device, make_card, language):
+    card = make_card("TSIM", balance=8800, plan_days_left=20)
+    page = device(language)
+    page.goto(f"/{language}/")
+    page.fill("#id_card_number", card.number)
+    page.select_option("#id_id_type", "hkid")
+    page.fill("#id_id_number", "A1234")
+    _submit(page)
+    assert page.title().startswith(ERROR_TITLE[language])
+    assert _focused(page) == "id_id_number"
+    message = page.inner_text("#id_id_number_error")
+    assert message and message in _described(page, "#id_id_number") and "#MISSING" not in _described(
+        page, "#id_id_number")
+    assert page.get_attribute("#id_id_number", "aria-invalid") == "true"
+    # The list at the top names the field and leads to it.
+    page.click("#form-error a[href='#id_id_number']")
+    assert _focused(page) == "id_id_number"
+    shot(page, f"{language}-phone-focus-sign-in-refused")
+
+    page.fill("#id_card_number", "8101 0000 0000 0002")  # a wrong check digit: the card number is first
+    page.fill("#id_id_number", HKID)
+    _submit(page)
+    assert _focused(page) == "id_card_number"
+    assert page.inner_text("#id_card_number_error") in _described(page, "#id_card_number")
+    page.fill("#id_card_number", card.number)
+    _submit(page)
+
+    right = latest_sms_code(page)
+    page.fill("#id_code", f"{(int(right) + 1) % 10**6:06d}")
+    _submit(page)
+    assert page.title().startswith(ERROR_TITLE[language])
+    assert _focused(page) == "id_code" and page.get_attribute("#id_code", "aria-invalid") == "true"
+    assert page.inner_text("#code-error").strip() in _described(page, "#id_code")
+    shot(page, f"{language}-phone-focus-code-refused")
+    page.fill("#id_code", right)
+    _submit(page)
+
+    page.goto(f"/{language}/quote/")
+    page.check("input[name=destination][value=ewallet]")
+    page.fill("#id_wallet_id", "x")
+    _submit(page, "#submit-closure")
+    assert _focused(page) == "id_wallet_id"
+    assert page.inner_text("#id_wallet_id_error") in _described(page, "#id_wallet_id")
+    assert page.inner_text("#id_consent_error") in _described(page, "#id_consent")
+    shot(page, f"{language}-phone-focus-quote-refused")
+    page.click("#form-error a[href='#id_consent']")
+    assert _focused(page) == "id_consent"
+
+    page.check("input[name=destination][value=original]")
+    _submit(page, "#submit-closure")  # only the tick is missing now
+    assert _focused(page) == "id_consent"
+    assert page.title().startswith(ERROR_TITLE[language])
+
+
+def test_an_unknown_card_number_on_the_fee_check_takes_the_focus(device):
+    page = device("zh-hans")
+    page.goto("/zh-hans/check/")
+    page.fill("#id_card_number", "4111 1111 1111 1111")  # a valid check digit, but not one of ours
+    _submit(page, "main form button[type=submit]")
+    assert _focused(page) == "unknown-product"
+    assert page.title().startswith(ERROR_TITLE["zh-hans"])

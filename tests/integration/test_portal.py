@@ -451,7 +451,7 @@ def test_the_calculator_explains_the_policy_without_any_balance(client, make_car
     sim = client.post("/zh-hans/check/", {"card_number": "8985201000000000001"}, follow=True).content.decode()
     assert "远游卡" in sim and "按比例退款" in sim and "10%" in sim
     bad = client.post("/en/check/", {"card_number": "8101000000000002"}, follow=True).content.decode()
-    assert '<p class="error" role="alert">This card number is not valid' in bad and 'id="policy"' not in bad
+    assert 'id="id_card_number_error">This card number is not valid' in bad and 'id="policy"' not in bad
 
 
 @pytest.mark.parametrize("language,words", [("en", "you delete the eSIM from your phone"),
