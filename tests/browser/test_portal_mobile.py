@@ -1,7 +1,7 @@
 """The portal in a phone's browser and with a screen reader: each page names its language as
-screen readers expect it, the language picker takes one tap, and a refused form says what is wrong
-where a screen reader reads it and puts the focus on it. Screenshots go to test-results/portal/
-(mobile-*.png)."""
+screen readers expect it, the language picker takes one tap, a refused form says what is wrong
+where a screen reader reads it and puts the focus on it, and fields bring up the right keyboard.
+Screenshots go to test-results/portal/ (mobile-*.png)."""
 
 from __future__ import annotations
 
@@ -169,3 +169,34 @@ def test_an_unknown_card_number_on_the_fee_check_takes_the_focus(device):
     _submit(page, "main form button[type=submit]")
     assert _focused(page) == "unknown-product"
     assert page.title().startswith(ERROR_TITLE["zh-hans"])
+
+
+@pytest.mark.parametrize("language", ["zh-hant", "en"])
+def test_fields_bring_up_the_keyboard_they_need(device, make_card, language):
+    """The digits keypad for numbers, the code offered from the SMS, capitals for ID and account
+    numbers, and no autofill or spelling fixes on numbers that are not the customer's own to keep."""
+    card = make_card("TSIM", balance=8800, plan_days_left=20)
+    page = device(language)
+    page.goto(f"/{language}/")
+
+    def attrs(selector):
+        return page.evaluate("""s => { const e = document.querySelector(s); return {type: e.type,
+            inputmode: e.getAttribute('inputmode'), autocomplete: e.getAttribute('autocomplete'),
+            autocapitalize: e.getAttribute('autocapitalize'), spellcheck: e.getAttribute('spellcheck')}; }""", selector)
+
+    assert attrs("#id_card_number") == {"type": "text", "inputmode": "numeric", "autocomplete": "off",
+                                        "autocapitalize": None, "spellcheck": "false"}
+    assert attrs("#id_id_number") == {"type": "text", "inputmode": None, "autocomplete": "off",
+                                      "autocapitalize": "characters", "spellcheck": "false"}
+    page.fill("#id_card_number", card.number)
+    page.select_option("#id_id_type", "hkid")
+    page.fill("#id_id_number", HKID)
+    _submit(page)
+    assert attrs("#id_code") == {"type": "text", "inputmode": "numeric", "autocomplete": "one-time-code",
+                                 "autocapitalize": None, "spellcheck": None}
+    page.fill("#id_code", latest_sms_code(page))
+    _submit(page)
+    page.goto(f"/{language}/quote/")
+    for selector in ("#id_bank_code", "#id_account_number"):
+        assert attrs(selector)["autocapitalize"] == "characters" and attrs(selector)["autocomplete"] == "off"
+    assert attrs("#id_wallet_id")["autocomplete"] == "off"

@@ -88,8 +88,8 @@ class SignInForm(PortalForm):
     card_number = CardNumberField()
     id_type = forms.ChoiceField(label=_("ID document"), choices=[
         ("cn_resident_id", _("Mainland resident ID")), ("hkid", _("HKID")), ("passport", _("Passport"))])
-    id_number = forms.CharField(label=_("ID document number"), max_length=40,
-                                widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+    id_number = forms.CharField(label=_("ID document number"), max_length=40, widget=forms.TextInput(attrs={
+        "autocomplete": "off", "spellcheck": "false", "autocapitalize": "characters"}))
     channel = forms.ChoiceField(label=_("Send the one-time code by"), widget=forms.RadioSelect, initial="sms",
                                 choices=[("sms", _("SMS to the phone number on file")),
                                          ("email", _("Email to the address on file"))])
@@ -132,10 +132,11 @@ class ConfirmForm(PortalForm):
     destination = forms.ChoiceField(label=_("Refund destination"), widget=forms.RadioSelect, initial="original",
                                     choices=[(k, v) for k, v in DESTINATION_LABELS.items()])
     bank_code = forms.CharField(label=_("Bank code (3 digits) or SWIFT code"), max_length=11, required=False,
-                                widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+                                widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
+                                                              "autocapitalize": "characters"}))
     account_number = forms.CharField(label=_("Account number"), max_length=42, required=False,
                                      widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
-                                                                   "inputmode": "text"}))
+                                                                   "inputmode": "text", "autocapitalize": "characters"}))
     wallet_provider = forms.ChoiceField(label=_("E-wallet"), choices=WALLETS, required=False)
     wallet_id = forms.CharField(label=_("E-wallet account (phone number or ID)"), max_length=64, required=False,
                                 widget=forms.TextInput(attrs={"autocomplete": "off"}))
