@@ -1,7 +1,9 @@
-"""The portal in a phone's browser and with a screen reader: each page names its language as
-screen readers expect it, the language picker takes one tap, a refused form says what is wrong
-where a screen reader reads it and puts the focus on it, and fields bring up the right keyboard.
-Screenshots go to test-results/portal/ (mobile-*.png)."""
+"""The portal for a traveller closing a travel SIM from abroad on a phone, and for a customer who
+uses a screen reader or only a keyboard: every page of the journey fits a 390px screen, every
+control is a tap target of at least 44px, headings come in order, each step's title says which step
+it is, fields bring up the right keyboard, refused forms say what is wrong where a screen reader
+reads it and put the focus on it, and the language picker takes one tap. Screenshots go to
+test-results/portal/ (mobile-*.png)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.browser.test_portal import (  # noqa: F401 - fixtures
+    _branch_for_browser,
     _catalogs_compiled,
     _dispatch_off,
     chromium,
     latest_sms_code,
+    off_the_loop,
 )
 from tests.fixtures import HKID
 
@@ -200,3 +204,137 @@ def test_fields_bring_up_the_keyboard_they_need(device, make_card, language):
     for selector in ("#id_bank_code", "#id_account_number"):
         assert attrs(selector)["autocapitalize"] == "characters" and attrs(selector)["autocomplete"] == "off"
     assert attrs("#id_wallet_id")["autocomplete"] == "off"
+
+
+SMALL_TARGETS = """tap => {
+    const shown = e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0
+        && getComputedStyle(e).visibility !== 'hidden'; };
+    // A link inside a sentence is exempt (WCAG 2.5.5): its paragraph has words besides the links.
+    const inSentence = a => !a.closest('footer') && /[\\p{L}\\p{N}]/u.test([...a.parentElement.childNodes]
+        .filter(n => !(n.nodeType === 1 && n.matches('a, button'))).map(n => n.textContent).join(''));
+    const controls = [...document.querySelectorAll(
+        'button, select, summary, a[href], input:not([type=hidden]):not([type=radio]):not([type=checkbox])')]
+        .filter(e => !(e.matches('a') && inSentence(e)));
+    // A radio button or a tick box is tapped through its label.
+    const labels = [...document.querySelectorAll('input[type=radio], input[type=checkbox]')].flatMap(i => [...i.labels]);
+    return [...controls, ...labels].filter(shown).map(e => [e, e.getBoundingClientRect()])
+        .filter(([e, r]) => r.height < tap - 0.5 || r.width < tap - 0.5)
+        .map(([e, r]) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''} "${e.textContent.trim().slice(0, 30)}"`
+             + ` ${Math.round(r.width)}x${Math.round(r.height)}`);
+}"""
+
+HEADINGS = """() => [...document.querySelectorAll('h1, h2, h3, h4, h5, h6')].map(h => [Number(h.tagName[1]),
+    parseFloat(getComputedStyle(h).fontSize), h.closest('footer') !== null])"""
+
+
+def check_page(page, language: str, kind: str, name: str, titles: dict | None = None) -> None:
+    """What every page must do on this device: the screenshot, then the checks."""
+    shot(page, f"{language}-{kind}-{name}")
+    if titles is not None:
+        titles[name] = page.title()
+    assert page.get_attribute("html", "lang") == HTML_LANG[language], name
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), f"{name} scrolls sideways"
+    headings = page.evaluate(HEADINGS)
+    levels = [level for level, _size, _foot in headings]
+    assert levels and levels[0] == 1 and levels.count(1) == 1, f"{name}: one h1, first: {levels}"
+    assert all(b - a <= 1 for a, b in zip(levels, levels[1:], strict=False)), f"{name}: heading levels skip: {levels}"
+    h1 = headings[0][1]
+    assert all(size < h1 for level, size, foot in headings[1:] if not foot), f"{name}: a heading outsizes the h1"
+    assert page.title().endswith(" · closeout") and page.title() != " · closeout"
+    if kind == "phone":
+        assert page.evaluate(SMALL_TARGETS, TAP) == [], f"{name}: targets under {TAP}px"
+
+
+def _sign_out(page):
+    _submit(page, "header form button[type=submit].link")
+
+
+@pytest.mark.parametrize("kind", ["phone", "desktop"])
+@pytest.mark.parametrize("language", ["zh-hant", "zh-hans", "en"])
+def test_every_page_of_the_journey_fits_the_screen_and_the_thumb(device, make_card, language, kind):
+    from closeout.closures.models import ClosureCase
+    from tests.aftercare_support import close_card
+
+    page = device(language, kind)
+    card = make_card("TSIM", balance=8800, plan_days_left=20, charges=[("unpaid_fee", 3000)])
+    titles = {}
+
+    page.goto(f"/{language}/")
+    check_page(page, language, kind, "01-sign-in", titles)
+    page.fill("#id_card_number", card.number)
+    page.select_option("#id_id_type", "hkid")
+    page.fill("#id_id_number", "A1234")
+    _submit(page)
+    check_page(page, language, kind, "01b-sign-in-refused")
+    page.fill("#id_id_number", HKID)
+    _submit(page)
+    check_page(page, language, kind, "02-code", titles)
+    right = latest_sms_code(page)
+    page.fill("#id_code", f"{(int(right) + 1) % 10**6:06d}")
+    _submit(page)
+    check_page(page, language, kind, "02b-code-refused")
+    page.fill("#id_code", right)
+    _submit(page)
+
+    check_page(page, language, kind, "03-account-fees", titles)
+    _submit(page, "#pay")
+    check_page(page, language, kind, "03b-account-paid")
+    page.click("#to-quote")
+    page.wait_for_url(f"**/{language}/quote/")
+    for destination in ("original", "bank", "ewallet", "cash"):
+        page.check(f"input[name=destination][value={destination}]")
+        check_page(page, language, kind, f"04-quote-{destination}", titles)
+    page.check("input[name=destination][value=bank]")
+    _submit(page, "#submit-closure")
+    check_page(page, language, kind, "04b-quote-refused")
+    page.fill("#id_bank_code", "004")
+    page.fill("#id_account_number", "123-456789-001")
+    page.check("#id_consent")
+    _submit(page, "#submit-closure")
+    check_page(page, language, kind, "05-receipt", titles)
+    page.reload()
+    check_page(page, language, kind, "06-case", titles)
+    # Each step's title says which step it is (the tab, and the first thing a screen reader reads).
+    steps = [titles[n] for n in ("01-sign-in", "02-code", "03-account-fees", "04-quote-bank", "05-receipt", "06-case")]
+    assert len(set(steps)) == len(steps), steps
+    _sign_out(page)
+
+    # A physical card goes back in the post with a prepaid label.
+    octo = make_card("OCTO", balance=12000)
+    _sign_in(page, octo, language)
+    page.click("#to-quote")
+    page.wait_for_url(f"**/{language}/quote/")
+    page.check("#id_consent")
+    _submit(page, "#submit-closure")
+    with page.expect_download() as download:
+        page.click("#label-link")
+    assert Path(download.value.path()).read_bytes().startswith(b"%PDF")
+    page.reload()
+    check_page(page, language, kind, "07-return-label")
+    assert ClosureCase.objects.filter(card__in=[card, octo]).count() == 2
+    _sign_out(page)
+
+    # Or the customer closes the card at a branch counter.
+    _branch_for_browser()
+    _sign_in(page, make_card("YKT", balance=5000), language)
+    page.click("#to-branch")
+    page.wait_for_url(f"**/{language}/branch/")
+    check_page(page, language, kind, "08-branch")
+    _submit(page, "#slots button.slot >> nth=0")
+    check_page(page, language, kind, "08b-branch-booked")
+
+    closed = off_the_loop(close_card, make_card("YKT", balance=4500, bindings=["maps-app"]))
+    page.goto(f"/verify/{closed.certificate.id}?lang={language}")
+    check_page(page, language, kind, "09-verify")
+    page.goto(f"/{language}/check/")
+    check_page(page, language, kind, "10-check")
+    page.goto(f"/{language}/no-such-page/")
+    check_page(page, language, kind, "11-404")
+    page.goto(f"/{language}/")
+    page.context.clear_cookies()  # the session and its CSRF cookie are gone: the form is refused
+    page.fill("#id_card_number", card.number)
+    with page.expect_navigation() as navigation:
+        page.click("main form[data-once] button[type=submit]")
+    response = navigation.value
+    assert response.status == 403
+    check_page(page, language, kind, "12-403")
