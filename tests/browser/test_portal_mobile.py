@@ -2,11 +2,12 @@
 uses a screen reader or only a keyboard: every page of the journey fits a 390px screen, every
 control is a tap target of at least 44px, headings come in order, each step's title says which step
 it is, fields bring up the right keyboard, refused forms say what is wrong where a screen reader
-reads it and put the focus on it, and the language picker takes one tap. Screenshots go to
-test-results/portal/ (mobile-*.png)."""
+reads it and put the focus on it, the language picker takes one tap, and Chinese dates, times and
+phone numbers do not break across lines. Screenshots go to test-results/portal/ (mobile-*.png)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -338,3 +339,63 @@ def test_every_page_of_the_journey_fits_the_screen_and_the_thumb(device, make_ca
     response = navigation.value
     assert response.status == 403
     check_page(page, language, kind, "12-403")
+
+
+def _on_one_line(page, selector: str, phrase: str) -> bool:
+    """Whether `phrase` inside the element shows on a single line (its text boxes share one top)."""
+    tops = page.evaluate("""([s, phrase]) => {
+        const root = document.querySelector(s);
+        const text = root.textContent, start = text.indexOf(phrase);
+        if (start < 0) return null;
+        const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+        const range = document.createRange();
+        let seen = 0, node, started = false;
+        while ((node = walker.nextNode())) {
+            const end = seen + node.length;
+            if (!started && start < end) { range.setStart(node, start - seen); started = true; }
+            if (started && start + phrase.length <= end) { range.setEnd(node, start + phrase.length - seen); break; }
+            seen = end;
+        }
+        return [...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top));
+    }""", [selector, phrase])
+    assert tops is not None, f"{phrase!r} is not in {selector}"
+    return len(set(tops)) == 1
+
+
+def test_chinese_dates_times_and_phone_numbers_stay_on_one_line(device, make_card):
+    """At 390px a traditional Chinese line broke inside "2026年12月10日", "（香港時間）" and the
+    customer service number, and left "間" of "時間" alone on the last line of the branch's times."""
+    from django.utils import formats, timezone
+
+    from closeout.closures.models import ClosureCase
+
+    _branch_for_browser()
+    card = make_card("TSIM", balance=8800, plan_days_left=20)
+    page = device("zh-hant")
+    _sign_in(page, card, "zh-hant")
+    page.click("#to-branch")
+    page.wait_for_url("**/zh-hant/branch/")
+    assert _on_one_line(page, "#slots legend", "時間")  # no last line of one character
+    shot(page, "zh-hant-phone-lines-branch")
+    page.goto("/zh-hant/account/")
+    page.click("#to-quote")
+    page.wait_for_url("**/zh-hant/quote/")
+    assert _on_one_line(page, "footer", "+852 3000 1234")
+    assert _on_one_line(page, "footer", "09:00–21:00")
+    expected = re.search(r"\d{4}年\d{1,2}月\d{1,2}日", page.inner_text("#expected"))[0]
+    assert _on_one_line(page, "#expected", expected)
+    shot(page, "zh-hant-phone-lines-quote")
+    page.check("#id_consent")
+    _submit(page, "#submit-closure")
+    case = ClosureCase.objects.get(card=card)
+    from django.utils import translation
+
+    with translation.override("zh-hant"):
+        received = formats.date_format(timezone.localtime(case.created_at), "DATETIME_FORMAT")
+    assert _on_one_line(page, "#receipt", received)
+    assert _on_one_line(page, "#receipt", "（香港時間）")
+    for step in page.locator("#timeline .expected").all():
+        date = re.search(r"\d{4}年\d{1,2}月\d{1,2}日", step.inner_text())[0]
+        assert _on_one_line(page, f"#timeline li[data-state='{step.locator('xpath=..').get_attribute('data-state')}']",
+                            date)
+    shot(page, "zh-hant-phone-lines-receipt")

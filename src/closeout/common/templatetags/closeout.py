@@ -3,6 +3,7 @@ from decimal import Decimal
 from babel.numbers import format_currency
 from django import template
 from django.utils import translation
+from django.utils.html import format_html
 
 from closeout.common.money import Money, exponent
 
@@ -63,3 +64,10 @@ def language_tag(code: str) -> str:
     """The BCP 47 tag of a language code ("zh-hant" is "zh-Hant"): screen readers pick their voice,
     and browsers their Chinese font, by the script written as BCP 47 spells it."""
     return translation.to_locale(code).replace("_", "-")
+
+
+@register.filter(is_safe=True)
+def nowrap(value) -> str:
+    """Keep a date, a time or a number on one line: a Chinese line may break between any two
+    characters, even inside "2026年12月10日" or "09:00–21:00"."""
+    return format_html('<span class="nowrap">{}</span>', value)
