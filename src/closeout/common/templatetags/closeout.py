@@ -67,7 +67,8 @@ def language_tag(code: str) -> str:
 
 
 @register.filter(is_safe=True)
-def nowrap(value) -> str:
+def nowrap(value, only: str = "") -> str:
     """Keep a date, a time or a number on one line: a Chinese line may break between any two
-    characters, even inside "2026年12月10日" or "09:00–21:00"."""
-    return format_html('<span class="nowrap">{}</span>', value)
+    characters, even inside "2026年12月10日" or "09:00–21:00". `nowrap:"zh"` keeps a phrase whole on a
+    Chinese page only ("（香港時間）"): in English it breaks at its spaces, as it should on a phone."""
+    return format_html('<span class="{}">{}</span>', "nowrap-zh" if only == "zh" else "nowrap", value)
