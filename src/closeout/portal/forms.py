@@ -38,6 +38,38 @@ class PortalForm(forms.Form):
                 validators.MaxLengthValidator(v.limit_value, message=TOO_LONG)
                 if isinstance(v, validators.MaxLengthValidator) else v for v in field.validators]
 
+    def full_clean(self):
+        super().full_clean()
+        refused = [name for name in self.fields if name in self._errors]
+        for name in refused:
+            self.point_at(name, f"{self[name].auto_id}_error", focus=name == refused[0])
+
+    def point_at(self, name: str, message_id: str, *, focus: bool = True) -> None:
+        """Mark a field as refused: its input reads out the message with id `message_id` after its
+        label and, with `focus`, has the focus when the page opens (a screen reader starts there, a
+        phone shows it). Also for a refusal found after the form, such as a wrong one-time code."""
+        bound, widget = self[name], self.fields[name].widget
+        widget.attrs["aria-invalid"] = "true"
+        if not bound.use_fieldset:  # a group of radio buttons is described by its fieldset
+            described = widget.attrs.get("aria-describedby", "").split()
+            widget.attrs["aria-describedby"] = " ".join(dict.fromkeys([*described, message_id]))
+        if focus:
+            widget.attrs["autofocus"] = True
+
+    def error_summary(self) -> list[dict]:
+        """The refused fields in page order, each with its first message and the id of the input it
+        leads to, for the list at the top of the page. A tick box goes by its message alone: its
+        label is a whole paragraph."""
+        summary = []
+        for name, field in self.fields.items():
+            if name not in self.errors:
+                continue
+            bound = self[name]
+            label = "" if isinstance(field.widget, forms.CheckboxInput) else bound.label
+            summary.append({"anchor": bound.id_for_label or f"{bound.auto_id}_0", "label": label,
+                            "message": self.errors[name][0]})
+        return summary
+
 
 def _clean_card_number(value: str) -> str:
     try:
@@ -56,8 +88,8 @@ class SignInForm(PortalForm):
     card_number = CardNumberField()
     id_type = forms.ChoiceField(label=_("ID document"), choices=[
         ("cn_resident_id", _("Mainland resident ID")), ("hkid", _("HKID")), ("passport", _("Passport"))])
-    id_number = forms.CharField(label=_("ID document number"), max_length=40,
-                                widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+    id_number = forms.CharField(label=_("ID document number"), max_length=40, widget=forms.TextInput(attrs={
+        "autocomplete": "off", "spellcheck": "false", "autocapitalize": "characters"}))
     channel = forms.ChoiceField(label=_("Send the one-time code by"), widget=forms.RadioSelect, initial="sms",
                                 choices=[("sms", _("SMS to the phone number on file")),
                                          ("email", _("Email to the address on file"))])
@@ -100,10 +132,11 @@ class ConfirmForm(PortalForm):
     destination = forms.ChoiceField(label=_("Refund destination"), widget=forms.RadioSelect, initial="original",
                                     choices=[(k, v) for k, v in DESTINATION_LABELS.items()])
     bank_code = forms.CharField(label=_("Bank code (3 digits) or SWIFT code"), max_length=11, required=False,
-                                widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+                                widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
+                                                              "autocapitalize": "characters"}))
     account_number = forms.CharField(label=_("Account number"), max_length=42, required=False,
                                      widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
-                                                                   "inputmode": "text"}))
+                                                                   "inputmode": "text", "autocapitalize": "characters"}))
     wallet_provider = forms.ChoiceField(label=_("E-wallet"), choices=WALLETS, required=False)
     wallet_id = forms.CharField(label=_("E-wallet account (phone number or ID)"), max_length=64, required=False,
                                 widget=forms.TextInput(attrs={"autocomplete": "off"}))

@@ -186,6 +186,8 @@ def code(request):
         return redirect("portal:account")
     typed, error = _kept(request, "code")
     form = CodeForm(typed) if typed is not None else CodeForm()
+    if error:
+        form.point_at("code", "code-error")
     return render(request, "portal/code.html", {
         "form": form, "error": error, "channel": request.session.get("portal_channel", "sms"),
         "sim": request.session.get("portal_sim", False),

@@ -3,6 +3,7 @@ from decimal import Decimal
 from babel.numbers import format_currency
 from django import template
 from django.utils import translation
+from django.utils.html import format_html
 
 from closeout.common.money import Money, exponent
 
@@ -56,3 +57,18 @@ def semicolon() -> str:
 def sentence_space() -> str:
     """What goes between two sentences: nothing after a Chinese full stop, a space in English."""
     return "" if _chinese() else " "
+
+
+@register.filter
+def language_tag(code: str) -> str:
+    """The BCP 47 tag of a language code ("zh-hant" is "zh-Hant"): screen readers pick their voice,
+    and browsers their Chinese font, by the script written as BCP 47 spells it."""
+    return translation.to_locale(code).replace("_", "-")
+
+
+@register.filter(is_safe=True)
+def nowrap(value, only: str = "") -> str:
+    """Keep a date, a time or a number on one line: a Chinese line may break between any two
+    characters, even inside "2026年12月10日" or "09:00–21:00". `nowrap:"zh"` keeps a phrase whole on a
+    Chinese page only ("（香港時間）"): in English it breaks at its spaces, as it should on a phone."""
+    return format_html('<span class="{}">{}</span>', "nowrap-zh" if only == "zh" else "nowrap", value)

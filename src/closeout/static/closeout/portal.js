@@ -41,7 +41,13 @@
     var field = input.closest(".field");
     var refused = field ? Array.prototype.slice.call(field.querySelectorAll("p.error")) : [];
     input.addEventListener("input", function () {
-      refused.forEach(function (p) { p.hidden = true; });
+      refused.forEach(function (p) {
+        p.hidden = true;
+        // A hidden message is still read out when named by aria-describedby: stop naming it.
+        var described = (input.getAttribute("aria-describedby") || "").split(/\s+/);
+        input.setAttribute("aria-describedby", described.filter(function (id) { return id && id !== p.id; }).join(" "));
+      });
+      refused = [];
       live.hidden = false;
       check();
     });
@@ -77,6 +83,19 @@
     sync();
   }
 
+  // The list of refused fields at the top: a link puts the focus in its field, where a fragment
+  // link would only scroll to it.
+  function summaryLinks(summary) {
+    summary.addEventListener("click", function (event) {
+      var link = event.target.closest("a[href^='#']");
+      var field = link && document.getElementById(link.getAttribute("href").slice(1));
+      if (!field) { return; }
+      event.preventDefault();
+      field.focus();
+      field.scrollIntoView({block: "center"});
+    });
+  }
+
   // Browsers restore pages from the back/forward cache with the "sent" state: reset it.
   window.addEventListener("pageshow", function (event) {
     if (!event.persisted) { return; }
@@ -91,5 +110,7 @@
     for (var j = 0; j < once.length; j++) { sendOnce(once[j]); }
     var confirm = document.getElementById("confirm-form");
     if (confirm) { destinationFields(confirm); }
+    var summary = document.querySelector(".error-summary");
+    if (summary) { summaryLinks(summary); }
   });
 })();
