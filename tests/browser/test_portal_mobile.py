@@ -28,6 +28,8 @@ SHOTS = Path("test-results/portal")
 DEVICES = {
     "phone": {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True,
               "has_touch": True},
+    "small-phone": {"viewport": {"width": 320, "height": 568}, "device_scale_factor": 2, "is_mobile": True,
+                    "has_touch": True},
     "desktop": {"viewport": {"width": 1280, "height": 900}},
 }
 LOCALES = {"en": "en-GB", "zh-hans": "zh-CN", "zh-hant": "zh-HK"}
@@ -401,3 +403,21 @@ def test_chinese_dates_times_and_phone_numbers_stay_on_one_line(device, make_car
         assert _on_one_line(page, f"#timeline li[data-state='{step.locator('xpath=..').get_attribute('data-state')}']",
                             date)
     shot(page, "zh-hant-phone-lines-receipt")
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hant"])
+def test_the_receipt_fits_the_smallest_phone(device, make_card, language):
+    """On a 320px screen the receipt's labels ("Expected completion") took the width its values
+    needed, and a four-digit refund pushed the page sideways."""
+    card = make_card("OCTO", balance=290000)  # a refund of HK$2,950.00: an amount does not wrap
+    page = device(language, "small-phone")
+    _sign_in(page, card, language)
+    page.goto(f"/{language}/quote/")
+    page.check("input[name=destination][value=bank]")
+    page.fill("#id_bank_code", "004")
+    page.fill("#id_account_number", "123-456789-001")
+    page.check("#id_consent")
+    _submit(page, "#submit-closure")
+    assert page.locator("#receipt").count() == 1
+    shot(page, f"{language}-small-phone-receipt")
+    assert page.evaluate("document.documentElement.scrollWidth") <= DEVICES["small-phone"]["viewport"]["width"]
