@@ -144,6 +144,7 @@ def test_healthz_answers_while_the_process_is_up(client):
 
 def test_readyz_is_ready_with_migrated_databases_and_a_live_worker(dbos_system, client):
     services_ops.heartbeat_start(executor_id="worker-a")
+    services_ops.heartbeat_beat(executor_id="worker-a")  # launched: a worker beats once DBOS runs
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok",

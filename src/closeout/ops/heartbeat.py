@@ -34,6 +34,14 @@ class Heartbeat:
         self._thread.start()
         return self
 
+    def beat(self) -> None:
+        """Beat at once (the worker has launched: from now on it counts as running)."""
+        close_old_connections()
+        try:
+            services.heartbeat_beat(executor_id=self.executor_id)
+        finally:
+            close_old_connections()
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
