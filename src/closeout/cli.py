@@ -306,6 +306,9 @@ def cmd_worker(args) -> int:
     except BadQueueLimits as exc:
         print(f"closeout worker: {exc}; not starting.", file=sys.stderr)
         return 2
+    except worker.UnableToLaunch as exc:
+        print(f"closeout worker: {exc}; not starting.", file=sys.stderr)
+        return 2
     except ExecutorIdInUse as exc:
         print(f"closeout worker: {exc}; not starting. Give each worker its own id with "
               f"--executor-id ID or CLOSEOUT_EXECUTOR_ID=ID (or stop the worker running as {exc.executor_id!r}).",

@@ -247,7 +247,8 @@ LOG_FORMAT = os.environ.get("CLOSEOUT_LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"case": {"()": "closeout.ops.logs.CaseContextFilter"}},
+    "filters": {"case": {"()": "closeout.ops.logs.CaseContextFilter"},
+                "repeats": {"()": "closeout.ops.logs.RepeatsFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(case)s] %(message)s"},
         "json": {"()": "closeout.ops.logs.JsonFormatter"},
@@ -256,6 +257,7 @@ LOGGING = {
                              "filters": ["case"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("CLOSEOUT_LOG_LEVEL", "INFO")},
     # DBOS adds a plain-text handler of its own only to a "dbos" logger that has none: give it ours,
-    # so its warnings (step retries with their tracebacks) are JSON lines with the case like the rest.
-    "loggers": {"dbos": {"level": "WARNING", "handlers": ["console"], "propagate": False}},
+    # so its warnings (step retries with their tracebacks) are JSON lines with the case like the rest;
+    # the same warning outside a case (a queue thread's, at each poll) once a minute with a count.
+    "loggers": {"dbos": {"level": "WARNING", "handlers": ["console"], "propagate": False, "filters": ["repeats"]}},
 }

@@ -11,6 +11,10 @@ from django.conf import settings
 
 log = logging.getLogger(__name__)
 
+
+class UnableToLaunch(Exception):
+    """DBOS could not launch (its system database unreachable or unusable): the worker stops."""
+
 _current_executor: str | None = None
 _pump = None  # the dispatch pump of a launched worker
 
@@ -91,6 +95,43 @@ def migrate_system_database() -> None:
     DBOS.migrate(settings.DBOS_SYSTEM_DATABASE_URL)
 
 
+def _from_dbos(exc: BaseException) -> bool:
+    """Whether a launch failure came from DBOS or its system database (not closeout's own start-up)."""
+    import sqlalchemy.exc
+
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, sqlalchemy.exc.SQLAlchemyError) or type(seen).__module__.startswith(("dbos", "psycopg")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _system_database() -> str:
+    """Where the DBOS system database is, without a password."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.DBOS_SYSTEM_DATABASE_URL)
+    if url.get_backend_name() == "sqlite":
+        return url.database or "?"
+    return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _destroy_quietly() -> None:
+    """Stop what a failed launch left running (DBOS's threads would keep the process alive)."""
+    from dbos import DBOS
+
+    try:
+        DBOS.destroy(destroy_registry=False)
+    except Exception:  # noqa: BLE001 - nothing was running: nothing to stop
+        log.debug("nothing to destroy after a failed launch", exc_info=True)
+
+
 def run_forever(*, executor_id: str | None = None, metrics_port: int | None = None) -> None:
     from closeout.closures import dispatch
     from closeout.ops.heartbeat import Heartbeat
@@ -114,7 +155,18 @@ def run_forever(*, executor_id: str | None = None, metrics_port: int | None = No
         from closeout.ops.observe import LOCAL
 
         start_http_server(metrics_port, addr="127.0.0.1", registry=LOCAL)
-    launch(executor_id=executor_id)
+    try:
+        launch(executor_id=executor_id)
+    except BaseException as exc:
+        # Said stopped, not left beating: a worker restarted in a loop by its supervisor must not
+        # look like one that runs the closures (`/readyz`, `closeout_workers_live`).
+        heartbeat.stop(clean=True)
+        _destroy_quietly()
+        if isinstance(exc, Exception) and _from_dbos(exc):
+            raise UnableToLaunch(f"could not launch on the DBOS system database ({_system_database()}, "
+                                 f"CLOSEOUT_DBOS_DATABASE_URL): {_first_line(exc)}") from exc
+        raise
+    heartbeat.beat()  # launched: it counts as running from now on
     log.info("worker %s running (version %s)", executor_id, settings.DBOS_APPLICATION_VERSION)
     try:
         while not stop.wait(1.0):

@@ -144,6 +144,7 @@ def test_healthz_answers_while_the_process_is_up(client):
 
 def test_readyz_is_ready_with_migrated_databases_and_a_live_worker(dbos_system, client):
     services_ops.heartbeat_start(executor_id="worker-a")
+    services_ops.heartbeat_beat(executor_id="worker-a")  # launched: a worker beats once DBOS runs
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok",
@@ -279,6 +280,39 @@ def test_a_failed_step_is_logged_with_what_the_system_answered(json_log):
         "CL-2026-000051", "payments", "error", "WARNING")
     assert line["error"] == "payment provider answered 503"
     assert line["msg"] == "step refund error: payment provider answered 503"
+
+
+def test_dbos_repeating_itself_through_an_outage_is_one_line_a_minute_with_a_count(monkeypatch):
+    # With its system database down, DBOS warned twice per queue at each poll, with a traceback:
+    # about 50 lines a second per worker, burying everything else the on-call engineer looks for.
+    from closeout.ops import logs
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(CaseContextFilter())
+    [repeats] = [f for f in logging.getLogger("dbos").filters if isinstance(f, logs.RepeatsFilter)]
+    clock_now = [1000.0]
+    monkeypatch.setattr(logs.time, "monotonic", lambda: clock_now[0])
+    dbos_log = logging.getLogger("dbos")
+    dbos_log.addHandler(handler)
+    try:
+        for second in range(90):
+            clock_now[0] = 1000.0 + second
+            for queue in ("payments", "card_system"):
+                dbos_log.warning(f"Exception encountered in queue thread for {queue}: connection failed: "
+                                 f"port 5432 (attempt {second})")
+        with observe.case_context("CL-2026-000061", "CL-2026-000061:refund"):
+            for _ in range(3):  # a case's own warnings (step retries) are its story: all kept
+                dbos_log.warning("Step being automatically retried (attempt 1 of 5)")
+    finally:
+        dbos_log.removeHandler(handler)
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    queue_lines = [e for e in lines if "queue thread" in e["msg"]]
+    assert len(queue_lines) == 4  # each queue's once, then again a minute later with what was left out
+    assert [e.get("repeated") for e in queue_lines] == [None, None, 59, 59]
+    assert len([e for e in lines if e.get("case") == "CL-2026-000061"]) == 3
 
 
 def test_a_notice_that_fails_is_logged_with_its_case_and_where_it_was_going(make_card, settings, json_log):

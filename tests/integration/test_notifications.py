@@ -416,3 +416,44 @@ def test_the_sweep_deletes_sessions_past_their_expiry_and_keeps_live_ones(client
     sweeper.sweep_once()
 
     assert list(Session.objects.values_list("session_key", flat=True)) == [live.session_key]
+
+
+def test_staff_resending_after_an_outage_delivers_what_the_customer_missed_and_clears_the_given_up_count(
+        client, make_card, settings):
+    # The runbook sends staff to "Resend the notice" for notices given up during an outage. That
+    # sent a fresh status notice: the receipt the customer never got stayed given up, and so did
+    # closeout_notices_undelivered{status="given_up"}, whatever staff did.
+    from closeout.closures import services
+    from closeout.console import services as console
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 9  # the relay is down
+    case = services.closure_request(card=make_card("YKT", phone=""), channel="web", requester="customer:web")
+    notices.notice_receipt(case=case)
+    receipt = Notice.objects.get(case=case, template="receipt")
+    Notice.objects.filter(id=receipt.id).update(attempts=notices.NOTICE_ATTEMPTS)  # its retries are spent
+
+    def given_up() -> float:
+        text = client.get("/metrics").content.decode()
+        return sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("closeout_notices_undelivered{") and 'status="given_up"' in line)
+
+    assert given_up() == 1
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # the relay is back
+    console.notice_resend(reference=case.reference, actor="staff:lee")
+
+    receipt.refresh_from_db()
+    assert receipt.status == "sent" and receipt.attempts == notices.NOTICE_ATTEMPTS + 1
+    assert given_up() == 0
+    assert not Notice.objects.filter(case=case, template="status").exists()  # what they missed, not more
+
+
+def test_staff_resending_with_nothing_undelivered_sends_the_current_state_again(make_card, settings):
+    from closeout.closures import services
+    from closeout.console import services as console
+
+    case = services.closure_request(card=make_card("YKT", phone=""), channel="web", requester="customer:web")
+    console.notice_resend(reference=case.reference, actor="staff:lee")
+
+    assert Notice.objects.get(case=case, template="status").status == "sent"

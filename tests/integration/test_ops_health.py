@@ -26,11 +26,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 HOST = socket.gethostname()[:255]
 
 
-def _beat(executor_id, *, pid, host=HOST, age=0.0, stopped=False):
+def _beat(executor_id, *, pid, host=HOST, age=0.0, stopped=False, launched=True):
+    """A worker's heartbeat row, `age` seconds after its last beat; one that `launched` has beaten
+    since it started (a worker beats once DBOS runs)."""
     now = clock.now()
+    beat_at = now - timedelta(seconds=age)
     return WorkerHeartbeat.objects.create(
-        executor_id=executor_id, app_version="test", host=host, pid=pid, started_at=now - timedelta(seconds=age),
-        beat_at=now - timedelta(seconds=age), stopped_at=now if stopped else None)
+        executor_id=executor_id, app_version="test", host=host, pid=pid,
+        started_at=beat_at - timedelta(seconds=5 if launched else 0), beat_at=beat_at,
+        stopped_at=now if stopped else None)
 
 
 def _dead_pid() -> int:
@@ -66,6 +70,53 @@ def test_a_second_worker_under_a_live_id_refuses_to_start(monkeypatch, capsys):
     assert "worker-x" in err and "--executor-id" in err and "CLOSEOUT_EXECUTOR_ID" in err
     assert launched == []  # nothing launched
     assert WorkerHeartbeat.objects.get(executor_id="worker-x").pid == os.getppid()  # row untouched
+
+
+def test_a_worker_that_cannot_launch_says_why_in_one_line_and_is_not_counted_as_running(tmp_path, client):
+    # A worker that could not reach its DBOS system database died with a traceback and left a
+    # fresh "live" heartbeat behind: restarted in a loop by its supervisor, it kept /readyz ready and
+    # closeout_workers_live at 1 while it never ran a thing.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSEOUT_CRASH")}
+    env.update(DATABASE_URL=_database_url(), CLOSEOUT_EXECUTOR_ID="worker-broken", CLOSEOUT_LOG_LEVEL="WARNING",
+               CLOSEOUT_DBOS_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_free_port()}/nowhere")
+    done = subprocess.run([sys.executable, "-m", "closeout.cli", "worker"], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+    assert done.returncode == 2
+    said = [line for line in done.stderr.splitlines() if line.startswith("closeout worker:")]
+    assert len(said) == 1 and "DBOS system database" in said[0] and "not starting" in said[0]
+    assert all(line.startswith("{") for line in done.stderr.splitlines() if line not in said)  # no raw traceback
+    beat = WorkerHeartbeat.objects.get(executor_id="worker-broken")
+    assert beat.stopped_at is not None  # its id is free for the next start, and nothing waits for it
+    assert _sample(_families(client), "closeout_workers_live") == 0
+    assert client.get("/readyz").json()["checks"]["workers"] == "failed"
+
+
+def test_a_worker_counts_as_running_once_it_has_launched(client):
+    from closeout.ops.selectors import workers_status
+
+    _beat("worker-starting", pid=1, age=1, launched=False)  # claimed its id, DBOS not running yet
+    _beat("worker-running", pid=2, age=1)
+
+    assert _sample(_families(client), "closeout_workers_live") == 1
+    assert {w["executor_id"]: w["state"] for w in workers_status()} == {
+        "worker-starting": "starting", "worker-running": "live"}
+    with pytest.raises(services.ExecutorIdInUse):  # a starting worker holds its id all the same
+        services.heartbeat_claim(executor_id="worker-starting")
+    WorkerHeartbeat.objects.filter(executor_id="worker-running").update(stopped_at=clock.now())
+    assert client.get("/readyz").json()["checks"]["workers"] == "failed"
+
+    services.heartbeat_beat(executor_id="worker-starting")  # its first beat once launched
+    assert client.get("/readyz").json()["checks"]["workers"] == "ok"
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgresql://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def test_a_live_worker_on_another_host_holds_its_id():

@@ -252,7 +252,8 @@ def case_note_add(*, reference: str, author: str, text: str, kind: str = CaseNot
 
 
 def notice_resend(*, reference: str, actor: str) -> CaseNote:
-    """Send the customer the notice of the case's current state again.
+    """Send the customer what they missed: the case's undelivered notices, or else the notice of
+    its current state (`notifications.services.notice_resend`).
 
     The request is recorded in the timeline and the audit trail; the notice goes out once that
     commits.

@@ -182,13 +182,26 @@ def notices_retry_due(*, now=None, limit: int = 100) -> int:
 
 
 def notice_resend(*, reference: str) -> list[Notice]:
-    """Send the customer a notice of the case's current state again (staff console's "resend").
+    """Send the customer what they missed (staff console's "resend"): the case's notices not
+    delivered yet, given up or not, each to the address it was first sent to; with none missed,
+    the notice of the case's current state again.
+
+    A notice that cannot be sent again (it carried a one-time code, or the address changed) is
+    left as it is.
 
     :raises ClosureCase.DoesNotExist: for an unknown reference.
     """
     from closeout.closures.models import ClosureCase
 
-    return notice_case_state(case=ClosureCase.objects.select_related("card__holder").get(reference=reference))
+    case = ClosureCase.objects.select_related("card__holder").get(reference=reference)
+    missed = Notice.objects.filter(case=case, status__in=UNDELIVERED, has_secrets=False).order_by("id")
+    resent = []
+    for notice in missed.select_related("case__card__holder"):
+        try:
+            resent.append(notice_retry(notice=notice))
+        except CannotResend:
+            continue
+    return resent or notice_case_state(case=case)
 
 
 def notice_case_state(*, case, key: str | None = None) -> list[Notice]:

@@ -34,15 +34,19 @@ class Heartbeat:
         self._thread.start()
         return self
 
+    def beat(self) -> None:
+        """Beat at once (the worker has launched: from now on it counts as running)."""
+        try:
+            close_old_connections()
+            services.heartbeat_beat(executor_id=self.executor_id)
+        except Exception:  # noqa: BLE001 - a missed beat is retried; the worker keeps working
+            log.warning("heartbeat failed", exc_info=True)
+        finally:
+            close_old_connections()
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                close_old_connections()
-                services.heartbeat_beat(executor_id=self.executor_id)
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the worker keeps working
-                log.warning("heartbeat failed", exc_info=True)
-            finally:
-                close_old_connections()
+            self.beat()
 
     def stop(self, *, clean: bool = True) -> None:
         self._stop.set()

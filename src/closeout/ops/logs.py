@@ -12,6 +12,8 @@ import json
 import logging
 import re
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 
 from closeout.ops import observe
@@ -73,6 +75,42 @@ class CaseContextFilter(logging.Filter):
         record.case = (getattr(record, "case", None) or observe.current_case() or observe.reference_of(workflow_id)
                        or _requested_case(record))
         record.workflow_id = workflow_id
+        return True
+
+
+class RepeatsFilter(logging.Filter):
+    """Let a warning that repeats outside any case through once a `window` (seconds), the next one
+    saying how many like it were left out (`repeated`).
+
+    DBOS warns twice per queue at each poll while its system database is down, each with a
+    traceback: some 50 lines a second per worker. Messages alike but for their figures (an attempt
+    number, a polling interval) count as one. Lines about a case (a step being retried) are that
+    case's story and always pass.
+    """
+
+    MAX_KINDS = 1000  # distinct messages remembered; forgetting one only lets it through again
+
+    def __init__(self, window: float = 60.0):
+        super().__init__()
+        self.window = window
+        self._seen: dict[tuple, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or observe.current_case() or observe._dbos_workflow_id():
+            return True
+        key = (record.name, record.levelno, re.sub(r"\d+", "#", record.getMessage().split("\n", 1)[0])[:160])
+        now = time.monotonic()
+        with self._lock:
+            since, left_out = self._seen.get(key, (None, 0))
+            if since is not None and now - since < self.window:
+                self._seen[key] = (since, left_out + 1)
+                return False
+            if len(self._seen) >= self.MAX_KINDS:
+                self._seen.clear()
+            self._seen[key] = (now, 0)
+        if left_out:
+            record.repeated = left_out
         return True
 
 

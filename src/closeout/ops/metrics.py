@@ -22,7 +22,7 @@ from closeout.notifications.models import UNDELIVERED, Notice
 from closeout.notifications.services import NOTICE_ATTEMPTS
 from closeout.ops import observe
 from closeout.ops.models import WorkerHeartbeat
-from closeout.ops.services import handed_on, stale_after
+from closeout.ops.services import handed_on, launched, stale_after
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +147,11 @@ class DatabaseCollector:
             fresh = beat.beat_at >= now - stale_after()
             if fresh or not handed_on(beat):
                 age.add_metric([beat.executor_id], max(0.0, (now - beat.beat_at).total_seconds()))
-            live += fresh
+            live += fresh and launched(beat)
         yield age
         yield GaugeMetricFamily("closeout_workers_live",
-                                "Workers with a fresh heartbeat that have not stopped (0: nothing runs the closures).",
+                                "Launched workers with a fresh heartbeat that have not stopped (0: nothing runs the "
+                                "closures).",
                                 value=live)
 
 

@@ -133,7 +133,19 @@ def handed_on(beat: WorkerHeartbeat) -> bool:
 
 
 def _is_alive(beat: WorkerHeartbeat | None, now) -> bool:
+    """The worker holds its id: it beats and has not stopped (it may still be launching)."""
     return beat is not None and beat.stopped_at is None and beat.beat_at >= now - stale_after()
+
+
+def launched(beat: WorkerHeartbeat) -> bool:
+    """Whether the worker has beaten since it started: it beats once DBOS runs in it
+    (`worker.run_forever`), so one still launching, or one that died launching, has not."""
+    return beat.beat_at > beat.started_at
+
+
+def running(*, now=None) -> Q:
+    """Workers that run the closures: launched, beating, not stopped (`/readyz`, `/metrics`)."""
+    return Q(stopped_at__isnull=True, beat_at__gte=(now or clock.now()) - stale_after(), beat_at__gt=F("started_at"))
 
 
 def executor_recover(*, executor_id: str, actor: str, force: bool = False, now=None) -> int:

@@ -90,12 +90,11 @@ def _check_system_database() -> None:
 
 def _check_workers() -> None:
     """At least one worker beats: without one, no closure moves, however well the web answers."""
-    from closeout.common import clock
     from closeout.ops.models import WorkerHeartbeat
-    from closeout.ops.services import stale_after
+    from closeout.ops.services import running
 
-    if not WorkerHeartbeat.objects.filter(stopped_at__isnull=True, beat_at__gte=clock.now() - stale_after()).exists():
-        raise RuntimeError("no worker has a fresh heartbeat")
+    if not WorkerHeartbeat.objects.filter(running()).exists():
+        raise RuntimeError("no launched worker has a fresh heartbeat")
 
 
 CHECKS = {"database": _check_database, "migrations": _check_migrations, "system_database": _check_system_database,
