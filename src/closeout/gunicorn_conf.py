@@ -130,3 +130,8 @@ def limit_answer(exc: BaseException, cfg) -> bytes | None:
                "Content-Security-Policy": DATA_CSP, **ALWAYS, "Cache-Control": "no-store"}
     head = f"HTTP/1.1 {status} {title}\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     return (head + "\r\n").encode("latin-1") + body
+
+# gunicorn's control socket sits at one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn): a second
+# closeout on the machine (another data dir, a test run beside the demo) would take it over from
+# the first. closeout is stopped and started by its supervisor, not through gunicornc.
+control_socket_disable = True
