@@ -304,3 +304,20 @@ def test_the_verify_page_of_a_sim_card_shows_the_plan_refund_so_the_amounts_add_
     with translation.override(language):
         amount = money(facts["plan_refund"], facts["currency"])
     assert words in page and f'data-field="plan-refund">{amount}<' in page
+
+
+@pytest.mark.parametrize("language,caption,first", [("en", "What the certificate states", "Case reference"),
+                                                    ("zh-hant", "註銷證明書所載事項", "申請編號")])
+def test_the_verify_page_reads_as_a_table_of_facts_to_a_screen_reader(make_card, client, language, caption, first):
+    """Each fact is announced with its label ("Refund: HK$…"), and the table names what it holds."""
+    from tests.tables import data_table_problems, data_tables
+
+    case = close_card(make_card("OCTO", balance=45000))
+
+    page = client.get(f"/verify/{case.certificate.id}?lang={language}").content.decode()
+
+    assert data_table_problems(page) == []
+    (facts,) = data_tables(page)
+    assert facts["caption"] == caption
+    assert [(cell["tag"], cell["scope"]) for cell in facts["rows"][0]] == [("th", "row"), ("td", None)]
+    assert facts["rows"][0][0]["text"] == first and facts["rows"][0][1]["text"] == case.reference

@@ -51,9 +51,9 @@ def test_the_queue_shows_the_holder_how_the_refund_adds_up_and_where_it_goes_rec
     row = _row(client.get("/console/refunds/").content.decode(), case.reference)
 
     assert "陈大文" in row and f"•••• {case.card.number[-4:]}" in row
-    assert "<th>Balance</th><td>CN¥450.00</td>" in row and "<th>Deposit</th><td>CN¥20.00</td>" in row
-    assert "<th>Overdraft</th><td>−CN¥3.00</td>" in row  # paid off from the refund
-    assert '<tr class="total"><th>Refund</th><td>CN¥467.00</td>' in row
+    assert '<th scope="row">Balance</th><td>CN¥450.00</td>' in row and '<th scope="row">Deposit</th><td>CN¥20.00</td>' in row
+    assert '<th scope="row">Overdraft</th><td>−CN¥3.00</td>' in row  # paid off from the refund
+    assert '<tr class="total"><th scope="row">Refund</th><td>CN¥467.00</td>' in row
     assert "Bank account 004 ••••9012" in row and "123456789012" not in row
     assert "API key k3y9prefix" in row and "api:" not in row
 

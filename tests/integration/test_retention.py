@@ -156,7 +156,7 @@ def test_a_customer_downloads_everything_held_about_their_case(client, make_card
     ("zh-hans", ["我们持有的您的注销申请资料", "退款：¥470.00", "状态：已注销", "注销后的交易尝试", "卡片已注销",
                  "产品：一卡通式城市交通卡", "注销结算", "应退还您的款项",
                  "身份已核实·已核对身份和卡片", "所有时间均为香港时间（UTC+8）", "已退款·已退款¥470.00"]),
-    ("zh-hant", ["我們持有的您的註銷申請資料", "退款：CN¥470.00", "狀態：已註銷", "註銷證明書", "卡片已註銷", "應退還您的款項",
+    ("zh-hant", ["我們持有的你的註銷申請資料", "退款：CN¥470.00", "狀態：已註銷", "註銷證明書", "卡片已註銷", "應退還你的款項",
                  "身份已核實·已核對身份及卡片", "所有時間均為香港時間（UTC+8）", "已退款·已退款CN¥470.00"]),
 ])
 def test_the_pdf_copy_speaks_the_language_of_the_page(client, make_card, language, expected):

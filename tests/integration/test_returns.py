@@ -269,7 +269,8 @@ def test_the_counter_speaks_the_customers_language_to_the_customer(staff_client,
     client.post(visit_url, {"method": "PUNCH"}, **hans)
     screen = client.get(visit_url + "confirm", **hans).content.decode()
     customer = screen.split('class="customer-screen"', 1)[1]
-    assert "請確認" in customer and "您的卡片已交回並銷毀（晶片打孔）。" in customer
+    assert '<html lang="zh-Hans">' in screen and customer.startswith(' lang="zh-Hant">')  # each read in its voice
+    assert "請確認" in customer and "你的卡片已交回並銷毀（晶片打孔）。" in customer
     assert "请确认" not in customer and "Chip punched" not in customer
     assert "退出登录" in screen  # the clerk's sign-out stays in the clerk's language
     confirmed = client.post(visit_url + "confirm", {"confirm": "yes"}, follow=True, **hans).content.decode()

@@ -18,13 +18,9 @@ from __future__ import annotations
 
 from django.conf import settings
 
-# The language picker submits its form on change (`onchange="this.form.submit()"`); that one
-# inline handler is allowed by its hash, nothing else inline is.
-LANGUAGE_PICKER_HASH = "'sha256-osjxnKEPL/pQJbFk1dKsF7PYFmTyMWGmVSiL9inhxJY='"
-
 PAGE_CSP = {
     "default-src": "'self'",
-    "script-src": f"'self' 'unsafe-hashes' {LANGUAGE_PICKER_HASH}",
+    "script-src": "'self'",
     "style-src": "'self'",
     "img-src": "'self' data:",
     "font-src": "'self'",
@@ -52,7 +48,7 @@ def content_security_policy(directives: dict[str, str]) -> str:
     return "; ".join(f"{name} {value}" for name, value in directives.items())
 
 
-DOCS_CSP = content_security_policy({**PAGE_CSP, "script-src": "'self'", "style-src": "'self' 'unsafe-inline'"})
+DOCS_CSP = content_security_policy({**PAGE_CSP, "style-src": "'self' 'unsafe-inline'"})
 
 
 class SecurityHeaders:

@@ -34,6 +34,7 @@ from django.utils import translation
 from closeout.closures import states
 from closeout.common import clock
 from closeout.common.fastinsert import insert_one
+from closeout.common.languages import language_tag
 from closeout.identity import documents, vault
 from closeout.integrations.errors import AdapterError
 from closeout.integrations.sms import gateway
@@ -337,7 +338,8 @@ def _deliver(notice: Notice, address: str, secrets: dict) -> None:
             message = EmailMultiAlternatives(
                 subject=_subject_header(parts["subject"]), body=parts["text"], from_email=settings.DEFAULT_FROM_EMAIL, to=[address],
                 connection=get_connection(timeout=getattr(settings, "EMAIL_TIMEOUT", None) or 10),
-                headers={"Message-ID": make_msgid(domain=settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">"))},
+                headers={"Message-ID": make_msgid(domain=settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">")),
+                         "Content-Language": language_tag(notice.language)},
             )
             message.attach_alternative(parts["html"], "text/html")
             message.send()

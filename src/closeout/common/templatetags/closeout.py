@@ -5,6 +5,7 @@ from django import template
 from django.utils import translation
 from django.utils.html import format_html
 
+from closeout.common.languages import language_tag
 from closeout.common.money import Money, exponent
 
 register = template.Library()
@@ -59,11 +60,7 @@ def sentence_space() -> str:
     return "" if _chinese() else " "
 
 
-@register.filter
-def language_tag(code: str) -> str:
-    """The BCP 47 tag of a language code ("zh-hant" is "zh-Hant"): screen readers pick their voice,
-    and browsers their Chinese font, by the script written as BCP 47 spells it."""
-    return translation.to_locale(code).replace("_", "-")
+register.filter("language_tag", language_tag)
 
 
 @register.filter(is_safe=True)
