@@ -22,6 +22,7 @@ SOURCES = {
     "notifications": [PACKAGE / "notifications"],
     "console": [PACKAGE / "console"],
     "appointments": [PACKAGE / "appointments"],
+    "certificates": [PACKAGE / "certificates"],
 }
 LOCALES = ("zh_Hans", "zh_Hant", "en")
 KEYWORDS = {
