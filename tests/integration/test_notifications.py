@@ -81,13 +81,13 @@ RECEIPT = {"reference": "CL-2026-000042", "refund": 16900, "currency": "HKD", "d
            "sla_due": "2026-12-09", "card_masked": "•••• 1234", "return_required": False, "working_days": 7}
 
 
-@pytest.mark.parametrize(("language", "tag", "words", "amount", "day"), [
-    ("en", "en", "We received your request to close card", "HK$169.00", "Dec. 9, 2026"),
-    ("zh-hans", "zh-Hans", "我们已收到您注销卡", "HK$169.00", "2026年12月9日"),
-    ("zh-hant", "zh-Hant", "我們已收到你註銷卡", "HK$169.00", "2026年12月9日"),
+@pytest.mark.parametrize(("language", "tag", "words", "amount", "day", "face"), [
+    ("en", "en", "We received your request to close card", "HK$169.00", "Dec. 9, 2026", "system-ui,sans-serif"),
+    ("zh-hans", "zh-Hans", "我们已收到您注销卡", "HK$169.00", "2026年12月9日", "'PingFang SC'"),
+    ("zh-hant", "zh-Hant", "我們已收到你註銷卡", "HK$169.00", "2026年12月9日", "'PingFang HK'"),
 ])
 def test_a_receipt_email_arrives_over_smtp_in_the_customers_language(smtp_server, language, tag, words, amount,
-                                                                      day):
+                                                                      day, face):
     notice = notices.notice_send(channel="email", to="Chan.Tai.Man@Example.test", template="receipt",
                                  language=language, context=RECEIPT)
 
@@ -101,6 +101,10 @@ def test_a_receipt_email_arrives_over_smtp_in_the_customers_language(smtp_server
     # screen readers the voice by it, for the HTML part and for the text part alike.
     assert f'<html lang="{tag}">' in html and message["Content-Language"] == tag
     assert text.rstrip().endswith(f"/{language}/")  # the link still opens the portal in that language
+    # Set in a face of the reader's own script (a simplified face shows traditional text in
+    # mainland glyph shapes); the figures are a data table read row by row, label first.
+    assert face in html and ("'PingFang SC'" in html) is (language == "zh-hans")
+    assert '<th scope="row" align="left">' in html and 'role="presentation" cellpadding="6"' not in html
     notice.refresh_from_db()
     assert notice.status == "sent" and notice.sent_at is not None
     assert notice.to_masked == "c•••@example.test"

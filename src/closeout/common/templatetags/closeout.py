@@ -4,8 +4,9 @@ from babel.numbers import format_currency
 from django import template
 from django.utils import translation
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
-from closeout.common.languages import language_tag
+from closeout.common.languages import font_stack, language_tag
 from closeout.common.money import Money, exponent
 
 register = template.Library()
@@ -61,6 +62,12 @@ def sentence_space() -> str:
 
 
 register.filter("language_tag", language_tag)
+
+
+@register.filter(name="font_stack")
+def font_stack_css(code: str) -> str:
+    """The font-family list for a style attribute (its quotes are the CSS's, not text)."""
+    return mark_safe(font_stack(code))  # noqa: S308 - built from constants only
 
 
 @register.filter(is_safe=True)
