@@ -439,6 +439,24 @@ def test_a_card_nobody_waits_for_scanned_at_two_desks_at_once_is_queued_once(mak
     assert ReturnException.objects.filter(card_number=card.number).count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("card_number", ["", "8101000000000001"])
+def test_an_unknown_label_scanned_at_two_desks_at_once_is_queued_once(card_number):
+    """Nothing in the database stands for an unknown label (no case, no card to lock): only the
+    queue itself can keep the second desk from queueing it again."""
+    from tests.hardening.test_concurrency import kinds, race
+
+    unknown = "RL20260000003"
+
+    outcomes = race(6, lambda i: returns.return_check_in(code=unknown, card_number=card_number,
+                                                         actor=f"staff:desk{i % 2}"))
+
+    assert all(isinstance(o, CheckIn) for o in outcomes), kinds(outcomes)
+    assert ReturnException.objects.filter(scanned_code=unknown).count() == 1
+    assert CheckIn.objects.count() == 1 and {o.id for o in outcomes} == {CheckIn.objects.get().id}
+    assert sum(not getattr(o, "again", False) for o in outcomes) == 1  # the others are told it was queued before
+
+
 def test_a_card_whose_closure_was_withdrawn_is_named_with_its_case_and_kept_not_destroyed(staff_client, make_card):
     client, _ = staff_client("warehouse")
     card = make_card("OCTO")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from closeout.audit.services import audit_record
 from closeout.cards.models import Card
@@ -120,7 +120,8 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
     if case is None and reason is None:
         reason = ReturnException.Reason.NOT_EXPECTED
     # Two scans of one envelope at once (a second Enter, two desks) wait for each other here, so
-    # the second finds the first's check-in instead of recording the card again.
+    # the second finds the first's check-in instead of recording the card again. A scan with
+    # nothing to lock (an unknown label or card) is kept from being queued twice by a constraint.
     with transaction.atomic():
         if case is not None:
             case = ClosureCase.objects.select_for_update(of=("self",)).select_related("card").get(id=case.id)
@@ -134,14 +135,27 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
             earlier.again = True  # the scanner is told it was scanned before, not that it is new
             return earlier
         outcome = CheckIn.Outcome.EXCEPTION if reason else CheckIn.Outcome.RECEIVED
-        checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code), case=case,
-                                         card=card, outcome=outcome)
         if reason:
-            ReturnException.objects.create(checkin=checkin, reason=reason, scanned_code=code[:40],
-                                           card_number=(inner or (card.number if card else ""))[:20], case=case)
+            try:
+                with transaction.atomic():
+                    checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code),
+                                                     case=case, card=card, outcome=outcome)
+                    ReturnException.objects.create(checkin=checkin, reason=reason, scanned_code=code[:40],
+                                                   card_number=(inner or (card.number if card else ""))[:20],
+                                                   case=case)
+            except IntegrityError:
+                # A scan nothing could lock (an unknown label or card) queued at another desk a moment
+                # ago: the one-open-exception-per-scan constraint kept it out; answer with that one.
+                earlier = _earlier_check_in(case=case, card=card, code=code, inner=inner, reason=reason)
+                if earlier is None:
+                    raise
+                earlier.again = True
+                return earlier
             audit_record(actor=actor, action="return.exception", subject=case.reference if case else "unknown",
                          reason=reason)
         else:
+            checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code), case=case,
+                                             card=card, outcome=outcome)
             closures.closure_card_received(reference=case.reference, actor=actor, note="card checked in at the warehouse")
     return checkin
 
