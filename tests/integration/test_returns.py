@@ -4,6 +4,7 @@ and the counter: ID check, card taken and destroyed, customer confirmation, rece
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from pypdf import PdfReader
@@ -493,6 +494,79 @@ def test_a_card_of_a_closed_case_is_named_with_its_case_and_not_called_in_use(st
     assert checkin.exception.reason == ReturnException.Reason.NOT_EXPECTED
     assert 'data-case-state="closed">Closed<' in queue and "data-card-in-use" not in queue
     assert f'href="/console/cases/{case.reference}/"' in queue
+
+
+def _received_card_of_a_withdrawn_closure(make_card) -> CheckIn:
+    """A card on the warehouse shelf whose customer withdrew the closure: it goes back to them."""
+    from closeout.cards.models import Card
+
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    closures.closure_withdraw(reference=case.reference, actor="customer:web")
+    assert Card.objects.get(id=card.id).status == Card.Status.ACTIVE
+    return CheckIn.objects.create(at=case.updated_at, staff="staff:wh", scanned_masked=card.number[-4:], case=case,
+                                  card=card, outcome=CheckIn.Outcome.RECEIVED)
+
+
+def test_no_card_is_ticked_for_destruction_until_the_supervisor_ticks_it(staff_client, make_card):
+    client, _ = staff_client("warehouse")
+    cards = [make_card("OCTO") for _ in range(2)]
+    for card in cards:
+        case_in_state(card, "awaiting_return")
+        returns.return_check_in(code=card.number, actor="staff:wh")
+    first, second = CheckIn.objects.order_by("id")
+    witness, device, _ = support.make_staff("supervisor")
+
+    page = client.get("/console/warehouse/").content.decode()
+
+    boxes = re.findall(r'<input type="checkbox" name="checkin"[^>]*>', page)
+    assert len(boxes) == 2 and not any("checked" in box for box in boxes)
+    assert "data-select-all" in page  # ticking them all is a choice of its own
+    nothing = client.post("/console/warehouse/destroy", {"method": "SHRED", "batch": "B-1",
+                                                         "witness_email": witness.user.email,
+                                                         "witness_code": support.totp_code(device)},
+                          follow=True).content.decode()
+    assert "Select at least one received card" in nothing and not Destruction.objects.exists()
+    client.post("/console/warehouse/destroy", {"checkin": [second.id], "method": "SHRED", "batch": "B-1",
+                                               "witness_email": witness.user.email,
+                                               "witness_code": support.totp_code(device, steps_ahead=1)})
+    assert list(Destruction.objects.values_list("card", flat=True)) == [second.card_id]
+    left = client.get("/console/warehouse/").content.decode()
+    assert f'id="d-{first.id}"' in left and f'id="d-{second.id}"' not in left
+
+
+def test_a_card_to_keep_for_the_customer_cannot_be_ticked_nor_destroyed(staff_client, make_card):
+    client, _ = staff_client("warehouse")
+    kept = _received_card_of_a_withdrawn_closure(make_card)
+    witness, device, _ = support.make_staff("supervisor")
+
+    page = client.get("/console/warehouse/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    forged = client.post("/console/warehouse/destroy", {"checkin": [kept.id], "method": "SHRED", "batch": "B-1",
+                                                        "witness_email": witness.user.email,
+                                                        "witness_code": support.totp_code(device)},
+                         follow=True).content.decode()
+
+    assert f'id="d-{kept.id}"' not in page and f'data-keep="{kept.id}"' in page and "請為客戶保留，切勿銷毀" in page
+    assert f"The card of case {kept.case.reference} is to be kept for the customer" in forged
+    assert not Destruction.objects.exists()
+
+
+@pytest.mark.parametrize("state", ["withdrawn", "rejected", "returned", "on_hold"])
+def test_a_batch_with_one_card_to_keep_destroys_none(make_card, state):
+    from closeout.cards.models import Card
+
+    keep = _received_card_of_a_withdrawn_closure(make_card)
+    ClosureCase.objects.filter(id=keep.case_id).update(state=state, resume_to="awaiting_return")
+    Card.objects.filter(id=keep.card_id).update(status=Card.Status.CLOSING)
+    card = make_card("OCTO")
+    case_in_state(card, "awaiting_return")
+    received = returns.return_check_in(code=card.number, actor="staff:wh")
+
+    with pytest.raises(returns.UnableToDestroy, match="kept for the customer"):
+        returns.destruction_batch(checkin_ids=[received.id, keep.id], method="SHRED", batch="B-1", actor="staff:wh",
+                                  witness="staff:lead")
+
+    assert not Destruction.objects.exists()
 
 
 @pytest.mark.parametrize("who", ["themself", "wrong code", "nobody"])

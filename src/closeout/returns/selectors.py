@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from closeout.cards.models import Card
 from closeout.closures import states
 from closeout.closures.models import ClosureCase
 from closeout.identity import documents
+from closeout.returns import rules
 from closeout.returns.models import CheckIn, ReturnException
 
 
 def received_not_destroyed() -> list[CheckIn]:
-    return list(CheckIn.objects.select_related("case", "card").filter(
-        outcome=CheckIn.Outcome.RECEIVED, card__destruction__isnull=True).order_by("at"))
+    """Received cards not destroyed yet, oldest first, each with `may_destroy`: false for a card
+    to keep for the customer (see `rules.card_may_be_destroyed`)."""
+    items = list(CheckIn.objects.select_related("case", "card").filter(
+        outcome=CheckIn.Outcome.RECEIVED, card__destruction__isnull=True).order_by("at", "id"))
+    for item in items:
+        item.may_destroy = may_destroy(item)
+    return items
+
+
+def may_destroy(checkin: CheckIn) -> bool:
+    """Whether the card of a received check-in may go into a destruction batch now."""
+    case = checkin.case
+    return rules.card_may_be_destroyed(case_state=case.state if case else None,
+                                       resume_to=case.resume_to if case else "",
+                                       card_in_use=checkin.card is None or checkin.card.status == Card.Status.ACTIVE)
 
 
 def open_exceptions() -> list[ReturnException]:

@@ -14,6 +14,7 @@ from closeout.closures import states
 from closeout.closures.models import CaseEvent, ClosureCase
 from closeout.common import clock
 from closeout.identity import documents
+from closeout.returns import selectors as return_selectors
 from closeout.returns.models import CheckIn, Destruction, ReturnException, ReturnLabel
 
 LABEL = re.compile(r"^RL([0-9]{10,16})([0-9])$")  # year, the reference's sequence (6 digits or more), check
@@ -36,6 +37,15 @@ class ReferenceNeedsCard(UnableToCheckIn):
 
 class UnableToDestroy(Exception):
     pass
+
+
+class CardToKeep(UnableToDestroy):
+    """A selected card is to be kept for the customer (its closure was withdrawn or rejected, or
+    still may be): nothing in the batch is recorded."""
+
+    def __init__(self, reference: str):
+        super().__init__(f"the card of {reference or 'a check-in without a case'} is to be kept for the customer")
+        self.reference = reference
 
 
 class UnableToResolve(Exception):
@@ -230,6 +240,7 @@ def destruction_batch(*, checkin_ids: list[int], method: str, batch: str, actor:
                       witness: str) -> list[Destruction]:
     """Destroy the cards of received check-ins in one batch, watched by a second member of staff.
 
+    :raises CardToKeep: when one of the cards is to be kept for the customer (none are recorded).
     :raises UnableToDestroy: without a witness other than `actor`, or when one of the cards cannot
         be recorded (none are then recorded).
     """
@@ -237,8 +248,16 @@ def destruction_batch(*, checkin_ids: list[int], method: str, batch: str, actor:
         raise UnableToDestroy("a second member of staff witnesses the destruction")
     with transaction.atomic():
         records = []
-        for checkin in CheckIn.objects.select_related("card", "case").filter(
-                id__in=checkin_ids, outcome=CheckIn.Outcome.RECEIVED).order_by("id"):
+        # The cases are locked: a withdrawal committed while the batch is recorded is seen here.
+        checkins = list(CheckIn.objects.select_related("card", "case").filter(
+            id__in=checkin_ids, outcome=CheckIn.Outcome.RECEIVED).order_by("id"))
+        locked = ClosureCase.objects.select_for_update().filter(id__in=[c.case_id for c in checkins if c.case_id])
+        cases = {case.id: case for case in locked.order_by("id")}
+        for checkin in checkins:
+            checkin.case = cases.get(checkin.case_id)
+            checkin.card.refresh_from_db(fields=["status"])
+            if not return_selectors.may_destroy(checkin):
+                raise CardToKeep(checkin.case.reference if checkin.case else "")
             records.append(card_destruction_record(card=checkin.card, case=checkin.case, method=method, batch=batch,
                                                    place="warehouse", actor=actor, witness=witness))
         if not records:
