@@ -605,3 +605,79 @@ def test_the_exception_queue_names_the_card_inside_a_wrong_envelope_and_the_case
     inside = queue.split("data-inside>")[1].split("</span>")[0]
     assert f"Card inside: •••• {other_card.number[-4:]}" in inside and f"case {other.reference} waits for it" in inside
     assert other_card.number not in queue
+
+
+def local_time(moment) -> str:
+    from django.utils import timezone
+
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
+
+
+def _fate(page: str) -> str:
+    return page.split("data-card-fate=")[1].split("</p>")[0]
+
+
+def test_the_case_page_shows_when_the_card_came_back_and_how_it_was_destroyed(staff_client, make_card):
+    desk, clerk = staff_client("warehouse")
+    supervisor, _ = staff_client("supervisor")
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    label = returns.return_label_issue(reference=case.reference)
+    desk.post("/console/warehouse/", {"code": label.code, "card_number": ""})
+    page = supervisor.get(f"/console/cases/{case.reference}/").content.decode()
+    received = page.split('id="card-return"')[1]
+    assert 'data-checkin="RECEIVED"' in received and clerk.user.email in received
+    assert local_time(CheckIn.objects.get(case=case).at) in received
+    assert "At the warehouse, to be destroyed in a batch" in _fate(page)
+
+    witness, device, _ = support.make_staff("warehouse")
+    desk.post("/console/warehouse/destroy", {"checkin": [CheckIn.objects.get(case=case).id], "method": "SHRED",
+                                             "batch": "WH-2026-11-02", "witness_email": witness.user.email,
+                                             "witness_code": support.totp_code(device)})
+    pages = {language: supervisor.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE=language)
+             .content.decode().split('id="card-return"')[1].split("<h2")[0]
+             for language in ("en", "zh-hans", "zh-hant")}
+
+    destroyed = Destruction.objects.get(card=card)
+    for language, words in {"en": ("Destroyed", "Shredded", "Witness"), "zh-hans": ("已销毁", "碎卡", "见证人"),
+                            "zh-hant": ("已銷毀", "碎卡", "見證人")}.items():
+        section = pages[language]
+        assert all(word in section for word in words), (language, section)
+        assert "WH-2026-11-02" in section and local_time(destroyed.destroyed_at) in section
+        assert f"<td data-witness>{witness.user.email}</td>" in section and clerk.user.email in section
+        assert "holder@example.test" not in section and "91234567" not in section and card.number not in section
+        assert card.holder.email_masked not in section and HKID not in section
+    assert "Received at" in pages["en"] and "接收地点" in pages["zh-hans"] and "接收地點" in pages["zh-hant"]
+    assert "仓库" in pages["zh-hans"] and "貨倉" in pages["zh-hant"] and "Destroyed" not in pages["zh-hant"]
+
+
+def test_the_case_page_says_a_card_of_a_withdrawn_closure_is_kept(staff_client, make_card):
+    supervisor, _ = staff_client("supervisor")
+    kept = _received_card_of_a_withdrawn_closure(make_card)
+
+    page = supervisor.get(f"/console/cases/{kept.case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+
+    assert "请为客户保留，切勿销毁。" in _fate(page) and "data-destruction" not in page
+
+
+def test_the_case_page_names_the_branch_and_the_customer_as_witness_of_a_card_destroyed_at_the_counter(
+        staff_client, make_card, branch):
+    supervisor, _ = staff_client("supervisor")
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    visit = appointments.counter_id_check(reference=case.reference, branch=branch, clerk="staff:clerk@staff.example.test",
+                                          id_type="hkid", id_number=HKID, original_seen=True, photo_matches=True)
+    appointments.counter_card_take(visit_id=visit.id, method="CUT", clerk="staff:clerk@staff.example.test")
+
+    page = supervisor.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    section = page.split('id="card-return"')[1]
+
+    assert "data-counter-visit" in section and "在櫃位收回" in section and "clerk@staff.example.test" in section
+    assert "中環客務中心" in section and "剪斷晶片" in section
+    assert "<td data-witness>客戶本人（櫃位）</td>" in section and "已銷毀" in _fate(page)
+
+
+def test_a_case_whose_card_never_came_back_shows_no_return_section(staff_client, make_card):
+    supervisor, _ = staff_client("supervisor")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    assert 'id="card-return"' not in supervisor.get(f"/console/cases/{case.reference}/").content.decode()
