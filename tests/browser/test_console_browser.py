@@ -137,6 +137,10 @@ def test_warehouse_checks_in_a_returned_card(page, live_server, make_card):
     page.get_by_label("Return label code or card number").fill("RL20260000003")  # right, but nobody's label
     page.get_by_role("button", name="Check in").click()
     page.get_by_text("Unknown label or card").wait_for()
+    received = page.get_by_label(f"{case.reference} · •••• {case.card.number[-4:]}")
+    assert not received.is_checked()  # the supervisor picks each card: none is ticked for them
+    page.get_by_role("button", name="Select all cards that may be destroyed").click()
+    assert received.is_checked()
     witness, device, _ = make_staff("warehouse")  # a second person watches the batch go into the shredder
     page.get_by_label("Witness: another staff member's email").fill(witness.user.email)
     page.get_by_label("Witness's code from their authenticator app").fill(totp_code(device))

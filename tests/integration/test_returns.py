@@ -4,6 +4,7 @@ and the counter: ID check, card taken and destroyed, customer confirmation, rece
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from pypdf import PdfReader
@@ -440,6 +441,24 @@ def test_a_card_nobody_waits_for_scanned_at_two_desks_at_once_is_queued_once(mak
     assert ReturnException.objects.filter(card_number=card.number).count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("card_number", ["", "8101000000000001"])
+def test_an_unknown_label_scanned_at_two_desks_at_once_is_queued_once(card_number):
+    """Nothing in the database stands for an unknown label (no case, no card to lock): only the
+    queue itself can keep the second desk from queueing it again."""
+    from tests.hardening.test_concurrency import kinds, race
+
+    unknown = "RL20260000003"
+
+    outcomes = race(6, lambda i: returns.return_check_in(code=unknown, card_number=card_number,
+                                                         actor=f"staff:desk{i % 2}"))
+
+    assert all(isinstance(o, CheckIn) for o in outcomes), kinds(outcomes)
+    assert ReturnException.objects.filter(scanned_code=unknown).count() == 1
+    assert CheckIn.objects.count() == 1 and {o.id for o in outcomes} == {CheckIn.objects.get().id}
+    assert sum(not getattr(o, "again", False) for o in outcomes) == 1  # the others are told it was queued before
+
+
 def test_a_card_whose_closure_was_withdrawn_is_named_with_its_case_and_kept_not_destroyed(staff_client, make_card):
     client, _ = staff_client("warehouse")
     card = make_card("OCTO")
@@ -478,6 +497,79 @@ def test_a_card_of_a_closed_case_is_named_with_its_case_and_not_called_in_use(st
     assert f'href="/console/cases/{case.reference}/"' in queue
 
 
+def _received_card_of_a_withdrawn_closure(make_card) -> CheckIn:
+    """A card on the warehouse shelf whose customer withdrew the closure: it goes back to them."""
+    from closeout.cards.models import Card
+
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    closures.closure_withdraw(reference=case.reference, actor="customer:web")
+    assert Card.objects.get(id=card.id).status == Card.Status.ACTIVE
+    return CheckIn.objects.create(at=case.updated_at, staff="staff:wh", scanned_masked=card.number[-4:], case=case,
+                                  card=card, outcome=CheckIn.Outcome.RECEIVED)
+
+
+def test_no_card_is_ticked_for_destruction_until_the_supervisor_ticks_it(staff_client, make_card):
+    client, _ = staff_client("warehouse")
+    cards = [make_card("OCTO") for _ in range(2)]
+    for card in cards:
+        case_in_state(card, "awaiting_return")
+        returns.return_check_in(code=card.number, actor="staff:wh")
+    first, second = CheckIn.objects.order_by("id")
+    witness, device, _ = support.make_staff("supervisor")
+
+    page = client.get("/console/warehouse/").content.decode()
+
+    boxes = re.findall(r'<input type="checkbox" name="checkin"[^>]*>', page)
+    assert len(boxes) == 2 and not any("checked" in box for box in boxes)
+    assert "data-select-all" in page  # ticking them all is a choice of its own
+    nothing = client.post("/console/warehouse/destroy", {"method": "SHRED", "batch": "B-1",
+                                                         "witness_email": witness.user.email,
+                                                         "witness_code": support.totp_code(device)},
+                          follow=True).content.decode()
+    assert "Select at least one received card" in nothing and not Destruction.objects.exists()
+    client.post("/console/warehouse/destroy", {"checkin": [second.id], "method": "SHRED", "batch": "B-1",
+                                               "witness_email": witness.user.email,
+                                               "witness_code": support.totp_code(device, steps_ahead=1)})
+    assert list(Destruction.objects.values_list("card", flat=True)) == [second.card_id]
+    left = client.get("/console/warehouse/").content.decode()
+    assert f'id="d-{first.id}"' in left and f'id="d-{second.id}"' not in left
+
+
+def test_a_card_to_keep_for_the_customer_cannot_be_ticked_nor_destroyed(staff_client, make_card):
+    client, _ = staff_client("warehouse")
+    kept = _received_card_of_a_withdrawn_closure(make_card)
+    witness, device, _ = support.make_staff("supervisor")
+
+    page = client.get("/console/warehouse/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    forged = client.post("/console/warehouse/destroy", {"checkin": [kept.id], "method": "SHRED", "batch": "B-1",
+                                                        "witness_email": witness.user.email,
+                                                        "witness_code": support.totp_code(device)},
+                         follow=True).content.decode()
+
+    assert f'id="d-{kept.id}"' not in page and f'data-keep="{kept.id}"' in page and "請為客戶保留，切勿銷毀" in page
+    assert f"The card of case {kept.case.reference} is to be kept for the customer" in forged
+    assert not Destruction.objects.exists()
+
+
+@pytest.mark.parametrize("state", ["withdrawn", "rejected", "returned", "on_hold"])
+def test_a_batch_with_one_card_to_keep_destroys_none(make_card, state):
+    from closeout.cards.models import Card
+
+    keep = _received_card_of_a_withdrawn_closure(make_card)
+    ClosureCase.objects.filter(id=keep.case_id).update(state=state, resume_to="awaiting_return")
+    Card.objects.filter(id=keep.card_id).update(status=Card.Status.CLOSING)
+    card = make_card("OCTO")
+    case_in_state(card, "awaiting_return")
+    received = returns.return_check_in(code=card.number, actor="staff:wh")
+
+    with pytest.raises(returns.UnableToDestroy, match="kept for the customer"):
+        returns.destruction_batch(checkin_ids=[received.id, keep.id], method="SHRED", batch="B-1", actor="staff:wh",
+                                  witness="staff:lead")
+
+    assert not Destruction.objects.exists()
+
+
 @pytest.mark.parametrize("who", ["themself", "wrong code", "nobody"])
 def test_a_destruction_without_a_real_second_person_records_nothing(staff_client, make_card, who):
     client, clerk = staff_client("warehouse")
@@ -514,3 +606,79 @@ def test_the_exception_queue_names_the_card_inside_a_wrong_envelope_and_the_case
     inside = queue.split("data-inside>")[1].split("</span>")[0]
     assert f"Card inside: •••• {other_card.number[-4:]}" in inside and f"case {other.reference} waits for it" in inside
     assert other_card.number not in queue
+
+
+def local_time(moment) -> str:
+    from django.utils import timezone
+
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
+
+
+def _fate(page: str) -> str:
+    return page.split("data-card-fate=")[1].split("</p>")[0]
+
+
+def test_the_case_page_shows_when_the_card_came_back_and_how_it_was_destroyed(staff_client, make_card):
+    desk, clerk = staff_client("warehouse")
+    supervisor, _ = staff_client("supervisor")
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    label = returns.return_label_issue(reference=case.reference)
+    desk.post("/console/warehouse/", {"code": label.code, "card_number": ""})
+    page = supervisor.get(f"/console/cases/{case.reference}/").content.decode()
+    received = page.split('id="card-return"')[1]
+    assert 'data-checkin="RECEIVED"' in received and clerk.user.email in received
+    assert local_time(CheckIn.objects.get(case=case).at) in received
+    assert "At the warehouse, to be destroyed in a batch" in _fate(page)
+
+    witness, device, _ = support.make_staff("warehouse")
+    desk.post("/console/warehouse/destroy", {"checkin": [CheckIn.objects.get(case=case).id], "method": "SHRED",
+                                             "batch": "WH-2026-11-02", "witness_email": witness.user.email,
+                                             "witness_code": support.totp_code(device)})
+    pages = {language: supervisor.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE=language)
+             .content.decode().split('id="card-return"')[1].split("<h2")[0]
+             for language in ("en", "zh-hans", "zh-hant")}
+
+    destroyed = Destruction.objects.get(card=card)
+    for language, words in {"en": ("Destroyed", "Shredded", "Witness"), "zh-hans": ("已销毁", "碎卡", "见证人"),
+                            "zh-hant": ("已銷毀", "碎卡", "見證人")}.items():
+        section = pages[language]
+        assert all(word in section for word in words), (language, section)
+        assert "WH-2026-11-02" in section and local_time(destroyed.destroyed_at) in section
+        assert f"<td data-witness>{witness.user.email}</td>" in section and clerk.user.email in section
+        assert "holder@example.test" not in section and "91234567" not in section and card.number not in section
+        assert card.holder.email_masked not in section and HKID not in section
+    assert "Received at" in pages["en"] and "接收地点" in pages["zh-hans"] and "接收地點" in pages["zh-hant"]
+    assert "仓库" in pages["zh-hans"] and "貨倉" in pages["zh-hant"] and "Destroyed" not in pages["zh-hant"]
+
+
+def test_the_case_page_says_a_card_of_a_withdrawn_closure_is_kept(staff_client, make_card):
+    supervisor, _ = staff_client("supervisor")
+    kept = _received_card_of_a_withdrawn_closure(make_card)
+
+    page = supervisor.get(f"/console/cases/{kept.case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+
+    assert "请为客户保留，切勿销毁。" in _fate(page) and "data-destruction" not in page
+
+
+def test_the_case_page_names_the_branch_and_the_customer_as_witness_of_a_card_destroyed_at_the_counter(
+        staff_client, make_card, branch):
+    supervisor, _ = staff_client("supervisor")
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    visit = appointments.counter_id_check(reference=case.reference, branch=branch, clerk="staff:clerk@staff.example.test",
+                                          id_type="hkid", id_number=HKID, original_seen=True, photo_matches=True)
+    appointments.counter_card_take(visit_id=visit.id, method="CUT", clerk="staff:clerk@staff.example.test")
+
+    page = supervisor.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    section = page.split('id="card-return"')[1]
+
+    assert "data-counter-visit" in section and "在櫃位收回" in section and "clerk@staff.example.test" in section
+    assert "中環客務中心" in section and "剪斷晶片" in section
+    assert "<td data-witness>客戶本人（櫃位）</td>" in section and "已銷毀" in _fate(page)
+
+
+def test_a_case_whose_card_never_came_back_shows_no_return_section(staff_client, make_card):
+    supervisor, _ = staff_client("supervisor")
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    assert 'id="card-return"' not in supervisor.get(f"/console/cases/{case.reference}/").content.decode()

@@ -17,6 +17,7 @@ from closeout.common import calendars, clock
 from closeout.console import rules
 from closeout.console.models import CaseNote
 from closeout.identity import documents, vault
+from closeout.returns import selectors as return_selectors
 from closeout.returns.models import ReturnException
 from closeout.returns.services import LABEL
 from closeout.returns.services import REFERENCE as COMPACT_REFERENCE
@@ -204,6 +205,24 @@ def case_detail(*, reference: str) -> dict | None:
         "approval": approval,
         "approval_version": closures.approval_version(case, approval) if approval else "",
         "cash_refund": closures.cash_awaiting_collection(case),
+        "card_return": case_card_return(case),
+    }
+
+
+def case_card_return(case: ClosureCase) -> dict:
+    """The case's card as the warehouse and the counters handled it: scans, the counter visits that
+    took the card, its destruction record with the branch it was destroyed at (if not the
+    warehouse), and whether it is destroyed, waits for destruction or is kept for the customer."""
+    from closeout.appointments.models import Branch
+
+    detail = return_selectors.card_return(case=case)
+    visits = list(case.counter_visits.select_related("branch").filter(card_taken=True).order_by("started_at"))
+    destruction = detail["destruction"]
+    kind, _, code = destruction.place.partition(":") if destruction else ("", "", "")
+    return detail | {
+        "counter_visits": visits,
+        "at_counter": kind == "branch",  # the customer watched it, not a second member of staff
+        "place_branch": Branch.objects.filter(code=code).first() if kind == "branch" else None,
     }
 
 

@@ -713,6 +713,9 @@ def warehouse_destroy(request):
     try:
         records = returns.destruction_batch(checkin_ids=ids, method=data["method"], batch=data["batch"],
                                             actor=request.staff.actor, witness=witness.actor)
+    except returns.CardToKeep as exc:
+        messages.error(request, _("The card of case %(reference)s is to be kept for the customer, not destroyed. "
+                                  "Nothing was recorded.") % {"reference": exc.reference or "—"})
     except returns.UnableToDestroy:
         messages.error(request, _("Select at least one received card that was not destroyed yet."))
     else:

@@ -47,6 +47,15 @@ class ReturnException(models.Model):
     resolved_by = models.CharField(max_length=120, blank=True)
     resolution = models.CharField(max_length=300, blank=True)
 
+    class Meta:
+        constraints = [
+            # One open exception per scan: an unknown label or card has no row to lock, so two desks
+            # scanning it at once are kept apart here (the second is answered with the first).
+            models.UniqueConstraint(fields=["scanned_code", "card_number", "reason"],
+                                    condition=models.Q(resolved_at__isnull=True),
+                                    name="return_exception_one_open_per_scan"),
+        ]
+
 
 class Destruction(models.Model):
     """The record that a physical card was destroyed: who, when, how, in which batch, where, and

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from closeout.cards.models import Card
 from closeout.closures import states
 from closeout.closures.models import ClosureCase
 from closeout.identity import documents
-from closeout.returns.models import CheckIn, ReturnException
+from closeout.returns import rules
+from closeout.returns.models import CheckIn, Destruction, ReturnException
 
 
 def received_not_destroyed() -> list[CheckIn]:
-    return list(CheckIn.objects.select_related("case", "card").filter(
-        outcome=CheckIn.Outcome.RECEIVED, card__destruction__isnull=True).order_by("at"))
+    """Received cards not destroyed yet, oldest first, each with `may_destroy`: false for a card
+    to keep for the customer (see `rules.card_may_be_destroyed`)."""
+    items = list(CheckIn.objects.select_related("case", "card").filter(
+        outcome=CheckIn.Outcome.RECEIVED, card__destruction__isnull=True).order_by("at", "id"))
+    for item in items:
+        item.may_destroy = may_destroy(item)
+    return items
+
+
+def may_destroy(checkin: CheckIn) -> bool:
+    """Whether the card of a received check-in may go into a destruction batch now."""
+    case = checkin.case
+    return rules.card_may_be_destroyed(case_state=case.state if case else None,
+                                       resume_to=case.resume_to if case else "",
+                                       card_in_use=checkin.card is None or checkin.card.status == Card.Status.ACTIVE)
 
 
 def open_exceptions() -> list[ReturnException]:
@@ -30,3 +45,21 @@ def open_exceptions() -> list[ReturnException]:
 
 def recent_checkins(limit: int = 20) -> list[CheckIn]:
     return list(CheckIn.objects.select_related("case").order_by("-at", "-id")[:limit])
+
+
+def card_return(*, case: ClosureCase) -> dict:
+    """What the warehouse did with a case's card: the scans naming the case (the card received, or
+    put in the exception queue), its destruction record, and `status`: `destroyed`, `to_destroy`
+    (received, may go into a batch), `kept` (received, to keep for the customer) or empty (not
+    received)."""
+    checkins = list(CheckIn.objects.select_related("card", "case", "exception").filter(case=case)
+                    .order_by("at", "id"))
+    received = [c for c in checkins if c.outcome == CheckIn.Outcome.RECEIVED]
+    destruction = Destruction.objects.filter(card_id=case.card_id).first()
+    if destruction is not None:
+        status = "destroyed"
+    elif received:
+        status = "to_destroy" if may_destroy(received[-1]) else "kept"
+    else:
+        status = ""
+    return {"checkins": checkins, "destruction": destruction, "status": status}

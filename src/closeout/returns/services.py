@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from closeout.audit.services import audit_record
 from closeout.cards.models import Card
@@ -14,6 +14,7 @@ from closeout.closures import states
 from closeout.closures.models import CaseEvent, ClosureCase
 from closeout.common import clock
 from closeout.identity import documents
+from closeout.returns import selectors as return_selectors
 from closeout.returns.models import CheckIn, Destruction, ReturnException, ReturnLabel
 
 LABEL = re.compile(r"^RL([0-9]{10,16})([0-9])$")  # year, the reference's sequence (6 digits or more), check
@@ -36,6 +37,15 @@ class ReferenceNeedsCard(UnableToCheckIn):
 
 class UnableToDestroy(Exception):
     pass
+
+
+class CardToKeep(UnableToDestroy):
+    """A selected card is to be kept for the customer (its closure was withdrawn or rejected, or
+    still may be): nothing in the batch is recorded."""
+
+    def __init__(self, reference: str):
+        super().__init__(f"the card of {reference or 'a check-in without a case'} is to be kept for the customer")
+        self.reference = reference
 
 
 class UnableToResolve(Exception):
@@ -120,7 +130,8 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
     if case is None and reason is None:
         reason = ReturnException.Reason.NOT_EXPECTED
     # Two scans of one envelope at once (a second Enter, two desks) wait for each other here, so
-    # the second finds the first's check-in instead of recording the card again.
+    # the second finds the first's check-in instead of recording the card again. A scan with
+    # nothing to lock (an unknown label or card) is kept from being queued twice by a constraint.
     with transaction.atomic():
         if case is not None:
             case = ClosureCase.objects.select_for_update(of=("self",)).select_related("card").get(id=case.id)
@@ -134,14 +145,27 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
             earlier.again = True  # the scanner is told it was scanned before, not that it is new
             return earlier
         outcome = CheckIn.Outcome.EXCEPTION if reason else CheckIn.Outcome.RECEIVED
-        checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code), case=case,
-                                         card=card, outcome=outcome)
         if reason:
-            ReturnException.objects.create(checkin=checkin, reason=reason, scanned_code=code[:40],
-                                           card_number=(inner or (card.number if card else ""))[:20], case=case)
+            try:
+                with transaction.atomic():
+                    checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code),
+                                                     case=case, card=card, outcome=outcome)
+                    ReturnException.objects.create(checkin=checkin, reason=reason, scanned_code=code[:40],
+                                                   card_number=(inner or (card.number if card else ""))[:20],
+                                                   case=case)
+            except IntegrityError:
+                # A scan nothing could lock (an unknown label or card) queued at another desk a moment
+                # ago: the one-open-exception-per-scan constraint kept it out; answer with that one.
+                earlier = _earlier_check_in(case=case, card=card, code=code, inner=inner, reason=reason)
+                if earlier is None:
+                    raise
+                earlier.again = True
+                return earlier
             audit_record(actor=actor, action="return.exception", subject=case.reference if case else "unknown",
                          reason=reason)
         else:
+            checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code), case=case,
+                                             card=card, outcome=outcome)
             closures.closure_card_received(reference=case.reference, actor=actor, note="card checked in at the warehouse")
     return checkin
 
@@ -216,6 +240,7 @@ def destruction_batch(*, checkin_ids: list[int], method: str, batch: str, actor:
                       witness: str) -> list[Destruction]:
     """Destroy the cards of received check-ins in one batch, watched by a second member of staff.
 
+    :raises CardToKeep: when one of the cards is to be kept for the customer (none are recorded).
     :raises UnableToDestroy: without a witness other than `actor`, or when one of the cards cannot
         be recorded (none are then recorded).
     """
@@ -223,8 +248,16 @@ def destruction_batch(*, checkin_ids: list[int], method: str, batch: str, actor:
         raise UnableToDestroy("a second member of staff witnesses the destruction")
     with transaction.atomic():
         records = []
-        for checkin in CheckIn.objects.select_related("card", "case").filter(
-                id__in=checkin_ids, outcome=CheckIn.Outcome.RECEIVED).order_by("id"):
+        # The cases are locked: a withdrawal committed while the batch is recorded is seen here.
+        checkins = list(CheckIn.objects.select_related("card", "case").filter(
+            id__in=checkin_ids, outcome=CheckIn.Outcome.RECEIVED).order_by("id"))
+        locked = ClosureCase.objects.select_for_update().filter(id__in=[c.case_id for c in checkins if c.case_id])
+        cases = {case.id: case for case in locked.order_by("id")}
+        for checkin in checkins:
+            checkin.case = cases.get(checkin.case_id)
+            checkin.card.refresh_from_db(fields=["status"])
+            if not return_selectors.may_destroy(checkin):
+                raise CardToKeep(checkin.case.reference if checkin.case else "")
             records.append(card_destruction_record(card=checkin.card, case=checkin.case, method=method, batch=batch,
                                                    place="warehouse", actor=actor, witness=witness))
         if not records:

@@ -111,6 +111,7 @@ async function sendScan(url, body) {
     main.prepend(document.importNode(told, true));
   }
   document.getElementById("warehouse-lists").replaceWith(document.importNode(lists, true));
+  offerSelectAll(document);
   const form = document.querySelector("form[data-scan-form]");
   const asked = page.querySelector("form[data-scan-form]");
   if (asked.querySelector(".errorlist")) { // the server's word on the form itself (e.g. far too long)
@@ -140,3 +141,22 @@ function showScanFailure() {
 
 // A page that opens with a scan's answer (sent without scripts' help) sounds it too.
 document.addEventListener("DOMContentLoaded", () => sound(scanKind(document)));
+
+// --- destruction batch ------------------------------------------------------------------------
+// No card is ticked for destruction on arrival: the supervisor ticks each one, or asks for all
+// those that may be destroyed with the button (shown only where scripts run). Cards to keep for
+// the customer have no box to tick.
+function offerSelectAll(root) {
+  root.querySelectorAll("[data-select-all]").forEach((button) => {
+    button.hidden = !button.form.querySelector("input[name='checkin']");
+  });
+}
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("[data-select-all]");
+  if (button) {
+    button.form.querySelectorAll("input[name='checkin']").forEach((box) => { box.checked = true; });
+  }
+});
+
+document.addEventListener("DOMContentLoaded", () => offerSelectAll(document));

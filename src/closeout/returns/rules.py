@@ -1,0 +1,20 @@
+"""Pure decisions of the warehouse: no ORM, clock or I/O."""
+
+from __future__ import annotations
+
+from closeout.closures import states
+
+
+def card_may_be_destroyed(*, case_state: str | None, resume_to: str = "", card_in_use: bool) -> bool:
+    """Return whether a received card may go into a destruction batch.
+
+    Only once its closure can no longer give the card back: a card still in use, one no case
+    waits for, and one whose case was withdrawn or rejected, or still may be (the refund has not
+    started), is kept for the customer. A destroyed card cannot be brought back.
+    """
+    if case_state is None or card_in_use or case_state in (states.WITHDRAWN, states.REJECTED):
+        return False
+    if case_state in (states.ON_HOLD, states.FAILED) and not resume_to:  # where it returns to is unknown
+        return False
+    can_still_stop = states.allowed_targets(case_state, resume_to=resume_to or None)
+    return states.WITHDRAWN not in can_still_stop and states.REJECTED not in can_still_stop
