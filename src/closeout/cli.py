@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import errno
 import json
 import os
@@ -76,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--scope", choices=["partner", "operator"], default="partner")
     revoke = apikey_sub.add_parser("revoke", help="revoke a key by its prefix (the part after co_)")
     revoke.add_argument("--prefix", required=True)
-    apikey_sub.add_parser("list", help="list the keys: prefix, scope, when created and revoked, name (never secrets)")
+    apikey_sub.add_parser("list", help="list the keys: prefix, scope, when created, last used and revoked, "
+                           "when a revoked key was last tried, name (never secrets)")
     audit = with_data_dir(sub.add_parser("audit", help="audit trail"))
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad event")
@@ -385,15 +387,15 @@ def cmd_apikey(args) -> int:
 
 
 def _apikey_list(keys: list[dict]) -> int:
-    """One key a line, in columns; the name last, as it may hold spaces. When a key was last used
-    is not recorded."""
+    """One key a line, in columns; the name last, as it may hold spaces. Times are UTC; when a key
+    was last used is recorded to the minute, and for a revoked key when its secret was last tried."""
     def when(at) -> str:
-        return at.strftime("%Y-%m-%d %H:%M") if at else "-"
+        return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if at else "-"
 
-    print(f"{'PREFIX':<10} {'SCOPE':<9} {'CREATED':<16} {'REVOKED':<16} NAME")
+    print(f"{'PREFIX':<10} {'SCOPE':<9} {'CREATED':<16} {'LAST_USED':<16} {'REVOKED':<16} {'TRIED_REVOKED':<16} NAME")
     for key in keys:
-        print(f"{key['prefix']:<10} {key['scope']:<9} {when(key['created_at']):<16} {when(key['revoked_at']):<16} "
-              f"{key['name']}")
+        print(f"{key['prefix']:<10} {key['scope']:<9} {when(key['created_at']):<16} {when(key['last_used_at']):<16} "
+              f"{when(key['revoked_at']):<16} {when(key['last_refused_at']):<16} {key['name']}")
     return 0
 
 

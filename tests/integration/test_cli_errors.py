@@ -502,7 +502,7 @@ def test_apikey_list_shows_each_key_by_prefix_and_never_its_secret(capsys):
     assert cli.main(["apikey", "list"]) == 0
 
     header, *rows = capsys.readouterr().out.splitlines()
-    assert header.split() == ["PREFIX", "SCOPE", "CREATED", "REVOKED", "NAME"]
+    assert header.split() == ["PREFIX", "SCOPE", "CREATED", "LAST_USED", "REVOKED", "TRIED_REVOKED", "NAME"]
     assert [row.split()[:2] for row in rows] == [[partner.prefix, "partner"], [operator.prefix, "operator"]]
     assert rows[0].endswith("Maps app (prod)") and rows[1].split()[-2:] == ["-", "warehouse"]
     assert partner.created_at.strftime("%Y-%m-%d") in rows[0]
