@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import errno
 import json
 import os
@@ -76,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--scope", choices=["partner", "operator"], default="partner")
     revoke = apikey_sub.add_parser("revoke", help="revoke a key by its prefix (the part after co_)")
     revoke.add_argument("--prefix", required=True)
-    apikey_sub.add_parser("list", help="list the keys: prefix, scope, when created and revoked, name (never secrets)")
+    apikey_sub.add_parser("list", help="list the keys: prefix, scope, when created, last used and revoked, "
+                           "when a revoked key was last tried, name (never secrets)")
     audit = with_data_dir(sub.add_parser("audit", help="audit trail"))
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad event")
@@ -176,7 +178,12 @@ def _setup(args) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "closeout.settings")
     import django
 
-    django.setup()
+    # A new PII key is kept only once `_pii_key_check` has seen the database hold no personal data.
+    os.environ["CLOSEOUT_PII_KEY_UNSAVED"] = "1"
+    try:
+        django.setup()
+    finally:
+        os.environ.pop("CLOSEOUT_PII_KEY_UNSAVED", None)  # not for the servers and workers started from here
 
 
 def _migrate(verbosity: int = 0) -> None:
@@ -185,6 +192,7 @@ def _migrate(verbosity: int = 0) -> None:
     from closeout import worker
 
     call_command("migrate", interactive=False, verbosity=verbosity)
+    _pii_key_check()  # records the key's fingerprint in a database that has just got the table for it
     worker.migrate_system_database()
     _compile_messages()
 
@@ -379,15 +387,15 @@ def cmd_apikey(args) -> int:
 
 
 def _apikey_list(keys: list[dict]) -> int:
-    """One key a line, in columns; the name last, as it may hold spaces. When a key was last used
-    is not recorded."""
+    """One key a line, in columns; the name last, as it may hold spaces. Times are UTC; when a key
+    was last used is recorded to the minute, and for a revoked key when its secret was last tried."""
     def when(at) -> str:
-        return at.strftime("%Y-%m-%d %H:%M") if at else "-"
+        return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if at else "-"
 
-    print(f"{'PREFIX':<10} {'SCOPE':<9} {'CREATED':<16} {'REVOKED':<16} NAME")
+    print(f"{'PREFIX':<10} {'SCOPE':<9} {'CREATED':<16} {'LAST_USED':<16} {'REVOKED':<16} {'TRIED_REVOKED':<16} NAME")
     for key in keys:
-        print(f"{key['prefix']:<10} {key['scope']:<9} {when(key['created_at']):<16} {when(key['revoked_at']):<16} "
-              f"{key['name']}")
+        print(f"{key['prefix']:<10} {key['scope']:<9} {when(key['created_at']):<16} {when(key['last_used_at']):<16} "
+              f"{when(key['revoked_at']):<16} {when(key['last_refused_at']):<16} {key['name']}")
     return 0
 
 
@@ -810,7 +818,12 @@ def _main(args) -> int:
             print(f"closeout {args.command}: the database is not set up or is out of date; run "
                   f"`closeout migrate{f' --data-dir {data_dir}' if data_dir else ''}` first", file=sys.stderr)
             return 2
+        if not _offline(args):
+            _pii_key_check()
         return COMMANDS[args.command](args)
+    except PiiKeyRefused as exc:
+        print(f"closeout {args.command}: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         return _os_error(args, exc)
     except OperationalError as exc:
@@ -820,6 +833,7 @@ def _main(args) -> int:
 # Commands that set up a data directory where there is none (the databases, the keys).
 CREATING = {"demo", "serve", "migrate"}
 KEYS = ("secret_key", "pii_key")
+RUNBOOK = {"pii_key": ' (docs/reliability.md, "The PII key")'}
 
 
 def _data_dir_refusal(args, *, uses_data: bool) -> str | None:
@@ -855,7 +869,7 @@ def _data_dir_refusal(args, *, uses_data: bool) -> str | None:
     for name in KEYS:  # made with the database: one missing was lost, and a new one would read nothing
         if not os.environ.get(f"CLOSEOUT_{name.upper()}") and not (where / name).exists():
             return (f"{where} has no {name} file and CLOSEOUT_{name.upper()} is not set; a new key could not read "
-                    f"what the old one protects: restore the file from a backup or set the variable")
+                    f"what the old one protects: restore the file from a backup or set the variable{RUNBOOK.get(name, '')}")
     return None
 
 
@@ -863,6 +877,19 @@ def _nothing_to_keep() -> bool:
     """Whether the settings would keep nothing in the data directory: the database is a server
     and both keys come from the environment."""
     return bool(os.environ.get("DATABASE_URL")) and all(os.environ.get(f"CLOSEOUT_{k.upper()}") for k in KEYS)
+
+
+class PiiKeyRefused(Exception):
+    """The PII key is missing or wrong for the database: nothing may start with it."""
+
+
+def _pii_key_check() -> None:
+    from closeout.identity.services import UnableToUsePiiKey, pii_key_check
+
+    try:
+        pii_key_check()
+    except UnableToUsePiiKey as exc:
+        raise PiiKeyRefused(str(exc)) from exc
 
 
 def _database_error(args, exc: Exception) -> int:

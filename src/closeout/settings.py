@@ -27,9 +27,22 @@ def _kept_secret(name: str, nbytes: int = 48) -> str:
     return path.read_text().strip()
 
 
+def _pii_key() -> tuple[str, Path | None]:
+    """Return the PII master key, and where to keep it when it is new and not kept yet.
+
+    The command line (which sets CLOSEOUT_PII_KEY_UNSAVED=1 before loading these settings) keeps a
+    new key only once it has seen that the database holds no personal data under a lost one
+    (`identity.services.pii_key_check`); any other entry point keeps it at once, like SECRET_KEY.
+    """
+    path = DATA_DIR / "pii_key"
+    if os.environ.get("CLOSEOUT_PII_KEY") or path.exists() or os.environ.get("CLOSEOUT_PII_KEY_UNSAVED") != "1":
+        return _kept_secret("pii_key"), None
+    return secrets.token_urlsafe(48), path
+
+
 SECRET_KEY = _kept_secret("secret_key")
 # Root key for PII: HMAC lookups and wrapping of per-holder data keys.
-PII_MASTER_KEY = _kept_secret("pii_key")
+PII_MASTER_KEY, PII_KEY_UNSAVED_PATH = _pii_key()
 DEBUG = os.environ.get("CLOSEOUT_DEBUG", "") == "1"
 ALLOWED_HOSTS = os.environ.get("CLOSEOUT_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]").split(",")
 PUBLIC_URL = os.environ.get("CLOSEOUT_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")

@@ -203,6 +203,30 @@ def test_a_lost_webhook_is_covered_by_polling(dbos_worker, make_card):
     assert not WebhookReceipt.objects.exists()
 
 
+def test_a_refund_the_provider_reports_pending_is_polled_again_later_until_it_reports_it_paid(dbos_worker, make_card):
+    # The `pending` fault on refund_status had no effect: the first poll found the refund paid.
+    from closeout.ops import observe
+
+    def polls() -> float:
+        return sum(sample.value for family in observe.LOCAL.collect() for sample in family.samples
+                   if sample.name == "closeout_step_duration_seconds_count"
+                   and sample.labels.get("step") == "refund_status")
+
+    before = polls()
+    SimFault.objects.create(system="payments", operation="refund", mode="pending")
+    SimFault.objects.create(system="payments", operation="webhook", mode="drop_webhook", remaining=10)
+    SimFault.objects.create(system="payments", operation="refund_status", mode="pending", remaining=2)
+    case = _open(make_card)
+
+    wait_for(lambda: _case(case.reference).state == states.CLOSED, timeout=90)
+
+    assert polls() - before == 3  # "pending", "pending", then paid
+    assert not SimFault.objects.filter(operation="refund_status", remaining__gt=0).exists()
+    _paid_once(case.reference)
+    waits = _case(case.reference).events.filter(note="refund accepted, waiting for settlement")
+    assert waits.count() == 1  # the wait is told once, not at every poll
+
+
 def _signed_event(reference: str, *, amount: int, status="succeeded", at=None, secret=None) -> tuple[bytes, dict]:
     body = json.dumps({"id": f"evt_{time.time_ns()}", "type": "refund.updated", "created": int(time.time()),
                        "data": {"object": {"id": "re_x", "object": "refund", "amount": amount, "currency": "cny",

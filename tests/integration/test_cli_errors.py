@@ -5,6 +5,8 @@ set up. No traceback, and nothing half written."""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 
@@ -136,6 +138,118 @@ def test_a_data_dir_that_lost_its_pii_key_is_refused_not_given_a_new_one(tmp_pat
 
     assert done.returncode == 2 and "Traceback" not in done.stderr and done.stdout == ""
     assert f"{tmp_path / 'var'} has no pii_key file and CLOSEOUT_PII_KEY is not set" in done.stderr
+    assert not (tmp_path / "var" / "pii_key").exists()
+
+
+def _run_or_stop(tmp_path, *argv: str) -> subprocess.CompletedProcess:
+    """`_run` for a command that serves when it does not refuse: it and what it started are stopped
+    after a minute (and the test fails) instead of being left running."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CLOSEOUT_DATA_DIR", "DATABASE_URL",
+                                                                "DJANGO_SETTINGS_MODULE")}
+    child = subprocess.Popen([sys.executable, "-m", "closeout.cli", *argv], env=env, cwd=tmp_path, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        pytest.fail(f"closeout {argv[0]} started instead of refusing")
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def data_dir_with_holders(tmp_path_factory):
+    made = tmp_path_factory.mktemp("with-holders")
+    assert _run(made, "migrate").returncode == 0
+    assert _run(made, "demo-data").returncode == 0
+    return made / "var"
+
+
+@pytest.fixture
+def lost_pii_key(tmp_path, data_dir_with_holders):
+    """A data dir with holders encrypted under its PII key, and then the key file lost."""
+    shutil.copytree(data_dir_with_holders, tmp_path / "var")
+    (tmp_path / "var" / "pii_key").unlink()
+
+
+@pytest.mark.parametrize("argv", [["migrate"], ["serve", "--port", "18841"], ["demo", "--port", "18842"], ["worker"],
+                                  ["demo-data"], ["staff", "create", "--role", "agent", "--email", "a@staff.example.test"]])
+def test_a_command_that_sets_up_the_database_refuses_to_make_a_new_pii_key_over_encrypted_data(tmp_path, argv,
+                                                                                                 lost_pii_key):
+    done = _run_or_stop(tmp_path, *argv)
+
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stdout == ""
+    [line] = done.stderr.strip().splitlines()
+    assert f"{tmp_path / 'var'} has no pii_key file and CLOSEOUT_PII_KEY is not set" in line
+    assert "restore pii_key from your backup" in line or "restore the file from a backup" in line
+    assert 'docs/reliability.md, "The PII key"' in line
+    assert not (tmp_path / "var" / "pii_key").exists()
+
+
+def test_a_fresh_data_dir_gets_a_pii_key_that_later_commands_keep_using(tmp_path):
+    assert _run(tmp_path, "migrate").returncode == 0
+    key = (tmp_path / "var" / "pii_key").read_text()
+    assert len(key) > 40 and oct((tmp_path / "var" / "pii_key").stat().st_mode)[-3:] == "600"
+
+    assert _run(tmp_path, "demo-data").returncode == 0
+    listed = _run(tmp_path, "demo-data", "--list-json")
+
+    assert listed.returncode == 0 and '"number"' in listed.stdout  # the ID numbers decrypt
+    assert (tmp_path / "var" / "pii_key").read_text() == key
+
+
+def test_a_wrong_pii_key_restored_is_refused_by_every_command_naming_both_fingerprints(tmp_path, lost_pii_key):
+    (tmp_path / "var" / "pii_key").write_text("a-key-from-another-installation-" + "x" * 32)
+
+    for argv in (["migrate"], ["worker", "status"], ["apikey", "create", "--name", "x"]):
+        done = _run(tmp_path, *argv)
+
+        assert done.returncode == 2 and "Traceback" not in done.stderr and done.stdout == "", argv
+        [line] = done.stderr.strip().splitlines()
+        assert f"the PII key ({tmp_path / 'var' / 'pii_key'}) is not the one this database's personal data" in line
+        assert "its fingerprint is " in line and "restore the right pii_key from your backup" in line
+
+
+def test_a_database_from_before_key_fingerprints_refuses_a_key_that_cannot_open_its_holders(tmp_path, lost_pii_key):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "var" / "closeout.sqlite3") as db:
+        db.execute("DELETE FROM identity_piikeycheck")
+    (tmp_path / "var" / "pii_key").write_text("a-key-from-another-installation-" + "x" * 32)
+
+    done = _run(tmp_path, "migrate")
+
+    assert done.returncode == 2 and "it cannot open the holders' data keys" in done.stderr
+
+
+def test_a_new_pii_key_is_not_kept_for_a_database_that_holds_personal_data(make_card, settings, tmp_path):
+    # Runs on both engines: the check reads the database, whatever it is.
+    from closeout.identity import services as identity
+
+    make_card("OCTO")
+    settings.PII_KEY_UNSAVED_PATH = tmp_path / "pii_key"
+
+    with pytest.raises(identity.PiiKeyMissing):
+        identity.pii_key_check()
+
+    assert not (tmp_path / "pii_key").exists()
+
+
+@pytest.mark.postgres_only
+def test_migrate_against_a_postgresql_database_with_personal_data_refuses_a_data_dir_without_its_key(
+        make_card, settings, tmp_path):
+    make_card("OCTO")
+    db = settings.DATABASES["default"]
+    env = {k: v for k, v in os.environ.items() if k not in ("CLOSEOUT_DATA_DIR", "DJANGO_SETTINGS_MODULE",
+                                                            "CLOSEOUT_PII_KEY")}
+    env["DATABASE_URL"] = f"postgresql://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    (tmp_path / "var").mkdir()
+
+    done = subprocess.run([sys.executable, "-m", "closeout.cli", "migrate"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "has no pii_key file and CLOSEOUT_PII_KEY is not set, but the database holds personal data" in done.stderr
     assert not (tmp_path / "var" / "pii_key").exists()
 
 
@@ -388,7 +502,7 @@ def test_apikey_list_shows_each_key_by_prefix_and_never_its_secret(capsys):
     assert cli.main(["apikey", "list"]) == 0
 
     header, *rows = capsys.readouterr().out.splitlines()
-    assert header.split() == ["PREFIX", "SCOPE", "CREATED", "REVOKED", "NAME"]
+    assert header.split() == ["PREFIX", "SCOPE", "CREATED", "LAST_USED", "REVOKED", "TRIED_REVOKED", "NAME"]
     assert [row.split()[:2] for row in rows] == [[partner.prefix, "partner"], [operator.prefix, "operator"]]
     assert rows[0].endswith("Maps app (prod)") and rows[1].split()[-2:] == ["-", "warehouse"]
     assert partner.created_at.strftime("%Y-%m-%d") in rows[0]

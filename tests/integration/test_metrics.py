@@ -130,6 +130,33 @@ def test_adapter_errors_are_counted_under_the_external_system_that_failed(dbos_w
     assert delta("closeout_step_duration_seconds_count", step="refund", system="payments", outcome="ok") == 1
 
 
+def test_refusals_answered_rather_than_raised_are_counted_as_permanent_adapter_errors(dbos_worker, make_card, client):
+    # A refund the provider declined and a partner's 422 parked their cases for staff but were
+    # counted nowhere: an alert on kind="permanent" saw only refusals raised (the card system's).
+    before = _samples(client)
+    SimFault.objects.create(system="payments", operation="refund", mode="decline", remaining=1)
+    declined = services.closure_request(card=make_card("YKT", balance=900), channel="web", requester="customer:web")
+    wait_for(lambda: ClosureCase.objects.get(reference=declined.reference).state == states.FAILED, timeout=60)
+    SimFault.objects.create(system="partners", operation="maps-app", mode="decline", remaining=1)
+    refused = services.closure_request(card=make_card("YKT", balance=900, bindings=["maps-app"]), channel="web",
+                                       requester="customer:web")
+    wait_for(lambda: ClosureCase.objects.get(reference=refused.reference).state == states.FAILED, timeout=60)
+    SimFault.objects.create(system="card_system", operation="block", mode="decline", remaining=1)
+    blocked = services.closure_request(card=make_card("YKT", balance=900), channel="web", requester="customer:web")
+    wait_for(lambda: ClosureCase.objects.get(reference=blocked.reference).state == states.FAILED, timeout=60)
+
+    after = _samples(client)
+
+    def delta(**labels):
+        return (_value(after, "closeout_adapter_errors_total", **labels)
+                - _value(before, "closeout_adapter_errors_total", **labels))
+
+    assert delta(system="payments", call="refund", kind="permanent") == 1
+    assert delta(system="partners", call="send", kind="permanent") == 1
+    assert delta(system="card_system", call="block", kind="permanent") == 1
+    assert delta(system="payments", call="refund", kind="transient") == 0  # a refusal is not retried
+
+
 def test_metrics_can_require_a_token(client, settings):
     settings.METRICS_TOKEN = "s3cret-scrape-token"
     assert client.get("/metrics").status_code == 401

@@ -3,6 +3,7 @@ database is unreachable, /metrics that survives a main-database outage, and work
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -308,3 +309,29 @@ def test_a_dead_worker_whose_work_was_handed_on_leaves_the_alerts_and_shows_as_g
     # Started again under its id, it is counted and watched again.
     services.heartbeat_start(executor_id="worker-crashed")
     assert _sample(_families(client), "closeout_worker_heartbeat_age_seconds", executor_id="worker-crashed") < 60
+
+
+def test_a_worker_killed_on_this_host_shows_as_gone_at_once_and_one_elsewhere_by_its_heartbeat(capsys):
+    # A worker killed with kill -9 showed as live for up to CLOSEOUT_HEARTBEAT_STALE_SEC (30 s).
+    from closeout import cli
+
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _beat("worker-here", pid=victim.pid, age=1)
+        _beat("worker-there", pid=_dead_pid(), host="another-host.example", age=1)
+        assert cli.main(["worker", "status"]) == 0
+        before = {w["executor_id"]: w for w in json.loads(capsys.readouterr().out)}
+        victim.kill()
+        victim.wait()
+
+        assert cli.main(["worker", "status"]) == 0
+        after = {w["executor_id"]: w for w in json.loads(capsys.readouterr().out)}
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+
+    assert before["worker-here"]["state"] == "live" and after["worker-here"]["state"] == "gone"
+    assert after["worker-here"]["checked_by"].startswith("pid")
+    assert after["worker-here"]["workflows_handed_on"] is False  # the sweep hands them on once it is stale
+    assert after["worker-there"]["state"] == "live"  # another host's pid says nothing here
+    assert after["worker-there"]["checked_by"] == "heartbeat: runs on another host, gone once silent for 30 s"

@@ -75,6 +75,7 @@ def busy_installation(make_card, settings):
     heartbeat_start(executor_id="worker-a")
     observe.STEP_SECONDS.labels(step="refund", system="payments", outcome="ok").observe(0.01)
     observe.ADAPTER_ERRORS.labels(system="payments", call="refund", kind="transient").inc()
+    observe.refusals_count("payments", "refund")  # a refund the provider declined
 
 
 def test_every_figure_the_runbook_alerts_on_is_served_with_the_labels_it_names(client, busy_installation):
@@ -89,6 +90,16 @@ def test_every_figure_the_runbook_alerts_on_is_served_with_the_labels_it_names(c
         for used in re.findall(rf"{name}\{{([^}}]*)\}}", section):
             for label in re.findall(r"(\w+)\s*[!=]~?", used):
                 assert label in labels, f"{name} has no label {label!r} (it has {sorted(labels)})"
+
+
+def test_the_adapter_error_alert_tells_apart_every_kind_of_error_the_metric_counts(client, busy_installation):
+    # Refusals (kind="permanent") were never counted, so an alert on them could not fire.
+    row = next(line for line in _on_call_section().splitlines() if line.startswith("| **AdapterErrors**"))
+    served = {s.labels["kind"] for s in _families(client)["closeout_adapter_errors"].samples if "kind" in s.labels}
+
+    assert "by (system, kind)" in _alert_rows()["AdapterErrors"]
+    assert served == {"transient", "permanent"}
+    assert served == set(re.findall(r'`kind="(\w+)"`', row))
 
 
 def test_the_runbook_takes_rates_and_increases_of_counters_only(client, busy_installation):

@@ -12,6 +12,9 @@ class ApiKey(models.Model):
     scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.PARTNER)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # To the minute (`api.keys.USE_RECORDED_EVERY`), not a write on every request.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_refused_at = models.DateTimeField(null=True, blank=True)  # the right secret, after the key was revoked
 
     def __str__(self):
         return f"{self.name} ({self.prefix})"

@@ -112,6 +112,8 @@ def refund_call_step(order: dict) -> dict:
         amount=Money(order["amount"], order["currency"]),
         destination=order["destination"],
     )
+    if result.status == "failed":
+        observe.refusals_count("payments", "refund")
     # The key says which request the answer is for: a declined one's late answer moves nothing.
     return result.as_json() | {"idempotency_key": order["idempotency_key"]}
 
@@ -126,7 +128,10 @@ def refund_status_call_step(reference: str) -> dict:
                                                          provider_ref=refund.provider_ref if refund else "")
         return answer.as_json() | {"idempotency_key": key}
 
-    return _db(status)
+    answer = _db(status)
+    if answer["status"] == "failed":
+        observe.refusals_count("payments", "refund_status")
+    return answer
 
 
 @DBOS.step(name="closeout.refund_record")
@@ -173,6 +178,8 @@ def esim_cancel_order_step(order: dict) -> dict:
     # The call id is the workflow id: a retry of this attempt replays, a later attempt asks afresh.
     result = _db(registry.port("smdp").cancel_order, iccid=order["iccid"], final_profile_status="Unavailable",
                  function_call_id=order["function_call_id"])
+    if not result.executed:
+        observe.refusals_count("smdp", "cancel_order")
     return result.as_json()
 
 
@@ -228,9 +235,13 @@ def unbind_deliver_step(reference: str, partner: str) -> dict:
         # (`closeout partner update`), then the case resuming.
         answer |= {"refused": True, "error": f"partner {partner} answered {result.status_code}: its endpoint "
                                              "moved (redirects are not followed); update its endpoint URL"}
+        observe.refusals_count("partners", "send")
     elif 400 <= result.status_code < 500 and result.status_code not in RETRIED_4XX:
         # The partner refuses the message itself (its signature, its binding): the same every time.
         answer |= {"refused": True, "error": f"partner {partner} {answer['error'] or 'refused'}"}
+        observe.refusals_count("partners", "send")
+    elif 400 <= result.status_code < 500:  # "not now": asked again in the next round
+        observe.refusals_count("partners", "send", kind="transient")
     return answer
 
 
@@ -374,6 +385,7 @@ def bulk_refund_call_step(batch_key: str, items: list[dict]) -> dict:
     if not items:
         return {}
     results = _db(registry.port("payments").refund_batch, batch_key=batch_key, items=items)
+    observe.refusals_count("payments", "refund_batch", sum(r.status == "failed" for r in results.values()))
     return {key: result.as_json() for key, result in results.items()}
 
 
@@ -391,7 +403,9 @@ def bulk_block_items_step(batch_id: int, workflow_id: str) -> list[dict] | None:
 def bulk_block_call_step(batch_key: str, items: list[dict]) -> dict:
     if not items:
         return {}
-    return _db(registry.port("card_system").block_batch, batch_key=batch_key, items=items)
+    results = _db(registry.port("card_system").block_batch, batch_key=batch_key, items=items)
+    observe.refusals_count("card_system", "block_batch", sum(r.get("status") == "failed" for r in results.values()))
+    return results
 
 
 @DBOS.step(name="closeout.bulk_blocked_record")

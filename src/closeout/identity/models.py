@@ -51,3 +51,17 @@ class OtpEvent(models.Model):
             models.Index(fields=["subject_hash", "kind", "at"], name="otp_event_subject"),
             models.Index(fields=["client_hash", "kind", "at"], name="otp_event_client"),
         ]
+
+
+class PiiKeyCheck(models.Model):
+    """The fingerprint of the PII master key the database's personal data is encrypted under.
+
+    One row, written under the first key; every command that starts compares its own key with it,
+    so a lost key is never replaced by a new one and a wrong key restored is refused.
+    """
+
+    fingerprint = models.CharField(max_length=64)
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="pii_key_check_one_row")]

@@ -10,17 +10,19 @@ match a card, we have sent a code to the phone number on file").
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 
-from closeout.cards.models import Card
+from closeout.cards.models import Card, Holder
 from closeout.catalog.models import Product
 from closeout.common import clock
 from closeout.identity import documents, rules, vault
-from closeout.identity.models import OtpChallenge, OtpEvent
+from closeout.identity.models import OtpChallenge, OtpEvent, PiiKeyCheck
 
 
 class UnableToSendCode(Exception):
@@ -301,3 +303,78 @@ def identity_attempt_begin(*, card_number: str, client_address: str) -> tuple[in
 def identity_attempt_void(attempt: int) -> None:
     """The check taken with `identity_attempt_begin` did not fail (it passed, or never ran)."""
     OtpEvent.objects.filter(id=attempt).delete()
+
+
+# --- the PII master key ------------------------------------------------------------------------
+
+
+class UnableToUsePiiKey(Exception):
+    """Base of the errors of `pii_key_check`: the process must not start with this key."""
+
+
+class PiiKeyMissing(UnableToUsePiiKey):
+    """The key file is gone while the database holds personal data encrypted under it."""
+
+    def __init__(self, path):
+        super().__init__(f"{path.parent} has no pii_key file and CLOSEOUT_PII_KEY is not set, but the database "
+                         "holds personal data encrypted under a PII key; no new key was made (it could read none "
+                         f"of it): restore {path.name} from your backup into {path.parent} or set CLOSEOUT_PII_KEY "
+                         "(docs/reliability.md, \"The PII key\")")
+
+
+class PiiKeyWrong(UnableToUsePiiKey):
+    """The key given is not the one the database's personal data is encrypted under."""
+
+    def __init__(self, *, where: str, found: str):
+        super().__init__(f"the PII key ({where}) is not the one this database's personal data is encrypted under "
+                         f"({found}): restore the right pii_key from your backup (docs/reliability.md, "
+                         "\"The PII key\")")
+
+
+def pii_key_check() -> None:
+    """Start with the PII master key only if it is the database's: keep a new key only for a
+    database that holds no personal data yet, and record the key's fingerprint once.
+
+    Costs one or two reads (and, for personal data stored before fingerprints were, one AES-GCM
+    open of a holder key).
+
+    :raises PiiKeyMissing: when the key is new but the database holds data under an earlier one.
+    :raises PiiKeyWrong: when the key does not match the recorded fingerprint or opens no holder key.
+    """
+    tables = set(connection.introspection.table_names())
+    checked = PiiKeyCheck._meta.db_table in tables
+    recorded = PiiKeyCheck.objects.filter(id=1).values_list("fingerprint", flat=True).first() if checked else None
+    holder_key = None
+    if Holder._meta.db_table in tables:
+        holder_key = (Holder.objects.exclude(data_key=None).exclude(data_key="").order_by("id")
+                      .values_list("data_key", flat=True).first())
+        if recorded is None and holder_key is None and Holder.objects.exists():
+            holder_key = ""  # holders all shredded: their lookup hashes still need the old key
+    unsaved = getattr(settings, "PII_KEY_UNSAVED_PATH", None)
+    if unsaved is not None:
+        if recorded is not None or holder_key is not None:
+            raise PiiKeyMissing(unsaved)
+        settings.PII_MASTER_KEY = _pii_key_keep(unsaved, settings.PII_MASTER_KEY)
+        settings.PII_KEY_UNSAVED_PATH = None
+    given = vault.key_fingerprint()
+    where = "CLOSEOUT_PII_KEY" if os.environ.get("CLOSEOUT_PII_KEY") else str(settings.DATA_DIR / "pii_key")
+    if recorded is not None:
+        if not hmac.compare_digest(recorded, given):
+            raise PiiKeyWrong(where=where, found=f"its fingerprint is {given[:12]}, the database's {recorded[:12]}")
+        return
+    if holder_key and not vault.key_opens(holder_key):
+        raise PiiKeyWrong(where=where, found="it cannot open the holders' data keys")
+    if checked:
+        PiiKeyCheck.objects.get_or_create(id=1, defaults={"fingerprint": given, "recorded_at": clock.now()})
+
+
+def _pii_key_keep(path, key: str) -> str:
+    """Write a new key where the settings would have (owner-only), or take the one another process
+    starting at the same moment wrote first."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key

@@ -77,3 +77,17 @@ def unseal(token: str, *, context: str) -> str:
         return AESGCM(_derived("transient")).decrypt(raw[:12], raw[12:], context.encode()).decode()
     except (InvalidTag, ValueError) as exc:
         raise ValueError("not sealed for this context") from exc
+
+
+def key_fingerprint() -> str:
+    """Return a fingerprint of the master key: the same for the same key, telling nothing of it."""
+    return hmac.new(_derived("fingerprint"), b"closeout pii master key", hashlib.sha256).hexdigest()
+
+
+def key_opens(wrapped_key: str) -> bool:
+    """Whether the master key unwraps this holder key (one AES-GCM open: cheap)."""
+    try:
+        _unwrap(wrapped_key)
+    except (InvalidTag, ValueError):
+        return False
+    return True

@@ -32,6 +32,14 @@ ADAPTER_ERRORS = Counter(
 
 steps_log = logging.getLogger("closeout.steps")
 
+
+def refusals_count(system: str, call: str, count: int = 1, *, kind: str = "permanent") -> None:
+    """Count refusals an external system gave as an answer rather than as an error (a refund the
+    provider declined, a partner's 4xx, the items of a batch it refused) with the adapter errors:
+    an alert on `kind="permanent"` must see them as it sees a refusal raised."""
+    if count:
+        ADAPTER_ERRORS.labels(system=system, call=call, kind=kind).inc(count)
+
 _case: contextvars.ContextVar[str | None] = contextvars.ContextVar("closeout_case", default=None)
 _workflow: contextvars.ContextVar[str | None] = contextvars.ContextVar("closeout_workflow", default=None)
 

@@ -72,12 +72,16 @@ def heartbeat_start(*, executor_id: str, now=None) -> WorkerHeartbeat:
     return beat
 
 
+def on_this_host(beat: WorkerHeartbeat) -> bool:
+    return beat.host == socket.gethostname()[:255]
+
+
 def _is_this_process(beat: WorkerHeartbeat) -> bool:
     """The row was written by this very process (same host and pid), e.g. a container restarted as pid 1."""
     return beat.host == socket.gethostname()[:255] and beat.pid == os.getpid()
 
 
-def _process_gone(beat: WorkerHeartbeat) -> bool:
+def process_gone(beat: WorkerHeartbeat) -> bool:
     """The row's process ran on this host and no longer exists: a crashed worker restarting at once."""
     if beat.host != socket.gethostname()[:255] or beat.pid <= 0:
         return False
@@ -110,7 +114,7 @@ def heartbeat_claim(*, executor_id: str, now=None) -> WorkerHeartbeat:
                         host=socket.gethostname()[:255], pid=os.getpid(), started_at=now, beat_at=now)
             except IntegrityError:  # another worker claimed the id at the same moment
                 beat = WorkerHeartbeat.objects.select_for_update().get(executor_id=executor_id)
-        if _is_alive(beat, now) and not _is_this_process(beat) and not _process_gone(beat):
+        if _is_alive(beat, now) and not _is_this_process(beat) and not process_gone(beat):
             raise ExecutorIdInUse(beat, now)
         return heartbeat_start(executor_id=executor_id, now=now)
 

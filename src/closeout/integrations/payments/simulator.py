@@ -166,6 +166,8 @@ class SimulatedPaymentProvider:
             row = SimRefund.objects.select_for_update().filter(idempotency_key=idempotency_key).first()
             if row is None:
                 raise PermanentError("no refund with this idempotency key")
+            if mode == "pending":  # the provider has not made up its mind yet, whatever its ledger says
+                return RefundResult(status="pending", provider_ref=row.provider_ref)
             if row.status == "pending" and row.settle_after and row.settle_after <= clock.now():
                 _settle(row)
         return _result(row)
