@@ -254,8 +254,10 @@ def _sign_out(page):
     _submit(page, "header form button[type=submit].link")
 
 
-@pytest.mark.parametrize("kind", ["phone", "desktop"])
-@pytest.mark.parametrize("language", ["zh-hant", "zh-hans", "en"])
+# Every language on a phone, where space runs out; one on a desktop, for the wide layout (the
+# three languages share it, and desktop pages in all three took a minute of every run).
+@pytest.mark.parametrize(("language", "kind"), [
+    ("zh-hant", "phone"), ("zh-hans", "phone"), ("en", "phone"), ("zh-hant", "desktop")])
 def test_every_page_of_the_journey_fits_the_screen_and_the_thumb(device, make_card, language, kind):
     from closeout.closures.models import ClosureCase
     from tests.aftercare_support import close_card
