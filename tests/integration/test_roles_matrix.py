@@ -111,6 +111,7 @@ def endpoints(w) -> list[tuple[str, str, str, dict]]:
         ("staff.manage", "get", "/console/staff/", {}),
         ("staff.manage", "post", f"/console/staff/{w['staff']}/unlock", {}),
         ("staff.manage", "post", f"/console/staff/{w['staff']}/branch", {"branch": "HK-OLD"}),
+        ("staff.manage", "post", f"/console/staff/{w['staff']}/name", {"name": "Chan Tai Man"}),
     ]
 
 

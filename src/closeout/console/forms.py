@@ -2,6 +2,8 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from closeout.common.text import UnusableLabel, one_line_label
+from closeout.console.models import NAME_MAX_LENGTH
 from closeout.identity import documents
 from closeout.returns.models import Destruction
 
@@ -158,3 +160,24 @@ class DestroyForm(ConsoleForm):
 class ResolveForm(ConsoleForm):
     resolution = forms.CharField(label=_("What was done"), max_length=300)
     reference = forms.CharField(label=_("Case it belongs to (optional)"), max_length=20, required=False)
+
+
+class StaffNameForm(ConsoleForm):
+    # The length that counts is the one left once the spaces are tidied (`clean_name`).
+    name = forms.CharField(label=_("Name"), strip=False, error_messages={"required": _("Enter a name.")},
+                           widget=forms.TextInput(attrs={"maxlength": NAME_MAX_LENGTH, "autocomplete": "off"}))
+
+    def clean_name(self):
+        try:
+            return one_line_label(self.cleaned_data["name"], limit=NAME_MAX_LENGTH)
+        except UnusableLabel as exc:
+            raise forms.ValidationError(_label_problem(exc)) from None
+
+
+def _label_problem(exc: UnusableLabel) -> str:
+    if exc.problem == "too_long":
+        return _("Use at most %(limit)s characters (this has %(length)s).") % {"limit": exc.limit,
+                                                                               "length": exc.length}
+    if exc.problem == "control":
+        return _("Use letters, digits, spaces and punctuation only.")
+    return _("Enter a name.")

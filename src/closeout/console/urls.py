@@ -41,4 +41,5 @@ urlpatterns = [
     path("staff/", views.staff, name="staff"),
     path("staff/<int:staff_id>/unlock", views.staff_unlock, name="staff_unlock"),
     path("staff/<int:staff_id>/branch", views.staff_branch, name="staff_branch"),
+    path("staff/<int:staff_id>/name", views.staff_name, name="staff_name"),
 ]

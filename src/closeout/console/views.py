@@ -34,7 +34,7 @@ from closeout.common.templatetags.closeout import money
 from closeout.common.text import ascii_digits
 from closeout.console import forms, labels, roles, rules, selectors, services
 from closeout.console.access import SEEN_KEY, staff_view
-from closeout.console.models import StaffProfile
+from closeout.console.models import NAME_MAX_LENGTH, StaffProfile
 from closeout.console.templatetags.console_labels import actor_label
 from closeout.identity import documents
 from closeout.returns import selectors as return_selectors
@@ -722,7 +722,7 @@ def warehouse_destroy(request):
         messages.success(request, ngettext("%(count)d card recorded as destroyed, witnessed by %(witness)s.",
                                            "%(count)d cards recorded as destroyed, witnessed by %(witness)s.",
                                            len(records))
-                         % {"count": len(records), "witness": witness.user.email})
+                         % {"count": len(records), "witness": witness.shown_name})
     return redirect("console:warehouse")
 
 
@@ -757,7 +757,9 @@ def exception_resolve(request, exception_id: int):
 
 @staff_view("refund.approve")
 def refunds(request):
-    return render(request, "console/refunds.html", {"items": selectors.refund_approvals_waiting()})
+    items = selectors.refund_approvals_waiting()
+    return render(request, "console/refunds.html", {
+        "items": items, "staff_names": selectors.staff_names(item["approval"].requested_by for item in items)})
 
 
 def _decide(request, reference: str, decide, ok: str, **kwargs):
@@ -870,7 +872,7 @@ def staff(request):
     open_codes = {b.code for b in branches}
     return render(request, "console/staff.html", {"people": selectors.staff_list(), "now": now,
                                                   "labels": roles.ROLE_LABELS, "branches": branches,
-                                                  "open_codes": open_codes})
+                                                  "open_codes": open_codes, "name_max_length": NAME_MAX_LENGTH})
 
 
 @require_POST
@@ -886,6 +888,22 @@ def staff_branch(request, staff_id: int):
     else:
         messages.success(request, _("%(email)s now serves at branch %(branch)s.")
                          % {"email": profile.user.email, "branch": profile.branch_code})
+    return redirect("console:staff")
+
+
+@require_POST
+@staff_view("staff.manage")
+def staff_name(request, staff_id: int):
+    """Set or change the name the console shows a member of staff by."""
+    if not StaffProfile.objects.filter(id=staff_id).exists():
+        raise Http404
+    form = forms.StaffNameForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, form.errors["name"][0])
+        return redirect("console:staff")
+    profile = services.staff_name_set(staff_id=staff_id, name=form.cleaned_data["name"], actor=request.staff.actor)
+    messages.success(request, _("%(email)s is now shown as %(name)s.") % {"email": profile.user.email,
+                                                                           "name": profile.name})
     return redirect("console:staff")
 
 
