@@ -119,6 +119,43 @@ def test_a_card_that_does_not_match_its_label_is_an_exception(make_card):
     assert _state(case) == states.AWAITING_RETURN
 
 
+def test_a_label_scanned_with_another_card_inside_records_the_card_that_came_back(staff_client, make_card):
+    """The envelope is the label's; what the warehouse holds is the card inside it. That card is
+    what the check-in records (the one to trace, keep or destroy), and the exception names both."""
+    client, _ = staff_client("warehouse")
+    labelled_card = make_card("OCTO")
+    labelled = case_in_state(labelled_card, "awaiting_return")
+    label = returns.return_label_issue(reference=labelled.reference)
+    inside = make_card("OCTO")  # still in use: nobody asked to close it
+
+    said = client.post("/console/warehouse/", {"code": label.code, "card_number": inside.number},
+                       follow=True).content.decode()
+
+    checkin = CheckIn.objects.get()
+    assert checkin.card == inside and checkin.case == labelled
+    assert (checkin.exception.case, checkin.exception.card_number) == (labelled, inside.number)
+    told = said.split('data-kind="scan-exception"')[1].split("</li>")[0]
+    assert f"•••• {inside.number[-4:]}" in told and f"•••• {labelled_card.number[-4:]}" in told
+    assert labelled.reference in told and "This card is in use: keep it for the customer" in told
+    queue = client.get("/console/warehouse/exceptions/").content.decode()
+    row = queue.split(f'data-exception="{checkin.exception.id}"')[1].split("</tr>")[0]
+    assert f"Card inside: •••• {inside.number[-4:]}" in row and f"Label's card: •••• {labelled_card.number[-4:]}" in row
+    assert "data-card-in-use" in row  # the card in hand still works
+    assert inside.number not in queue and labelled_card.number not in queue
+    assert _state(labelled) == states.AWAITING_RETURN
+
+
+def test_a_card_number_inside_read_wrong_is_scanned_again_not_queued(make_card):
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = returns.return_label_issue(reference=case.reference)
+
+    with pytest.raises(returns.MisreadCode):
+        returns.return_check_in(code=label.code, card_number="8101000000000000", actor="staff:wh")
+
+    assert not CheckIn.objects.exists() and not ReturnException.objects.exists()
+    assert _state(case) == states.AWAITING_RETURN
+
+
 def test_a_card_nobody_waits_for_is_an_exception_and_can_be_matched_later(make_card):
     card = make_card("OCTO")
     case = case_in_state(card, "submitted")

@@ -683,6 +683,10 @@ def _exception_message(checkin) -> str:
             reasons.UNKNOWN: _("Unknown label or card: it went to the exception queue."),
             reasons.MISMATCH: _("The card does not match the label: it went to the exception queue."),
         }.get(reason, _("No case is waiting for this card: it went to the exception queue."))
+    if reason == reasons.MISMATCH and case is not None:  # both cards, to find the envelope and its card again
+        said += " " + _("Card inside: %(inside)s. The label is for case %(reference)s, card %(expected)s.") % {
+            "inside": documents.mask_card_number(checkin.exception.card_number), "reference": case.reference,
+            "expected": documents.mask_card_number(case.card.number)}
     return f"{said} {_card_in_use(checkin)}".strip()
 
 
