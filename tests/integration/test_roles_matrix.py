@@ -99,6 +99,7 @@ def endpoints(w) -> list[tuple[str, str, str, dict]]:
         ("counter.serve", "get", "/console/counter/999999/receipt.pdf", {}),
         ("warehouse.checkin", "get", "/console/warehouse/", {}),
         ("warehouse.checkin", "post", "/console/warehouse/", {"code": "RL20260000000"}),
+        ("warehouse.checkin", "post", "/console/warehouse/desk", {"desk": "Desk 1"}),
         ("warehouse.destroy", "post", "/console/warehouse/destroy", {"method": "SHRED", "batch": "B1"}),
         ("warehouse.exceptions", "get", "/console/warehouse/exceptions/", {}),
         ("warehouse.exceptions", "post", f"/console/warehouse/exceptions/{w['exception']}/resolve",

@@ -5,7 +5,7 @@ from django.utils.translation import pgettext_lazy
 from closeout.common.text import UnusableLabel, one_line_label
 from closeout.console.models import NAME_MAX_LENGTH
 from closeout.identity import documents
-from closeout.returns.models import Destruction
+from closeout.returns.models import DESK_MAX_LENGTH, Destruction
 
 ID_TYPES = [("cn_resident_id", _("Mainland resident ID")), ("hkid", _("HKID")), ("passport", _("Passport"))]
 SECRET = {"autocomplete": "off", "spellcheck": "false"}
@@ -145,6 +145,20 @@ class ScanForm(ConsoleForm):
                            widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "off"}))
     card_number = forms.CharField(label=_("Card number on the card inside (optional)"), max_length=32,
                                   required=False, widget=forms.TextInput(attrs={"autocomplete": "off"}))
+
+
+class DeskForm(ConsoleForm):
+    desk = forms.CharField(label=_("Desk name"), required=False, strip=False,
+                           widget=forms.TextInput(attrs={"maxlength": DESK_MAX_LENGTH, "autocomplete": "off"}))
+
+    def clean_desk(self):
+        """The name tidied onto one line; empty when the desk is to have none."""
+        if not self.cleaned_data["desk"].strip():
+            return ""
+        try:
+            return one_line_label(self.cleaned_data["desk"], limit=DESK_MAX_LENGTH)
+        except UnusableLabel as exc:
+            raise forms.ValidationError(_label_problem(exc)) from None
 
 
 class DestroyForm(ConsoleForm):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import time
 from datetime import date, datetime
+from urllib.parse import quote, unquote
 
 import django_otp
 from django.conf import settings
@@ -31,7 +32,7 @@ from closeout.closures import states
 from closeout.closures.models import ClosureCase, RefundApproval
 from closeout.common import clock
 from closeout.common.templatetags.closeout import money
-from closeout.common.text import ascii_digits
+from closeout.common.text import UnusableLabel, ascii_digits, one_line_label
 from closeout.console import forms, labels, roles, rules, selectors, services
 from closeout.console.access import SEEN_KEY, staff_view
 from closeout.console.models import NAME_MAX_LENGTH, StaffProfile
@@ -39,7 +40,7 @@ from closeout.console.templatetags.console_labels import actor_label
 from closeout.identity import documents
 from closeout.returns import selectors as return_selectors
 from closeout.returns import services as returns
-from closeout.returns.models import ReturnException
+from closeout.returns.models import DESK_MAX_LENGTH, ReturnException
 
 PENDING_KEY = "console_pending_staff"
 ASSISTED_KEY = "console_assisted"
@@ -622,6 +623,45 @@ def counter_receipt(request, visit_id: int):
 SCAN_OK, SCAN_AGAIN, SCAN_EXCEPTION, SCAN_ERROR = "scan-ok", "scan-again", "scan-exception", "scan-error"
 
 
+# The desk a browser scans at, named once on it: a cookie, not the session, so that it outlasts
+# signing out and the next person at the desk finds it named. Signed, so that only the desk form
+# names a desk; read back through the same check as a typed name.
+DESK_COOKIE = "closeout_desk"
+DESK_SALT = "closeout.console.desk"
+DESK_KEPT_SECONDS = 400 * 24 * 3600  # the longest browsers keep a cookie
+
+
+def _desk(request) -> str:
+    """The name this browser's desk was given, or "" when it has none (or an unreadable one)."""
+    raw = request.get_signed_cookie(DESK_COOKIE, default="", salt=DESK_SALT)
+    try:
+        return one_line_label(unquote(raw), limit=DESK_MAX_LENGTH) if raw else ""
+    except UnusableLabel:
+        return ""
+
+
+@require_POST
+@staff_view("warehouse.checkin")
+def warehouse_desk(request):
+    """Name the desk this browser scans at (an empty name: none), for every scan made from it."""
+    form = forms.DeskForm(request.POST)
+    response = redirect("console:warehouse")
+    if not form.is_valid():
+        messages.error(request, form.errors["desk"][0])
+        return response
+    desk = form.cleaned_data["desk"]
+    if desk:
+        # Quoted: a cookie holds ASCII only, and a desk may be named in Chinese.
+        response.set_signed_cookie(DESK_COOKIE, quote(desk), salt=DESK_SALT, max_age=DESK_KEPT_SECONDS,
+                                   path="/console/", secure=settings.SESSION_COOKIE_SECURE, httponly=True,
+                                   samesite="Lax")
+        messages.success(request, _("This browser now scans as desk %(desk)s.") % {"desk": desk})
+    else:
+        response.delete_cookie(DESK_COOKIE, path="/console/", samesite="Lax")
+        messages.success(request, _("This browser scans without a desk name."))
+    return response
+
+
 @require_http_methods(["GET", "POST"])
 @staff_view("warehouse.checkin")
 def warehouse(request):
@@ -629,7 +669,7 @@ def warehouse(request):
     if request.method == "POST" and form.is_valid():
         try:
             checkin = returns.return_check_in(code=form.cleaned_data["code"], actor=request.staff.actor,
-                                              card_number=form.cleaned_data["card_number"])
+                                              card_number=form.cleaned_data["card_number"], desk=_desk(request))
         except returns.ReferenceNeedsCard:
             # The typed reference stays; the cursor waits in the card number field.
             messages.error(request, _("With a case reference, also scan or type the card number."), extra_tags=SCAN_ERROR)
@@ -661,8 +701,10 @@ def warehouse(request):
 
 def _warehouse_page(request, form):
     can_destroy = roles.can(request.staff.role, "warehouse.destroy")
+    desk = _desk(request)
     return render(request, "console/warehouse.html", {
         "form": form, "recent": return_selectors.recent_checkins(),
+        "desk": desk, "desk_form": forms.DeskForm(initial={"desk": desk}),
         "to_destroy": return_selectors.received_not_destroyed() if can_destroy else [],
         "destroy_form": forms.DestroyForm(initial={"batch": f"WH-{timezone.localtime(clock.now()).date()}"}),
         "can_destroy": can_destroy,

@@ -13,9 +13,10 @@ from closeout.closures import services as closures
 from closeout.closures import states
 from closeout.closures.models import CaseEvent, ClosureCase
 from closeout.common import clock
+from closeout.common.text import UnusableLabel, one_line_label
 from closeout.identity import documents
 from closeout.returns import selectors as return_selectors
-from closeout.returns.models import CheckIn, Destruction, ReturnException, ReturnLabel
+from closeout.returns.models import DESK_MAX_LENGTH, CheckIn, Destruction, ReturnException, ReturnLabel
 
 LABEL = re.compile(r"^RL([0-9]{10,16})([0-9])$")  # year, the reference's sequence (6 digits or more), check
 # A case reference read off the envelope, without its dashes (`without_separators` drops them).
@@ -77,9 +78,9 @@ def _received_already(case: ClosureCase) -> bool:
     return CaseEvent.objects.filter(case=case, key="card_received").exists()
 
 
-def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
+def return_check_in(*, code: str, actor: str, card_number: str = "", desk: str = "") -> CheckIn:
     """Check in a scanned return label code (its QR code or barcode), a case reference typed from
-    the envelope, or a card number.
+    the envelope, or a card number, at the desk named `desk` (empty: none named).
 
     A card the warehouse expected moves its case to `returned` (and on to the refund); a repeat
     scan of a card already received, or already waiting in the exception queue, changes nothing
@@ -92,7 +93,12 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
         check digit is wrong, or a scan that is neither (nothing is recorded: the card is scanned
         again).
     :raises ReferenceNeedsCard: for a typed case reference without the card number.
+    :raises UnableToCheckIn: for a desk name that cannot be shown (see `common.text.one_line_label`).
     """
+    try:
+        desk = one_line_label(desk, limit=DESK_MAX_LENGTH) if desk.strip() else ""
+    except UnusableLabel as exc:
+        raise UnableToCheckIn(f"the desk name cannot be recorded ({exc.problem})") from None
     code = documents.without_separators(code).upper()
     inner = documents.without_separators(card_number)
     if not code:
@@ -160,8 +166,9 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
         if reason:
             try:
                 with transaction.atomic():
-                    checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code),
-                                                     case=case, card=in_hand, outcome=outcome)
+                    checkin = CheckIn.objects.create(at=clock.now(), staff=actor, desk=desk,
+                                                     scanned_masked=_mask(code), case=case, card=in_hand,
+                                                     outcome=outcome)
                     ReturnException.objects.create(checkin=checkin, reason=reason, scanned_code=code[:40],
                                                    card_number=(inner or (card.number if card else ""))[:20],
                                                    case=case)
@@ -174,10 +181,10 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
                 earlier.again = True
                 return earlier
             audit_record(actor=actor, action="return.exception", subject=case.reference if case else "unknown",
-                         reason=reason)
+                         reason=reason, data={"desk": desk} if desk else None)
         else:
-            checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code), case=case,
-                                             card=in_hand, outcome=outcome)
+            checkin = CheckIn.objects.create(at=clock.now(), staff=actor, desk=desk, scanned_masked=_mask(code),
+                                             case=case, card=in_hand, outcome=outcome)
             closures.closure_card_received(reference=case.reference, actor=actor, note="card checked in at the warehouse")
     return checkin
 
