@@ -111,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
                               choices=["agent", "branch_clerk", "warehouse", "refund_approver", "supervisor", "admin"])
     staff_create.add_argument("--email", required=True)
     staff_create.add_argument("--branch", default="", help="branch code of a branch clerk")
+    staff_create.add_argument("--name", default="", help="the name the console shows them by (without one: "
+                                                         "their email, until an admin sets one)")
     staff_create.add_argument("--no-qr", action="store_true", help="print only the otpauth:// URI")
     bulk = with_data_dir(sub.add_parser("bulk-close", help="close the cards listed in a CSV (column card_number)"))
     bulk.add_argument("file", help="CSV file with a card_number column")
@@ -524,7 +526,7 @@ def cmd_staff(args) -> int:
     password = os.environ.get("CLOSEOUT_STAFF_PASSWORD") or None
     try:
         profile, device, password = staff_create(email=args.email, role=args.role, password=password,
-                                                 branch_code=args.branch)
+                                                 branch_code=args.branch, name=args.name)
     except UnableToCreateStaff as exc:
         print(f"cannot create staff account: {exc}", file=sys.stderr)
         return 2

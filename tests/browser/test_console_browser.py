@@ -375,3 +375,68 @@ def test_staff_sign_in_with_the_keyboard_alone(page, live_server):
     page.keyboard.press("Enter")
 
     page.get_by_role("heading", name="Staff console").wait_for()
+
+
+def test_a_scan_keeps_the_cards_the_supervisor_ticked_for_destruction(page, live_server, make_card):
+    """Scans go on while the supervisor fills in the batch: each answer brings the lists up to
+    date and leaves alone what they ticked and typed."""
+    from closeout.returns.services import return_check_in, return_label_issue
+
+    shelf = [case_in_state(make_card("OCTO"), "awaiting_return") for _ in range(3)]
+    for case in shelf:
+        return_check_in(code=case.card.number, actor="staff:wh")
+    arriving = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = return_label_issue(reference=arriving.reference).code
+    sign_in(page, live_server, "warehouse")
+    _open_scanning(page)
+    boxes = [page.get_by_label(f"{case.reference} · •••• {case.card.number[-4:]}") for case in shelf]
+    boxes[0].check()
+    boxes[2].check()
+    page.get_by_label("Batch").fill("WH-NIGHT-7")
+    page.get_by_label("Destruction method").select_option("PUNCH")
+    page.get_by_label("Witness: another staff member's email").fill("lead@staff.example.test")
+
+    page.get_by_label("Return label code or card number").fill(label)
+    page.get_by_label("Return label code or card number").press("Enter")
+    page.get_by_text(f"Received: case {arriving.reference}").wait_for()
+
+    new = page.get_by_label(f"{arriving.reference} · •••• {arriving.card.number[-4:]}")
+    shot(page, "warehouse-ticks-kept")
+    assert [box.is_checked() for box in boxes] == [True, False, True] and not new.is_checked()
+    assert page.get_by_label("Batch").input_value() == "WH-NIGHT-7"
+    assert page.get_by_label("Destruction method").input_value() == "PUNCH"
+    assert page.get_by_label("Witness: another staff member's email").input_value() == "lead@staff.example.test"
+    assert page.locator("td[data-outcome=RECEIVED]").count() == 4  # the lists did follow the scan
+
+
+def test_admin_names_a_member_of_staff_and_the_console_shows_the_name(page, live_server):
+    from closeout.console.models import StaffProfile
+
+    agent, _, _ = make_staff("agent")
+    sign_in(page, live_server, "admin")
+    page.get_by_role("link", name="Staff accounts").click()
+    page.get_by_label(f"Name of {agent.user.email}").fill("陳小文")
+    page.locator(f"tr[data-staff='{agent.id}']").get_by_role("button", name="Set name").click()
+    page.get_by_text(f"{agent.user.email} is now shown as 陳小文.").wait_for()
+    shot(page, "admin-staff-name")
+    assert StaffProfile.objects.get(id=agent.id).name == "陳小文"
+
+
+def test_a_desk_named_in_chinese_is_kept_by_the_browser_and_recorded_with_each_scan(page, live_server, make_card):
+    from closeout.returns.models import CheckIn
+
+    card = make_card("OCTO")
+    case_in_state(card, "awaiting_return")
+    sign_in(page, live_server, "warehouse")
+    _open_scanning(page)
+    page.get_by_label("Desk name").fill("三號枱")
+    page.get_by_role("button", name="Name this desk").click()
+    page.get_by_text("This browser now scans as desk 三號枱.").wait_for()
+    page.reload()
+
+    assert page.locator("strong[data-desk]").inner_text() == "三號枱"
+    page.get_by_label("Return label code or card number").fill(card.number)
+    page.get_by_label("Return label code or card number").press("Enter")
+    page.locator("td[data-desk]", has_text="三號枱").wait_for()
+    shot(page, "warehouse-desk")
+    assert CheckIn.objects.get().desk == "三號枱"

@@ -119,6 +119,43 @@ def test_a_card_that_does_not_match_its_label_is_an_exception(make_card):
     assert _state(case) == states.AWAITING_RETURN
 
 
+def test_a_label_scanned_with_another_card_inside_records_the_card_that_came_back(staff_client, make_card):
+    """The envelope is the label's; what the warehouse holds is the card inside it. That card is
+    what the check-in records (the one to trace, keep or destroy), and the exception names both."""
+    client, _ = staff_client("warehouse")
+    labelled_card = make_card("OCTO")
+    labelled = case_in_state(labelled_card, "awaiting_return")
+    label = returns.return_label_issue(reference=labelled.reference)
+    inside = make_card("OCTO")  # still in use: nobody asked to close it
+
+    said = client.post("/console/warehouse/", {"code": label.code, "card_number": inside.number},
+                       follow=True).content.decode()
+
+    checkin = CheckIn.objects.get()
+    assert checkin.card == inside and checkin.case == labelled
+    assert (checkin.exception.case, checkin.exception.card_number) == (labelled, inside.number)
+    told = said.split('data-kind="scan-exception"')[1].split("</li>")[0]
+    assert f"•••• {inside.number[-4:]}" in told and f"•••• {labelled_card.number[-4:]}" in told
+    assert labelled.reference in told and "This card is in use: keep it for the customer" in told
+    queue = client.get("/console/warehouse/exceptions/").content.decode()
+    row = queue.split(f'data-exception="{checkin.exception.id}"')[1].split("</tr>")[0]
+    assert f"Card inside: •••• {inside.number[-4:]}" in row and f"Label's card: •••• {labelled_card.number[-4:]}" in row
+    assert "data-card-in-use" in row  # the card in hand still works
+    assert inside.number not in queue and labelled_card.number not in queue
+    assert _state(labelled) == states.AWAITING_RETURN
+
+
+def test_a_card_number_inside_read_wrong_is_scanned_again_not_queued(make_card):
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = returns.return_label_issue(reference=case.reference)
+
+    with pytest.raises(returns.MisreadCode):
+        returns.return_check_in(code=label.code, card_number="8101000000000000", actor="staff:wh")
+
+    assert not CheckIn.objects.exists() and not ReturnException.objects.exists()
+    assert _state(case) == states.AWAITING_RETURN
+
+
 def test_a_card_nobody_waits_for_is_an_exception_and_can_be_matched_later(make_card):
     card = make_card("OCTO")
     case = case_in_state(card, "submitted")
@@ -682,3 +719,72 @@ def test_a_case_whose_card_never_came_back_shows_no_return_section(staff_client,
     supervisor, _ = staff_client("supervisor")
     case = case_in_state(make_card("OCTO"), "awaiting_return")
     assert 'id="card-return"' not in supervisor.get(f"/console/cases/{case.reference}/").content.decode()
+
+
+def _desk_shown(page: str) -> str:
+    return page.split("<strong data-desk>")[1].split("</strong>")[0]
+
+
+def test_a_desk_named_once_on_a_browser_is_recorded_with_each_scan_and_shown_on_the_case(staff_client, make_card):
+    desk, _ = staff_client("warehouse")
+    supervisor, _ = staff_client("supervisor")
+    cases = [case_in_state(make_card("OCTO"), "awaiting_return") for _ in range(2)]
+    labels = [returns.return_label_issue(reference=case.reference).code for case in cases]
+
+    assert _desk_shown(desk.get("/console/warehouse/").content.decode()) == "—"
+    desk.post("/console/warehouse/", {"code": labels[0]})
+    named = desk.post("/console/warehouse/desk", {"desk": "  三號 枱  "}, follow=True).content.decode()
+    assert "This browser now scans as desk 三號 枱." in named and _desk_shown(named) == "三號 枱"
+    desk.post("/console/warehouse/", {"code": labels[1]})
+    desk.post("/console/warehouse/", {"code": "RL20260000003"})  # nobody's label
+
+    assert [c.desk for c in CheckIn.objects.order_by("id")] == ["", "三號 枱", "三號 枱"]
+    assert AuditEvent.objects.get(action="return.exception").data == {"desk": "三號 枱"}
+    recent = desk.get("/console/warehouse/").content.decode().split("<tbody>")[1].split("</tbody>")[0]
+    assert recent.count("<td data-desk>三號 枱</td>") == 2 and recent.count("<td data-desk>—</td>") == 1
+    for case, shown in zip(cases, ["—", "三號 枱"], strict=True):
+        section = supervisor.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hant"
+                                 ).content.decode().split('id="card-return"')[1].split("<h2")[0]
+        assert "工作枱" in section and f"<td data-desk>{shown}</td>" in section
+    kept = desk.cookies["closeout_desk"]
+    assert kept["max-age"] and kept["path"] == "/console/" and kept["httponly"]
+
+
+def test_a_desk_name_survives_signing_out_and_can_be_taken_off(make_card):
+    from django.test import Client
+
+    profile, device, _ = support.make_staff("warehouse")
+    browser = support.sign_in(Client(), profile, device)
+    browser.post("/console/warehouse/desk", {"desk": "Desk 4"})
+    browser.post("/console/logout/")
+    support.sign_in(browser, profile, device, steps_ahead=1)
+
+    assert _desk_shown(browser.get("/console/warehouse/").content.decode()) == "Desk 4"
+    cleared = browser.post("/console/warehouse/desk", {"desk": " "}, follow=True).content.decode()
+    assert "This browser scans without a desk name." in cleared and _desk_shown(cleared) == "—"
+
+
+@pytest.mark.parametrize(("desk", "language", "said"), [
+    ("D" * 41, "en", "Use at most 40 characters (this has 41)."),
+    ("Desk\u202e4", "zh-hans", "只可使用字母、数字、空格和标点符号。"),
+])
+def test_a_desk_name_that_cannot_be_shown_is_refused_in_the_workers_language(staff_client, desk, language, said):
+    client, _ = staff_client("warehouse")
+    client.post("/console/warehouse/desk", {"desk": "Desk 1"})
+
+    page = client.post("/console/warehouse/desk", {"desk": desk}, follow=True,
+                       HTTP_ACCEPT_LANGUAGE=language).content.decode()
+
+    assert said in page and _desk_shown(page) == "Desk 1"
+
+
+def test_a_desk_cookie_not_set_by_the_desk_form_names_no_desk(staff_client, make_card):
+    client, _ = staff_client("warehouse")
+    card = make_card("OCTO")
+    case_in_state(card, "awaiting_return")
+    client.cookies["closeout_desk"] = "Forged"
+
+    page = client.get("/console/warehouse/").content.decode()
+    client.post("/console/warehouse/", {"code": card.number})
+
+    assert _desk_shown(page) == "—" and CheckIn.objects.get().desk == ""

@@ -99,6 +99,7 @@ def endpoints(w) -> list[tuple[str, str, str, dict]]:
         ("counter.serve", "get", "/console/counter/999999/receipt.pdf", {}),
         ("warehouse.checkin", "get", "/console/warehouse/", {}),
         ("warehouse.checkin", "post", "/console/warehouse/", {"code": "RL20260000000"}),
+        ("warehouse.checkin", "post", "/console/warehouse/desk", {"desk": "Desk 1"}),
         ("warehouse.destroy", "post", "/console/warehouse/destroy", {"method": "SHRED", "batch": "B1"}),
         ("warehouse.exceptions", "get", "/console/warehouse/exceptions/", {}),
         ("warehouse.exceptions", "post", f"/console/warehouse/exceptions/{w['exception']}/resolve",
@@ -111,6 +112,7 @@ def endpoints(w) -> list[tuple[str, str, str, dict]]:
         ("staff.manage", "get", "/console/staff/", {}),
         ("staff.manage", "post", f"/console/staff/{w['staff']}/unlock", {}),
         ("staff.manage", "post", f"/console/staff/{w['staff']}/branch", {"branch": "HK-OLD"}),
+        ("staff.manage", "post", f"/console/staff/{w['staff']}/name", {"name": "Chan Tai Man"}),
     ]
 
 

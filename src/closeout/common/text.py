@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 
 def ascii_digits(text: str) -> bool:
     """Whether `text` is one or more of the digits 0-9.
@@ -10,3 +12,30 @@ def ascii_digits(text: str) -> bool:
     then refuses or reads as something else: numbers typed by a person pass through this instead.
     """
     return text.isascii() and text.isdigit()
+
+
+class UnusableLabel(ValueError):
+    """A name typed for a person or a place that cannot be shown as it is: `problem` says why
+    (`empty`, `too_long` or `control`)."""
+
+    def __init__(self, problem: str, *, length: int = 0, limit: int = 0):
+        super().__init__(problem)
+        self.problem, self.length, self.limit = problem, length, limit
+
+
+def one_line_label(text: str, *, limit: int) -> str:
+    """Return a short name typed by a person (a member of staff's, a warehouse desk's) on one
+    line: runs of spaces, tabs and line breaks become one space, ends trimmed.
+
+    :raises UnusableLabel: when nothing is left, when it is longer than `limit` characters, or
+        when it holds a control or formatting character (invisible on the page, and able to turn
+        the text around it, e.g. a right-to-left override).
+    """
+    label = " ".join((text or "").split())
+    if not label:
+        raise UnusableLabel("empty", limit=limit)
+    if len(label) > limit:
+        raise UnusableLabel("too_long", length=len(label), limit=limit)
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs") for ch in label):
+        raise UnusableLabel("control", limit=limit)
+    return label

@@ -2,8 +2,10 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from closeout.common.text import UnusableLabel, one_line_label
+from closeout.console.models import NAME_MAX_LENGTH
 from closeout.identity import documents
-from closeout.returns.models import Destruction
+from closeout.returns.models import DESK_MAX_LENGTH, Destruction
 
 ID_TYPES = [("cn_resident_id", _("Mainland resident ID")), ("hkid", _("HKID")), ("passport", _("Passport"))]
 SECRET = {"autocomplete": "off", "spellcheck": "false"}
@@ -145,6 +147,20 @@ class ScanForm(ConsoleForm):
                                   required=False, widget=forms.TextInput(attrs={"autocomplete": "off"}))
 
 
+class DeskForm(ConsoleForm):
+    desk = forms.CharField(label=_("Desk name"), required=False, strip=False,
+                           widget=forms.TextInput(attrs={"maxlength": DESK_MAX_LENGTH, "autocomplete": "off"}))
+
+    def clean_desk(self):
+        """The name tidied onto one line; empty when the desk is to have none."""
+        if not self.cleaned_data["desk"].strip():
+            return ""
+        try:
+            return one_line_label(self.cleaned_data["desk"], limit=DESK_MAX_LENGTH)
+        except UnusableLabel as exc:
+            raise forms.ValidationError(_label_problem(exc)) from None
+
+
 class DestroyForm(ConsoleForm):
     method = forms.ChoiceField(label=_("Destruction method"), choices=[
         (Destruction.Method.SHRED, _("Shredded")), (Destruction.Method.PUNCH, _("Chip punched")),
@@ -158,3 +174,24 @@ class DestroyForm(ConsoleForm):
 class ResolveForm(ConsoleForm):
     resolution = forms.CharField(label=_("What was done"), max_length=300)
     reference = forms.CharField(label=_("Case it belongs to (optional)"), max_length=20, required=False)
+
+
+class StaffNameForm(ConsoleForm):
+    # The length that counts is the one left once the spaces are tidied (`clean_name`).
+    name = forms.CharField(label=_("Name"), strip=False, error_messages={"required": _("Enter a name.")},
+                           widget=forms.TextInput(attrs={"maxlength": NAME_MAX_LENGTH, "autocomplete": "off"}))
+
+    def clean_name(self):
+        try:
+            return one_line_label(self.cleaned_data["name"], limit=NAME_MAX_LENGTH)
+        except UnusableLabel as exc:
+            raise forms.ValidationError(_label_problem(exc)) from None
+
+
+def _label_problem(exc: UnusableLabel) -> str:
+    if exc.problem == "too_long":
+        return _("Use at most %(limit)s characters (this has %(length)s).") % {"limit": exc.limit,
+                                                                               "length": exc.length}
+    if exc.problem == "control":
+        return _("Use letters, digits, spaces and punctuation only.")
+    return _("Enter a name.")

@@ -4,9 +4,12 @@ from django.db import models
 from closeout.closures.models import ClosureCase
 from closeout.console import roles
 
+NAME_MAX_LENGTH = 100
+
 
 class StaffProfile(models.Model):
-    """A member of staff: one role, and the login failure counter behind the lockout."""
+    """A member of staff: one role, the name the console shows them by, and the login failure
+    counter behind the lockout. Their sign-in email stays their identifier in the audit trail."""
 
     class Role(models.TextChoices):
         AGENT = roles.AGENT, "Agent"
@@ -17,6 +20,8 @@ class StaffProfile(models.Model):
         ADMIN = roles.ADMIN, "Admin"
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="staff")
+    # Empty until set: the console then falls back to the email.
+    name = models.CharField(max_length=NAME_MAX_LENGTH, blank=True, default="")
     role = models.CharField(max_length=20, choices=Role.choices)
     branch_code = models.CharField(max_length=20, blank=True)
     failed_logins = models.PositiveIntegerField(default=0)
@@ -25,6 +30,11 @@ class StaffProfile(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(role__in=roles.ROLES), name="staff_role_valid")]
+
+    @property
+    def shown_name(self) -> str:
+        """How the console names this person: their name, or their email while they have none."""
+        return self.name or self.user.email
 
     @property
     def actor(self) -> str:

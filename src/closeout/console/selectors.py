@@ -190,6 +190,15 @@ def case_detail(*, reference: str) -> dict | None:
         return None
     card = case.card
     approval = RefundApproval.objects.filter(case=case).first()
+    timeline = case_timeline(case)
+    card_return = case_card_return(case)
+    assisted = getattr(case, "assisted_check", None)
+    destruction = card_return["destruction"]
+    actors = [item["actor"] for item in timeline] + [case.requester] + [c.staff for c in card_return["checkins"]]
+    actors += [v.clerk for v in card_return["counter_visits"]]
+    actors += [approval.requested_by, approval.decided_by] if approval else []
+    actors += [destruction.destroyed_by, destruction.witnessed_by] if destruction else []
+    actors += [assisted.staff.actor] if assisted else []
     return {
         "case": case,
         "row": _row(case),
@@ -197,15 +206,16 @@ def case_detail(*, reference: str) -> dict | None:
         "id_type": card.holder.id_type,
         "email_masked": card.holder.email_masked,
         "charges": list(card.charges.order_by("id")),
-        "timeline": case_timeline(case),
+        "timeline": timeline,
         "notices": case_notices(case),
         "actions": case_actions(case),
-        "assisted": getattr(case, "assisted_check", None),
+        "assisted": assisted,
         "sla": case_sla(case, today=timezone_date(clock.now())),
         "approval": approval,
         "approval_version": closures.approval_version(case, approval) if approval else "",
         "cash_refund": closures.cash_awaiting_collection(case),
-        "card_return": case_card_return(case),
+        "card_return": card_return,
+        "staff_names": staff_names(actors),  # who did what, by name, on the whole page
     }
 
 
@@ -297,6 +307,19 @@ def staff_list() -> list:
     from closeout.console.models import StaffProfile
 
     return list(StaffProfile.objects.select_related("user").order_by("role", "user__email"))
+
+
+def staff_names(actors) -> dict[str, str]:
+    """The names of the staff among `actors` (as audit events record them, `staff:<email>`), in one
+    query: {actor: name} for those who have one. Anyone else is left out, for the caller to name
+    as recorded."""
+    from closeout.console.models import StaffProfile
+
+    emails = {actor.partition(":")[2] for actor in actors if actor and actor.startswith("staff:")}
+    if not emails:
+        return {}
+    found = StaffProfile.objects.filter(user__username__in=emails).exclude(name="")
+    return {f"staff:{email}": name for email, name in found.values_list("user__username", "name")}
 
 
 def card_open_case(card: Card) -> ClosureCase | None:

@@ -22,9 +22,9 @@ from closeout.closures import services as closures
 from closeout.closures import states
 from closeout.closures.models import ClosureCase
 from closeout.common import clock
-from closeout.common.text import ascii_digits
+from closeout.common.text import UnusableLabel, ascii_digits, one_line_label
 from closeout.console import roles
-from closeout.console.models import AssistedCheck, CaseNote, StaffProfile
+from closeout.console.models import NAME_MAX_LENGTH, AssistedCheck, CaseNote, StaffProfile
 from closeout.identity import documents, vault
 from closeout.notifications import services as notifications
 
@@ -46,9 +46,10 @@ class UnableToSignIn(Exception):
 EMAIL_MAX_LENGTH = get_user_model()._meta.get_field("username").max_length
 
 
-def staff_create(*, email: str, role: str, password: str | None = None, branch_code: str = "",
+def staff_create(*, email: str, role: str, password: str | None = None, branch_code: str = "", name: str = "",
                  actor: str = "cli") -> tuple[StaffProfile, TOTPDevice, str]:
-    """Create a staff account with an argon2 password and an unconfirmed TOTP device.
+    """Create a staff account with an argon2 password and an unconfirmed TOTP device, and the name
+    the console shows them by (without one, it shows their email until an admin sets one).
 
     Returns the profile, the device (its `config_url` is the enrolment URI) and the password
     (generated when none is given).
@@ -56,11 +57,18 @@ def staff_create(*, email: str, role: str, password: str | None = None, branch_c
     A branch clerk may be created without a branch (there may be none yet); they cannot serve at
     a counter until an admin sets one on the staff page (`staff_branch_set`).
 
-    :raises UnableToCreateStaff: for an unknown role, a malformed email, an existing account, or a
-        branch that does not exist or is closed.
+    :raises UnableToCreateStaff: for an unknown role, a malformed email, an existing account, a
+        branch that does not exist or is closed, or a name that cannot be shown.
     """
     if role not in roles.ROLES:
         raise UnableToCreateStaff(f"role must be one of {', '.join(roles.ROLES)}")
+    if name.strip():
+        try:
+            name = one_line_label(name, limit=NAME_MAX_LENGTH)
+        except UnusableLabel as exc:
+            raise UnableToCreateStaff(_name_problem(exc)) from None
+    else:
+        name = ""
     try:
         email = documents.normalize_email(email)
     except documents.InvalidDocument:
@@ -84,11 +92,50 @@ def staff_create(*, email: str, role: str, password: str | None = None, branch_c
         if users.objects.filter(username=email).exists():
             raise UnableToCreateStaff("a staff account with this email already exists")
         user = users.objects.create_user(username=email, email=email, password=password)
-        profile = StaffProfile.objects.create(user=user, role=role, branch_code=branch_code,
+        profile = StaffProfile.objects.create(user=user, role=role, branch_code=branch_code, name=name,
                                               created_at=clock.now())
         device = TOTPDevice.objects.create(user=user, name="console", confirmed=True)
-        audit_record(actor=actor, action="staff.created", subject=f"staff:{profile.id}", after=role)
+        audit_record(actor=actor, action="staff.created", subject=f"staff:{profile.id}", after=role,
+                     data={"name": name} if name else None)
     return profile, device, password
+
+
+def _name_problem(exc: UnusableLabel) -> str:
+    if exc.problem == "too_long":
+        return f"--name is {exc.length} characters long; at most {exc.limit} fit"
+    if exc.problem == "control":
+        return "--name holds a control character"
+    return "--name is empty"
+
+
+class UnableToSetName(Exception):
+    """The name cannot be shown as typed: `problem` is `UnusableLabel`'s."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.problem = problem
+
+
+def staff_name_set(*, staff_id: int, name: str, actor: str) -> StaffProfile:
+    """Give a member of staff the name the console shows them by, or change it. Their email stays
+    their identifier in the audit trail; the event keeps the name before and after.
+
+    :raises UnableToSetName: for an empty name, one too long, or one holding a control character.
+    :raises StaffProfile.DoesNotExist: for an unknown account.
+    """
+    try:
+        name = one_line_label(name, limit=NAME_MAX_LENGTH)
+    except UnusableLabel as exc:
+        raise UnableToSetName(exc.problem) from None
+    with transaction.atomic():
+        profile = StaffProfile.objects.select_for_update(of=("self",)).select_related("user").get(id=staff_id)
+        if profile.name == name:
+            return profile
+        before, profile.name = profile.name, name
+        profile.save(update_fields=["name"])
+        audit_record(actor=actor, action="staff.name_changed", subject=f"staff:{profile.id}", before=before,
+                     after=name)
+    return profile
 
 
 def _branch_codes() -> str:

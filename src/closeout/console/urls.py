@@ -30,6 +30,7 @@ urlpatterns = [
     path("counter/<int:visit_id>/confirm", views.counter_confirm, name="counter_confirm"),
     path("counter/<int:visit_id>/receipt.pdf", views.counter_receipt, name="counter_receipt"),
     path("warehouse/", views.warehouse, name="warehouse"),
+    path("warehouse/desk", views.warehouse_desk, name="warehouse_desk"),
     path("warehouse/destroy", views.warehouse_destroy, name="warehouse_destroy"),
     path("warehouse/exceptions/", views.exceptions, name="exceptions"),
     path("warehouse/exceptions/<int:exception_id>/resolve", views.exception_resolve, name="exception_resolve"),
@@ -41,4 +42,5 @@ urlpatterns = [
     path("staff/", views.staff, name="staff"),
     path("staff/<int:staff_id>/unlock", views.staff_unlock, name="staff_unlock"),
     path("staff/<int:staff_id>/branch", views.staff_branch, name="staff_branch"),
+    path("staff/<int:staff_id>/name", views.staff_name, name="staff_name"),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import time
 from datetime import date, datetime
+from urllib.parse import quote, unquote
 
 import django_otp
 from django.conf import settings
@@ -31,15 +32,15 @@ from closeout.closures import states
 from closeout.closures.models import ClosureCase, RefundApproval
 from closeout.common import clock
 from closeout.common.templatetags.closeout import money
-from closeout.common.text import ascii_digits
+from closeout.common.text import UnusableLabel, ascii_digits, one_line_label
 from closeout.console import forms, labels, roles, rules, selectors, services
 from closeout.console.access import SEEN_KEY, staff_view
-from closeout.console.models import StaffProfile
+from closeout.console.models import NAME_MAX_LENGTH, StaffProfile
 from closeout.console.templatetags.console_labels import actor_label
 from closeout.identity import documents
 from closeout.returns import selectors as return_selectors
 from closeout.returns import services as returns
-from closeout.returns.models import ReturnException
+from closeout.returns.models import DESK_MAX_LENGTH, ReturnException
 
 PENDING_KEY = "console_pending_staff"
 ASSISTED_KEY = "console_assisted"
@@ -622,6 +623,45 @@ def counter_receipt(request, visit_id: int):
 SCAN_OK, SCAN_AGAIN, SCAN_EXCEPTION, SCAN_ERROR = "scan-ok", "scan-again", "scan-exception", "scan-error"
 
 
+# The desk a browser scans at, named once on it: a cookie, not the session, so that it outlasts
+# signing out and the next person at the desk finds it named. Signed, so that only the desk form
+# names a desk; read back through the same check as a typed name.
+DESK_COOKIE = "closeout_desk"
+DESK_SALT = "closeout.console.desk"
+DESK_KEPT_SECONDS = 400 * 24 * 3600  # the longest browsers keep a cookie
+
+
+def _desk(request) -> str:
+    """The name this browser's desk was given, or "" when it has none (or an unreadable one)."""
+    raw = request.get_signed_cookie(DESK_COOKIE, default="", salt=DESK_SALT)
+    try:
+        return one_line_label(unquote(raw), limit=DESK_MAX_LENGTH) if raw else ""
+    except UnusableLabel:
+        return ""
+
+
+@require_POST
+@staff_view("warehouse.checkin")
+def warehouse_desk(request):
+    """Name the desk this browser scans at (an empty name: none), for every scan made from it."""
+    form = forms.DeskForm(request.POST)
+    response = redirect("console:warehouse")
+    if not form.is_valid():
+        messages.error(request, form.errors["desk"][0])
+        return response
+    desk = form.cleaned_data["desk"]
+    if desk:
+        # Quoted: a cookie holds ASCII only, and a desk may be named in Chinese.
+        response.set_signed_cookie(DESK_COOKIE, quote(desk), salt=DESK_SALT, max_age=DESK_KEPT_SECONDS,
+                                   path="/console/", secure=settings.SESSION_COOKIE_SECURE, httponly=True,
+                                   samesite="Lax")
+        messages.success(request, _("This browser now scans as desk %(desk)s.") % {"desk": desk})
+    else:
+        response.delete_cookie(DESK_COOKIE, path="/console/", samesite="Lax")
+        messages.success(request, _("This browser scans without a desk name."))
+    return response
+
+
 @require_http_methods(["GET", "POST"])
 @staff_view("warehouse.checkin")
 def warehouse(request):
@@ -629,7 +669,7 @@ def warehouse(request):
     if request.method == "POST" and form.is_valid():
         try:
             checkin = returns.return_check_in(code=form.cleaned_data["code"], actor=request.staff.actor,
-                                              card_number=form.cleaned_data["card_number"])
+                                              card_number=form.cleaned_data["card_number"], desk=_desk(request))
         except returns.ReferenceNeedsCard:
             # The typed reference stays; the cursor waits in the card number field.
             messages.error(request, _("With a case reference, also scan or type the card number."), extra_tags=SCAN_ERROR)
@@ -661,8 +701,10 @@ def warehouse(request):
 
 def _warehouse_page(request, form):
     can_destroy = roles.can(request.staff.role, "warehouse.destroy")
+    desk = _desk(request)
     return render(request, "console/warehouse.html", {
         "form": form, "recent": return_selectors.recent_checkins(),
+        "desk": desk, "desk_form": forms.DeskForm(initial={"desk": desk}),
         "to_destroy": return_selectors.received_not_destroyed() if can_destroy else [],
         "destroy_form": forms.DestroyForm(initial={"batch": f"WH-{timezone.localtime(clock.now()).date()}"}),
         "can_destroy": can_destroy,
@@ -683,6 +725,10 @@ def _exception_message(checkin) -> str:
             reasons.UNKNOWN: _("Unknown label or card: it went to the exception queue."),
             reasons.MISMATCH: _("The card does not match the label: it went to the exception queue."),
         }.get(reason, _("No case is waiting for this card: it went to the exception queue."))
+    if reason == reasons.MISMATCH and case is not None:  # both cards, to find the envelope and its card again
+        said += " " + _("Card inside: %(inside)s. The label is for case %(reference)s, card %(expected)s.") % {
+            "inside": documents.mask_card_number(checkin.exception.card_number), "reference": case.reference,
+            "expected": documents.mask_card_number(case.card.number)}
     return f"{said} {_card_in_use(checkin)}".strip()
 
 
@@ -722,7 +768,7 @@ def warehouse_destroy(request):
         messages.success(request, ngettext("%(count)d card recorded as destroyed, witnessed by %(witness)s.",
                                            "%(count)d cards recorded as destroyed, witnessed by %(witness)s.",
                                            len(records))
-                         % {"count": len(records), "witness": witness.user.email})
+                         % {"count": len(records), "witness": witness.shown_name})
     return redirect("console:warehouse")
 
 
@@ -757,7 +803,9 @@ def exception_resolve(request, exception_id: int):
 
 @staff_view("refund.approve")
 def refunds(request):
-    return render(request, "console/refunds.html", {"items": selectors.refund_approvals_waiting()})
+    items = selectors.refund_approvals_waiting()
+    return render(request, "console/refunds.html", {
+        "items": items, "staff_names": selectors.staff_names(item["approval"].requested_by for item in items)})
 
 
 def _decide(request, reference: str, decide, ok: str, **kwargs):
@@ -870,7 +918,7 @@ def staff(request):
     open_codes = {b.code for b in branches}
     return render(request, "console/staff.html", {"people": selectors.staff_list(), "now": now,
                                                   "labels": roles.ROLE_LABELS, "branches": branches,
-                                                  "open_codes": open_codes})
+                                                  "open_codes": open_codes, "name_max_length": NAME_MAX_LENGTH})
 
 
 @require_POST
@@ -886,6 +934,22 @@ def staff_branch(request, staff_id: int):
     else:
         messages.success(request, _("%(email)s now serves at branch %(branch)s.")
                          % {"email": profile.user.email, "branch": profile.branch_code})
+    return redirect("console:staff")
+
+
+@require_POST
+@staff_view("staff.manage")
+def staff_name(request, staff_id: int):
+    """Set or change the name the console shows a member of staff by."""
+    if not StaffProfile.objects.filter(id=staff_id).exists():
+        raise Http404
+    form = forms.StaffNameForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, form.errors["name"][0])
+        return redirect("console:staff")
+    profile = services.staff_name_set(staff_id=staff_id, name=form.cleaned_data["name"], actor=request.staff.actor)
+    messages.success(request, _("%(email)s is now shown as %(name)s.") % {"email": profile.user.email,
+                                                                           "name": profile.name})
     return redirect("console:staff")
 
 

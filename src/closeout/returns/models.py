@@ -13,8 +13,11 @@ class ReturnLabel(models.Model):
     tracking_ref = models.CharField(max_length=80, blank=True)
 
 
+DESK_MAX_LENGTH = 40
+
+
 class CheckIn(models.Model):
-    """One scan at the warehouse and what came of it."""
+    """One scan at the warehouse, the desk it was made at, and what came of it."""
 
     class Outcome(models.TextChoices):
         RECEIVED = "RECEIVED", "Received"
@@ -22,6 +25,8 @@ class CheckIn(models.Model):
 
     at = models.DateTimeField()
     staff = models.CharField(max_length=120)
+    # The name the desk's browser was given (empty: not named, or not scanned at a desk).
+    desk = models.CharField(max_length=DESK_MAX_LENGTH, blank=True, default="")
     scanned_masked = models.CharField(max_length=40)
     case = models.ForeignKey(ClosureCase, null=True, blank=True, on_delete=models.PROTECT, related_name="checkins")
     card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="checkins")

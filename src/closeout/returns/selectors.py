@@ -30,14 +30,17 @@ def may_destroy(checkin: CheckIn) -> bool:
 
 def open_exceptions() -> list[ReturnException]:
     """Open exceptions, oldest first. One whose envelope held another card than its label's gets
-    `inside_masked`, that card's last digits, and `inside_case`, the case waiting for it if any:
-    the one to name when the exception is resolved."""
+    `inside_masked`, that card's last digits, `inside_case`, the case waiting for it if any (the
+    one to name when the exception is resolved), and `label_masked`, the last digits of the card
+    the label (or the reference typed off it) was for."""
     items = list(ReturnException.objects.select_related("checkin__card", "case__card").filter(
         resolved_at__isnull=True).order_by("checkin__at"))
     for item in items:
-        item.inside_masked = item.inside_case = None
+        item.inside_masked = item.inside_case = item.label_masked = None
         if item.reason == ReturnException.Reason.MISMATCH and item.card_number:
             item.inside_masked = documents.mask_card_number(item.card_number)
+            if item.case is not None and item.scanned_code.startswith(("RL", "CL")):
+                item.label_masked = documents.mask_card_number(item.case.card.number)
             item.inside_case = (ClosureCase.objects.filter(card__number=item.card_number, state=states.AWAITING_RETURN)
                                 .values_list("reference", flat=True).first())
     return items

@@ -13,9 +13,10 @@ from closeout.closures import services as closures
 from closeout.closures import states
 from closeout.closures.models import CaseEvent, ClosureCase
 from closeout.common import clock
+from closeout.common.text import UnusableLabel, one_line_label
 from closeout.identity import documents
 from closeout.returns import selectors as return_selectors
-from closeout.returns.models import CheckIn, Destruction, ReturnException, ReturnLabel
+from closeout.returns.models import DESK_MAX_LENGTH, CheckIn, Destruction, ReturnException, ReturnLabel
 
 LABEL = re.compile(r"^RL([0-9]{10,16})([0-9])$")  # year, the reference's sequence (6 digits or more), check
 # A case reference read off the envelope, without its dashes (`without_separators` drops them).
@@ -77,23 +78,36 @@ def _received_already(case: ClosureCase) -> bool:
     return CaseEvent.objects.filter(case=case, key="card_received").exists()
 
 
-def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
+def return_check_in(*, code: str, actor: str, card_number: str = "", desk: str = "") -> CheckIn:
     """Check in a scanned return label code (its QR code or barcode), a case reference typed from
-    the envelope, or a card number.
+    the envelope, or a card number, at the desk named `desk` (empty: none named).
 
     A card the warehouse expected moves its case to `returned` (and on to the refund); a repeat
     scan of a card already received, or already waiting in the exception queue, changes nothing
     (the earlier check-in is returned with `again` set); anything else lands in the exception queue.
+    The check-in records the card in hand: the one whose number was scanned off the card inside
+    (`card_number`) when given, which may not be the card the label was made for.
 
     :raises UnableToCheckIn: for an empty scan.
-    :raises MisreadCode: for a label code or card number whose check digit is wrong, or a scan
-        that is neither (nothing is recorded: the card is scanned again).
+    :raises MisreadCode: for a label code or card number (of the scan or of the card inside) whose
+        check digit is wrong, or a scan that is neither (nothing is recorded: the card is scanned
+        again).
     :raises ReferenceNeedsCard: for a typed case reference without the card number.
+    :raises UnableToCheckIn: for a desk name that cannot be shown (see `common.text.one_line_label`).
     """
+    try:
+        desk = one_line_label(desk, limit=DESK_MAX_LENGTH) if desk.strip() else ""
+    except UnusableLabel as exc:
+        raise UnableToCheckIn(f"the desk name cannot be recorded ({exc.problem})") from None
     code = documents.without_separators(code).upper()
     inner = documents.without_separators(card_number)
     if not code:
         raise UnableToCheckIn("nothing was scanned")
+    if inner:
+        try:
+            inner = documents.normalize_card_number(inner)
+        except documents.InvalidDocument:
+            raise MisreadCode("the card number of the card inside is not one we issue") from None
     case = card = None
     reason = None
     label_match, reference_match = LABEL.match(code), REFERENCE.match(code)
@@ -129,14 +143,18 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
         reason = ReturnException.Reason.MISMATCH
     if case is None and reason is None:
         reason = ReturnException.Reason.NOT_EXPECTED
+    # What the warehouse now holds, traced and in the end kept or destroyed: the card inside when
+    # its number was scanned (unknown to us: none), else the card the scan stands for.
+    in_hand = (card if card is not None and inner == card.number else Card.objects.filter(number=inner).first()
+               ) if inner else card
     # Two scans of one envelope at once (a second Enter, two desks) wait for each other here, so
     # the second finds the first's check-in instead of recording the card again. A scan with
     # nothing to lock (an unknown label or card) is kept from being queued twice by a constraint.
     with transaction.atomic():
         if case is not None:
             case = ClosureCase.objects.select_for_update(of=("self",)).select_related("card").get(id=case.id)
-        elif card is not None:
-            Card.objects.select_for_update().filter(id=card.id).first()
+        elif in_hand is not None:
+            Card.objects.select_for_update().filter(id=in_hand.id).first()
         earlier = _earlier_check_in(case=case, card=card, code=code, inner=inner, reason=reason)
         if earlier is None and reason is None and case.state != states.AWAITING_RETURN:
             reason = ReturnException.Reason.NOT_EXPECTED
@@ -148,8 +166,9 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
         if reason:
             try:
                 with transaction.atomic():
-                    checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code),
-                                                     case=case, card=card, outcome=outcome)
+                    checkin = CheckIn.objects.create(at=clock.now(), staff=actor, desk=desk,
+                                                     scanned_masked=_mask(code), case=case, card=in_hand,
+                                                     outcome=outcome)
                     ReturnException.objects.create(checkin=checkin, reason=reason, scanned_code=code[:40],
                                                    card_number=(inner or (card.number if card else ""))[:20],
                                                    case=case)
@@ -162,10 +181,10 @@ def return_check_in(*, code: str, actor: str, card_number: str = "") -> CheckIn:
                 earlier.again = True
                 return earlier
             audit_record(actor=actor, action="return.exception", subject=case.reference if case else "unknown",
-                         reason=reason)
+                         reason=reason, data={"desk": desk} if desk else None)
         else:
-            checkin = CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(code), case=case,
-                                             card=card, outcome=outcome)
+            checkin = CheckIn.objects.create(at=clock.now(), staff=actor, desk=desk, scanned_masked=_mask(code),
+                                             case=case, card=in_hand, outcome=outcome)
             closures.closure_card_received(reference=case.reference, actor=actor, note="card checked in at the warehouse")
     return checkin
 

@@ -1,6 +1,6 @@
 """Codes in the staff member's words in console templates: `{{ case.state|state_label }}`,
 `|channel_label`, `|id_type_label`, `|timeline_kind`, `|settled_label`, `|exception_reason`,
-`|destination_label`, `|destruction_method`, `|appointment_status` (a table each), and `|note_label`, `|fee_label`, `|charge_label`, `|actor_label`, `|destination_detail`."""
+`|destination_label`, `|destruction_method`, `|appointment_status` (a table each), and `|note_label`, `|fee_label`, `|charge_label`, `|actor_label[:staff_names]`, `|destination_detail`."""
 
 from __future__ import annotations
 
@@ -47,16 +47,20 @@ def charge_label(charge) -> str:
 
 
 @register.filter
-def actor_label(actor: str) -> str:
+def actor_label(actor: str, names: dict | None = None) -> str:
     """Who did something: a customer by the channel they used ("Customer (Web portal)"), staff by
-    their email, partners and the system by the name they are recorded under."""
+    their name (or their email while they have none), partners and the system by the name they
+    are recorded under. A page listing many events passes the names of the staff among them
+    (`selectors.staff_names`) so that each is not looked up on its own."""
     kind, _, rest = actor.partition(":")
     if kind == "customer":
         return labels.customer_via(labels.label(labels.CHANNEL_LABELS, rest))
     if actor == "system":
         return str(labels.SYSTEM)
     if kind == "staff":
-        return rest  # their email, as the case page names the staff member who checked the identity
+        from closeout.console.selectors import staff_names
+
+        return (names if isinstance(names, dict) else staff_names([actor])).get(actor) or rest
     if kind == "api":
         return labels.api_key(rest)
     return actor

@@ -110,7 +110,7 @@ async function sendScan(url, body) {
   if (told) {
     main.prepend(document.importNode(told, true));
   }
-  document.getElementById("warehouse-lists").replaceWith(document.importNode(lists, true));
+  refreshLists(lists);
   offerSelectAll(document);
   const form = document.querySelector("form[data-scan-form]");
   const asked = page.querySelector("form[data-scan-form]");
@@ -122,6 +122,27 @@ async function sendScan(url, body) {
     form.elements.card_number.focus();
   }
   sound(scanKind(document));
+}
+
+// Each answer brings the lists (data-list) up to date, and only them: the destruction batch form
+// the supervisor may be filling in meanwhile keeps its method, batch and witness, the cards they
+// ticked that may still go stay ticked (a new card arrives unticked), and the cursor stays put.
+function refreshLists(fresh) {
+  const here = document.getElementById("warehouse-lists");
+  const parts = [...fresh.querySelectorAll("[data-list]")];
+  const old = parts.map((part) => here.querySelector(`[data-list="${part.dataset.list}"]`));
+  if (old.includes(null) || here.querySelectorAll("[data-list]").length !== parts.length) {
+    here.replaceWith(document.importNode(fresh, true)); // another page than this one: take it whole
+    return;
+  }
+  const ticked = new Set([...here.querySelectorAll("input[name='checkin']:checked")].map((box) => box.value));
+  const focused = here.contains(document.activeElement) ? document.activeElement.id : "";
+  parts.forEach((part, index) => old[index].replaceWith(document.importNode(part, true)));
+  here.querySelectorAll("input[name='checkin']").forEach((box) => { box.checked = ticked.has(box.value); });
+  const back = focused && document.getElementById(focused);
+  if (back && back !== document.activeElement) {
+    back.focus();
+  }
 }
 
 function showScanFailure() {
