@@ -1,0 +1,48 @@
+"""The public contract of DESIGN.md, as a test outside the repository relies on it: the commands as
+written there, with only the arguments written there."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+
+import pytest
+
+from closeout import cli
+from closeout import worker as closeout_worker
+from closeout.common import clock
+from closeout.ops.models import WorkerHeartbeat
+
+HOST = socket.gethostname()[:255]
+
+
+class Launched(Exception):
+    """Stands for DBOS launching: the worker got this far, under the id it claimed."""
+
+
+def _live_worker(executor_id: str, *, pid: int) -> None:
+    now = clock.now()
+    WorkerHeartbeat.objects.create(executor_id=executor_id, app_version="test", host=HOST, pid=pid,
+                                   started_at=now - timedelta(seconds=10), beat_at=now - timedelta(seconds=1))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_plain_worker_on_the_same_database_runs_beside_the_first(monkeypatch, settings):
+    # `closeout worker [--data-dir DIR]` twice: "several workers may share one database".
+    settings.DBOS_EXECUTOR_ID_NAMED = False
+    default = settings.DBOS_EXECUTOR_ID
+    _live_worker(default, pid=os.getppid())  # the first worker: alive on this machine, not us
+    launched = []
+
+    def launch(*, executor_id):
+        launched.append(executor_id)
+        raise Launched
+
+    monkeypatch.setattr(closeout_worker, "launch", launch)
+
+    with pytest.raises(Launched):
+        cli.cmd_worker(cli._parser().parse_args(["worker"]))
+
+    assert launched == [f"{default}-2"]
+    assert WorkerHeartbeat.objects.get(executor_id=default).pid == os.getppid()  # the first keeps its id
