@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 MAX_WORKERS = 256  # far above any one machine's cores, short of a fork bomb
+BULK_REASON = "dormant"  # bulk closure is for dormant cards unless the operator says otherwise
 
 
 def _port(text: str) -> int:
@@ -112,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     staff_create.add_argument("--no-qr", action="store_true", help="print only the otpauth:// URI")
     bulk = with_data_dir(sub.add_parser("bulk-close", help="close the cards listed in a CSV (column card_number)"))
     bulk.add_argument("file", help="CSV file with a card_number column")
-    bulk.add_argument("--reason", required=True, help="why these cards are closed (e.g. dormant 3 years)")
+    bulk.add_argument("--reason", default=BULK_REASON,
+                      help=f"why these cards are closed (default: {BULK_REASON}; e.g. dormant 3 years); a run "
+                           "resumes only under the reason it started with")
     bulk.add_argument("--dry-run", action="store_true",
                       help="validate and quote what is left to do (after an interrupted run: the rest); write nothing")
     bulk.add_argument("--rejects", help="where to write rejected rows (default FILE.rejects.csv)")

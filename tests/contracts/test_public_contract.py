@@ -11,6 +11,7 @@ import pytest
 
 from closeout import cli
 from closeout import worker as closeout_worker
+from closeout.closures.models import ClosureCase
 from closeout.common import clock
 from closeout.ops.models import WorkerHeartbeat
 
@@ -46,3 +47,17 @@ def test_a_second_plain_worker_on_the_same_database_runs_beside_the_first(monkey
 
     assert launched == [f"{default}-2"]
     assert WorkerHeartbeat.objects.get(executor_id=default).pid == os.getppid()  # the first keeps its id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_close_takes_just_the_csv_file(make_card, tmp_path, capsys):
+    # `bulk-close FILE.csv`: the operator's bulk closure of dormant cards.
+    card = make_card("YKT", balance=500, days_old=2000)
+    path = tmp_path / "dormant.csv"
+    path.write_text(f"card_number\n{card.number}\n", encoding="utf-8")
+
+    assert cli.main(["bulk-close", str(path)]) == 0
+
+    assert capsys.readouterr().out.startswith("1 rows read: created 1 closures")
+    case = ClosureCase.objects.get(card=card)
+    assert (case.channel, case.reason) == (ClosureCase.Channel.BULK, "dormant")
