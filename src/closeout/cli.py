@@ -287,6 +287,9 @@ def _supervise(children: list[subprocess.Popen]) -> int:
 
 def cmd_serve(args) -> int:
     _migrate()
+    # Links the web answers with (a certificate's verify_url, links in mail) name the port it serves
+    # on, as under `closeout demo`, unless the installation says where it is reached.
+    os.environ.setdefault("CLOSEOUT_PUBLIC_URL", f"http://127.0.0.1:{args.port}")
     os.execv(sys.executable, _serve_command(args.port, args.workers))
     return 0
 

@@ -61,3 +61,41 @@ def test_bulk_close_takes_just_the_csv_file(make_card, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("1 rows read: created 1 closures")
     case = ClosureCase.objects.get(card=card)
     assert (case.channel, case.reason) == (ClosureCase.Channel.BULK, "dormant")
+
+
+class Served(Exception):
+    """Stands for gunicorn replacing the process."""
+
+
+def test_serve_on_another_port_names_that_port_in_its_links(monkeypatch):
+    # `closeout serve --port 8731`: a certificate's verify_url must lead to this server, not to 8000.
+    monkeypatch.delenv("CLOSEOUT_PUBLIC_URL", raising=False)
+    monkeypatch.setattr(cli, "_migrate", lambda: None)
+    served = {}
+
+    def execv(path, argv):
+        served.update(argv=argv, public_url=os.environ.get("CLOSEOUT_PUBLIC_URL"))
+        raise Served
+
+    monkeypatch.setattr(cli.os, "execv", execv)
+
+    with pytest.raises(Served):
+        cli.cmd_serve(cli._parser().parse_args(["serve", "--port", "8731"]))
+
+    assert "127.0.0.1:8731" in served["argv"]
+    assert served["public_url"] == "http://127.0.0.1:8731"
+
+
+def test_serve_keeps_the_public_url_an_installation_sets(monkeypatch):
+    monkeypatch.setenv("CLOSEOUT_PUBLIC_URL", "https://close.example.com")
+    monkeypatch.setattr(cli, "_migrate", lambda: None)
+
+    def execv(path, argv):
+        raise Served
+
+    monkeypatch.setattr(cli.os, "execv", execv)
+
+    with pytest.raises(Served):
+        cli.cmd_serve(cli._parser().parse_args(["serve", "--port", "8731"]))
+
+    assert os.environ["CLOSEOUT_PUBLIC_URL"] == "https://close.example.com"
