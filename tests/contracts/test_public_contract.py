@@ -99,3 +99,16 @@ def test_serve_keeps_the_public_url_an_installation_sets(monkeypatch):
         cli.cmd_serve(cli._parser().parse_args(["serve", "--port", "8731"]))
 
     assert os.environ["CLOSEOUT_PUBLIC_URL"] == "https://close.example.com"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("authorization", [None, "Bearer co_nothing_likethis", "Basic dXNlcjpwYXNz"])
+def test_an_api_call_without_a_valid_key_asks_for_a_bearer_key(client, authorization):
+    headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+
+    response = client.get("/api/v1/closures/CL-2026-000001", **headers)
+
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/problem+json"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert {"type", "title", "status", "detail"} <= set(response.json())
