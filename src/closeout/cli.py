@@ -43,10 +43,14 @@ def _whole_number(text: str) -> int | None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="closeout", description="Close card accounts end to end.")
+    # --data-dir is read before the command (`closeout --data-dir DIR demo`) or after it; left out,
+    # it is no attribute at all, so that a command's parser does not overwrite one given before it.
+    data_dir_help = "where the SQLite files and generated keys live (default: ./var)"
+    parser.add_argument("--data-dir", default=argparse.SUPPRESS, help=data_dir_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_data_dir(p):
-        p.add_argument("--data-dir", help="where the SQLite files and generated keys live (default: ./var)")
+        p.add_argument("--data-dir", default=argparse.SUPPRESS, help=data_dir_help)
         return p
 
     demo = with_data_dir(sub.add_parser("demo", help="migrate, load demo data, serve web + worker"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -112,3 +114,17 @@ def test_an_api_call_without_a_valid_key_asks_for_a_bearer_key(client, authoriza
     assert response["Content-Type"] == "application/problem+json"
     assert response["WWW-Authenticate"].startswith("Bearer")
     assert {"type", "title", "status", "detail"} <= set(response.json())
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_data_dir_is_read_before_or_after_the_command(tmp_path, where):
+    missing = str(tmp_path / "no-such-dir")
+    command = ["--data-dir", missing, "audit", "verify"] if where == "before" else ["audit", "verify", "--data-dir", missing]
+    env = {k: v for k, v in os.environ.items() if k not in ("CLOSEOUT_DATA_DIR", "DJANGO_SETTINGS_MODULE")}
+
+    done = subprocess.run([sys.executable, "-m", "closeout.cli", *command], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"closeout audit: {missing} is not a closeout data directory; "
+                                   f"create one with `closeout migrate --data-dir {missing}`")
