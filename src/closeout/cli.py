@@ -806,6 +806,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args) -> int:
     data_dir = getattr(args, "data_dir", None)
     uses_data = not _migrates(args) and not _offline(args)
+    waits = _waits_for_setup(args)
+    if waits:
+        _await_setup(args, lambda: not _setup_pending(args))
     if refusal := _data_dir_refusal(args, uses_data=uses_data):
         print(f"closeout {args.command}: {refusal}", file=sys.stderr)
         return 2
@@ -816,6 +819,8 @@ def _main(args) -> int:
     from django.db import OperationalError
 
     try:
+        if waits:
+            _await_setup(args, _migrated_now)
         if uses_data and _unmigrated():
             print(f"closeout {args.command}: the database is not set up or is out of date; run "
                   f"`closeout migrate{f' --data-dir {data_dir}' if data_dir else ''}` first", file=sys.stderr)
@@ -830,6 +835,53 @@ def _main(args) -> int:
 # Commands that set up a data directory where there is none (the databases, the keys).
 CREATING = {"demo", "serve", "migrate"}
 KEYS = ("secret_key", "pii_key")
+SETUP_WAIT_SEC = 120  # how long a worker waits for `closeout serve` or `closeout migrate` to set up
+
+
+def _waits_for_setup(args) -> bool:
+    """A worker started beside `closeout serve` (or during a deploy's `closeout migrate`) waits for
+    the data directory and database they are setting up, instead of exiting before they exist."""
+    return args.command == "worker" and getattr(args, "worker_command", None) is None
+
+
+def _await_setup(args, ready) -> None:
+    """Wait until `ready()`, for SETUP_WAIT_SEC at most, saying once on stderr what it waits for; the
+    checks that follow refuse as ever if it is still not set up (a mistyped --data-dir)."""
+    deadline = time.monotonic() + SETUP_WAIT_SEC
+    said = False
+    while not ready() and time.monotonic() < deadline:
+        if not said:
+            given = getattr(args, "data_dir", None)
+            print(f"closeout {args.command}: waiting up to {SETUP_WAIT_SEC} s for the database of {_data_dir_path(args)} "
+                  f"to be set up (by `closeout serve` or `closeout migrate{f' --data-dir {given}' if given else ''}`)",
+                  file=sys.stderr)
+            said = True
+        time.sleep(1)
+
+
+def _data_dir_path(args) -> Path:
+    return Path(getattr(args, "data_dir", None) or os.environ.get("CLOSEOUT_DATA_DIR") or "var").resolve()
+
+
+def _setup_pending(args) -> bool:
+    """Whether the data directory or its database does not exist yet (checked before the settings
+    load, as loading them would create the directory)."""
+    where = _data_dir_path(args)
+    if os.environ.get("DATABASE_URL"):
+        return not where.is_dir() and not _nothing_to_keep()
+    return not (where / "closeout.sqlite3").exists()
+
+
+def _migrated_now() -> bool:
+    """Whether the database is migrated; a database that cannot be read yet (locked by the migration
+    under way, a server still starting) is not."""
+    from django.db import OperationalError, connection
+
+    try:
+        return not _unmigrated()
+    except OperationalError:
+        connection.close()
+        return False
 
 
 def _data_dir_refusal(args, *, uses_data: bool) -> str | None:
@@ -843,7 +895,7 @@ def _data_dir_refusal(args, *, uses_data: bool) -> str | None:
         return None
     given = getattr(args, "data_dir", None)
     named = os.environ.get("CLOSEOUT_DATA_DIR")
-    where = Path(given or named or "var").resolve()
+    where = _data_dir_path(args)
     migrate = f"`closeout migrate{f' --data-dir {given}' if given else ''}`"
     if not where.is_dir():
         if given:

@@ -4,6 +4,7 @@ written there, with only the arguments written there."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from closeout import worker as closeout_worker
 from closeout.closures.models import ClosureCase
 from closeout.common import clock
 from closeout.ops.models import WorkerHeartbeat
+from tests.fixtures import wait_for
 
 HOST = socket.gethostname()[:255]
 
@@ -128,3 +130,36 @@ def test_data_dir_is_read_before_or_after_the_command(tmp_path, where):
     assert done.returncode == 2
     assert done.stderr.strip() == (f"closeout audit: {missing} is not a closeout data directory; "
                                    f"create one with `closeout migrate --data-dir {missing}`")
+
+
+@pytest.mark.sqlite_only  # a data directory of its own, whatever the engine of the pass
+def test_a_worker_started_beside_serve_waits_for_the_database_it_sets_up(tmp_path):
+    # `closeout serve --data-dir DIR` and `closeout worker --data-dir DIR` started together: the
+    # worker must not exit because serve has not created DIR and its database yet.
+    data_dir = tmp_path / "fresh"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "CLOSEOUT_DBOS_DATABASE_URL", "CLOSEOUT_DATA_DIR", "DJANGO_SETTINGS_MODULE")
+           and not k.startswith("CLOSEOUT_CRASH")}
+    env.update(CLOSEOUT_EXECUTOR_ID="contract-worker", CLOSEOUT_LOG_FORMAT="plain", CLOSEOUT_LOG_LEVEL="INFO")
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "closeout.cli", "worker", "--data-dir", str(data_dir)],
+                                  env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "waiting up to" in log_path.read_text(), timeout=30)
+        assert worker.poll() is None
+
+        migrated = subprocess.run([sys.executable, "-m", "closeout.cli", "migrate", "--data-dir", str(data_dir)],
+                                  env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert migrated.returncode == 0, migrated.stderr
+
+        wait_for(lambda: "worker contract-worker running" in log_path.read_text(), timeout=120)
+        assert worker.poll() is None
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, log_path.read_text()
