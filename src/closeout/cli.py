@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 MAX_WORKERS = 256  # far above any one machine's cores, short of a fork bomb
+BULK_REASON = "dormant"  # bulk closure is for dormant cards unless the operator says otherwise
 
 
 def _port(text: str) -> int:
@@ -43,10 +44,14 @@ def _whole_number(text: str) -> int | None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="closeout", description="Close card accounts end to end.")
+    # --data-dir is read before the command (`closeout --data-dir DIR demo`) or after it; left out,
+    # it is no attribute at all, so that a command's parser does not overwrite one given before it.
+    data_dir_help = "where the SQLite files and generated keys live (default: ./var)"
+    parser.add_argument("--data-dir", default=argparse.SUPPRESS, help=data_dir_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_data_dir(p):
-        p.add_argument("--data-dir", help="where the SQLite files and generated keys live (default: ./var)")
+        p.add_argument("--data-dir", default=argparse.SUPPRESS, help=data_dir_help)
         return p
 
     demo = with_data_dir(sub.add_parser("demo", help="migrate, load demo data, serve web + worker"))
@@ -116,7 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     staff_create.add_argument("--no-qr", action="store_true", help="print only the otpauth:// URI")
     bulk = with_data_dir(sub.add_parser("bulk-close", help="close the cards listed in a CSV (column card_number)"))
     bulk.add_argument("file", help="CSV file with a card_number column")
-    bulk.add_argument("--reason", required=True, help="why these cards are closed (e.g. dormant 3 years)")
+    bulk.add_argument("--reason", default=BULK_REASON,
+                      help=f"why these cards are closed (default: {BULK_REASON}; e.g. dormant 3 years); a run "
+                           "resumes only under the reason it started with")
     bulk.add_argument("--dry-run", action="store_true",
                       help="validate and quote what is left to do (after an interrupted run: the rest); write nothing")
     bulk.add_argument("--rejects", help="where to write rejected rows (default FILE.rejects.csv)")
@@ -294,6 +301,9 @@ def _supervise(children: list[subprocess.Popen]) -> int:
 
 def cmd_serve(args) -> int:
     _migrate()
+    # Links the web answers with (a certificate's verify_url, links in mail) name the port it serves
+    # on, as under `closeout demo`, unless the installation says where it is reached.
+    os.environ.setdefault("CLOSEOUT_PUBLIC_URL", f"http://127.0.0.1:{args.port}")
     os.execv(sys.executable, _serve_command(args.port, args.workers))
     return 0
 
@@ -806,6 +816,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args) -> int:
     data_dir = getattr(args, "data_dir", None)
     uses_data = not _migrates(args) and not _offline(args)
+    waits = _waits_for_setup(args)
+    if waits:
+        _await_setup(args, lambda: not _setup_pending(args))
     if refusal := _data_dir_refusal(args, uses_data=uses_data):
         print(f"closeout {args.command}: {refusal}", file=sys.stderr)
         return 2
@@ -816,6 +829,8 @@ def _main(args) -> int:
     from django.db import OperationalError
 
     try:
+        if waits:
+            _await_setup(args, _migrated_now)
         if uses_data and _unmigrated():
             print(f"closeout {args.command}: the database is not set up or is out of date; run "
                   f"`closeout migrate{f' --data-dir {data_dir}' if data_dir else ''}` first", file=sys.stderr)
@@ -836,6 +851,53 @@ def _main(args) -> int:
 CREATING = {"demo", "serve", "migrate"}
 KEYS = ("secret_key", "pii_key")
 RUNBOOK = {"pii_key": ' (docs/reliability.md, "The PII key")'}
+SETUP_WAIT_SEC = 120  # how long a worker waits for `closeout serve` or `closeout migrate` to set up
+
+
+def _waits_for_setup(args) -> bool:
+    """A worker started beside `closeout serve` (or during a deploy's `closeout migrate`) waits for
+    the data directory and database they are setting up, instead of exiting before they exist."""
+    return args.command == "worker" and getattr(args, "worker_command", None) is None
+
+
+def _await_setup(args, ready) -> None:
+    """Wait until `ready()`, for SETUP_WAIT_SEC at most, saying once on stderr what it waits for; the
+    checks that follow refuse as ever if it is still not set up (a mistyped --data-dir)."""
+    deadline = time.monotonic() + SETUP_WAIT_SEC
+    said = False
+    while not ready() and time.monotonic() < deadline:
+        if not said:
+            given = getattr(args, "data_dir", None)
+            print(f"closeout {args.command}: waiting up to {SETUP_WAIT_SEC} s for the database of {_data_dir_path(args)} "
+                  f"to be set up (by `closeout serve` or `closeout migrate{f' --data-dir {given}' if given else ''}`)",
+                  file=sys.stderr)
+            said = True
+        time.sleep(1)
+
+
+def _data_dir_path(args) -> Path:
+    return Path(getattr(args, "data_dir", None) or os.environ.get("CLOSEOUT_DATA_DIR") or "var").resolve()
+
+
+def _setup_pending(args) -> bool:
+    """Whether the data directory or its database does not exist yet (checked before the settings
+    load, as loading them would create the directory)."""
+    where = _data_dir_path(args)
+    if os.environ.get("DATABASE_URL"):
+        return not where.is_dir() and not _nothing_to_keep()
+    return not (where / "closeout.sqlite3").exists()
+
+
+def _migrated_now() -> bool:
+    """Whether the database is migrated; a database that cannot be read yet (locked by the migration
+    under way, a server still starting) is not."""
+    from django.db import OperationalError, connection
+
+    try:
+        return not _unmigrated()
+    except OperationalError:
+        connection.close()
+        return False
 
 
 def _data_dir_refusal(args, *, uses_data: bool) -> str | None:
@@ -849,7 +911,7 @@ def _data_dir_refusal(args, *, uses_data: bool) -> str | None:
         return None
     given = getattr(args, "data_dir", None)
     named = os.environ.get("CLOSEOUT_DATA_DIR")
-    where = Path(given or named or "var").resolve()
+    where = _data_dir_path(args)
     migrate = f"`closeout migrate{f' --data-dir {given}' if given else ''}`"
     if not where.is_dir():
         if given:

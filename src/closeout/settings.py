@@ -159,9 +159,11 @@ else:
     )
 DBOS_APPLICATION_VERSION = os.environ.get("CLOSEOUT_APP_VERSION", "closeout-1")
 # One id per worker, stable across restarts (a restarted worker resumes its own workflows). The
-# default differs per machine; two workers on one machine need their own CLOSEOUT_EXECUTOR_ID or
-# --executor-id (a second worker under a live id refuses to start).
+# default differs per machine; a second worker started without an id while a live one holds the
+# default takes `<default>-2` (then -3, ...), while a worker under a named id (CLOSEOUT_EXECUTOR_ID
+# or --executor-id) refuses to start when a live worker holds it.
 DBOS_EXECUTOR_ID = os.environ.get("CLOSEOUT_EXECUTOR_ID") or f"worker-{socket.gethostname() or 'localhost'}"[:120]
+DBOS_EXECUTOR_ID_NAMED = bool(os.environ.get("CLOSEOUT_EXECUTOR_ID"))
 # Workflows run at once per queue (one queue per external system): `name=PER_WORKER[/OVERALL]`,
 # comma-separated, over the defaults in `closures.dispatch.DEFAULT_QUEUE_LIMITS`; OVERALL holds
 # across all workers, for a provider that allows only so many parallel calls.

@@ -132,9 +132,39 @@ def _destroy_quietly() -> None:
         log.debug("nothing to destroy after a failed launch", exc_info=True)
 
 
+DEFAULT_ID_SLOTS = 64  # workers one machine may run under its default id: -2 to -64 after the first
+
+
+def default_executor_ids() -> list[str]:
+    """The ids a worker started without one may take, in order: the machine's default, then
+    `<default>-2`, `<default>-3`, ..."""
+    base = settings.DBOS_EXECUTOR_ID
+    suffixes = [f"-{n}" for n in range(2, DEFAULT_ID_SLOTS + 1)]
+    return [base] + [f"{base[:120 - len(suffix)]}{suffix}" for suffix in suffixes]
+
+
+def _heartbeat_claim(executor_id: str | None):
+    """Claim `executor_id` and start beating under it. Without an id, claim the first of
+    `default_executor_ids()` that no live worker holds: several plain `closeout worker` processes
+    share one database, and a restarted one takes back the lowest id free (its own, or that of a
+    worker gone from this machine, whose workflows it then resumes).
+
+    :raises ExecutorIdInUse: when a live worker holds the named id, or every default id.
+    """
+    from closeout.ops.heartbeat import Heartbeat
+    from closeout.ops.services import ExecutorIdInUse
+
+    candidates = [executor_id] if executor_id else default_executor_ids()
+    for candidate in candidates[:-1]:
+        try:
+            return Heartbeat(executor_id=candidate, interval=settings.HEARTBEAT_SEC).start()
+        except ExecutorIdInUse:
+            continue
+    return Heartbeat(executor_id=candidates[-1], interval=settings.HEARTBEAT_SEC).start()
+
+
 def run_forever(*, executor_id: str | None = None, metrics_port: int | None = None) -> None:
     from closeout.closures import dispatch
-    from closeout.ops.heartbeat import Heartbeat
 
     dispatch.queue_limits()  # a bad CLOSEOUT_QUEUE_LIMITS stops the worker before it claims its id
     stop = threading.Event()
@@ -142,11 +172,12 @@ def run_forever(*, executor_id: str | None = None, metrics_port: int | None = No
     def on_signal(signum, frame):
         stop.set()
 
-    executor_id = executor_id or settings.DBOS_EXECUTOR_ID
     # Beat before launching: a worker that recovers its own workflows must already look alive,
-    # or another worker's sweep could take them at the same moment. Claiming the id refuses to
+    # or another worker's sweep could take them at the same moment. Claiming a named id refuses to
     # start (ExecutorIdInUse, nothing launched) while another live worker holds it.
-    heartbeat = Heartbeat(executor_id=executor_id, interval=settings.HEARTBEAT_SEC).start()
+    named = executor_id or (settings.DBOS_EXECUTOR_ID if settings.DBOS_EXECUTOR_ID_NAMED else None)
+    heartbeat = _heartbeat_claim(named)
+    executor_id = heartbeat.executor_id
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if metrics_port:

@@ -59,7 +59,9 @@ def on_validation_error(request, exc):
 
 @api.exception_handler(AuthenticationError)
 def on_auth_error(request, exc):
-    return problem(401, "unauthorized", "Unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
+    response = problem(401, "unauthorized", "Unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
+    response["WWW-Authenticate"] = 'Bearer realm="closeout API"'  # RFC 9110: a 401 names the scheme it wants
+    return response
 
 
 @api.exception_handler(HttpError)
