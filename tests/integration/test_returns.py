@@ -341,7 +341,7 @@ def test_an_english_speaking_customer_gets_english_from_a_chinese_speaking_clerk
 def test_the_counter_receipt_tells_a_cash_customer_to_collect_the_refund(staff_client, make_card, branch):
     from closeout.closures.models import ClosureCase
 
-    client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    client, clerk = staff_client("branch_clerk", branch_code="HK-CEN")
     case = case_in_state(make_card("OCTO"), "awaiting_return")
     ClosureCase.objects.filter(id=case.id).update(refund_destination={"type": "cash"})
     started = client.post("/console/counter/", {"reference": case.reference, "id_type": "hkid", "id_number": HKID,
@@ -349,7 +349,14 @@ def test_the_counter_receipt_tells_a_cash_customer_to_collect_the_refund(staff_c
     client.post(started["Location"], {"method": "CUT"})
     client.post(started["Location"] + "confirm", {"confirm": "yes"})
     pdf = client.get(started["Location"] + "receipt.pdf")
-    assert "(Cash at a branch)" in PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    assert "(Cash at a branch)" in text
+    # The clerk is "our staff" until they have a name; their sign-in address is never printed.
+    assert "Served by our staff" in " ".join(text.split()) and clerk.user.email not in text
+    clerk.name = "Wong Siu Ming"
+    clerk.save(update_fields=["name"])
+    text = PdfReader(io.BytesIO(client.get(started["Location"] + "receipt.pdf").content)).pages[0].extract_text()
+    assert "Wong Siu Ming" in text and clerk.user.email not in text
 
 
 def test_a_card_taken_before_the_case_waits_for_it_is_received_by_the_sweep(make_card, branch):
