@@ -198,6 +198,24 @@ def return_check_in(*, code: str, actor: str, card_number: str = "", desk: str =
     return checkin
 
 
+def return_reported(*, reference: str, actor: str, note: str = "") -> ClosureCase:
+    """The operator's own warehouse system reports the card of `reference` received (the API's
+    card-received): the case moves on as for a scan at a desk, and the card is checked in with
+    it, so that it is traced, listed for destruction or kept like any card the warehouse holds.
+    A repeated report changes nothing.
+
+    :raises IllegalTransition: when the case is not waiting for its card.
+    """
+    with transaction.atomic():
+        waiting = ClosureCase.objects.select_for_update(of=("self",)).filter(
+            reference=reference, state=states.AWAITING_RETURN).exists()
+        case = closures.closure_card_received(reference=reference, actor=actor, note=note)
+        if waiting:
+            CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(case.card.number), case=case,
+                                   card=case.card, outcome=CheckIn.Outcome.RECEIVED)
+    return case
+
+
 def _earlier_check_in(*, case: ClosureCase | None, card: Card | None, code: str, inner: str,
                       reason: str | None) -> CheckIn | None:
     """The check-in of this card made before: the one that received it for its case, or the one
