@@ -180,6 +180,9 @@ def demo_cards() -> list[dict]:
             "currency": card.product.currency,
             "outstanding_fees": outstanding,
             "physical": card.physical,
+            # Whether the card must be posted back before the refund (`card-received` then moves
+            # the case on): physical cards of some products only (transit cards like Octopus).
+            "return_required": card.physical and card.product.physical_return_required,
             "status": card.status,
         })
     return out

@@ -414,6 +414,28 @@ def test_card_received_with_a_body_that_is_not_an_object_moves_nothing(client, c
     assert moved.status_code == 200 and moved.json()["state"] != "awaiting_return"
 
 
+def test_a_card_reported_received_through_the_api_is_checked_in_at_the_warehouse_once(client, make_card):
+    """The operator's warehouse system reports arrivals through the API: the card is then held like
+    a scanned one, listed for the destruction batch and on the case's page, and a repeated report
+    checks nothing in twice."""
+    from closeout.returns import selectors as return_selectors
+    from closeout.returns.models import CheckIn
+    from tests.integration.test_console_support import case_in_state
+
+    operator = apikey_create(name="warehouse", scope="operator")[1]
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    for _ in range(2):
+        response = client.post(f"/api/v1/closures/{case.reference}/card-received", data='{"note": "box 7"}',
+                               content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {operator}")
+        assert response.status_code == 200
+
+    checkin = CheckIn.objects.get()
+    assert (checkin.case, checkin.card, checkin.outcome) == (case, case.card, CheckIn.Outcome.RECEIVED)
+    assert checkin.staff.startswith("api:") and case.card.number not in checkin.scanned_masked
+    assert [c.id for c in return_selectors.received_not_destroyed()] == [checkin.id]
+    assert return_selectors.card_return(case=case)["checkins"] == [checkin]
+
+
 def test_a_card_number_typed_with_dashes_is_declined_once_closing(client_for, key, make_card):
     card = make_card("YKT", balance=50000)
     client_for("/api/v1/closures", body_for(card), key=key)

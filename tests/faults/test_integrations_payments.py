@@ -203,9 +203,15 @@ def test_a_lost_webhook_is_covered_by_polling(dbos_worker, make_card):
     assert not WebhookReceipt.objects.exists()
 
 
-def test_a_refund_the_provider_reports_pending_is_polled_again_later_until_it_reports_it_paid(dbos_worker, make_card):
+def test_a_refund_the_provider_reports_pending_is_polled_again_later_until_it_reports_it_paid(dbos_worker, make_card,
+                                                                                               monkeypatch):
     # The `pending` fault on refund_status had no effect: the first poll found the refund paid.
+    from datetime import timedelta
+
+    from closeout.closures import services
     from closeout.ops import observe
+
+    monkeypatch.setattr(services, "REFUND_POLL", timedelta(seconds=1))  # the first wait (5 s, then longer)
 
     def polls() -> float:
         return sum(sample.value for family in observe.LOCAL.collect() for sample in family.samples

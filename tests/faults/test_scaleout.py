@@ -124,6 +124,8 @@ def test_operator_recovers_a_named_dead_worker(dbos_system, make_card, tmp_path)
     victim.start(CLOSEOUT_CRASH_AT="before:refund", CLOSEOUT_CRASH_DIR=str(tmp_path), **slow)
     try:
         assert victim.wait_killed(timeout=60) == -signal.SIGKILL
+        # On another machine: no pid here tells that it is gone, only its silence would.
+        WorkerHeartbeat.objects.filter(executor_id="worker-a").update(host="another-host.example")
         survivor.start(**slow)
         wait_for(lambda: WorkerHeartbeat.objects.filter(executor_id="worker-b").exists(), timeout=30)
         time.sleep(3)  # several sweeps run on worker-b meanwhile
@@ -144,3 +146,26 @@ def test_operator_recovers_a_named_dead_worker(dbos_system, make_card, tmp_path)
     assert SimRefund.objects.get().request_count == 1  # asked once, by the worker that took over
     event = AuditEvent.objects.get(action="worker.recovered", subject="worker:worker-a")
     assert event.actor.startswith("operator:") and event.data == {"workflows": 1}
+
+
+def test_a_worker_killed_on_the_same_host_is_taken_over_without_waiting_for_its_silence(dbos_system, make_card,
+                                                                                        tmp_path):
+    # A silent worker counts as dead only after an hour here; one killed on this host is seen gone
+    # by its pid, so the survivor's sweep hands its refund on at its next pass.
+    slow = dict(FAST_BEATS, CLOSEOUT_HEARTBEAT_STALE_SEC="3600")
+    victim = WorkerProcess(dbos_system, tmp_path, executor_id="worker-a")
+    survivor = WorkerProcess(dbos_system, tmp_path, executor_id="worker-b")
+    cards, cases = _open_cases(make_card, 1)
+    victim.start(CLOSEOUT_CRASH_AT="before:refund", CLOSEOUT_CRASH_DIR=str(tmp_path), **slow)
+    try:
+        assert victim.wait_killed(timeout=60) == -signal.SIGKILL
+        survivor.start(**slow)
+        _wait_closed(cases, timeout=60)
+    finally:
+        survivor.stop()
+        victim.stop()
+
+    _assert_each_case_closed_once(cards, cases)
+    assert SimRefund.objects.get().request_count == 1
+    event = AuditEvent.objects.get(action="worker.recovered", subject="worker:worker-a")
+    assert event.actor == "system" and event.reason == "process gone on this host"

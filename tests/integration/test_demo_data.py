@@ -24,6 +24,26 @@ def test_loading_twice_adds_nothing_the_second_time():
     assert len({card["contact"]["email"] for card in listed}) == 60
 
 
+def test_the_list_tells_a_tester_which_cards_must_be_posted_back():
+    """`physical` alone does not say it: transit cards like Yikatong and physical SIMs are cards in
+    hand that need no return, and a tester waiting for awaiting_return on one would wait forever."""
+    from closeout.closures import services, states
+    from tests.aftercare_support import run_to_end
+
+    demo_data_load()
+    listed = demo_cards()
+    returned = [card for card in listed if card["return_required"]]
+    kept = [card for card in listed if card["physical"] and not card["return_required"]]
+    assert returned and kept and all(card["physical"] for card in returned)
+    assert not any(card["return_required"] for card in listed if card["product_kind"] == "esim")
+    owing_nothing = [[card for card in cards if not card["outstanding_fees"]] for cards in (returned, kept)]
+    for cards, waits in zip(owing_nothing, (True, False), strict=True):
+        card = Card.objects.get(number=cards[0]["number"])
+        case = run_to_end(services.closure_request(card=card, channel="web", requester="customer:web").reference)
+        seen = set(case.events.values_list("to_state", flat=True))
+        assert case.state == states.CLOSED and (states.AWAITING_RETURN in seen) is waits, card.product.code
+
+
 def test_every_travel_sim_plan_is_running_on_the_day_of_the_load():
     demo_data_load()
     now = clock.now()

@@ -141,7 +141,11 @@ def test_a_customer_downloads_everything_held_about_their_case(client, make_card
     assert {s["kind"] for s in data["marketing_suppression"]} == {"email", "phone"}
     assert any(p["key"] == f"{case.reference}:refund" for p in data["ledger"])
     assert any(e["action"] == "closure.transition" for e in data["audit_events"])
+    # The refund to a bank account was approved by a member of staff, named as staff: their sign-in
+    # address is theirs, not something held about the holder.
+    assert "staff" in {e["actor"] for e in data["audit_events"]}
     raw = response.content.decode()
+    assert "staff:" not in raw
     assert case.card.number not in raw and "6222020200112233" not in raw
 
     pdf = client.get(f"/en/case/{case.reference}/export.pdf")

@@ -157,20 +157,53 @@ def test_a_card_number_inside_read_wrong_is_scanned_again_not_queued(make_card):
 
 
 def test_a_card_nobody_waits_for_is_an_exception_and_can_be_matched_later(make_card):
+    from closeout.closures.models import ClosureCase
+
     card = make_card("OCTO")
     case = case_in_state(card, "submitted")
-    checkin = returns.return_check_in(code=card.number, actor="staff:wh")
+    checkin = returns.return_check_in(code=card.number, actor="staff:wh", desk="Desk 2")
     assert checkin.exception.reason == ReturnException.Reason.NOT_EXPECTED
 
-    case = case_in_state(make_card("OCTO"), "awaiting_return")
     with pytest.raises(returns.UnableToResolve):
         returns.return_exception_resolve(exception_id=checkin.exception.id, actor="staff:sup", resolution="x",
                                          reference="CL-2000-000001")
+    ClosureCase.objects.filter(id=case.id).update(state=states.AWAITING_RETURN)  # its fees settled since
     returns.return_exception_resolve(exception_id=checkin.exception.id, actor="staff:sup",
-                                     resolution="label was torn; matched by the letter inside", reference=case.reference)
+                                     resolution="arrived before its fees were paid", reference=case.reference)
     assert _state(case) == states.REFUND_PENDING
+    received = CheckIn.objects.get(outcome=CheckIn.Outcome.RECEIVED)
+    assert (received.card, received.case, received.desk) == (card, case, "Desk 2")
     with pytest.raises(returns.UnableToResolve):
         returns.return_exception_resolve(exception_id=checkin.exception.id, actor="staff:sup", resolution="again")
+
+
+def test_an_exception_is_not_resolved_by_naming_the_case_of_another_card(staff_client, make_card):
+    """A card whose number was read is that card: checking it in for another card's case would
+    refund a closure whose card never came back (and leave its own case waiting)."""
+    client, _ = staff_client("warehouse")
+    card = make_card("OCTO")
+    case_in_state(card, "submitted")
+    checkin = returns.return_check_in(code=card.number, actor="staff:wh")
+    other = case_in_state(make_card("OCTO"), "awaiting_return")
+
+    said = client.post(f"/console/warehouse/exceptions/{checkin.exception.id}/resolve",
+                       {"resolution": "matched by the letter inside", "reference": other.reference},
+                       follow=True).content.decode()
+
+    assert f"The card in hand (•••• {card.number[-4:]}) is not the card of case {other.reference}" in said
+    assert card.number not in said
+    assert _state(other) == states.AWAITING_RETURN and not CheckIn.objects.filter(case=other).exists()
+    checkin.exception.refresh_from_db()
+    assert checkin.exception.resolved_at is None  # still waits in the queue
+
+
+def test_a_torn_label_with_no_card_read_is_matched_by_what_staff_find(make_card):
+    case = case_in_state(make_card("OCTO"), "awaiting_return")
+    checkin = returns.return_check_in(code="RL20269999999", actor="staff:wh")  # a label we never issued
+    assert checkin.exception.reason == ReturnException.Reason.UNKNOWN
+    returns.return_exception_resolve(exception_id=checkin.exception.id, actor="staff:sup",
+                                     resolution="label torn; matched by the letter inside", reference=case.reference)
+    assert _state(case) == states.REFUND_PENDING
 
 
 def test_destruction_is_recorded_once_with_who_when_method_and_batch(make_card):
@@ -341,7 +374,7 @@ def test_an_english_speaking_customer_gets_english_from_a_chinese_speaking_clerk
 def test_the_counter_receipt_tells_a_cash_customer_to_collect_the_refund(staff_client, make_card, branch):
     from closeout.closures.models import ClosureCase
 
-    client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    client, clerk = staff_client("branch_clerk", branch_code="HK-CEN")
     case = case_in_state(make_card("OCTO"), "awaiting_return")
     ClosureCase.objects.filter(id=case.id).update(refund_destination={"type": "cash"})
     started = client.post("/console/counter/", {"reference": case.reference, "id_type": "hkid", "id_number": HKID,
@@ -349,7 +382,14 @@ def test_the_counter_receipt_tells_a_cash_customer_to_collect_the_refund(staff_c
     client.post(started["Location"], {"method": "CUT"})
     client.post(started["Location"] + "confirm", {"confirm": "yes"})
     pdf = client.get(started["Location"] + "receipt.pdf")
-    assert "(Cash at a branch)" in PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    assert "(Cash at a branch)" in text
+    # The clerk is "our staff" until they have a name; their sign-in address is never printed.
+    assert "Served by our staff" in " ".join(text.split()) and clerk.user.email not in text
+    clerk.name = "Wong Siu Ming"
+    clerk.save(update_fields=["name"])
+    text = PdfReader(io.BytesIO(client.get(started["Location"] + "receipt.pdf").content)).pages[0].extract_text()
+    assert "Wong Siu Ming" in text and clerk.user.email not in text
 
 
 def test_a_card_taken_before_the_case_waits_for_it_is_received_by_the_sweep(make_card, branch):

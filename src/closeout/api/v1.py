@@ -29,6 +29,7 @@ from closeout.common.money import Money, exponent
 from closeout.identity import documents
 from closeout.identity import services as identity
 from closeout.identity.documents import InvalidDocument
+from closeout.returns import services as returns
 from closeout.suppression.api import router as suppressions_router
 
 
@@ -249,8 +250,8 @@ def closure_card_received(request, reference: str, payload: schemas.CardReceived
     if _visible_case(request, reference) is None:
         return problem(404, "not-found", "Not found", "No closure with this reference.")
     try:
-        case = services.closure_card_received(reference=reference, actor=_client(request),
-                                              note=payload.note if payload else "")
+        case = returns.return_reported(reference=reference, actor=_client(request),
+                                       note=payload.note if payload else "")
     except IllegalTransition as exc:
         return problem(409, "illegal-transition", "Not waiting for the card", f"The closure is {exc.current}.")
     return 200, selectors.case_public(case)

@@ -15,6 +15,7 @@ from closeout.appointments.models import CounterVisit
 from closeout.certificates.pdf import draw_text
 from closeout.common.templatetags.closeout import money, paren_close, paren_open
 from closeout.console import labels
+from closeout.console.selectors import staff_names
 from closeout.identity import documents
 from closeout.portal.labels import DESTINATION_LABELS
 
@@ -40,7 +41,7 @@ def counter_receipt_pdf(*, visit: CounterVisit, language: str | None = None) -> 
             (_("Refund"), money(case.quote.get("refund", 0), case.quote.get("currency", "HKD")) + paren_open()
              + labels.label(DESTINATION_LABELS, case.refund_destination.get("type", "original")) + paren_close()),
             (_("Expected by"), case.sla_due_date.isoformat() if case.sla_due_date else "—"),
-            (_("Served by"), visit.clerk.removeprefix("staff:")),
+            (_("Served by"), _served_by(visit.clerk)),
         ]
         buffer = io.BytesIO()
         pdf = canvas.Canvas(buffer, pagesize=A5)
@@ -59,3 +60,9 @@ def counter_receipt_pdf(*, visit: CounterVisit, language: str | None = None) -> 
         pdf.showPage()
         pdf.save()
     return buffer.getvalue()
+
+
+def _served_by(clerk: str) -> str:
+    """The clerk as the customer may read them: by the name the console shows (never their sign-in
+    address, which is no one's business outside the operator), or "our staff" while they have none."""
+    return staff_names([clerk]).get(clerk) or _("our staff")

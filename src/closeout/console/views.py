@@ -791,6 +791,10 @@ def exception_resolve(request, exception_id: int):
         returns.return_exception_resolve(exception_id=exception_id, actor=request.staff.actor,
                                          resolution=form.cleaned_data["resolution"],
                                          reference=form.cleaned_data["reference"])
+    except returns.NotTheCasesCard as exc:
+        messages.error(request, _("The card in hand (%(card)s) is not the card of case %(reference)s: nothing was "
+                                  "checked in. Name the case of the card in hand, or resolve without a case.")
+                       % {"card": exc.in_hand_masked, "reference": exc.reference})
     except returns.UnableToResolve:
         messages.error(request, _("That could not be resolved: check the case reference."))
     else:

@@ -168,7 +168,7 @@ def executor_recover(*, executor_id: str, actor: str, force: bool = False, now=N
     if beat is None:
         raise UnknownExecutor(executor_id, list(WorkerHeartbeat.objects.order_by("executor_id")
                                                 .values_list("executor_id", flat=True)))
-    if _is_alive(beat, now) and not force:
+    if _is_alive(beat, now) and not process_gone(beat) and not force:
         raise UnableToRecover(
             f"{executor_id} beat {int((now - beat.beat_at).total_seconds())} s ago; it looks alive")
     moved = _reenqueue_pending(executor_id)
@@ -177,26 +177,34 @@ def executor_recover(*, executor_id: str, actor: str, force: bool = False, now=N
             recovered_at=now, recovered_workflows=F("recovered_workflows") + moved)
         if moved or actor != "system":
             audit_record(actor=actor, action="worker.recovered", subject=f"worker:{executor_id}",
-                         reason="stale heartbeat" if actor == "system" else "operator request",
+                         reason=_recovery_reason(beat, now) if actor == "system" else "operator request",
                          data={"workflows": moved})
     if moved:
         log.warning("handed %d workflows of worker %s back to their queues", moved, executor_id)
     return moved
 
 
+def _recovery_reason(beat: WorkerHeartbeat, now) -> str:
+    if beat.stopped_at is not None:
+        return "stopped"
+    return "stale heartbeat" if beat.beat_at < now - stale_after() else "process gone on this host"
+
+
 def stale_executors_recover(*, now=None) -> dict[str, int]:
-    """Recover every worker that went stale or stopped since it was last recovered."""
+    """Recover every worker that went stale or stopped since it was last recovered, and at once a
+    worker of this host whose process no longer exists (killed, crashed) though its beat is fresh."""
     from closeout import worker
 
     now = now or clock.now()
-    dead = (
-        WorkerHeartbeat.objects.filter(Q(beat_at__lt=now - stale_after()) | Q(stopped_at__isnull=False))
-        .filter(Q(recovered_at__isnull=True) | Q(recovered_at__lt=F("beat_at")))
-        .exclude(executor_id=worker.current_executor_id() or "")
-        .values_list("executor_id", flat=True)
-    )
+    not_recovered = (WorkerHeartbeat.objects.filter(Q(recovered_at__isnull=True) | Q(recovered_at__lt=F("beat_at")))
+                     .exclude(executor_id=worker.current_executor_id() or ""))
+    dead = list(not_recovered.filter(Q(beat_at__lt=now - stale_after()) | Q(stopped_at__isnull=False))
+                .values_list("executor_id", flat=True))
+    dead += [beat.executor_id for beat in not_recovered.filter(
+        stopped_at__isnull=True, beat_at__gte=now - stale_after(), host=socket.gethostname()[:255])
+        if process_gone(beat)]
     return {executor_id: executor_recover(executor_id=executor_id, actor="system", now=now)
-            for executor_id in list(dead)}
+            for executor_id in dead}
 
 
 def _reenqueue_pending(executor_id: str) -> int:

@@ -53,6 +53,15 @@ class UnableToResolve(Exception):
     pass
 
 
+class NotTheCasesCard(UnableToResolve):
+    """The card in hand is known and is not the card of the case named: checking it in for that
+    case would refund a closure whose card never came back."""
+
+    def __init__(self, *, in_hand: str, reference: str):
+        super().__init__(f"the card in hand is not the card of {reference}")
+        self.in_hand_masked, self.reference = documents.mask_card_number(in_hand), reference
+
+
 def label_code_for(reference: str) -> str:
     """Return the label code of a case reference: RL + year + sequence + a Luhn check digit."""
     year, seq = reference.split("-")[1:]
@@ -189,6 +198,24 @@ def return_check_in(*, code: str, actor: str, card_number: str = "", desk: str =
     return checkin
 
 
+def return_reported(*, reference: str, actor: str, note: str = "") -> ClosureCase:
+    """The operator's own warehouse system reports the card of `reference` received (the API's
+    card-received): the case moves on as for a scan at a desk, and the card is checked in with
+    it, so that it is traced, listed for destruction or kept like any card the warehouse holds.
+    A repeated report changes nothing.
+
+    :raises IllegalTransition: when the case is not waiting for its card.
+    """
+    with transaction.atomic():
+        waiting = ClosureCase.objects.select_for_update(of=("self",)).filter(
+            reference=reference, state=states.AWAITING_RETURN).exists()
+        case = closures.closure_card_received(reference=reference, actor=actor, note=note)
+        if waiting:
+            CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=_mask(case.card.number), case=case,
+                                   card=case.card, outcome=CheckIn.Outcome.RECEIVED)
+    return case
+
+
 def _earlier_check_in(*, case: ClosureCase | None, card: Card | None, code: str, inner: str,
                       reason: str | None) -> CheckIn | None:
     """The check-in of this card made before: the one that received it for its case, or the one
@@ -204,6 +231,7 @@ def _earlier_check_in(*, case: ClosureCase | None, card: Card | None, code: str,
 def return_exception_resolve(*, exception_id: int, actor: str, resolution: str, reference: str = "") -> ReturnException:
     """Close an exception with what was done; naming a case waiting for the card checks it in.
 
+    :raises NotTheCasesCard: when the card in hand is known and is another card than the case's.
     :raises UnableToResolve: for a resolved or unknown exception, no resolution text, or a named
         case that is not waiting for a card.
     """
@@ -218,10 +246,16 @@ def return_exception_resolve(*, exception_id: int, actor: str, resolution: str, 
             case = ClosureCase.objects.filter(reference=reference.strip().upper()).first()
             if case is None or case.state != states.AWAITING_RETURN:
                 raise UnableToResolve("that case is not waiting for a card")
+            # The card in hand, where the scan read it (off the card, or the label stood for it). A
+            # torn label with no card number read is matched by what staff find in the envelope.
+            in_hand = item.checkin.card.number if item.checkin.card_id else item.card_number
+            if in_hand and in_hand != case.card.number:
+                raise NotTheCasesCard(in_hand=in_hand, reference=case.reference)
             closures.closure_card_received(reference=case.reference, actor=actor,
                                            note="card matched from the exception queue")
-            CheckIn.objects.create(at=clock.now(), staff=actor, scanned_masked=item.checkin.scanned_masked,
-                                   case=case, card=case.card, outcome=CheckIn.Outcome.RECEIVED)
+            CheckIn.objects.create(at=clock.now(), staff=actor, desk=item.checkin.desk,
+                                   scanned_masked=item.checkin.scanned_masked, case=case, card=case.card,
+                                   outcome=CheckIn.Outcome.RECEIVED)
             item.case = case
         item.resolved_at = clock.now()
         item.resolved_by = actor
