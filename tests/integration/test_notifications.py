@@ -368,14 +368,14 @@ def test_a_mail_relay_that_stalls_holds_up_no_case(dbos_worker, make_card, setti
     stalled.listen(8)  # connections wait in the backlog: no greeting ever comes
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = stalled.getsockname()
-    settings.EMAIL_TIMEOUT = 5
+    settings.EMAIL_TIMEOUT = 10
     try:
         case = services.closure_request(card=make_card("YKT"), channel="phone", requester="staff:clerk")
-        # Three emails (receipt, refunded, closed) sent inside the steps would take 15 s.
+        # Three emails (receipt, refunded, closed) sent inside the steps would take 30 s.
         wait_for(lambda: ClosureCase.objects.get(id=case.id).state == states.CLOSED, timeout=12)
         # The text messages go out on their own thread, each a moment after its step.
         wait_for(lambda: Notice.objects.filter(case=case, channel="sms", status="sent").count() == 3, timeout=5)
-        wait_for(lambda: Notice.objects.filter(case=case, channel="email", status="failed").count() == 3, timeout=30)
+        wait_for(lambda: Notice.objects.filter(case=case, channel="email", status="failed").count() == 3, timeout=45)
         # smtplib reads the greeting that never comes until the timeout, then gives up on the server.
         assert set(Notice.objects.filter(case=case, channel="email").values_list("error", flat=True)) == {
             "SMTPServerDisconnected"}

@@ -197,6 +197,23 @@ def test_an_exception_is_not_resolved_by_naming_the_case_of_another_card(staff_c
     assert checkin.exception.resolved_at is None  # still waits in the queue
 
 
+def test_a_wrong_envelope_queued_before_check_ins_named_the_card_inside_is_matched_by_that_card(make_card):
+    # Such a check-in holds the label's card; the exception's card number is the card inside.
+    labelled = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = returns.return_label_issue(reference=labelled.reference)
+    inside = make_card("OCTO")
+    waiting = case_in_state(inside, "awaiting_return")
+    checkin = returns.return_check_in(code=label.code, actor="staff:wh", card_number=inside.number)
+    CheckIn.objects.filter(id=checkin.id).update(card=labelled.card)
+
+    with pytest.raises(returns.NotTheCasesCard):
+        returns.return_exception_resolve(exception_id=checkin.exception.id, actor="staff:sup", resolution="x",
+                                         reference=labelled.reference)
+    returns.return_exception_resolve(exception_id=checkin.exception.id, actor="staff:sup",
+                                     resolution="its own case", reference=waiting.reference)
+    assert _state(waiting) == states.REFUND_PENDING and _state(labelled) == states.AWAITING_RETURN
+
+
 def test_a_torn_label_with_no_card_read_is_matched_by_what_staff_find(make_card):
     case = case_in_state(make_card("OCTO"), "awaiting_return")
     checkin = returns.return_check_in(code="RL20269999999", actor="staff:wh")  # a label we never issued

@@ -248,7 +248,9 @@ def return_exception_resolve(*, exception_id: int, actor: str, resolution: str, 
                 raise UnableToResolve("that case is not waiting for a card")
             # The card in hand, where the scan read it (off the card, or the label stood for it). A
             # torn label with no card number read is matched by what staff find in the envelope.
-            in_hand = item.checkin.card.number if item.checkin.card_id else item.card_number
+            # (`card_number` is the card inside where it was read, else the label's; check-ins made
+            # before they recorded the card inside hold the label's card.)
+            in_hand = item.card_number or (item.checkin.card.number if item.checkin.card_id else "")
             if in_hand and in_hand != case.card.number:
                 raise NotTheCasesCard(in_hand=in_hand, reference=case.reference)
             closures.closure_card_received(reference=case.reference, actor=actor,
