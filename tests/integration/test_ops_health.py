@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from closeout import cli
 from closeout import worker as closeout_worker
 from closeout.common import clock
-from closeout.ops import services
+from closeout.ops import selectors, services
 from closeout.ops.models import WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,13 +27,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 HOST = socket.gethostname()[:255]
 
 
-def _beat(executor_id, *, pid, host=HOST, age=0.0, stopped=False, launched=True):
+def _beat(executor_id, *, pid, host=HOST, age=0.0, stopped=False, launched=True, pid_space=None):
     """A worker's heartbeat row, `age` seconds after its last beat; one that `launched` has beaten
-    since it started (a worker beats once DBOS runs)."""
+    since it started (a worker beats once DBOS runs). On this host it shares this process's pid
+    space unless `pid_space` says otherwise."""
     now = clock.now()
     beat_at = now - timedelta(seconds=age)
+    if pid_space is None:
+        pid_space = services.pid_space() if host == HOST else "another-boot:1"
     return WorkerHeartbeat.objects.create(
-        executor_id=executor_id, app_version="test", host=host, pid=pid,
+        executor_id=executor_id, app_version="test", host=host, pid=pid, pid_space=pid_space,
         started_at=beat_at - timedelta(seconds=5 if launched else 0), beat_at=beat_at,
         stopped_at=now if stopped else None)
 
@@ -140,6 +143,18 @@ def test_a_restarted_worker_takes_its_id_back(previous):
     beat = services.heartbeat_claim(executor_id="worker-x")
     assert beat.pid == os.getpid() and beat.stopped_at is None
     assert WorkerHeartbeat.objects.get(executor_id="worker-x").pid == os.getpid()
+
+
+def test_a_worker_of_another_pid_space_on_this_host_name_is_judged_by_its_heartbeat():
+    # Containers on the host's network share its name, never each other's pids: a pid missing
+    # here says nothing of a worker in another container, which must not be taken over while it beats.
+    _beat("worker-sibling", pid=_dead_pid(), age=1, pid_space="same-boot:4026531836")
+    assert not services.process_gone(WorkerHeartbeat.objects.get())
+    with pytest.raises(services.ExecutorIdInUse):
+        services.heartbeat_claim(executor_id="worker-sibling")
+    assert services.stale_executors_recover() == {}
+    status = {w["executor_id"]: w for w in selectors.workers_status()}
+    assert status["worker-sibling"]["state"] == "live"
 
 
 def test_a_new_id_is_claimed():

@@ -12,6 +12,9 @@ class WorkerHeartbeat(models.Model):
     app_version = models.CharField(max_length=80)
     host = models.CharField(max_length=255, blank=True)
     pid = models.PositiveIntegerField(default=0)
+    # Which pids `pid` is one of: the kernel's boot and the process's pid namespace. Containers may
+    # share a host name (host networking) and never each other's pids; empty: unknown.
+    pid_space = models.CharField(max_length=120, blank=True, default="")
     started_at = models.DateTimeField()
     beat_at = models.DateTimeField(db_index=True)
     stopped_at = models.DateTimeField(null=True, blank=True)

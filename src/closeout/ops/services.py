@@ -15,10 +15,12 @@ that harmless (one refund per case is a database constraint).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -66,24 +68,40 @@ def heartbeat_start(*, executor_id: str, now=None) -> WorkerHeartbeat:
     now = now or clock.now()
     beat, _ = WorkerHeartbeat.objects.update_or_create(
         executor_id=executor_id,
-        defaults=dict(app_version=settings.DBOS_APPLICATION_VERSION, host=socket.gethostname()[:255],
-                      pid=os.getpid(), started_at=now, beat_at=now, stopped_at=None),
+        defaults=dict(app_version=settings.DBOS_APPLICATION_VERSION, host=this_host(), pid=os.getpid(),
+                      pid_space=pid_space(), started_at=now, beat_at=now, stopped_at=None),
     )
     return beat
 
 
+def this_host() -> str:
+    return socket.gethostname()[:255]
+
+
+@functools.cache
+def pid_space() -> str:
+    """This process's pid space: the kernel's boot id and the pid namespace (empty where /proc does
+    not tell). Two processes may look each other's pids up only when theirs are the same."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"[:120]
+    except OSError:
+        return ""
+
+
 def on_this_host(beat: WorkerHeartbeat) -> bool:
-    return beat.host == socket.gethostname()[:255]
+    """Whether the row's pid can be looked up here: same host, same pid space."""
+    return beat.host == this_host() and bool(beat.pid_space) and beat.pid_space == pid_space()
 
 
 def _is_this_process(beat: WorkerHeartbeat) -> bool:
-    """The row was written by this very process (same host and pid), e.g. a container restarted as pid 1."""
-    return beat.host == socket.gethostname()[:255] and beat.pid == os.getpid()
+    """The row was written by this very process (same host, pid space and pid)."""
+    return on_this_host(beat) and beat.pid == os.getpid()
 
 
 def process_gone(beat: WorkerHeartbeat) -> bool:
-    """The row's process ran on this host and no longer exists: a crashed worker restarting at once."""
-    if beat.host != socket.gethostname()[:255] or beat.pid <= 0:
+    """The row's process ran in this pid space and no longer exists: killed, or crashed."""
+    if not on_this_host(beat) or beat.pid <= 0:
         return False
     try:
         os.kill(beat.pid, 0)
@@ -111,7 +129,8 @@ def heartbeat_claim(*, executor_id: str, now=None) -> WorkerHeartbeat:
                 with transaction.atomic():
                     return WorkerHeartbeat.objects.create(
                         executor_id=executor_id, app_version=settings.DBOS_APPLICATION_VERSION,
-                        host=socket.gethostname()[:255], pid=os.getpid(), started_at=now, beat_at=now)
+                        host=this_host(), pid=os.getpid(), pid_space=pid_space(), started_at=now,
+                        beat_at=now)
             except IntegrityError:  # another worker claimed the id at the same moment
                 beat = WorkerHeartbeat.objects.select_for_update().get(executor_id=executor_id)
         if _is_alive(beat, now) and not _is_this_process(beat) and not process_gone(beat):
@@ -201,7 +220,7 @@ def stale_executors_recover(*, now=None) -> dict[str, int]:
     dead = list(not_recovered.filter(Q(beat_at__lt=now - stale_after()) | Q(stopped_at__isnull=False))
                 .values_list("executor_id", flat=True))
     dead += [beat.executor_id for beat in not_recovered.filter(
-        stopped_at__isnull=True, beat_at__gte=now - stale_after(), host=socket.gethostname()[:255])
+        stopped_at__isnull=True, beat_at__gte=now - stale_after(), host=this_host())
         if process_gone(beat)]
     return {executor_id: executor_recover(executor_id=executor_id, actor="system", now=now)
             for executor_id in dead}
