@@ -235,6 +235,22 @@ def test_a_new_pii_key_is_not_kept_for_a_database_that_holds_personal_data(make_
     assert not (tmp_path / "pii_key").exists()
 
 
+def test_a_key_kept_by_another_command_since_this_one_loaded_its_settings_is_taken_up(make_card, settings,
+                                                                                      tmp_path):
+    # A worker started beside `closeout serve` on a new data dir loads its settings before serve has
+    # kept the key, and finds the database holding data under it by the time it checks.
+    from closeout.identity import services as identity
+
+    make_card("OCTO")  # under the settings' key, as serve would have written it
+    (tmp_path / "pii_key").write_text(settings.PII_MASTER_KEY)
+    kept, settings.PII_MASTER_KEY = settings.PII_MASTER_KEY, "a-key-made-before-the-file-existed"
+    settings.PII_KEY_UNSAVED_PATH = tmp_path / "pii_key"
+
+    identity.pii_key_check()
+
+    assert settings.PII_MASTER_KEY == kept and settings.PII_KEY_UNSAVED_PATH is None
+
+
 @pytest.mark.postgres_only
 def test_migrate_against_a_postgresql_database_with_personal_data_refuses_a_data_dir_without_its_key(
         make_card, settings, tmp_path):

@@ -356,6 +356,9 @@ def pii_key_check() -> None:
         if recorded is None and holder_key is None and Holder.objects.exists():
             holder_key = ""  # holders all shredded: their lookup hashes still need the old key
     unsaved = getattr(settings, "PII_KEY_UNSAVED_PATH", None)
+    if unsaved is not None and unsaved.exists():  # kept since the settings loaded (`serve` starting beside)
+        settings.PII_MASTER_KEY, settings.PII_KEY_UNSAVED_PATH = unsaved.read_text().strip(), None
+        unsaved = None
     if unsaved is not None:
         if recorded is not None or holder_key is not None:
             raise PiiKeyMissing(unsaved)
