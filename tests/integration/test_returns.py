@@ -325,6 +325,7 @@ def test_counter_visit_checks_id_takes_the_card_and_the_customer_confirms(staff_
     client.post(visit_url, {"method": "CUT"})
     screen = client.get(visit_url + "confirm").content.decode()
     assert "I confirm" in screen and HKID not in screen
+    assert clerk.user.email not in screen  # turned towards the customer: no sign-in address
     client.post(visit_url + "confirm", {"confirm": "yes"})
 
     assert _state(case) == states.REFUND_PENDING
