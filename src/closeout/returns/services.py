@@ -310,7 +310,8 @@ def destruction_batch(*, checkin_ids: list[int], method: str, batch: str, actor:
         cases = {case.id: case for case in locked.order_by("id")}
         for checkin in checkins:
             checkin.case = cases.get(checkin.case_id)
-            checkin.card.refresh_from_db(fields=["status"])
+            if checkin.card is not None:
+                checkin.card.refresh_from_db(fields=["status"])
             if not return_selectors.may_destroy(checkin):
                 raise CardToKeep(checkin.case.reference if checkin.case else "")
             records.append(card_destruction_record(card=checkin.card, case=checkin.case, method=method, batch=batch,
