@@ -2,8 +2,8 @@
 in the PostgreSQL pass): no 5xx, every response as the schema declares it (status, content type,
 body, headers), problem+json on every 4xx, invalid input rejected, auth never ignored.
 
-The normal suite sends at least 2,000 generated requests; `make fuzz` sets CLOSEOUT_FUZZ_MIN_CASES
-to 10,000.
+The normal suite sends at least 2,000 generated requests on SQLite and 1,000 on PostgreSQL
+(`scripts/run_tests.py`); `make fuzz` sets CLOSEOUT_FUZZ_MIN_CASES to 10,000.
 """
 
 from __future__ import annotations
