@@ -356,6 +356,9 @@ def test_the_sweep_sends_again_what_a_relay_outage_left_failed_then_stops(make_c
     assert len(smtp_server.messages) == 1 and clock.now() < start + timedelta(minutes=6)
 
 
+# What it holds (a notifier thread apart from the steps) does not depend on the database engine,
+# and it waits 30 s for the relay's timeouts: the SQLite pass runs it.
+@pytest.mark.sqlite_only
 def test_a_mail_relay_that_stalls_holds_up_no_case(dbos_worker, make_card, settings):
     """The worker's notifier thread sends the notices its steps write: a relay that accepts the
     connection and never answers costs the case nothing; its notices fail after the timeout."""
