@@ -1,5 +1,5 @@
-"""Run the suite on SQLite, then again on PostgreSQL (skipped with a message when PostgreSQL is
-absent, except under CI=true where its absence is a failure)."""
+"""Run the suite on SQLite and, at the same time, again on PostgreSQL (skipped with a message when
+PostgreSQL is absent, except under CI=true where its absence is a failure)."""
 
 from __future__ import annotations
 
