@@ -113,25 +113,36 @@ def _recover_cli(env, *extra):
                            *extra], env=env, capture_output=True, text=True, timeout=60)
 
 
+# Automatic recovery off in effect: an hour before a silent worker counts as dead.
+SLOW_BEATS = dict(FAST_BEATS, CLOSEOUT_HEARTBEAT_STALE_SEC="3600")
+
+
+def _one_case_whose_worker_dies_before_refund(dbos_system, make_card, tmp_path):
+    """One case, and worker-a started to die before it calls the provider for it (so no settlement
+    webhook can move the case on); worker-b, not started, is to take over. Returns
+    (victim, survivor, cards, cases)."""
+    victim = WorkerProcess(dbos_system, tmp_path, executor_id="worker-a")
+    survivor = WorkerProcess(dbos_system, tmp_path, executor_id="worker-b")
+    cards, cases = _open_cases(make_card, 1)
+    victim.start(CLOSEOUT_CRASH_AT="before:refund", CLOSEOUT_CRASH_DIR=str(tmp_path), **SLOW_BEATS)
+    return victim, survivor, cards, cases
+
+
 def test_operator_recovers_a_named_dead_worker(dbos_system, make_card, tmp_path):
     # Automatic recovery is off (an hour before a silent worker counts as dead): only the
     # operator's command can move worker-a's refund on. The worker dies before it calls the
     # provider, so no settlement webhook can move the case either.
-    slow = dict(FAST_BEATS, CLOSEOUT_HEARTBEAT_STALE_SEC="3600")
-    victim = WorkerProcess(dbos_system, tmp_path, executor_id="worker-a")
-    survivor = WorkerProcess(dbos_system, tmp_path, executor_id="worker-b")
-    cards, cases = _open_cases(make_card, 1)
-    victim.start(CLOSEOUT_CRASH_AT="before:refund", CLOSEOUT_CRASH_DIR=str(tmp_path), **slow)
+    victim, survivor, cards, cases = _one_case_whose_worker_dies_before_refund(dbos_system, make_card, tmp_path)
     try:
         assert victim.wait_killed(timeout=60) == -signal.SIGKILL
         # On another machine: no pid here tells that it is gone, only its silence would.
         WorkerHeartbeat.objects.filter(executor_id="worker-a").update(host="another-host.example")
-        survivor.start(**slow)
+        survivor.start(**SLOW_BEATS)
         wait_for(lambda: WorkerHeartbeat.objects.filter(executor_id="worker-b").exists(), timeout=30)
         time.sleep(3)  # several sweeps run on worker-b meanwhile
         assert ClosureCase.objects.get(reference=cases[0].reference).state == states.REFUND_PENDING
 
-        refused = _recover_cli(survivor.env(**slow))
+        refused = _recover_cli(survivor.env(**SLOW_BEATS))
         assert refused.returncode == 2 and "looks alive" in refused.stderr
 
         done = _recover_cli(survivor.env(**FAST_BEATS))
@@ -152,14 +163,10 @@ def test_a_worker_killed_on_the_same_host_is_taken_over_without_waiting_for_its_
                                                                                         tmp_path):
     # A silent worker counts as dead only after an hour here; one killed on this host is seen gone
     # by its pid, so the survivor's sweep hands its refund on at its next pass.
-    slow = dict(FAST_BEATS, CLOSEOUT_HEARTBEAT_STALE_SEC="3600")
-    victim = WorkerProcess(dbos_system, tmp_path, executor_id="worker-a")
-    survivor = WorkerProcess(dbos_system, tmp_path, executor_id="worker-b")
-    cards, cases = _open_cases(make_card, 1)
-    victim.start(CLOSEOUT_CRASH_AT="before:refund", CLOSEOUT_CRASH_DIR=str(tmp_path), **slow)
+    victim, survivor, cards, cases = _one_case_whose_worker_dies_before_refund(dbos_system, make_card, tmp_path)
     try:
         assert victim.wait_killed(timeout=60) == -signal.SIGKILL
-        survivor.start(**slow)
+        survivor.start(**SLOW_BEATS)
         _wait_closed(cases, timeout=60)
     finally:
         survivor.stop()
