@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: demo test test-sqlite test-postgres lint fuzz clean messages
+.PHONY: demo test test-sqlite test-postgres lint fuzz chaos clean messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ fuzz: $(VENV)/.installed-test messages
 	else echo "PostgreSQL is not reachable at 127.0.0.1:5432: fuzzed SQLite only"; fi
 	CLOSEOUT_STATEFUL_RANDOM=1 CLOSEOUT_STATEFUL_EXAMPLES=100 CLOSEOUT_STATEFUL_STEPS=50 \
 	  $(BIN)/python -m pytest tests/hardening/test_closure_lifecycle_stateful.py -q -s
+
+# The long chaos run of docs/reliability.md on PostgreSQL: MINUTES of faults (default 60) against
+# closures through the API, then the invariants checked; history and logs in var/chaos-<seed>.
+chaos: $(VENV)/.installed-test messages
+	$(BIN)/python -m tests.faults.chaos --minutes $(or $(MINUTES),60) --pace 4
 
 clean:
 	rm -rf $(VENV) var test-results

@@ -3,6 +3,7 @@ uses it, and a healthy one is checked without a round trip (`closeout.common.pos
 
 from __future__ import annotations
 
+import contextlib
 import select
 
 import psycopg
@@ -152,3 +153,27 @@ def test_a_worker_stopping_after_the_server_dropped_its_connection_still_records
     heartbeat.stop(clean=True)
 
     assert WorkerHeartbeat.objects.get(executor_id="worker-dropped").stopped_at is not None
+
+
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_a_worker_step_whose_connection_is_cut_runs_again_on_a_new_one(monkeypatch, in_transaction):
+    """A failover or a restart of PostgreSQL mid-step: the step runs again once the database
+    answers, instead of sending the case to staff with "server closed the connection"."""
+    from django.db import transaction
+
+    from closeout.closures import workflow
+
+    monkeypatch.setattr(workflow.time, "sleep", lambda seconds: None)
+    servers = []
+
+    def count_cards():
+        with transaction.atomic(durable=False) if in_transaction else contextlib.nullcontext():
+            servers.append(_server_pid())
+            if len(servers) == 1:
+                with _admin() as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", [servers[0]])
+                select.select([connection.connection.fileno()], [], [], 5)
+            return Card.objects.count()
+
+    assert workflow._db(count_cards) == 0
+    assert len(servers) == 2 and servers[0] != servers[1]

@@ -73,6 +73,10 @@ class LiveServer:
         self.operator_key = self.cli("apikey", "create", "--name", "hardening-operator", "--scope", "operator").strip()
         self.partner_key = self.cli("apikey", "create", "--name", "hardening-partner").strip()
         self.demo_cards = json.loads(self.cli("demo-data", "--list-json"))
+        return self.serve()
+
+    def serve(self) -> LiveServer:
+        """Start `closeout serve` on the prepared databases (again, after a stop or a kill)."""
         log = open(self.log_path, "a")  # noqa: SIM115 - kept open for the server's lifetime
         self._process = subprocess.Popen(
             [sys.executable, "-m", "closeout.cli", "serve", "--port", str(self.port), "--workers", "2"],

@@ -66,3 +66,51 @@ def test_a_transient_error_in_an_external_call_is_retried():
 
     assert workflow.worth_another_attempt(TransientError("timed out"))
     assert workflow.RETRY["should_retry"] is workflow.worth_another_attempt
+
+
+# psycopg.OperationalError itself, with no SQLSTATE: "server closed the connection unexpectedly".
+@pytest.mark.parametrize("error", [psycopg.errors.AdminShutdown, psycopg.errors.CannotConnectNow,
+                                   psycopg.errors.ConnectionFailure, psycopg.OperationalError])
+def test_a_step_whose_database_went_away_waits_for_it_with_growing_pauses(error, monkeypatch):
+    pauses = []
+    monkeypatch.setattr(workflow.time, "sleep", pauses.append)
+    step, calls = _failing(5, error)
+
+    assert workflow._db(step) == "recorded"
+
+    assert len(calls) == 6
+    assert pauses == [0.5, 1.0, 2.0, 4.0, 8.0]
+
+
+def test_a_database_away_for_longer_than_the_patience_fails_the_step(monkeypatch):
+    pauses = []
+    monkeypatch.setattr(workflow.time, "sleep", pauses.append)
+    step, calls = _failing(1000, psycopg.errors.AdminShutdown)
+
+    with pytest.raises(OperationalError):
+        workflow._db(step)
+
+    assert sum(pauses) >= workflow.DB_PATIENCE and max(pauses) == workflow.DB_PAUSE_MAX
+    assert sum(pauses[:-1]) < workflow.DB_PATIENCE
+
+
+def test_an_operational_error_on_a_healthy_connection_is_not_repeated():
+    # A lock timeout, say: the statement failed, the connection is fine; staff should see it.
+    step, calls = _failing(1, psycopg.errors.LockNotAvailable)
+    with pytest.raises(OperationalError):
+        workflow._db(step)
+    assert len(calls) == 1
+
+
+def test_a_locked_sqlite_database_is_not_taken_for_a_lost_connection():
+    import sqlite3
+
+    calls = []
+
+    def locked():
+        calls.append(1)
+        raise OperationalError("database is locked") from sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(OperationalError):
+        workflow._db(locked)
+    assert len(calls) == 1

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from dbos import DBOS
 from dbos._error import DBOSMaxStepRetriesExceeded
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
 from closeout.closures import bulk, services
 from closeout.closures.models import ClosureCase
@@ -52,35 +52,76 @@ RETRY = dict(retries_allowed=True, max_attempts=5, interval_seconds=0.5, backoff
 # PostgreSQL's answers that mean "run the transaction again": a deadlock, a serialization failure.
 RETRY_SQLSTATES = {"40P01", "40001"}
 DB_ATTEMPTS = 3
+# The server going away: shut down by an administrator or a failover, crashed, still starting
+# (`57P0x`), or any connection exception (`08xxx`).
+LOST_SQLSTATES = {"57P01", "57P02", "57P03"}
+# How long a step waits for a database that went away before its case goes to staff: a restart
+# of PostgreSQL or a managed failover takes seconds to tens of seconds, and every case in flight
+# at that moment would otherwise need a person.
+DB_PATIENCE = 120.0
+DB_PAUSE_MAX = 10.0
 
 
 def _db(fn, *args, **kwargs):
     """Run ORM work on a DBOS thread with fresh connections around it.
 
     A transaction the database chose as a deadlock or serialization-failure victim is run again
-    (it was rolled back whole, and every service checks the case's state first). The crash points on either side
-    mark every step boundary for the kill tests.
+    (it was rolled back whole), and so is one whose connection was lost, on a new connection, for
+    up to DB_PATIENCE seconds. A commit whose answer was lost may have happened: running the
+    service again is safe because every service checks the case's state and its transition's key
+    first, as it must for DBOS, which runs a step again after a crash. The crash points on either
+    side mark every step boundary for the kill tests.
     """
     crash_point(f"before:{fn.__name__}")
-    for attempt in range(1, DB_ATTEMPTS + 1):
+    victims, waited, pause = 0, 0.0, 0.5
+    while True:
         _fresh_connections()
         try:
             with observe.step(fn):
                 result = fn(*args, **kwargs)
             break
         except DatabaseError as exc:
-            if attempt == DB_ATTEMPTS or connection.in_atomic_block or not _worth_retrying(exc):
+            if connection.in_atomic_block:
                 raise
-            log.warning("%s: %s; running it again", fn.__name__, getattr(exc.__cause__, "sqlstate", ""))
-            time.sleep(0.05 * attempt)
+            if _worth_retrying(exc) and victims < DB_ATTEMPTS - 1:
+                victims += 1
+                wait = 0.05 * victims
+            elif _connection_lost(exc) and waited < DB_PATIENCE:
+                wait, pause = pause, min(pause * 2, DB_PAUSE_MAX)
+            else:
+                raise
+            log.warning("%s: %s; running it again", fn.__name__, _sqlstate(exc) or type(exc).__name__)
+            time.sleep(wait)
+            waited += wait
         finally:
             _fresh_connections()
     crash_point(f"after:{fn.__name__}")
     return result
 
 
+def _sqlstate(exc: DatabaseError) -> str:
+    return getattr(exc.__cause__, "sqlstate", None) or ""
+
+
 def _worth_retrying(exc: DatabaseError) -> bool:
-    return getattr(exc.__cause__, "sqlstate", None) in RETRY_SQLSTATES
+    return _sqlstate(exc) in RETRY_SQLSTATES
+
+
+def _connection_lost(exc: DatabaseError) -> bool:
+    """Whether PostgreSQL's driver says the connection is gone, not that the statement was wrong.
+
+    Decided from the error alone: by the time it reaches here the connection may have been
+    closed and opened again. An error the server sent carries its SQLSTATE; one without is
+    psycopg's own ("server closed the connection unexpectedly", "connection failed"). SQLite's
+    errors have no SQLSTATE at all, and a locked database is its busy timeout's to wait out.
+    """
+    cause = exc.__cause__
+    if not hasattr(cause, "sqlstate"):
+        return False
+    state = cause.sqlstate or ""
+    if state:
+        return state in LOST_SQLSTATES or state.startswith("08")
+    return isinstance(exc, (OperationalError, InterfaceError))
 
 
 def _fresh_connections() -> None:

@@ -130,30 +130,29 @@ def _faults_pending(request):
 # --- the card management system's protocol ----------------------------------------------------------
 
 
-@methods_allowed("POST")
-def cms_block(request, number: str):
+def _keyed_call(request, call):
+    """Answer a card-system command that needs an Idempotency-Key: `call(key)`'s answer, or the
+    refusal or outage it raised."""
     key = request.headers.get("Idempotency-Key", "")
     if not key or len(key) > 120:
         return problem(400, "idempotency-key", "Idempotency-Key header required")
     try:
-        return JsonResponse(SimulatedCardSystem().block(card_number=number, idempotency_key=key))
+        return JsonResponse(call(key))
     except Refused as exc:
         return _refused(exc)
     except TransientError as exc:
         return _transient(exc)
+
+
+@methods_allowed("POST")
+def cms_block(request, number: str):
+    return _keyed_call(request, lambda key: SimulatedCardSystem().block(card_number=number, idempotency_key=key))
 
 
 @methods_allowed("POST")
 def cms_deactivate_number(request, iccid: str):
-    key = request.headers.get("Idempotency-Key", "")
-    if not key or len(key) > 120:
-        return problem(400, "idempotency-key", "Idempotency-Key header required")
-    try:
-        return JsonResponse(SimulatedCardSystem().deactivate_number(iccid=iccid, idempotency_key=key))
-    except Refused as exc:
-        return _refused(exc)
-    except TransientError as exc:
-        return _transient(exc)
+    return _keyed_call(request, lambda key: SimulatedCardSystem().deactivate_number(iccid=iccid,
+                                                                                     idempotency_key=key))
 
 
 @methods_allowed("GET")
