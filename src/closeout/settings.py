@@ -30,9 +30,10 @@ def _kept_secret(name: str, nbytes: int = 48) -> str:
 def _pii_key() -> tuple[str, Path | None]:
     """Return the PII master key, and where to keep it when it is new and not kept yet.
 
-    The command line (which sets CLOSEOUT_PII_KEY_UNSAVED=1 before loading these settings) keeps a
-    new key only once it has seen that the database holds no personal data under a lost one
-    (`identity.services.pii_key_check`); any other entry point keeps it at once, like SECRET_KEY.
+    The command line and the WSGI application gunicorn loads (both set CLOSEOUT_PII_KEY_UNSAVED=1
+    before loading these settings) keep a new key only once they have seen that the database holds
+    no personal data under a lost one (`identity.services.pii_key_check`); any other entry point
+    keeps it at once, like SECRET_KEY.
     """
     path = DATA_DIR / "pii_key"
     if os.environ.get("CLOSEOUT_PII_KEY") or path.exists() or os.environ.get("CLOSEOUT_PII_KEY_UNSAVED") != "1":

@@ -7,8 +7,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -184,6 +187,88 @@ def test_a_command_that_sets_up_the_database_refuses_to_make_a_new_pii_key_over_
     assert "restore pii_key from your backup" in line or "restore the file from a backup" in line
     assert 'docs/reliability.md, "The PII key"' in line
     assert not (tmp_path / "var" / "pii_key").exists()
+
+
+def _gunicorn_or_stop(tmp_path, *options: str) -> subprocess.CompletedProcess:
+    """gunicorn started on the WSGI module directly, as a deployment may, against the data dir
+    under tmp_path; stopped after a minute (and the test fails) if it serves instead of refusing."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE",
+                                                                "CLOSEOUT_PII_KEY")}
+    env["CLOSEOUT_DATA_DIR"] = str(tmp_path / "var")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen([sys.executable, "-m", "gunicorn", "closeout.wsgi", "--bind", f"127.0.0.1:{port}",
+                              "--workers", "2", *options], env=env, cwd=tmp_path, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        pytest.fail("gunicorn served instead of refusing")
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+def _no_closeout_traceback(stderr: str) -> bool:
+    """No traceback through closeout's code. gunicorn may print one of its own: when two workers
+    fail to load at once, its master meets the second while it stops for the first."""
+    return not [line for line in stderr.splitlines() if line.strip().startswith('File "') and "/closeout/" in line]
+
+
+@pytest.mark.parametrize("options", [[], ["--config", "python:closeout.gunicorn_conf"], ["--preload"]],
+                         ids=["bare", "closeout-config", "preload"])
+def test_gunicorn_started_directly_refuses_a_data_dir_that_lost_its_pii_key_and_makes_no_new_one(tmp_path, options,
+                                                                                                  lost_pii_key):
+    done = _gunicorn_or_stop(tmp_path, *options)
+
+    assert done.returncode != 0 and _no_closeout_traceback(done.stderr), done.stderr
+    # One line from each worker that got as far as loading the application before gunicorn stopped.
+    [line] = {line for line in done.stderr.splitlines() if "has no pii_key file" in line}
+    assert f"closeout: {tmp_path / 'var'} has no pii_key file and CLOSEOUT_PII_KEY is not set" in line
+    assert 'docs/reliability.md, "The PII key"' in line
+    assert not (tmp_path / "var" / "pii_key").exists()
+
+
+def test_gunicorn_started_directly_refuses_a_pii_key_that_is_not_the_databases(tmp_path, lost_pii_key):
+    (tmp_path / "var" / "pii_key").write_text("a-key-from-another-installation-" + "x" * 32)
+
+    done = _gunicorn_or_stop(tmp_path)
+
+    assert done.returncode != 0 and _no_closeout_traceback(done.stderr), done.stderr
+    assert f"closeout: the PII key ({tmp_path / 'var' / 'pii_key'}) is not the one" in done.stderr
+
+
+def test_gunicorn_started_directly_on_a_new_data_dir_keeps_a_new_key_that_migrate_then_records(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE",
+                                                                "CLOSEOUT_PII_KEY")}
+    env["CLOSEOUT_DATA_DIR"] = str(tmp_path / "var")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen([sys.executable, "-m", "gunicorn", "closeout.wsgi", "--bind", f"127.0.0.1:{port}"],
+                             env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(port) and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.2)
+        assert _answers(port), "gunicorn did not serve"
+    finally:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=30)
+
+    key = (tmp_path / "var" / "pii_key").read_text()
+    assert _run(tmp_path, "migrate").returncode == 0 and _run(tmp_path, "demo-data").returncode == 0
+    assert (tmp_path / "var" / "pii_key").read_text() == key
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
 
 
 def test_a_fresh_data_dir_gets_a_pii_key_that_later_commands_keep_using(tmp_path):

@@ -157,6 +157,66 @@ def test_refusals_answered_rather_than_raised_are_counted_as_permanent_adapter_e
     assert delta(system="payments", call="refund", kind="transient") == 0  # a refusal is not retried
 
 
+def _refused_by_the_card_system():
+    from closeout.integrations.errors import PermanentError
+
+    @observe.calls("card_system", "block")
+    def block():
+        raise PermanentError("card system answered 422")
+
+    with pytest.raises(PermanentError), observe.step(block):
+        block()
+
+
+def test_a_permanent_refusal_is_not_counted_again_when_dbos_runs_its_step_again(client, monkeypatch):
+    # A worker killed after counting a refusal and before DBOS recorded its step: DBOS runs the step
+    # again under the same workflow and step ids, and the system refuses again. With
+    # PROMETHEUS_MULTIPROC_DIR the dead worker's count outlives it; the second run must not add one.
+    before = _samples(client)
+    monkeypatch.setattr(observe, "_dbos_step", lambda: ("CL-2026-990001:refund", 3), raising=False)
+    for _ in range(2):
+        observe.refusals_count("payments", "refund")
+        _refused_by_the_card_system()
+    monkeypatch.setattr(observe, "_dbos_step", lambda: ("CL-2026-990001:refund:2", 3), raising=False)
+    observe.refusals_count("payments", "refund")  # the case resumed: a new workflow, a new refusal
+    observe.refusals_count("partners", "send", kind="transient")
+    observe.refusals_count("partners", "send", kind="transient")  # each failed attempt is one
+
+    after = _samples(client)
+
+    def delta(**labels):
+        return (_value(after, "closeout_adapter_errors_total", **labels)
+                - _value(before, "closeout_adapter_errors_total", **labels))
+
+    assert delta(system="payments", call="refund", kind="permanent") == 2
+    assert delta(system="card_system", call="block", kind="permanent") == 1
+    assert delta(system="partners", call="send", kind="transient") == 2
+
+
+def test_a_refusal_outside_a_dbos_step_counts_each_time(client):
+    before = _samples(client)
+    _refused_by_the_card_system()
+    _refused_by_the_card_system()
+
+    after = _samples(client)
+
+    labels = dict(system="card_system", call="block", kind="permanent")
+    assert _value(after, "closeout_adapter_errors_total", **labels) - _value(
+        before, "closeout_adapter_errors_total", **labels) == 2
+
+
+def test_a_real_workflows_refusal_is_marked_with_its_workflow_and_step(dbos_worker, make_card):
+    from closeout.ops.models import RefusalCounted
+
+    SimFault.objects.create(system="payments", operation="refund", mode="decline", remaining=1)
+    declined = services.closure_request(card=make_card("YKT", balance=900), channel="web", requester="customer:web")
+    wait_for(lambda: ClosureCase.objects.get(reference=declined.reference).state == states.FAILED, timeout=60)
+
+    [mark] = RefusalCounted.objects.filter(workflow_id__startswith=f"{declined.reference}:")
+    assert (mark.system, mark.call) == ("payments", "refund") and mark.workflow_id.startswith(
+        f"{declined.reference}:refund") and mark.step_id >= 0
+
+
 def test_metrics_can_require_a_token(client, settings):
     settings.METRICS_TOKEN = "s3cret-scrape-token"
     assert client.get("/metrics").status_code == 401

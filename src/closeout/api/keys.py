@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
 import time
 
 from closeout.api.models import ApiKey
@@ -42,9 +43,11 @@ _verified: dict[str, tuple[float, ApiKey]] = {}
 
 
 # When a key was last used (and a revoked key last tried) is written at most once a minute per key
-# and process, and not at all when another process wrote it within the minute.
+# and process, and not at all when another process wrote it within the minute. It is written once
+# the request is finished (`apikey_uses_record`), never by the request itself.
 USE_RECORDED_EVERY = 60.0
 _recorded: dict[tuple[int, str], float] = {}
+_pending = threading.local()
 
 log = logging.getLogger(__name__)
 
@@ -59,28 +62,26 @@ def apikey_check(token: str) -> ApiKey | None:
     cache_key = f"{parts[1]}:{digest}"
     cached = _verified.get(cache_key)
     if cached and cached[0] > time.monotonic():
-        _use_record(cached[1], "last_used_at")
+        _use_note(cached[1], "last_used_at")
         return cached[1]
     key = ApiKey.objects.filter(prefix=parts[1]).first()
     if key is None or not hmac.compare_digest(key.secret_hash, digest):
         return None
     if key.revoked_at is not None:
-        _use_record(key, "last_refused_at")
+        _use_note(key, "last_refused_at")
         return None
     if len(_verified) > 10_000:
         _verified.clear()
     _verified[cache_key] = (time.monotonic() + CACHE_SECONDS, key)
-    _use_record(key, "last_used_at")
+    _use_note(key, "last_used_at")
     return key
 
 
-def _use_record(key: ApiKey, field: str) -> None:
-    """Set `field` to now if it is a minute old or more; bookkeeping never fails the request."""
-    from datetime import timedelta
+def _use_note(key: ApiKey, field: str) -> None:
+    """Note that `field` is due to be set to now, if this process has not done so within the minute.
 
-    from django.db import DatabaseError
-    from django.db.models import Q
-
+    Only noted here: a GET must not write, nor wait for the database's write lock, while it is
+    answered."""
     from closeout.common import clock
 
     mark = (key.id, field)
@@ -89,12 +90,38 @@ def _use_record(key: ApiKey, field: str) -> None:
     if len(_recorded) > 10_000:
         _recorded.clear()
     _recorded[mark] = time.monotonic()
-    now = clock.now()
-    stale = Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lt": now - timedelta(seconds=USE_RECORDED_EVERY)})
+    if not hasattr(_pending, "uses"):
+        _pending.uses = []
+    _pending.uses.append((key.id, key.prefix, field, clock.now()))
+
+
+def apikey_uses_record(**signal_kwargs) -> None:
+    """Write the key uses noted while the request that just finished was answered (Django's
+    `request_finished`): after its answer went out, each in a transaction of its own, so that a
+    failed write is logged and costs the answer nothing."""
+    from django.db import close_old_connections, connection
+
+    uses, _pending.uses = getattr(_pending, "uses", []), []
+    for key_id, prefix, field, at in uses:
+        _use_write(key_id=key_id, prefix=prefix, field=field, at=at)
+    if uses and not connection.in_atomic_block:
+        close_old_connections()  # what Django did before these writes, at the end of the request
+
+
+def _use_write(*, key_id: int, prefix: str, field: str, at) -> None:
+    """Set `field` to `at` unless another process set it within the minute; bookkeeping never fails
+    the request (a busy database: the next minute's request records it)."""
+    from datetime import timedelta
+
+    from django.db import DatabaseError, transaction
+    from django.db.models import Q
+
+    stale = Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lt": at - timedelta(seconds=USE_RECORDED_EVERY)})
     try:
-        ApiKey.objects.filter(stale, id=key.id).update(**{field: now})
-    except DatabaseError as exc:  # a busy database: the next minute's request records it
-        log.warning("API key %s: could not record its use (%s)", key.prefix, type(exc).__name__)
+        with transaction.atomic():
+            ApiKey.objects.filter(stale, id=key_id).update(**{field: at})
+    except DatabaseError as exc:
+        log.warning("API key %s: could not record its %s (%s)", prefix, field, type(exc).__name__)
 
 
 def apikey_revoke(*, prefix: str) -> int:

@@ -23,3 +23,23 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self):
         return self.executor_id
+
+
+class RefusalCounted(models.Model):
+    """A permanent refusal a workflow step counted in `closeout_adapter_errors_total`.
+
+    DBOS runs a step again when its worker died after the step's work and before DBOS recorded the
+    step; the system, asked again with the same idempotency key, refuses again. With
+    PROMETHEUS_MULTIPROC_DIR the dead worker's count outlives it, so the step's second run must not
+    count: this row, unique per workflow step and call, says it was counted.
+    """
+
+    workflow_id = models.CharField(max_length=200)
+    step_id = models.IntegerField()
+    system = models.CharField(max_length=40)
+    call = models.CharField(max_length=80)
+    counted_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workflow_id", "step_id", "system", "call"],
+                                               name="refusal_counted_once_per_step")]

@@ -34,11 +34,52 @@ steps_log = logging.getLogger("closeout.steps")
 
 
 def refusals_count(system: str, call: str, count: int = 1, *, kind: str = "permanent") -> None:
-    """Count refusals an external system gave as an answer rather than as an error (a refund the
-    provider declined, a partner's 4xx, the items of a batch it refused) with the adapter errors:
-    an alert on `kind="permanent"` must see them as it sees a refusal raised."""
-    if count:
-        ADAPTER_ERRORS.labels(system=system, call=call, kind=kind).inc(count)
+    """Count adapter errors, and refusals an external system gave as an answer rather than as an
+    error (a refund the provider declined, a partner's 4xx, the items of a batch it refused): an
+    alert on `kind="permanent"` must see them as it sees a refusal raised. A permanent one counts
+    once per DBOS step, however often the step runs (`_first_count_of_step`)."""
+    if not count:
+        return
+    if kind == "permanent" and not _first_count_of_step(system, call):
+        return
+    ADAPTER_ERRORS.labels(system=system, call=call, kind=kind).inc(count)
+
+
+def _first_count_of_step(system: str, call: str) -> bool:
+    """Whether this run of the DBOS step is the first to count its permanent refusal by `system`.
+
+    A step runs again after its worker died before DBOS recorded it; one refusal is one case for
+    the alert on `kind="permanent"`, so only the first run counts it (the mark is committed before
+    the count: a worker dying between the two loses one count rather than doubling it). Transient
+    errors are not marked: each attempt that failed is one. Outside a DBOS step every call counts.
+    """
+    from django.db import DatabaseError, IntegrityError, transaction
+
+    from closeout.common import clock
+    from closeout.ops.models import RefusalCounted
+
+    identity = _dbos_step()
+    if identity is None:
+        return True
+    workflow_id, step_id = identity
+    try:
+        with transaction.atomic():
+            RefusalCounted.objects.create(workflow_id=workflow_id[:200], step_id=step_id, system=system,
+                                          call=call[:80], counted_at=clock.now())
+    except IntegrityError:
+        return False
+    except DatabaseError as exc:  # counted unmarked: a replay would count it again, a refusal is never lost
+        steps_log.warning("refusal by %s counted without its mark (%s)", system, type(exc).__name__)
+    return True
+
+
+def _dbos_step() -> tuple[str, int] | None:
+    """The running DBOS step's workflow id and step id: the same when DBOS runs the step again."""
+    from dbos import DBOS
+
+    workflow_id, step_id = DBOS.workflow_id, DBOS.step_id
+    return (workflow_id, step_id) if workflow_id and step_id is not None else None
+
 
 _case: contextvars.ContextVar[str | None] = contextvars.ContextVar("closeout_case", default=None)
 _workflow: contextvars.ContextVar[str | None] = contextvars.ContextVar("closeout_workflow", default=None)
@@ -118,7 +159,7 @@ def step(fn):
         except AdapterError as exc:
             outcome, error = "error", _said(exc)
             kind = "permanent" if isinstance(exc, PermanentError) else "transient"
-            ADAPTER_ERRORS.labels(system=_system_of(fn), call=name, kind=kind).inc()
+            refusals_count(_system_of(fn), name, kind=kind)
             raise
         except BaseException as exc:
             outcome, error = "error", _said(exc)
