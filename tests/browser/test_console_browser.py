@@ -440,3 +440,37 @@ def test_a_desk_named_in_chinese_is_kept_by_the_browser_and_recorded_with_each_s
     page.locator("td[data-desk]", has_text="三號枱").wait_for()
     shot(page, "warehouse-desk")
     assert CheckIn.objects.get().desk == "三號枱"
+
+
+def test_warehouse_hands_a_kept_card_back_and_a_scan_keeps_what_was_typed(page, live_server, make_card):
+    """A card whose closure was withdrawn goes back to its holder by post; a scan made while the
+    tracking reference is typed leaves it in its field."""
+    from django.utils import timezone
+
+    from closeout.closures.services import closure_withdraw
+    from closeout.returns.models import CheckIn, HandBack
+
+    card = make_card("OCTO")
+    kept_case = case_in_state(card, "awaiting_return")
+    closure_withdraw(reference=kept_case.reference, actor="customer:web")
+    kept = CheckIn.objects.create(at=timezone.now(), staff="staff:wh", scanned_masked=card.number[-4:],
+                                  case=kept_case, card=card, outcome=CheckIn.Outcome.RECEIVED)
+    arriving = case_in_state(make_card("OCTO"), "awaiting_return")
+    sign_in(page, live_server, "warehouse")
+    _open_scanning(page)
+    row = page.locator(f"li[data-hand-back='{kept.id}']")
+    row.get_by_label("How the card goes back").select_option("POST")
+    row.get_by_label("Tracking reference (posted back)").fill("RR123456785HK")
+
+    page.get_by_label("Return label code or card number").fill(arriving.card.number)
+    page.get_by_label("Return label code or card number").press("Enter")
+    page.get_by_text(f"Received: case {arriving.reference}").wait_for()
+    assert row.get_by_label("Tracking reference (posted back)").input_value() == "RR123456785HK"
+    shot(page, "warehouse-hand-back-form")
+
+    row.get_by_role("button", name="Record hand-back").click()
+    page.get_by_text(f"Recorded: the card of case {kept_case.reference} went back to the customer.").wait_for()
+    shot(page, "warehouse-handed-back")
+    assert page.locator(f"li[data-hand-back='{kept.id}']").count() == 0
+    assert page.dialogs == ["Record that this card went back to the customer? It then leaves the warehouse list."]
+    assert HandBack.objects.get().tracking_ref == "RR123456785HK"

@@ -5,7 +5,13 @@ from django.utils.translation import pgettext_lazy
 from closeout.common.text import UnusableLabel, one_line_label
 from closeout.console.models import NAME_MAX_LENGTH
 from closeout.identity import documents
-from closeout.returns.models import DESK_MAX_LENGTH, Destruction
+from closeout.returns.models import (
+    DESK_MAX_LENGTH,
+    HAND_BACK_NOTE_MAX_LENGTH,
+    TRACKING_REF_MAX_LENGTH,
+    Destruction,
+    HandBack,
+)
 
 ID_TYPES = [("cn_resident_id", _("Mainland resident ID")), ("hkid", _("HKID")), ("passport", _("Passport"))]
 SECRET = {"autocomplete": "off", "spellcheck": "false"}
@@ -169,6 +175,46 @@ class DestroyForm(ConsoleForm):
     witness_email = forms.EmailField(label=_("Witness: another staff member's email"), max_length=254)
     witness_code = forms.CharField(label=_("Witness's code from their authenticator app"), max_length=8,
                                    widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}))
+
+
+class HandBackForm(ConsoleForm):
+    """How a card kept for the customer went back to them. The note is kept apart from the audit
+    trail and cannot be shredded with the holder's data: the label asks for no address or phone."""
+
+    method = forms.ChoiceField(label=_("How the card goes back"), choices=[
+        (HandBack.Method.POST, _("Posted back to the holder")),
+        (HandBack.Method.COUNTER, _("Collected at a branch counter"))])
+    tracking_ref = forms.CharField(label=_("Tracking reference (posted back)"), required=False, strip=False,
+                                   widget=forms.TextInput(attrs={"maxlength": TRACKING_REF_MAX_LENGTH,
+                                                                 "autocomplete": "off"}))
+    note = forms.CharField(label=_("Note (optional; no address or phone number)"), required=False, strip=False,
+                           widget=forms.TextInput(attrs={"maxlength": HAND_BACK_NOTE_MAX_LENGTH,
+                                                         "autocomplete": "off"}))
+
+    def clean_tracking_ref(self):
+        return _one_line_or_empty(self.cleaned_data["tracking_ref"], limit=TRACKING_REF_MAX_LENGTH)
+
+    def clean_note(self):
+        return _one_line_or_empty(self.cleaned_data["note"], limit=HAND_BACK_NOTE_MAX_LENGTH)
+
+    def clean(self):
+        data = super().clean()
+        method, tracking_ref = data.get("method"), data.get("tracking_ref")
+        if method == HandBack.Method.POST and tracking_ref == "":
+            self.add_error("tracking_ref", _("Enter the carrier's tracking reference of the envelope posted back."))
+        elif method == HandBack.Method.COUNTER and tracking_ref:
+            self.add_error("tracking_ref", _("A card collected at a counter has no tracking reference: leave this "
+                                             "empty."))
+        return data
+
+
+def _one_line_or_empty(text: str, *, limit: int) -> str:
+    if not text.strip():
+        return ""
+    try:
+        return one_line_label(text, limit=limit)
+    except UnusableLabel as exc:
+        raise forms.ValidationError(_label_problem(exc)) from None
 
 
 class ResolveForm(ConsoleForm):

@@ -31,6 +31,8 @@ APPOINTMENT_STATUSES = {"BOOKED": pgettext_lazy("appointment", "Booked"),
 # How a card was destroyed, in the reader's words (the customer's too, on the counter screen and receipt).
 DESTRUCTION_METHODS = {"CUT": _("Cut through chip"), "PUNCH": _("Chip punched"), "SHRED": _("Shredded"),
                        "INCINERATE": _("Incinerated")}
+# How a card kept for the customer went back to them.
+HAND_BACK_METHODS = {"POST": _("Posted back to the holder"), "COUNTER": _("Collected at a branch counter")}
 SYSTEM = _("closeout (automatic)")
 
 
@@ -83,6 +85,7 @@ NOTE_LABELS = {
     "card handed in at a branch: no return label": _("card handed in at a branch: no return label"),
     "refund ready to collect in cash at a branch": _("refund ready to collect in cash at a branch"),
     "no carrier label: the customer prints the prepaid label": _("no carrier label: the customer prints the prepaid label"),
+    "card collected at a branch counter": _("card collected at a branch counter"),
 }
 # System notes that carry what a person wrote or a name after a fixed part: the fixed part in the
 # reader's words, the rest as written.
@@ -92,6 +95,8 @@ NOTE_PATTERNS = [
     (re.compile(r"refund failed: (?P<rest>.+)", re.S), _("refund failed: %(rest)s")),
     (re.compile(r"eSIM deletion waived: (?P<rest>.+)", re.S), _("eSIM deletion waived: %(rest)s")),
     (re.compile(r"card handed in at branch (?P<rest>\S+)"), _("card handed in at branch %(rest)s")),
+    (re.compile(r"card posted back to the holder \(tracking (?P<rest>.+)\)"),
+     _("card posted back to the holder (tracking %(rest)s)")),
     (re.compile(r"waiting for (?P<rest>.+) to acknowledge the unbind"), _("waiting for %(rest)s to acknowledge the unbind")),
     (re.compile(r"unbind: (?P<rest>.+)", re.S), _("unbind failed: %(rest)s")),
 ]

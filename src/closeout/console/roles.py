@@ -37,6 +37,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "counter.serve": frozenset({BRANCH_CLERK}),
     "warehouse.checkin": frozenset({WAREHOUSE}),
     "warehouse.destroy": frozenset({WAREHOUSE}),
+    "warehouse.hand_back": frozenset({WAREHOUSE}),
     "warehouse.exceptions": frozenset({WAREHOUSE, SUPERVISOR}),
     "refund.approve": frozenset({REFUND_APPROVER, SUPERVISOR}),
     "refund.cash": frozenset({BRANCH_CLERK}),  # at a counter, with the customer and the till

@@ -198,6 +198,7 @@ def case_detail(*, reference: str) -> dict | None:
     actors += [v.clerk for v in card_return["counter_visits"]]
     actors += [approval.requested_by, approval.decided_by] if approval else []
     actors += [destruction.destroyed_by, destruction.witnessed_by] if destruction else []
+    actors += [card_return["hand_back"].handed_back_by] if card_return["hand_back"] else []
     actors += [assisted.staff.actor] if assisted else []
     return {
         "case": case,
@@ -222,7 +223,8 @@ def case_detail(*, reference: str) -> dict | None:
 def case_card_return(case: ClosureCase) -> dict:
     """The case's card as the warehouse and the counters handled it: scans, the counter visits that
     took the card, its destruction record with the branch it was destroyed at (if not the
-    warehouse), and whether it is destroyed, waits for destruction or is kept for the customer."""
+    warehouse), its hand-back record, and whether it is destroyed, handed back, waits for
+    destruction or is kept for the customer."""
     from closeout.appointments.models import Branch
 
     detail = return_selectors.card_return(case=case)

@@ -32,6 +32,7 @@ urlpatterns = [
     path("warehouse/", views.warehouse, name="warehouse"),
     path("warehouse/desk", views.warehouse_desk, name="warehouse_desk"),
     path("warehouse/destroy", views.warehouse_destroy, name="warehouse_destroy"),
+    path("warehouse/received/<int:checkin_id>/hand-back", views.warehouse_hand_back, name="warehouse_hand_back"),
     path("warehouse/exceptions/", views.exceptions, name="exceptions"),
     path("warehouse/exceptions/<int:exception_id>/resolve", views.exception_resolve, name="exception_resolve"),
     path("refunds/", views.refunds, name="refunds"),

@@ -699,15 +699,25 @@ def warehouse(request):
     return _warehouse_page(request, form)
 
 
-def _warehouse_page(request, form):
-    can_destroy = roles.can(request.staff.role, "warehouse.destroy")
+def _warehouse_page(request, form, *, refused_hand_back: tuple[int, forms.HandBackForm] | None = None):
+    """The warehouse page; `refused_hand_back` is a check-in's hand-back form sent with errors,
+    shown again as typed beside its card."""
+    role = request.staff.role
+    can_destroy, can_hand_back = roles.can(role, "warehouse.destroy"), roles.can(role, "warehouse.hand_back")
     desk = _desk(request)
+    on_shelf = return_selectors.received_not_destroyed() if can_destroy or can_hand_back else []
+    to_hand_back = [item for item in on_shelf if item.may_hand_back] if can_hand_back else []
+    for item in to_hand_back:
+        # One form per card, each with its own field ids, so every label points at its own card's field.
+        item.hand_back_form = (refused_hand_back[1] if refused_hand_back and refused_hand_back[0] == item.id
+                               else forms.HandBackForm(auto_id=f"id_%s_{item.id}"))
     return render(request, "console/warehouse.html", {
         "form": form, "recent": return_selectors.recent_checkins(),
         "desk": desk, "desk_form": forms.DeskForm(initial={"desk": desk}),
-        "to_destroy": return_selectors.received_not_destroyed() if can_destroy else [],
+        "to_destroy": [item for item in on_shelf if not item.may_hand_back] if can_destroy else [],
+        "to_hand_back": to_hand_back,
         "destroy_form": forms.DestroyForm(initial={"batch": f"WH-{timezone.localtime(clock.now()).date()}"}),
-        "can_destroy": can_destroy,
+        "can_destroy": can_destroy, "can_hand_back": can_hand_back,
     })
 
 
@@ -770,6 +780,46 @@ def warehouse_destroy(request):
                                            len(records))
                          % {"count": len(records), "witness": witness.shown_name})
     return redirect("console:warehouse")
+
+
+@require_POST
+@staff_view("warehouse.hand_back")
+def warehouse_hand_back(request, checkin_id: int):
+    """Record that a card kept for the customer went back to its holder, from this browser's desk.
+    A form with errors comes back beside its card as typed; a refusal leaves everything as it was."""
+    form = forms.HandBackForm(request.POST, auto_id=f"id_%s_{checkin_id}")
+    if not form.is_valid():
+        messages.error(request, _("The hand-back was not recorded: correct the form beside the card."))
+        return _warehouse_page(request, forms.ScanForm(), refused_hand_back=(checkin_id, form))
+    data = form.cleaned_data
+    try:
+        record = returns.card_hand_back(checkin_id=checkin_id, method=data["method"], actor=request.staff.actor,
+                                        tracking_ref=data["tracking_ref"], note=data["note"], desk=_desk(request))
+    except returns.UnableToHandBack as exc:
+        messages.error(request, _hand_back_refusal(exc))
+    else:
+        messages.success(request, _("Recorded: the card of case %(reference)s went back to the customer.") % {
+            "reference": record.case.reference if record.case else "—"})
+    return redirect("console:warehouse")
+
+
+def _hand_back_refusal(exc: returns.UnableToHandBack) -> str:
+    """Why a card was not recorded as handed back, in the staff member's words."""
+    if isinstance(exc, returns.CardHandedBackAlready):
+        earlier = exc.earlier
+        return _("This card was already handed back on %(date)s by %(staff)s. Nothing changed.") % {
+            "date": timezone.localtime(earlier.handed_back_at).strftime("%Y-%m-%d %H:%M"),
+            "staff": actor_label(earlier.handed_back_by)}
+    if isinstance(exc, returns.CardNotToHandBack) and exc.may_destroy:
+        return _("The card of case %(reference)s may be destroyed: it is not handed back. Nothing was "
+                 "recorded.") % {"reference": exc.reference or "—"}
+    if isinstance(exc, returns.CardNotToHandBack):
+        return _("The closure of case %(reference)s may still go on: keep its card on the shelf for now. Nothing "
+                 "was recorded.") % {"reference": exc.reference or "—"}
+    if isinstance(exc, returns.TrackingRefNeeded):
+        return _("Enter the carrier's tracking reference of the envelope posted back.")
+    return _("This card is no longer on the warehouse shelf (destroyed, or not received): it cannot be handed "
+             "back. Nothing was recorded.")
 
 
 @staff_view("warehouse.exceptions")

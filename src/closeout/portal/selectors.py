@@ -17,7 +17,7 @@ from closeout.common import clock
 from closeout.common.templatetags.closeout import money
 from closeout.identity import documents
 from closeout.portal import labels
-from closeout.returns.models import ReturnLabel
+from closeout.returns.models import HandBack, ReturnLabel
 
 
 def _money_text(currency: str):
@@ -215,6 +215,7 @@ def case_view(case: ClosureCase) -> dict:
         "can_withdraw": states.WITHDRAWN in states.allowed_targets(case.state, resume_to=case.resume_to or None),
         "label_available": "post_card" in todo,
         "tracking": ReturnLabel.objects.filter(case=case).values_list("tracking_ref", flat=True).first() or "",
+        "card_back": card_back(case),
         "refund_after_return": returning and states.RETURNED not in reached,
         "working_days": card.product.sla_working_days,
         "certificate": closure_selectors.case_certificate(case),
@@ -222,6 +223,15 @@ def case_view(case: ClosureCase) -> dict:
         "stopped": stopped,  # withdrawn or rejected: nothing is refunded
         "created_at": case.created_at,
     }
+
+
+def card_back(case: ClosureCase) -> dict | None:
+    """How the card the customer sent in went back to them (posted, with its tracking reference,
+    or collected at a branch counter), once the warehouse recorded it; None before."""
+    record = HandBack.objects.filter(case=case).order_by("-handed_back_at", "-id").first()
+    if record is None:
+        return None
+    return {"method": record.method, "at": record.handed_back_at, "tracking": record.tracking_ref}
 
 
 def product_for_number(number: str) -> Product | None:

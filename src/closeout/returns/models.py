@@ -87,3 +87,41 @@ class Destruction(models.Model):
             models.CheckConstraint(condition=models.Q(method__in=["SHRED", "PUNCH", "CUT", "INCINERATE"]),
                                    name="destruction_method_valid"),
         ]
+
+
+TRACKING_REF_MAX_LENGTH = 80
+HAND_BACK_NOTE_MAX_LENGTH = 300
+
+
+class HandBack(models.Model):
+    """The record that a received card kept for the customer went back to its holder: how (posted
+    back, with the carrier's tracking reference, or collected at a branch counter), who recorded it,
+    when and at which desk. Without it such a card would wait on the warehouse's list for ever.
+    One per card received: the check-in is the physical card on the shelf."""
+
+    class Method(models.TextChoices):
+        POST = "POST", "Posted back to the holder"
+        COUNTER = "COUNTER", "Collected at a branch counter"
+
+    checkin = models.OneToOneField(CheckIn, on_delete=models.PROTECT, related_name="hand_back")
+    card = models.ForeignKey(Card, on_delete=models.PROTECT, related_name="hand_backs")
+    case = models.ForeignKey(ClosureCase, null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="hand_backs")
+    method = models.CharField(max_length=10, choices=Method.choices)
+    # The carrier's reference of the envelope posted back; none for a card collected at a counter.
+    tracking_ref = models.CharField(max_length=TRACKING_REF_MAX_LENGTH, blank=True, default="")
+    note = models.CharField(max_length=HAND_BACK_NOTE_MAX_LENGTH, blank=True, default="")
+    handed_back_by = models.CharField(max_length=120)
+    desk = models.CharField(max_length=DESK_MAX_LENGTH, blank=True, default="")
+    handed_back_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(method__in=["POST", "COUNTER"]),
+                                   name="hand_back_method_valid"),
+            # A card posted back can be traced; one collected at a counter has nothing to trace.
+            models.CheckConstraint(
+                condition=(models.Q(method="POST") & ~models.Q(tracking_ref=""))
+                | models.Q(method="COUNTER", tracking_ref=""),
+                name="hand_back_tracking_ref_by_post_only"),
+        ]

@@ -18,3 +18,14 @@ def card_may_be_destroyed(*, case_state: str | None, resume_to: str = "", card_i
         return False
     can_still_stop = states.allowed_targets(case_state, resume_to=resume_to or None)
     return states.WITHDRAWN not in can_still_stop and states.REJECTED not in can_still_stop
+
+
+def card_may_be_handed_back(*, case_state: str | None, card_in_use: bool) -> bool:
+    """Return whether a received card may go back to its holder.
+
+    Only once no closure needs it: a card still in use, one no case waits for, and one whose case
+    was withdrawn or rejected. A card kept only while its closure may still stop (before the
+    refund starts, or on hold) stays on the shelf: the closure may yet go on and destroy it. Never
+    true of a card that may be destroyed (`card_may_be_destroyed`).
+    """
+    return case_state is None or card_in_use or case_state in (states.WITHDRAWN, states.REJECTED)

@@ -7,16 +7,19 @@ from closeout.closures import states
 from closeout.closures.models import ClosureCase
 from closeout.identity import documents
 from closeout.returns import rules
-from closeout.returns.models import CheckIn, Destruction, ReturnException
+from closeout.returns.models import CheckIn, Destruction, HandBack, ReturnException
 
 
 def received_not_destroyed() -> list[CheckIn]:
-    """Received cards not destroyed yet, oldest first, each with `may_destroy`: false for a card
-    to keep for the customer (see `rules.card_may_be_destroyed`)."""
+    """Received cards still on the shelf (neither destroyed nor handed back), oldest first, each
+    with `may_destroy`: false for a card to keep for the customer (see `rules.card_may_be_destroyed`),
+    and `may_hand_back`: true once no closure needs it any more (`rules.card_may_be_handed_back`)."""
     items = list(CheckIn.objects.select_related("case", "card").filter(
-        outcome=CheckIn.Outcome.RECEIVED, card__destruction__isnull=True).order_by("at", "id"))
+        outcome=CheckIn.Outcome.RECEIVED, card__destruction__isnull=True, hand_back__isnull=True)
+        .order_by("at", "id"))
     for item in items:
         item.may_destroy = may_destroy(item)
+        item.may_hand_back = may_hand_back(item)
     return items
 
 
@@ -26,6 +29,13 @@ def may_destroy(checkin: CheckIn) -> bool:
     return rules.card_may_be_destroyed(case_state=case.state if case else None,
                                        resume_to=case.resume_to if case else "",
                                        card_in_use=checkin.card is None or checkin.card.status == Card.Status.ACTIVE)
+
+
+def may_hand_back(checkin: CheckIn) -> bool:
+    """Whether the card of a received check-in may go back to its holder now."""
+    case = checkin.case
+    return checkin.card is not None and rules.card_may_be_handed_back(
+        case_state=case.state if case else None, card_in_use=checkin.card.status == Card.Status.ACTIVE)
 
 
 def open_exceptions() -> list[ReturnException]:
@@ -52,17 +62,21 @@ def recent_checkins(limit: int = 20) -> list[CheckIn]:
 
 def card_return(*, case: ClosureCase) -> dict:
     """What the warehouse did with a case's card: the scans naming the case (the card received, or
-    put in the exception queue), its destruction record, and `status`: `destroyed`, `to_destroy`
-    (received, may go into a batch), `kept` (received, to keep for the customer) or empty (not
-    received)."""
+    put in the exception queue), its destruction record, its hand-back record (the card received
+    for this case that went back to the holder), and `status`: `destroyed`, `handed_back`,
+    `to_destroy` (received, may go into a batch), `kept` (received, to keep for the customer) or
+    empty (not received)."""
     checkins = list(CheckIn.objects.select_related("card", "case", "exception").filter(case=case)
                     .order_by("at", "id"))
     received = [c for c in checkins if c.outcome == CheckIn.Outcome.RECEIVED]
     destruction = Destruction.objects.filter(card_id=case.card_id).first()
+    hand_back = HandBack.objects.filter(case=case).order_by("-handed_back_at", "-id").first()
     if destruction is not None:
         status = "destroyed"
+    elif hand_back is not None:
+        status = "handed_back"
     elif received:
         status = "to_destroy" if may_destroy(received[-1]) else "kept"
     else:
         status = ""
-    return {"checkins": checkins, "destruction": destruction, "status": status}
+    return {"checkins": checkins, "destruction": destruction, "hand_back": hand_back, "status": status}

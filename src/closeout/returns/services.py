@@ -1,5 +1,6 @@
-"""Warehouse: return labels, check-in of returned cards, the exception queue and destruction
-records. The case moves through `closures.services.closure_card_received`."""
+"""Warehouse: return labels, check-in of returned cards, the exception queue, destruction records
+and hand-backs of the cards kept for the customer. The case moves through
+`closures.services.closure_card_received`."""
 
 from __future__ import annotations
 
@@ -16,7 +17,16 @@ from closeout.common import clock
 from closeout.common.text import UnusableLabel, one_line_label
 from closeout.identity import documents
 from closeout.returns import selectors as return_selectors
-from closeout.returns.models import DESK_MAX_LENGTH, CheckIn, Destruction, ReturnException, ReturnLabel
+from closeout.returns.models import (
+    DESK_MAX_LENGTH,
+    HAND_BACK_NOTE_MAX_LENGTH,
+    TRACKING_REF_MAX_LENGTH,
+    CheckIn,
+    Destruction,
+    HandBack,
+    ReturnException,
+    ReturnLabel,
+)
 
 LABEL = re.compile(r"^RL([0-9]{10,16})([0-9])$")  # year, the reference's sequence (6 digits or more), check
 # A case reference read off the envelope, without its dashes (`without_separators` drops them).
@@ -47,6 +57,11 @@ class CardToKeep(UnableToDestroy):
     def __init__(self, reference: str):
         super().__init__(f"the card of {reference or 'a check-in without a case'} is to be kept for the customer")
         self.reference = reference
+
+
+class CardHandedBack(CardToKeep):
+    """A selected card went back to its holder since the list was shown: nothing in the batch is
+    recorded."""
 
 
 class UnableToResolve(Exception):
@@ -312,10 +327,129 @@ def destruction_batch(*, checkin_ids: list[int], method: str, batch: str, actor:
             checkin.case = cases.get(checkin.case_id)
             if checkin.card is not None:
                 checkin.card.refresh_from_db(fields=["status"])
+            reference = checkin.case.reference if checkin.case else ""
+            if HandBack.objects.filter(checkin=checkin).exists():
+                raise CardHandedBack(reference)
             if not return_selectors.may_destroy(checkin):
-                raise CardToKeep(checkin.case.reference if checkin.case else "")
+                raise CardToKeep(reference)
             records.append(card_destruction_record(card=checkin.card, case=checkin.case, method=method, batch=batch,
                                                    place="warehouse", actor=actor, witness=witness))
         if not records:
             raise UnableToDestroy("select at least one received card")
     return records
+
+
+class UnableToHandBack(Exception):
+    """The card cannot be recorded as handed back (the message says why): nothing is recorded."""
+
+
+class CardNotToHandBack(UnableToHandBack):
+    """The card's closure still needs it: it may be destroyed (`may_destroy`), or its closure may
+    still go on (on hold, or the refund not started), so it stays on the shelf."""
+
+    def __init__(self, reference: str, *, may_destroy: bool):
+        why = "may be destroyed" if may_destroy else "may still be needed by its closure"
+        super().__init__(f"the card of {reference or 'a check-in without a case'} {why}: it is not handed back")
+        self.reference, self.may_destroy = reference, may_destroy
+
+
+class CardHandedBackAlready(UnableToHandBack):
+    """The card received was handed back before: `earlier` is that record."""
+
+    def __init__(self, earlier: HandBack):
+        super().__init__(f"this card was already handed back on {earlier.handed_back_at:%Y-%m-%d}")
+        self.earlier = earlier
+
+
+class TrackingRefNeeded(UnableToHandBack):
+    """A card posted back needs the carrier's tracking reference (one collected at a counter has none)."""
+
+
+# The case's timeline says how the card went back: the customer's copy and the API show it.
+HAND_BACK_NOTES = {HandBack.Method.POST: "card posted back to the holder (tracking {tracking_ref})",
+                   HandBack.Method.COUNTER: "card collected at a branch counter"}
+
+
+def _typed(text: str, *, limit: int, what: str) -> str:
+    """Text a member of staff typed, on one line, or "" when blank.
+
+    :raises UnableToHandBack: when it is too long or holds control characters.
+    """
+    if not (text or "").strip():
+        return ""
+    try:
+        return one_line_label(text, limit=limit)
+    except UnusableLabel as exc:
+        raise UnableToHandBack(f"the {what} cannot be recorded ({exc.problem})") from None
+
+
+def card_hand_back(*, checkin_id: int, method: str, actor: str, tracking_ref: str = "", note: str = "",
+                   desk: str = "") -> HandBack:
+    """Record that the card of a received check-in, kept for the customer, went back to its holder:
+    posted back with the carrier's tracking reference, or collected at a branch counter. The card
+    leaves the warehouse's list; the audit trail and the case's timeline record it.
+
+    :raises CardHandedBackAlready: when this card received was handed back before.
+    :raises CardNotToHandBack: when the card may be destroyed, or its closure may still need it.
+    :raises TrackingRefNeeded: for a card posted back without a tracking reference.
+    :raises UnableToHandBack: for an unknown way, a tracking reference for a card collected at a
+        counter, unusable text, an unknown check-in or one that received no card, or a card
+        destroyed already.
+    """
+    if method not in HandBack.Method.values:
+        raise UnableToHandBack("unknown way of handing the card back")
+    tracking_ref = _typed(tracking_ref, limit=TRACKING_REF_MAX_LENGTH, what="tracking reference")
+    if method == HandBack.Method.POST and not tracking_ref:
+        raise TrackingRefNeeded("a card posted back needs the carrier's tracking reference")
+    if method == HandBack.Method.COUNTER and tracking_ref:
+        raise UnableToHandBack("a card collected at a counter has no tracking reference")
+    note = _typed(note, limit=HAND_BACK_NOTE_MAX_LENGTH, what="note")
+    desk = _typed(desk, limit=DESK_MAX_LENGTH, what="desk name")
+    with transaction.atomic():
+        checkin = _checkin_to_hand_back(checkin_id)
+        try:
+            with transaction.atomic():
+                record = HandBack.objects.create(
+                    checkin=checkin, card=checkin.card, case=checkin.case, method=method, tracking_ref=tracking_ref,
+                    note=note, handed_back_by=actor, desk=desk, handed_back_at=clock.now())
+        except IntegrityError:  # handed back at another desk a moment ago
+            raise CardHandedBackAlready(HandBack.objects.get(checkin=checkin)) from None
+        _hand_back_recorded(record, actor=actor)
+    return record
+
+
+def _checkin_to_hand_back(checkin_id: int) -> CheckIn:
+    """The received check-in, its case and card locked (a withdrawal, a destruction batch or another
+    desk's hand-back committed meanwhile is seen here), checked to be one to hand back.
+
+    :raises UnableToHandBack: see `card_hand_back`.
+    """
+    checkin = CheckIn.objects.filter(id=checkin_id, outcome=CheckIn.Outcome.RECEIVED, card__isnull=False).first()
+    if checkin is None:
+        raise UnableToHandBack("no card was received with this check-in")
+    if checkin.case_id:
+        checkin.case = ClosureCase.objects.select_for_update(of=("self",)).get(id=checkin.case_id)
+    checkin.card = Card.objects.select_for_update().get(id=checkin.card_id)
+    earlier = HandBack.objects.filter(checkin=checkin).first()
+    if earlier is not None:
+        raise CardHandedBackAlready(earlier)
+    if Destruction.objects.filter(card=checkin.card).exists():
+        raise UnableToHandBack("this card was destroyed")
+    if not return_selectors.may_hand_back(checkin):
+        reference = checkin.case.reference if checkin.case else ""
+        raise CardNotToHandBack(reference, may_destroy=return_selectors.may_destroy(checkin))
+    return checkin
+
+
+def _hand_back_recorded(record: HandBack, *, actor: str) -> None:
+    """The audit event of a hand-back and, for a case, the event on its timeline. The note staff
+    typed stays on the record only: the audit trail cannot be shredded with the holder's data."""
+    case = record.case
+    audit_record(actor=actor, action="card.handed_back", subject=f"card:{record.card_id}", after=record.method,
+                 reason=record.tracking_ref, data={"case": case.reference if case else "", "checkin": record.checkin_id,
+                                                   "desk": record.desk})
+    if case is not None:
+        CaseEvent.objects.create(case=case, key=f"hand_back:{record.checkin_id}", at=record.handed_back_at,
+                                 actor=actor, from_state=case.state, to_state=case.state,
+                                 note=HAND_BACK_NOTES[record.method].format(tracking_ref=record.tracking_ref),
+                                 data={"method": record.method})

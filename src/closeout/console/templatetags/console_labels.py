@@ -1,6 +1,6 @@
 """Codes in the staff member's words in console templates: `{{ case.state|state_label }}`,
 `|channel_label`, `|id_type_label`, `|timeline_kind`, `|settled_label`, `|exception_reason`,
-`|destination_label`, `|destruction_method`, `|appointment_status` (a table each), and `|note_label`, `|fee_label`, `|charge_label`, `|actor_label[:staff_names]`, `|destination_detail`."""
+`|destination_label`, `|destruction_method`, `|hand_back_method`, `|appointment_status` (a table each), and `|note_label`, `|fee_label`, `|charge_label`, `|actor_label[:staff_names]`, `|destination_detail`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ TABLES = {
     "exception_reason": labels.EXCEPTION_REASONS,
     "destination_label": portal_labels.DESTINATION_LABELS,
     "destruction_method": labels.DESTRUCTION_METHODS,
+    "hand_back_method": labels.HAND_BACK_METHODS,
     "appointment_status": labels.APPOINTMENT_STATUSES,
 }
 for name, table in TABLES.items():

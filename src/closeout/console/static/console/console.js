@@ -126,7 +126,8 @@ async function sendScan(url, body) {
 
 // Each answer brings the lists (data-list) up to date, and only them: the destruction batch form
 // the supervisor may be filling in meanwhile keeps its method, batch and witness, the cards they
-// ticked that may still go stay ticked (a new card arrives unticked), and the cursor stays put.
+// ticked that may still go stay ticked (a new card arrives unticked), what was typed in a card's
+// hand-back form stays, and the cursor stays put.
 function refreshLists(fresh) {
   const here = document.getElementById("warehouse-lists");
   const parts = [...fresh.querySelectorAll("[data-list]")];
@@ -137,8 +138,16 @@ function refreshLists(fresh) {
   }
   const ticked = new Set([...here.querySelectorAll("input[name='checkin']:checked")].map((box) => box.value));
   const focused = here.contains(document.activeElement) ? document.activeElement.id : "";
+  const typed = new Map([...here.querySelectorAll("[data-list] form input[id]:not([type=hidden]), [data-list] form select[id]")]
+    .map((field) => [field.id, field.value]));
   parts.forEach((part, index) => old[index].replaceWith(document.importNode(part, true)));
   here.querySelectorAll("input[name='checkin']").forEach((box) => { box.checked = ticked.has(box.value); });
+  typed.forEach((value, id) => {
+    const field = document.getElementById(id);
+    if (field && here.contains(field)) {
+      field.value = value;
+    }
+  });
   const back = focused && document.getElementById(focused);
   if (back && back !== document.activeElement) {
     back.focus();
