@@ -46,7 +46,7 @@ _verified: dict[str, tuple[float, ApiKey]] = {}
 # and process, and not at all when another process wrote it within the minute. It is written once
 # the request is finished (`apikey_uses_record`), never by the request itself.
 USE_RECORDED_EVERY = 60.0
-_recorded: dict[tuple[int, str], float] = {}
+_recorded: dict[tuple[str, str], float] = {}  # (prefix, field): ids come back after a restore
 _pending = threading.local()
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def _use_note(key: ApiKey, field: str) -> None:
     answered."""
     from closeout.common import clock
 
-    mark = (key.id, field)
+    mark = (key.prefix, field)
     if time.monotonic() < _recorded.get(mark, float("-inf")) + USE_RECORDED_EVERY:
         return
     if len(_recorded) > 10_000:
