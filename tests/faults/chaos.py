@@ -126,16 +126,35 @@ class Cluster:
             proc.kill()
             proc.wait(timeout=30)
 
+    def supervise(self) -> None:
+        """Start again whatever exited on its own, as systemd's Restart=always would (a worker
+        that found no database, a server that could not connect at start)."""
+        for i, proc in self.workers.items():
+            if proc.poll() is not None:
+                self.history.add("restarted", worker=i, code=proc.returncode)
+                self.worker_start(i, self.names[i])
+        if self.server._process is None or self.server._process.poll() is not None:
+            self.serve()
+
+    def serve(self, patience: float = 120) -> None:
+        """Start the web server, trying again while it exits at start (the database full, say)."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self.server.serve()
+                return
+            except RuntimeError as exc:
+                self.history.add("serve_failed", error=str(exc)[:200])
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
+
     def heal(self) -> None:
-        """Every paused worker goes on, every dead one starts again; no scripted fault is left."""
+        """Every paused worker goes on, every dead process starts again; no scripted fault is left."""
         for i in sorted(self.paused):
             self.workers[i].send_signal(signal.SIGCONT)
         self.paused.clear()
-        for i, proc in self.workers.items():
-            if proc.poll() is not None:
-                self.worker_start(i, self.names[i])
-        if self.server._process is None or self.server._process.poll() is not None:
-            self.server.serve()
+        self.supervise()
         httpx.delete(self.server.url + "/sim/faults", timeout=30)
 
     def stop(self) -> None:
@@ -156,6 +175,7 @@ class Nemesis:
         if cluster.server.engine == "postgres":
             self.faults.append(self.cut_database)
         self.done: Counter = Counter()
+        self.errors: list[str] = []
 
     def run(self, until: float, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -163,7 +183,12 @@ class Nemesis:
                 return
             fault = self.rng.choice(self.faults)
             self.history.add("fault", name=fault.__name__)
-            fault()
+            try:
+                self.cluster.supervise()
+                fault()
+            except Exception as exc:  # noqa: BLE001 - reported: the run did not go as planned
+                self.errors.append(f"{fault.__name__}: {type(exc).__name__}: {str(exc)[:200]}")
+                self.history.add("nemesis_error", name=fault.__name__, error=str(exc)[:200])
             self.done[fault.__name__] += 1
 
     def kill_worker(self) -> None:
@@ -194,7 +219,7 @@ class Nemesis:
     def kill_web(self) -> None:
         self.cluster.server.kill()
         time.sleep(self.rng.uniform(0.5, 3))
-        self.cluster.server.serve()
+        self.cluster.serve()
         self.history.add("heal", name="kill_web")
 
     def deploy(self) -> None:
@@ -256,12 +281,7 @@ class Clients:
             stop.wait(self.rng.uniform(0, 2 * pace))
 
     def close(self, i: int, card: dict) -> None:
-        key = f"chaos-{self.seed}-{i}"
-        body = json.dumps({
-            "card_number": card["number"], "holder_name": card["holder_name"],
-            "id_document": {"type": "hkid", "number": HKID}, "contact": {"email": "chaos@example.test"},
-            "refund_destination": {"type": "original"}, "channel": "partner_api", "reason": "chaos",
-        }).encode()
+        key, body = self._request(i, card)
         answer = self._post(key, body)
         if answer is None:
             self.unanswered.append(key)
@@ -311,13 +331,25 @@ class Clients:
     def replay_all(self) -> None:
         """Ask again for every accepted closure after the faults: the same bytes each time."""
         for i, card in enumerate(self.cards[: self.next]):
-            key = f"chaos-{self.seed}-{i}"
+            key, body = self._request(i, card)
             if key in self.first_answers:
-                self.replay(key, json.dumps({
-                    "card_number": card["number"], "holder_name": card["holder_name"],
-                    "id_document": {"type": "hkid", "number": HKID}, "contact": {"email": "chaos@example.test"},
-                    "refund_destination": {"type": "original"}, "channel": "partner_api", "reason": "chaos",
-                }).encode())
+                self.replay(key, body)
+
+    def _request(self, i: int, card: dict) -> tuple[str, bytes]:
+        """The i-th closure request: its Idempotency-Key and body, the same each time it is sent."""
+        return f"chaos-{self.seed}-{i}", json.dumps({
+            "card_number": card["number"], "holder_name": card["holder_name"],
+            "id_document": {"type": "hkid", "number": HKID}, "contact": {"email": "chaos@example.test"},
+            "refund_destination": {"type": "original"}, "channel": "partner_api", "reason": "chaos",
+        }).encode()
+
+    def burst(self, count: int) -> None:
+        """`count` closures at once, from eight connections."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        taken = [t for t in (self._card() for _ in range(count)) if t is not None]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda t: self.close(*t), taken))
 
 
 @dataclass
@@ -331,6 +363,8 @@ class Report:
     replay_mismatches: list
     check: dict
     settled_in: float | None
+    deployed_in_flight: int = 0
+    nemesis_errors: list = field(default_factory=list)
 
     @property
     def breaks(self) -> list[str]:
@@ -338,12 +372,14 @@ class Report:
         found += [f"server error {e['status']} for {e['key']}" for e in self.server_errors]
         found += [f"replay of {key} differs from the first answer" for key in self.replay_mismatches]
         found += [f"{self.unanswered} requests never answered"] if self.unanswered else []
+        found += [f"the nemesis failed: {e}" for e in self.nemesis_errors]
         if self.settled_in is None:
             found.append("not every case closed within the wait after the last fault")
         return found
 
     def text(self) -> str:
         lines = [f"chaos run: {self.seconds:.0f} s, faults {dict(self.faults)}",
+                 f"deployed with {self.deployed_in_flight} cases in flight",
                  f"closures accepted {self.accepted}, refused {dict(self.refused)}, unanswered {self.unanswered}",
                  f"states {self.check.get('states')}",
                  f"all closed {self.settled_in:.1f} s after the last fault healed" if self.settled_in is not None
@@ -356,20 +392,22 @@ class Report:
 
 def run(*, data_dir: Path, engine: str, seconds: float, seed: int, workers: int = 2, clients: int = 2,
         gap: tuple[float, float] = (10, 30), pace: float = 1.0, cards: int | None = None,
-        settle: float = 60) -> Report:
-    """Run the chaos for `seconds`, heal, wait up to `settle` seconds for every case to close, check."""
+        settle: float = 60, burst: int = 100) -> Report:
+    """Deploy with `burst` cases in flight, run the chaos for `seconds`, heal, wait up to `settle`
+    seconds for every case to close, check."""
     rng = random.Random(seed)
     history = History(data_dir / "history.jsonl")
     data_dir.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(data_dir, engine, workers, history)
     cluster.start()
     try:
-        count = cards or int(seconds / pace * clients * 1.2) + 20
+        count = cards or int(seconds / pace * clients * 1.2) + 20 + burst
         issued = json.loads(subprocess.run(
             [sys.executable, "-m", "tests.faults.chaos", "issue", str(count), str(seed)], env=cluster.server.env(),
             check=True, capture_output=True, text=True, timeout=1800, cwd=ROOT).stdout)
         partners = Clients(cluster.server, issued, rng, history, seed)
         nemesis = Nemesis(cluster, random.Random(seed + 1), gap, history)
+        in_flight = _deploy_with_cases_in_flight(cluster, partners, nemesis, burst) if burst else 0
         stop = threading.Event()
         started = time.monotonic()
         until = started + seconds
@@ -389,9 +427,25 @@ def run(*, data_dir: Path, engine: str, seconds: float, seed: int, workers: int 
         return Report(seconds=healed - started, faults=dict(nemesis.done), accepted=len(partners.accepted),
                       refused=dict(partners.refused), unanswered=len(partners.unanswered),
                       server_errors=partners.server_errors, replay_mismatches=partners.replay_mismatches,
-                      check=check, settled_in=settled_in)
+                      check=check, settled_in=settled_in, deployed_in_flight=in_flight,
+                      nemesis_errors=nemesis.errors)
     finally:
         cluster.stop()
+
+
+def _deploy_with_cases_in_flight(cluster: Cluster, partners: Clients, nemesis: Nemesis, count: int) -> int:
+    """A release goes out while `count` cases are being worked on: the workers stop, the cases
+    arrive meanwhile, the workers start and take them up, and a few seconds in every worker is
+    stopped and started again. Return how many cases were open at that moment."""
+    for i in list(cluster.workers):
+        cluster.worker_stop(i)
+    partners.burst(count)
+    for i in list(cluster.workers):
+        cluster.worker_start(i, cluster.names[i])
+    time.sleep(3)
+    states = _check(cluster.server, partners.accepted, states_only=True)["states"]
+    nemesis.deploy()
+    return sum(n for state, n in states.items() if state != "closed")
 
 
 def _wait_closed(server: ChaosServer, accepted: dict, settle: float, healed: float) -> float | None:

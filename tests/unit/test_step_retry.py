@@ -70,7 +70,8 @@ def test_a_transient_error_in_an_external_call_is_retried():
 
 # psycopg.OperationalError itself, with no SQLSTATE: "server closed the connection unexpectedly".
 @pytest.mark.parametrize("error", [psycopg.errors.AdminShutdown, psycopg.errors.CannotConnectNow,
-                                   psycopg.errors.ConnectionFailure, psycopg.OperationalError])
+                                   psycopg.errors.ConnectionFailure, psycopg.errors.TooManyConnections,
+                                   psycopg.OperationalError])
 def test_a_step_whose_database_went_away_waits_for_it_with_growing_pauses(error, monkeypatch):
     pauses = []
     monkeypatch.setattr(workflow.time, "sleep", pauses.append)

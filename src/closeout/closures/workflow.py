@@ -53,8 +53,8 @@ RETRY = dict(retries_allowed=True, max_attempts=5, interval_seconds=0.5, backoff
 RETRY_SQLSTATES = {"40P01", "40001"}
 DB_ATTEMPTS = 3
 # The server going away: shut down by an administrator or a failover, crashed, still starting
-# (`57P0x`), or any connection exception (`08xxx`).
-LOST_SQLSTATES = {"57P01", "57P02", "57P03"}
+# (`57P0x`), out of room for another connection (`53300`), or any connection exception (`08xxx`).
+LOST_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
 # How long a step waits for a database that went away before its case goes to staff: a restart
 # of PostgreSQL or a managed failover takes seconds to tens of seconds, and every case in flight
 # at that moment would otherwise need a person.
