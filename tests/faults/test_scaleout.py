@@ -3,6 +3,7 @@ is killed with SIGKILL and never comes back, the others finish its cases with ex
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -147,7 +148,9 @@ def test_operator_recovers_a_named_dead_worker(dbos_system, make_card, tmp_path)
 
         done = _recover_cli(survivor.env(**FAST_BEATS))
         assert done.returncode == 0, done.stderr
-        assert "1 workflows of worker-a handed back" in done.stdout
+        # Its refund, and the sweep it was running if the kill came mid-sweep (sweeps run every second here).
+        handed = re.search(r"(\d+) workflows of worker-a handed back", done.stdout)
+        assert handed and int(handed[1]) in (1, 2), done.stdout
         _wait_closed(cases, timeout=60)
     finally:
         survivor.stop()
@@ -156,7 +159,7 @@ def test_operator_recovers_a_named_dead_worker(dbos_system, make_card, tmp_path)
     _assert_each_case_closed_once(cards, cases)
     assert SimRefund.objects.get().request_count == 1  # asked once, by the worker that took over
     event = AuditEvent.objects.get(action="worker.recovered", subject="worker:worker-a")
-    assert event.actor.startswith("operator:") and event.data == {"workflows": 1}
+    assert event.actor.startswith("operator:") and event.data == {"workflows": int(handed[1])}
 
 
 def test_a_worker_killed_on_the_same_host_is_taken_over_without_waiting_for_its_silence(dbos_system, make_card,
