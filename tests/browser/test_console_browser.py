@@ -474,3 +474,47 @@ def test_warehouse_hands_a_kept_card_back_and_a_scan_keeps_what_was_typed(page, 
     assert page.locator(f"li[data-hand-back='{kept.id}']").count() == 0
     assert page.dialogs == ["Record that this card went back to the customer? It then leaves the warehouse list."]
     assert HandBack.objects.get().tracking_ref == "RR123456785HK"
+
+
+def test_warehouse_hands_back_a_card_from_the_exception_queue_and_shows_errors_beside_it(page, live_server,
+                                                                                          make_card):
+    """A card whose closure was withdrawn while it was in the post lands in the exception queue; it
+    is handed back from the warehouse page: an error shows beside it as typed, a scan leaves what
+    was typed, and the hand-back resolves the exception."""
+    from closeout.closures.services import closure_withdraw
+    from closeout.returns.models import HandBack, ReturnException
+    from closeout.returns.services import return_check_in
+
+    card = make_card("OCTO")
+    withdrawn = case_in_state(card, "awaiting_return")
+    closure_withdraw(reference=withdrawn.reference, actor="customer:web")
+    queued = return_check_in(code=card.number, actor="staff:wh").exception
+    arriving = case_in_state(make_card("OCTO"), "awaiting_return")
+    sign_in(page, live_server, "warehouse")
+    _open_scanning(page)
+    row = page.locator(f"li[data-exception-hand-back='{queued.id}']")
+    row.get_by_label("How the card goes back").select_option("COUNTER")
+    row.get_by_label("Tracking reference (posted back)").fill("RR123456785HK")
+    row.get_by_role("button", name="Record hand-back").click()
+    row.locator(".errorlist").wait_for()
+    shot(page, "warehouse-exception-hand-back-error")
+    assert "A card collected at a counter has no tracking reference" in row.locator(".errorlist").inner_text()
+    assert row.get_by_label("Tracking reference (posted back)").input_value() == "RR123456785HK"
+    assert ReturnException.objects.get(id=queued.id).resolved_at is None
+
+    row.get_by_label("How the card goes back").select_option("POST")
+    page.get_by_label("Return label code or card number").fill(arriving.card.number)
+    page.get_by_label("Return label code or card number").press("Enter")
+    page.get_by_text(f"Received: case {arriving.reference}").wait_for()
+    assert row.get_by_label("How the card goes back").input_value() == "POST"
+    assert row.get_by_label("Tracking reference (posted back)").input_value() == "RR123456785HK"
+    shot(page, "warehouse-exception-hand-back-form")
+
+    row.get_by_role("button", name="Record hand-back").click()
+    page.get_by_text(f"Recorded: card •••• {card.number[-4:]} went back to the customer, and its exception is "
+                     "resolved.").wait_for()
+    shot(page, "warehouse-exception-handed-back")
+    assert page.locator(f"li[data-exception-hand-back='{queued.id}']").count() == 0
+    assert page.dialogs[-1] == "Record that this card went back to the customer? Its exception is then resolved."
+    assert HandBack.objects.get().checkin_id == queued.checkin_id
+    assert ReturnException.objects.get(id=queued.id).resolved_at is not None

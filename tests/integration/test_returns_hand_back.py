@@ -13,8 +13,9 @@ from closeout.cards.models import Card
 from closeout.closures import services as closures
 from closeout.closures.models import CaseEvent, ClosureCase
 from closeout.console.models import StaffProfile
+from closeout.returns import selectors as return_selectors
 from closeout.returns import services as returns
-from closeout.returns.models import CheckIn, Destruction, HandBack
+from closeout.returns.models import CheckIn, Destruction, HandBack, ReturnException
 from tests.fixtures import HKID
 from tests.integration import test_console_support as support
 from tests.integration.test_console_support import case_in_state
@@ -291,3 +292,273 @@ def test_no_holder_contact_reaches_the_page_the_messages_or_the_log(staff_client
     secrets = [kept.card.number, HKID, "holder@example.test", "91234567", holder.email_masked]
     for text in pages + [caplog.text, str(list(AuditEvent.objects.values("reason", "data")))]:
         assert not [secret for secret in secrets if secret and secret in text]
+
+
+# --- a card from the exception queue -------------------------------------------------------------
+# A card whose closure was withdrawn before it arrived, or one nobody asked to close, lands in the
+# exception queue, not on the list of cards received: it is handed back from there.
+
+
+def _queued_after_withdrawal(make_card) -> ReturnException:
+    """The card of a closure the customer withdrew while the card was in the post, scanned at the
+    warehouse: no case waits for it."""
+    card = make_card("OCTO")
+    case = case_in_state(card, "awaiting_return")
+    closures.closure_withdraw(reference=case.reference, actor="customer:web")
+    checkin = returns.return_check_in(code=card.number, actor="staff:wh", desk="Desk 2")
+    assert checkin.exception.reason == ReturnException.Reason.NOT_EXPECTED and checkin.exception.case == case
+    return checkin.exception
+
+
+def _still_open(item: ReturnException) -> bool:
+    item.refresh_from_db()
+    return item.resolved_at is None and item.resolution == ""
+
+
+def _nothing_resolved() -> bool:
+    return (_nothing_written() and not ReturnException.objects.filter(resolved_at__isnull=False).exists()
+            and not AuditEvent.objects.filter(action="return.exception_resolved").exists())
+
+
+def _offered(page: str, item: ReturnException) -> bool:
+    return (f'data-exception-hand-back="{item.id}"' in page
+            or f"/console/warehouse/exceptions/{item.id}/hand-back" in page)
+
+
+def test_a_card_of_a_closure_withdrawn_before_it_arrived_is_handed_back_from_the_exception_queue(
+        staff_client, make_card):
+    from closeout.audit.services import audit_verify
+
+    desk, clerk = staff_client("warehouse")
+    queued = _queued_after_withdrawal(make_card)
+    card, case = queued.checkin.card, queued.case
+    listed = desk.get("/console/warehouse/").content.decode()
+    assert _offered(listed, queued)
+    row = listed.split(f'data-exception-hand-back="{queued.id}"')[1].split("</li>")[0]
+    assert f"{case.reference} (Withdrawn)" in row and f"•••• {card.number[-4:]}" in row and card.number not in row
+
+    said = desk.post(f"/console/warehouse/exceptions/{queued.id}/hand-back",
+                     {"method": "POST", "tracking_ref": TRACKING, "note": "envelope C"}, follow=True).content.decode()
+
+    assert f"Recorded: card •••• {card.number[-4:]} went back to the customer, and its exception is resolved." in said
+    assert not _offered(said, queued) and card.number not in said
+    record = HandBack.objects.get()
+    assert (record.checkin, record.card, record.case, record.method, record.tracking_ref, record.note,
+            record.handed_back_by) == (queued.checkin, card, case, "POST", TRACKING, "envelope C", clerk.actor)
+    queued.refresh_from_db()
+    assert queued.resolved_at is not None and queued.resolved_by == clerk.actor
+    assert queued.resolution == f"handed back: card posted back to the holder (tracking {TRACKING})"
+    resolved = AuditEvent.objects.get(action="return.exception_resolved")
+    assert (resolved.subject, resolved.reason) == (case.reference, queued.resolution)
+    handed = AuditEvent.objects.get(action="card.handed_back")
+    assert (handed.subject, handed.after, handed.data["case"]) == (f"card:{card.id}", "POST", case.reference)
+    timeline = CaseEvent.objects.get(case=case, key=f"hand_back:{queued.checkin_id}")
+    assert timeline.note == f"card posted back to the holder (tracking {TRACKING})"
+    assert audit_verify() is None
+    supervisor, _ = staff_client("supervisor")
+    section = _section(supervisor.get(f"/console/cases/{case.reference}/").content.decode())
+    assert 'data-card-fate="handed_back"' in section and f"<td data-tracking-ref>{TRACKING}</td>" in section
+
+
+def test_a_card_nobody_asked_to_close_is_handed_back_at_the_counter_from_the_exception_queue(make_card):
+    card = make_card("OCTO")
+    queued = returns.return_check_in(code=card.number, actor="staff:wh").exception
+    assert queued.reason == ReturnException.Reason.NOT_EXPECTED and queued.case is None
+
+    record = returns.return_exception_hand_back(exception_id=queued.id, method="COUNTER", actor="staff:wh",
+                                                desk="三號枱")
+
+    assert (record.card, record.case, record.checkin, record.desk) == (card, None, queued.checkin, "三號枱")
+    queued.refresh_from_db()
+    assert queued.resolution == "handed back: card collected at a branch counter"
+    assert AuditEvent.objects.get(action="return.exception_resolved").subject == "unknown"
+    assert not CaseEvent.objects.filter(key__startswith="hand_back:").exists()
+
+
+def test_the_card_found_in_another_cases_envelope_is_handed_back_and_that_case_still_waits(make_card):
+    labelled = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = returns.return_label_issue(reference=labelled.reference)
+    inside = make_card("OCTO")  # still in use: nobody asked to close it
+    queued = returns.return_check_in(code=label.code, card_number=inside.number, actor="staff:wh").exception
+    assert queued.reason == ReturnException.Reason.MISMATCH
+
+    record = returns.return_exception_hand_back(exception_id=queued.id, method="POST", tracking_ref=TRACKING,
+                                                actor="staff:wh")
+
+    assert (record.card, record.case) == (inside, None)  # the labelled case's card never came back
+    assert ClosureCase.objects.get(id=labelled.id).state == "awaiting_return"
+    assert not CaseEvent.objects.filter(case=labelled, key__startswith="hand_back:").exists()
+
+
+def test_a_card_its_closure_waits_for_is_matched_to_its_case_not_handed_back(staff_client, make_card):
+    desk, _ = staff_client("warehouse")
+    card = make_card("OCTO")
+    case = case_in_state(card, "submitted")
+    queued = returns.return_check_in(code=card.number, actor="staff:wh").exception  # arrived before its fees
+    ClosureCase.objects.filter(id=case.id).update(state="awaiting_return")  # settled since
+
+    listed = desk.get("/console/warehouse/").content.decode()
+    with pytest.raises(returns.CardAwaited) as refused:
+        returns.return_exception_hand_back(exception_id=queued.id, method="COUNTER", actor="staff:wh")
+    said = desk.post(f"/console/warehouse/exceptions/{queued.id}/hand-back", {"method": "COUNTER"},
+                     follow=True).content.decode()
+
+    assert not _offered(listed, queued) and refused.value.reference == case.reference
+    assert (f"Case {case.reference} is waiting for this card: resolve its exception by naming the case, so the "
+            "card is checked in. Nothing was recorded.") in said
+    assert _nothing_resolved() and _still_open(queued)
+    returns.return_exception_resolve(exception_id=queued.id, actor="staff:sup", resolution="its own case",
+                                     reference=case.reference)
+    assert ClosureCase.objects.get(id=case.id).state == "refund_pending"
+
+
+def test_a_card_in_another_envelope_that_its_own_closure_waits_for_is_not_handed_back(make_card):
+    labelled = case_in_state(make_card("OCTO"), "awaiting_return")
+    label = returns.return_label_issue(reference=labelled.reference)
+    inside = make_card("OCTO")
+    waiting = case_in_state(inside, "awaiting_return")
+    queued = returns.return_check_in(code=label.code, card_number=inside.number, actor="staff:wh").exception
+
+    with pytest.raises(returns.CardAwaited) as refused:
+        returns.return_exception_hand_back(exception_id=queued.id, method="COUNTER", actor="staff:wh")
+
+    assert refused.value.reference == waiting.reference
+    assert queued.id not in {item.id for item in return_selectors.exceptions_to_hand_back()}
+    assert _nothing_resolved() and _still_open(queued)
+
+
+@pytest.mark.parametrize("state,may_destroy", [("submitted", False), ("closed", True)])
+def test_a_card_whose_closure_goes_on_or_is_done_is_not_handed_back(make_card, state, may_destroy):
+    card = make_card("OCTO")
+    case = case_in_state(card, "submitted")
+    queued = returns.return_check_in(code=card.number, actor="staff:wh").exception
+    if state == "closed":
+        ClosureCase.objects.filter(id=case.id).update(state=state)
+        Card.objects.filter(id=card.id).update(status=Card.Status.CLOSED)
+
+    with pytest.raises(returns.CardNotToHandBack) as refused:
+        returns.return_exception_hand_back(exception_id=queued.id, method="COUNTER", actor="staff:wh")
+
+    assert (refused.value.reference, refused.value.may_destroy) == (case.reference, may_destroy)
+    assert queued.id not in {item.id for item in return_selectors.exceptions_to_hand_back()}
+    assert _nothing_resolved() and _still_open(queued)
+
+
+@pytest.mark.parametrize("code,inside", [("8101000000000001", ""), ("RL20269999999", "8101000000000001")],
+                         ids=["unknown-card", "unknown-label-unknown-card-inside"])
+def test_an_unknown_card_is_not_offered_for_hand_back(staff_client, make_card, code, inside):
+    desk, _ = staff_client("warehouse")
+    queued = returns.return_check_in(code=code, card_number=inside, actor="staff:wh").exception
+    assert queued.reason == ReturnException.Reason.UNKNOWN
+
+    listed = desk.get("/console/warehouse/").content.decode()
+    queue = desk.get("/console/warehouse/exceptions/").content.decode()
+    with pytest.raises(returns.UnknownCardInHand):
+        returns.return_exception_hand_back(exception_id=queued.id, method="COUNTER", actor="staff:wh")
+    said = desk.post(f"/console/warehouse/exceptions/{queued.id}/hand-back", {"method": "COUNTER"},
+                     follow=True).content.decode()
+
+    assert not _offered(listed, queued) and "data-hand-back-link" not in queue
+    assert "This card is not one of ours: there is nobody to give it back to. Nothing was recorded." in said
+    assert _nothing_resolved() and _still_open(queued)
+
+
+def test_nothing_is_half_written_when_resolving_the_exception_fails(make_card, monkeypatch):
+    queued = _queued_after_withdrawal(make_card)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(returns, "_exception_resolved", broken)
+    with pytest.raises(RuntimeError):
+        returns.return_exception_hand_back(exception_id=queued.id, method="POST", tracking_ref=TRACKING,
+                                           actor="staff:wh")
+
+    assert _nothing_resolved() and _still_open(queued)
+
+
+def test_an_exception_resolved_otherwise_or_handed_back_before_is_not_handed_back_again(staff_client, make_card):
+    desk, clerk = staff_client("warehouse")
+    queued = _queued_after_withdrawal(make_card)
+    first = returns.return_exception_hand_back(exception_id=queued.id, method="COUNTER", actor=clerk.actor)
+    other = returns.return_check_in(code=make_card("OCTO").number, actor="staff:wh").exception
+    returns.return_exception_resolve(exception_id=other.id, actor="staff:sup", resolution="sent to the issuer")
+
+    with pytest.raises(returns.CardHandedBackAlready) as again:
+        returns.return_exception_hand_back(exception_id=queued.id, method="COUNTER", actor="staff:other")
+    with pytest.raises(returns.ExceptionNotOpen):
+        returns.return_exception_hand_back(exception_id=other.id, method="COUNTER", actor="staff:other")
+    said = desk.post(f"/console/warehouse/exceptions/{other.id}/hand-back", {"method": "COUNTER"},
+                     follow=True).content.decode()
+
+    assert again.value.earlier == first
+    assert "This exception was already resolved. Nothing was recorded." in said
+    assert HandBack.objects.count() == 1 and AuditEvent.objects.filter(action="card.handed_back").count() == 1
+    assert AuditEvent.objects.filter(action="return.exception_resolved").count() == 2
+
+
+@pytest.mark.parametrize("role", ["supervisor", "agent", "branch_clerk"])
+def test_only_warehouse_staff_hand_back_a_card_from_the_exception_queue(staff_client, make_card, role):
+    client, _ = staff_client(role)
+    queued = _queued_after_withdrawal(make_card)
+
+    refused = client.post(f"/console/warehouse/exceptions/{queued.id}/hand-back",
+                          {"method": "POST", "tracking_ref": TRACKING})
+
+    assert refused.status_code == 403 and _nothing_resolved() and _still_open(queued)
+    if role == "supervisor":  # sees the queue, and is not sent to a hand-back they may not record
+        assert "data-hand-back-link" not in client.get("/console/warehouse/exceptions/").content.decode()
+
+
+def test_the_exception_queue_sends_warehouse_staff_to_the_hand_back(staff_client, make_card, monkeypatch):
+    from closeout.console import roles
+
+    desk, _ = staff_client("warehouse")
+    queued = _queued_after_withdrawal(make_card)
+
+    row = desk.get("/console/warehouse/exceptions/").content.decode().split(
+        f'data-exception="{queued.id}"')[1].split("</tr>")[0]
+    monkeypatch.setitem(roles.PERMISSIONS, "warehouse.hand_back", frozenset())
+    without = desk.get("/console/warehouse/").content.decode()
+
+    assert f'href="/console/warehouse/#hand-back-x{queued.id}"' in row
+    assert not _offered(without, queued)
+
+
+@pytest.mark.parametrize("language,data,said", [
+    ("en", {"method": "POST", "tracking_ref": "  "},
+     "Enter the carrier&#x27;s tracking reference of the envelope posted back."),
+    ("zh-hans", {"method": "POST", "tracking_ref": ""}, "请填写寄回邮件的运单号。"),
+    ("zh-hant", {"method": "COUNTER", "tracking_ref": TRACKING}, "在櫃位領取的卡片沒有郵件追蹤編號，此欄請留空。"),
+    ("zh-hans", {"method": "POST", "tracking_ref": TRACKING, "note": "x" * 301}, "最多"),
+])
+def test_a_form_error_is_shown_beside_the_exception_in_the_staffs_language(staff_client, make_card, language,
+                                                                           data, said):
+    desk, _ = staff_client("warehouse")
+    queued = _queued_after_withdrawal(make_card)
+
+    page = desk.post(f"/console/warehouse/exceptions/{queued.id}/hand-back", data,
+                     HTTP_ACCEPT_LANGUAGE=language).content.decode()
+
+    beside = page.split(f'data-exception-hand-back="{queued.id}"')[1].split("</form>")[0]
+    assert said in beside and 'class="errorlist' in beside
+    assert f'id="id_tracking_ref_x{queued.id}"' in beside
+    assert _nothing_resolved() and _still_open(queued)
+    if data.get("note"):
+        assert "x" * 301 in beside  # what was typed comes back to be corrected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_card_handed_back_from_the_exception_queue_at_two_desks_at_once_is_recorded_once(make_card):
+    from tests.hardening.test_concurrency import kinds, race
+
+    queued = _queued_after_withdrawal(make_card)
+
+    outcomes = race(4, lambda i: returns.return_exception_hand_back(
+        exception_id=queued.id, method="COUNTER", actor=f"staff:desk{i}"))
+
+    recorded = [o for o in outcomes if isinstance(o, HandBack)]
+    assert len(recorded) == 1, kinds(outcomes)
+    assert all(isinstance(o, returns.CardHandedBackAlready) for o in outcomes if o not in recorded), kinds(outcomes)
+    assert HandBack.objects.count() == 1 and AuditEvent.objects.filter(action="card.handed_back").count() == 1
+    assert AuditEvent.objects.filter(action="return.exception_resolved").count() == 1

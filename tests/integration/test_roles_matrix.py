@@ -102,6 +102,8 @@ def endpoints(w) -> list[tuple[str, str, str, dict]]:
         ("warehouse.checkin", "post", "/console/warehouse/desk", {"desk": "Desk 1"}),
         ("warehouse.destroy", "post", "/console/warehouse/destroy", {"method": "SHRED", "batch": "B1"}),
         ("warehouse.hand_back", "post", "/console/warehouse/received/999999/hand-back", {"method": "COUNTER"}),
+        ("warehouse.hand_back", "post", f"/console/warehouse/exceptions/{w['exception']}/hand-back",
+         {"method": "COUNTER"}),
         ("warehouse.exceptions", "get", "/console/warehouse/exceptions/", {}),
         ("warehouse.exceptions", "post", f"/console/warehouse/exceptions/{w['exception']}/resolve",
          {"resolution": "returned to sender"}),

@@ -8,7 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from closeout.closures import states
-from closeout.returns.rules import card_may_be_destroyed, card_may_be_handed_back
+from closeout.returns.rules import (
+    card_may_be_destroyed,
+    card_may_be_handed_back,
+    unexpected_card_may_be_handed_back,
+)
 
 
 @pytest.mark.parametrize("state,resume_to", [
@@ -54,3 +58,24 @@ def test_a_card_its_closure_may_still_need_stays_on_the_shelf(state):
 def test_no_card_is_both_destroyed_and_handed_back(state, resume_to, card_in_use):
     destroy = card_may_be_destroyed(case_state=state, resume_to=resume_to, card_in_use=card_in_use)
     assert not (destroy and card_may_be_handed_back(case_state=state, card_in_use=card_in_use))
+
+
+@pytest.mark.parametrize("state,card_in_use", [(states.WITHDRAWN, True), (states.REJECTED, True), (None, True),
+                                               (None, False)])
+def test_an_unexpected_card_no_closure_needs_may_be_handed_back(state, card_in_use):
+    assert unexpected_card_may_be_handed_back(case_state=state, card_in_use=card_in_use)
+
+
+@given(state=st.sampled_from([s for s in states.ALL if s not in states.TERMINAL]), card_in_use=st.booleans())
+def test_an_unexpected_card_whose_closure_goes_on_is_never_handed_back(state, card_in_use):
+    assert not unexpected_card_may_be_handed_back(case_state=state, card_in_use=card_in_use)
+
+
+def test_an_unexpected_card_of_a_closed_case_is_not_handed_back():
+    assert not unexpected_card_may_be_handed_back(case_state=states.CLOSED, card_in_use=False)
+
+
+@given(state=st.sampled_from([None, *states.ALL]), card_in_use=st.booleans())
+def test_an_unexpected_card_is_handed_back_only_where_a_received_one_would_be(state, card_in_use):
+    if unexpected_card_may_be_handed_back(case_state=state, card_in_use=card_in_use):
+        assert card_may_be_handed_back(case_state=state, card_in_use=card_in_use)

@@ -35,6 +35,8 @@ urlpatterns = [
     path("warehouse/received/<int:checkin_id>/hand-back", views.warehouse_hand_back, name="warehouse_hand_back"),
     path("warehouse/exceptions/", views.exceptions, name="exceptions"),
     path("warehouse/exceptions/<int:exception_id>/resolve", views.exception_resolve, name="exception_resolve"),
+    path("warehouse/exceptions/<int:exception_id>/hand-back", views.warehouse_exception_hand_back,
+         name="warehouse_exception_hand_back"),
     path("refunds/", views.refunds, name="refunds"),
     path("refunds/<str:reference>/approve", views.refund_approve, name="refund_approve"),
     path("refunds/<str:reference>/reject", views.refund_reject, name="refund_reject"),

@@ -699,26 +699,41 @@ def warehouse(request):
     return _warehouse_page(request, form)
 
 
-def _warehouse_page(request, form, *, refused_hand_back: tuple[int, forms.HandBackForm] | None = None):
-    """The warehouse page; `refused_hand_back` is a check-in's hand-back form sent with errors,
-    shown again as typed beside its card."""
+def _warehouse_page(request, form, *, refused_hand_back: tuple[str, forms.HandBackForm] | None = None):
+    """The warehouse page; `refused_hand_back` is a hand-back form sent with errors and the key of
+    its card (`_hand_back_key`), shown again as typed beside that card."""
     role = request.staff.role
     can_destroy, can_hand_back = roles.can(role, "warehouse.destroy"), roles.can(role, "warehouse.hand_back")
     desk = _desk(request)
     on_shelf = return_selectors.received_not_destroyed() if can_destroy or can_hand_back else []
     to_hand_back = [item for item in on_shelf if item.may_hand_back] if can_hand_back else []
+    unexpected = return_selectors.exceptions_to_hand_back() if can_hand_back else []
     for item in to_hand_back:
-        # One form per card, each with its own field ids, so every label points at its own card's field.
-        item.hand_back_form = (refused_hand_back[1] if refused_hand_back and refused_hand_back[0] == item.id
-                               else forms.HandBackForm(auto_id=f"id_%s_{item.id}"))
+        item.hand_back_form = _hand_back_form(_hand_back_key(checkin_id=item.id), refused_hand_back)
+    for item in unexpected:
+        item.hand_back_form = _hand_back_form(_hand_back_key(exception_id=item.id), refused_hand_back)
     return render(request, "console/warehouse.html", {
         "form": form, "recent": return_selectors.recent_checkins(),
         "desk": desk, "desk_form": forms.DeskForm(initial={"desk": desk}),
         "to_destroy": [item for item in on_shelf if not item.may_hand_back] if can_destroy else [],
-        "to_hand_back": to_hand_back,
+        "to_hand_back": to_hand_back, "exceptions_to_hand_back": unexpected,
         "destroy_form": forms.DestroyForm(initial={"batch": f"WH-{timezone.localtime(clock.now()).date()}"}),
         "can_destroy": can_destroy, "can_hand_back": can_hand_back,
     })
+
+
+def _hand_back_key(*, checkin_id: int | None = None, exception_id: int | None = None) -> str:
+    """What tells one hand-back form on the warehouse page from the others, in its field ids too:
+    a card received (its check-in's id) or a card from the exception queue (`x` and its id)."""
+    return str(checkin_id) if exception_id is None else f"x{exception_id}"
+
+
+def _hand_back_form(key: str, refused: tuple[str, forms.HandBackForm] | None) -> forms.HandBackForm:
+    """The hand-back form of the card `key`: the one sent with errors for it, or an empty one. One
+    form per card, each with its own field ids, so every label points at its own card's field."""
+    if refused is not None and refused[0] == key:
+        return refused[1]
+    return forms.HandBackForm(auto_id=f"id_%s_{key}")
 
 
 def _exception_message(checkin) -> str:
@@ -787,10 +802,11 @@ def warehouse_destroy(request):
 def warehouse_hand_back(request, checkin_id: int):
     """Record that a card kept for the customer went back to its holder, from this browser's desk.
     A form with errors comes back beside its card as typed; a refusal leaves everything as it was."""
-    form = forms.HandBackForm(request.POST, auto_id=f"id_%s_{checkin_id}")
+    key = _hand_back_key(checkin_id=checkin_id)
+    form = forms.HandBackForm(request.POST, auto_id=f"id_%s_{key}")
     if not form.is_valid():
         messages.error(request, _("The hand-back was not recorded: correct the form beside the card."))
-        return _warehouse_page(request, forms.ScanForm(), refused_hand_back=(checkin_id, form))
+        return _warehouse_page(request, forms.ScanForm(), refused_hand_back=(key, form))
     data = form.cleaned_data
     try:
         record = returns.card_hand_back(checkin_id=checkin_id, method=data["method"], actor=request.staff.actor,
@@ -803,8 +819,39 @@ def warehouse_hand_back(request, checkin_id: int):
     return redirect("console:warehouse")
 
 
+@require_POST
+@staff_view("warehouse.hand_back")
+def warehouse_exception_hand_back(request, exception_id: int):
+    """Record that the card of an exception, one of ours that no closure needs, went back to its
+    holder, from this browser's desk; the exception is resolved with it. A form with errors comes
+    back beside its card as typed; a refusal leaves everything as it was."""
+    key = _hand_back_key(exception_id=exception_id)
+    form = forms.HandBackForm(request.POST, auto_id=f"id_%s_{key}")
+    if not form.is_valid():
+        messages.error(request, _("The hand-back was not recorded: correct the form beside the card."))
+        return _warehouse_page(request, forms.ScanForm(), refused_hand_back=(key, form))
+    data = form.cleaned_data
+    try:
+        record = returns.return_exception_hand_back(
+            exception_id=exception_id, method=data["method"], actor=request.staff.actor,
+            tracking_ref=data["tracking_ref"], note=data["note"], desk=_desk(request))
+    except returns.UnableToHandBack as exc:
+        messages.error(request, _hand_back_refusal(exc))
+    else:
+        messages.success(request, _("Recorded: card %(card)s went back to the customer, and its exception is "
+                                    "resolved.") % {"card": documents.mask_card_number(record.card.number)})
+    return redirect("console:warehouse")
+
+
 def _hand_back_refusal(exc: returns.UnableToHandBack) -> str:
     """Why a card was not recorded as handed back, in the staff member's words."""
+    if isinstance(exc, returns.CardAwaited):
+        return _("Case %(reference)s is waiting for this card: resolve its exception by naming the case, so the "
+                 "card is checked in. Nothing was recorded.") % {"reference": exc.reference}
+    if isinstance(exc, returns.UnknownCardInHand):
+        return _("This card is not one of ours: there is nobody to give it back to. Nothing was recorded.")
+    if isinstance(exc, returns.ExceptionNotOpen):
+        return _("This exception was already resolved. Nothing was recorded.")
     if isinstance(exc, returns.CardHandedBackAlready):
         earlier = exc.earlier
         return _("This card was already handed back on %(date)s by %(staff)s. Nothing changed.") % {
@@ -826,8 +873,12 @@ def _hand_back_refusal(exc: returns.UnableToHandBack) -> str:
 def exceptions(request):
     # One form per row, each with its own field ids, so every label points at its own row's field.
     items = [(item, forms.ResolveForm(auto_id=f"id_%s_{item.id}")) for item in return_selectors.open_exceptions()]
+    # The cards of these exceptions are their holders': they are handed back from the warehouse page.
+    to_hand_back = ({item.id for item in return_selectors.exceptions_to_hand_back()}
+                    if roles.can(request.staff.role, "warehouse.hand_back") else set())
     return render(request, "console/exceptions.html", {"items": items, "card_in_use": labels.CARD_IN_USE,
-                                                       "can_view_case": roles.can(request.staff.role, "case.view")})
+                                                       "can_view_case": roles.can(request.staff.role, "case.view"),
+                                                       "to_hand_back": to_hand_back})
 
 
 @require_POST

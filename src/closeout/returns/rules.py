@@ -29,3 +29,17 @@ def card_may_be_handed_back(*, case_state: str | None, card_in_use: bool) -> boo
     true of a card that may be destroyed (`card_may_be_destroyed`).
     """
     return case_state is None or card_in_use or case_state in (states.WITHDRAWN, states.REJECTED)
+
+
+def unexpected_card_may_be_handed_back(*, case_state: str | None, card_in_use: bool) -> bool:
+    """Return whether a card the warehouse did not expect (in the exception queue) may go back to
+    its holder.
+
+    `case_state` is the state of the card's own case: its open one, else its latest, else none. A
+    closure still going on for the card needs it (one waiting for it is matched from the queue, and
+    one not waiting yet may soon be), whatever the card's status says: the holder asked to close it.
+    Otherwise as for a received card (`card_may_be_handed_back`).
+    """
+    if case_state is not None and case_state not in states.TERMINAL:
+        return False
+    return card_may_be_handed_back(case_state=case_state, card_in_use=card_in_use)

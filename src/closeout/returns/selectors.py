@@ -38,6 +38,41 @@ def may_hand_back(checkin: CheckIn) -> bool:
         case_state=case.state if case else None, card_in_use=checkin.card.status == Card.Status.ACTIVE)
 
 
+def card_own_case(card: Card) -> ClosureCase | None:
+    """The case a card belongs to now: its open one, else its latest, else none (never asked to close)."""
+    return (ClosureCase.objects.filter(card=card).exclude(state__in=states.TERMINAL).first()
+            or ClosureCase.objects.filter(card=card).order_by("-created_at", "-id").first())
+
+
+def exception_card(item: ReturnException) -> Card | None:
+    """The card in hand of an exception when its number names one of ours (none: nobody to give it to)."""
+    return Card.objects.filter(number=item.card_number).first() if item.card_number else None
+
+
+def may_hand_back_unexpected(card: Card, case: ClosureCase | None) -> bool:
+    """Whether a card from the exception queue, whose own case is `case`, may go back to its holder now."""
+    return rules.unexpected_card_may_be_handed_back(case_state=case.state if case else None,
+                                                    card_in_use=card.status == Card.Status.ACTIVE)
+
+
+def exceptions_to_hand_back() -> list[ReturnException]:
+    """Open exceptions whose card in hand is one of ours, not destroyed, and may go back to its
+    holder (`rules.unexpected_card_may_be_handed_back`), oldest first, each with `hand_back_card`
+    and `hand_back_case` (the card's own case, or none). A card a closure waits for is matched to
+    its case instead, and an unknown card has nobody to go back to: neither is listed."""
+    items = []
+    for item in ReturnException.objects.select_related("checkin").filter(
+            resolved_at__isnull=True).exclude(card_number="").order_by("checkin__at", "id"):
+        card = exception_card(item)
+        if card is None or Destruction.objects.filter(card=card).exists():
+            continue
+        case = card_own_case(card)
+        if may_hand_back_unexpected(card, case):
+            item.hand_back_card, item.hand_back_case = card, case
+            items.append(item)
+    return items
+
+
 def open_exceptions() -> list[ReturnException]:
     """Open exceptions, oldest first. One whose envelope held another card than its label's gets
     `inside_masked`, that card's last digits, `inside_case`, the case waiting for it if any (the

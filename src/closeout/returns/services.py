@@ -16,6 +16,7 @@ from closeout.closures.models import CaseEvent, ClosureCase
 from closeout.common import clock
 from closeout.common.text import UnusableLabel, one_line_label
 from closeout.identity import documents
+from closeout.returns import rules
 from closeout.returns import selectors as return_selectors
 from closeout.returns.models import (
     DESK_MAX_LENGTH,
@@ -274,13 +275,18 @@ def return_exception_resolve(*, exception_id: int, actor: str, resolution: str, 
                                    scanned_masked=item.checkin.scanned_masked, case=case, card=case.card,
                                    outcome=CheckIn.Outcome.RECEIVED)
             item.case = case
-        item.resolved_at = clock.now()
-        item.resolved_by = actor
-        item.resolution = resolution[:300]
-        item.save()
-        audit_record(actor=actor, action="return.exception_resolved", subject=item.case.reference if item.case else
-                     "unknown", reason=resolution[:300])
+        _exception_resolved(item, actor=actor, resolution=resolution)
     return item
+
+
+def _exception_resolved(item: ReturnException, *, actor: str, resolution: str) -> None:
+    """Close a locked open exception with what was done, and audit it."""
+    item.resolved_at = clock.now()
+    item.resolved_by = actor
+    item.resolution = resolution[:300]
+    item.save()
+    audit_record(actor=actor, action="return.exception_resolved", subject=item.case.reference if item.case else
+                 "unknown", reason=resolution[:300])
 
 
 def card_destruction_record(*, card: Card, method: str, batch: str, place: str, actor: str,
@@ -365,6 +371,24 @@ class TrackingRefNeeded(UnableToHandBack):
     """A card posted back needs the carrier's tracking reference (one collected at a counter has none)."""
 
 
+class CardAwaited(CardNotToHandBack):
+    """A closure waits for the card in the exception queue: it is matched to its case (resolving
+    the exception with the case named), not handed back."""
+
+    def __init__(self, reference: str):
+        UnableToHandBack.__init__(self, f"case {reference} is waiting for this card: match it to its case")
+        self.reference, self.may_destroy = reference, False
+
+
+class UnknownCardInHand(UnableToHandBack):
+    """The card of an exception is not one of ours, or its number was not read: there is nobody
+    to hand it back to."""
+
+
+class ExceptionNotOpen(UnableToHandBack):
+    """The exception is unknown or was resolved meanwhile, not by handing its card back."""
+
+
 # The case's timeline says how the card went back: the customer's copy and the API show it.
 HAND_BACK_NOTES = {HandBack.Method.POST: "card posted back to the holder (tracking {tracking_ref})",
                    HandBack.Method.COUNTER: "card collected at a branch counter"}
@@ -396,6 +420,21 @@ def card_hand_back(*, checkin_id: int, method: str, actor: str, tracking_ref: st
         counter, unusable text, an unknown check-in or one that received no card, or a card
         destroyed already.
     """
+    details = _hand_back_details(method=method, tracking_ref=tracking_ref, note=note, desk=desk)
+    with transaction.atomic():
+        checkin = _checkin_to_hand_back(checkin_id)
+        record = _hand_back_create(checkin=checkin, card=checkin.card, case=checkin.case, actor=actor, **details)
+        _hand_back_recorded(record, actor=actor)
+    return record
+
+
+def _hand_back_details(*, method: str, tracking_ref: str, note: str, desk: str) -> dict[str, str]:
+    """How the card went back, as typed, checked before anything is locked.
+
+    :raises TrackingRefNeeded: for a card posted back without a tracking reference.
+    :raises UnableToHandBack: for an unknown way, a tracking reference for a card collected at a
+        counter, or unusable text.
+    """
     if method not in HandBack.Method.values:
         raise UnableToHandBack("unknown way of handing the card back")
     tracking_ref = _typed(tracking_ref, limit=TRACKING_REF_MAX_LENGTH, what="tracking reference")
@@ -403,19 +442,24 @@ def card_hand_back(*, checkin_id: int, method: str, actor: str, tracking_ref: st
         raise TrackingRefNeeded("a card posted back needs the carrier's tracking reference")
     if method == HandBack.Method.COUNTER and tracking_ref:
         raise UnableToHandBack("a card collected at a counter has no tracking reference")
-    note = _typed(note, limit=HAND_BACK_NOTE_MAX_LENGTH, what="note")
-    desk = _typed(desk, limit=DESK_MAX_LENGTH, what="desk name")
-    with transaction.atomic():
-        checkin = _checkin_to_hand_back(checkin_id)
-        try:
-            with transaction.atomic():
-                record = HandBack.objects.create(
-                    checkin=checkin, card=checkin.card, case=checkin.case, method=method, tracking_ref=tracking_ref,
-                    note=note, handed_back_by=actor, desk=desk, handed_back_at=clock.now())
-        except IntegrityError:  # handed back at another desk a moment ago
-            raise CardHandedBackAlready(HandBack.objects.get(checkin=checkin)) from None
-        _hand_back_recorded(record, actor=actor)
-    return record
+    return {"method": method, "tracking_ref": tracking_ref,
+            "note": _typed(note, limit=HAND_BACK_NOTE_MAX_LENGTH, what="note"),
+            "desk": _typed(desk, limit=DESK_MAX_LENGTH, what="desk name")}
+
+
+def _hand_back_create(*, checkin: CheckIn, card: Card, case: ClosureCase | None, actor: str, method: str,
+                      tracking_ref: str, note: str, desk: str) -> HandBack:
+    """The hand-back record of the card of `checkin` (the physical card on the shelf).
+
+    :raises CardHandedBackAlready: when another desk recorded it a moment ago.
+    """
+    try:
+        with transaction.atomic():
+            return HandBack.objects.create(checkin=checkin, card=card, case=case, method=method,
+                                           tracking_ref=tracking_ref, note=note, handed_back_by=actor, desk=desk,
+                                           handed_back_at=clock.now())
+    except IntegrityError:
+        raise CardHandedBackAlready(HandBack.objects.get(checkin=checkin)) from None
 
 
 def _checkin_to_hand_back(checkin_id: int) -> CheckIn:
@@ -453,3 +497,63 @@ def _hand_back_recorded(record: HandBack, *, actor: str) -> None:
                                  actor=actor, from_state=case.state, to_state=case.state,
                                  note=HAND_BACK_NOTES[record.method].format(tracking_ref=record.tracking_ref),
                                  data={"method": record.method})
+
+
+def return_exception_hand_back(*, exception_id: int, method: str, actor: str, tracking_ref: str = "",
+                               note: str = "", desk: str = "") -> HandBack:
+    """Record that the card of an open exception went back to its holder, and resolve the exception
+    with it, all in one transaction: a card the warehouse did not expect (its closure withdrawn
+    before it arrived, or none asked for) is the holder's, and would otherwise wait in the queue
+    until someone typed what became of it. The hand-back is recorded and audited as for a card
+    received (`card_hand_back`), against the card's own case; the exception's resolution says how
+    the card went back.
+
+    :raises CardAwaited: when a closure waits for the card (it is matched to its case instead).
+    :raises CardHandedBackAlready: when the exception's card was handed back before.
+    :raises CardNotToHandBack: when a closure is still going on for the card, or it may be destroyed.
+    :raises ExceptionNotOpen: for an unknown exception or one resolved otherwise.
+    :raises TrackingRefNeeded: for a card posted back without a tracking reference.
+    :raises UnknownCardInHand: when the card in hand is not one of ours (or was not read).
+    :raises UnableToHandBack: for an unknown way, a tracking reference for a card collected at a
+        counter, unusable text, or a card destroyed already.
+    """
+    details = _hand_back_details(method=method, tracking_ref=tracking_ref, note=note, desk=desk)
+    with transaction.atomic():
+        item, card, case = _exception_to_hand_back(exception_id)
+        record = _hand_back_create(checkin=item.checkin, card=card, case=case, actor=actor, **details)
+        _hand_back_recorded(record, actor=actor)
+        _exception_resolved(item, actor=actor, resolution="handed back: " + HAND_BACK_NOTES[record.method].format(
+            tracking_ref=record.tracking_ref))
+    return record
+
+
+def _exception_to_hand_back(exception_id: int) -> tuple[ReturnException, Card, ClosureCase | None]:
+    """The open exception and its card, both locked, and the card's own case, checked to be one to
+    hand back. The card's lock keeps a new closure of it from starting meanwhile; a closure of it
+    stopped meanwhile (withdrawn, rejected) only makes this refuse.
+
+    :raises UnableToHandBack: see `return_exception_hand_back`.
+    """
+    item = ReturnException.objects.select_for_update().filter(id=exception_id).first()
+    if item is None:
+        raise ExceptionNotOpen("there is no such exception")
+    if item.resolved_at is not None:
+        earlier = HandBack.objects.filter(checkin_id=item.checkin_id).first()
+        if earlier is not None:
+            raise CardHandedBackAlready(earlier)
+        raise ExceptionNotOpen("this exception was resolved already")
+    card = return_selectors.exception_card(item)
+    if card is None:
+        raise UnknownCardInHand("the card in hand is not one of ours: there is nobody to hand it back to")
+    card = Card.objects.select_for_update().get(id=card.id)
+    if Destruction.objects.filter(card=card).exists():
+        raise UnableToHandBack("this card was destroyed")
+    case = return_selectors.card_own_case(card)
+    if case is not None and case.state == states.AWAITING_RETURN:
+        raise CardAwaited(case.reference)
+    if not return_selectors.may_hand_back_unexpected(card, case):
+        may_destroy = rules.card_may_be_destroyed(case_state=case.state if case else None,
+                                                  resume_to=case.resume_to if case else "",
+                                                  card_in_use=card.status == Card.Status.ACTIVE)
+        raise CardNotToHandBack(case.reference if case else "", may_destroy=may_destroy)
+    return item, card, case
