@@ -800,46 +800,43 @@ def warehouse_destroy(request):
 @require_POST
 @staff_view("warehouse.hand_back")
 def warehouse_hand_back(request, checkin_id: int):
-    """Record that a card kept for the customer went back to its holder, from this browser's desk.
-    A form with errors comes back beside its card as typed; a refusal leaves everything as it was."""
-    key = _hand_back_key(checkin_id=checkin_id)
-    form = forms.HandBackForm(request.POST, auto_id=f"id_%s_{key}")
-    if not form.is_valid():
-        messages.error(request, _("The hand-back was not recorded: correct the form beside the card."))
-        return _warehouse_page(request, forms.ScanForm(), refused_hand_back=(key, form))
-    data = form.cleaned_data
-    try:
-        record = returns.card_hand_back(checkin_id=checkin_id, method=data["method"], actor=request.staff.actor,
-                                        tracking_ref=data["tracking_ref"], note=data["note"], desk=_desk(request))
-    except returns.UnableToHandBack as exc:
-        messages.error(request, _hand_back_refusal(exc))
-    else:
-        messages.success(request, _("Recorded: the card of case %(reference)s went back to the customer.") % {
-            "reference": record.case.reference if record.case else "—"})
-    return redirect("console:warehouse")
+    """Record that a card kept for the customer went back to its holder, from this browser's desk."""
+    def recorded(record) -> str:
+        return _("Recorded: the card of case %(reference)s went back to the customer.") % {
+            "reference": record.case.reference if record.case else "—"}
+
+    return _hand_back(request, _hand_back_key(checkin_id=checkin_id), recorded,
+                      lambda **given: returns.card_hand_back(checkin_id=checkin_id, **given))
 
 
 @require_POST
 @staff_view("warehouse.hand_back")
 def warehouse_exception_hand_back(request, exception_id: int):
     """Record that the card of an exception, one of ours that no closure needs, went back to its
-    holder, from this browser's desk; the exception is resolved with it. A form with errors comes
-    back beside its card as typed; a refusal leaves everything as it was."""
-    key = _hand_back_key(exception_id=exception_id)
+    holder, from this browser's desk; the exception is resolved with it."""
+    def recorded(record) -> str:
+        return _("Recorded: card %(card)s went back to the customer, and its exception is resolved.") % {
+            "card": documents.mask_card_number(record.card.number)}
+
+    return _hand_back(request, _hand_back_key(exception_id=exception_id), recorded,
+                      lambda **given: returns.return_exception_hand_back(exception_id=exception_id, **given))
+
+
+def _hand_back(request, key: str, recorded, record_it):
+    """The hand-back form's answer: a form with errors comes back beside its card as typed; a
+    refusal leaves everything as it was; `record_it(**fields)` records it."""
     form = forms.HandBackForm(request.POST, auto_id=f"id_%s_{key}")
     if not form.is_valid():
         messages.error(request, _("The hand-back was not recorded: correct the form beside the card."))
         return _warehouse_page(request, forms.ScanForm(), refused_hand_back=(key, form))
     data = form.cleaned_data
     try:
-        record = returns.return_exception_hand_back(
-            exception_id=exception_id, method=data["method"], actor=request.staff.actor,
-            tracking_ref=data["tracking_ref"], note=data["note"], desk=_desk(request))
+        record = record_it(method=data["method"], actor=request.staff.actor, tracking_ref=data["tracking_ref"],
+                           note=data["note"], desk=_desk(request))
     except returns.UnableToHandBack as exc:
         messages.error(request, _hand_back_refusal(exc))
     else:
-        messages.success(request, _("Recorded: card %(card)s went back to the customer, and its exception is "
-                                    "resolved.") % {"card": documents.mask_card_number(record.card.number)})
+        messages.success(request, recorded(record))
     return redirect("console:warehouse")
 
 
