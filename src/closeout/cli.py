@@ -959,8 +959,9 @@ def _pii_key_check() -> None:
 def _database_error(args, exc: Exception) -> int:
     """The database server cannot be reached (down, full, wrong address): one line saying so, and an
     exit status a script or a check tells apart from a finding (reconcile's and audit's 1)."""
-    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    print(f"closeout {args.command}: cannot reach the database: {first}", file=sys.stderr)
+    from closeout.common.text import first_line
+
+    print(f"closeout {args.command}: cannot reach the database: {first_line(exc)}", file=sys.stderr)
     return 2
 
 

@@ -47,6 +47,7 @@ def _pii_key_check() -> None:
     from django.conf import settings
     from django.db import DatabaseError, connections
 
+    from closeout.common.text import first_line
     from closeout.identity.services import UnableToUsePiiKey, pii_key_check
 
     try:
@@ -56,14 +57,10 @@ def _pii_key_check() -> None:
     except DatabaseError as exc:
         if getattr(settings, "PII_KEY_UNSAVED_PATH", None) is not None:
             raise WebStartRefused(f"closeout: cannot reach the database to check the PII key, and {settings.DATA_DIR} "
-                                  f"has no pii_key file; no new key was made: {_first_line(exc)}") from None
+                                  f"has no pii_key file; no new key was made: {first_line(exc)}") from None
         log.warning("the PII key was not checked: the database did not answer (%s)", type(exc).__name__)
     finally:
         connections.close_all()  # not handed to the processes gunicorn forks from this one (`--preload`)
-
-
-def _first_line(exc: Exception) -> str:
-    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 def _application():

@@ -23,15 +23,18 @@ class UnusableLabel(ValueError):
         self.problem, self.length, self.limit = problem, length, limit
 
 
-def one_line_label(text: str, *, limit: int) -> str:
+def one_line_label(text: str, *, limit: int, blank_ok: bool = False) -> str:
     """Return a short name typed by a person (a member of staff's, a warehouse desk's) on one
-    line: runs of spaces, tabs and line breaks become one space, ends trimmed.
+    line: runs of spaces, tabs and line breaks become one space, ends trimmed. With `blank_ok`, a
+    field that may stay empty: nothing typed (or only spaces) is "".
 
-    :raises UnusableLabel: when nothing is left, when it is longer than `limit` characters, or
-        when it holds a control or formatting character (invisible on the page, and able to turn
-        the text around it, e.g. a right-to-left override).
+    :raises UnusableLabel: when nothing is left (unless `blank_ok`), when it is longer than `limit`
+        characters, or when it holds a control or formatting character (invisible on the page, and
+        able to turn the text around it, e.g. a right-to-left override).
     """
     label = " ".join((text or "").split())
+    if not label and blank_ok:
+        return ""
     if not label:
         raise UnusableLabel("empty", limit=limit)
     if len(label) > limit:
@@ -39,3 +42,9 @@ def one_line_label(text: str, *, limit: int) -> str:
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs") for ch in label):
         raise UnusableLabel("control", limit=limit)
     return label
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first non-blank line (a database driver's message goes on for several), or the
+    name of its type when it says nothing."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)

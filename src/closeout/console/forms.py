@@ -159,12 +159,7 @@ class DeskForm(ConsoleForm):
 
     def clean_desk(self):
         """The name tidied onto one line; empty when the desk is to have none."""
-        if not self.cleaned_data["desk"].strip():
-            return ""
-        try:
-            return one_line_label(self.cleaned_data["desk"], limit=DESK_MAX_LENGTH)
-        except UnusableLabel as exc:
-            raise forms.ValidationError(_label_problem(exc)) from None
+        return _one_line(self.cleaned_data["desk"], limit=DESK_MAX_LENGTH, blank_ok=True)
 
 
 class DestroyForm(ConsoleForm):
@@ -192,10 +187,10 @@ class HandBackForm(ConsoleForm):
                                                          "autocomplete": "off"}))
 
     def clean_tracking_ref(self):
-        return _one_line_or_empty(self.cleaned_data["tracking_ref"], limit=TRACKING_REF_MAX_LENGTH)
+        return _one_line(self.cleaned_data["tracking_ref"], limit=TRACKING_REF_MAX_LENGTH, blank_ok=True)
 
     def clean_note(self):
-        return _one_line_or_empty(self.cleaned_data["note"], limit=HAND_BACK_NOTE_MAX_LENGTH)
+        return _one_line(self.cleaned_data["note"], limit=HAND_BACK_NOTE_MAX_LENGTH, blank_ok=True)
 
     def clean(self):
         data = super().clean()
@@ -206,15 +201,6 @@ class HandBackForm(ConsoleForm):
             self.add_error("tracking_ref", _("A card collected at a counter has no tracking reference: leave this "
                                              "empty."))
         return data
-
-
-def _one_line_or_empty(text: str, *, limit: int) -> str:
-    if not text.strip():
-        return ""
-    try:
-        return one_line_label(text, limit=limit)
-    except UnusableLabel as exc:
-        raise forms.ValidationError(_label_problem(exc)) from None
 
 
 class ResolveForm(ConsoleForm):
@@ -228,10 +214,15 @@ class StaffNameForm(ConsoleForm):
                            widget=forms.TextInput(attrs={"maxlength": NAME_MAX_LENGTH, "autocomplete": "off"}))
 
     def clean_name(self):
-        try:
-            return one_line_label(self.cleaned_data["name"], limit=NAME_MAX_LENGTH)
-        except UnusableLabel as exc:
-            raise forms.ValidationError(_label_problem(exc)) from None
+        return _one_line(self.cleaned_data["name"], limit=NAME_MAX_LENGTH)
+
+
+def _one_line(text: str, *, limit: int, blank_ok: bool = False) -> str:
+    """`common.text.one_line_label` for a form field: what is wrong said in the staff's language."""
+    try:
+        return one_line_label(text, limit=limit, blank_ok=blank_ok)
+    except UnusableLabel as exc:
+        raise forms.ValidationError(_label_problem(exc)) from None
 
 
 def _label_problem(exc: UnusableLabel) -> str:

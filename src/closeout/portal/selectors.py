@@ -17,7 +17,8 @@ from closeout.common import clock
 from closeout.common.templatetags.closeout import money
 from closeout.identity import documents
 from closeout.portal import labels
-from closeout.returns.models import HandBack, ReturnLabel
+from closeout.returns import selectors as return_selectors
+from closeout.returns.models import ReturnLabel
 
 
 def _money_text(currency: str):
@@ -228,7 +229,7 @@ def case_view(case: ClosureCase) -> dict:
 def card_back(case: ClosureCase) -> dict | None:
     """How the card the customer sent in went back to them (posted, with its tracking reference,
     or collected at a branch counter), once the warehouse recorded it; None before."""
-    record = HandBack.objects.filter(case=case).order_by("-handed_back_at", "-id").first()
+    record = return_selectors.case_hand_back(case)
     if record is None:
         return None
     return {"method": record.method, "at": record.handed_back_at, "tracking": record.tracking_ref}

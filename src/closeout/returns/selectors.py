@@ -95,6 +95,11 @@ def recent_checkins(limit: int = 20) -> list[CheckIn]:
     return list(CheckIn.objects.select_related("case").order_by("-at", "-id")[:limit])
 
 
+def case_hand_back(case: ClosureCase) -> HandBack | None:
+    """The latest record of the case's card going back to its holder, if any."""
+    return HandBack.objects.filter(case=case).order_by("-handed_back_at", "-id").first()
+
+
 def card_return(*, case: ClosureCase) -> dict:
     """What the warehouse did with a case's card: the scans naming the case (the card received, or
     put in the exception queue), its destruction record, its hand-back record (the card received
@@ -105,7 +110,7 @@ def card_return(*, case: ClosureCase) -> dict:
                     .order_by("at", "id"))
     received = [c for c in checkins if c.outcome == CheckIn.Outcome.RECEIVED]
     destruction = Destruction.objects.filter(card_id=case.card_id).first()
-    hand_back = HandBack.objects.filter(case=case).order_by("-handed_back_at", "-id").first()
+    hand_back = case_hand_back(case)
     if destruction is not None:
         status = "destroyed"
     elif hand_back is not None:

@@ -121,7 +121,7 @@ def return_check_in(*, code: str, actor: str, card_number: str = "", desk: str =
     :raises UnableToCheckIn: for a desk name that cannot be shown (see `common.text.one_line_label`).
     """
     try:
-        desk = one_line_label(desk, limit=DESK_MAX_LENGTH) if desk.strip() else ""
+        desk = one_line_label(desk, limit=DESK_MAX_LENGTH, blank_ok=True)
     except UnusableLabel as exc:
         raise UnableToCheckIn(f"the desk name cannot be recorded ({exc.problem})") from None
     code = documents.without_separators(code).upper()
@@ -394,15 +394,17 @@ HAND_BACK_NOTES = {HandBack.Method.POST: "card posted back to the holder (tracki
                    HandBack.Method.COUNTER: "card collected at a branch counter"}
 
 
+def _hand_back_note(record: HandBack) -> str:
+    return HAND_BACK_NOTES[record.method].format(tracking_ref=record.tracking_ref)
+
+
 def _typed(text: str, *, limit: int, what: str) -> str:
     """Text a member of staff typed, on one line, or "" when blank.
 
     :raises UnableToHandBack: when it is too long or holds control characters.
     """
-    if not (text or "").strip():
-        return ""
     try:
-        return one_line_label(text, limit=limit)
+        return one_line_label(text, limit=limit, blank_ok=True)
     except UnusableLabel as exc:
         raise UnableToHandBack(f"the {what} cannot be recorded ({exc.problem})") from None
 
@@ -495,7 +497,7 @@ def _hand_back_recorded(record: HandBack, *, actor: str) -> None:
     if case is not None:
         CaseEvent.objects.create(case=case, key=f"hand_back:{record.checkin_id}", at=record.handed_back_at,
                                  actor=actor, from_state=case.state, to_state=case.state,
-                                 note=HAND_BACK_NOTES[record.method].format(tracking_ref=record.tracking_ref),
+                                 note=_hand_back_note(record),
                                  data={"method": record.method})
 
 
@@ -522,8 +524,7 @@ def return_exception_hand_back(*, exception_id: int, method: str, actor: str, tr
         item, card, case = _exception_to_hand_back(exception_id)
         record = _hand_back_create(checkin=item.checkin, card=card, case=case, actor=actor, **details)
         _hand_back_recorded(record, actor=actor)
-        _exception_resolved(item, actor=actor, resolution="handed back: " + HAND_BACK_NOTES[record.method].format(
-            tracking_ref=record.tracking_ref))
+        _exception_resolved(item, actor=actor, resolution="handed back: " + _hand_back_note(record))
     return record
 
 
