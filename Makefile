@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: demo test test-sqlite test-postgres lint fuzz chaos clean messages
+.PHONY: demo test test-sqlite test-postgres lint fuzz chaos crash-matrix clean messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ fuzz: $(VENV)/.installed-test messages
 # closures through the API, then the invariants checked; history and logs in var/chaos-<seed>.
 chaos: $(VENV)/.installed-test messages
 	$(BIN)/python -m tests.faults.chaos --minutes $(or $(MINUTES),60) --pace 4
+
+# The kill -9 matrix of docs/reliability.md on PostgreSQL: the worker killed at each of the 15
+# crash points RUNS times (default 20), each time resumed to every case closed once.
+crash-matrix: $(VENV)/.installed-test messages
+	CLOSEOUT_TEST_ENGINE=postgres DATABASE_URL=postgresql://postgres@127.0.0.1:5432/closeout \
+	  CLOSEOUT_TEST_DB_SUFFIX=_crash CLOSEOUT_CRASH_RUNS=$(or $(RUNS),20) \
+	  $(BIN)/python -m pytest tests/faults/test_worker_crash.py -q
 
 clean:
 	rm -rf $(VENV) var test-results

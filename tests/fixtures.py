@@ -121,10 +121,25 @@ def dbos_worker(transactional_db, settings, tmp_path):
     worker.launch(executor_id="test-worker")
     yield url
     _drain()
-    worker.shutdown()
+    _shutdown_when_idle()
     _end_other_sessions()
     dispatch.reset_client()
     drop_dbos_database(url)
+
+
+def _shutdown_when_idle(timeout: float = 60.0) -> None:
+    """Stop DBOS, then wait for the workflows its executor threads were still running (`_drain`
+    leaves the sweep, which the scheduler starts every second, to finish here). DBOS's shutdown
+    abandons them: a sweep whose system database is then dropped retries its step for ever, and the
+    test process never exits, waiting for that thread."""
+    from dbos import _dbos
+
+    from closeout import worker
+
+    instance = _dbos._dbos_global_instance
+    worker.shutdown()
+    if instance is not None:
+        wait_for(lambda: not instance._active_workflows_set.activeList(), timeout=timeout, interval=0.05)
 
 
 def _end_other_sessions() -> None:

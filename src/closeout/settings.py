@@ -176,6 +176,9 @@ DBOS_POLLING_INTERVAL = float(os.environ.get("CLOSEOUT_QUEUE_POLL_SEC", "0.2"))
 # `ops.capacity` for what one worker may open in all.
 DBOS_SYS_DB_POOL_SIZE = int(os.environ.get("CLOSEOUT_DBOS_POOL_SIZE", "10"))
 SWEEP_SCHEDULE = os.environ.get("CLOSEOUT_SWEEP_SCHEDULE", "*/5 * * * * *")
+# Finished workflows, idempotency records and other operational records are deleted this many days
+# after they stopped mattering (`ops.pruning`); idempotency records are kept at least a day.
+RECORDS_KEEP_DAYS = int(os.environ.get("CLOSEOUT_RECORDS_KEEP_DAYS", "30"))
 # Workers beat every HEARTBEAT_SEC; one silent for HEARTBEAT_STALE_SEC is taken for dead and the
 # sweep hands its pending workflows to the others. A stopping worker drains for WORKER_DRAIN_SEC.
 HEARTBEAT_SEC = float(os.environ.get("CLOSEOUT_HEARTBEAT_SEC", "5"))

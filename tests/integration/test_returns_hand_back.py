@@ -562,3 +562,23 @@ def test_one_card_handed_back_from_the_exception_queue_at_two_desks_at_once_is_r
     assert all(isinstance(o, returns.CardHandedBackAlready) for o in outcomes if o not in recorded), kinds(outcomes)
     assert HandBack.objects.count() == 1 and AuditEvent.objects.filter(action="card.handed_back").count() == 1
     assert AuditEvent.objects.filter(action="return.exception_resolved").count() == 1
+
+
+def test_the_exceptions_to_hand_back_are_listed_in_three_queries_however_long_the_queue(
+        make_card, django_assert_max_num_queries):
+    withdrawn = [_queued_after_withdrawal(make_card) for _ in range(3)]
+    never_asked = returns.return_check_in(code=make_card("OCTO").number, actor="staff:wh").exception
+    going_on = make_card("OCTO")
+    case_in_state(going_on, "submitted")
+    still_needed = returns.return_check_in(code=going_on.number, actor="staff:wh").exception
+    destroyed_card = make_card("OCTO")
+    destroyed = returns.return_check_in(code=destroyed_card.number, actor="staff:wh").exception
+    Destruction.objects.create(card=destroyed_card, method="SHRED", batch="B-1", place="HQ", destroyed_by="staff:wh",
+                               witnessed_by="staff:sup", destroyed_at=timezone.now())
+
+    with django_assert_max_num_queries(3):
+        listed = return_selectors.exceptions_to_hand_back()
+
+    assert [item.id for item in listed] == [item.id for item in withdrawn] + [never_asked.id]
+    assert [item.hand_back_case for item in listed] == [item.case for item in withdrawn] + [None]
+    assert {item.id for item in listed}.isdisjoint({still_needed.id, destroyed.id})

@@ -30,6 +30,7 @@ def _housekeeping(now) -> None:
     from closeout.appointments.services import appointment_reminders_send, counter_intakes_complete
     from closeout.integrations import simulators
     from closeout.notifications.services import notices_retry_due
+    from closeout.ops.pruning import old_records_delete
     from closeout.ops.services import stale_executors_recover
 
     jobs = [
@@ -40,6 +41,7 @@ def _housekeeping(now) -> None:
         # Handed to the worker's notifier threads, so a relay that times out does not hold the sweep.
         ("notices left undelivered", lambda: notices_retry_due(now=now, limit=100)),
         ("expired sessions", lambda: expired_sessions_delete(now=now)),
+        ("old records", lambda: old_records_delete(now=now)),
     ]
     for name, job in jobs:
         try:

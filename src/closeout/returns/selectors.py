@@ -40,8 +40,17 @@ def may_hand_back(checkin: CheckIn) -> bool:
 
 def card_own_case(card: Card) -> ClosureCase | None:
     """The case a card belongs to now: its open one, else its latest, else none (never asked to close)."""
-    return (ClosureCase.objects.filter(card=card).exclude(state__in=states.TERMINAL).first()
-            or ClosureCase.objects.filter(card=card).order_by("-created_at", "-id").first())
+    return cards_own_cases([card]).get(card.id)
+
+
+def cards_own_cases(cards) -> dict[int, ClosureCase]:
+    """`card_own_case` of each card, by card id, in one query (a card never asked to close has none)."""
+    own: dict[int, ClosureCase] = {}
+    for case in ClosureCase.objects.filter(card__in=cards).order_by("card_id", "created_at", "id"):
+        earlier = own.get(case.card_id)
+        if earlier is None or earlier.state in states.TERMINAL:  # a card has one open case at most
+            own[case.card_id] = case
+    return own
 
 
 def exception_card(item: ReturnException) -> Card | None:
@@ -59,18 +68,20 @@ def exceptions_to_hand_back() -> list[ReturnException]:
     """Open exceptions whose card in hand is one of ours, not destroyed, and may go back to its
     holder (`rules.unexpected_card_may_be_handed_back`), oldest first, each with `hand_back_card`
     and `hand_back_case` (the card's own case, or none). A card a closure waits for is matched to
-    its case instead, and an unknown card has nobody to go back to: neither is listed."""
-    items = []
-    for item in ReturnException.objects.select_related("checkin").filter(
-            resolved_at__isnull=True).exclude(card_number="").order_by("checkin__at", "id"):
-        card = exception_card(item)
-        if card is None or Destruction.objects.filter(card=card).exists():
-            continue
-        case = card_own_case(card)
-        if may_hand_back_unexpected(card, case):
-            item.hand_back_card, item.hand_back_case = card, case
-            items.append(item)
-    return items
+    its case instead, and an unknown card has nobody to go back to: neither is listed. Three
+    queries, however long the queue."""
+    items = list(ReturnException.objects.select_related("checkin").filter(
+        resolved_at__isnull=True).exclude(card_number="").order_by("checkin__at", "id"))
+    cards = {card.number: card for card in Card.objects.filter(
+        number__in={item.card_number for item in items}, destruction__isnull=True)}
+    cases = cards_own_cases(cards.values())
+    listed = []
+    for item in items:
+        card = cards.get(item.card_number)
+        if card is not None and may_hand_back_unexpected(card, cases.get(card.id)):
+            item.hand_back_card, item.hand_back_case = card, cases.get(card.id)
+            listed.append(item)
+    return listed
 
 
 def open_exceptions() -> list[ReturnException]:
