@@ -44,8 +44,8 @@ POINTS = CRASH_POINTS if os.environ.get("CLOSEOUT_TEST_ENGINE") == "postgres" el
 RUNS = int(os.environ.get("CLOSEOUT_CRASH_RUNS", "1"))
 
 
-@pytest.mark.parametrize("run", range(1, RUNS + 1), ids=lambda run: f"run{run}")
 @pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("run", range(1, RUNS + 1), ids=lambda run: f"run{run}")  # every point once, then again
 def test_killed_worker_resumes_and_closes_every_case_once(point, run, dbos_system, make_card, tmp_path):
     cards = [make_card("YKT", balance=30000), make_card("YKT", balance=100, bindings=["maps-app"])]
     cases = [services.closure_request(card=c, channel="web", requester="customer:web") for c in cards]
