@@ -205,7 +205,8 @@ def test_bad_addresses_and_unknown_templates_are_refused():
 @pytest.mark.parametrize("template", notices.TEMPLATES)
 def test_every_template_renders_in_every_language_without_leftover_english(template, language):
     notice = Notice(channel="email", template=template, language=language, context=RECEIPT | {
-        "minutes": 10, "amount": 500, "payment_ref": "py_1", "delete_by": "2026-12-10T02:00:00+00:00"})
+        "minutes": 10, "amount": 500, "payment_ref": "py_1", "delete_by": "2026-12-10T02:00:00+00:00",
+        "handed_back_at": "2026-12-10T02:00:00+00:00"})
     parts = notices.render(notice, {"code": "123456"})
     notice.channel = "sms"
     parts["sms"] = notices.render(notice, {"code": "123456"})["text"]

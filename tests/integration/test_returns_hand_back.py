@@ -550,6 +550,7 @@ def test_a_form_error_is_shown_beside_the_exception_in_the_staffs_language(staff
 
 @pytest.mark.django_db(transaction=True)
 def test_one_card_handed_back_from_the_exception_queue_at_two_desks_at_once_is_recorded_once(make_card):
+    from closeout.notifications.models import Notice
     from tests.hardening.test_concurrency import kinds, race
 
     queued = _queued_after_withdrawal(make_card)
@@ -562,6 +563,7 @@ def test_one_card_handed_back_from_the_exception_queue_at_two_desks_at_once_is_r
     assert all(isinstance(o, returns.CardHandedBackAlready) for o in outcomes if o not in recorded), kinds(outcomes)
     assert HandBack.objects.count() == 1 and AuditEvent.objects.filter(action="card.handed_back").count() == 1
     assert AuditEvent.objects.filter(action="return.exception_resolved").count() == 1
+    assert Notice.objects.filter(template="card_handed_back").count() == 2  # the holder is told once: email, SMS
 
 
 def test_the_exceptions_to_hand_back_are_listed_in_three_queries_however_long_the_queue(

@@ -43,7 +43,7 @@ from closeout.notifications.models import UNDELIVERED, Notice
 log = logging.getLogger(__name__)
 
 TEMPLATES = ("otp", "receipt", "fees_paid", "withdrawn", "status", "appointment_booked", "appointment_reminder",
-             "cash_ready", "esim_delete_request")
+             "cash_ready", "esim_delete_request", "card_handed_back")
 LANGUAGES = ("zh-hans", "zh-hant", "en")
 
 
@@ -255,6 +255,25 @@ def notice_esim_delete_request(*, case) -> list[Notice]:
         key=f"{case.reference}:esim_delete_request",
         context={"reference": case.reference, "card_masked": documents.mask_card_number(card.number),
                  "delete_by": case.deadline_at.isoformat() if case.deadline_at else ""},
+    )
+
+
+def notice_card_handed_back(*, hand_back) -> list[Notice]:
+    """Tell the holder that their card kept for them went back to them: posted back, with the
+    carrier's tracking reference, or collected at a branch counter, and on which day; in the
+    case's language (the holder's for a card without a case), once per hand-back. Recorded in the
+    caller's transaction and delivered after it commits; a holder with no contact on file (or
+    shredded) is sent nothing.
+
+    :raises InvalidAddress: for a malformed address on file (the holder record never takes one).
+    """
+    card, case = hand_back.card, hand_back.case
+    return notice_send_holder(
+        holder=card.holder, template="card_handed_back", language=case.language if case else None, case=case,
+        card=card, key=f"hand_back:{hand_back.id}",
+        context={"reference": case.reference if case else "", "card_masked": documents.mask_card_number(card.number),
+                 "method": hand_back.method, "tracking_ref": hand_back.tracking_ref,
+                 "handed_back_at": hand_back.handed_back_at.isoformat()},
     )
 
 

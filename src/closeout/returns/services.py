@@ -413,7 +413,8 @@ def card_hand_back(*, checkin_id: int, method: str, actor: str, tracking_ref: st
                    desk: str = "") -> HandBack:
     """Record that the card of a received check-in, kept for the customer, went back to its holder:
     posted back with the carrier's tracking reference, or collected at a branch counter. The card
-    leaves the warehouse's list; the audit trail and the case's timeline record it.
+    leaves the warehouse's list; the audit trail and the case's timeline record it, and the holder
+    is told by email and SMS once it commits (`notifications.services.notice_card_handed_back`).
 
     :raises CardHandedBackAlready: when this card received was handed back before.
     :raises CardNotToHandBack: when the card may be destroyed, or its closure may still need it.
@@ -488,8 +489,12 @@ def _checkin_to_hand_back(checkin_id: int) -> CheckIn:
 
 
 def _hand_back_recorded(record: HandBack, *, actor: str) -> None:
-    """The audit event of a hand-back and, for a case, the event on its timeline. The note staff
-    typed stays on the record only: the audit trail cannot be shredded with the holder's data."""
+    """The audit event of a hand-back, for a case the event on its timeline, and the holder's
+    notice (sent once the hand-back commits). The note staff typed stays on the record only: the
+    audit trail cannot be shredded with the holder's data, and the customer is told how and when,
+    not what the warehouse wrote down."""
+    from closeout.notifications.services import notice_card_handed_back
+
     case = record.case
     audit_record(actor=actor, action="card.handed_back", subject=f"card:{record.card_id}", after=record.method,
                  reason=record.tracking_ref, data={"case": case.reference if case else "", "checkin": record.checkin_id,
@@ -499,6 +504,7 @@ def _hand_back_recorded(record: HandBack, *, actor: str) -> None:
                                  actor=actor, from_state=case.state, to_state=case.state,
                                  note=_hand_back_note(record),
                                  data={"method": record.method})
+    notice_card_handed_back(hand_back=record)
 
 
 def return_exception_hand_back(*, exception_id: int, method: str, actor: str, tracking_ref: str = "",
@@ -507,8 +513,8 @@ def return_exception_hand_back(*, exception_id: int, method: str, actor: str, tr
     with it, all in one transaction: a card the warehouse did not expect (its closure withdrawn
     before it arrived, or none asked for) is the holder's, and would otherwise wait in the queue
     until someone typed what became of it. The hand-back is recorded and audited as for a card
-    received (`card_hand_back`), against the card's own case; the exception's resolution says how
-    the card went back.
+    received (`card_hand_back`), against the card's own case, and the holder is told as for it; the
+    exception's resolution says how the card went back.
 
     :raises CardAwaited: when a closure waits for the card (it is matched to its case instead).
     :raises CardHandedBackAlready: when the exception's card was handed back before.
