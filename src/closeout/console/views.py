@@ -414,11 +414,22 @@ def _branch(request) -> Branch | None:
     return found or Branch.objects.filter(active=True).order_by("code").first()
 
 
+# The days the board shows: a year typed far off (0001, 9999) would overflow the time zone
+# arithmetic of its queries, so the board shows today instead.
+BOARD_DAYS = (date(1900, 1, 1), date(9998, 12, 31))
+
+
+def _board_day(day: date | None) -> date:
+    if day is None or not BOARD_DAYS[0] <= day <= BOARD_DAYS[1]:
+        return timezone.localtime(clock.now()).date()
+    return day
+
+
 def _day(request) -> date:
     try:
-        return date.fromisoformat(request.GET.get("day", ""))
+        return _board_day(date.fromisoformat(request.GET.get("day", "")))
     except ValueError:
-        return timezone.localtime(clock.now()).date()
+        return _board_day(None)
 
 
 BOOKING_ERRORS = {  # read in the staff member's language, not the one active at import
@@ -467,7 +478,7 @@ def appointment_book(request):
         messages.error(request, _("Check the card number and the slot."))
         return _board_page(request, branch, _day(request), form)
     data = form.cleaned_data
-    day = timezone.localtime(data["starts_at"]).date()
+    day = _board_day(timezone.localtime(data["starts_at"]).date())
     card = Card.objects.filter(number=data["card_number"]).first()
     case = ClosureCase.objects.filter(reference=data["reference"].strip().upper()).first() if data["reference"] else None
     if card is None or (case is not None and case.card_id != card.id):
