@@ -166,7 +166,8 @@ def case_actions(case: ClosureCase) -> dict:
 NOTICE_KINDS = {
     "receipt": _("Receipt"), "status": _("Status update"), "fees_paid": _("Fees paid"),
     "withdrawn": _("Withdrawal"), "otp": _("One-time code"), "appointment_reminder": _("Appointment reminder"),
-    "cash_ready": _("Cash ready to collect"),
+    "cash_ready": _("Cash ready to collect"), "appointment_booked": _("Appointment confirmation"),
+    "esim_delete_request": _("Request to delete the eSIM"),
 }
 NOTICE_STATUSES = {"queued": _("Waiting to be sent"), "sent": _("Sent"), "failed": _("Failed")}
 

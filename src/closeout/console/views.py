@@ -939,6 +939,11 @@ def _decide(request, reference: str, decide, ok: str, **kwargs):
                        or _("This refund is not waiting for a decision."))
     else:
         messages.success(request, _decided_before(reference, actor) or ok)
+    return _decided_page(request, reference)
+
+
+def _decided_page(request, reference: str):
+    """Back to the page the approver decided on: the case, or the queue."""
     if request.POST.get("back") == "case":
         return _case_redirect(reference)
     return redirect("console:refunds")
@@ -972,7 +977,7 @@ def refund_approve(request, reference: str):
 def refund_reject(request, reference: str):
     reason = _reason(request)
     if reason is None:
-        return redirect("console:refunds")
+        return _decided_page(request, reference)
     return _decide(request, reference, closures.refund_reject, _("The refund is rejected; the case is on hold."),
                    reason=reason)
 
