@@ -12,6 +12,7 @@ import django_otp
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
+from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -565,8 +566,11 @@ def counter_start(request):
     elif request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         reference = data["reference"].strip().upper()
-        appointment = Appointment.objects.filter(case__reference=reference, status=Appointment.Status.BOOKED,
-                                                 branch=branch, visit__isnull=True).first()
+        # The customer's booking at this branch: made for the case, or for its card before the case
+        # was opened (at the counter, say), so that serving them marks it served.
+        appointment = (Appointment.objects.filter(status=Appointment.Status.BOOKED, branch=branch, visit__isnull=True)
+                       .filter(Q(case__reference=reference) | Q(case__isnull=True, card__closures__reference=reference))
+                       .order_by("starts_at").first())
         try:
             visit = appointments.counter_id_check(
                 reference=reference, branch=branch, clerk=request.staff.actor, id_type=data["id_type"],
