@@ -518,3 +518,21 @@ def test_warehouse_hands_back_a_card_from_the_exception_queue_and_shows_errors_b
     assert page.dialogs[-1] == "Record that this card went back to the customer? Its exception is then resolved."
     assert HandBack.objects.get().checkin_id == queued.checkin_id
     assert ReturnException.objects.get(id=queued.id).resolved_at is not None
+
+
+def test_on_a_phone_wide_tables_scroll_on_their_own_and_the_page_stays_the_screens_width(page, live_server,
+                                                                                         make_card):
+    case = case_in_state(make_card("YKT", balance=90000), "refund_pending")
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, live_server, "refund_approver")
+
+    for path in ("/console/refunds/", f"/console/cases/{case.reference}/"):
+        page.goto(f"{live_server.url}{path}")
+        shot(page, "phone-" + path.strip("/").replace("/", "-"))
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.goto(f"{live_server.url}/console/refunds/")
+    queue = page.locator("table.list")
+    assert queue.evaluate("table => table.scrollWidth > table.clientWidth")  # its columns are there, sideways
+    queue.locator(f"tr[data-reference='{case.reference}']").get_by_role("button", name="Approve refund").click()
+    page.get_by_text("The refund is approved").wait_for()
+    assert RefundApproval.objects.get(case=case).decision == "approved"

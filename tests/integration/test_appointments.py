@@ -156,6 +156,23 @@ def test_a_booking_that_fails_keeps_what_the_clerk_typed(staff_client, branch, m
     assert not Appointment.objects.filter(card=card).exists()
 
 
+def test_a_day_typed_far_off_shows_todays_board_instead_of_failing(staff_client, branch, make_card):
+    client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    card = make_card()
+    today = timezone.localtime(clock.now()).date().isoformat()
+
+    for day in ("0001-01-01", "9999-12-31"):
+        board = client.get("/console/appointments/", {"branch": "HK-CEN", "day": day})
+        assert board.status_code == 200 and f'value="{today}"' in board.content.decode()
+    early = client.post("/console/appointments/book", {"branch": "HK-CEN", "card_number": card.number,
+                                                       "starts_at": "0001-01-01T10:00", "reference": ""})
+
+    page = early.content.decode()
+    assert early.status_code == 200 and "That slot is in the past." in page
+    assert 'value="0001-01-01T10:00"' in page and f'value="{today}"' in page
+    assert not Appointment.objects.filter(card=card).exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_bookings_never_double_book_a_counter(branch, make_card):
     """Eight customers race for one slot with two counters: exactly two get it."""

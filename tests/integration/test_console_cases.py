@@ -352,6 +352,32 @@ def test_the_case_page_names_state_channel_and_id_document_in_the_staff_members_
     assert "Closed" not in board.split("<svg")[1].split("</svg>")[0]  # the chart's states in Chinese
 
 
+def test_why_a_case_waits_for_staff_and_what_the_customer_was_asked_read_in_the_staff_members_language(
+        staff_client, make_card):
+    from closeout.closures.models import CaseEvent
+    from closeout.notifications.services import notice_esim_delete_request
+
+    client, _ = staff_client("supervisor")
+    case = case_in_state(make_card("ESIM"), "verified")
+    notice_esim_delete_request(case=case)
+    for key, note in (("counter", "card to be handed in at a branch: no carrier label"),
+                      ("smdp", "SM-DP+ refused the release: profile in use")):
+        CaseEvent.objects.create(case=case, key=key, at=timezone.now(), actor="system", from_state=case.state,
+                                 to_state=case.state, note=note)
+    ClosureCase.objects.filter(id=case.id).update(state=states.FAILED, attention_reason="eSIM release refused")
+
+    chinese = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    board = client.get("/console/sla/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    english = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    assert "<strong>需人手處理</strong> — <span class=\"error\">eSIM 設定檔釋放被拒</span>" in chinese
+    assert "需人手處理 — eSIM 設定檔釋放被拒" in board and "eSIM release refused" not in chinese + board
+    assert "請求刪除 eSIM" in chinese and "esim_delete_request" not in chinese
+    assert "卡片將在客務中心交回：無需速遞標籤" in chinese and "SM-DP+ 拒絕釋放：profile in use" in chinese
+    assert "no carrier label" not in chinese and "refused the release" not in chinese
+    assert "eSIM release refused" in english and "Request to delete the eSIM" in english
+
+
 def test_the_console_says_email_in_the_words_of_the_rest_of_the_product(staff_client, make_card):
     client, _ = staff_client("supervisor")
     case = case_in_state(make_card("OCTO"), "submitted")

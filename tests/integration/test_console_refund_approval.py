@@ -196,3 +196,31 @@ def test_the_home_page_says_how_many_refunds_wait_for_the_approver(staff_client,
     link = home.split('data-action="refund.approve"')[1].split("</li>")[0]
     assert 'data-waiting="2">(2)</strong>' in link
     assert "data-waiting" not in agent.get("/console/").content.decode()  # works neither queue
+
+
+def test_a_rejection_without_a_reason_on_the_case_page_stays_on_the_case_page(staff_client, make_card):
+    case = _waiting(make_card)
+    approver, _ = staff_client("refund_approver")
+    seen = re.search(r'name="seen" value="([0-9a-f]+)"',
+                     approver.get(f"/console/cases/{case.reference}/").content.decode())[1]
+
+    answer = approver.post(f"/console/refunds/{case.reference}/reject", {"reason": "   ", "seen": seen,
+                                                                         "back": "case"})
+
+    assert answer.status_code == 302 and answer["Location"] == f"/console/cases/{case.reference}/"
+    assert "Give a reason." in approver.get(answer["Location"]).content.decode()
+    assert RefundApproval.objects.get(case=case).decision == ""
+
+
+def test_an_approval_with_a_note_reads_as_an_approval_on_the_case_page(staff_client, make_card):
+    case = _waiting(make_card)
+    approver, _ = staff_client("refund_approver")
+
+    approver.post(f"/console/refunds/{case.reference}/approve", {"note": "account name checked",
+                                                                 "seen": _seen(approver, case.reference)})
+
+    english = approver.get(f"/console/cases/{case.reference}/").content.decode()
+    chinese = approver.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    assert "refund approved: account name checked" in english
+    assert re.search(r'data-approval="approved">Approved by [^<]+: account name checked</p>', english)
+    assert "退款已批准：account name checked" in chinese

@@ -342,6 +342,28 @@ def test_counter_visit_checks_id_takes_the_card_and_the_customer_confirms(staff_
     assert case.reference in latin and "HKID" in latin and "Cut through chip" in latin and "hkid" not in latin
 
 
+def test_a_booking_made_before_the_case_was_opened_is_served_with_the_case(staff_client, make_card, branch):
+    client, _ = staff_client("branch_clerk", branch_code="HK-CEN")
+    card = make_card("OCTO")
+    appointment = appointments.appointment_book(card=card, branch=branch, starts_at=local(next_working_day(), 10),
+                                                actor="staff:clerk")  # booked for the card: no case yet
+    case = closures.closure_request(card=card, channel="branch", requester="staff:clerk")  # opened at the counter
+    for _ in range(6):
+        case = ClosureCase.objects.get(id=case.id)
+        if not case.next_action:
+            break
+        workflow.ACTIONS[case.next_action](case.reference, case.next_action_id)
+    assert case.state == states.AWAITING_RETURN
+
+    started = client.post("/console/counter/", {"reference": case.reference, "id_type": "hkid", "id_number": HKID,
+                                                "original_seen": "on", "photo_matches": "on"})
+    client.post(started["Location"], {"method": "CUT"})
+    client.post(started["Location"] + "confirm", {"confirm": "yes"})
+
+    appointment.refresh_from_db()
+    assert appointment.status == Appointment.Status.SERVED and appointment.visit.case == case
+
+
 def test_the_counter_speaks_the_customers_language_to_the_customer(staff_client, make_card, branch):
     """The clerk works in simplified Chinese; the customer's case is in traditional Chinese: the
     screen turned towards the customer and the receipt speak the customer's, the clerk's own

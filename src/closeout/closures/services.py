@@ -860,7 +860,7 @@ def refund_approve(*, reference: str, approver: str, note: str = "", seen: str |
         approval.note = note[:300]
         approval.save()
         _schedule_action(case, "refund", key=f"approve:{approval.requested_at.isoformat()}", actor=approver,
-                         note=note or "refund approved")
+                         note=f"refund approved: {note}"[:300] if note else "refund approved")
         return case
 
 

@@ -86,11 +86,13 @@ NOTE_LABELS = {
     "refund ready to collect in cash at a branch": _("refund ready to collect in cash at a branch"),
     "no carrier label: the customer prints the prepaid label": _("no carrier label: the customer prints the prepaid label"),
     "card collected at a branch counter": _("card collected at a branch counter"),
+    "card to be handed in at a branch: no carrier label": _("card to be handed in at a branch: no carrier label"),
 }
 # System notes that carry what a person wrote or a name after a fixed part: the fixed part in the
 # reader's words, the rest as written.
 NOTE_PATTERNS = [
     (re.compile(r"fee waived: (?P<rest>.+)", re.S), _("fee waived: %(rest)s")),
+    (re.compile(r"refund approved: (?P<rest>.+)", re.S), _("refund approved: %(rest)s")),
     (re.compile(r"refund rejected: (?P<rest>.+)", re.S), _("refund rejected: %(rest)s")),
     (re.compile(r"refund failed: (?P<rest>.+)", re.S), _("refund failed: %(rest)s")),
     (re.compile(r"eSIM deletion waived: (?P<rest>.+)", re.S), _("eSIM deletion waived: %(rest)s")),
@@ -98,8 +100,17 @@ NOTE_PATTERNS = [
     (re.compile(r"card posted back to the holder \(tracking (?P<rest>.+)\)"),
      _("card posted back to the holder (tracking %(rest)s)")),
     (re.compile(r"waiting for (?P<rest>.+) to acknowledge the unbind"), _("waiting for %(rest)s to acknowledge the unbind")),
+    (re.compile(r"SM-DP\+ refused the release: (?P<rest>.+)", re.S), _("SM-DP+ refused the release: %(rest)s")),
     (re.compile(r"unbind: (?P<rest>.+)", re.S), _("unbind failed: %(rest)s")),
 ]
+# Why a case waits for staff (its `attention_reason`), in the reader's words; an unbind that failed
+# as its note reads, and the error a step ended with as it was written.
+ATTENTION_LABELS = {
+    "refund failed": _("refund failed"),
+    "eSIM release refused": _("eSIM release refused"),
+    "eSIM profile not deleted in time": _("eSIM profile not deleted in time"),
+    "card not received in time": _("card not received in time"),
+}
 TIMELINE_KINDS = {"note": pgettext_lazy("timeline", "note"), "notice": pgettext_lazy("timeline", "notice sent again"),
                   "identity": pgettext_lazy("timeline", "identity checked"),
                   "id_checked": pgettext_lazy("timeline", "ID document checked at the counter"),
@@ -133,6 +144,13 @@ def note_label(note: str) -> str:
         if match := pattern.fullmatch(note):
             return str(words) % {"rest": match["rest"]}
     return note
+
+
+def attention_label(reason: str) -> str:
+    """Why a case waits for staff, in the reader's words."""
+    if reason in ATTENTION_LABELS:
+        return str(ATTENTION_LABELS[reason])
+    return note_label(reason)
 
 
 def _amount(text: str) -> str:

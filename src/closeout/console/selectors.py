@@ -167,6 +167,7 @@ NOTICE_KINDS = {
     "receipt": _("Receipt"), "status": _("Status update"), "fees_paid": _("Fees paid"),
     "withdrawn": _("Withdrawal"), "otp": _("One-time code"), "appointment_reminder": _("Appointment reminder"),
     "cash_ready": _("Cash ready to collect"), "card_handed_back": _("Handed back to the customer"),
+    "appointment_booked": _("Appointment confirmation"), "esim_delete_request": _("Request to delete the eSIM"),
 }
 NOTICE_STATUSES = {"queued": _("Waiting to be sent"), "sent": _("Sent"), "failed": _("Failed")}
 

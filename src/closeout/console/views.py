@@ -12,6 +12,7 @@ import django_otp
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
+from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -414,11 +415,22 @@ def _branch(request) -> Branch | None:
     return found or Branch.objects.filter(active=True).order_by("code").first()
 
 
+# The days the board shows: a year typed far off (0001, 9999) would overflow the time zone
+# arithmetic of its queries, so the board shows today instead.
+BOARD_DAYS = (date(1900, 1, 1), date(9998, 12, 31))
+
+
+def _board_day(day: date | None) -> date:
+    if day is None or not BOARD_DAYS[0] <= day <= BOARD_DAYS[1]:
+        return timezone.localtime(clock.now()).date()
+    return day
+
+
 def _day(request) -> date:
     try:
-        return date.fromisoformat(request.GET.get("day", ""))
+        return _board_day(date.fromisoformat(request.GET.get("day", "")))
     except ValueError:
-        return timezone.localtime(clock.now()).date()
+        return _board_day(None)
 
 
 BOOKING_ERRORS = {  # read in the staff member's language, not the one active at import
@@ -467,7 +479,7 @@ def appointment_book(request):
         messages.error(request, _("Check the card number and the slot."))
         return _board_page(request, branch, _day(request), form)
     data = form.cleaned_data
-    day = timezone.localtime(data["starts_at"]).date()
+    day = _board_day(timezone.localtime(data["starts_at"]).date())
     card = Card.objects.filter(number=data["card_number"]).first()
     case = ClosureCase.objects.filter(reference=data["reference"].strip().upper()).first() if data["reference"] else None
     if card is None or (case is not None and case.card_id != card.id):
@@ -554,8 +566,11 @@ def counter_start(request):
     elif request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         reference = data["reference"].strip().upper()
-        appointment = Appointment.objects.filter(case__reference=reference, status=Appointment.Status.BOOKED,
-                                                 branch=branch, visit__isnull=True).first()
+        # The customer's booking at this branch: made for the case, or for its card before the case
+        # was opened (at the counter, say), so that serving them marks it served.
+        appointment = (Appointment.objects.filter(status=Appointment.Status.BOOKED, branch=branch, visit__isnull=True)
+                       .filter(Q(case__reference=reference) | Q(case__isnull=True, card__closures__reference=reference))
+                       .order_by("starts_at").first())
         try:
             visit = appointments.counter_id_check(
                 reference=reference, branch=branch, clerk=request.staff.actor, id_type=data["id_type"],
@@ -928,6 +943,11 @@ def _decide(request, reference: str, decide, ok: str, **kwargs):
                        or _("This refund is not waiting for a decision."))
     else:
         messages.success(request, _decided_before(reference, actor) or ok)
+    return _decided_page(request, reference)
+
+
+def _decided_page(request, reference: str):
+    """Back to the page the approver decided on: the case, or the queue."""
     if request.POST.get("back") == "case":
         return _case_redirect(reference)
     return redirect("console:refunds")
@@ -961,7 +981,7 @@ def refund_approve(request, reference: str):
 def refund_reject(request, reference: str):
     reason = _reason(request)
     if reason is None:
-        return redirect("console:refunds")
+        return _decided_page(request, reference)
     return _decide(request, reference, closures.refund_reject, _("The refund is rejected; the case is on hold."),
                    reason=reason)
 

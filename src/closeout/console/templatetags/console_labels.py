@@ -1,6 +1,6 @@
 """Codes in the staff member's words in console templates: `{{ case.state|state_label }}`,
 `|channel_label`, `|id_type_label`, `|timeline_kind`, `|settled_label`, `|exception_reason`,
-`|destination_label`, `|destruction_method`, `|hand_back_method`, `|appointment_status` (a table each), and `|note_label`, `|fee_label`, `|charge_label`, `|actor_label[:staff_names]`, `|destination_detail`."""
+`|destination_label`, `|destruction_method`, `|hand_back_method`, `|appointment_status` (a table each), and `|note_label`, `|attention_label`, `|fee_label`, `|charge_label`, `|actor_label[:staff_names]`, `|destination_detail`."""
 
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ for name, table in TABLES.items():
 @register.filter
 def note_label(note: str) -> str:
     return labels.note_label(note)
+
+
+@register.filter
+def attention_label(reason: str) -> str:
+    return labels.attention_label(reason)
 
 
 @register.filter
