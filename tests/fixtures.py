@@ -25,6 +25,17 @@ HKID = "A1234563"  # check digit valid: A123456(3)
 CN_ID = "11010119900307803X"
 
 
+@pytest.fixture(autouse=True)
+def default_language():
+    """Every test starts in the default language: a page or a notice an earlier test rendered in this
+    thread leaves its language active, and month names and messages would follow it."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def products(db):
     from closeout.demo import products_load
