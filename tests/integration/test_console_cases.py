@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.utils import timezone
 
@@ -310,7 +312,6 @@ def test_a_settled_charge_cannot_be_waived_twice(staff_client, make_card):
 
 def test_the_case_page_lists_what_the_customer_was_sent_and_what_failed(staff_client, make_card,
                                                                       django_capture_on_commit_callbacks):
-    import re
 
     from closeout.integrations.models import SimFault
 
@@ -404,3 +405,65 @@ def test_a_product_that_takes_no_phone_closures_is_refused_before_the_quote(staf
     assert "does not take closure requests by Phone" in page
     assert client.get("/console/open/quote/")["Location"] == "/console/open/"  # nothing was kept to go on with
     assert not ClosureCase.objects.filter(card=card).exists()
+
+
+def test_a_case_resumed_with_a_note_reads_as_a_resume_in_the_timeline(staff_client, make_card):
+    client, _ = staff_client("agent")
+    case = case_in_state(make_card("OCTO"), "submitted")
+    base = f"/console/cases/{case.reference}"
+    client.post(f"{base}/hold", {"reason": "customer will call back"})
+
+    client.post(f"{base}/resume", {"reason": "customer called back"})
+
+    english = client.get(f"{base}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    chinese = client.get(f"{base}/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+    assert "<strong>Submitted</strong> — resumed: customer called back" in english
+    assert "<strong>已提交</strong> — 已恢復處理：customer called back" in chinese
+
+
+def test_the_chinese_case_page_sets_asides_in_full_width_brackets_and_latin_words_apart(staff_client, make_card):
+    from tests.aftercare_support import close_card
+
+    client, _ = staff_client("supervisor")
+    case = close_card(make_card("YKT", balance=900), channel="partner_api")
+
+    pages = {language: client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+             for language in ("zh-hant", "zh-hans", "en")}
+
+    assert "<small>（closeout（自動））</small>" in pages["zh-hant"]
+    assert "<small>（closeout（自动））</small>" in pages["zh-hans"]
+    assert "狀態更新（已退款）" in pages["zh-hant"] and "状态更新（已退款）" in pages["zh-hans"]
+    assert "經合作夥伴 API 申請" in pages["zh-hant"] and "经合作伙伴 API 申请" in pages["zh-hans"]
+    for language in ("zh-hant", "zh-hans"):
+        timeline = pages[language].split('<ol class="timeline">')[1]
+        notices = pages[language].split('id="notices"')[1].split("</table>")[0]
+        assert "(" not in re.sub(r"<[^>]+>", "", timeline + notices), language
+    assert "<small> (closeout (automatic))</small>" in pages["en"] and "Status update (Refunded)" in pages["en"]
+    assert "requested via Partner API" in pages["en"]
+
+
+@pytest.mark.parametrize("language,note", [
+    ("en", "Times are Hong Kong Time (UTC+08:00); logs are in UTC."),
+    ("zh-hans", "页面时间均为香港时间（UTC+08:00）；日志使用 UTC。"),
+    ("zh-hant", "頁面時間均為香港時間（UTC+08:00）；日誌使用 UTC。"),
+])
+def test_the_console_says_which_clock_its_times_read(staff_client, make_card, language, note):
+    client, _ = staff_client("agent")
+    case = case_in_state(make_card("OCTO"), "submitted")
+
+    page = client.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+
+    assert f'<footer class="foot" data-time-zone="Asia/Hong_Kong"><small>{note}</small></footer>' in page
+    assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+08:00">', page)
+
+
+def test_the_clock_the_console_names_is_the_operators_own(staff_client, settings):
+    client, _ = staff_client("agent")
+
+    settings.TIME_ZONE = "Europe/London"
+    london = client.get("/console/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    settings.TIME_ZONE = "UTC"
+    utc = client.get("/console/", HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+
+    assert re.search(r"Times are British Time \(UTC[+]0[01]:00\); logs are in UTC\.", london)
+    assert "頁面時間均為 UTC，與日誌相同。" in utc

@@ -157,7 +157,7 @@ def test_an_approver_who_comes_second_is_told_who_approved_first(staff_client, m
     answer = second.post(f"/console/refunds/{case.reference}/approve", {"seen": seen}, follow=True).content.decode()
 
     assert f"{first_profile.user.email} already approved this refund" in answer
-    assert "The refund is approved and will be paid" not in answer
+    assert "is approved and will be paid" not in answer
     assert RefundApproval.objects.get(case=case).decided_by == first_profile.actor
 
 
@@ -169,7 +169,8 @@ def test_approving_twice_in_a_row_says_approved_both_times(staff_client, make_ca
     answers = [approver.post(f"/console/refunds/{case.reference}/approve", {"seen": seen}, follow=True)
                for _ in range(2)]
 
-    assert all("The refund is approved and will be paid" in a.content.decode() for a in answers)
+    assert all(f"The refund of case {case.reference} is approved and will be paid" in a.content.decode()
+               for a in answers)
     assert RefundApproval.objects.get(case=case).decision == "approved"
 
 
@@ -194,7 +195,7 @@ def test_the_home_page_says_how_many_refunds_wait_for_the_approver(staff_client,
     home = approver.get("/console/").content.decode()
 
     link = home.split('data-action="refund.approve"')[1].split("</li>")[0]
-    assert 'data-waiting="2">(2)</strong>' in link
+    assert 'data-waiting="2"> (2)</strong>' in link
     assert "data-waiting" not in agent.get("/console/").content.decode()  # works neither queue
 
 
@@ -224,3 +225,51 @@ def test_an_approval_with_a_note_reads_as_an_approval_on_the_case_page(staff_cli
     assert "refund approved: account name checked" in english
     assert re.search(r'data-approval="approved">Approved by [^<]+: account name checked</p>', english)
     assert "退款已批准：account name checked" in chinese
+
+
+def test_a_decision_from_the_queue_says_which_case_it_was_made_on(staff_client, make_card):
+    approved, rejected = _waiting(make_card), _waiting(make_card)
+    approver, _ = staff_client("refund_approver")
+
+    english = approver.post(f"/console/refunds/{approved.reference}/approve",
+                            {"seen": _seen(approver, approved.reference)}, follow=True).content.decode()
+    chinese = approver.post(f"/console/refunds/{rejected.reference}/reject",
+                            {"reason": "account holder name differs", "seen": _seen(approver, rejected.reference)},
+                            follow=True, HTTP_ACCEPT_LANGUAGE="zh-hant").content.decode()
+
+    assert f"The refund of case {approved.reference} is approved and will be paid." in english
+    assert f"申請 {rejected.reference} 的退款已駁回，申請已暫停處理。" in chinese
+
+
+def test_the_case_page_says_when_the_refund_was_approved_or_rejected(staff_client, make_card):
+    from django.utils import timezone
+
+    approved, rejected = _waiting(make_card), _waiting(make_card)
+    approver, profile = staff_client("refund_approver")
+    approver.post(f"/console/refunds/{approved.reference}/approve", {"seen": _seen(approver, approved.reference)})
+    approver.post(f"/console/refunds/{rejected.reference}/reject",
+                  {"reason": "account holder name differs", "seen": _seen(approver, rejected.reference)})
+
+    def shown(case, language):
+        page = approver.get(f"/console/cases/{case.reference}/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+        return re.search(r'<p data-approval="\w+">(.*?)</p>', page, re.S)[1]
+
+    def at(case):  # the minute of the decision, in Hong Kong as the rest of the page
+        return f"{timezone.localtime(RefundApproval.objects.get(case=case).decided_at):%Y-%m-%d %H:%M}"
+
+    who = profile.user.email
+    assert shown(approved, "en") == f"Approved by {who} at {at(approved)}"
+    assert shown(rejected, "en") == f"Rejected by {who} at {at(rejected)}: account holder name differs"
+    assert shown(approved, "zh-hant") == f"由 {who} 於 {at(approved)} 批准"
+    assert shown(rejected, "zh-hans") == f"由 {who} 于 {at(rejected)} 驳回：account holder name differs"
+
+
+def test_an_e_wallet_shows_its_last_four_characters_as_a_bank_account_does(staff_client, make_card):
+    wallet = _waiting(make_card, destination={"type": "ewallet", "provider": "payme", "wallet_id": "98765432"})
+    bank = _waiting(make_card)
+    client, _ = staff_client("refund_approver")
+
+    page = client.get("/console/refunds/").content.decode()
+
+    assert "payme ••••5432" in _row(page, wallet.reference) and "98765432" not in page
+    assert "004 ••••9012" in _row(page, bank.reference)

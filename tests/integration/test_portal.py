@@ -102,7 +102,7 @@ def test_a_customer_typing_full_width_characters_signs_in_and_closes(make_card, 
                             "wallet_id": _full_width("98765432"), "consent": "on"})
 
     case = ClosureCase.objects.get(card=card)
-    assert case.refund_destination["wallet_masked"] == "••••432"
+    assert case.refund_destination["wallet_masked"] == "••••5432"
 
 
 @pytest.mark.parametrize("language,heading", [("zh-hans", "找不到页面"), ("zh-hant", "找不到頁面"),
@@ -919,7 +919,7 @@ def test_the_quote_page_leads_back_to_the_account_check_keeping_the_refund_desti
     assert shown["wallet_id"] == "98765432" and "consent" not in shown  # consent is given again
     visitor.post("quote/", {"destination": "ewallet", "wallet_provider": "payme", "wallet_id": "98765432",
                             "consent": "on"})
-    assert ClosureCase.objects.get(card=card).refund_destination["wallet_masked"] == "••••432"
+    assert ClosureCase.objects.get(card=card).refund_destination["wallet_masked"] == "••••5432"
 
 
 def test_a_refused_booking_redirects_back_to_the_same_branch_and_day(visitor, make_card, branch):

@@ -148,6 +148,24 @@ def test_a_refusal_names_the_roles_that_may_do_it(staff_client):
     assert "Ask a supervisor" not in page.content.decode()  # a supervisor was asking
 
 
+@pytest.mark.parametrize("language", ["en", "zh-hans", "zh-hant"])
+def test_the_staff_page_names_each_role_as_the_home_page_does(staff_client, language):
+    from django.utils import translation
+
+    admin, _ = staff_client("admin")
+    for role in roles.ROLES:
+        make_staff(role)
+
+    page = admin.get("/console/staff/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+
+    shown = set(re.findall(r"</form></td><td>([^<]+)</td>", page))
+    with translation.override(language):
+        assert shown == {str(roles.ROLE_LABELS[role]) for role in roles.ROLES}
+        home = admin.get("/console/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+        assert str(roles.ROLE_LABELS[roles.ADMIN]) in home
+    assert {"Agent", "Admin"}.isdisjoint(shown)
+
+
 def test_anonymous_visitors_are_sent_to_sign_in(world):
     for _, method, path, data in endpoints(world):
         response = getattr(Client(), method)(path, data)

@@ -317,14 +317,14 @@ def _destination(destination: dict, card: Card) -> tuple[dict, str]:
             raise InvalidDestination("refund_destination.bank_code",
                                      "Bank code must be the 3-digit clearing code or an 8 or 11 character SWIFT code.")
         sealed = vault.encrypt(card.holder.data_key, account, context="bank")
-        return {"type": kind, "bank_code": bank, "account_masked": "••••" + account[-4:]}, sealed
+        return {"type": kind, "bank_code": bank, "account_masked": documents.mask_account(account)}, sealed
     if kind == "ewallet":
         wallet = documents.half_width(str(destination.get("wallet_id", ""))).strip()
         if not (3 <= len(wallet) <= 64):
             raise InvalidDestination("refund_destination.wallet_id", "E-wallet ID must be 3-64 characters.")
         provider = str(destination.get("provider", ""))[:20]
         sealed = vault.encrypt(card.holder.data_key, wallet, context="wallet")
-        return {"type": kind, "provider": provider, "wallet_masked": "••••" + wallet[-3:]}, sealed
+        return {"type": kind, "provider": provider, "wallet_masked": documents.mask_account(wallet)}, sealed
     if kind == "original":
         return original_destination(card.original_payment_ref), ""
     return {"type": kind}, ""
@@ -1167,14 +1167,15 @@ def closure_resume(*, reference: str, actor: str, note: str = "") -> ClosureCase
         if case.state not in (states.ON_HOLD, states.FAILED) or not case.resume_to:
             raise states.IllegalTransition(case.state, case.resume_to or "?")
         key = f"resume:{case.updated_at.isoformat()}"
+        note = f"resumed: {note}"[:300] if note else "resumed"
         if case.resume_to == states.REFUND_PENDING:
             _refund_ask_again(case, actor=actor)
-            _enter_refund_pending(case, actor=actor, key=key, note=note or "resumed")
+            _enter_refund_pending(case, actor=actor, key=key, note=note)
         elif case.resume_to == states.DEACTIVATING:
-            _transition(case, states.DEACTIVATING, actor=actor, key=key, note=note or "resumed",
+            _transition(case, states.DEACTIVATING, actor=actor, key=key, note=note,
                         action=_deactivation_step_left(case))
         else:
-            _transition(case, case.resume_to, actor=actor, key=key, note=note or "resumed")
+            _transition(case, case.resume_to, actor=actor, key=key, note=note)
         return case
 
 

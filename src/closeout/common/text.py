@@ -1,7 +1,8 @@
-"""Small checks on text typed by people or read from files."""
+"""Small checks on text typed by people or read from files, and translated words filled in."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 
@@ -42,6 +43,32 @@ def one_line_label(text: str, *, limit: int, blank_ok: bool = False) -> str:
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs") for ch in label):
         raise UnusableLabel("control", limit=limit)
     return label
+
+
+# Chinese characters, beside which catalogs set Latin letters and digits apart by a space ("eSIM 設定檔").
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def fill(words: str, values: dict[str, object]) -> str:
+    """Return `words % values` (translated words with `%(name)s` placeholders), with a space where
+    a value's Latin letter or digit meets a Chinese character of the words: "經合作夥伴 API 申請",
+    not "經合作夥伴 API申請". Chinese values and English words are filled in as they are."""
+
+    def value(match: re.Match) -> str:
+        if match[0] == "%%":
+            return "%"
+        text = str(values[match[1]])
+        if _latin(text[:1]) and _HAN.fullmatch(words[max(match.start() - 1, 0):match.start()]):
+            text = " " + text
+        if _latin(text[-1:]) and _HAN.fullmatch(words[match.end():match.end() + 1]):
+            text += " "
+        return text
+
+    return re.sub(r"%%|%\((\w+)\)s", value, words)
+
+
+def _latin(char: str) -> bool:
+    return char.isascii() and char.isalnum()
 
 
 def first_line(exc: BaseException) -> str:

@@ -5,12 +5,16 @@ import."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, tzinfo
 
+from babel.dates import get_timezone_name
+from django.utils import translation
 from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from closeout.common.money import parse_major
-from closeout.common.templatetags.closeout import money
+from closeout.common.templatetags.closeout import BABEL_LOCALES, money
+from closeout.common.text import fill
 from closeout.console.forms import ID_TYPES
 
 STATE_LABELS = {
@@ -96,6 +100,7 @@ NOTE_PATTERNS = [
     (re.compile(r"refund rejected: (?P<rest>.+)", re.S), _("refund rejected: %(rest)s")),
     (re.compile(r"refund failed: (?P<rest>.+)", re.S), _("refund failed: %(rest)s")),
     (re.compile(r"eSIM deletion waived: (?P<rest>.+)", re.S), _("eSIM deletion waived: %(rest)s")),
+    (re.compile(r"resumed: (?P<rest>.+)", re.S), _("resumed: %(rest)s")),
     (re.compile(r"card handed in at branch (?P<rest>\S+)"), _("card handed in at branch %(rest)s")),
     (re.compile(r"card posted back to the holder \(tracking (?P<rest>.+)\)"),
      _("card posted back to the holder (tracking %(rest)s)")),
@@ -133,7 +138,7 @@ def note_label(note: str) -> str:
     if note in NOTE_LABELS:
         return str(NOTE_LABELS[note])
     if match := re.fullmatch(r"requested via (\w+)", note):
-        return gettext("requested via %(channel)s") % {"channel": label(CHANNEL_LABELS, match[1])}
+        return fill(gettext("requested via %(channel)s"), {"channel": label(CHANNEL_LABELS, match[1])})
     if match := re.fullmatch(r"refunded (.+)", note):
         return gettext("refunded %(amount)s") % {"amount": _amount(match[1])}
     if match := re.fullmatch(r"waiting for payment of (.+)", note):
@@ -151,6 +156,19 @@ def attention_label(reason: str) -> str:
     if reason in ATTENTION_LABELS:
         return str(ATTENTION_LABELS[reason])
     return note_label(reason)
+
+
+def time_zone_note(zone: tzinfo, at: datetime) -> str:
+    """Which clock the console's times read (the operator's zone, `settings.TIME_ZONE`), beside
+    the UTC of the logs: "Times are Hong Kong Time (UTC+08:00); logs are in UTC." The offset is
+    the one at `at`."""
+    if getattr(zone, "key", "") in ("UTC", "Etc/UTC"):
+        return gettext("Times are UTC, as in the logs.")
+    offset = at.astimezone(zone).strftime("%z")
+    name = get_timezone_name(zone, width="long",
+                             locale=BABEL_LOCALES.get(translation.get_language() or "en", "en_HK"))
+    return fill(gettext("Times are %(zone)s (%(offset)s); logs are in UTC."),
+                {"zone": name, "offset": f"UTC{offset[:3]}:{offset[3:]}"})
 
 
 def _amount(text: str) -> str:

@@ -11,13 +11,14 @@ class StaffProfile(models.Model):
     """A member of staff: one role, the name the console shows them by, and the login failure
     counter behind the lockout. Their sign-in email stays their identifier in the audit trail."""
 
+    # Named as everywhere else in the console, in the reader's language.
     class Role(models.TextChoices):
-        AGENT = roles.AGENT, "Agent"
-        BRANCH_CLERK = roles.BRANCH_CLERK, "Branch clerk"
-        WAREHOUSE = roles.WAREHOUSE, "Warehouse"
-        REFUND_APPROVER = roles.REFUND_APPROVER, "Refund approver"
-        SUPERVISOR = roles.SUPERVISOR, "Supervisor"
-        ADMIN = roles.ADMIN, "Admin"
+        AGENT = roles.AGENT, roles.ROLE_LABELS[roles.AGENT]
+        BRANCH_CLERK = roles.BRANCH_CLERK, roles.ROLE_LABELS[roles.BRANCH_CLERK]
+        WAREHOUSE = roles.WAREHOUSE, roles.ROLE_LABELS[roles.WAREHOUSE]
+        REFUND_APPROVER = roles.REFUND_APPROVER, roles.ROLE_LABELS[roles.REFUND_APPROVER]
+        SUPERVISOR = roles.SUPERVISOR, roles.ROLE_LABELS[roles.SUPERVISOR]
+        ADMIN = roles.ADMIN, roles.ROLE_LABELS[roles.ADMIN]
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="staff")
     # Empty until set: the console then falls back to the email.

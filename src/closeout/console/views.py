@@ -33,7 +33,7 @@ from closeout.closures import states
 from closeout.closures.models import ClosureCase, RefundApproval
 from closeout.common import clock
 from closeout.common.templatetags.closeout import money
-from closeout.common.text import UnusableLabel, ascii_digits, one_line_label
+from closeout.common.text import UnusableLabel, ascii_digits, fill, one_line_label
 from closeout.console import forms, labels, roles, rules, selectors, services
 from closeout.console.access import SEEN_KEY, staff_view
 from closeout.console.models import NAME_MAX_LENGTH, StaffProfile
@@ -322,8 +322,8 @@ def case_cash_hand_over(request, reference: str):
 
 
 def _channel_refused(channel: str) -> str:
-    return _("This card's product does not take closure requests by %(channel)s. Offer the customer "
-             "another way to close it.") % {"channel": labels.label(labels.CHANNEL_LABELS, channel)}
+    return fill(_("This card's product does not take closure requests by %(channel)s. Offer the customer "
+                  "another way to close it."), {"channel": labels.label(labels.CHANNEL_LABELS, channel)})
 
 
 @require_http_methods(["GET", "POST"])
@@ -972,7 +972,8 @@ def _decided_before(reference: str, actor: str, *, mine_too: bool = False) -> st
 @require_POST
 @staff_view("refund.approve")
 def refund_approve(request, reference: str):
-    return _decide(request, reference, closures.refund_approve, _("The refund is approved and will be paid."),
+    return _decide(request, reference, closures.refund_approve,
+                   _("The refund of case %(reference)s is approved and will be paid.") % {"reference": reference},
                    note=request.POST.get("note", "").strip()[:300])
 
 
@@ -982,7 +983,8 @@ def refund_reject(request, reference: str):
     reason = _reason(request)
     if reason is None:
         return _decided_page(request, reference)
-    return _decide(request, reference, closures.refund_reject, _("The refund is rejected; the case is on hold."),
+    return _decide(request, reference, closures.refund_reject,
+                   _("The refund of case %(reference)s is rejected; the case is on hold.") % {"reference": reference},
                    reason=reason)
 
 

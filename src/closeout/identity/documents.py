@@ -80,6 +80,12 @@ def mask_card_number(number: str) -> str:
     return "•••• " + number[-4:]
 
 
+def mask_account(number: str) -> str:
+    """Show only the last four characters of a bank account or e-wallet ID, e.g. '••••9012'; none
+    of one that short, which four would give away whole."""
+    return "••••" + (number[-4:] if len(number) > 4 else "")
+
+
 _HKID = re.compile(r"^([A-Z]{1,2})([0-9]{6})\(?([0-9A])\)?$")
 
 

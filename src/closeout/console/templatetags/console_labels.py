@@ -1,12 +1,13 @@
 """Codes in the staff member's words in console templates: `{{ case.state|state_label }}`,
 `|channel_label`, `|id_type_label`, `|timeline_kind`, `|settled_label`, `|exception_reason`,
-`|destination_label`, `|destruction_method`, `|hand_back_method`, `|appointment_status` (a table each), and `|note_label`, `|attention_label`, `|fee_label`, `|charge_label`, `|actor_label[:staff_names]`, `|destination_detail`."""
+`|destination_label`, `|destruction_method`, `|hand_back_method`, `|appointment_status` (a table each), and `|note_label`, `|attention_label`, `|fee_label`, `|charge_label`, `|actor_label[:staff_names]`, `|destination_detail`; and `{% time_zone_note %}`."""
 
 from __future__ import annotations
 
 from functools import partial
 
 from django import template
+from django.utils import timezone
 
 from closeout.console import labels
 from closeout.portal import labels as portal_labels
@@ -70,6 +71,12 @@ def actor_label(actor: str, names: dict | None = None) -> str:
     if kind == "api":
         return labels.api_key(rest)
     return actor
+
+
+@register.simple_tag
+def time_zone_note() -> str:
+    """Which clock the page's times read, for whoever sets them beside the logs."""
+    return labels.time_zone_note(timezone.get_current_timezone(), timezone.now())
 
 
 @register.filter
