@@ -205,9 +205,13 @@ class Nemesis:
         self.done: Counter = Counter()
         self.errors: list[str] = []
 
-    def run(self, until: float, stop: threading.Event) -> None:
+    def run(self, until: float, stop: threading.Event, at_least: int = 2) -> None:
+        """Faults until `until`, and past it until `at_least` were done: one fault may outlast a short
+        run's window (a pause of 40 s; a web server that takes half a minute to start on a busy
+        machine), and a run with one fault is hardly a chaos run."""
         while not stop.is_set():
-            if stop.wait(self.rng.uniform(*self.gap)) or time.monotonic() > until:
+            if stop.wait(self.rng.uniform(*self.gap)) or (time.monotonic() > until
+                                                           and sum(self.done.values()) >= at_least):
                 return
             fault = self.rng.choice(self.faults)
             self.history.add("fault", name=fault.__name__)

@@ -26,7 +26,7 @@ def test_closures_survive_a_deploy_and_a_spell_of_faults_with_every_invariant_ke
 
     print(report.text())
     assert report.deployed_in_flight >= 80, report.text()  # RELIABILITY.md: 100 in flight survive a deploy
-    assert sum(report.faults.values()) >= 2, report.faults  # a pause alone may last 40 s
+    assert sum(report.faults.values()) >= 2, report.faults  # past the 30 s if the first fault outlasts them
     assert report.accepted >= 100, report.text()
     # The deploy's hundred cases alone hold 20 eSIMs (10 on a phone) and 13 refunds to approve.
     assert report.check["kinds"].get("esim", 0) >= 20, report.text()
