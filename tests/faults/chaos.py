@@ -20,7 +20,8 @@ The invariants, each checked over every case:
 - every case a client was told of (201) exists, for the card it named; no card has two cases;
 - each first answer is replayed byte for byte for the same Idempotency-Key;
 - no answer is a 500 (a 503 while the database is cut off is an answer: it says "try again"), to
-  the clients or the approvers; no approver is told that a decision was refused;
+  the clients or the approvers; no approver is told that a decision was refused (but the
+  supervisor, of its own closures, that it asked for them);
 - every case closes; at the provider, one refund of the quoted amount (none when nothing is owed);
 - a stored-value card blocked once in the card system; an eSIM's number taken out of service once,
   its profile left Unavailable at the SM-DP+ after one executed CancelOrder, deleted on its device
