@@ -174,22 +174,6 @@ def test_a_hand_back_rolled_back_sends_nothing(smtp_server, make_card):
     assert smtp_server.messages == [] and not SimSmsMessage.objects.exists()
 
 
-def test_an_exception_hand_back_that_fails_half_way_sends_nothing(smtp_server, make_card, monkeypatch):
-    queued = _queued_after_withdrawal(make_card)
-    _fresh(smtp_server)
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("the database went away")
-
-    monkeypatch.setattr(returns, "_exception_resolved", broken)
-    with pytest.raises(RuntimeError):
-        returns.return_exception_hand_back(exception_id=queued.id, method="POST", tracking_ref=TRACKING,
-                                           actor="staff:wh")
-
-    assert not HandBack.objects.exists() and not _handed_back_notices().exists()
-    assert smtp_server.messages == [] and not SimSmsMessage.objects.exists()
-
-
 def test_a_holder_who_prefers_sms_gets_only_the_text_message(smtp_server, make_card):
     kept = _in_language(_kept_on_the_shelf(lambda code: make_card(code, email="")), "zh-hant")
     _fresh(smtp_server)

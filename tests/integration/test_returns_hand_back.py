@@ -13,6 +13,7 @@ from closeout.cards.models import Card
 from closeout.closures import services as closures
 from closeout.closures.models import CaseEvent, ClosureCase
 from closeout.console.models import StaffProfile
+from closeout.notifications.models import Notice
 from closeout.returns import selectors as return_selectors
 from closeout.returns import services as returns
 from closeout.returns.models import CheckIn, Destruction, HandBack, ReturnException
@@ -475,6 +476,7 @@ def test_nothing_is_half_written_when_resolving_the_exception_fails(make_card, m
                                            actor="staff:wh")
 
     assert _nothing_resolved() and _still_open(queued)
+    assert not Notice.objects.filter(template="card_handed_back").exists()  # nothing told that did not happen
 
 
 def test_an_exception_resolved_otherwise_or_handed_back_before_is_not_handed_back_again(staff_client, make_card):
@@ -550,7 +552,6 @@ def test_a_form_error_is_shown_beside_the_exception_in_the_staffs_language(staff
 
 @pytest.mark.django_db(transaction=True)
 def test_one_card_handed_back_from_the_exception_queue_at_two_desks_at_once_is_recorded_once(make_card):
-    from closeout.notifications.models import Notice
     from tests.hardening.test_concurrency import kinds, race
 
     queued = _queued_after_withdrawal(make_card)
