@@ -158,7 +158,7 @@ def test_refund_approver_approves_a_refund(page, live_server, make_card):
     shot(page, "approver-queue")
     row.get_by_label("Note").fill("amount checked against the ledger")
     row.get_by_role("button", name="Approve refund").click()
-    page.get_by_text("The refund is approved").wait_for()
+    page.get_by_text(f"The refund of case {case.reference} is approved").wait_for()
     shot(page, "approver-done")
     assert RefundApproval.objects.get(case=case).decision == "approved"
 
@@ -177,7 +177,7 @@ def test_approving_a_refund_asks_first(page, live_server, make_card):
 
     page.answer_yes = True
     button.click()
-    page.get_by_text("The refund is approved").wait_for()
+    page.get_by_text(f"The refund of case {case.reference} is approved").wait_for()
     assert RefundApproval.objects.get(case=case).decision == "approved"
 
 
@@ -264,7 +264,7 @@ def test_a_double_click_on_approve_sends_one_decision(page, live_server, make_ca
 
     page.locator(f"tr[data-reference='{case.reference}']").get_by_role("button", name="Approve refund").dblclick()
 
-    page.get_by_text("The refund is approved").wait_for()
+    page.get_by_text(f"The refund of case {case.reference} is approved").wait_for()
     assert len(sent) == 1, sent
     assert len(page.dialogs) == 1  # asked once, not once per click
 
@@ -534,5 +534,5 @@ def test_on_a_phone_wide_tables_scroll_on_their_own_and_the_page_stays_the_scree
     queue = page.locator("table.list")
     assert queue.evaluate("table => table.scrollWidth > table.clientWidth")  # its columns are there, sideways
     queue.locator(f"tr[data-reference='{case.reference}']").get_by_role("button", name="Approve refund").click()
-    page.get_by_text("The refund is approved").wait_for()
+    page.get_by_text(f"The refund of case {case.reference} is approved").wait_for()
     assert RefundApproval.objects.get(case=case).decision == "approved"
