@@ -78,8 +78,9 @@ def exceptions_to_hand_back() -> list[ReturnException]:
     listed = []
     for item in items:
         card = cards.get(item.card_number)
-        if card is not None and may_hand_back_unexpected(card, cases.get(card.id)):
-            item.hand_back_card, item.hand_back_case = card, cases.get(card.id)
+        case = cases.get(card.id) if card is not None else None
+        if card is not None and may_hand_back_unexpected(card, case):
+            item.hand_back_card, item.hand_back_case = card, case
             listed.append(item)
     return listed
 
